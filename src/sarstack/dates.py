@@ -1,0 +1,182 @@
+"""Dates in file names, pair networks and incidence matrices.
+
+This is the single home for every date and network rule in sarstack:
+both branches (RTC pairs, InSAR interferograms) use it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from sarstack.errors import SarstackError
+
+# An 8-digit date, optionally followed by a 'T' time, not embedded in a longer digit run.
+_DATE8 = re.compile(r"(?<!\d)(\d{8})(?:T\d{2,6}Z?)?(?!\d)")
+
+# Map strftime directives to regex fragments (enough for the formats users pass).
+_DIRECTIVES = {
+    "%Y": r"\d{4}",
+    "%y": r"\d{2}",
+    "%m": r"\d{2}",
+    "%d": r"\d{2}",
+    "%j": r"\d{3}",
+    "%H": r"\d{2}",
+    "%M": r"\d{2}",
+    "%S": r"\d{2}",
+}
+
+
+def _format_regex(date_format: str) -> str:
+    out = ""
+    i = 0
+    while i < len(date_format):
+        tok = date_format[i : i + 2]
+        if tok in _DIRECTIVES:
+            out += _DIRECTIVES[tok]
+            i += 2
+        elif date_format[i] == "%":
+            raise SarstackError(f"date_format {date_format!r}: unsupported directive {tok!r}")
+        else:
+            out += re.escape(date_format[i])
+            i += 1
+    return out
+
+
+def find_dates(name: str | Path, date_format: str = "%Y%m%d") -> list[dt.date]:
+    """All valid dates in a file name, in order of appearance.
+
+    Parameters
+    ----------
+    name
+        File name or path; only the base name is searched.
+    date_format
+        strftime format of one date, e.g. ``"%Y%m%d"`` or ``"%y%m%d"``.
+
+    Returns
+    -------
+    list of datetime.date
+        Candidate matches that do not parse as a real date are skipped, and a
+        match is never taken from inside a longer run of digits.
+    """
+    base = Path(name).name
+    if date_format == "%Y%m%d":
+        pattern = _DATE8
+    else:
+        pattern = re.compile(r"(?<!\d)(" + _format_regex(date_format) + r")(?!\d)")
+    found: list[dt.date] = []
+    for m in pattern.finditer(base):
+        try:
+            found.append(dt.datetime.strptime(m.group(1), date_format).date())
+        except ValueError:
+            continue
+    return found
+
+
+def parse_scene_date(name: str | Path, date_format: str = "%Y%m%d") -> dt.date:
+    """Acquisition date of a scene: the first date in its name.
+
+    Works for HyP3 (``S1A_IW_20200101T...``) and OPERA
+    (``OPERA_L2_RTC-S1_T137-..._20211119T015854Z_20250830T120333Z_...``), whose
+    second date is the processing date.
+    """
+    dates = find_dates(name, date_format)
+    if not dates:
+        raise SarstackError(f"{name}: no date ({date_format}) in the file name")
+    return dates[0]
+
+
+def parse_pair_dates(name: str | Path, date_format: str = "%Y%m%d") -> tuple[dt.date, dt.date]:
+    """Reference and secondary dates of an interferogram from its name.
+
+    The first two dates in the name are taken, whatever separates them
+    (``20200101_20200113.unw.tif``, ``cropA_20180106-20180130_VV_unw.tif``).
+    """
+    dates = find_dates(name, date_format)
+    if len(dates) < 2:
+        raise SarstackError(f"{name}: needs two dates ({date_format}) in the file name, found {len(dates)}")
+    d1, d2 = dates[0], dates[1]
+    if d1 == d2:
+        raise SarstackError(f"{name}: both dates are {d1.isoformat()}")
+    return d1, d2
+
+
+def check_unique(dates: Sequence[dt.date], names: Sequence[str | Path]) -> None:
+    """Raise naming both files if two scenes share one acquisition date."""
+    seen: dict[dt.date, str | Path] = {}
+    for d, n in zip(dates, names, strict=True):
+        if d in seen:
+            raise SarstackError(f"{n}: same date {d.isoformat()} as {seen[d]} (one scene per date)")
+        seen[d] = n
+
+
+def parse_network(spec: str) -> tuple[str, int]:
+    """Validate a pair-network spec: ``sequential``, ``reference`` or ``nearest:K``."""
+    if spec in ("sequential", "reference"):
+        return spec, 1
+    m = re.fullmatch(r"nearest:(\d+)", spec)
+    if m and int(m.group(1)) >= 1:
+        return "nearest", int(m.group(1))
+    raise SarstackError(f"rtc.pairs: {spec!r} is not 'sequential', 'reference' or 'nearest:K' (K >= 1)")
+
+
+def make_pairs(n_dates: int, spec: str = "sequential") -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)``, ``i < j``, of a date-sorted stack.
+
+    ``sequential``: each date with the next; ``reference``: every date against
+    the first; ``nearest:K``: each date with its K following dates.
+    """
+    kind, k = parse_network(spec)
+    if n_dates < 2:
+        raise SarstackError(f"a pair network needs at least 2 dates, got {n_dates}")
+    if kind == "reference":
+        return [(0, j) for j in range(1, n_dates)]
+    return [(i, j) for i in range(n_dates) for j in range(i + 1, min(i + k, n_dates - 1) + 1)]
+
+
+def incidence_matrix(pairs: Sequence[tuple[int, int]], n_dates: int) -> np.ndarray:
+    """Incidence matrix of a pair network, with the first date as datum.
+
+    Row ``k`` of the result models ``x[j] - x[i]`` for pair ``(i, j)``; the
+    first date's unknown is fixed at zero, so the matrix has ``n_dates - 1``
+    columns (one per later date).
+
+    Returns
+    -------
+    np.ndarray
+        Shape ``(n_pairs, n_dates - 1)``, float64, entries in {-1, 0, 1}.
+    """
+    a = np.zeros((len(pairs), n_dates), dtype=np.float64)
+    for k, (i, j) in enumerate(pairs):
+        if not (0 <= i < n_dates and 0 <= j < n_dates) or i == j:
+            raise SarstackError(f"pair {k} ({i}, {j}) is not two distinct dates of {n_dates}")
+        a[k, i] = -1.0
+        a[k, j] = 1.0
+    return a[:, 1:]
+
+
+def network_components(pairs: Sequence[tuple[int, int]], n_dates: int) -> np.ndarray:
+    """Label of the connected component of each date (union-find over pairs)."""
+    parent = list(range(n_dates))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for i, j in pairs:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    return np.array([find(i) for i in range(n_dates)])
+
+
+def years_since(dates: Sequence[dt.date], origin: dt.date | None = None) -> np.ndarray:
+    """Decimal years (365.25 d) of each date since ``origin`` (default: first date)."""
+    origin = origin or dates[0]
+    return np.array([(d - origin).days / 365.25 for d in dates], dtype=np.float64)

@@ -1,0 +1,297 @@
+"""File I/O, kept apart from the kernels.
+
+One block iterator (:func:`iter_blocks`), one atomic raster writer
+(:class:`RasterWriter` / :func:`write_raster`) and one atomic text/CSV writer
+(:func:`atomic_output`). Every output goes to a temporary file in the target
+folder first and is renamed into place only when complete, so a failed job
+never leaves a partial file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.windows import Window
+
+from sarstack.errors import SarstackError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BLOCK = (512, 512)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A raster grid: CRS, affine transform and size in pixels."""
+
+    crs: CRS | None
+    transform: Affine
+    width: int
+    height: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    @property
+    def pixel_size(self) -> tuple[float, float]:
+        """Pixel width and height in CRS units (both positive)."""
+        t = self.transform
+        return (float(np.hypot(t.a, t.d)), float(np.hypot(t.b, t.e)))
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) for a north-up grid."""
+        left, top = self.transform * (0, 0)
+        right, bottom = self.transform * (self.width, self.height)
+        return (min(left, right), min(bottom, top), max(left, right), max(bottom, top))
+
+    def same_as(self, other: Grid, tol: float = 1e-6) -> bool:
+        return (
+            self.shape == other.shape
+            and self.crs == other.crs
+            and self.transform.almost_equals(other.transform, precision=tol)
+        )
+
+
+def iter_blocks(
+    shape: tuple[int, int], block_shape: Sequence[int] = DEFAULT_BLOCK
+) -> Iterator[Window]:
+    """Windows that tile a raster of ``shape`` in row-major order.
+
+    Edge windows are clipped to the raster, so every pixel is visited once.
+    """
+    rows, cols = shape
+    br, bc = int(block_shape[0]), int(block_shape[1])
+    if br < 1 or bc < 1:
+        raise SarstackError(f"block_shape {tuple(block_shape)} must be positive")
+    for r0 in range(0, rows, br):
+        for c0 in range(0, cols, bc):
+            yield Window(c0, r0, min(bc, cols - c0), min(br, rows - r0))
+
+
+def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
+    """Open a raster for reading, with a one-line error that names the file."""
+    p = Path(path)
+    if not p.exists():
+        raise SarstackError(f"{p}: no such file")
+    try:
+        return rasterio.open(p)
+    except rasterio.errors.RasterioIOError as e:
+        msg = str(e).splitlines()[0] if str(e) else "unreadable"
+        raise SarstackError(f"{p}: not a readable raster ({msg})") from None
+
+
+def read_grid(path: str | Path) -> Grid:
+    with open_raster(path) as ds:
+        return Grid(ds.crs, ds.transform, ds.width, ds.height)
+
+
+def read_band(
+    path: str | Path, window: Window | None = None, band: int = 1, nan_nodata: bool = True
+) -> np.ndarray:
+    """Read one band as float32 (float64 stays float64), nodata turned to NaN."""
+    with open_raster(path) as ds:
+        try:
+            data = ds.read(band, window=window, boundless=False)
+        except Exception as e:  # noqa: BLE001 - rasterio raises several types on bad data
+            raise SarstackError(f"{path}: cannot read band {band} ({e})") from None
+        nodata = ds.nodata
+    if data.dtype != np.float64:
+        data = data.astype(np.float32)
+    if nan_nodata and nodata is not None and not np.isnan(nodata):
+        data[data == nodata] = np.nan
+    return data
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it into place on success.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=suffix or "".join(path.suffixes) or ".tmp", dir=path.parent
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Atomically write a text file."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_csv(path: str | Path, df: Any, **kwargs: Any) -> None:
+    """Atomically write a pandas DataFrame as CSV (no index)."""
+    kwargs.setdefault("index", False)
+    with atomic_output(path) as tmp:
+        df.to_csv(tmp, **kwargs)
+
+
+class RasterWriter:
+    """Block-wise, atomic Cloud-Optimized GeoTIFF writer.
+
+    Blocks are written to a tiled temporary GeoTIFF; on a clean exit it is
+    copied to a COG (with overviews) and renamed to ``path``. On error
+    nothing is left at ``path``.
+
+    Parameters
+    ----------
+    path
+        Destination ``.tif``.
+    grid
+        Output grid.
+    count, dtype, nodata
+        Band count, data type and nodata value (NaN allowed for floats).
+    units
+        Units string for every band (``"meters"``, ``"radians"``, ``"dB"``...).
+    tags
+        Dataset-level metadata, e.g. ``{"start_date": "2020-01-01"}``.
+    descriptions
+        Optional per-band descriptions.
+    overviews
+        Build overviews in the COG (default true).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        grid: Grid,
+        *,
+        count: int = 1,
+        dtype: str | np.dtype = "float32",
+        nodata: float | None = float("nan"),
+        units: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        descriptions: Sequence[str] | None = None,
+        overviews: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self.grid = grid
+        self.count = count
+        self.dtype = np.dtype(dtype)
+        self.nodata = nodata
+        self.units = units
+        self.tags = {k: str(v) for k, v in (tags or {}).items()}
+        self.descriptions = descriptions
+        self.overviews = overviews
+        self._stack: contextlib.ExitStack | None = None
+        self._ds: rasterio.io.DatasetWriter | None = None
+
+    def __enter__(self) -> RasterWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._stack = contextlib.ExitStack()
+        self._final_tmp = self._stack.enter_context(atomic_output(self.path, suffix=".tif"))
+        self._work = self._final_tmp.with_name(self._final_tmp.name + ".work.tif")
+        bx = 256 if self.grid.width >= 256 else 16 * max(1, self.grid.width // 16) or 16
+        by = 256 if self.grid.height >= 256 else 16 * max(1, self.grid.height // 16) or 16
+        profile = dict(
+            driver="GTiff",
+            width=self.grid.width,
+            height=self.grid.height,
+            count=self.count,
+            dtype=self.dtype.name,
+            crs=self.grid.crs,
+            transform=self.grid.transform,
+            nodata=self.nodata,
+            tiled=True,
+            blockxsize=max(16, bx),
+            blockysize=max(16, by),
+            compress="deflate",
+            BIGTIFF="IF_SAFER",
+        )
+        self._ds = rasterio.open(self._work, "w", **profile)
+        return self
+
+    def write(self, data: np.ndarray, window: Window | None = None, band: int | None = None) -> None:
+        """Write a 2-D block to ``band`` (1-based; default all bands for 3-D data)."""
+        assert self._ds is not None, "use RasterWriter as a context manager"
+        arr = np.asarray(data)
+        if arr.dtype != self.dtype:
+            arr = arr.astype(self.dtype)
+        if arr.ndim == 2:
+            self._ds.write(arr, band or 1, window=window)
+        else:
+            self._ds.write(arr, window=window)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self._ds is not None and self._stack is not None
+        try:
+            if exc_type is None:
+                for b in range(1, self.count + 1):
+                    if self.units:
+                        self._ds.set_band_unit(b, self.units)
+                    if self.descriptions:
+                        self._ds.set_band_description(b, self.descriptions[b - 1])
+                if self.units:
+                    self.tags.setdefault("units", self.units)
+                self._ds.update_tags(**self.tags)
+            self._ds.close()
+            if exc_type is None:
+                rasterio.shutil.copy(
+                    self._work,
+                    self._final_tmp,
+                    driver="COG",
+                    COMPRESS="DEFLATE",
+                    OVERVIEWS="AUTO" if self.overviews else "NONE",
+                    BLOCKSIZE=256,
+                )
+        except BaseException as err:
+            self._work.unlink(missing_ok=True)
+            self._stack.__exit__(type(err), err, err.__traceback__)
+            raise
+        self._work.unlink(missing_ok=True)
+        self._stack.__exit__(exc_type, exc, tb)
+
+
+def write_raster(
+    path: str | Path,
+    data: np.ndarray,
+    grid: Grid,
+    *,
+    nodata: float | None = float("nan"),
+    units: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    descriptions: Sequence[str] | None = None,
+) -> None:
+    """Atomically write a whole 2-D or 3-D (band-first) array as a COG."""
+    arr = np.asarray(data)
+    count = 1 if arr.ndim == 2 else arr.shape[0]
+    with RasterWriter(
+        path,
+        grid,
+        count=count,
+        dtype=arr.dtype,
+        nodata=nodata,
+        units=units,
+        tags=tags,
+        descriptions=descriptions,
+    ) as w:
+        w.write(arr)
+
+
+def raster_tags(path: str | Path) -> dict[str, str]:
+    with open_raster(path) as ds:
+        return dict(ds.tags())
