@@ -295,3 +295,37 @@ def write_raster(
 def raster_tags(path: str | Path) -> dict[str, str]:
     with open_raster(path) as ds:
         return dict(ds.tags())
+
+
+def grid_to_dict(grid: Grid) -> dict[str, Any]:
+    """JSON-friendly form of a grid (CRS as WKT, transform as 6 GDAL-order numbers)."""
+    return {
+        "crs": grid.crs.to_wkt() if grid.crs else None,
+        "epsg": grid.crs.to_epsg() if grid.crs else None,
+        "transform": list(grid.transform.to_gdal()),
+        "width": grid.width,
+        "height": grid.height,
+    }
+
+
+def grid_from_dict(d: Mapping[str, Any]) -> Grid:
+    crs = CRS.from_wkt(d["crs"]) if d.get("crs") else None
+    return Grid(crs, Affine.from_gdal(*d["transform"]), int(d["width"]), int(d["height"]))
+
+
+def read_json(path: str | Path) -> Any:
+    import json
+
+    p = Path(path)
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise SarstackError(f"{p}: no such file") from None
+    except ValueError as e:
+        raise SarstackError(f"{p}: not valid JSON ({e})") from None
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    import json
+
+    write_text(path, json.dumps(obj, indent=1) + "\n")

@@ -1,0 +1,105 @@
+"""Matplotlib figures for both branches (headless, Agg backend).
+
+Each function takes tidy DataFrames and writes one PNG atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from sarstack.io import atomic_output  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: str | Path) -> None:
+    with atomic_output(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def pair_offsets(pairs: pd.DataFrame, path: str | Path, requirement_m: float | None = None) -> None:
+    """Per-pair robust offset (east, north) with spread as error bars."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(pairs) + 3), 4))
+    x = np.arange(len(pairs))
+    labels = [f"{r}\n{s}" for r, s in zip(pairs["reference_date"], pairs["secondary_date"], strict=True)]
+    ax.errorbar(x - 0.1, pairs["east_m"], yerr=pairs["east_spread_m"], fmt="o", capsize=3, label="east")
+    ax.errorbar(x + 0.1, pairs["north_m"], yerr=pairs["north_spread_m"], fmt="s", capsize=3, label="north")
+    bad = pairs["status"] != "ok"
+    for xi in x[bad.to_numpy()]:
+        ax.axvspan(xi - 0.5, xi + 0.5, color="0.85", zorder=0)
+    if requirement_m:
+        for s in (-1, 1):
+            ax.axhline(s * requirement_m, ls="--", color="tab:red", lw=1)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xticks(x, labels, rotation=90, fontsize=7)
+    ax.set_ylabel("offset of secondary vs reference (m)")
+    ax.set_title("Per-pair geolocation offset (median of ok tiles; grey = unreliable)")
+    ax.legend()
+    _save(fig, path)
+
+
+def tile_mean_maps(tiles: pd.DataFrame, path: str | Path) -> None:
+    """Temporal mean east and north offset of each tile, as two maps."""
+    n_r, n_c = int(tiles["tile_row"].max()) + 1, int(tiles["tile_col"].max()) + 1
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    vals = {}
+    for comp in ("east", "north"):
+        grid = np.full((n_r, n_c), np.nan)
+        grid[tiles["tile_row"], tiles["tile_col"]] = tiles[f"{comp}_mean_m"]
+        vals[comp] = grid
+    vmax = np.nanmax(np.abs(np.concatenate([v.ravel() for v in vals.values()])), initial=0) or 1.0
+    for ax, comp in zip(axes, ("east", "north"), strict=True):
+        im = ax.imshow(vals[comp], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+        ax.set_title(f"mean {comp} offset (m)")
+        ax.set_xlabel("tile column")
+        ax.set_ylabel("tile row")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    _save(fig, path)
+
+
+def offsets_vs_time(offsets: pd.DataFrame, pairs: pd.DataFrame, path: str | Path) -> None:
+    """Per-tile ok offsets (dots) and per-pair medians (lines) against secondary date."""
+    fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    ok = offsets[offsets["status"] == "ok"]
+    for ax, comp in zip(axes, ("east", "north"), strict=True):
+        ax.plot(pd.to_datetime(ok["secondary_date"]), ok[f"{comp}_m"], ".", alpha=0.3, ms=3,
+                label="ok tiles")
+        good = pairs[pairs["status"] == "ok"]
+        ax.plot(pd.to_datetime(good["secondary_date"]), good[f"{comp}_m"], "o-", color="k",
+                label="pair median")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_ylabel(f"{comp} (m)")
+        ax.legend(loc="upper right", fontsize=8)
+    axes[-1].set_xlabel("secondary date")
+    axes[0].set_title("Geolocation offsets against time")
+    fig.autofmt_xdate()
+    _save(fig, path)
+
+
+def tile_quiver(tiles: pd.DataFrame, centres: pd.DataFrame, path: str | Path) -> None:
+    """Arrows of each tile's temporal mean offset at its centre (map coordinates)."""
+    df = tiles.merge(centres, on=["tile_row", "tile_col"])
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    good = df[np.isfinite(df["east_mean_m"]) & np.isfinite(df["north_mean_m"])]
+    bad = df[~df.index.isin(good.index)]
+    ax.plot(bad["x"], bad["y"], "x", color="0.6", label="no ok offset")
+    if len(good):
+        mag = np.hypot(good["east_mean_m"], good["north_mean_m"])
+        ref = float(np.nanmax(mag)) or 1.0
+        q = ax.quiver(good["x"], good["y"], good["east_mean_m"], good["north_mean_m"], mag,
+                      cmap="viridis", angles="xy")
+        ax.quiverkey(q, 0.85, 1.03, ref, f"{ref:.2g} m", labelpos="W")
+        fig.colorbar(q, ax=ax, shrink=0.8, label="|offset| (m)")
+    ax.set_aspect("equal")
+    ax.set_xlabel("easting")
+    ax.set_ylabel("northing")
+    ax.set_title("Mean tile offset (secondary vs reference)")
+    if len(bad):
+        ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)

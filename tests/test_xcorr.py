@@ -1,0 +1,211 @@
+"""Tests for sarstack.xcorr: skimage equivalence, truth shifts, quality measures, preparation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from scipy.signal import get_window
+from skimage.registration import phase_cross_correlation
+
+from sarstack.xcorr import PRESETS, phase_correlate, prepare_tiles
+
+
+def _textured(rng: np.random.Generator, shape: tuple[int, ...], sigma: float = 1.5) -> np.ndarray:
+    """Gaussian-filtered white noise (filtered over the last two axes only)."""
+    noise = rng.standard_normal(shape)
+    sig = (0,) * (len(shape) - 2) + (sigma, sigma)
+    return ndi.gaussian_filter(noise, sig, mode="wrap")
+
+
+def _fourier_shift(img: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
+    """Circularly shift ``img`` by a sub-pixel ``shift`` (content moves by +shift)."""
+    return np.fft.ifft2(ndi.fourier_shift(np.fft.fft2(img), shift)).real
+
+
+def _shifted_pairs(
+    rng: np.random.Generator, b: int, h: int, w: int, max_shift: float = 5.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ref = _textured(rng, (b, h, w))
+    shifts = rng.uniform(-max_shift, max_shift, size=(b, 2))
+    mov = np.stack([_fourier_shift(r, tuple(s)) for r, s in zip(ref, shifts, strict=True)])
+    mov += 0.02 * rng.standard_normal(mov.shape)
+    return ref.astype(np.float32), mov.astype(np.float32), shifts
+
+
+# --------------------------------------------------------------------------- #
+# phase_correlate
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (48, 64), (33, 47)])
+@pytest.mark.parametrize("uf", [1, 10, 20])
+def test_matches_skimage(shape: tuple[int, int], uf: int) -> None:
+    h, w = shape
+    rng = np.random.default_rng(1000 * h + w + uf)
+    b = 10
+    ref, mov, _ = _shifted_pairs(rng, b, h, w)
+    # Two pairs of unrelated tiles exercise arbitrary (possibly wrapped) peaks too.
+    mov[-2:] = _textured(rng, (2, h, w)).astype(np.float32)
+
+    ours = phase_correlate(ref, mov, upsample_factor=uf)["shift"]
+    assert ours.shape == (b, 2)
+    sk = np.stack(
+        [
+            phase_cross_correlation(
+                ref[i].astype(np.float64),
+                mov[i].astype(np.float64),
+                normalization=None,
+                upsample_factor=uf,
+            )[0]
+            for i in range(b)
+        ]
+    )
+    diff = np.abs(ours - sk)
+    assert np.all(diff <= 1.0 / uf + 1e-6), diff.max()
+    # In practice the two agree exactly (float32 vs float64 ties aside).
+    assert np.mean(np.all(diff <= 1e-6, axis=1)) >= 0.9, diff
+
+
+def test_truth_shift_subpixel() -> None:
+    rng = np.random.default_rng(7)
+    ref = _textured(rng, (3, 64, 64), sigma=2.0)
+    moves = [(2.35, -1.6), (-3.8, 0.45), (0.0, 7.15)]
+    mov = np.stack([_fourier_shift(r, m) for r, m in zip(ref, moves, strict=True)])
+    out = phase_correlate(ref.astype(np.float32), mov.astype(np.float32), upsample_factor=20)
+    expected = -np.asarray(moves)
+    np.testing.assert_allclose(out["shift"], expected, atol=0.05)
+    np.testing.assert_array_less(0.99, out["peak_corr"])
+
+
+def test_truth_shift_integer_uf1() -> None:
+    rng = np.random.default_rng(8)
+    ref = _textured(rng, (2, 40, 56))
+    mov = np.stack([np.roll(ref[0], (3, -5), axis=(0, 1)), np.roll(ref[1], (-12, 20), axis=(0, 1))])
+    out = phase_correlate(ref, mov, upsample_factor=1)
+    np.testing.assert_array_equal(out["shift"], [[-3.0, 5.0], [12.0, -20.0]])
+
+
+def test_quality_measures() -> None:
+    rng = np.random.default_rng(3)
+    a = _textured(rng, (1, 64, 64), sigma=1.0)[0]
+    b = _textured(rng, (1, 64, 64), sigma=1.0)[0]
+    noisy = _fourier_shift(a, (1.3, -2.2)) + 0.1 * a.std() * rng.standard_normal(a.shape)
+    ref = np.stack([a, a, a, b * 0])
+    mov = np.stack([a, noisy, b, b])
+    out = phase_correlate(ref.astype(np.float32), mov.astype(np.float32), upsample_factor=10)
+    pc, pslr = out["peak_corr"], out["pslr"]
+
+    assert pc[0] == pytest.approx(1.0, abs=1e-4)  # identical tiles
+    assert 0.9 < pc[1] <= 1.0  # shifted + noisy copy
+    assert pc[2] < 0.3  # independent textures
+    assert pc[3] == 0.0 and pslr[3] == 0.0  # zero-energy reference
+    np.testing.assert_array_equal(out["shift"][3], [0.0, 0.0])
+    assert np.all((pc >= 0) & (pc <= 1))
+
+    assert pslr[0] > pslr[2] + 6.0
+    assert pslr[1] > pslr[2] + 6.0
+    assert pslr[2] < 6.0
+
+
+def test_peak_corr_uf1_equals_direct_ncc() -> None:
+    rng = np.random.default_rng(11)
+    a = _textured(rng, (1, 24, 30))[0]
+    b = np.roll(a, (2, 3), axis=(0, 1)) + 0.3 * rng.standard_normal(a.shape)
+    out = phase_correlate(a[None], b[None], upsample_factor=1)
+    r, c = (int(v) for v in out["shift"][0])
+    direct = np.sum(a * np.roll(b, (r, c), axis=(0, 1))) / np.sqrt(np.sum(a**2) * np.sum(b**2))
+    assert out["peak_corr"][0] == pytest.approx(abs(direct), rel=1e-4)
+
+
+def test_phase_correlate_rejects_bad_input() -> None:
+    z = np.zeros((2, 8, 8), dtype=np.float32)
+    with pytest.raises(ValueError):
+        phase_correlate(z, z[:1])
+    with pytest.raises(ValueError):
+        phase_correlate(z[0], z[0])
+    with pytest.raises(ValueError):
+        phase_correlate(z, z, upsample_factor=0)
+
+
+# --------------------------------------------------------------------------- #
+# prepare_tiles
+# --------------------------------------------------------------------------- #
+
+
+def _power_stack(rng: np.random.Generator) -> np.ndarray:
+    tiles = rng.gamma(4.0, 0.05, size=(3, 16, 20))
+    tiles[0, :4, :] = np.nan  # 80 of 320 invalid
+    tiles[1, 5, 7] = np.nan
+    tiles[2] = np.nan  # all invalid
+    return tiles
+
+
+def test_prepare_valid_fraction_and_nan_handling() -> None:
+    tiles = _power_stack(np.random.default_rng(0))
+    prep, frac = prepare_tiles(tiles, scale="db", remove_mean=True, taper=None)
+    assert prep.dtype == np.float32 and prep.shape == tiles.shape
+    np.testing.assert_allclose(frac, [1 - 80 / 320, 1 - 1 / 320, 0.0])
+    assert np.all(np.isfinite(prep))
+    nan = np.isnan(tiles)
+    assert np.all(prep[nan] == 0.0)
+    # Mean removed over the valid pixels only.
+    for i in range(2):
+        assert abs(prep[i][~nan[i]].mean()) < 1e-5
+    np.testing.assert_array_equal(prep[2], 0.0)
+
+
+def test_prepare_db_and_linear() -> None:
+    tiles = _power_stack(np.random.default_rng(1))
+    tiles[1, 0, 0] = 0.0  # clipped to eps before log
+    nan = np.isnan(tiles)
+    db, _ = prepare_tiles(tiles, scale="db", remove_mean=False, taper=None, eps=1e-10)
+    expected = 10 * np.log10(np.maximum(np.nan_to_num(tiles, nan=1.0), 1e-10))
+    np.testing.assert_allclose(db[~nan], expected[~nan], rtol=1e-6)
+    assert db[1, 0, 0] == pytest.approx(-100.0)
+    assert np.all(db[nan] == 0.0)
+
+    lin, _ = prepare_tiles(tiles, scale="linear", remove_mean=False, taper=None)
+    np.testing.assert_allclose(lin, np.nan_to_num(tiles, nan=0.0), rtol=1e-6)
+
+    lin_c, _ = prepare_tiles(tiles, scale="linear", remove_mean=True, taper=None)
+    v = ~nan[0]
+    np.testing.assert_allclose(lin_c[0][v], tiles[0][v] - tiles[0][v].mean(), atol=1e-6)
+
+
+def test_prepare_tapers() -> None:
+    rng = np.random.default_rng(2)
+    tiles = rng.gamma(4.0, 0.05, size=(2, 12, 17))
+    plain, _ = prepare_tiles(tiles, taper=None)
+    for name, spec in [("hann", "hann"), ("tukey", ("tukey", 0.25)), ("HANN", "hann")]:
+        tapered, _ = prepare_tiles(tiles, taper=name)
+        win = np.outer(get_window(spec, 12), get_window(spec, 17))  # periodic windows
+        np.testing.assert_allclose(tapered, plain * win[None], rtol=1e-5, atol=1e-6)
+    none_str, _ = prepare_tiles(tiles, taper="none")
+    np.testing.assert_array_equal(none_str, plain)
+    with pytest.raises(ValueError):
+        prepare_tiles(tiles, taper="kaiser")
+    with pytest.raises(ValueError):
+        prepare_tiles(tiles, scale="log")
+
+
+def test_notebook_preset() -> None:
+    tiles = _power_stack(np.random.default_rng(4))
+    assert PRESETS["notebook"] == dict(scale="linear", remove_mean=False, taper=None)
+    prep, frac = prepare_tiles(tiles, **PRESETS["notebook"])
+    np.testing.assert_array_equal(prep, np.nan_to_num(tiles, nan=0.0).astype(np.float32))
+    assert frac[2] == 0.0
+    # The default differs (dB, mean removal, Hann taper).
+    default, _ = prepare_tiles(tiles)
+    assert not np.allclose(default, prep)
+
+
+def test_prepare_then_correlate_recovers_shift() -> None:
+    rng = np.random.default_rng(5)
+    base = np.exp(_textured(rng, (1, 64, 64), sigma=2.0)[0])  # positive "power"
+    moved = np.exp(_fourier_shift(np.log(base), (1.5, -2.25)))
+    moved[:6, :6] = np.nan  # a few invalid pixels
+    prep, frac = prepare_tiles(np.stack([base, moved]))
+    assert frac[1] == pytest.approx(1 - 36 / 4096)
+    out = phase_correlate(prep[:1], prep[1:], upsample_factor=20)
+    np.testing.assert_allclose(out["shift"][0], [-1.5, 2.25], atol=0.1)

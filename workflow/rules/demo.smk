@@ -1,0 +1,52 @@
+# Embedded demo: synthetic stacks with known truth, used when the config points
+# at no real inputs (rtc.inputs: null), and the check of results against truth.
+
+
+rule demo_rtc_stack:
+    input:
+        script=f"{SCRIPTS}/demo_rtc_stack.py",
+    output:
+        truth=f"{DEMO}/rtc/truth.csv",
+    params:
+        n_dates=config["demo"]["rtc_dates"],
+        shape=" ".join(str(s) for s in config["demo"]["rtc_shape"]),
+        seed=config["demo"]["seed"],
+    log:
+        f"{LOGS}/demo/rtc_stack.log",
+    benchmark:
+        f"{BENCH}/demo/rtc_stack.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python {input.script} --n-dates {params.n_dates} --shape {params.shape}"
+        " --seed {params.seed} --truth {output.truth} 2> {log}"
+
+
+rule demo_rtc_check:
+    input:
+        script=f"{SCRIPTS}/demo_rtc_check.py",
+        truth=f"{DEMO}/rtc/truth.csv",
+        pairs=f"{RTC}/pairs.csv",
+    output:
+        report(
+            f"{DEMO}/rtc_accuracy.csv",
+            category="Demo accuracy",
+            caption="../report/demo_rtc_accuracy.rst",
+        ),
+    log:
+        f"{LOGS}/demo/rtc_check.log",
+    benchmark:
+        f"{BENCH}/demo/rtc_check.tsv"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        ENV
+    shell:
+        "python {input.script} --truth {input.truth} --pairs {input.pairs}"
+        " --out {output} 2> {log}"

@@ -1,0 +1,47 @@
+"""Select RTC scenes: glob (recursive), date each file by the first YYYYMMDD in
+its name, sort chronologically, and write the scene table and the union grid."""
+
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+
+import pandas as pd  # noqa: E402
+
+from sarstack import cli, io, rtc  # noqa: E402
+
+log = logging.getLogger("rtc_select")
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--inputs", required=True, help="recursive glob of RTC GeoTIFFs ('**' allowed)")
+    p.add_argument("--scenes", required=True, help="output CSV: date, key, path")
+    p.add_argument("--grid", required=True, help="output JSON: union grid of all scenes")
+    a = p.parse_args(argv)
+    cli.setup_logging(a.verbose)
+
+    scenes = rtc.select_scenes(rtc.find_scenes(a.inputs), a.inputs)
+    grids = [io.read_grid(s.path) for s in scenes]
+    grid = rtc.union_grid(grids)
+    on_grid = sum(rtc.grid_offset(g, grid) is not None for g in grids)
+    log.info(
+        "%d scenes %s .. %s; union grid %d x %d px of %.6g x %.6g; %d on the first scene's "
+        "pixel grid (padded), %d to reproject",
+        len(scenes), scenes[0].date, scenes[-1].date, grid.height, grid.width,
+        *grid.pixel_size, on_grid, len(scenes) - on_grid,
+    )
+    df = pd.DataFrame(
+        {
+            "date": [s.date.isoformat() for s in scenes],
+            "key": [s.date.strftime("%Y%m%d") for s in scenes],
+            "path": [str(s.path) for s in scenes],
+        }
+    )
+    io.write_json(a.grid, io.grid_to_dict(grid))
+    io.write_csv(a.scenes, df)
+
+
+if __name__ == "__main__":
+    cli.run(main)
