@@ -17,6 +17,8 @@ def setup_logging(verbose: bool = False) -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    # JAX logs its search for TPU/GPU plugins at INFO; keep job logs readable.
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 
 
 def parser(description: str) -> argparse.ArgumentParser:

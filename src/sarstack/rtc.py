@@ -393,20 +393,28 @@ def classify_tiles(
 # --------------------------------------------------------------------------- aggregate
 
 
-def robust_stats(values: np.ndarray) -> tuple[float, float]:
-    """Median and 1.4826·MAD (a robust standard deviation) of finite values."""
+def robust_stats(values: np.ndarray, clip: float = 3.0) -> tuple[float, float]:
+    """Robust mean and spread of finite values.
+
+    The spread is 1.4826·MAD around the median (a robust standard deviation);
+    the mean is taken over values within ``clip`` spreads of the median, which
+    keeps the efficiency of a mean (and averages away the 1/upsample
+    quantization of single tiles) while rejecting outlier tiles.
+    """
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     if v.size == 0:
         return float("nan"), float("nan")
     med = float(np.median(v))
-    return med, float(1.4826 * np.median(np.abs(v - med)))
+    spread = float(1.4826 * np.median(np.abs(v - med)))
+    keep = np.abs(v - med) <= clip * spread if spread > 0 else np.abs(v - med) == 0
+    return float(np.mean(v[keep])), spread
 
 
 def aggregate_pairs(
     offsets: pd.DataFrame, *, min_ok_tiles: int = 3, requirement_m: float | None = None
 ) -> pd.DataFrame:
-    """Per pair: robust east/north (median of ``ok`` tiles), spread, counts, status.
+    """Per pair: robust east/north (clipped mean of ``ok`` tiles), spread, counts, status.
 
     A pair is ``ok`` when at least ``min_ok_tiles`` tiles are ``ok``, otherwise
     ``unreliable`` with no offset. With ``requirement_m`` each ok pair gets
@@ -495,18 +503,15 @@ def summarize(pairs: pd.DataFrame, requirement_m: float | None) -> pd.DataFrame:
 #: Default minimum correlation SNR (peak correlation over its chance level).
 DEFAULT_MIN_QUALITY = 2.0
 
-_TAPER_EFFICIENCY = {None: 1.0, "none": 1.0, "hann": (3 / 8) ** 2 / (35 / 128), "tukey": 0.8}
-
-
-def chance_peak_corr(n_pixels: np.ndarray, n_lags: int, taper: str | None) -> np.ndarray:
+def chance_peak_corr(n_pixels: np.ndarray, n_lags: int, efficiency: float = 1.0) -> np.ndarray:
     """Typical normalized correlation peak of two *unrelated* tiles.
 
     The maximum over ``n_lags`` lags of a correlation estimated from
     ``n_eff`` independent samples is about ``sqrt(2 ln(n_lags) / n_eff)``;
-    a separable taper lowers ``n_eff`` by its efficiency per axis.
+    a taper lowers ``n_eff`` by its ``efficiency``
+    (:func:`sarstack.xcorr.taper_efficiency`).
     """
-    eff = _TAPER_EFFICIENCY.get(taper, 1.0) ** 2
-    n_eff = np.maximum(np.asarray(n_pixels, dtype=float) * eff, 1.0)
+    n_eff = np.maximum(np.asarray(n_pixels, dtype=float) * efficiency, 1.0)
     return np.sqrt(2.0 * np.log(max(n_lags, 2)) / n_eff)
 
 
@@ -520,6 +525,7 @@ def measure_pair(
     preprocess: str = "default",
     min_quality: float | None = None,
     max_shift_px: float | None = None,
+    iterations: int | None = None,
     max_batch_pixels: int = 1 << 22,
 ) -> pd.DataFrame:
     """Phase-correlate every tile of a scene pair; one row per tile.
@@ -528,6 +534,10 @@ def measure_pair(
     batches (one compiled kernel per pair shape, memory bounded by
     ``max_batch_pixels``). Offsets are metres east/north of the secondary
     relative to the reference, from each scene's geotransform.
+
+    ``iterations`` re-centring passes (default 1; 0 for the ``notebook``
+    preset, which also skips the parabolic peak refinement so that it
+    reproduces the original one-shot procedure).
     """
     from sarstack import xcorr
 
@@ -536,6 +546,9 @@ def measure_pair(
         raise SarstackError(f"{sec_path}: not on the same grid as {ref_path}")
     pre = dict(xcorr.PRESETS[preprocess])
     taper = pre.get("taper")
+    notebook = preprocess == "notebook"
+    if iterations is None:
+        iterations = 0 if notebook else 1
     th, tw = layout.tile_height, layout.tile_width
     rows_per_batch = max(1, min(layout.n_rows, max_batch_pixels // (th * tw * layout.n_cols)))
     batch = rows_per_batch * layout.n_cols
@@ -543,27 +556,34 @@ def measure_pair(
     shifts, peaks, pslrs, v_ref, v_sec = [], [], [], [], []
     for r0 in range(0, layout.n_rows, rows_per_batch):
         r_rows = range(r0, min(r0 + rows_per_batch, layout.n_rows))
-        ref_t = np.concatenate([tile_stack(read_band(ref_path, layout.band_window(r)), layout) for r in r_rows])
-        sec_t = np.concatenate([tile_stack(read_band(sec_path, layout.band_window(r)), layout) for r in r_rows])
-        p_ref, f_ref = xcorr.prepare_tiles(ref_t, **pre)
-        p_sec, f_sec = xcorr.prepare_tiles(sec_t, **pre)
-        n = p_ref.shape[0]
+        ref_t = np.concatenate(
+            [tile_stack(read_band(ref_path, layout.band_window(r)), layout) for r in r_rows]
+        )
+        sec_t = np.concatenate(
+            [tile_stack(read_band(sec_path, layout.band_window(r)), layout) for r in r_rows]
+        )
+        n = ref_t.shape[0]
         if n < batch:  # pad to one fixed batch shape so the kernel compiles once
             pad = ((0, batch - n), (0, 0), (0, 0))
-            p_ref, p_sec = np.pad(p_ref, pad), np.pad(p_sec, pad)
-        res = xcorr.phase_correlate(p_ref, p_sec, upsample_factor=upsample_factor)
-        shifts.append(np.asarray(res["shift"])[:n])
-        peaks.append(np.asarray(res["peak_corr"])[:n])
-        pslrs.append(np.asarray(res["pslr"])[:n])
-        v_ref.append(f_ref)
-        v_sec.append(f_sec)
+            ref_t = np.pad(ref_t, pad, constant_values=np.nan)
+            sec_t = np.pad(sec_t, pad, constant_values=np.nan)
+        res = xcorr.register_tiles(
+            ref_t, sec_t, upsample_factor=upsample_factor, iterations=iterations,
+            interpolate=not notebook, **pre
+        )
+        shifts.append(res["shift"][:n])
+        peaks.append(res["peak_corr"][:n])
+        pslrs.append(res["pslr"][:n])
+        v_ref.append(res["valid_ref"][:n])
+        v_sec.append(res["valid_mov"][:n])
         log.info("tile rows %d-%d of %d done", r_rows[0], r_rows[-1], layout.n_rows - 1)
 
     shift = np.concatenate(shifts).astype(float)
     peak = np.concatenate(peaks).astype(float)
     pslr = np.concatenate(pslrs).astype(float)
     vr, vs = np.concatenate(v_ref), np.concatenate(v_sec)
-    snr = peak / chance_peak_corr(np.minimum(vr, vs) * th * tw, th * tw, taper)
+    eff = xcorr.taper_efficiency(taper, th, tw)
+    snr = peak / chance_peak_corr(np.minimum(vr, vs) * th * tw, th * tw, eff)
     status = classify_tiles(
         vr,
         vs,

@@ -11,6 +11,7 @@ rule demo_rtc_stack:
         n_dates=config["demo"]["rtc_dates"],
         shape=" ".join(str(s) for s in config["demo"]["rtc_shape"]),
         seed=config["demo"]["seed"],
+        looks=config["demo"]["rtc_looks"],
     log:
         f"{LOGS}/demo/rtc_stack.log",
     benchmark:
@@ -23,7 +24,7 @@ rule demo_rtc_stack:
         ENV
     shell:
         "python {input.script} --n-dates {params.n_dates} --shape {params.shape}"
-        " --seed {params.seed} --truth {output.truth} 2> {log}"
+        " --seed {params.seed} --looks {params.looks} --truth {output.truth} 2> {log}"
 
 
 rule demo_rtc_check:

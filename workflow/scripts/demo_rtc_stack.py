@@ -17,12 +17,15 @@ def main(argv=None):
     p = cli.parser(__doc__)
     p.add_argument("--truth", required=True, help="truth CSV; scenes go in its folder")
     p.add_argument("--n-dates", type=int, default=6)
-    p.add_argument("--shape", type=int, nargs=2, default=[320, 320], metavar=("ROWS", "COLS"))
+    p.add_argument("--shape", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--looks", type=float, default=20.0, help="speckle equivalent number of looks")
     a = p.parse_args(argv)
     cli.setup_logging(a.verbose)
     out_dir = Path(a.truth).parent
-    truth = synthetic.make_rtc_stack(out_dir, n_dates=a.n_dates, shape=tuple(a.shape), seed=a.seed)
+    truth = synthetic.make_rtc_stack(
+        out_dir, n_dates=a.n_dates, shape=tuple(a.shape), seed=a.seed, looks=a.looks
+    )
     written = out_dir / "truth.csv"
     if written.resolve() != Path(a.truth).resolve():
         written.replace(a.truth)

@@ -22,7 +22,9 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="output CSV, one row per tile")
     p.add_argument("--upsample-factor", type=int, default=10, help="precision 1/N px")
     p.add_argument("--max-nan-fraction", type=float, default=0.10)
-    p.add_argument("--preprocess", choices=["default", "notebook"], default="default")
+    p.add_argument("--preprocess", choices=["default", "hann", "notebook"], default="default")
+    p.add_argument("--refine-iterations", type=int, default=1,
+                   help="re-centring passes (ignored by the notebook preset, which uses 0)")
     p.add_argument("--min-quality", type=float, default=None,
                    help=f"minimum correlation SNR for ok (default {rtc.DEFAULT_MIN_QUALITY})")
     p.add_argument("--max-shift-px", type=float, default=None,
@@ -42,6 +44,7 @@ def main(argv=None):
         a.reference, a.secondary, layout,
         upsample_factor=a.upsample_factor, max_nan_fraction=a.max_nan_fraction,
         preprocess=a.preprocess, min_quality=a.min_quality, max_shift_px=a.max_shift_px,
+        iterations=0 if a.preprocess == "notebook" else a.refine_iterations,
     )
     df.insert(0, "secondary_date", sec_date)
     df.insert(0, "reference_date", ref_date)

@@ -1,0 +1,84 @@
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from sarstack import dates
+from sarstack.errors import SarstackError
+
+D = dt.date
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("S1A_IW_20200101T010203_DVP_RTC30_G_gpuned_ABCD_VV.tif", D(2020, 1, 1)),
+        (
+            "OPERA_L2_RTC-S1_T137-292318-IW1_20211119T015854Z_20250830T120333Z_S1A_30_v1.0_VV.tif",
+            D(2021, 11, 19),
+        ),
+        ("/some/20200101/scene_20221231.tif", D(2022, 12, 31)),  # base name only
+        ("x_123420200105_20200107.tif", D(2020, 1, 7)),  # no match inside longer digit runs
+    ],
+)
+def test_scene_date(name, expected):
+    assert dates.parse_scene_date(name) == expected
+
+
+def test_scene_date_missing_names_file():
+    with pytest.raises(SarstackError, match="nodate.tif"):
+        dates.parse_scene_date("nodate.tif")
+
+
+def test_invalid_calendar_date_skipped():
+    # 20201340 is not a date; the next valid one is taken.
+    assert dates.parse_scene_date("a_20201340_20200202.tif") == D(2020, 2, 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "expected"),
+    [
+        ("20200101_20200113.unw.tif", "%Y%m%d", (D(2020, 1, 1), D(2020, 1, 13))),
+        ("cropA_20180106-20180130_VV_8rlks_eqa_unw.tif", "%Y%m%d", (D(2018, 1, 6), D(2018, 1, 30))),
+        ("ifg_180106-180130.tif", "%y%m%d", (D(2018, 1, 6), D(2018, 1, 30))),
+    ],
+)
+def test_pair_dates(name, fmt, expected):
+    assert dates.parse_pair_dates(name, fmt) == expected
+
+
+def test_pair_dates_needs_two():
+    with pytest.raises(SarstackError, match="needs two dates"):
+        dates.parse_pair_dates("x_20200101.tif")
+
+
+def test_check_unique_names_both_files():
+    with pytest.raises(SarstackError, match="b.tif.*a.tif"):
+        dates.check_unique([D(2020, 1, 1), D(2020, 1, 1)], ["a.tif", "b.tif"])
+
+
+def test_networks():
+    assert dates.make_pairs(4, "sequential") == [(0, 1), (1, 2), (2, 3)]
+    assert dates.make_pairs(4, "reference") == [(0, 1), (0, 2), (0, 3)]
+    assert dates.make_pairs(4, "nearest:2") == [(0, 1), (0, 2), (1, 2), (1, 3), (2, 3)]
+    with pytest.raises(SarstackError, match="rtc.pairs"):
+        dates.make_pairs(4, "nearest:0")
+    with pytest.raises(SarstackError, match="at least 2"):
+        dates.make_pairs(1)
+
+
+def test_incidence_matrix_models_differences():
+    pairs = [(0, 1), (1, 2), (0, 2)]
+    a = dates.incidence_matrix(pairs, 3)
+    x = np.array([0.0, 2.0, 5.0])  # first date is the datum
+    np.testing.assert_allclose(a @ x[1:], [2.0, 3.0, 5.0])
+
+
+def test_network_components():
+    labels = dates.network_components([(0, 1), (2, 3)], 4)
+    assert labels[0] == labels[1] != labels[2] == labels[3]
+
+
+def test_years_since():
+    y = dates.years_since([D(2020, 1, 1), D(2021, 1, 1)])
+    np.testing.assert_allclose(y, [0.0, 366 / 365.25])
