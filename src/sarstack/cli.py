@@ -19,6 +19,9 @@ def setup_logging(verbose: bool = False) -> None:
     )
     # JAX logs its search for TPU/GPU plugins at INFO; keep job logs readable.
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    # rasterio repeats GDAL's errors at INFO; our error message already names the file.
+    if not verbose:
+        logging.getLogger("rasterio._env").setLevel(logging.WARNING)
 
 
 def parser(description: str) -> argparse.ArgumentParser:

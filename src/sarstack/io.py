@@ -54,8 +54,8 @@ class Grid:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) for a north-up grid."""
-        left, top = self.transform * (0, 0)
-        right, bottom = self.transform * (self.width, self.height)
+        left, top = self.transform @ (0, 0)
+        right, bottom = self.transform @ (self.width, self.height)
         return (min(left, right), min(bottom, top), max(left, right), max(bottom, top))
 
     def same_as(self, other: Grid, tol: float = 1e-6) -> bool:

@@ -106,7 +106,7 @@ def union_grid(grids: Sequence[Grid]) -> Grid:
     else:
         r0 = math.floor((min(bottoms) - t.f) / t.e + eps)
         r1 = math.ceil((max(tops) - t.f) / t.e - eps)
-    transform = t * Affine.translation(c0, r0)
+    transform = t @ Affine.translation(c0, r0)
     return Grid(first.crs, transform, int(c1 - c0), int(r1 - r0))
 
 
@@ -309,7 +309,7 @@ def tiles_geojson(
             w = layout.window(r, c)
             c0, r0 = int(w.col_off), int(w.row_off)
             c1, r1 = c0 + int(w.width), r0 + int(w.height)
-            ring = [grid.transform * xy for xy in [(c0, r0), (c1, r0), (c1, r1), (c0, r1), (c0, r0)]]
+            ring = [grid.transform @ xy for xy in [(c0, r0), (c1, r0), (c1, r1), (c0, r1), (c0, r0)]]
             props: dict[str, object] = {
                 "tile_row": r,
                 "tile_col": c,

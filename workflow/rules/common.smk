@@ -14,7 +14,9 @@ try:
         config, load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
     )
 except SarstackError as _e:
-    raise WorkflowError(f"error: {_e}") from None
+    # One line naming the key, non-zero exit, before any job runs.
+    print(f"error: {_e}", file=sys.stderr)
+    sys.exit(2)
 config.clear()
 config.update(_validated)
 

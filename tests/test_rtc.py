@@ -1,0 +1,234 @@
+"""Unit tests of the RTC kernels against known truth."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+
+from sarstack import io, rtc
+from sarstack.errors import SarstackError
+
+UTM = CRS.from_epsg(32611)
+
+
+def _grid(x0, y0, w, h, px=30.0, crs=UTM):
+    return io.Grid(crs, Affine(px, 0, x0, 0, -px, y0), w, h)
+
+
+def test_union_grid_aligned_to_first_and_covers_all():
+    g1 = _grid(1000, 5000, 10, 10)
+    g2 = _grid(1000 + 3 * 30, 5000 + 2 * 30, 10, 10)  # moved 3 px east, 2 px north
+    u = rtc.union_grid([g1, g2])
+    assert u.width == 13 and u.height == 12
+    assert u.transform.c == 1000 and u.transform.f == 5000 + 60
+    assert rtc.grid_offset(g1, u) == (2, 0)
+    assert rtc.grid_offset(g2, u) == (0, 3)
+
+
+def test_grid_offset_none_for_fractional_or_other_crs():
+    u = _grid(0, 0, 10, 10)
+    assert rtc.grid_offset(_grid(15, 0, 5, 5), u) is None  # half a pixel
+    assert rtc.grid_offset(_grid(30, 0, 5, 5, px=20), u) is None
+    assert rtc.grid_offset(_grid(30, 0, 5, 5, crs=CRS.from_epsg(32612)), u) is None
+
+
+def test_superset_pads_without_resampling_and_masks_nodata(tmp_path):
+    src = tmp_path / "s_20200101.tif"
+    data = np.arange(1, 26, dtype=np.float32).reshape(5, 5)
+    data[0, 0] = -9999
+    g = _grid(300, 600, 5, 5)
+    io.write_raster(src, data, g, nodata=-9999)
+    union = rtc.union_grid([g, _grid(240, 660, 4, 4)])
+    out = tmp_path / "o.tif"
+    assert rtc.superset_scene(src, out, union) == "padded"
+    arr = io.read_band(out)
+    off = rtc.grid_offset(g, union)
+    placed = arr[off[0] : off[0] + 5, off[1] : off[1] + 5]
+    assert np.isnan(placed[0, 0])  # nodata -> NaN, not -9999
+    np.testing.assert_array_equal(placed.ravel()[1:], data.ravel()[1:])  # bit-exact: not resampled
+    assert np.isnan(arr).sum() == arr.size - 24
+
+
+def test_superset_reprojects_off_grid_scene(tmp_path):
+    src = tmp_path / "s.tif"
+    yy, xx = np.mgrid[0:20, 0:20].astype(np.float32)
+    io.write_raster(src, xx, _grid(15, 600, 20, 20))  # half-pixel east of the lattice
+    union = _grid(0, 600, 22, 20)
+    assert rtc.superset_scene(src, tmp_path / "o.tif", union) == "reprojected"
+    arr = io.read_band(tmp_path / "o.tif")
+    # Column k of the union grid lies half a source pixel west of source column k.
+    np.testing.assert_allclose(arr[5, 3:15], np.arange(3, 15) - 0.5, atol=1e-4)
+
+
+def test_flatten_at_percentiles_is_nan_aware(tmp_path):
+    v = np.linspace(0, 1, 10000, dtype=np.float32).reshape(100, 100)
+    v[:10] = np.nan
+    src = tmp_path / "a.tif"
+    io.write_raster(src, v, _grid(0, 0, 100, 100))
+    lo, hi = rtc.flatten_scene(src, tmp_path / "b.tif", (5, 95), block_shape=(32, 32))
+    finite = v[np.isfinite(v)]
+    assert lo == pytest.approx(np.percentile(finite, 5), rel=1e-5)
+    assert hi == pytest.approx(np.percentile(finite, 95), rel=1e-5)
+    out = io.read_band(tmp_path / "b.tif")
+    assert np.nanmin(out) >= lo and np.nanmax(out) <= hi
+    assert np.isnan(out).sum() == 1000 + int(((finite < lo) | (finite > hi)).sum())
+
+
+def test_tile_layout_and_geojson_roundtrip():
+    g = _grid(0, 1000, 103, 97)
+    lay = rtc.tile_layout(g.shape, (4, 5))
+    assert (lay.tile_height, lay.tile_width) == (24, 20)
+    assert (lay.row0, lay.col0) == (0, 1)
+    fc = rtc.tiles_geojson(lay, g, {"2020-01-01": np.ones((4, 5))})
+    fc = json.loads(json.dumps(fc))
+    assert len(fc["features"]) == 20
+    assert rtc.layout_from_geojson(fc) == lay
+    f = fc["features"][0]
+    assert f["geometry"]["coordinates"][0][0] == [30.0, 1000.0]
+    assert f["properties"]["valid_2020-01-01"] == 1.0
+    assert "32611" in fc["crs"]["properties"]["name"]
+    with pytest.raises(SarstackError, match="rtc.tiles"):
+        rtc.tile_layout(g.shape, (20, 20))
+
+
+def test_shifts_to_map_sign_and_axes():
+    t = Affine(30, 0, 0, 0, -20, 0)  # 30 m wide, 20 m tall pixels
+    # skimage shift (row, col) = (0, -1): the feature moved +1 column (east).
+    e, n = rtc.shifts_to_map(np.array([[0.0, -1.0]]), t)
+    assert (e[0], n[0]) == (30.0, 0.0)
+    # shift (+1, 0): the feature moved one row up = north.
+    e, n = rtc.shifts_to_map(np.array([[1.0, 0.0]]), t)
+    assert (e[0], n[0]) == (0.0, 20.0)
+    # A south-up grid (positive e) flips the row sense.
+    e, n = rtc.shifts_to_map(np.array([[1.0, 0.0]]), Affine(30, 0, 0, 0, 20, 0))
+    assert n[0] == -20.0
+
+
+def test_classify_nan_verdict_is_never_overwritten():
+    status = rtc.classify_tiles(
+        np.array([0.5, 1.0, 1.0, 1.0]),
+        np.array([1.0, 1.0, 1.0, 1.0]),
+        np.array([0.1, 0.1, 9.0, 9.0]),  # the NaN tile also has low quality
+        np.array([[0, 0], [0, 0], [0, 20.0], [0, 0.3]]),
+        max_nan_fraction=0.1,
+        min_quality=2.0,
+        max_shift_px=5.0,
+    )
+    assert list(status) == ["too_many_nan", "low_correlation", "shift_too_large", "ok"]
+
+
+def test_robust_stats_rejects_outliers_and_keeps_mean_efficiency():
+    v = np.r_[np.full(20, 1.0), np.full(20, 1.1), 50.0, np.nan]
+    mean, spread = rtc.robust_stats(v)
+    assert mean == pytest.approx(1.05)
+    assert spread == pytest.approx(1.4826 * 0.1)
+
+
+def _offsets(ref, sec, east, north, status):
+    n = len(east)
+    return pd.DataFrame(
+        {
+            "reference_date": ref,
+            "secondary_date": sec,
+            "tile_row": np.arange(n) // 2,
+            "tile_col": np.arange(n) % 2,
+            "east_m": east,
+            "north_m": north,
+            "status": status,
+        }
+    )
+
+
+def test_aggregate_pairs_status_and_requirement():
+    ok = ["ok"] * 4
+    a = _offsets("2020-01-01", "2020-01-13", [1.0, 1.2, 0.8, 1.0], [2.0, 2, 2, 2], ok)
+    b = _offsets("2020-01-13", "2020-01-25", [30.0] * 4, [0.0] * 4, ["low_correlation"] * 4)
+    pairs = rtc.aggregate_pairs(pd.concat([a, b]), min_ok_tiles=3, requirement_m=5.0)
+    assert list(pairs["status"]) == ["ok", "unreliable"]
+    assert pairs["east_m"].iloc[0] == pytest.approx(1.0)
+    assert math.isnan(pairs["east_m"].iloc[1])  # unreliable pairs report no shift
+    assert list(pairs["passes"]) == [True, False]
+    s = rtc.summarize(pairs, 5.0)
+    assert s["verdict"].iloc[0] == "pass"
+    assert rtc.summarize(pairs.iloc[1:], 5.0)["verdict"].iloc[0] == "not_measurable"
+
+
+def test_summary_fails_when_an_ok_pair_exceeds_requirement():
+    a = _offsets("2020-01-01", "2020-01-13", [10.0] * 4, [0.0] * 4, ["ok"] * 4)
+    pairs = rtc.aggregate_pairs(a, requirement_m=5.0)
+    assert rtc.summarize(pairs, 5.0)["verdict"].iloc[0] == "fail"
+
+
+def test_select_scenes_sorts_by_date_not_string(tmp_path):
+    names = ["b_20200110.tif", "a_20200201.tif", "c_20191231.tif"]
+    scenes = rtc.select_scenes([tmp_path / n for n in names])
+    assert [s.date.isoformat() for s in scenes] == ["2019-12-31", "2020-01-10", "2020-02-01"]
+
+
+@pytest.mark.parametrize(
+    ("names", "match"),
+    [
+        ([], "no files match"),
+        (["x_20200101.tif"], "only one scene"),
+        (["x_20200101.tif", "undated.tif"], "undated.tif: no date"),
+        (["a_20200101.tif", "b_20200101T120000.tif"], "same date 2020-01-01"),
+    ],
+)
+def test_select_scenes_errors(tmp_path, names, match):
+    with pytest.raises(SarstackError, match=match):
+        rtc.select_scenes([tmp_path / n for n in names])
+
+
+def test_measure_pair_known_shift(tmp_path):
+    """A whole-scene Fourier shift is recovered per tile, in metres, with the right sign."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(1)
+    base = ndimage.gaussian_filter(rng.standard_normal((256, 256)), 2.0)
+    base = np.exp(base / base.std())
+    de, dn = 0.37, -0.61  # feature moves 0.37 px east and 0.61 px south in the secondary
+    moved = np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(base), (-dn, de))).real
+    g = _grid(0, 0, 256, 256, px=20.0)
+    io.write_raster(tmp_path / "r.tif", base.astype(np.float32), g)
+    io.write_raster(tmp_path / "s.tif", np.maximum(moved, 1e-6).astype(np.float32), g)
+    lay = rtc.tile_layout(g.shape, (4, 4))
+    df = rtc.measure_pair(tmp_path / "r.tif", tmp_path / "s.tif", lay, upsample_factor=10)
+    assert (df["status"] == "ok").all()
+    assert df["east_m"].median() == pytest.approx(de * 20, abs=0.02 * 20)
+    assert df["north_m"].median() == pytest.approx(dn * 20, abs=0.02 * 20)
+
+
+def test_measure_pair_rejects_different_grids(tmp_path):
+    io.write_raster(tmp_path / "r.tif", np.ones((32, 32), np.float32), _grid(0, 0, 32, 32))
+    io.write_raster(tmp_path / "s.tif", np.ones((32, 32), np.float32), _grid(30, 0, 32, 32))
+    with pytest.raises(SarstackError, match="same grid"):
+        rtc.measure_pair(tmp_path / "r.tif", tmp_path / "s.tif", rtc.tile_layout((32, 32), (2, 2)))
+
+
+def test_raster_writer_cog_metadata_and_atomicity(tmp_path):
+    g = _grid(0, 0, 600, 400)
+    path = tmp_path / "x.tif"
+    io.write_raster(path, np.zeros((400, 600), np.float32), g, units="meters",
+                    tags={"start_date": "2020-01-01", "end_date": "2020-02-01"})
+    with rasterio.open(path) as ds:
+        assert ds.units == ("meters",)
+        assert ds.tags()["start_date"] == "2020-01-01"
+        assert np.isnan(ds.nodata)
+        assert ds.overviews(1)  # COG with overviews
+        assert ds.profile["tiled"]
+    with pytest.raises(RuntimeError), io.RasterWriter(tmp_path / "y.tif", g) as w:
+        w.write(np.zeros((400, 600), np.float32))
+        raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.tif"]  # nothing partial
+
+
+def test_iter_blocks_covers_each_pixel_once():
+    hits = np.zeros((37, 53), int)
+    for w in io.iter_blocks(hits.shape, (16, 20)):
+        hits[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width] += 1
+    assert (hits == 1).all()

@@ -1,0 +1,198 @@
+"""The Snakemake workflow end to end: lint, dry-runs, the demo against its
+truth, the real OPERA bursts, reruns after a config change, and bad input."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.workflow
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+SCRIPTS = ROOT / "workflow" / "scripts"
+
+
+def snakemake(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    p = subprocess.run(
+        [*SNAKEMAKE, "--cores", "2", *args], cwd=ROOT, capture_output=True, text=True, env=env
+    )
+    if check and p.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_lint_clean():
+    p = snakemake("--lint")
+    assert "Congratulations" in p.stdout + p.stderr
+
+
+def test_dry_run_demo_dag(tmp_path):
+    p = snakemake("-n", "--config", f"output_dir={tmp_path}")
+    out = p.stdout + p.stderr
+    for rule in ("demo_rtc_stack", "rtc_select"):
+        assert rule in out
+
+
+def test_dry_run_real_data_dag(tmp_path, land_burst):
+    cfg = write_config(tmp_path / "c.yaml", {
+        "output_dir": str(tmp_path / "out"),
+        "rtc": {"inputs": f"{land_burst}/**/*_VV.tif", "tiles": [4, 4]},
+    })
+    p = snakemake("-n", "--configfile", str(cfg))
+    out = p.stdout + p.stderr
+    assert "rtc_select" in out and "demo_rtc_stack" not in out
+
+
+def test_bad_config_value_one_line_error(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", {"output_dir": str(tmp_path / "o"),
+                                             "rtc": {"max_nan_fraction": 1.5}})
+    p = snakemake("-n", "--configfile", str(cfg), check=False)
+    assert p.returncode != 0
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == ["error: config rtc.max_nan_fraction: 1.5 is greater than the maximum of 1"]
+    assert not (tmp_path / "o").exists()
+
+
+def test_demo_end_to_end_matches_truth(tmp_path):
+    out = tmp_path / "res"
+    snakemake("--config", f"output_dir={out}")
+    acc = pd.read_csv(out / "demo" / "rtc_accuracy.csv")
+    assert len(acc) == 5 and (acc["status"] == "ok").all()
+    # Sign and axes: measured offsets agree with the truth, both axes, within 0.05 px.
+    assert np.abs(acc[["err_east_px", "err_north_px"]].to_numpy()).max() < 0.05
+    assert (np.sign(acc["east_m"]) == np.sign(acc["true_east_m"])).all()
+    rtc_dir = out / "rtc"
+    offsets = pd.read_csv(rtc_dir / "offsets.csv")
+    assert {"reference_date", "secondary_date", "tile_row", "tile_col", "east_m", "north_m",
+            "status", "peak_corr", "snr"} <= set(offsets.columns)
+    assert (offsets["status"] == "too_many_nan").any()  # moving frames + NaN edges are exercised
+    assert offsets.loc[offsets.status == "too_many_nan", "east_m"].isna().all()
+    for png in ("pair_offsets", "tile_mean_offsets", "offsets_vs_time", "tile_quiver"):
+        assert (rtc_dir / "plots" / f"{png}.png").stat().st_size > 1000
+    summary = pd.read_csv(rtc_dir / "summary.csv").iloc[0]
+    expected = "pass" if summary["max_offset_m"] <= summary["requirement_m"] else "fail"
+    assert summary["verdict"] == expected
+    for rule in ("rtc_select", "rtc_xcorr", "rtc_aggregate"):
+        assert any((out / "benchmarks" / "rtc").glob(f"{rule.split('_', 1)[1]}*.tsv"))
+
+    # A changed stage parameter reruns that stage and what follows, not what precedes.
+    cfg = write_config(tmp_path / "c.yaml", {"output_dir": str(out), "rtc": {"upsample_factor": 20}})
+    p = snakemake("-n", "--configfile", str(cfg))
+    plan = p.stdout + p.stderr
+    assert "rtc_xcorr" in plan and "rtc_aggregate" in plan
+    assert "rtc_superset" not in plan and "demo_rtc_stack" not in plan
+    # Nothing to do when nothing changed.
+    p = snakemake("-n", "--config", f"output_dir={out}")
+    assert "Nothing to be done" in p.stdout + p.stderr
+
+
+def _real_run(tmp_path: Path, burst: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    out = tmp_path / "res"
+    cfg = write_config(tmp_path / "c.yaml", {
+        "output_dir": str(out),
+        "rtc": {"inputs": f"{burst}/**/*_VV.tif", "tiles": [4, 4], "requirement_m": 10.0},
+    })
+    snakemake("rtc", "--configfile", str(cfg))
+    return pd.read_csv(out / "rtc" / "pairs.csv"), pd.read_csv(out / "rtc" / "summary.csv")
+
+
+def test_real_land_burst_all_pairs_ok_subpixel(tmp_path, land_burst):
+    pairs, summary = _real_run(tmp_path, land_burst)
+    assert len(pairs) == 20
+    assert (pairs["status"] == "ok").all()
+    assert (np.hypot(pairs["east_m"], pairs["north_m"]) < 30.0).all()  # sub-pixel at 30 m
+    assert summary["verdict"].iloc[0] == "pass"
+
+
+def test_real_sea_burst_reports_nothing_measurable(tmp_path, sea_burst):
+    pairs, summary = _real_run(tmp_path, sea_burst)
+    assert len(pairs) == 20
+    ok = pairs[pairs["status"] == "ok"]
+    assert (np.hypot(ok["east_m"], ok["north_m"]) <= 30.0).all()  # no ok pair with a >1 px shift
+    assert len(ok) == 0  # and in fact no pair is claimed measurable
+    assert summary["verdict"].iloc[0] == "not_measurable"
+
+
+# ----------------------------------------------------------------- bad input
+
+
+def _select(tmp_path: Path, pattern: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / "rtc_select.py"), "--inputs", pattern,
+         "--scenes", str(tmp_path / "out" / "scenes.csv"), "--grid", str(tmp_path / "out" / "grid.json")],
+        capture_output=True, text=True,
+    )
+
+
+def _tif(path: Path, value: float = 1.0) -> None:
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from sarstack import io
+
+    io.write_raster(path, np.full((16, 16), value, np.float32),
+                    io.Grid(CRS.from_epsg(32611), Affine(30, 0, 0, 0, -30, 0), 16, 16))
+
+
+@pytest.mark.parametrize(
+    ("files", "expect"),
+    [
+        ([], "no files match"),
+        (["a_20200101.tif"], "only one scene"),
+        (["a_20200101.tif", "nodate.tif"], "nodate.tif: no date"),
+        (["a_20200101.tif", "b_20200101T000001.tif"], "same date 2020-01-01"),
+        (["a_20200101.tif", "broken_20200113.tif"], "broken_20200113.tif: not a readable raster"),
+    ],
+)
+def test_select_bad_input_one_line_error_nothing_written(tmp_path, files, expect):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in files:
+        if name.startswith("broken"):
+            (data / name).write_bytes(b"II*\x00garbage")
+        else:
+            _tif(data / name)
+    p = _select(tmp_path, str(data / "**" / "*.tif"))
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], p.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_scripts_have_help():
+    for script in sorted(SCRIPTS.glob("*.py")):
+        p = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True)
+        assert p.returncode == 0 and "usage:" in p.stdout, script.name
+
+
+def test_workflow_failure_leaves_no_partial_output(tmp_path):
+    """A job that fails (unreadable scene) leaves nothing behind for that rule."""
+    data = tmp_path / "data"
+    data.mkdir()
+    _tif(data / "a_20200101.tif")
+    shutil.copy(data / "a_20200101.tif", data / "b_20200113.tif")
+    (data / "c_20200125.tif").write_bytes(b"II*\x00garbage")
+    out = tmp_path / "res"
+    cfg = write_config(tmp_path / "c.yaml", {"output_dir": str(out),
+                                             "rtc": {"inputs": f"{data}/*.tif", "tiles": [1, 1]}})
+    p = snakemake("rtc", "--configfile", str(cfg), check=False)
+    assert p.returncode != 0
+    assert not (out / "rtc" / "scenes.csv").exists()
+    log = (out / "logs" / "rtc" / "select.log").read_text()
+    assert "c_20200125.tif: not a readable raster" in log
