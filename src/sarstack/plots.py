@@ -39,7 +39,7 @@ def pair_offsets(pairs: pd.DataFrame, path: str | Path, requirement_m: float | N
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xticks(x, labels, rotation=90, fontsize=7)
     ax.set_ylabel("offset of secondary vs reference (m)")
-    ax.set_title("Per-pair geolocation offset (median of ok tiles; grey = unreliable)")
+    ax.set_title("Per-pair geolocation offset (robust mean of ok tiles; grey = unreliable)")
     ax.legend()
     _save(fig, path)
 
@@ -83,23 +83,79 @@ def offsets_vs_time(offsets: pd.DataFrame, pairs: pd.DataFrame, path: str | Path
 
 
 def tile_quiver(tiles: pd.DataFrame, centres: pd.DataFrame, path: str | Path) -> None:
-    """Arrows of each tile's temporal mean offset at its centre (map coordinates)."""
+    """Arrows of each tile's mean anomaly (tile minus pair offset) at its centre."""
     df = tiles.merge(centres, on=["tile_row", "tile_col"])
-    fig, ax = plt.subplots(figsize=(6.5, 6))
-    good = df[np.isfinite(df["east_mean_m"]) & np.isfinite(df["north_mean_m"])]
+    ue, un = ("east_anomaly_m", "north_anomaly_m") if "east_anomaly_m" in df else (
+        "east_mean_m", "north_mean_m")
+    fig, ax = plt.subplots(figsize=(7, 6.5))
+    good = df[np.isfinite(df[ue]) & np.isfinite(df[un])]
     bad = df[~df.index.isin(good.index)]
-    ax.plot(bad["x"], bad["y"], "x", color="0.6", label="no ok offset")
+    x0, y0 = float(df["x"].min()), float(df["y"].min())
+    ax.plot((bad["x"] - x0) / 1e3, (bad["y"] - y0) / 1e3, "x", color="0.6", label="no ok offset")
     if len(good):
-        mag = np.hypot(good["east_mean_m"], good["north_mean_m"])
+        mag = np.hypot(good[ue], good[un])
         ref = float(np.nanmax(mag)) or 1.0
-        q = ax.quiver(good["x"], good["y"], good["east_mean_m"], good["north_mean_m"], mag,
-                      cmap="viridis", angles="xy")
-        ax.quiverkey(q, 0.85, 1.03, ref, f"{ref:.2g} m", labelpos="W")
-        fig.colorbar(q, ax=ax, shrink=0.8, label="|offset| (m)")
+        q = ax.quiver((good["x"] - x0) / 1e3, (good["y"] - y0) / 1e3, good[ue], good[un], mag,
+                      cmap="viridis", angles="uv")
+        ax.quiverkey(q, 0.1, -0.12, ref, f"{ref:.2g} m", labelpos="E")
+        fig.colorbar(q, ax=ax, shrink=0.8, label="|anomaly| (m)")
     ax.set_aspect("equal")
-    ax.set_xlabel("easting")
-    ax.set_ylabel("northing")
-    ax.set_title("Mean tile offset (secondary vs reference)")
+    ax.set_xlabel(f"easting - {x0:.0f} (km)")
+    ax.set_ylabel(f"northing - {y0:.0f} (km)")
+    ax.set_title("Tile offset minus pair offset, mean over ok pairs")
     if len(bad):
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper right", fontsize=8, bbox_to_anchor=(1.0, -0.06))
+    _save(fig, path)
+
+
+def velocity_map(
+    vel: np.ndarray, ref_rc: tuple[int, int], units: str, path: str | Path,
+    points: dict[str, tuple[int, int]] | None = None,
+) -> None:
+    """Velocity raster with the reference point (star) and sample points."""
+    fig, ax = plt.subplots(figsize=(7, 6))
+    finite = vel[np.isfinite(vel)]
+    vmax = float(np.percentile(np.abs(finite), 99)) if finite.size else 1.0
+    im = ax.imshow(vel, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
+    fig.colorbar(im, ax=ax, shrink=0.8, label=f"LOS velocity ({units}), + towards radar")
+    ax.plot(ref_rc[1], ref_rc[0], "k*", ms=14, mfc="yellow", label="reference")
+    for name, (r, c) in (points or {}).items():
+        ax.plot(c, r, "ko", mfc="none", ms=9)
+        ax.annotate(name, (c, r), xytext=(4, 4), textcoords="offset points", fontsize=8)
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+    ax.set_title("Velocity")
+    ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+
+
+def point_series(
+    dates: list, series: dict[str, np.ndarray], units: str, path: str | Path
+) -> None:
+    """Displacement against time at a few pixels."""
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    t = pd.to_datetime([str(d) for d in dates])
+    for name, y in series.items():
+        ax.plot(t, y, "o-", ms=4, label=name)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_ylabel(f"LOS displacement ({units}), + towards radar")
+    ax.set_title("Displacement time series")
+    ax.legend(fontsize=8)
+    fig.autofmt_xdate()
+    _save(fig, path)
+
+
+def network(dates: list, pairs: list[tuple[int, int]], path: str | Path) -> None:
+    """The pair network: one line per interferogram between its two dates."""
+    fig, ax = plt.subplots(figsize=(9, max(3, 0.12 * len(pairs) + 2)))
+    t = pd.to_datetime([str(d) for d in dates])
+    for k, (i, j) in enumerate(pairs):
+        ax.plot([t[i], t[j]], [k, k], "-", color="tab:blue", lw=1.5)
+        ax.plot([t[i], t[j]], [k, k], "o", color="k", ms=3)
+    for d in t:
+        ax.axvline(d, color="0.9", lw=0.8, zorder=0)
+    ax.set_xlabel("date")
+    ax.set_ylabel("interferogram")
+    ax.set_title(f"Network: {len(pairs)} interferograms over {len(dates)} dates")
+    fig.autofmt_xdate()
     _save(fig, path)

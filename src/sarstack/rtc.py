@@ -451,27 +451,40 @@ def aggregate_pairs(
     return pd.DataFrame(rows)
 
 
-def aggregate_tiles(offsets: pd.DataFrame) -> pd.DataFrame:
-    """Per tile over all pairs: mean, robust median and spread of ok offsets."""
+def aggregate_tiles(offsets: pd.DataFrame, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per tile over all pairs: mean, robust mean and spread of ok offsets.
+
+    With ``pairs`` (from :func:`aggregate_pairs`) also the tile *anomaly*:
+    the mean over ok pairs of (tile offset − that pair's offset), which shows
+    where a tile departs from the scene-wide shift whatever pairs it is ok in.
+    """
+    if pairs is not None:
+        keys = ["reference_date", "secondary_date"]
+        ref = pairs[keys + ["east_m", "north_m"]].rename(
+            columns={"east_m": "pair_east_m", "north_m": "pair_north_m"}
+        )
+        offsets = offsets.merge(ref, on=keys, how="left")
     rows = []
     for (r, c), g in offsets.groupby(["tile_row", "tile_col"], sort=True):
         ok = g[g["status"] == STATUS_OK]
-        e_med, e_sd = robust_stats(ok["east_m"].to_numpy())
-        n_med, n_sd = robust_stats(ok["north_m"].to_numpy())
-        rows.append(
-            {
-                "tile_row": int(r),
-                "tile_col": int(c),
-                "east_mean_m": float(ok["east_m"].mean()) if len(ok) else float("nan"),
-                "north_mean_m": float(ok["north_m"].mean()) if len(ok) else float("nan"),
-                "east_median_m": e_med,
-                "north_median_m": n_med,
-                "east_spread_m": e_sd,
-                "north_spread_m": n_sd,
-                "n_ok": len(ok),
-                "n_pairs": len(g),
-            }
-        )
+        e_rob, e_sd = robust_stats(ok["east_m"].to_numpy())
+        n_rob, n_sd = robust_stats(ok["north_m"].to_numpy())
+        row = {
+            "tile_row": int(r),
+            "tile_col": int(c),
+            "east_mean_m": float(ok["east_m"].mean()) if len(ok) else float("nan"),
+            "north_mean_m": float(ok["north_m"].mean()) if len(ok) else float("nan"),
+            "east_robust_m": e_rob,
+            "north_robust_m": n_rob,
+            "east_spread_m": e_sd,
+            "north_spread_m": n_sd,
+            "n_ok": len(ok),
+            "n_pairs": len(g),
+        }
+        if pairs is not None:
+            row["east_anomaly_m"] = float((ok["east_m"] - ok["pair_east_m"]).mean())
+            row["north_anomaly_m"] = float((ok["north_m"] - ok["pair_north_m"]).mean())
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
