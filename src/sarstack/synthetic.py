@@ -322,3 +322,225 @@ def expected_pair_offsets(truth: pd.DataFrame, pairs: Sequence[tuple[int, int]])
             }
         )
     return pd.DataFrame(rows, columns=["reference_date", "secondary_date", "east_m", "north_m"])
+
+
+# --------------------------------------------------------------------------- #
+# Synthetic unwrapped-interferogram stacks (InSAR time series)
+# --------------------------------------------------------------------------- #
+
+IFG_COLUMNS = [
+    "path",
+    "cor_path",
+    "reference_date",
+    "secondary_date",
+    "reference_index",
+    "secondary_index",
+    "n_nodata",
+]
+
+# e-folding time (days) of the synthetic correlation with temporal baseline.
+_COR_DECAY_DAYS = 120.0
+
+
+def _default_velocity(shape: tuple[int, int], peak: float = 6.0) -> np.ndarray:
+    """Gaussian bump of phase velocity (rad/yr) centred in the frame, sigma = min(shape) / 6."""
+    h, w = shape
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float64)
+    sigma = min(h, w) / 6.0
+    r0, c0 = (h - 1) / 2.0, (w - 1) / 2.0
+    return peak * np.exp(-0.5 * ((rows - r0) ** 2 + (cols - c0) ** 2) / sigma**2)
+
+
+def make_ifg_stack(
+    out_dir: str | Path,
+    *,
+    n_dates: int = 10,
+    shape: tuple[int, int] = (64, 64),
+    interval_days: int = 12,
+    start_date: str = "2020-01-01",
+    velocity_rad_per_year: np.ndarray | None = None,
+    seasonal_amp_rad: float = 1.0,
+    noise_rad: float = 0.1,
+    network: str = "nearest:3",
+    nodata_value: float = 0.0,
+    seed: int = 0,
+    wavelength: float | None = None,
+    jump_patch: tuple[int, slice, slice] | None = None,
+    pixel_size: float = 30.0,
+    crs: str = "EPSG:32611",
+    origin: tuple[float, float] = (500000.0, 4000000.0),
+) -> pd.DataFrame:
+    """Write a synthetic stack of unwrapped interferograms with a known phase history.
+
+    Truth phase of date ``k`` at each pixel (radians)::
+
+        phase_k = v * t_k + a * sin(2 pi t_k)
+
+    with ``t_k`` in years since the first date (so ``phase_0 = 0``), ``v``
+    the phase velocity field and ``a`` a seasonal amplitude that falls
+    linearly from ``seasonal_amp_rad`` on the left edge to half of it on the
+    right edge. Interferogram ``(i, j)`` is ``phase_j - phase_i`` plus
+    independent N(0, ``noise_rad``) noise. Line-of-sight displacement is
+    ``-phase`` (positive towards the radar), times ``wavelength / (4 pi)``
+    with a wavelength.
+
+    Files written under ``out_dir``:
+
+    * ``ifgs/{YYYYMMDD}_{YYYYMMDD}.unw.tif``: float32 radians, nodata
+      ``nodata_value``. Interferogram 1 (0 if there is only one) has a
+      nodata block in its top-left corner of ``max(1, rows // 16)`` x
+      ``max(1, cols // 16)`` pixels.
+    * ``cor/{YYYYMMDD}_{YYYYMMDD}.cor.tif``: correlation in ``[0.05, 1]``,
+      ``0.95`` falling to ``0.3`` in a disc in the upper-right quarter,
+      decaying as ``exp(-days / 120)``; same nodata block.
+    * ``truth_phase.tif``: ``n_dates`` bands, the truth phase (radians).
+    * ``truth_velocity.tif``: displacement velocity ``-v`` in radians/year,
+      or ``-v * wavelength / (4 pi)`` in meters/year.
+    * ``truth.csv``: ``date``, ``t_years``, ``phase_center_rad``,
+      ``displacement_center`` and ``displacement_units`` at the centre pixel
+      ``(rows // 2, cols // 2)``.
+
+    Parameters
+    ----------
+    out_dir
+        Output folder.
+    n_dates
+        Number of acquisitions (at least 2).
+    shape
+        ``(rows, cols)``, each at least 8.
+    interval_days
+        Days between acquisitions.
+    start_date
+        First date, ``YYYY-MM-DD``.
+    velocity_rad_per_year
+        Phase velocity field ``(rows, cols)``; default a gaussian bump of
+        +6 rad/yr at the centre (a displacement of -6 rad/yr: subsidence).
+    seasonal_amp_rad
+        Seasonal amplitude on the left edge (radians).
+    noise_rad
+        Standard deviation of the interferogram noise (radians).
+    network
+        Pair network, as :func:`sarstack.dates.make_pairs`.
+    nodata_value
+        Nodata value of the interferograms and correlations (0.0 or NaN);
+        valid pixels never equal it.
+    seed
+        Seed; the same seed gives identical files.
+    wavelength
+        Radar wavelength in metres; sets the units of ``truth_velocity.tif``.
+    jump_patch
+        ``(ifg_index, row_slice, col_slice)``: add ``+2 pi`` to that patch of
+        that interferogram (an unwrapping error).
+    pixel_size, crs, origin
+        Grid of the rasters (upper-left corner ``origin``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per interferogram in network order: ``path``, ``cor_path``
+        (absolute), ``reference_date``, ``secondary_date`` (``YYYY-MM-DD``),
+        ``reference_index``, ``secondary_index`` and ``n_nodata``.
+    """
+    from sarstack.dates import make_pairs, years_since
+
+    if n_dates < 2:
+        raise SarstackError(f"n_dates must be at least 2, got {n_dates}")
+    h, w = (int(shape[0]), int(shape[1]))
+    if h < 8 or w < 8:
+        raise SarstackError(f"shape {tuple(shape)} is too small (at least 8 x 8)")
+    if noise_rad < 0:
+        raise SarstackError(f"noise_rad must be >= 0, got {noise_rad}")
+    if wavelength is not None and not wavelength > 0:
+        raise SarstackError(f"wavelength must be positive metres, got {wavelength}")
+    try:
+        first = dt.date.fromisoformat(start_date)
+    except ValueError:
+        raise SarstackError(f"start_date {start_date!r} is not YYYY-MM-DD") from None
+    if velocity_rad_per_year is None:
+        vel = _default_velocity((h, w))
+    else:
+        vel = np.asarray(velocity_rad_per_year, dtype=np.float64)
+        if vel.shape != (h, w) or not np.all(np.isfinite(vel)):
+            raise SarstackError(
+                f"velocity_rad_per_year must be finite with shape ({h}, {w}), got {vel.shape}"
+            )
+    pairs = make_pairs(n_dates, network)
+    if jump_patch is not None and not 0 <= int(jump_patch[0]) < len(pairs):
+        raise SarstackError(
+            f"jump_patch interferogram {jump_patch[0]} is outside the {len(pairs)} interferograms"
+        )
+
+    r_noise = np.random.default_rng(np.random.SeedSequence(seed))
+    dates = [first + dt.timedelta(days=k * interval_days) for k in range(n_dates)]
+    t = years_since(dates)
+    cols = np.arange(w, dtype=np.float64)[None, :]
+    amp = seasonal_amp_rad * (1.0 - 0.5 * cols / (w - 1)) * np.ones((h, 1))
+    phase = vel[None] * t[:, None, None] + amp[None] * np.sin(2.0 * np.pi * t)[:, None, None]
+
+    rows_i, cols_i = np.mgrid[0:h, 0:w].astype(np.float64)
+    disc = np.hypot(rows_i - h / 4.0, cols_i - 3.0 * w / 4.0) < min(h, w) / 8.0
+    cor_base = np.where(disc, 0.3, 0.95)
+
+    out = Path(out_dir)
+    grid = Grid(
+        CRS.from_user_input(crs),
+        Affine(pixel_size, 0.0, origin[0], 0.0, -pixel_size, origin[1]),
+        w,
+        h,
+    )
+    k_nodata = min(1, len(pairs) - 1)
+    block = (slice(0, max(1, h // 16)), slice(0, max(1, w // 16)))
+    nodata_f32 = np.float32(nodata_value)
+    rows: list[dict[str, object]] = []
+    for k, (i, j) in enumerate(pairs):
+        ifg = phase[j] - phase[i] + r_noise.normal(0.0, noise_rad, size=(h, w))
+        if jump_patch is not None and int(jump_patch[0]) == k:
+            ifg[jump_patch[1], jump_patch[2]] += 2.0 * np.pi
+        days = (dates[j] - dates[i]).days
+        cor = np.clip(cor_base * np.exp(-abs(days) / _COR_DECAY_DAYS), 0.05, 1.0)
+        ifg32, cor32 = ifg.astype(np.float32), cor.astype(np.float32)
+        if not np.isnan(nodata_f32):
+            ifg32[ifg32 == nodata_f32] = np.nextafter(nodata_f32, np.float32(np.inf))
+        if k == k_nodata:
+            ifg32[block] = nodata_f32
+            cor32[block] = nodata_f32
+        name = f"{dates[i]:%Y%m%d}_{dates[j]:%Y%m%d}"
+        path = (out / "ifgs" / f"{name}.unw.tif").resolve()
+        cor_path = (out / "cor" / f"{name}.cor.tif").resolve()
+        tags = {"reference_date": dates[i].isoformat(), "secondary_date": dates[j].isoformat()}
+        write_raster(path, ifg32, grid, nodata=float(nodata_value), units="radians", tags=tags)
+        write_raster(cor_path, cor32, grid, nodata=float(nodata_value), units="1", tags=tags)
+        rows.append(
+            {
+                "path": str(path),
+                "cor_path": str(cor_path),
+                "reference_date": dates[i].isoformat(),
+                "secondary_date": dates[j].isoformat(),
+                "reference_index": i,
+                "secondary_index": j,
+                "n_nodata": int(block[0].stop * block[1].stop) if k == k_nodata else 0,
+            }
+        )
+
+    scale, units = (1.0, "radians") if wavelength is None else (wavelength / (4 * np.pi), "meters")
+    iso = [d.isoformat() for d in dates]
+    write_raster(
+        out / "truth_phase.tif", phase.astype(np.float32), grid, units="radians", descriptions=iso
+    )
+    write_raster(
+        out / "truth_velocity.tif", (-vel * scale).astype(np.float32), grid, units=f"{units}/year"
+    )
+    rc = (h // 2, w // 2)
+    write_csv(
+        out / "truth.csv",
+        pd.DataFrame(
+            {
+                "date": iso,
+                "t_years": t,
+                "phase_center_rad": phase[:, rc[0], rc[1]],
+                "displacement_center": (0.0 - phase[:, rc[0], rc[1]]) * scale,
+                "displacement_units": units,
+            }
+        ),
+    )
+    return pd.DataFrame(rows, columns=IFG_COLUMNS)

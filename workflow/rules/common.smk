@@ -114,8 +114,65 @@ def rtc_targets():
     return out
 
 
+
+
+# ---------------------------------------------------------------- InSAR helpers
+INSAR = f"{OUT}/insar"
+ICFG = config["insar"]
+IBLOCK = " ".join(str(b) for b in (ICFG["block_shape"] or config["block_shape"]))
+
+
+def insar_is_demo():
+    return ICFG["unwrapped"] in (None, "")
+
+
+def insar_globs():
+    """(unwrapped, conncomp, correlation) globs, the demo's when unconfigured."""
+    if insar_is_demo():
+        return (f"{DEMO}/insar/ifgs/*.unw.tif", None, f"{DEMO}/insar/cor/*.cor.tif")
+    return (ICFG["unwrapped"], ICFG["conncomp"], ICFG["correlation"])
+
+
+def insar_select_input(wildcards):
+    if insar_is_demo():
+        return [f"{DEMO}/insar/truth.csv"]
+    import glob
+
+    files = []
+    for pattern in insar_globs():
+        if pattern:
+            files += sorted(glob.glob(pattern, recursive=True))
+    return files
+
+
+def opt(flag, value):
+    """Command-line option only when the config value is set."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, (list, tuple)):
+        return f"{flag} " + " ".join(str(v) for v in value)
+    return f"{flag} '{value}'"
+
+
+def insar_aux_files():
+    return [f for f in (ICFG["quality"], ICFG["mask"]) if f]
+
+
+def insar_targets():
+    out = [
+        f"{INSAR}/velocity.tif",
+        f"{INSAR}/velocity_std.tif",
+        f"{INSAR}/plots/velocity.png",
+    ]
+    if insar_is_demo():
+        out.append(f"{DEMO}/insar_accuracy.csv")
+    return out
+
+
 def all_targets():
     out = []
     if config["rtc"]["enabled"]:
         out += rtc_targets()
+    if config["insar"]["enabled"]:
+        out += insar_targets()
     return out

@@ -51,3 +51,55 @@ rule demo_rtc_check:
     shell:
         "python {input.script} --truth {input.truth} --pairs {input.pairs}"
         " --out {output} 2> {log}"
+
+
+rule demo_insar_stack:
+    input:
+        script=f"{SCRIPTS}/demo_insar_stack.py",
+    output:
+        truth=f"{DEMO}/insar/truth.csv",
+    params:
+        n_dates=config["demo"]["insar_dates"],
+        shape=" ".join(str(s) for s in config["demo"]["insar_shape"]),
+        seed=config["demo"]["seed"],
+    log:
+        f"{LOGS}/demo/insar_stack.log",
+    benchmark:
+        f"{BENCH}/demo/insar_stack.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python {input.script} --n-dates {params.n_dates} --shape {params.shape}"
+        " --seed {params.seed} --truth {output.truth} 2> {log}"
+
+
+rule demo_insar_check:
+    input:
+        script=f"{SCRIPTS}/demo_insar_check.py",
+        truth=f"{DEMO}/insar/truth.csv",
+        index=f"{INSAR}/timeseries.csv",
+        velocity=f"{INSAR}/velocity.tif",
+        reference=f"{INSAR}/reference_point.txt",
+    output:
+        report(
+            f"{DEMO}/insar_accuracy.csv",
+            category="Demo accuracy",
+            caption="../report/demo_insar_accuracy.rst",
+        ),
+    log:
+        f"{LOGS}/demo/insar_check.log",
+    benchmark:
+        f"{BENCH}/demo/insar_check.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        ENV
+    shell:
+        "python {input.script} --truth {input.truth} --index {input.index}"
+        " --velocity {input.velocity} --reference {input.reference} --out {output} 2> {log}"

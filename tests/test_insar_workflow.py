@@ -1,0 +1,210 @@
+"""InSAR branch through its scripts and Snakemake: demo truth, real PyRate
+data, reference-point rules, sign and units, and bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import yaml
+from affine import Affine
+from rasterio.crs import CRS
+
+from sarstack import io, synthetic
+
+pytestmark = pytest.mark.workflow
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "workflow" / "scripts"
+
+
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / name), *map(str, args)], capture_output=True, text=True
+    )
+
+
+def snakemake(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=ROOT,
+                       capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+def one_line_error(p: subprocess.CompletedProcess, expect: str) -> None:
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], p.stderr
+
+
+def pipeline(tmp: Path, unw_glob: str, *extra_invert: str, point=None, cor_glob=None):
+    """select -> reference -> invert -> velocity through the scripts."""
+    out = tmp / "out"
+    sel = ["--unwrapped", unw_glob, "--out", out / "ifgs.csv"]
+    if cor_glob:
+        sel += ["--correlation", cor_glob]
+    p = run_script("insar_select.py", *sel)
+    assert p.returncode == 0, p.stderr
+    ref = ["--ifgs", out / "ifgs.csv", "--out", out / "ref.txt"]
+    if point:
+        ref += ["--point", *point]
+    p = run_script("insar_reference.py", *ref)
+    assert p.returncode == 0, p.stderr
+    p = run_script("insar_invert.py", "--ifgs", out / "ifgs.csv", "--reference", out / "ref.txt",
+                   "--out-dir", out, "--index", out / "ts.csv", *extra_invert)
+    assert p.returncode == 0, p.stderr
+    p = run_script("insar_velocity.py", "--index", out / "ts.csv", "--ifgs", out / "ifgs.csv",
+                   "--out", out / "velocity.tif", "--out-std", out / "velocity_std.tif")
+    assert p.returncode == 0, p.stderr
+    return out
+
+
+def test_uplift_bump_is_positive_metres(tmp_path):
+    """Uplift (towards the radar) = phase decreasing with time -> positive
+    displacement and velocity; metres = -phase * wavelength / (4 pi)."""
+    wl = 0.0555
+    yy, xx = np.mgrid[0:32, 0:32]
+    v_phase = -8.0 * np.exp(-((yy - 16) ** 2 + (xx - 16) ** 2) / 40.0)  # uplift bump
+    synthetic.make_ifg_stack(tmp_path / "s", n_dates=6, shape=(32, 32), velocity_rad_per_year=v_phase,
+                             seasonal_amp_rad=0.0, noise_rad=0.0, seed=1)
+    out = pipeline(tmp_path, str(tmp_path / "s" / "ifgs" / "*.unw.tif"), "--wavelength", str(wl),
+                   "--method", "L2", point=(31, 31))
+    vel = io.read_band(out / "velocity.tif")
+    with rasterio.open(out / "velocity.tif") as ds:
+        assert ds.units == ("meters/year",)
+        assert ds.tags()["start_date"] == "2020-01-01" and ds.tags()["end_date"] == "2020-03-01"
+    expected = (8.0 - 8.0 * np.exp(-((15) ** 2 + 15**2) / 40.0)) * wl / (4 * np.pi)
+    assert vel[16, 16] > 0
+    assert vel[16, 16] == pytest.approx(expected, rel=1e-4)
+    ts = pd.read_csv(out / "ts.csv")
+    last = io.read_band(ts["path"].iloc[-1])
+    assert last[16, 16] > 0 and ts["units"].iloc[0] == "meters"
+
+
+def test_demo_and_reference_rules_via_snakemake(tmp_path):
+    out = tmp_path / "res"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"output_dir": str(out), "rtc": {"enabled": False}}))
+    snakemake("insar", "--configfile", str(cfg))
+    acc = pd.read_csv(out / "demo" / "insar_accuracy.csv").iloc[0]
+    # Noise is 0.1 rad per ifg: the inversion must come back to that level.
+    assert acc["displacement_rmse"] < 0.2
+    assert acc["velocity_rmse"] < 0.5  # rad/yr, for velocities up to ~6 rad/yr over 0.46 yr
+    ref = (out / "insar" / "reference_point.txt").read_text().strip()
+    r, c = map(int, ref.split(","))
+    valid = np.ones((128, 128), bool)
+    for f in (out / "demo" / "insar" / "ifgs").glob("*.tif"):
+        valid &= np.isfinite(io.read_band(f))
+    assert valid[r, c]
+    for png in ("velocity", "timeseries", "network"):
+        assert (out / "insar" / "plots" / f"{png}.png").stat().st_size > 1000
+    # Nodata in the inputs stays nodata in the outputs (the demo's corner block).
+    vel = io.read_band(out / "insar" / "velocity.tif")
+    assert np.isnan(vel[0, 0]) and np.isfinite(vel[64, 64])
+
+    # A config change of the reference point re-selects it (no stale point).
+    cfg.write_text(yaml.safe_dump({"output_dir": str(out), "rtc": {"enabled": False},
+                                   "insar": {"reference_point": [40, 50]}}))
+    plan = snakemake("-n", "insar", "--configfile", str(cfg))
+    assert "insar_reference" in plan.stdout and "insar_select" not in plan.stdout
+    snakemake("insar", "--configfile", str(cfg))
+    assert (out / "insar" / "reference_point.txt").read_text().strip() == "40,50"
+    vel = io.read_band(out / "insar" / "velocity.tif")
+    assert vel[40, 50] == 0.0
+
+
+def test_real_pyrate_crop(tmp_path, pyrate_crop):
+    g = pyrate_crop / "geotiffs"
+    out = tmp_path / "res"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "output_dir": str(out), "rtc": {"enabled": False},
+        "insar": {"unwrapped": f"{g}/cropA_*_unw.tif", "correlation": f"{g}/cropA_*_cc.tif",
+                  "quality": str(pyrate_crop / "coherence_stats" / "coh_mean.tif"),
+                  "wavelength": 0.0555},
+    }))
+    snakemake("insar", "--configfile", str(cfg))
+    ifgs = pd.read_csv(out / "insar" / "ifgs.csv")
+    assert len(ifgs) == 30
+    index = pd.read_csv(out / "insar" / "timeseries.csv")
+    assert len(index) == 12 and (index["units"] == "meters").all()
+    valid = np.ones((60, 100), bool)
+    for f in ifgs["path"]:
+        valid &= np.isfinite(io.read_band(f))
+    r, c = map(int, (out / "insar" / "reference_point.txt").read_text().strip().split(","))
+    assert valid[r, c]
+    vel = io.read_band(out / "insar" / "velocity.tif")
+    assert np.isfinite(vel[valid]).all() and np.isnan(vel[~valid]).all()
+    # The time series satisfy the network: residuals are small for most pixels.
+    res = np.stack([io.read_band(f) for f in sorted((out / "insar" / "residuals").glob("*.tif"))])
+    assert np.nanmedian(np.abs(res)) < 0.2  # radians
+    # Mexico City subsides: the fastest pixels move away from the radar.
+    assert np.nanpercentile(vel, 1) < -0.05  # m/yr
+
+
+# ----------------------------------------------------------------- bad input
+
+
+def _ifg(path: Path, value: float = 1.0, x0: float = 0.0, shape=(16, 16)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    io.write_raster(path, np.full(shape, value, np.float32),
+                    io.Grid(CRS.from_epsg(32611), Affine(30, 0, x0, 0, -30, 0), shape[1], shape[0]))
+
+
+@pytest.mark.parametrize(
+    ("files", "expect"),
+    [
+        ({"20200101_20200113.unw.tif": {}}, "only one interferogram"),
+        ({"20200101_20200113.unw.tif": {}, "x_20200125.unw.tif": {}}, "x_20200125.unw.tif: needs two dates"),
+        ({"20200101_20200113.unw.tif": {}, "20200113_20200125.unw.tif": {"x0": 30.0}},
+         "20200113_20200125.unw.tif: not on the grid"),
+        ({"20200101_20200113.unw.tif": {}, "20200125_20200206.unw.tif": {}}, "disconnected"),
+    ],
+)
+def test_select_bad_input(tmp_path, files, expect):
+    for name, kw in files.items():
+        _ifg(tmp_path / "d" / name, **kw)
+    p = run_script("insar_select.py", "--unwrapped", tmp_path / "d" / "*.tif",
+                   "--out", tmp_path / "o" / "ifgs.csv")
+    one_line_error(p, expect)
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_select_no_files(tmp_path):
+    p = run_script("insar_select.py", "--unwrapped", tmp_path / "none*.tif", "--out", tmp_path / "o.csv")
+    one_line_error(p, "insar.unwrapped: no files match")
+
+
+def test_reference_point_outside_raster(tmp_path):
+    _ifg(tmp_path / "d" / "20200101_20200113.unw.tif")
+    _ifg(tmp_path / "d" / "20200113_20200125.unw.tif")
+    assert run_script("insar_select.py", "--unwrapped", tmp_path / "d" / "*.tif",
+                      "--out", tmp_path / "ifgs.csv").returncode == 0
+    p = run_script("insar_reference.py", "--ifgs", tmp_path / "ifgs.csv", "--point", 20, 3,
+                   "--out", tmp_path / "o" / "ref.txt")
+    one_line_error(p, "insar.reference_point")
+    assert "outside" in p.stderr
+    assert not (tmp_path / "o" / "ref.txt").exists()
+
+
+def test_reference_point_on_nodata_rejected(tmp_path):
+    _ifg(tmp_path / "d" / "20200101_20200113.unw.tif")
+    data = np.ones((16, 16), np.float32)
+    data[3, 4] = 0.0  # nodata 0
+    io.write_raster(tmp_path / "d" / "20200113_20200125.unw.tif", data,
+                    io.Grid(CRS.from_epsg(32611), Affine(30, 0, 0, 0, -30, 0), 16, 16), nodata=0.0)
+    assert run_script("insar_select.py", "--unwrapped", tmp_path / "d" / "*.tif",
+                      "--out", tmp_path / "ifgs.csv").returncode == 0
+    p = run_script("insar_reference.py", "--ifgs", tmp_path / "ifgs.csv", "--point", 3, 4,
+                   "--out", tmp_path / "ref.txt")
+    one_line_error(p, "insar.reference_point")
+    # Automatic selection never lands there.
+    p = run_script("insar_reference.py", "--ifgs", tmp_path / "ifgs.csv", "--out", tmp_path / "ref.txt")
+    assert p.returncode == 0
+    assert (tmp_path / "ref.txt").read_text().strip() != "3,4"

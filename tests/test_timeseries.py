@@ -1,0 +1,412 @@
+"""Network inversion, reference point, displacement and velocity kernels."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import jax
+import numpy as np
+import pytest
+from scipy.optimize import linprog
+
+from sarstack import dates
+from sarstack import timeseries as ts
+from sarstack.errors import SarstackError
+from sarstack.jaxcfg import configure_jax
+
+N_DATES = 13
+NETWORK = "nearest:3"  # 33 interferograms; the L1 tests share this shape (one compile)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _x64():
+    """float64 for this module only; the previous setting is restored afterwards."""
+    prev = bool(jax.config.jax_enable_x64)
+    configure_jax(x64=True)
+    yield
+    jax.config.update("jax_enable_x64", prev)
+
+
+def _network(n_dates: int = N_DATES, spec: str = NETWORK):
+    pairs = dates.make_pairs(n_dates, spec)
+    return pairs, dates.incidence_matrix(pairs, n_dates)
+
+
+def _stack(a, n_pix, noise, seed, outlier_frac=0.0):
+    """Random-walk truth (n_dates - 1, P) and its noisy interferograms (n_ifg, P)."""
+    rng = np.random.default_rng(seed)
+    truth = np.cumsum(rng.normal(0.0, 1.0, (a.shape[1], n_pix)), axis=0)
+    phase = a @ truth + rng.normal(0.0, noise, (a.shape[0], n_pix))
+    phase += 2 * np.pi * (rng.random(phase.shape) < outlier_frac)
+    return truth, phase
+
+
+def _l1_objective(a, phase, x):
+    return np.abs(phase - a @ x).sum(axis=0)
+
+
+# --------------------------------------------------------------------------- #
+# L2
+# --------------------------------------------------------------------------- #
+
+
+def test_l2_equals_lstsq_per_pixel():
+    rng = np.random.default_rng(0)
+    n = 9
+    pairs = [(i, i + 1) for i in range(n - 1)]  # spanning chain, then random extras
+    pairs += [tuple(sorted(rng.choice(n, 2, replace=False))) for _ in range(14)]
+    a = dates.incidence_matrix(pairs, n)
+    phase = rng.normal(0.0, 3.0, (len(pairs), 7, 5))
+    x, res = ts.invert_l2(a, phase)
+    assert x.shape == (n - 1, 7, 5) and res.shape == phase.shape
+    assert x.dtype == np.float64
+    for r in range(7):
+        for c in range(5):
+            want = np.linalg.lstsq(a, phase[:, r, c], rcond=None)[0]
+            np.testing.assert_allclose(x[:, r, c], want, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(res, phase - np.einsum("kn,nrc->krc", a, x), atol=1e-12)
+
+
+def test_l2_recovers_truth_to_noise_level():
+    _, a = _network()
+    noise = 0.1
+    truth, phase = _stack(a, 4000, noise, seed=1)
+    x, _ = ts.invert_l2(a, phase)
+    err = x - truth
+    # Predicted per-date standard error: noise * sqrt(diag((A^T A)^-1)).
+    sd = noise * np.sqrt(np.diag(np.linalg.inv(a.T @ a)))
+    np.testing.assert_allclose(err.std(axis=1), sd, rtol=0.08)
+    assert np.all(np.abs(err.mean(axis=1)) < 4 * sd / np.sqrt(4000))
+
+
+def test_nan_pixels_give_nan_and_leave_others_alone():
+    _, a = _network()
+    _, phase = _stack(a, 50, 0.1, seed=2, outlier_frac=0.05)
+    holed = phase.copy()
+    holed[3, 7] = np.nan
+    holed[:, 11] = np.nan
+    for method in ("L2", "L1"):
+        x, res, _ = ts.invert(a, holed, method=method)
+        x_ref, _, _ = ts.invert(a, phase, method=method)
+        assert np.all(np.isnan(x[:, [7, 11]])) and np.all(np.isnan(res[:, [7, 11]]))
+        keep = np.setdiff1d(np.arange(50), [7, 11])
+        assert np.all(np.isfinite(x[:, keep]))
+        np.testing.assert_allclose(x[:, keep], x_ref[:, keep], atol=1e-12)
+
+
+# --------------------------------------------------------------------------- #
+# L1
+# --------------------------------------------------------------------------- #
+
+
+def _lp_optimum(a, b):
+    """Exact LAD objective by linear programming (min sum t, -t <= b - A x <= t)."""
+    m, n = a.shape
+    c = np.r_[np.zeros(n), np.ones(m)]
+    a_ub = np.block([[a, -np.eye(m)], [-a, -np.eye(m)]])
+    bounds = [(None, None)] * n + [(0, None)] * m
+    sol = linprog(c, A_ub=a_ub, b_ub=np.r_[b, -b], bounds=bounds, method="highs")
+    assert sol.status == 0
+    return sol.fun
+
+
+def test_l1_reaches_lp_optimum_by_tolerance():
+    _, a = _network()
+    _, phase = _stack(a, 300, 0.1, seed=3, outlier_frac=0.05)
+    tol = 1e-6
+    x, res, n_iter = ts.invert_l1(a, phase, tol=tol, max_iter=200)
+    assert 0 < n_iter < 200  # stopped by the tolerance, not the cap
+    obj = _l1_objective(a, phase, x)
+    np.testing.assert_allclose(res, phase - a @ x, atol=1e-12)
+    opt = np.array([_lp_optimum(a, phase[:, p]) for p in range(60)])
+    assert np.all(obj[:60] >= opt - 1e-9)
+    assert np.all(obj[:60] <= opt * (1 + tol) + 1e-9)
+    # Never worse than least squares, and clearly better with outliers.
+    x2, _ = ts.invert_l2(a, phase)
+    obj2 = _l1_objective(a, phase, x2)
+    assert np.all(obj <= obj2 + 1e-9)
+    assert np.mean(obj2 - obj) > 0.5
+
+
+def test_l1_default_tolerance_and_truth():
+    _, a = _network()
+    truth, phase = _stack(a, 2000, 0.05, seed=4)
+    x, _, n_iter = ts.invert_l1(a, phase)
+    assert n_iter < 500
+    # L1 is less efficient than L2 on gaussian noise (about 1.25 x the error), but
+    # still at the noise level (0.05 rad).
+    rms = np.sqrt(np.mean((x - truth) ** 2))
+    rms2 = np.sqrt(np.mean((ts.invert_l2(a, phase)[0] - truth) ** 2))
+    assert rms < 1.3 * rms2 and rms2 < 0.05
+    assert np.abs(x - truth).max() < 0.4
+
+
+def test_l1_rejects_unwrapping_error_l2_does_not():
+    pairs, a = _network()
+    truth, clean = _stack(a, 400, 0.05, seed=5)
+    k = pairs.index((5, 7))
+    jumped = clean.copy()
+    patch = np.arange(100, 300)
+    jumped[k, patch] += 2 * np.pi
+    x1c, _, _ = ts.invert_l1(a, clean)
+    x1j, _, n_iter = ts.invert_l1(a, jumped)
+    x2c, _ = ts.invert_l2(a, clean)
+    x2j, _ = ts.invert_l2(a, jumped)
+    assert n_iter < 500
+    d1 = np.abs(x1j - x1c)[:, patch]
+    d2 = np.abs(x2j - x2c)[:, patch]
+    # L2 spreads the 2 pi error over the dates near the jump in every patch pixel.
+    assert d2.max(axis=0).min() > 0.3
+    # L1 moves by noise-level amounts only (<< 2 pi), and not at all outside the patch.
+    assert np.sqrt(np.mean(d1**2)) < 0.1
+    assert d1.max() < 0.5
+    np.testing.assert_array_equal(x1j[:, :100], x1c[:, :100])
+    assert np.all(_l1_objective(a, jumped, x1j) <= _l1_objective(a, jumped, x2j) + 1e-9)
+
+
+def test_l1_large_network_uses_library_cholesky():
+    n = ts._UNROLL_MAX + 2  # more unknowns than the unrolled factorisation handles
+    _, a = _network(n, "nearest:2")
+    _, phase = _stack(a, 40, 0.1, seed=6, outlier_frac=0.05)
+    x, _, n_iter = ts.invert_l1(a, phase, tol=1e-6)
+    assert n_iter < 500
+    obj = _l1_objective(a, phase, x)
+    opt = np.array([_lp_optimum(a, phase[:, p]) for p in range(20)])
+    assert np.all(obj[:20] <= opt * (1 + 1e-6) + 1e-9)
+
+
+def test_float32_matches_float64():
+    _, a = _network()
+    _, phase = _stack(a, 300, 0.1, seed=7, outlier_frac=0.05)
+    x64, _, _ = ts.invert_l1(a, phase)
+    l2_64, _ = ts.invert_l2(a, phase)
+    with jax.enable_x64(False):
+        x32, _, n32 = ts.invert_l1(a, phase.astype(np.float32))
+        l2_32, _ = ts.invert_l2(a, phase.astype(np.float32))
+    assert x32.dtype == np.float32 and l2_32.dtype == np.float32
+    assert n32 < 500
+    np.testing.assert_allclose(l2_32, l2_64, atol=1e-4)
+    obj32 = _l1_objective(a, phase, x32.astype(np.float64))
+    obj64 = _l1_objective(a, phase, x64)
+    np.testing.assert_allclose(obj32, obj64, rtol=1e-3)
+
+
+def test_invert_dispatch_and_options():
+    _, a = _network(4, "nearest:2")
+    phase = np.random.default_rng(8).normal(size=(a.shape[0], 3))
+    x2, _, n2 = ts.invert(a, phase, method="l2")
+    np.testing.assert_allclose(x2, ts.invert_l2(a, phase)[0])
+    assert n2 == 0
+    with pytest.raises(SarstackError, match="'L1' or 'L2'"):
+        ts.invert(a, phase, method="L3")
+    with pytest.raises(SarstackError, match="tol must be positive"):
+        ts.invert_l1(a, phase, tol=0.0)
+    with pytest.raises(SarstackError, match="expected"):
+        ts.invert_l2(a, phase[:-1])
+
+
+# --------------------------------------------------------------------------- #
+# Single reference, disconnected networks
+# --------------------------------------------------------------------------- #
+
+
+def test_single_reference_needs_no_inversion():
+    n = 6
+    pairs = [(0, 3), (0, 1), (0, 5), (0, 2), (0, 4)]  # any order
+    assert ts.is_single_reference(pairs)
+    assert ts.is_single_reference(pairs, n_dates=6)
+    assert not ts.is_single_reference(pairs, n_dates=7)  # date 6 missing
+    assert not ts.is_single_reference(dates.make_pairs(n, "sequential"))
+    assert not ts.is_single_reference([*pairs, (1, 2)])
+    assert not ts.is_single_reference([(0, 1), (0, 1), (0, 3)])
+    a = dates.incidence_matrix(pairs, n)
+    phase = np.random.default_rng(9).normal(size=(5, 4, 3))
+    phase[2, 1, 1] = np.nan
+    x = ts.single_reference_series(pairs, phase)
+    x2, res = ts.invert_l2(a, phase)
+    np.testing.assert_allclose(x, x2, atol=1e-12, equal_nan=True)
+    assert np.all(np.isnan(x[:, 1, 1]))
+    np.testing.assert_allclose(x[2][~np.isnan(x[2])], phase[0][~np.isnan(x[2])])  # date 3
+    np.testing.assert_allclose(np.nan_to_num(res), 0.0, atol=1e-12)
+    with pytest.raises(SarstackError, match="not single-reference"):
+        ts.single_reference_series(dates.make_pairs(n, "sequential"), phase)
+
+
+def test_disconnected_network_names_dates():
+    d = [dt.date(2020, 1, 1) + dt.timedelta(days=12 * k) for k in range(6)]
+    pairs = [(0, 1), (1, 2), (3, 4)]  # 3 and 4 apart; 5 in no interferogram
+    with pytest.raises(SarstackError) as err:
+        ts.check_network(pairs, 6, d)
+    msg = str(err.value)
+    assert msg.startswith("the interferogram network is disconnected: dates ")
+    assert "2020-02-06, 2020-02-18, 2020-03-01 not connected to 2020-01-01" in msg
+    assert "\n" not in msg
+    ts.check_network(dates.make_pairs(6, "sequential"), 6, d)  # connected: no error
+    a = dates.incidence_matrix(pairs, 6)
+    for method in ("L1", "L2"):
+        with pytest.raises(SarstackError, match=r"dates #3, #4, #5 not connected to #0"):
+            ts.invert(a, np.zeros((3, 2)), method=method)
+
+
+# --------------------------------------------------------------------------- #
+# Reference point
+# --------------------------------------------------------------------------- #
+
+
+def _ring_scene():
+    """41 x 41: a high-quality ring around a nodata hole that holds the quality maximum."""
+    rr, cc = np.mgrid[0:41, 0:41]
+    dist = np.hypot(rr - 20, cc - 20)
+    valid = dist >= 4  # nodata hole at the centre
+    quality = np.full((41, 41), 0.2)
+    quality[(dist >= 8) & (dist <= 14)] = 0.97
+    quality[dist < 4] = 1.0  # the maximum is on nodata pixels
+    return valid, quality, dist
+
+
+def test_reference_point_never_on_nodata():
+    valid, quality, dist = _ring_scene()
+    r, c = ts.select_reference_point(valid, quality, threshold=0.95)
+    assert valid[r, c] and quality[r, c] >= 0.95
+    # The ring's centroid is the hole; the nearest ring pixel is 8 pixels away.
+    assert dist[r, c] == pytest.approx(8.0)
+    assert (r, c) == (12, 20)  # first in row-major order among the nearest
+
+
+def test_reference_point_largest_region_centroid():
+    valid = np.ones((30, 50), dtype=bool)
+    quality = np.zeros((30, 50))
+    quality[2:8, 2:8] = 1.0  # small region
+    quality[10:25, 20:45] = 1.0  # large region, centroid (17, 32)
+    valid[17, 32] = False  # centroid on nodata: nearest valid neighbour instead
+    r, c = ts.select_reference_point(valid, quality)
+    assert valid[r, c]
+    assert (r, c) == (16, 32)
+
+
+def test_reference_point_fallback_to_best_quality():
+    valid, quality, _ = _ring_scene()
+    quality[3, 37] = 0.98  # best valid quality, below the threshold
+    quality[0, 0] = np.nan
+    assert ts.select_reference_point(valid, quality, threshold=0.999) == (3, 37)
+    # No quality at all: the centroid rule over every valid pixel.
+    r, c = ts.select_reference_point(valid)
+    assert valid[r, c]
+
+
+def test_reference_point_no_valid_pixel():
+    with pytest.raises(SarstackError, match="no pixel is valid in every interferogram"):
+        ts.select_reference_point(np.zeros((5, 5), dtype=bool))
+
+
+def test_reference_point_conncomp():
+    valid = np.ones((30, 60), dtype=bool)
+    quality = np.ones((30, 60))
+    assert ts.select_reference_point(valid, quality) == (14, 29)
+    # 3-D labels: columns >= 20 are not unwrapped in the second interferogram.
+    cc = np.ones((3, 30, 60), dtype=np.int32)
+    cc[1, :, 20:] = 0
+    r, c = ts.select_reference_point(valid, quality, conncomp=cc)
+    assert (r, c) == (14, 9)
+    # 2-D labels: two touching components are separate regions; the larger wins.
+    cc2 = np.where(np.arange(60) < 40, 1, 2)[None, :].repeat(30, axis=0)
+    assert ts.select_reference_point(valid, quality, conncomp=cc2) == (14, 19)
+    # Labels on only invalid pixels: ignored rather than failing.
+    r, c = ts.select_reference_point(valid & (np.arange(60) >= 5), quality, conncomp=cc[1] * 0)
+    assert c >= 5
+
+
+def test_check_reference_point():
+    valid = np.ones((100, 60), dtype=bool)
+    valid[10, 20] = False
+    assert ts.check_reference_point([5, 7], valid) == (5, 7)
+    with pytest.raises(SarstackError) as err:
+        ts.check_reference_point([100, 5], valid)
+    assert str(err.value) == "insar.reference_point [100, 5] is outside the 100 x 60 raster"
+    with pytest.raises(SarstackError, match="outside"):
+        ts.check_reference_point((-1, 5), valid)
+    with pytest.raises(SarstackError, match=r"\[10, 20\] is nodata"):
+        ts.check_reference_point((10, 20), valid)
+
+
+def test_reference_subtracts_reference_pixel():
+    x = np.random.default_rng(10).normal(size=(4, 6, 5))
+    out = ts.reference(x, (2, 3))
+    np.testing.assert_allclose(out[:, 2, 3], 0.0)
+    np.testing.assert_allclose(out - x, -x[:, 2, 3][:, None, None] * np.ones((1, 6, 5)))
+    x[1, 2, 3] = np.nan
+    with pytest.raises(SarstackError, match=r"reference pixel \[2, 3\] is NaN"):
+        ts.reference(x, (2, 3))
+
+
+# --------------------------------------------------------------------------- #
+# Sign, units, velocity
+# --------------------------------------------------------------------------- #
+
+
+def test_uplift_is_positive_displacement():
+    # Uplift: the ground moves towards the radar, the range shortens, phase decreases.
+    t = np.arange(8) * 12 / 365.25
+    phase = -5.0 * t[:, None] * np.ones((1, 3))  # -5 rad/yr
+    disp, units = ts.phase_to_displacement(phase, None)
+    assert units == "radians"
+    assert np.all(disp[1:] > 0)
+    vel, _, _ = ts.velocity(disp, t)
+    np.testing.assert_allclose(vel, 5.0)
+    wl = 0.0555
+    disp_m, units_m = ts.phase_to_displacement(phase, wl)
+    assert units_m == "meters"
+    np.testing.assert_allclose(disp_m, -phase * wl / (4 * np.pi))
+    # -4 pi rad of phase is one wavelength towards the radar.
+    np.testing.assert_allclose(ts.phase_to_displacement(np.array([-4 * np.pi]), wl)[0], [wl])
+    with pytest.raises(SarstackError, match="wavelength"):
+        ts.phase_to_displacement(phase, -1.0)
+
+
+def test_velocity_exact_on_linear_data():
+    t = dates.years_since([dt.date(2020, 1, 1) + dt.timedelta(days=12 * k) for k in range(10)])
+    slope = np.array([[1.5, -2.0], [0.0, 7.25]])
+    disp = 0.3 + slope[None] * t[:, None, None]
+    disp[:, 1, 0] = np.nan
+    vel, std, icpt = ts.velocity(disp, t)
+    assert vel.shape == (2, 2)
+    np.testing.assert_allclose(vel[[0, 0, 1], [0, 1, 1]], [1.5, -2.0, 7.25], atol=1e-10)
+    np.testing.assert_allclose(icpt[[0, 0, 1], [0, 1, 1]], 0.3, atol=1e-10)
+    assert np.all(std[[0, 0, 1], [0, 1, 1]] < 1e-9)
+    assert np.isnan(vel[1, 0]) and np.isnan(std[1, 0]) and np.isnan(icpt[1, 0])
+    _, std2, _ = ts.velocity(disp[:2, 0], t[:2])
+    assert np.all(np.isnan(std2))
+
+
+def test_velocity_std_is_calibrated_and_shrinks_with_dates():
+    rng = np.random.default_rng(11)
+    stds = []
+    for n in (6, 12, 24):
+        t = np.arange(n) * 12 / 365.25
+        disp = 2.0 * t[:, None] + rng.normal(0.0, 0.5, (n, 3000))
+        vel, std, _ = ts.velocity(disp, t)
+        # The reported standard error matches the scatter of the estimates.
+        assert vel.std() == pytest.approx(np.mean(std), rel=0.1)
+        assert abs(vel.mean() - 2.0) < 4 * vel.std() / np.sqrt(3000)
+        stds.append(np.mean(std))
+    assert stds[0] > stds[1] > stds[2]
+
+
+def test_phase_and_velocity_recovered_from_noisy_network():
+    pairs, a = _network()
+    t = np.arange(N_DATES) * 12 / 365.25
+    rng = np.random.default_rng(12)
+    v = rng.uniform(-10, 10, 2000)  # phase rad/yr
+    truth = v[None] * t[1:, None]
+    noise = 0.1
+    phase = a @ truth + rng.normal(0.0, noise, (a.shape[0], 2000))
+    x, _ = ts.invert_l2(a, phase)
+    series = np.vstack([np.zeros((1, 2000)), x])
+    disp, _ = ts.phase_to_displacement(series, None)
+    vel, _, _ = ts.velocity(disp, t)
+    # Error propagation: vel = c . x with slope weights c, cov(x) = noise^2 (A^T A)^-1.
+    c = (t - t.mean()) / np.sum((t - t.mean()) ** 2)
+    sd = noise * np.sqrt(c[1:] @ np.linalg.inv(a.T @ a) @ c[1:])
+    err = vel - (-v)
+    assert np.sqrt(np.mean(err**2)) == pytest.approx(sd, rel=0.08)
+    assert abs(err.mean()) < 4 * sd / np.sqrt(2000)

@@ -1,0 +1,49 @@
+"""Choose the reference point: the manual [row, col] if given (checked), else
+automatically among pixels valid in every interferogram: quality above the
+threshold, inside the largest non-zero conncomp region, in the largest
+connected candidate region, nearest its centroid. Writes `row,col`."""
+
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+
+from sarstack import cli, insar, io, timeseries  # noqa: E402
+from sarstack.errors import SarstackError  # noqa: E402
+
+log = logging.getLogger("insar_reference")
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--ifgs", required=True, help="ifg table from insar_select")
+    p.add_argument("--out", required=True, help="output text file: row,col")
+    p.add_argument("--point", type=int, nargs=2, default=None, metavar=("ROW", "COL"))
+    p.add_argument("--quality", default=None, help="quality raster (default: mean correlation)")
+    p.add_argument("--mask", default=None, help="mask raster, 0 = bad")
+    p.add_argument("--threshold", type=float, default=0.95)
+    p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
+    a = p.parse_args(argv)
+    cli.setup_logging(a.verbose)
+    ifgs, _, _ = insar.read_ifg_table(a.ifgs)
+    grid = io.read_grid(ifgs[0].path)
+    valid, quality, cc = insar.reference_inputs(
+        ifgs, grid, mask=a.mask, quality=a.quality, block_shape=a.block
+    )
+    if a.point is not None:
+        try:
+            r, c = timeseries.check_reference_point(a.point, valid)
+        except SarstackError as e:
+            raise SarstackError(f"insar.reference_point: {e}") from None
+        log.info("manual reference point [%d, %d]", r, c)
+    else:
+        r, c = timeseries.select_reference_point(valid, quality, a.threshold, cc)
+        q = f"{quality[r, c]:.3f}" if quality is not None else "n/a"
+        log.info("automatic reference point [%d, %d] (quality %s, %d pixels valid in every ifg)",
+                 r, c, q, int(valid.sum()))
+    io.write_text(a.out, f"{r},{c}\n")
+
+
+if __name__ == "__main__":
+    cli.run(main)

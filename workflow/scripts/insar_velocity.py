@@ -1,0 +1,37 @@
+"""Per-pixel linear velocity of the displacement time series (units per year,
+365.25-day years, the first date's zero included) and its standard error."""
+
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+
+import pandas as pd  # noqa: E402
+
+from sarstack import cli, insar  # noqa: E402
+from sarstack.jaxcfg import configure_jax  # noqa: E402
+
+log = logging.getLogger("insar_velocity")
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--index", required=True, help="time-series index CSV from insar_invert")
+    p.add_argument("--ifgs", required=True, help="ifg table (for the first date)")
+    p.add_argument("--out", required=True, help="velocity COG")
+    p.add_argument("--out-std", required=True, help="velocity standard error COG")
+    p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
+    p.add_argument("--jax-cache", default=None)
+    a = p.parse_args(argv)
+    cli.setup_logging(a.verbose)
+    configure_jax(x64=True, cache_dir=a.jax_cache)
+    index = pd.read_csv(a.index, dtype=str)
+    _, dates, _ = insar.read_ifg_table(a.ifgs)
+    units = insar.velocity_files(index, dates[0], a.out, a.out_std, block_shape=a.block)
+    log.info("velocity over %s .. %s written (%s)", dates[0], dt.date.fromisoformat(index["date"].iloc[-1]), units)
+
+
+if __name__ == "__main__":
+    cli.run(main)
