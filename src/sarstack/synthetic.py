@@ -339,7 +339,7 @@ IFG_COLUMNS = [
 ]
 
 # e-folding time (days) of the synthetic correlation with temporal baseline.
-_COR_DECAY_DAYS = 120.0
+_COR_DECAY_DAYS = 1000.0
 
 
 def _default_velocity(shape: tuple[int, int], peak: float = 6.0) -> np.ndarray:
@@ -391,8 +391,8 @@ def make_ifg_stack(
       nodata block in its top-left corner of ``max(1, rows // 16)`` x
       ``max(1, cols // 16)`` pixels.
     * ``cor/{YYYYMMDD}_{YYYYMMDD}.cor.tif``: correlation in ``[0.05, 1]``,
-      ``0.95`` falling to ``0.3`` in a disc in the upper-right quarter,
-      decaying as ``exp(-days / 120)``; same nodata block.
+      ``0.99`` falling to ``0.3`` in a disc in the upper-right quarter,
+      decaying as ``exp(-days / 1000)``; same nodata block.
     * ``truth_phase.tif``: ``n_dates`` bands, the truth phase (radians).
     * ``truth_velocity.tif``: displacement velocity ``-v`` in radians/year,
       or ``-v * wavelength / (4 pi)`` in meters/year.
@@ -479,7 +479,7 @@ def make_ifg_stack(
 
     rows_i, cols_i = np.mgrid[0:h, 0:w].astype(np.float64)
     disc = np.hypot(rows_i - h / 4.0, cols_i - 3.0 * w / 4.0) < min(h, w) / 8.0
-    cor_base = np.where(disc, 0.3, 0.95)
+    cor_base = np.where(disc, 0.3, 0.99)
 
     out = Path(out_dir)
     grid = Grid(
