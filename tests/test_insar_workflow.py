@@ -90,7 +90,8 @@ def test_uplift_bump_is_positive_metres(tmp_path):
 def test_demo_and_reference_rules_via_snakemake(tmp_path):
     out = tmp_path / "res"
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"output_dir": str(out), "rtc": {"enabled": False}}))
+    cfg.write_text(yaml.safe_dump({"output_dir": str(out), "rtc": {"enabled": False},
+                                   "insar": {"extra_reference_date": "2020-02-10"}}))
     snakemake("insar", "--configfile", str(cfg))
     acc = pd.read_csv(out / "demo" / "insar_accuracy.csv").iloc[0]
     # Noise is 0.1 rad per ifg: the inversion must come back to that level.
@@ -107,10 +108,21 @@ def test_demo_and_reference_rules_via_snakemake(tmp_path):
     # Nodata in the inputs stays nodata in the outputs (the demo's corner block).
     vel = io.read_band(out / "insar" / "velocity.tif")
     assert np.isnan(vel[0, 0]) and np.isfinite(vel[64, 64])
+    for name in ("temporal_coherence", "n_ifgs_used", "velocity_std", "correlation_mean"):
+        with rasterio.open(out / "insar" / f"{name}.tif") as ds:
+            assert ds.units[0] and ds.overviews(1) is not None
+    # Extra reference date: nearest acquisition to 2020-02-10 is 2020-02-06.
+    ts = pd.read_csv(out / "insar" / "timeseries.csv")
+    re = pd.read_csv(out / "insar" / "timeseries_rereferenced.csv")
+    assert re["path"].iloc[0].endswith("20200206_20200218.tif")
+    base = io.read_band(ts.loc[ts.date == "2020-02-06", "path"].iloc[0])
+    later = io.read_band(ts.loc[ts.date == "2020-02-18", "path"].iloc[0])
+    np.testing.assert_allclose(io.read_band(re["path"].iloc[0]), later - base, atol=1e-6)
 
     # A config change of the reference point re-selects it (no stale point).
     cfg.write_text(yaml.safe_dump({"output_dir": str(out), "rtc": {"enabled": False},
-                                   "insar": {"reference_point": [40, 50]}}))
+                                   "insar": {"reference_point": [40, 50],
+                                             "extra_reference_date": "2020-02-10"}}))
     plan = snakemake("-n", "insar", "--configfile", str(cfg))
     assert "insar_reference" in plan.stdout and "insar_select" not in plan.stdout
     snakemake("insar", "--configfile", str(cfg))
@@ -208,3 +220,75 @@ def test_reference_point_on_nodata_rejected(tmp_path):
     p = run_script("insar_reference.py", "--ifgs", tmp_path / "ifgs.csv", "--out", tmp_path / "ref.txt")
     assert p.returncode == 0
     assert (tmp_path / "ref.txt").read_text().strip() != "3,4"
+
+
+def _jump_stack(tmp_path: Path, conncomp: bool):
+    """Noise-free stack with a 2π unwrapping error in one ifg, optionally
+    marked by conncomp label 0 there."""
+    jump = (4, slice(10, 20), slice(10, 20))
+    ifgs = synthetic.make_ifg_stack(tmp_path / "s", n_dates=8, shape=(32, 32), noise_rad=0.0,
+                                    seasonal_amp_rad=0.0, seed=2, jump_patch=jump)
+    if conncomp:
+        for k, row in ifgs.iterrows():
+            lab = np.ones((32, 32), np.float32)
+            if k == jump[0]:
+                lab[jump[1], jump[2]] = 0
+            name = Path(row["path"]).name.replace(".unw.tif", ".conncomp.tif")
+            io.write_raster(tmp_path / "s" / "cc" / name, lab, io.read_grid(row["path"]), nodata=None)
+    return jump
+
+
+@pytest.mark.parametrize("method", ["L2", "L1"])
+def test_conncomp_censoring_stops_unwrapping_error_leak(tmp_path, method):
+    jump = _jump_stack(tmp_path, conncomp=True)
+    unw = str(tmp_path / "s" / "ifgs" / "*.unw.tif")
+    out = tmp_path / "out"
+    assert run_script("insar_select.py", "--unwrapped", unw, "--conncomp",
+                      tmp_path / "s" / "cc" / "*.tif", "--out", out / "ifgs.csv").returncode == 0
+    (out / "ref.txt").write_text("31,31\n")
+    p = run_script("insar_invert.py", "--ifgs", out / "ifgs.csv", "--reference", out / "ref.txt",
+                   "--out-dir", out, "--index", out / "ts.csv", "--method", method)
+    assert p.returncode == 0, p.stderr
+    # Plain (uncensored) inversion of the same ifgs, for comparison.
+    plain = tmp_path / "plain"
+    assert run_script("insar_select.py", "--unwrapped", unw, "--out", plain / "ifgs.csv").returncode == 0
+    (plain / "ref.txt").write_text("31,31\n")
+    assert run_script("insar_invert.py", "--ifgs", plain / "ifgs.csv", "--reference", plain / "ref.txt",
+                      "--out-dir", plain, "--index", plain / "ts.csv", "--method", "L2").returncode == 0
+    with rasterio.open(tmp_path / "s" / "truth_phase.tif") as ds:
+        truth = -(ds.read() - ds.read()[:, 31:, 31:])  # displacement referenced at (31, 31)
+    r, c = jump[1], jump[2]
+    cens = np.stack([io.read_band(f) for f in pd.read_csv(out / "ts.csv")["path"]])
+    leak = np.stack([io.read_band(f) for f in pd.read_csv(plain / "ts.csv")["path"]])
+    assert np.abs(cens[:, r, c] - truth[1:, r, c]).max() < 1e-3  # no leak
+    assert np.abs(leak[:, r, c] - truth[1:, r, c]).max() > 0.5  # plain L2 leaks
+    n_used = io.read_band(out / "n_ifgs_used.tif")
+    n_ifg = len(pd.read_csv(out / "ifgs.csv"))
+    assert n_used[15, 15] == n_ifg - 1 and n_used[0, 30] == n_ifg
+    tc = io.read_band(out / "temporal_coherence.tif")
+    tc_plain = io.read_band(plain / "temporal_coherence.tif")
+    assert tc[15, 15] > 0.999 and tc_plain[15, 15] < 0.9
+    res = io.read_band(next((out / "residuals").glob("*.tif")))
+    assert np.isfinite(res[5, 5])
+
+
+def test_correlation_weighted_pipeline(tmp_path):
+    synthetic.make_ifg_stack(tmp_path / "s", n_dates=10, shape=(24, 24), seed=5, noise_rad=0.05)
+    out = pipeline(tmp_path, str(tmp_path / "s" / "ifgs" / "*.unw.tif"), "--method", "L2",
+                   "--weighting", "correlation", "--correlation-looks", "5",
+                   point=(20, 20), cor_glob=str(tmp_path / "s" / "cor" / "*.cor.tif"))
+    p = run_script("insar_velocity.py", "--index", out / "ts.csv", "--ifgs", out / "ifgs.csv",
+                   "--out", out / "vw.tif", "--out-std", out / "vw_std.tif",
+                   "--weight-by-correlation")
+    assert p.returncode == 0, p.stderr
+    with rasterio.open(tmp_path / "s" / "truth_phase.tif") as ds:
+        ph = ds.read()
+    truth = -(ph - ph[:, 20:21, 20:21])
+    disp = np.stack([io.read_band(f) for f in pd.read_csv(out / "ts.csv")["path"]])
+    ok = np.isfinite(disp[0])
+    assert ok.sum() > 500
+    assert np.sqrt(np.mean((disp[:, ok] - truth[1:, ok]) ** 2)) < 0.1
+    vw = io.read_band(out / "vw.tif")
+    v = io.read_band(out / "velocity.tif")
+    assert np.isfinite(vw[ok]).all()
+    assert np.nanmax(np.abs(vw - v)) < 1.0 and "weighted" in io.raster_tags(out / "vw.tif")["quantity"]

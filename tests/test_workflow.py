@@ -71,9 +71,11 @@ def test_bad_config_value_one_line_error(tmp_path):
 
 def test_demo_end_to_end_matches_truth(tmp_path):
     out = tmp_path / "res"
-    snakemake("--config", f"output_dir={out}")
+    base = {"output_dir": str(out), "rtc": {"pairs": "nearest:2"}, "insar": {"enabled": False}}
+    cfg0 = write_config(tmp_path / "c0.yaml", base)
+    snakemake("--configfile", str(cfg0))
     acc = pd.read_csv(out / "demo" / "rtc_accuracy.csv")
-    assert len(acc) == 5 and (acc["status"] == "ok").all()
+    assert len(acc) == 9 and (acc["status"] == "ok").all()
     # Sign and axes: measured offsets agree with the truth, both axes, within 0.05 px.
     assert np.abs(acc[["err_east_px", "err_north_px"]].to_numpy()).max() < 0.05
     assert (np.sign(acc["east_m"]) == np.sign(acc["true_east_m"])).all()
@@ -91,14 +93,25 @@ def test_demo_end_to_end_matches_truth(tmp_path):
     for rule in ("rtc_select", "rtc_xcorr", "rtc_aggregate"):
         assert any((out / "benchmarks" / "rtc").glob(f"{rule.split('_', 1)[1]}*.tsv"))
 
+    # Per-date offsets from the nearest:2 network match the per-date truth
+    # (relative to the first date) within 0.05 px.
+    truth = pd.read_csv(out / "demo" / "rtc" / "truth.csv")
+    per_date = pd.read_csv(out / "rtc" / "dates.csv")
+    assert list(per_date["date"]) == list(truth["date"])
+    for comp in ("east", "north"):
+        true_rel = truth[f"{comp}_m"] - truth[f"{comp}_m"].iloc[0]
+        assert np.abs(per_date[f"{comp}_m"] - true_rel).max() < 0.05 * 30.0
+    assert (out / "rtc" / "plots" / "date_offsets.png").stat().st_size > 1000
+
     # A changed stage parameter reruns that stage and what follows, not what precedes.
-    cfg = write_config(tmp_path / "c.yaml", {"output_dir": str(out), "rtc": {"upsample_factor": 20}})
+    cfg = write_config(tmp_path / "c.yaml", {**base, "rtc": {"pairs": "nearest:2",
+                                                             "upsample_factor": 20}})
     p = snakemake("-n", "--configfile", str(cfg))
     plan = p.stdout + p.stderr
     assert "rtc_xcorr" in plan and "rtc_aggregate" in plan
     assert "rtc_superset" not in plan and "demo_rtc_stack" not in plan
     # Nothing to do when nothing changed.
-    p = snakemake("-n", "--config", f"output_dir={out}")
+    p = snakemake("-n", "--configfile", str(cfg0))
     assert "Nothing to be done" in p.stdout + p.stderr
 
 

@@ -83,7 +83,9 @@ def select_ifgs(
     if not paths:
         raise SarstackError(f"insar.unwrapped: no files match {unwrapped!r}")
     if len(paths) < 2:
-        raise SarstackError(f"insar.unwrapped: only one interferogram ({paths[0]}); need at least 2")
+        raise SarstackError(
+            f"insar.unwrapped: only one interferogram ({paths[0]}); need at least 2"
+        )
     by_pair: dict[tuple[dt.date, dt.date], Path] = {}
     for p in paths:
         d1, d2 = sdates.parse_pair_dates(p, date_format)
@@ -163,25 +165,21 @@ def reference_inputs(
     """2-D rasters for the reference point, built block by block.
 
     Returns ``valid`` (finite and not nodata in every ifg, and not masked),
-    ``quality`` (the given raster, else the mean correlation when
-    correlation rasters exist, else None) and the conncomp intersection
-    (non-zero in every ifg; None without conncomps).
+    ``quality`` (the given raster, e.g. temporal or mean coherence, or None)
+    and the conncomp intersection (non-zero in every ifg; None without
+    conncomps).
     """
-    if mask is not None and not read_grid(mask).same_as(grid):
-        raise SarstackError(f"{mask}: insar.mask is not on the interferograms' grid")
-    if quality is not None and not read_grid(quality).same_as(grid):
-        raise SarstackError(f"{quality}: insar.quality is not on the interferograms' grid")
+    for name, f in (("insar.mask", mask), ("insar.quality", quality)):
+        if f is not None and not read_grid(f).same_as(grid):
+            raise SarstackError(f"{f}: {name} is not on the interferograms' grid")
     valid = np.zeros(grid.shape, bool)
-    have_cc = all(i.conncomp for i in ifgs)
-    have_cor = all(i.correlation for i in ifgs)
-    cc_all = np.zeros(grid.shape, bool) if have_cc else None
-    qual = None
-    if quality is not None:
-        qual = np.full(grid.shape, np.nan, np.float32)
-    elif have_cor:
-        qual = np.full(grid.shape, np.nan, np.float32)
+    cc_all = np.zeros(grid.shape, bool) if all(i.conncomp for i in ifgs) else None
+    qual = np.full(grid.shape, np.nan, np.float32) if quality is not None else None
     for win in iter_blocks(grid.shape, block_shape):
-        sl = (slice(win.row_off, win.row_off + win.height), slice(win.col_off, win.col_off + win.width))
+        sl = (
+            slice(win.row_off, win.row_off + win.height),
+            slice(win.col_off, win.col_off + win.width),
+        )
         v = np.ones((win.height, win.width), bool)
         for i in ifgs:
             v &= np.isfinite(read_band(i.path, win))
@@ -194,23 +192,58 @@ def reference_inputs(
             for i in ifgs:
                 c &= read_band(i.conncomp, win, nan_nodata=False) != 0
             cc_all[sl] = c
-        if quality is not None:
+        if qual is not None:
             qual[sl] = read_band(quality, win)
-        elif have_cor:
-            acc = np.zeros(v.shape, np.float64)
-            n = np.zeros(v.shape, np.int32)
-            for i in ifgs:
-                c = read_band(i.correlation, win)
-                ok = np.isfinite(c)
-                acc[ok] += c[ok]
-                n += ok
-            with np.errstate(invalid="ignore", divide="ignore"):
-                qual[sl] = np.where(n > 0, acc / n, np.nan)
     return valid, qual, cc_all
 
 
 def _date_tags(first: dt.date, last: dt.date, **extra: str) -> dict[str, str]:
     return {"start_date": first.isoformat(), "end_date": last.isoformat(), **extra}
+
+
+def _solve_block(
+    a: np.ndarray,
+    pairs: Sequence[tuple[int, int]],
+    flat: np.ndarray,
+    weights: np.ndarray | None,
+    *,
+    method: str,
+    single: bool,
+    l1_tolerance: float,
+    l1_max_iterations: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """One block: (x, residual, n_used, iterations) by the configured method.
+
+    Without weights: the plain L2 / L1 kernels (single-reference networks are
+    only re-ordered). With weights (correlation and/or conncomp censoring):
+    weighted L2, or for L1 iteratively reweighted least squares on the same
+    censored, weighted system until x changes by less than the tolerance.
+    """
+    n_ifg = flat.shape[0]
+    valid_px = np.isfinite(flat).all(axis=0)
+    if weights is None:
+        if single:
+            x = ts.single_reference_series(pairs, flat)
+            res = np.where(valid_px, 0.0, np.nan) * np.ones_like(flat)
+            n_it = 0
+        else:
+            kw = {"tol": l1_tolerance, "max_iter": l1_max_iterations} if method == "L1" else {}
+            x, res, n_it = ts.invert(a, flat, method, **kw)
+        return x, res, np.where(valid_px, n_ifg, 0).astype(np.int32), n_it
+    out = ts.invert_weighted(a, flat, weights)
+    n_it = 0
+    if method == "L1":
+        scale = max(float(np.nanmedian(np.abs(flat))) if np.isfinite(flat).any() else 1.0, 1e-6)
+        floor = 1e-4 * scale
+        while n_it < l1_max_iterations:
+            n_it += 1
+            r = np.nan_to_num(np.abs(out["residual"]), nan=0.0)
+            new = ts.invert_weighted(a, flat, weights / np.maximum(r, floor))
+            change = np.nanmax(np.abs(new["x"] - out["x"]), initial=0.0)
+            out = new
+            if change <= l1_tolerance * max(scale, 1.0):
+                break
+    return out["x"], out["residual"], np.asarray(out["n_used"], np.int32), n_it
 
 
 def invert_files(
@@ -226,15 +259,23 @@ def invert_files(
     block_shape: Sequence[int] = (256, 256),
     l1_tolerance: float = 1e-4,
     l1_max_iterations: int = 500,
+    weighting: str = "none",
+    correlation_looks: float = 1.0,
+    correlation_threshold: float = 0.0,
 ) -> pd.DataFrame:
-    """Invert the stack block by block and write displacement and residual rasters.
+    """Invert the stack block by block and write displacement, residual and quality rasters.
 
     Interferograms are referenced to ``ref_rc`` first (each ifg minus its
-    value there), then inverted (L1 or L2; a single-reference network is
-    only re-ordered). Writes ``timeseries/{first}_{date}.tif`` for each later
-    date (displacement, positive towards the radar, radians or metres),
-    ``residuals/{ref}_{sec}.tif`` per ifg (radians) and ``residual_sum.tif``
-    (sum of |residual| over ifgs). Returns the time-series index table.
+    value there), then inverted per pixel. With conncomp rasters an ifg
+    whose label is 0 at a pixel is dropped for that pixel only (censored
+    least squares; dates it cuts off from the first date are nodata there).
+    ``weighting="correlation"`` weights each ifg by its inverse Cramér-Rao
+    phase variance. The mask (0 = bad) makes a pixel nodata in every output.
+
+    Writes ``timeseries/{first}_{date}.tif`` (displacement, positive towards
+    the radar), ``residuals/{ref}_{sec}.tif`` (radians; NaN where censored),
+    ``residual_sum.tif``, ``temporal_coherence.tif`` and ``n_ifgs_used.tif``.
+    Returns the time-series index table.
     """
     out_dir = Path(out_dir)
     grid = read_grid(ifgs[0].path)
@@ -243,57 +284,121 @@ def invert_files(
     if not np.all(np.isfinite(ref_vals)):
         bad = ifgs[int(np.flatnonzero(~np.isfinite(ref_vals))[0])].path
         raise SarstackError(f"reference point [{r}, {c}] is nodata in {bad}")
+    if weighting == "correlation" and not all(i.correlation for i in ifgs):
+        raise SarstackError("insar.weighting: 'correlation' needs insar.correlation rasters")
+    censor = all(i.conncomp for i in ifgs)
+    weighted = weighting == "correlation" or censor
     a = sdates.incidence_matrix(pairs, len(dates))
     single = ts.is_single_reference(pairs, len(dates))
     first = dates[0]
     _, units = ts.phase_to_displacement(np.zeros(1), wavelength)
-    log.info("%d ifgs over %d dates, %s, reference pixel [%d, %d], method %s%s",
-             len(ifgs), len(dates), "single-reference network" if single else "redundant network",
-             r, c, method, " (not needed)" if single else "")
+    how = (
+        f"{method}"
+        + (", correlation-weighted" if weighting == "correlation" else "")
+        + (", conncomp-censored" if censor else "")
+    )
+    log.info(
+        "%d ifgs over %d dates, %s network, reference pixel [%d, %d], %s",
+        len(ifgs),
+        len(dates),
+        "single-reference" if single else "redundant",
+        r,
+        c,
+        "re-ordered (no inversion needed)" if single and not weighted else how,
+    )
 
     ts_paths = [out_dir / "timeseries" / f"{first:%Y%m%d}_{d:%Y%m%d}.tif" for d in dates[1:]]
     res_paths = [out_dir / "residuals" / f"{i.key}.tif" for i in ifgs]
-    tags_common = {"reference_point": f"{r},{c}", "method": "single-reference" if single else method}
+    common = {"reference_point": f"{r},{c}", "method": how}
+    disp_q = "line-of-sight displacement, positive towards the radar"
     with contextlib.ExitStack() as stack:
+
+        def writer(path, units_, tags, **kw):
+            return stack.enter_context(RasterWriter(path, grid, units=units_, tags=tags, **kw))
+
         ts_w = [
-            stack.enter_context(RasterWriter(p, grid, units=units, tags=_date_tags(
-                first, d, **tags_common, quantity="line-of-sight displacement, positive towards the radar")))
+            writer(p, units, _date_tags(first, d, **common, quantity=disp_q))
             for p, d in zip(ts_paths, dates[1:], strict=True)
         ]
         res_w = [
-            stack.enter_context(RasterWriter(p, grid, units="radians", tags=_date_tags(
-                i.reference, i.secondary, **tags_common, quantity="network residual (ifg - model)")))
+            writer(
+                p,
+                "radians",
+                _date_tags(
+                    i.reference, i.secondary, **common, quantity="network residual (ifg - model)"
+                ),
+            )
             for p, i in zip(res_paths, ifgs, strict=True)
         ]
-        sum_w = stack.enter_context(RasterWriter(out_dir / "residual_sum.tif", grid, units="radians",
-                                                 tags=_date_tags(first, dates[-1], **tags_common)))
+        span = _date_tags(first, dates[-1], **common)
+        sum_w = writer(out_dir / "residual_sum.tif", "radians", span)
+        tc_w = writer(
+            out_dir / "temporal_coherence.tif",
+            "1",
+            {**span, "quantity": "temporal coherence |mean exp(j residual)| of used ifgs"},
+        )
+        n_w = writer(
+            out_dir / "n_ifgs_used.tif",
+            "count",
+            {**span, "quantity": "ifgs used"},
+            dtype="uint16",
+            nodata=None,
+        )
         blocks = list(iter_blocks(grid.shape, block_shape))
-        max_iter_used = 0
+        max_it = 0
         for k, win in enumerate(blocks):
+            shape = (int(win.height), int(win.width))
             phase = np.stack([read_band(i.path, win) for i in ifgs]).astype(np.float64)
             phase -= ref_vals[:, None, None]
             m = _read_mask(mask, win)
             if m is not None:
                 phase[:, ~m] = np.nan
             flat = phase.reshape(len(ifgs), -1)
-            if single:
-                x = ts.single_reference_series(pairs, flat)
-                res = np.where(np.isnan(x).any(axis=0), np.nan, 0.0) * np.ones_like(flat)
-            else:
-                kw = {"tol": l1_tolerance, "max_iter": l1_max_iterations} if method == "L1" else {}
-                x, res, n_it = ts.invert(a, flat, method, **kw)
-                max_iter_used = max(max_iter_used, n_it)
+            weights = None
+            if weighted:
+                weights = np.ones_like(flat)
+                if weighting == "correlation":
+                    cor = np.stack([read_band(i.correlation, win) for i in ifgs]).reshape(
+                        flat.shape
+                    )
+                    weights = ts.correlation_weights(cor, correlation_looks, correlation_threshold)
+                if censor:
+                    cc = np.stack([read_band(i.conncomp, win, nan_nodata=False) for i in ifgs])
+                    weights = weights * (cc.reshape(flat.shape) != 0)
+            x, res, n_used, n_it = _solve_block(
+                a,
+                pairs,
+                flat,
+                weights,
+                method=method,
+                single=single,
+                l1_tolerance=l1_tolerance,
+                l1_max_iterations=l1_max_iterations,
+            )
+            max_it = max(max_it, n_it)
             disp, _ = ts.phase_to_displacement(x, wavelength)
-            shape = (int(win.height), int(win.width))
             for w, layer in zip(ts_w, disp, strict=True):
                 w.write(layer.reshape(shape).astype(np.float32), win)
             for w, layer in zip(res_w, res, strict=True):
                 w.write(layer.reshape(shape).astype(np.float32), win)
-            sum_w.write(np.abs(res).sum(axis=0).reshape(shape).astype(np.float32), win)
-            log.info("block %d/%d done%s", k + 1, len(blocks),
-                     f" (L1 iterations so far <= {max_iter_used})" if method == "L1" and not single else "")
-    return pd.DataFrame({"date": [d.isoformat() for d in dates[1:]],
-                         "path": [str(p) for p in ts_paths], "units": units})
+            used = np.isfinite(res)
+            total = np.where(used.any(axis=0), np.nansum(np.abs(res), axis=0), np.nan)
+            sum_w.write(total.reshape(shape).astype(np.float32), win)
+            tc_w.write(ts.temporal_coherence(res).reshape(shape).astype(np.float32), win)
+            n_w.write(n_used.reshape(shape).astype(np.uint16), win)
+            log.info(
+                "block %d/%d done%s",
+                k + 1,
+                len(blocks),
+                f" (iterations <= {max_it})" if method == "L1" else "",
+            )
+    return pd.DataFrame(
+        {
+            "date": [d.isoformat() for d in dates[1:]],
+            "path": [str(p) for p in ts_paths],
+            "units": units,
+        }
+    )
 
 
 def velocity_files(
@@ -303,23 +408,165 @@ def velocity_files(
     out_std: str | Path,
     *,
     block_shape: Sequence[int] = (512, 512),
+    weight_ifgs: Sequence[Ifg] | None = None,
 ) -> str:
     """Per-pixel linear velocity (units per year, 365.25 d) of the time series,
-    the first date's zero included; writes velocity and its standard error."""
+    the first date's zero included; writes velocity and its standard error.
+
+    With ``weight_ifgs`` (ifgs with correlation rasters) each date is weighted
+    by the mean correlation of the interferograms that contain it.
+    """
     dates = [first] + [dt.date.fromisoformat(d) for d in index["date"]]
     t = sdates.years_since(dates)
     paths = list(index["path"])
     units = str(index["units"].iloc[0])
     grid = read_grid(paths[0])
     vunits = f"{units}/year"
-    tags = _date_tags(dates[0], dates[-1], quantity="linear LOS velocity, positive towards the radar")
+    quantity = "linear LOS velocity, positive towards the radar"
+    if weight_ifgs is not None:
+        if not all(i.correlation for i in weight_ifgs):
+            raise SarstackError("insar.velocity_weighting: 'correlation' needs insar.correlation")
+        quantity += ", dates weighted by mean correlation"
+        date_index = {d: k for k, d in enumerate(dates)}
+    tags = _date_tags(dates[0], dates[-1], quantity=quantity)
     with RasterWriter(out_velocity, grid, units=vunits, tags=tags) as wv, RasterWriter(
         out_std, grid, units=vunits, tags={**tags, "quantity": "standard error of the velocity"}
     ) as ws:
         for win in iter_blocks(grid.shape, block_shape):
             y = np.stack([np.zeros((win.height, win.width))] + [read_band(p, win) for p in paths])
             shape = y.shape[1:]
-            v, s = ts.velocity(y.reshape(len(dates), -1).astype(np.float64), t)[:2]
+            flat = y.reshape(len(dates), -1).astype(np.float64)
+            if weight_ifgs is None:
+                v, s = ts.velocity(flat, t)[:2]
+            else:
+                acc = np.zeros_like(flat)
+                n = np.zeros_like(flat)
+                for i in weight_ifgs:
+                    cor = np.nan_to_num(read_band(i.correlation, win).reshape(-1), nan=0.0)
+                    for d in (i.reference, i.secondary):
+                        acc[date_index[d]] += cor
+                        n[date_index[d]] += 1
+                v, s = ts.velocity_weighted(flat, t, acc / np.maximum(n, 1))
             wv.write(np.asarray(v).reshape(shape).astype(np.float32), win)
             ws.write(np.asarray(s).reshape(shape).astype(np.float32), win)
     return vunits
+
+
+def temporal_average(
+    paths: Sequence[str | Path],
+    out: str | Path,
+    *,
+    block_shape: Sequence[int] = (512, 512),
+    units: str | None = None,
+) -> None:
+    """NaN-aware per-pixel mean of a stack of rasters on one grid (e.g. mean correlation)."""
+    grid = read_grid(paths[0])
+    for p in paths[1:]:
+        if not read_grid(p).same_as(grid):
+            raise SarstackError(f"{p}: not on the grid of {Path(paths[0]).name}")
+    with RasterWriter(
+        out, grid, units=units, tags={"quantity": f"temporal mean of {len(paths)} rasters"}
+    ) as w:
+        for win in iter_blocks(grid.shape, block_shape):
+            acc = np.zeros((win.height, win.width))
+            n = np.zeros((win.height, win.width), np.int32)
+            for p in paths:
+                b = read_band(p, win)
+                ok = np.isfinite(b)
+                acc[ok] += b[ok]
+                n += ok
+            with np.errstate(invalid="ignore", divide="ignore"):
+                w.write(np.where(n > 0, acc / n, np.nan).astype(np.float32), win)
+
+
+def conncomp_count(
+    ifgs: Sequence[Ifg],
+    dates: Sequence[dt.date],
+    out: str | Path,
+    *,
+    block_shape: Sequence[int] = (512, 512),
+) -> None:
+    """Per date, the number of interferograms with that date whose conncomp
+    label is non-zero at each pixel (uint16, one band per date)."""
+    if not all(i.conncomp for i in ifgs):
+        raise SarstackError("insar.conncomp: a conncomp raster is needed for every ifg")
+    grid = read_grid(ifgs[0].conncomp)
+    with RasterWriter(
+        out,
+        grid,
+        count=len(dates),
+        dtype="uint16",
+        nodata=None,
+        units="count",
+        tags=_date_tags(dates[0], dates[-1]),
+        descriptions=[d.isoformat() for d in dates],
+    ) as w:
+        for win in iter_blocks(grid.shape, block_shape):
+            counts = np.zeros((len(dates), win.height, win.width), np.uint16)
+            index = {d: k for k, d in enumerate(dates)}
+            for i in ifgs:
+                good = read_band(i.conncomp, win, nan_nodata=False) != 0
+                counts[index[i.reference]] += good
+                counts[index[i.secondary]] += good
+            w.write(counts, win)
+
+
+def rereference_files(
+    index: pd.DataFrame,
+    first: dt.date,
+    new_ref: dt.date,
+    out_dir: str | Path,
+    *,
+    block_shape: Sequence[int] = (512, 512),
+) -> pd.DataFrame:
+    """Re-reference the time series to ``new_ref`` (an acquisition date): for
+    every later date, displacement(date) − displacement(new_ref), written as
+    ``{new_ref}_{date}.tif``. Returns the new index table."""
+    dates = [dt.date.fromisoformat(d) for d in index["date"]]
+    paths = dict(zip(dates, index["path"], strict=True))
+    units = str(index["units"].iloc[0])
+    if new_ref != first and new_ref not in paths:
+        raise SarstackError(f"insar.extra_reference_date: {new_ref} is not an acquisition date")
+    later = [d for d in dates if d > new_ref]
+    if not later:
+        raise SarstackError(f"insar.extra_reference_date: no acquisition after {new_ref}")
+    grid = read_grid(paths[later[0]])
+    out_dir = Path(out_dir)
+    out_paths = [out_dir / f"{new_ref:%Y%m%d}_{d:%Y%m%d}.tif" for d in later]
+    with contextlib.ExitStack() as stack:
+        writers = [
+            stack.enter_context(
+                RasterWriter(
+                    p,
+                    grid,
+                    units=units,
+                    tags=_date_tags(
+                        new_ref,
+                        d,
+                        quantity="line-of-sight displacement, positive towards the radar",
+                        reference_date=new_ref.isoformat(),
+                    ),
+                )
+            )
+            for p, d in zip(out_paths, later, strict=True)
+        ]
+        for win in iter_blocks(grid.shape, block_shape):
+            base = (
+                np.zeros((win.height, win.width))
+                if new_ref == first
+                else read_band(paths[new_ref], win)
+            )
+            for w, d in zip(writers, later, strict=True):
+                w.write((read_band(paths[d], win) - base).astype(np.float32), win)
+    return pd.DataFrame(
+        {
+            "date": [d.isoformat() for d in later],
+            "path": [str(p) for p in out_paths],
+            "units": units,
+        }
+    )
+
+
+def nearest_date(dates: Sequence[dt.date], wanted: dt.date) -> dt.date:
+    """The acquisition nearest to ``wanted`` (earlier one on a tie)."""
+    return min(dates, key=lambda d: (abs((d - wanted).days), d))

@@ -159,3 +159,18 @@ def network(dates: list, pairs: list[tuple[int, int]], path: str | Path) -> None
     ax.set_title(f"Network: {len(pairs)} interferograms over {len(dates)} dates")
     fig.autofmt_xdate()
     _save(fig, path)
+
+
+def date_offsets(dates_df: pd.DataFrame, path: str | Path) -> None:
+    """Per-date offsets (network inversion of the pair offsets) with ±1 sd."""
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    t = pd.to_datetime(dates_df["date"])
+    for comp, fmt in (("east", "o-"), ("north", "s-")):
+        ax.errorbar(t, dates_df[f"{comp}_m"], yerr=dates_df[f"{comp}_sd_m"], fmt=fmt, capsize=3,
+                    ms=4, label=comp)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_ylabel(f"offset relative to {dates_df['date'].iloc[0]} (m)")
+    ax.set_title("Per-date geolocation offset (network inversion of pair offsets)")
+    ax.legend()
+    fig.autofmt_xdate()
+    _save(fig, path)

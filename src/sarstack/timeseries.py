@@ -17,7 +17,10 @@ Conventions
 The per-pixel kernels run in JAX over all pixels at once (no per-pixel loop)
 and return NumPy arrays: L2 is one product with the pseudo-inverse of the
 shared ``A``; L1 is a batched primal-dual interior-point method that stops on
-each pixel's duality gap. They work in float32, or
+each pixel's duality gap; weighted / censored L2 (:func:`invert_weighted`,
+per-pixel interferogram weights, 0 = not used) solves each pixel's normal
+equations with a Cholesky unrolled over the network's sparsity pattern, and
+reports dates cut off from the first date as NaN. They work in float32, or
 in float64 when the input is float64 and the caller enabled it with
 ``sarstack.jaxcfg.configure_jax(x64=True)``. Importing this module configures
 nothing. There is no file I/O here.
@@ -26,6 +29,7 @@ nothing. There is no file I/O here.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Sequence
 
@@ -40,15 +44,19 @@ from sarstack.errors import SarstackError
 __all__ = [
     "check_network",
     "check_reference_point",
+    "correlation_weights",
     "invert",
     "invert_l1",
     "invert_l2",
+    "invert_weighted",
     "is_single_reference",
     "phase_to_displacement",
     "reference",
     "select_reference_point",
     "single_reference_series",
+    "temporal_coherence",
     "velocity",
+    "velocity_weighted",
 ]
 
 log = logging.getLogger(__name__)
@@ -692,6 +700,403 @@ def invert(
 
 
 # --------------------------------------------------------------------------- #
+# Weighted and censored L2
+# --------------------------------------------------------------------------- #
+
+# Largest correlation used by correlation_weights (see its docstring).
+_GAMMA_MAX = 0.999
+# Pixels per weighted-L2 kernel call: fixed, so each network shape compiles once.
+_W_CHUNK = 4096
+# Largest unrolled sparse factorisation (multiply-adds per pixel, see
+# _elimination_plan) before the weighted L2 falls back to the batched library
+# Cholesky of the dense normal matrix; bounds the compilation time.
+_SPARSE_MAX_OPS = 3000
+
+
+def correlation_weights(
+    correlation: np.ndarray, looks: float, threshold: float = 0.0
+) -> np.ndarray:
+    """Inverse Cramér-Rao phase variance of each interferogram pixel.
+
+    ``w = 2 L gamma^2 / (1 - gamma^2)``, the inverse of the Cramér-Rao bound
+    ``(1 - gamma^2) / (2 L gamma^2)`` on the variance of a multilooked phase
+    with ``L`` independent looks and correlation ``gamma``.
+
+    Parameters
+    ----------
+    correlation
+        Correlation (coherence magnitude) of any shape, normally
+        ``(n_ifg, ...)`` like the phase stack.
+    looks
+        Effective number of independent looks ``L`` (positive).
+    threshold
+        Correlations below it get weight 0 (censored).
+
+    Returns
+    -------
+    np.ndarray
+        Weights of the same shape (float64, or float32 for float32 input).
+        ``gamma`` is clipped to ``[0, 0.999]`` first: the cap bounds the
+        largest weight at about ``998.5 L`` (``gamma -> 1`` would give an
+        infinite weight, and correlation estimates near 1 are biased high),
+        which also bounds the dynamic range of the normal equations. NaN
+        correlation and ``gamma < threshold`` give weight 0.
+    """
+    looks = float(looks)
+    if not (np.isfinite(looks) and looks > 0):
+        raise SarstackError(f"looks must be positive, got {looks}")
+    gam = np.asarray(correlation)
+    dtype = np.float32 if gam.dtype == np.float32 else np.float64
+    gam = gam.astype(dtype, copy=False)
+    with np.errstate(invalid="ignore"):
+        keep = gam >= threshold  # False for NaN
+    g2 = np.clip(np.nan_to_num(gam, nan=0.0), 0.0, _GAMMA_MAX) ** 2
+    w = (2.0 * looks) * g2 / (1.0 - g2)
+    return np.where(keep, w, 0.0).astype(dtype, copy=False)
+
+
+def _component_labels(
+    used: jax.Array, edges: tuple[tuple[int, int], ...], n_nodes: int
+) -> jax.Array:
+    """Per-pixel connected-component label of every date over the used pairs.
+
+    ``used`` is ``(n_ifg, C)``; the result is ``(n_dates, C)`` int32 holding, for
+    each date, the smallest date index of its component (0 = connected to the
+    first date). Batched min-label propagation: every step gives each date the
+    smallest label among itself and its neighbours through used pairs, then
+    jumps each label to its label's label (labels always name a date of the
+    same component, so this is safe and halves long chains); repeated until
+    no label changes, which is then the minimum of the component.
+    """
+    ii = np.array([e[0] for e in edges])
+    jj = np.array([e[1] for e in edges])
+    incident = [np.flatnonzero((ii == d) | (jj == d)) for d in range(n_nodes)]
+    width = max(1, max(v.size for v in incident))
+    # Incident pairs of each date, padded with the index of a sentinel row.
+    table = np.full((n_nodes, width), len(edges))
+    for d, v in enumerate(incident):
+        table[d, : v.size] = v
+    big = jnp.full((1, used.shape[1]), n_nodes, dtype=jnp.int32)
+
+    def body(state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        lab, _ = state
+        via = jnp.where(used, jnp.minimum(lab[ii], lab[jj]), n_nodes)
+        near = jnp.min(jnp.concatenate([via, big])[table], axis=1)
+        new = jnp.minimum(lab, near)
+        new = jnp.take_along_axis(new, new, axis=0)
+        return new, jnp.any(new != lab)
+
+    lab0 = jnp.broadcast_to(jnp.arange(n_nodes, dtype=jnp.int32)[:, None], (n_nodes, used.shape[1]))
+    lab, _ = jax.lax.while_loop(lambda s: s[1], body, (lab0, jnp.asarray(True)))
+    return lab
+
+
+def _key(i: int, j: int) -> tuple[int, int]:
+    return (i, j) if i <= j else (j, i)
+
+
+@functools.lru_cache(maxsize=32)
+def _elimination_plan(
+    n: int, edges: tuple[tuple[int, int], ...]
+) -> tuple[tuple[int, ...], dict[int, tuple[int, ...]], int]:
+    """Static sparse Cholesky plan for the normal matrix of a pair network.
+
+    The unknowns are dates ``1 .. n`` (index ``d - 1``); ``A^T W A`` can only be
+    non-zero on the diagonal and at the date pairs of the network, whatever the
+    weights. Returns the elimination order (greedy minimum degree, ties: lowest
+    index; a small-baseline network stays banded), the filled structure of each
+    column of the factor (the later-eliminated rows, in elimination order) and
+    the number of multiply-adds of the factorisation plus the diagonal of the
+    inverse.
+    """
+    adj: list[set[int]] = [set() for _ in range(n)]
+    for i, j in edges:
+        if i > 0 and j > 0 and i != j:
+            adj[i - 1].add(j - 1)
+            adj[j - 1].add(i - 1)
+    left = set(range(n))
+    order: list[int] = []
+    struct: dict[int, tuple[int, ...]] = {}
+    for _ in range(n):
+        k = min(left, key=lambda v: (len(adj[v]), v))
+        nbrs = adj[k]
+        for u in nbrs:
+            adj[u] |= nbrs - {u}
+            adj[u].discard(k)
+        left.remove(k)
+        order.append(k)
+        struct[k] = tuple(nbrs)  # sorted by elimination position below
+    pos = {k: p for p, k in enumerate(order)}
+    struct = {k: tuple(sorted(s, key=pos.__getitem__)) for k, s in struct.items()}
+    ops = sum(len(s) * (len(s) + 3) for s in struct.values())
+    return tuple(order), struct, ops
+
+
+def _sparse_solve(
+    entries: dict[tuple[int, int], jax.Array],
+    rhs: jax.Array,
+    order: tuple[int, ...],
+    struct: dict[int, tuple[int, ...]],
+) -> tuple[jax.Array, jax.Array]:
+    """Solve ``N x = rhs`` and ``diag(N^-1)`` for a batch of sparse SPD ``N``.
+
+    ``entries`` holds the ``(C,)`` vectors of the non-zero entries of ``N``
+    (keys ``(i, j)``, ``i <= j``; missing = 0), ``rhs`` is ``(n, C)``. Unrolled
+    right-looking Cholesky ``N = L L^T`` over the static filled structure, then
+    forward and back substitution, and the Takahashi recurrence for the entries
+    of ``Sigma = N^-1`` on the structure of ``L`` (which needs no other entry):
+    ``Sigma_jk = (delta_jk / L_kk - sum_q L_qk Sigma_jq) / L_kk``, ``q`` over the
+    structure of column ``k``. Cost: ``sum |struct|^2`` per pixel, no fill
+    outside the structure.
+    """
+    work: dict[tuple[int, int], jax.Array] = dict(entries)
+    low: dict[tuple[int, int], jax.Array] = {}  # (row, col) of L
+    diag: dict[int, jax.Array] = {}
+    for k in order:
+        d = jnp.sqrt(work[k, k])
+        diag[k] = d
+        inv = 1.0 / d
+        col = struct[k]
+        for i in col:
+            v = work.get(_key(i, k))
+            low[i, k] = v * inv if v is not None else jnp.zeros_like(d)
+        for p, i in enumerate(col):
+            for j in col[p:]:
+                kk = _key(i, j)
+                prod = low[i, k] * low[j, k]
+                work[kk] = work[kk] - prod if kk in work else -prod
+    n = len(order)
+    r = [rhs[i] for i in range(n)]
+    y: dict[int, jax.Array] = {}
+    for k in order:
+        y[k] = r[k] / diag[k]
+        for i in struct[k]:
+            r[i] = r[i] - low[i, k] * y[k]
+    x: dict[int, jax.Array] = {}
+    sig: dict[tuple[int, int], jax.Array] = {}
+    for k in reversed(order):
+        acc = y[k]
+        for i in struct[k]:
+            acc = acc - low[i, k] * x[i]
+        x[k] = acc / diag[k]
+        col = struct[k]
+        for j in col:
+            acc = jnp.zeros_like(diag[k])
+            for q in col:
+                acc = acc + low[q, k] * sig[_key(j, q)]
+            sig[_key(j, k)] = -acc / diag[k]
+        acc = 1.0 / diag[k]
+        for q in col:
+            acc = acc - low[q, k] * sig[_key(k, q)]
+        sig[k, k] = acc / diag[k]
+    return jnp.stack([x[k] for k in range(n)]), jnp.stack([sig[k, k] for k in range(n)])
+
+
+def _dense_solve(
+    a: jax.Array, wz: jax.Array, rhs: jax.Array, ground: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """As :func:`_sparse_solve` for dense networks: batched library Cholesky."""
+    m, n = a.shape
+    outer = (a[:, :, None] * a[:, None, :]).reshape(m, n * n)
+    eye = jnp.eye(n, dtype=wz.dtype)
+    mat = (wz.T @ outer).reshape(-1, n, n) + ground.T[:, :, None] * eye
+    low = jax.lax.linalg.cholesky(mat, symmetrize_input=False)
+    linv = jax.lax.linalg.triangular_solve(
+        low, jnp.broadcast_to(eye, low.shape), left_side=True, lower=True
+    )
+    y = jnp.sum(linv * rhs.T[:, None, :], axis=-1)
+    x = jnp.sum(linv * y[:, :, None], axis=-2)
+    return x.T, jnp.sum(linv * linv, axis=-2).T
+
+
+@functools.partial(jax.jit, static_argnames=("edges", "sparse"))
+def _weighted_kernel(
+    a: jax.Array,
+    b: jax.Array,
+    w: jax.Array,
+    edges: tuple[tuple[int, int], ...],
+    sparse: bool,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Weighted L2 of every column: ``(A^T W A) x = A^T W b`` with censoring.
+
+    Dates not connected to the first date through used pairs (``w > 0``) make
+    ``A^T W A`` singular. Each such component of dates is decoupled from the
+    rest of the normal matrix and carries no information on its offset from
+    the datum: adding ``s`` (the mean diagonal of the pixel's normal matrix) to
+    the diagonal of its first date grounds it. This leaves the reachable block
+    untouched and fixes the component's first date at zero while its own
+    pairs are still fitted exactly (the right-hand side sums to zero over the
+    component), so their residuals stay meaningful. Its dates are reported as NaN.
+    """
+    m, n = a.shape
+    nan = jnp.nan
+    bad = jnp.any(jnp.isnan(b), axis=0)
+    used = (w > 0) & ~bad
+    wz = jnp.where(used, w, 0.0)
+    bz = jnp.where(used, b, 0.0)
+    lab = _component_labels(used, edges, n + 1)[1:]  # unknowns = dates 1 .. n
+    lost = lab != 0
+    own = jnp.arange(1, n + 1, dtype=lab.dtype)[:, None]
+    # Diagonal of A^T W A: the summed weights of the pairs at each date.
+    diag = jnp.abs(a.T) @ wz
+    scale = jnp.sum(diag, axis=0) / n
+    ground = jnp.where(lost & (lab == own), jnp.where(scale > 0, scale, 1.0), 0.0)
+    rhs = a.T @ (wz * bz)
+    if sparse:
+        entries = {(d, d): diag[d] + ground[d] for d in range(n)}
+        for k, (i, j) in enumerate(edges):
+            if i > 0 and j > 0:
+                kk = _key(i - 1, j - 1)
+                entries[kk] = entries[kk] - wz[k] if kk in entries else -wz[k]
+        order, struct, _ = _elimination_plan(n, edges)
+        x, var = _sparse_solve(entries, rhs, order, struct)
+    else:
+        x, var = _dense_solve(a, wz, rhs, ground)
+    res = jnp.where(used, bz - a @ x, nan)
+    drop = lost | bad
+    n_used = jnp.sum(used, axis=0, dtype=jnp.int32)
+    return jnp.where(drop, nan, x), res, jnp.where(drop, nan, var), n_used
+
+
+def invert_weighted(a: np.ndarray, phase: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Weighted (and censored) least-squares network inversion of every pixel.
+
+    Per pixel, solves the normal equations ``(A^T W A) x = A^T W b`` with
+    ``W = diag(weights)``, for all pixels at once, in fixed-size chunks of
+    pixels so each network compiles once. ``A^T W A`` is non-zero only on the
+    diagonal and at the network's date pairs, so it is factorised by a
+    Cholesky unrolled over that static sparsity pattern (minimum-degree
+    order; a small-baseline network has almost no fill), with the diagonal
+    of the inverse from the Takahashi recurrence; networks too dense for
+    that use the batched library Cholesky of the full matrix. With inverse
+    variances as weights (:func:`correlation_weights`) this is the
+    best linear unbiased estimate for uncorrelated interferogram noise.
+
+    A weight of 0 drops that interferogram for that pixel (censoring). Use
+    ``weights = (conncomp != 0)`` for the L2 inversion censored by
+    connected-component labels (0 = not unwrapped), or
+    ``correlation_weights(...) * (conncomp != 0)`` for both. Dates that are
+    not connected to the first date through the interferograms a pixel uses
+    cannot be estimated: they are NaN for that pixel, while its other dates
+    are solved exactly as if the lost dates had not been in the network.
+
+    Parameters
+    ----------
+    a
+        Incidence matrix ``(n_ifg, n_dates - 1)`` of a connected network
+        (``dates.incidence_matrix``); shared by all pixels.
+    phase
+        ``(n_ifg, ...)`` unwrapped phase. A pixel with NaN in any
+        interferogram is NaN in every output, whatever its weights.
+    weights
+        Finite, non-negative weights of the same shape as ``phase`` (booleans
+        allowed), or ``(n_ifg,)`` for the same weights at every pixel.
+
+    Returns
+    -------
+    dict
+        ``x``: ``(n_dates - 1, ...)`` phase of each later date relative to the
+        first (NaN where unreachable).
+        ``residual``: ``(n_ifg, ...)``, ``phase - A @ x`` on used rows
+        (``w > 0``; pairs among unreachable dates included, as their
+        residuals do not depend on the unknown offset) and NaN on censored rows.
+        ``n_used``: int32, per pixel the number of interferograms with
+        ``w > 0`` (0 for nodata pixels).
+        ``x_var``: ``(n_dates - 1, ...)`` the diagonal of ``(A^T W A)^-1`` over
+        the reachable dates, the variance of each estimate when the weights
+        are inverse variances (NaN where unreachable).
+
+    Raises
+    ------
+    SarstackError
+        If ``a`` is not the incidence matrix of a connected network, or
+        shapes or weights are invalid.
+    """
+    a, flat, tail, dtype, _ = _prepare(a, phase)
+    m, n = a.shape
+    edges = _pairs_from_incidence(a)
+    if edges is None:
+        raise SarstackError(
+            "invert_weighted needs an incidence matrix (one +1 and at most one -1 per row)"
+        )
+    wt = np.asarray(weights)
+    if wt.ndim == 1 and np.ndim(phase) > 1 and wt.shape[0] == m:
+        wt = wt.reshape((m,) + (1,) * (np.ndim(phase) - 1))
+    try:
+        wt = np.broadcast_to(wt, np.shape(phase)).reshape(m, -1)
+    except ValueError:
+        raise SarstackError(
+            f"weights have shape {np.shape(weights)}; expected {np.shape(phase)} or ({m},)"
+        ) from None
+    if wt.dtype != bool:
+        wt = wt.astype(dtype, copy=False)
+        if not np.all(np.isfinite(wt)) or np.any(wt < 0):
+            raise SarstackError("weights must be finite and non-negative")
+    a_j = jnp.asarray(a, dtype=dtype)
+    edges_t = tuple((int(i), int(j)) for i, j in edges)
+    sparse = _elimination_plan(n, edges_t)[2] <= _SPARSE_MAX_OPS
+    n_pix = flat.shape[1]
+    x_out = np.empty((n, n_pix), dtype=dtype)
+    v_out = np.empty((n, n_pix), dtype=dtype)
+    r_out = np.empty((m, n_pix), dtype=dtype)
+    u_out = np.empty(n_pix, dtype=np.int32)
+    for p0 in range(0, n_pix, _W_CHUNK):
+        p1 = min(p0 + _W_CHUNK, n_pix)
+        bb = np.zeros((m, _W_CHUNK), dtype=dtype)
+        ww = np.zeros((m, _W_CHUNK), dtype=dtype)
+        bb[:, : p1 - p0] = flat[:, p0:p1]
+        ww[:, : p1 - p0] = wt[:, p0:p1]
+        x, res, var, n_used = _weighted_kernel(
+            a_j, jnp.asarray(bb), jnp.asarray(ww), edges=edges_t, sparse=sparse
+        )
+        x_out[:, p0:p1] = np.asarray(x)[:, : p1 - p0]
+        v_out[:, p0:p1] = np.asarray(var)[:, : p1 - p0]
+        r_out[:, p0:p1] = np.asarray(res)[:, : p1 - p0]
+        u_out[p0:p1] = np.asarray(n_used)[: p1 - p0]
+    return {
+        "x": x_out.reshape((n, *tail)),
+        "residual": r_out.reshape((m, *tail)),
+        "n_used": u_out.reshape(tail),
+        "x_var": v_out.reshape((n, *tail)),
+    }
+
+
+@jax.jit
+def _coherence_kernel(res: jax.Array) -> jax.Array:
+    ok = jnp.isfinite(res)
+    r = jnp.where(ok, res, 0.0)
+    cnt = jnp.sum(ok, axis=0)
+    re = jnp.sum(jnp.where(ok, jnp.cos(r), 0.0), axis=0)
+    im = jnp.sum(jnp.where(ok, jnp.sin(r), 0.0), axis=0)
+    return jnp.where(cnt > 0, jnp.hypot(re, im) / jnp.maximum(cnt, 1), jnp.nan)
+
+
+def temporal_coherence(residual: np.ndarray) -> np.ndarray:
+    """Temporal coherence ``|mean_k exp(j residual_k)|`` of each pixel.
+
+    Parameters
+    ----------
+    residual
+        ``(n_ifg, ...)`` inversion residual in radians, e.g. from
+        :func:`invert_weighted` (NaN on censored rows), :func:`invert_l2` or
+        :func:`invert_l1`.
+
+    Returns
+    -------
+    np.ndarray
+        ``residual.shape[1:]``: the mean is over each pixel's finite rows only;
+        1 for a network-consistent pixel, towards 0 for inconsistent ones; NaN
+        where no row is finite (nodata pixels).
+    """
+    res = np.asarray(residual)
+    if res.ndim < 1:
+        raise SarstackError("residual must have an interferogram axis")
+    dtype = _work_dtype(res)
+    out = _coherence_kernel(jnp.asarray(res.reshape(res.shape[0], -1), dtype=dtype))
+    return np.asarray(out).reshape(res.shape[1:])
+
+
+# --------------------------------------------------------------------------- #
 # Referencing, displacement, velocity
 # --------------------------------------------------------------------------- #
 
@@ -804,3 +1209,113 @@ def velocity(disp: np.ndarray, t_years: np.ndarray) -> tuple[np.ndarray, np.ndar
         jnp.asarray(t, dtype=dtype), jnp.asarray(disp.reshape(t.size, -1), dtype=dtype)
     )
     return tuple(np.asarray(o).reshape(tail) for o in out)  # type: ignore[return-value]
+
+
+@functools.partial(jax.jit, static_argnames=("absolute",))
+def _velocity_weighted_kernel(
+    t: jax.Array, y: jax.Array, w: jax.Array, absolute: bool
+) -> tuple[jax.Array, jax.Array]:
+    nan = jnp.nan
+    t = t[:, None]
+    ok = jnp.isfinite(y) & (w > 0)  # NaN weights fail w > 0
+    anchor = ok & jnp.isinf(w)
+    has_anchor = jnp.any(anchor, axis=0)
+    wf = jnp.where(ok & ~anchor, w, 0.0)
+    yz = jnp.where(ok, y, 0.0)
+    n_ok = jnp.sum(ok, axis=0)
+    # Centre: the anchor point (the line goes through it), else the weighted means.
+    sw = jnp.sum(wf, axis=0)
+    sw1 = jnp.where(sw > 0, sw, 1.0)
+    t_a = jnp.sum(jnp.where(anchor, t, 0.0), axis=0)
+    y_a = jnp.sum(jnp.where(anchor, yz, 0.0), axis=0)
+    tc = jnp.where(has_anchor, t_a, jnp.sum(wf * t, axis=0) / sw1)
+    yc = jnp.where(has_anchor, y_a, jnp.sum(wf * yz, axis=0) / sw1)
+    dt_ = jnp.where(ok, t - tc, 0.0)
+    sxx = jnp.sum(wf * dt_ * dt_, axis=0)
+    good = (n_ok >= 2) & (sxx > 0)
+    sxx1 = jnp.where(good, sxx, 1.0)
+    slope = jnp.sum(wf * dt_ * (yz - yc), axis=0) / sxx1
+    if absolute:
+        std = jnp.sqrt(1.0 / sxx1)
+        std_ok = good
+    else:
+        r = jnp.where(ok, yz - yc - slope * dt_, 0.0)
+        dof = n_ok - 2
+        chi2 = jnp.sum(wf * r * r, axis=0)
+        std = jnp.sqrt(chi2 / jnp.maximum(dof, 1) / sxx1)
+        std_ok = good & (dof >= 1)
+    return jnp.where(good, slope, nan), jnp.where(std_ok, std, nan)
+
+
+def velocity_weighted(
+    disp: np.ndarray, t_years: np.ndarray, weights: np.ndarray, *, absolute: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel weighted linear fit of a displacement series.
+
+    Minimises ``sum_k w_k (disp_k - c - v t_k)^2`` per pixel over the dates
+    with a finite value and a positive weight (other dates are skipped, so
+    NaN dates of :func:`invert_weighted` need no masking).
+
+    Parameters
+    ----------
+    disp
+        ``(n_dates, ...)`` displacement, the first date's zero included.
+    t_years
+        ``(n_dates,)`` time of each date in years.
+    weights
+        ``(n_dates, ...)`` (or ``(n_dates,)`` for all pixels) non-negative
+        weights, e.g. ``1 / x_var`` (scaled to displacement units) of
+        :func:`invert_weighted`. The first date, the datum, is exact (its
+        variance is 0): give it ``np.inf``, which is handled exactly, the
+        line being constrained to pass through that point (e.g.
+        ``1 / np.vstack([np.zeros((1, ...)), x_var])``). At most one
+        infinite weight per pixel. NaN or zero weight skips a date.
+    absolute
+        False (default): the weights are relative, and ``vel_std`` is the
+        standard error scaled by the weighted residuals,
+        ``sqrt(sum w r^2 / (n - 2) / sum w (t - t_c)^2)`` with ``n`` the dates
+        used (an infinite-weight date counts as one of them), as
+        ``numpy.polyfit(t, y, 1, w=sqrt(w), cov=True)``. True: the weights are
+        inverse variances and ``vel_std = 1 / sqrt(sum w (t - t_c)^2)``.
+
+    Returns
+    -------
+    vel : np.ndarray
+        Slope in units per year, shape ``disp.shape[1:]``; NaN where fewer
+        than 2 dates (at distinct times) have a finite value and positive
+        weight.
+    vel_std : np.ndarray
+        Standard error of the slope (NaN also where only 2 dates are used,
+        unless ``absolute``).
+    """
+    disp = np.asarray(disp)
+    t = np.asarray(t_years, dtype=np.float64)
+    if t.ndim != 1 or disp.ndim < 1 or disp.shape[0] != t.size:
+        raise SarstackError(
+            f"disp has shape {disp.shape}; expected ({t.size}, ...) to match t_years"
+        )
+    wt = np.asarray(weights)
+    if wt.ndim == 1 and disp.ndim > 1 and wt.shape[0] == t.size:
+        wt = wt.reshape((t.size,) + (1,) * (disp.ndim - 1))
+    try:
+        wt = np.broadcast_to(wt, disp.shape)
+    except ValueError:
+        raise SarstackError(
+            f"weights have shape {np.shape(weights)}; expected {disp.shape} or ({t.size},)"
+        ) from None
+    dtype = _work_dtype(disp)
+    wt = wt.reshape(t.size, -1).astype(dtype, copy=False)
+    with np.errstate(invalid="ignore"):
+        if np.any(wt < 0):
+            raise SarstackError("weights must be non-negative")
+    y = disp.reshape(t.size, -1)
+    if np.any(np.sum(np.isposinf(wt) & np.isfinite(y), axis=0) > 1):
+        raise SarstackError("at most one date per pixel may have an infinite weight")
+    vel, std = _velocity_weighted_kernel(
+        jnp.asarray(t, dtype=dtype),
+        jnp.asarray(y, dtype=dtype),
+        jnp.asarray(wt),
+        absolute=bool(absolute),
+    )
+    tail = disp.shape[1:]
+    return np.asarray(vel).reshape(tail), np.asarray(std).reshape(tail)

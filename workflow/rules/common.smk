@@ -108,6 +108,7 @@ def rtc_targets():
         f"{RTC}/tiles.csv",
         f"{RTC}/summary.csv",
         f"{RTC}/plots/pair_offsets.png",
+        f"{RTC}/dates.csv",
     ]
     if rtc_is_demo():
         out.append(f"{DEMO}/rtc_accuracy.csv")
@@ -147,7 +148,7 @@ def insar_select_input(wildcards):
 
 def opt(flag, value):
     """Command-line option only when the config value is set."""
-    if value is None or value == "":
+    if value is None or (isinstance(value, (str, list, tuple)) and len(value) == 0):
         return ""
     if isinstance(value, (list, tuple)):
         return f"{flag} " + " ".join(str(v) for v in value)
@@ -155,7 +156,19 @@ def opt(flag, value):
 
 
 def insar_aux_files():
-    return [f for f in (ICFG["quality"], ICFG["mask"]) if f]
+    return [f for f in (ICFG["mask"],) if f]
+
+
+def insar_has(key):
+    """Whether the stack has companion rasters of this kind (the demo has correlation)."""
+    return bool(insar_globs()[{"conncomp": 1, "correlation": 2}[key]])
+
+
+def insar_quality():
+    """Reference-point quality: the configured raster, else the mean correlation."""
+    if ICFG["quality"]:
+        return ICFG["quality"]
+    return f"{INSAR}/correlation_mean.tif" if insar_has("correlation") else []
 
 
 def insar_targets():
@@ -164,6 +177,12 @@ def insar_targets():
         f"{INSAR}/velocity_std.tif",
         f"{INSAR}/plots/velocity.png",
     ]
+    if insar_has("correlation"):
+        out.append(f"{INSAR}/correlation_mean.tif")
+    if insar_has("conncomp"):
+        out.append(f"{INSAR}/conncomp_count.tif")
+    if ICFG["extra_reference_date"]:
+        out.append(f"{INSAR}/timeseries_rereferenced.csv")
     if insar_is_demo():
         out.append(f"{DEMO}/insar_accuracy.csv")
     return out

@@ -28,16 +28,62 @@ rule insar_select:
         " {params.correlation} --date-format {params.date_format:q} --out {output} 2> {log}"
 
 
+rule insar_correlation_mean:
+    input:
+        script=f"{SCRIPTS}/stack_average.py",
+        ifgs=f"{INSAR}/ifgs.csv",
+    output:
+        f"{INSAR}/correlation_mean.tif",
+    params:
+        block=BLOCK,
+    log:
+        f"{LOGS}/insar/correlation_mean.log",
+    benchmark:
+        f"{BENCH}/insar/correlation_mean.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=20,
+    conda:
+        ENV
+    shell:
+        "python {input.script} --ifgs {input.ifgs} --column correlation --units 1"
+        " --block {params.block} --out {output} 2> {log}"
+
+
+rule insar_conncomp_count:
+    input:
+        script=f"{SCRIPTS}/insar_conncomp_count.py",
+        ifgs=f"{INSAR}/ifgs.csv",
+    output:
+        f"{INSAR}/conncomp_count.tif",
+    params:
+        block=BLOCK,
+    log:
+        f"{LOGS}/insar/conncomp_count.log",
+    benchmark:
+        f"{BENCH}/insar/conncomp_count.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=20,
+    conda:
+        ENV
+    shell:
+        "python {input.script} --ifgs {input.ifgs} --block {params.block} --out {output} 2> {log}"
+
+
 rule insar_reference:
     input:
         script=f"{SCRIPTS}/insar_reference.py",
         ifgs=f"{INSAR}/ifgs.csv",
         aux=insar_aux_files(),
+        quality=insar_quality(),
     output:
         f"{INSAR}/reference_point.txt",
     params:
         point=opt("--point", ICFG["reference_point"]),
-        quality=opt("--quality", ICFG["quality"]),
+        quality=opt("--quality", insar_quality()),
         mask=opt("--mask", ICFG["mask"]),
         threshold=ICFG["reference_threshold"],
         block=BLOCK,
@@ -67,6 +113,8 @@ rule insar_invert:
         timeseries=directory(f"{INSAR}/timeseries"),
         residuals=directory(f"{INSAR}/residuals"),
         residual_sum=f"{INSAR}/residual_sum.tif",
+        temporal_coherence=f"{INSAR}/temporal_coherence.tif",
+        n_used=f"{INSAR}/n_ifgs_used.tif",
         index=f"{INSAR}/timeseries.csv",
     params:
         out_dir=lambda w, output: os.path.dirname(output.index),
@@ -76,6 +124,9 @@ rule insar_invert:
         block=IBLOCK,
         tol=ICFG["l1_tolerance"],
         max_iter=ICFG["l1_max_iterations"],
+        weighting=ICFG["weighting"],
+        looks=ICFG["correlation_looks"],
+        cor_threshold=ICFG["correlation_threshold"],
         jaxcache=JAXCACHE,
     log:
         f"{LOGS}/insar/invert.log",
@@ -92,7 +143,8 @@ rule insar_invert:
         " --out-dir {params.out_dir} --index {output.index} --method {params.method}"
         " {params.wavelength} {params.mask} --block {params.block}"
         " --l1-tolerance {params.tol} --l1-max-iterations {params.max_iter}"
-        " {params.jaxcache} 2> {log}"
+        " --weighting {params.weighting} --correlation-looks {params.looks}"
+        " --correlation-threshold {params.cor_threshold} {params.jaxcache} 2> {log}"
 
 
 rule insar_velocity:
@@ -108,6 +160,7 @@ rule insar_velocity:
         std=f"{INSAR}/velocity_std.tif",
     params:
         block=BLOCK,
+        weighting="--weight-by-correlation" if ICFG["velocity_weighting"] == "correlation" else "",
         jaxcache=JAXCACHE,
     log:
         f"{LOGS}/insar/velocity.log",
@@ -122,7 +175,7 @@ rule insar_velocity:
     shell:
         "python {input.script} --index {input.index} --ifgs {input.ifgs}"
         " --out {output.velocity} --out-std {output.std} --block {params.block}"
-        " {params.jaxcache} 2> {log}"
+        " {params.weighting} {params.jaxcache} 2> {log}"
 
 
 rule insar_plots:
@@ -156,6 +209,34 @@ rule insar_plots:
         "python {input.script} --velocity {input.velocity} --index {input.index}"
         " --ifgs {input.ifgs} --reference {input.reference} --out-velocity {output.velocity}"
         " --out-series {output.series} --out-network {output.network} 2> {log}"
+
+
+rule insar_rereference:
+    input:
+        script=f"{SCRIPTS}/insar_rereference.py",
+        index=f"{INSAR}/timeseries.csv",
+        ifgs=f"{INSAR}/ifgs.csv",
+        timeseries=f"{INSAR}/timeseries",
+    output:
+        timeseries=directory(f"{INSAR}/timeseries_rereferenced"),
+        index=f"{INSAR}/timeseries_rereferenced.csv",
+    params:
+        date=ICFG["extra_reference_date"],
+        block=BLOCK,
+    log:
+        f"{LOGS}/insar/rereference.log",
+    benchmark:
+        f"{BENCH}/insar/rereference.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=20,
+    conda:
+        ENV
+    shell:
+        "python {input.script} --index {input.index} --ifgs {input.ifgs} --date {params.date}"
+        " --out-dir {output.timeseries} --out-index {output.index} --block {params.block}"
+        " 2> {log}"
 
 
 rule insar:

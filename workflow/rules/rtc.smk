@@ -224,6 +224,38 @@ rule rtc_plots:
         " --out-quiver {output.quiver} 2> {log}"
 
 
+rule rtc_dates:
+    input:
+        script=f"{SCRIPTS}/rtc_dates.py",
+        offsets=f"{RTC}/offsets.csv",
+        pairs=f"{RTC}/pairs.csv",
+    output:
+        dates=f"{RTC}/dates.csv",
+        tiles=f"{RTC}/dates_tiles.csv",
+        plot=report(
+            f"{RTC}/plots/date_offsets.png",
+            category="RTC geolocation",
+            caption="../report/rtc_dates.rst",
+        ),
+    params:
+        robust="--robust" if config["rtc"]["dates_method"] == "robust" else "",
+        jaxcache=JAXCACHE,
+    log:
+        f"{LOGS}/rtc/dates.log",
+    benchmark:
+        f"{BENCH}/rtc/dates.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python {input.script} --offsets {input.offsets} --pairs {input.pairs}"
+        " --out {output.dates} --out-tiles {output.tiles} --plot {output.plot}"
+        " {params.robust} {params.jaxcache} 2> {log}"
+
+
 rule rtc:
     input:
         rtc_targets(),

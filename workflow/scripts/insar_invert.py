@@ -35,6 +35,9 @@ def main(argv=None):
     p.add_argument("--block", type=int, nargs=2, default=[256, 256], metavar=("ROWS", "COLS"))
     p.add_argument("--l1-tolerance", type=float, default=1e-4)
     p.add_argument("--l1-max-iterations", type=int, default=500)
+    p.add_argument("--weighting", choices=["none", "correlation"], default="none")
+    p.add_argument("--correlation-looks", type=float, default=1.0)
+    p.add_argument("--correlation-threshold", type=float, default=0.0)
     p.add_argument("--jax-cache", default=None)
     a = p.parse_args(argv)
     cli.setup_logging(a.verbose)
@@ -44,6 +47,8 @@ def main(argv=None):
         ifgs, dates, pairs, read_point(a.reference), a.out_dir, method=a.method,
         wavelength=a.wavelength, mask=a.mask, block_shape=a.block,
         l1_tolerance=a.l1_tolerance, l1_max_iterations=a.l1_max_iterations,
+        weighting=a.weighting, correlation_looks=a.correlation_looks,
+        correlation_threshold=a.correlation_threshold,
     )
     io.write_csv(a.index, index)
 

@@ -23,13 +23,18 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="velocity COG")
     p.add_argument("--out-std", required=True, help="velocity standard error COG")
     p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
+    p.add_argument("--weight-by-correlation", action="store_true",
+                   help="weight each date by the mean correlation of its ifgs")
     p.add_argument("--jax-cache", default=None)
     a = p.parse_args(argv)
     cli.setup_logging(a.verbose)
     configure_jax(x64=True, cache_dir=a.jax_cache)
     index = pd.read_csv(a.index, dtype=str)
-    _, dates, _ = insar.read_ifg_table(a.ifgs)
-    units = insar.velocity_files(index, dates[0], a.out, a.out_std, block_shape=a.block)
+    ifgs, dates, _ = insar.read_ifg_table(a.ifgs)
+    units = insar.velocity_files(
+        index, dates[0], a.out, a.out_std, block_shape=a.block,
+        weight_ifgs=ifgs if a.weight_by_correlation else None,
+    )
     log.info("velocity over %s .. %s written (%s)", dates[0], dt.date.fromisoformat(index["date"].iloc[-1]), units)
 
 

@@ -1,0 +1,86 @@
+"""Per-date RTC offsets from the pair network (issue 4)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sarstack import dates, rtc
+from sarstack.jaxcfg import configure_jax
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _x64():
+    configure_jax(x64=True)
+    yield
+    configure_jax(x64=False)
+
+
+def _pairs_df(pairs, d, values, status=None, se=0.1):
+    return pd.DataFrame({
+        "reference_date": [d[i] for i, _ in pairs],
+        "secondary_date": [d[j] for _, j in pairs],
+        "east_m": values[:, 0], "north_m": values[:, 1],
+        "east_se_m": se, "north_se_m": se,
+        "status": status if status is not None else "ok",
+    })
+
+
+def _tile_offsets(pairs_df, n_tiles=2):
+    rows = []
+    for p in pairs_df.itertuples():
+        for t in range(n_tiles):
+            rows.append({"reference_date": p.reference_date, "secondary_date": p.secondary_date,
+                         "tile_row": 0, "tile_col": t, "east_m": p.east_m + t,
+                         "north_m": p.north_m, "status": p.status})
+    return pd.DataFrame(rows)
+
+
+D = ["2020-01-01", "2020-01-13", "2020-01-25", "2020-02-06", "2020-02-18"]
+
+
+def test_sequential_reproduces_cumulative_sum():
+    pairs = dates.make_pairs(5, "sequential")
+    vals = np.array([[1.0, -2.0], [0.5, 1.0], [-3.0, 0.25], [2.0, 2.0]])
+    p = _pairs_df(pairs, D, vals)
+    scene, tiles = rtc.date_offsets(_tile_offsets(p), p)
+    np.testing.assert_allclose(scene["east_m"], np.r_[0, np.cumsum(vals[:, 0])], atol=1e-9)
+    np.testing.assert_allclose(scene["north_m"], np.r_[0, np.cumsum(vals[:, 1])], atol=1e-9)
+    t1 = tiles[tiles.tile_col == 1]
+    np.testing.assert_allclose(t1["east_m"], np.r_[0, np.cumsum(vals[:, 0] + 1)], atol=1e-9)
+
+
+def test_redundant_network_averages_noise_and_censors_bad_pairs():
+    rng = np.random.default_rng(3)
+    truth = np.c_[np.r_[0, rng.normal(size=4)], np.r_[0, rng.normal(size=4)]] * 10
+    pairs = dates.make_pairs(5, "nearest:2")
+    vals = np.array([truth[j] - truth[i] for i, j in pairs]) + rng.normal(0, 0.01, (len(pairs), 2))
+    status = np.array(["ok"] * len(pairs), dtype=object)
+    vals[2] += 500.0  # a wild pair, flagged unreliable
+    status[2] = "unreliable"
+    p = _pairs_df(pairs, D, vals, status)
+    scene, _ = rtc.date_offsets(_tile_offsets(p), p)
+    np.testing.assert_allclose(scene[["east_m", "north_m"]], truth, atol=0.05)
+    assert scene["n_pairs_used"].iloc[0] == len(pairs) - 1
+
+
+def test_dates_cut_off_by_unreliable_pairs_are_nan():
+    pairs = dates.make_pairs(5, "sequential")
+    vals = np.ones((4, 2))
+    p = _pairs_df(pairs, D, vals, np.array(["ok", "unreliable", "ok", "ok"], dtype=object))
+    scene, _ = rtc.date_offsets(_tile_offsets(p), p)
+    assert np.isfinite(scene["east_m"].iloc[:2]).all()
+    assert scene["east_m"].iloc[2:].isna().all()
+
+
+def test_robust_resists_an_outlier_pair_marked_ok():
+    rng = np.random.default_rng(4)
+    truth = np.c_[np.r_[0, rng.normal(size=4)], np.r_[0, rng.normal(size=4)]] * 10
+    pairs = dates.make_pairs(5, "nearest:3")
+    vals = np.array([truth[j] - truth[i] for i, j in pairs])
+    vals[1] += 30.0
+    p = _pairs_df(pairs, D, vals)
+    l2, _ = rtc.date_offsets(_tile_offsets(p), p)
+    rob, _ = rtc.date_offsets(_tile_offsets(p), p, robust=True)
+    err_l2 = np.abs(l2[["east_m", "north_m"]].to_numpy() - truth).max()
+    err_rob = np.abs(rob[["east_m", "north_m"]].to_numpy() - truth).max()
+    assert err_l2 > 3.0 and err_rob < 0.5

@@ -1,0 +1,35 @@
+"""Temporal average of a stack of rasters on one grid (NaN-aware per-pixel
+mean), e.g. the mean correlation used as reference-point quality."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+
+from sarstack import cli, insar  # noqa: E402
+from sarstack.errors import SarstackError  # noqa: E402
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--ifgs", default=None, help="ifg table: average its correlation column")
+    p.add_argument("--column", default="correlation", help="column of the ifg table to average")
+    p.add_argument("--out", required=True)
+    p.add_argument("--units", default=None)
+    p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
+    p.add_argument("rasters", nargs="*", help="rasters to average (instead of --ifgs)")
+    a = p.parse_args(argv)
+    cli.setup_logging(a.verbose)
+    paths = list(a.rasters)
+    if a.ifgs:
+        import pandas as pd
+
+        col = pd.read_csv(a.ifgs, dtype=str, keep_default_na=False)[a.column]
+        paths += [c for c in col if c]
+    if not paths:
+        raise SarstackError("stack_average: no rasters to average")
+    insar.temporal_average(paths, a.out, block_shape=a.block, units=a.units)
+
+
+if __name__ == "__main__":
+    cli.run(main)
