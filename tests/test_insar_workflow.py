@@ -292,3 +292,32 @@ def test_correlation_weighted_pipeline(tmp_path):
     v = io.read_band(out / "velocity.tif")
     assert np.isfinite(vw[ok]).all()
     assert np.nanmax(np.abs(vw - v)) < 1.0 and "weighted" in io.raster_tags(out / "vw.tif")["quantity"]
+
+
+def test_mask_applies_to_every_output(tmp_path):
+    synthetic.make_ifg_stack(tmp_path / "s", n_dates=6, shape=(32, 32), seed=7)
+    grid = io.read_grid(next((tmp_path / "s" / "ifgs").glob("*.tif")))
+    mask = np.ones((32, 32), np.float32)
+    mask[20:30, 5:15] = 0
+    io.write_raster(tmp_path / "mask.tif", mask, grid, nodata=None)
+    out = tmp_path / "res"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "output_dir": str(out), "rtc": {"enabled": False},
+        "insar": {"unwrapped": str(tmp_path / "s" / "ifgs" / "*.unw.tif"),
+                  "correlation": str(tmp_path / "s" / "cor" / "*.cor.tif"),
+                  "mask": str(tmp_path / "mask.tif"), "method": "L2"},
+    }))
+    snakemake("insar", "--configfile", str(cfg))
+    ins = out / "insar"
+    r, c = map(int, (ins / "reference_point.txt").read_text().strip().split(","))
+    assert mask[r, c] == 1
+    rasters = ["velocity", "velocity_std", "temporal_coherence", "residual_sum", "correlation_mean"]
+    rasters += [f"timeseries/{p.stem}" for p in (ins / "timeseries").glob("*.tif")]
+    for name in rasters:
+        v = io.read_band(ins / f"{name}.tif")
+        assert np.isnan(v[20:30, 5:15]).all(), name
+        assert np.isfinite(v[10, 20]), name
+    with rasterio.open(ins / "n_ifgs_used.tif") as ds:
+        n = ds.read(1)
+        assert ds.nodata == 65535 and (n[20:30, 5:15] == 65535).all() and n[10, 20] > 0

@@ -27,6 +27,9 @@ from sarstack.io import Grid, RasterWriter, iter_blocks, read_band, read_grid
 
 log = logging.getLogger(__name__)
 
+#: Nodata of the uint16 count rasters (0 is a real count).
+COUNT_NODATA = 65535
+
 
 @dataclass(frozen=True)
 class Ifg:
@@ -342,7 +345,7 @@ def invert_files(
             "count",
             {**span, "quantity": "ifgs used"},
             dtype="uint16",
-            nodata=None,
+            nodata=COUNT_NODATA,
         )
         blocks = list(iter_blocks(grid.shape, block_shape))
         max_it = 0
@@ -385,7 +388,10 @@ def invert_files(
             total = np.where(used.any(axis=0), np.nansum(np.abs(res), axis=0), np.nan)
             sum_w.write(total.reshape(shape).astype(np.float32), win)
             tc_w.write(ts.temporal_coherence(res).reshape(shape).astype(np.float32), win)
-            n_w.write(n_used.reshape(shape).astype(np.uint16), win)
+            n_used = n_used.reshape(shape).astype(np.uint16)
+            if m is not None:
+                n_used[~m] = COUNT_NODATA
+            n_w.write(n_used, win)
             log.info(
                 "block %d/%d done%s",
                 k + 1,
@@ -429,9 +435,12 @@ def velocity_files(
         quantity += ", dates weighted by mean correlation"
         date_index = {d: k for k, d in enumerate(dates)}
     tags = _date_tags(dates[0], dates[-1], quantity=quantity)
-    with RasterWriter(out_velocity, grid, units=vunits, tags=tags) as wv, RasterWriter(
-        out_std, grid, units=vunits, tags={**tags, "quantity": "standard error of the velocity"}
-    ) as ws:
+    with (
+        RasterWriter(out_velocity, grid, units=vunits, tags=tags) as wv,
+        RasterWriter(
+            out_std, grid, units=vunits, tags={**tags, "quantity": "standard error of the velocity"}
+        ) as ws,
+    ):
         for win in iter_blocks(grid.shape, block_shape):
             y = np.stack([np.zeros((win.height, win.width))] + [read_band(p, win) for p in paths])
             shape = y.shape[1:]
@@ -458,6 +467,7 @@ def temporal_average(
     *,
     block_shape: Sequence[int] = (512, 512),
     units: str | None = None,
+    mask: str | Path | None = None,
 ) -> None:
     """NaN-aware per-pixel mean of a stack of rasters on one grid (e.g. mean correlation)."""
     grid = read_grid(paths[0])
@@ -476,7 +486,11 @@ def temporal_average(
                 acc[ok] += b[ok]
                 n += ok
             with np.errstate(invalid="ignore", divide="ignore"):
-                w.write(np.where(n > 0, acc / n, np.nan).astype(np.float32), win)
+                mean = np.where(n > 0, acc / n, np.nan)
+            m = _read_mask(mask, win)
+            if m is not None:
+                mean[~m] = np.nan
+            w.write(mean.astype(np.float32), win)
 
 
 def conncomp_count(
@@ -485,9 +499,11 @@ def conncomp_count(
     out: str | Path,
     *,
     block_shape: Sequence[int] = (512, 512),
+    mask: str | Path | None = None,
 ) -> None:
     """Per date, the number of interferograms with that date whose conncomp
-    label is non-zero at each pixel (uint16, one band per date)."""
+    label is non-zero at each pixel (uint16, one band per date; masked
+    pixels get the nodata value 65535)."""
     if not all(i.conncomp for i in ifgs):
         raise SarstackError("insar.conncomp: a conncomp raster is needed for every ifg")
     grid = read_grid(ifgs[0].conncomp)
@@ -496,7 +512,7 @@ def conncomp_count(
         grid,
         count=len(dates),
         dtype="uint16",
-        nodata=None,
+        nodata=COUNT_NODATA,
         units="count",
         tags=_date_tags(dates[0], dates[-1]),
         descriptions=[d.isoformat() for d in dates],
@@ -508,6 +524,9 @@ def conncomp_count(
                 good = read_band(i.conncomp, win, nan_nodata=False) != 0
                 counts[index[i.reference]] += good
                 counts[index[i.secondary]] += good
+            m = _read_mask(mask, win)
+            if m is not None:
+                counts[:, ~m] = COUNT_NODATA
             w.write(counts, win)
 
 

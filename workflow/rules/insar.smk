@@ -32,10 +32,12 @@ rule insar_correlation_mean:
     input:
         script=f"{SCRIPTS}/stack_average.py",
         ifgs=f"{INSAR}/ifgs.csv",
+        aux=insar_aux_files(),
     output:
         f"{INSAR}/correlation_mean.tif",
     params:
         block=BLOCK,
+        mask=opt("--mask", ICFG["mask"]),
     log:
         f"{LOGS}/insar/correlation_mean.log",
     benchmark:
@@ -48,17 +50,19 @@ rule insar_correlation_mean:
         ENV
     shell:
         "python {input.script} --ifgs {input.ifgs} --column correlation --units 1"
-        " --block {params.block} --out {output} 2> {log}"
+        " --block {params.block} {params.mask} --out {output} 2> {log}"
 
 
 rule insar_conncomp_count:
     input:
         script=f"{SCRIPTS}/insar_conncomp_count.py",
         ifgs=f"{INSAR}/ifgs.csv",
+        aux=insar_aux_files(),
     output:
         f"{INSAR}/conncomp_count.tif",
     params:
         block=BLOCK,
+        mask=opt("--mask", ICFG["mask"]),
     log:
         f"{LOGS}/insar/conncomp_count.log",
     benchmark:
@@ -70,7 +74,8 @@ rule insar_conncomp_count:
     conda:
         ENV
     shell:
-        "python {input.script} --ifgs {input.ifgs} --block {params.block} --out {output} 2> {log}"
+        "python {input.script} --ifgs {input.ifgs} --block {params.block} {params.mask}"
+        " --out {output} 2> {log}"
 
 
 rule insar_reference:

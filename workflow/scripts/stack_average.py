@@ -16,6 +16,7 @@ def main(argv=None):
     p.add_argument("--column", default="correlation", help="column of the ifg table to average")
     p.add_argument("--out", required=True)
     p.add_argument("--units", default=None)
+    p.add_argument("--mask", default=None, help="mask raster, 0 = bad (-> nodata)")
     p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
     p.add_argument("rasters", nargs="*", help="rasters to average (instead of --ifgs)")
     a = p.parse_args(argv)
@@ -28,7 +29,7 @@ def main(argv=None):
         paths += [c for c in col if c]
     if not paths:
         raise SarstackError("stack_average: no rasters to average")
-    insar.temporal_average(paths, a.out, block_shape=a.block, units=a.units)
+    insar.temporal_average(paths, a.out, block_shape=a.block, units=a.units, mask=a.mask)
 
 
 if __name__ == "__main__":
