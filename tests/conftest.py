@@ -35,3 +35,19 @@ def sea_burst() -> Path:
 @pytest.fixture
 def pyrate_crop() -> Path:
     return shared_dataset("pyrate_cropA")
+
+
+@pytest.fixture(scope="module")
+def x64():
+    """float64 JAX for one test module; the previous setting is restored afterwards.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("x64")``.
+    """
+    import jax
+
+    from sarstack.jaxcfg import configure_jax
+
+    prev = bool(jax.config.jax_enable_x64)
+    configure_jax(x64=True)
+    yield
+    jax.config.update("jax_enable_x64", prev)

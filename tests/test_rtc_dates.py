@@ -5,14 +5,8 @@ import pandas as pd
 import pytest
 
 from sarstack import dates, rtc
-from sarstack.jaxcfg import configure_jax
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _x64():
-    configure_jax(x64=True)
-    yield
-    configure_jax(x64=False)
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 def _pairs_df(pairs, d, values, status=None, se=0.1):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,17 +10,9 @@ from sarstack import dates
 from sarstack import timeseries as ts
 from sarstack.errors import SarstackError
 from sarstack.io import raster_tags, read_band, read_grid
-from sarstack.jaxcfg import configure_jax
 from sarstack.synthetic import make_ifg_stack
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _x64():
-    """float64 for this module only; the previous setting is restored afterwards."""
-    prev = bool(jax.config.jax_enable_x64)
-    configure_jax(x64=True)
-    yield
-    jax.config.update("jax_enable_x64", prev)
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 def _read_stack(df: pd.DataFrame, col: str = "path") -> np.ndarray:

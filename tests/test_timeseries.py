@@ -12,19 +12,12 @@ from scipy.optimize import linprog
 from sarstack import dates
 from sarstack import timeseries as ts
 from sarstack.errors import SarstackError
-from sarstack.jaxcfg import configure_jax
 
 N_DATES = 13
 NETWORK = "nearest:3"  # 33 interferograms; the L1 tests share this shape (one compile)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _x64():
-    """float64 for this module only; the previous setting is restored afterwards."""
-    prev = bool(jax.config.jax_enable_x64)
-    configure_jax(x64=True)
-    yield
-    jax.config.update("jax_enable_x64", prev)
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 def _network(n_dates: int = N_DATES, spec: str = NETWORK):

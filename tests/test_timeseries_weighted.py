@@ -9,19 +9,12 @@ import pytest
 from sarstack import dates
 from sarstack import timeseries as ts
 from sarstack.errors import SarstackError
-from sarstack.jaxcfg import configure_jax
 
 N_DATES = 10
 NETWORK = "nearest:3"  # 24 interferograms, shared by most tests (one compile)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _x64():
-    """float64 for this module only; the previous setting is restored afterwards."""
-    prev = bool(jax.config.jax_enable_x64)
-    configure_jax(x64=True)
-    yield
-    jax.config.update("jax_enable_x64", prev)
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 @pytest.fixture(params=["sparse", "dense"])
