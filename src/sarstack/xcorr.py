@@ -193,6 +193,49 @@ def _full_spectrum(half: jax.Array, w: int) -> jax.Array:
     return jnp.concatenate([half, missing], axis=-1)
 
 
+def _upsampled_from_half(
+    half: jax.Array, ker_r: jax.Array, ker_c: jax.Array, h: int, w: int
+) -> jax.Array:
+    """Matrix-multiply DFT ``ker_r @ P @ ker_c^T`` of the full spectrum ``P`` of
+    real data, evaluated from its rfft2 half without rebuilding ``P``.
+
+    The omitted columns are the Hermitian mirrors of the interior columns
+    ``1 .. W - W//2 - 1``: a column and its mirror sum to ``2 Re(...)`` except
+    on the Nyquist row (even ``H``), whose row frequency is -1/2 for both, and
+    which is corrected exactly; the zero and Nyquist columns are added as
+    they are. This halves the dominant contraction and equals the full-spectrum
+    product to float rounding.
+
+    Parameters
+    ----------
+    half
+        ``rfft2`` product, ``(B, H, W//2 + 1)``.
+    ker_r, ker_c
+        Row and column kernels ``(B, R, H)`` and ``(B, R, W)`` (:func:`_dft_kernel`).
+    """
+    wh = w // 2 + 1
+    n_int = w - wh  # interior columns 1 .. n_int have a mirror in the omitted part
+    # Interior columns, all rows: T = Kr P_int Kc_int^T; only 2 Re(T) is needed.
+    p_int = half[:, :, 1 : 1 + n_int]
+    kc_int = ker_c[:, :, 1 : 1 + n_int]
+    tmp = jnp.einsum("bhk,bck->bhc", p_int, kc_int)  # (B, H, R)
+    t = jnp.einsum("brh,bhc->brc", ker_r, tmp)  # (B, R, R)
+    up = 2.0 * jnp.real(t).astype(t.dtype)
+    if h % 2 == 0 and n_int > 0:
+        # Nyquist row: replace 2 Re(Kr_N S) by Kr_N 2 Re(S), S = sum_k P[N, k] Kc[k].
+        kr_n = ker_r[:, :, h // 2]  # (B, R)
+        s_n = tmp[:, h // 2, :]  # (B, R)
+        prod_n = kr_n[:, :, None] * s_n[:, None, :]
+        up = up - 2.0 * jnp.real(prod_n) + kr_n[:, :, None] * (2.0 * jnp.real(s_n))[:, None, :]
+    # Zero column (frequency 0: ker_c = 1) and, for even W, the Nyquist column.
+    u0 = jnp.einsum("brh,bh->br", ker_r, half[:, :, 0])
+    up = up + u0[:, :, None]
+    if w % 2 == 0:
+        u1 = jnp.einsum("brh,bh->br", ker_r, half[:, :, wh - 1])
+        up = up + u1[:, :, None] * ker_c[:, None, :, wh - 1]
+    return up
+
+
 def _dft_kernel(peak_idx: jax.Array, n: int, uf: int, region: int, centre: int) -> jax.Array:
     """Per-tile matrix-multiply inverse-DFT kernel along one axis, ``(B, region, n)``.
 
@@ -235,11 +278,9 @@ def _phase_correlate_impl(
     if uf > 1:
         region = int(math.ceil(1.5 * uf))
         centre = region // 2
-        prod = _full_spectrum(prod_half, w)  # (B, H, W) complex64
         ker_r = _dft_kernel(pr, h, uf, region, centre)  # (B, R, H)
         ker_c = _dft_kernel(pc, w, uf, region, centre)  # (B, R, W)
-        tmp = jnp.einsum("brh,bhw->brw", ker_r, prod)
-        up = jnp.einsum("brw,bcw->brc", tmp, ker_c)  # (B, R, R), = H*W * cc(sub-lag)
+        up = _upsampled_from_half(prod_half, ker_r, ker_c, h, w)  # (B, R, R) = H*W*cc(sub-lag)
         up_mag = jnp.abs(up).reshape(b, region * region)
         sub = jnp.argmax(up_mag, axis=1)
         sr = (sub // region).astype(jnp.int32)
@@ -280,13 +321,17 @@ def _phase_correlate_impl(
     # mean + std of the surface outside a (2*exclude+1)^2 circular window.
     dr = jnp.mod(jnp.arange(h)[None, :] - pr[:, None], h)
     dc = jnp.mod(jnp.arange(w)[None, :] - pc[:, None], w)
-    near_r = jnp.minimum(dr, h - dr) <= exclude  # (B, H)
-    near_c = jnp.minimum(dc, w - dc) <= exclude  # (B, W)
-    side = ~(near_r[:, :, None] & near_c[:, None, :])  # (B, H, W)
-    n_side = jnp.sum(side, axis=(1, 2)).astype(jnp.float32)
+    near_r = (jnp.minimum(dr, h - dr) <= exclude).astype(jnp.float32)  # (B, H)
+    near_c = (jnp.minimum(dc, w - dc) <= exclude).astype(jnp.float32)  # (B, W)
+    # Side-lobe sums = whole-surface sums minus the (separable) window's, so no
+    # (B, H, W) mask is built and the surface is read in two fused passes.
+    mag2 = mag * mag
+    win_sum = jnp.einsum("bh,bhw,bw->b", near_r, mag, near_c)
+    win_sq = jnp.einsum("bh,bhw,bw->b", near_r, mag2, near_c)
+    n_side = h * w - jnp.sum(near_r, axis=1) * jnp.sum(near_c, axis=1)
     safe_n = jnp.maximum(n_side, 1.0)
-    mean = jnp.sum(jnp.where(side, mag, 0.0), axis=(1, 2)) / safe_n
-    var = jnp.sum(jnp.where(side, (mag - mean[:, None, None]) ** 2, 0.0), axis=(1, 2)) / safe_n
+    mean = (jnp.sum(mag, axis=(1, 2)) - win_sum) / safe_n
+    var = jnp.maximum((jnp.sum(mag2, axis=(1, 2)) - win_sq) / safe_n - mean * mean, 0.0)
     level = mean + jnp.sqrt(var)
     floor = peak_int * 1e-6  # caps the ratio at 60 dB
     ratio = peak_int / jnp.maximum(jnp.maximum(level, floor), jnp.finfo(jnp.float32).tiny)
