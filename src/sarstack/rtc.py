@@ -539,14 +539,15 @@ def measure_pair(
     min_quality: float | None = None,
     max_shift_px: float | None = None,
     iterations: int | None = None,
-    max_batch_pixels: int = 1 << 22,
+    max_batch_pixels: int = 1 << 20,
 ) -> pd.DataFrame:
     """Phase-correlate every tile of a scene pair; one row per tile.
 
     Tiles are read one tile row at a time and correlated in fixed-size
-    batches (one compiled kernel per pair shape, memory bounded by
-    ``max_batch_pixels``). Offsets are metres east/north of the secondary
-    relative to the reference, from each scene's geotransform.
+    batches (one compiled kernel per pair shape). Memory follows
+    ``max_batch_pixels`` (at least one tile row), not the scene size.
+    Offsets are metres east/north of the secondary relative to the
+    reference, from each scene's geotransform.
 
     ``iterations`` re-centring passes (default 1; 0 for the ``notebook``
     preset, which also skips the parabolic peak refinement so that it

@@ -112,6 +112,7 @@ rule rtc_xcorr:
         max_nan=config["rtc"]["max_nan_fraction"],
         preprocess=config["rtc"]["preprocess"],
         iterations=config["rtc"]["refine_iterations"],
+        block=BLOCK,
         min_quality=(
             ""
             if config["rtc"]["min_quality"] is None
@@ -137,7 +138,7 @@ rule rtc_xcorr:
         "python {input.script} --reference {input.reference} --secondary {input.secondary}"
         " --tiles {input.tiles} --upsample-factor {params.upsample}"
         " --max-nan-fraction {params.max_nan} --preprocess {params.preprocess}"
-        " --refine-iterations {params.iterations}"
+        " --refine-iterations {params.iterations} --block {params.block}"
         " {params.min_quality} {params.max_shift} {params.jaxcache} --out {output} 2> {log}"
 
 

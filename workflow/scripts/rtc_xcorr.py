@@ -29,6 +29,8 @@ def main(argv=None):
                    help=f"minimum correlation SNR for ok (default {rtc.DEFAULT_MIN_QUALITY})")
     p.add_argument("--max-shift-px", type=float, default=None,
                    help="largest believable shift (default: a quarter of the tile size)")
+    p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"),
+                   help="memory budget: tiles are correlated in batches of ~4 blocks of pixels")
     p.add_argument("--jax-cache", default=None, help="persistent compilation cache folder")
     a = p.parse_args(argv)
     cli.setup_logging(a.verbose)
@@ -45,6 +47,7 @@ def main(argv=None):
         upsample_factor=a.upsample_factor, max_nan_fraction=a.max_nan_fraction,
         preprocess=a.preprocess, min_quality=a.min_quality, max_shift_px=a.max_shift_px,
         iterations=0 if a.preprocess == "notebook" else a.refine_iterations,
+        max_batch_pixels=4 * a.block[0] * a.block[1],
     )
     df.insert(0, "secondary_date", sec_date)
     df.insert(0, "reference_date", ref_date)
