@@ -1,0 +1,227 @@
+"""xcorr: batched ``phase_correlate`` vs a skimage loop vs an FFT-only lower bound."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from _common import CaseResult, Table, Target, ratio, time_interleaved
+from scipy import ndimage
+from skimage.registration import phase_cross_correlation
+
+from sarstack import xcorr
+
+# Targets of the issue at 512² tiles.
+TARGET_SIZE = 512
+MIN_SPEEDUP_VS_SKIMAGE = 2.5
+MAX_RATIO_TO_FFT_BOUND = 1.3
+
+
+def make_tiles(batch: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Textured float32 tile pairs; ``mov`` is ``ref`` moved by a known sub-pixel shift plus noise.
+
+    Returns ``ref``, ``mov`` (both ``(batch, size, size)``, mean removed) and the
+    true shifts ``(batch, 2)`` in skimage's convention.
+    """
+    rng = np.random.default_rng(seed)
+    base = ndimage.gaussian_filter(rng.standard_normal((batch, size, size)), (0, 1.5, 1.5))
+    shifts = rng.uniform(-4.0, 4.0, size=(batch, 2))
+    fy = np.fft.fftfreq(size)[None, :, None]
+    fx = np.fft.rfftfreq(size)[None, None, :]
+    phase = -2j * np.pi * (fy * shifts[:, :1, None] + fx * shifts[:, 1:, None])
+    moved = np.fft.irfft2(np.fft.rfft2(base) * np.exp(phase), s=(size, size))
+    noise = 0.2 * base.std()
+    ref = base + noise * rng.standard_normal(base.shape)
+    mov = moved + noise * rng.standard_normal(base.shape)
+    ref -= ref.mean(axis=(1, 2), keepdims=True)
+    mov -= mov.mean(axis=(1, 2), keepdims=True)
+    return ref.astype(np.float32), mov.astype(np.float32), -shifts
+
+
+# --------------------------------------------------------------------------- JAX stages
+# Building blocks of an upsampled phase correlation, written here (not imported from
+# sarstack.xcorr, whose internals change) so that each stage can be timed on its own.
+
+
+def _spectrum_and_peak(ref: jax.Array, mov: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The three real FFTs and the integer-lag argmax: the work no method can skip."""
+    b, h, w = ref.shape
+    prod = jnp.fft.rfft2(ref) * jnp.conj(jnp.fft.rfft2(mov))
+    cc = jnp.fft.irfft2(prod, s=(h, w))
+    return prod, jnp.argmax(jnp.abs(cc).reshape(b, h * w), axis=1)
+
+
+def _full_spectrum(half: jax.Array, w: int) -> jax.Array:
+    """The full ``(B, H, W)`` spectrum from the rfft2 half (Hermitian symmetry)."""
+    h = half.shape[-2]
+    rows = (-np.arange(h)) % h
+    cols = w - np.arange(w // 2 + 1, w)
+    return jnp.concatenate([half, jnp.conj(half[:, rows][:, :, cols])], axis=-1)
+
+
+def _dft_kernel(peak: jax.Array, n: int, uf: int, region: int) -> jax.Array:
+    """``(B, region, n)`` kernel ``exp(2πi (i − c + peak·uf) f_k / (n uf))`` around each peak."""
+    freqs = np.fft.fftfreq(n, 1.0 / n).round().astype(np.int32)
+    off = jnp.arange(region, dtype=jnp.int32)[None, :] - region // 2 + peak[:, None] * uf
+    angle = (2 * np.pi / (n * uf)) * jnp.mod(off[:, :, None] * freqs, n * uf).astype(jnp.float32)
+    return jax.lax.complex(jnp.cos(angle), jnp.sin(angle))
+
+
+def _kernels(peak: jax.Array, h: int, w: int, uf: int) -> tuple[jax.Array, jax.Array]:
+    region = int(math.ceil(1.5 * uf))
+    return _dft_kernel(peak // w, h, uf, region), _dft_kernel(peak % w, w, uf, region)
+
+
+@jax.jit
+def fft_only(ref: jax.Array, mov: jax.Array) -> jax.Array:
+    """Lower bound: rfft2 of both tiles, irfft2 of the product, argmax; batched."""
+    return _spectrum_and_peak(ref, mov)[1]
+
+
+@jax.jit
+def fft_full_spectrum(ref: jax.Array, mov: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The bound plus the Hermitian rebuild of the full ``(B, H, W)`` spectrum."""
+    prod, peak = _spectrum_and_peak(ref, mov)
+    return peak, _full_spectrum(prod, ref.shape[2])
+
+
+@partial(jax.jit, static_argnames="uf")
+def fft_upsampled(ref: jax.Array, mov: jax.Array, uf: int) -> tuple[jax.Array, jax.Array]:
+    """The bound plus the matrix-multiply DFT of the full spectrum around the peak."""
+    b, h, w = ref.shape
+    prod, peak = _spectrum_and_peak(ref, mov)
+    ker_r, ker_c = _kernels(peak, h, w, uf)
+    full = _full_spectrum(prod, w)
+    up = jnp.einsum("brw,bcw->brc", jnp.einsum("brh,bhw->brw", ker_r, full), ker_c)
+    return peak, jnp.argmax(jnp.abs(up).reshape(b, -1), axis=1)
+
+
+@partial(jax.jit, static_argnames="uf")
+def fft_upsampled_half(ref: jax.Array, mov: jax.Array, uf: int) -> tuple[jax.Array, jax.Array]:
+    """The bound plus the matrix-multiply DFT on the rfft half-spectrum (timing only).
+
+    A column and its Hermitian mirror contribute complex conjugates, so the sum
+    is ``Re(sum over the rfft columns of c_w P K)``, ``c_w = 2`` except 1 at the
+    DC and even-length Nyquist columns: no rebuild, half the multiply-adds. (It
+    leaves out the O(R²) correction of the even-length Nyquist row, whose kernel
+    is not conjugate-symmetric; negligible in time.)
+    """
+    b, h, w = ref.shape
+    prod, peak = _spectrum_and_peak(ref, mov)
+    ker_r, ker_c = _kernels(peak, h, w, uf)
+    n_half = w // 2 + 1
+    c_w = np.full(n_half, 2.0, np.float32)
+    c_w[0] = 1.0
+    if w % 2 == 0:
+        c_w[-1] = 1.0
+    up = jnp.einsum(
+        "brw,bcw->brc", jnp.einsum("brh,bhw->brw", ker_r, prod), ker_c[:, :, :n_half] * c_w
+    )
+    return peak, jnp.argmax(jnp.abs(jnp.real(up)).reshape(b, -1), axis=1)
+
+
+# --------------------------------------------------------------------------- case
+
+
+def run(sizes: list[int], batch: int, uf: int, repeats: int) -> CaseResult:
+    jax.config.update("jax_enable_x64", False)  # as rtc_xcorr.py: float32 kernels
+    main = Table(
+        f"xcorr: {batch} tile pairs per call, upsample {uf} (median of {repeats} interleaved "
+        "rounds after a warm-up)",
+        [
+            "tile",
+            "skimage loop s",
+            "ours s",
+            "FFT-only s",
+            "ours tiles/s",
+            "speed-up vs skimage",
+            "ours / FFT-only",
+            "max |Δshift| vs skimage",
+        ],
+    )
+    main.notes += [
+        "skimage: a Python loop of `phase_cross_correlation(ref, mov, normalization=None, "
+        f"upsample_factor={uf})` over the same tiles (float64 inside skimage).",
+        "ours: `sarstack.xcorr.phase_correlate` on the whole batch (host arrays in, NumPy out).",
+        "FFT-only: jitted, batched rfft2 × 2, product, irfft2 and the integer argmax, "
+        "`block_until_ready`: the floor for any FFT phase correlation.",
+    ]
+    stages = Table(
+        f"xcorr building blocks and kernel at {TARGET_SIZE if TARGET_SIZE in sizes else sizes[-1]}² "
+        "(jitted, device arrays, interleaved)",
+        ["stage", "s", "× stage 1"],
+    )
+    result = CaseResult([main, stages])
+    stage_size = TARGET_SIZE if TARGET_SIZE in sizes else sizes[-1]
+    for size in sizes:
+        ref, mov, _ = make_tiles(batch, size)
+        ref_j, mov_j = jnp.asarray(ref), jnp.asarray(mov)
+
+        def skimage_loop(ref=ref, mov=mov) -> np.ndarray:
+            return np.array(
+                [
+                    phase_cross_correlation(r, m, normalization=None, upsample_factor=uf)[0]
+                    for r, m in zip(ref, mov, strict=True)
+                ]
+            )
+
+        def ours(ref=ref, mov=mov) -> dict[str, np.ndarray]:
+            return xcorr.phase_correlate(ref, mov, uf)
+
+        def bound(ref_j=ref_j, mov_j=mov_j) -> jax.Array:
+            return fft_only(ref_j, mov_j).block_until_ready()
+
+        t = time_interleaved({"skimage": skimage_loop, "ours": ours, "fft": bound}, repeats)
+        t_sk, t_ours, t_fft = t["skimage"], t["ours"], t["fft"]
+        diff = float(np.max(np.abs(ours()["shift"] - skimage_loop())))
+        speedup, to_bound = ratio(t_sk, t_ours), ratio(t_ours, t_fft)
+        main.add(f"{size}²", t_sk, t_ours, t_fft, batch / t_ours, speedup, to_bound, diff)
+        if size == stage_size:
+            _stage_rows(stages, ref_j, mov_j, ref, mov, uf, repeats)
+        if size == TARGET_SIZE:
+            result.targets += [
+                Target(
+                    f"xcorr {size}²: speed-up vs skimage loop",
+                    f"≥ {MIN_SPEEDUP_VS_SKIMAGE}×",
+                    speedup,
+                    speedup is not None and speedup >= MIN_SPEEDUP_VS_SKIMAGE,
+                ),
+                Target(
+                    f"xcorr {size}²: time / FFT-only bound",
+                    f"≤ {MAX_RATIO_TO_FFT_BOUND}×",
+                    to_bound,
+                    to_bound is not None and to_bound <= MAX_RATIO_TO_FFT_BOUND,
+                ),
+            ]
+    if not stages.rows:
+        result.tables.remove(stages)
+    return result
+
+
+def _stage_rows(
+    table: Table, a: jax.Array, b: jax.Array, ref: np.ndarray, mov: np.ndarray, uf: int,
+    repeats: int,
+) -> None:  # fmt: skip
+    """Time the building blocks and the kernel, interleaved, relative to the FFT-only bound."""
+    steps = {
+        "1. rfft2 ×2 + irfft2 + argmax (FFT-only)": partial(fft_only, a, b),
+        "2. 1 + full-spectrum rebuild": partial(fft_full_spectrum, a, b),
+        "3. 2 + upsampled DFT of the full spectrum + argmax": partial(fft_upsampled, a, b, uf),
+        "3b. 1 + upsampled DFT of the rfft half-spectrum": partial(fft_upsampled_half, a, b, uf),
+    }
+    jitted = getattr(xcorr, "_phase_correlate_jit", None)  # private: may be renamed
+    if jitted is not None:
+        steps["4. sarstack's jitted kernel (+ PSLR, parabola, peak_corr)"] = partial(
+            jitted, a, b, upsample_factor=uf, exclude=2
+        )
+    fns = {k: (lambda fn=fn: jax.block_until_ready(fn())) for k, fn in steps.items()}
+    fns["5. `phase_correlate` (+ host→device copy, device_get, NumPy post)"] = partial(
+        xcorr.phase_correlate, ref, mov, uf
+    )
+    times = time_interleaved(fns, repeats)
+    first = next(iter(times.values()))
+    for name, t in times.items():
+        table.add(name, t, t / first)
