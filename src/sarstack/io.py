@@ -219,8 +219,7 @@ class RasterWriter:
             tiled=True,
             blockxsize=max(16, bx),
             blockysize=max(16, by),
-            compress="deflate",
-            BIGTIFF="IF_SAFER",
+            BIGTIFF="IF_SAFER",  # uncompressed: it is only the COG's staging copy
         )
         self._ds = rasterio.open(self._work, "w", **profile)
         return self
@@ -250,11 +249,14 @@ class RasterWriter:
                 self._ds.update_tags(**self.tags)
             self._ds.close()
             if exc_type is None:
+                # ZSTD level 1: about 4x faster to write than DEFLATE, any GDAL >= 2.3 reads it.
                 rasterio.shutil.copy(
                     self._work,
                     self._final_tmp,
                     driver="COG",
-                    COMPRESS="DEFLATE",
+                    COMPRESS="ZSTD",
+                    LEVEL=1,
+                    NUM_THREADS="ALL_CPUS",
                     OVERVIEWS="AUTO" if self.overviews else "NONE",
                     BLOCKSIZE=256,
                 )

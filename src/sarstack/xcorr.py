@@ -522,7 +522,7 @@ def register_tiles(
     res = phase_correlate(ref_w, p_mov * win, upsample_factor, interpolate=interpolate)
     total = res["shift"]
     for _ in range(int(iterations)):
-        moved = np.asarray(_fourier_shift(jnp.asarray(p_mov), jnp.asarray(total, jnp.float32)))
+        moved = np.asarray(_fourier_shift(p_mov, total.astype(np.float32)))
         res = phase_correlate(ref_w, moved * win, upsample_factor, interpolate=interpolate)
         total = total + res["shift"]
     return {
