@@ -177,22 +177,6 @@ def prepare_tiles(
 # --------------------------------------------------------------------------- #
 
 
-def _full_spectrum(half: jax.Array, w: int) -> jax.Array:
-    """Rebuild the full ``(B, H, W)`` spectrum of real data from its rfft2 half.
-
-    Uses Hermitian symmetry ``X[h, w] = conj(X[-h mod H, W - w])`` for the
-    columns ``W//2 + 1 .. W - 1`` that ``rfft2`` omits.
-    """
-    h = half.shape[-2]
-    n_missing = w - (w // 2 + 1)
-    if n_missing == 0:
-        return half
-    rows = (-np.arange(h)) % h
-    cols = w - np.arange(w // 2 + 1, w)  # values in 1 .. (W-1)//2, all inside the half
-    missing = jnp.conj(half[:, rows][:, :, cols])
-    return jnp.concatenate([half, missing], axis=-1)
-
-
 def _upsampled_from_half(
     half: jax.Array, ker_r: jax.Array, ker_c: jax.Array, h: int, w: int
 ) -> jax.Array:
