@@ -150,6 +150,15 @@ def read_ifg_table(path: str | Path) -> tuple[list[Ifg], list[dt.date], list[tup
     return ifgs, dates, [(index[i.reference], index[i.secondary]) for i in ifgs]
 
 
+def read_reference_point(path: str | Path) -> tuple[int, int]:
+    """The ``row,col`` written by the insar_reference rule."""
+    try:
+        r, c = (int(v) for v in Path(path).read_text().strip().split(","))
+    except (OSError, ValueError):
+        raise SarstackError(f"{path}: expected one line 'row,col'") from None
+    return r, c
+
+
 def _read_mask(mask: str | Path | None, window) -> np.ndarray | None:
     if mask is None:
         return None

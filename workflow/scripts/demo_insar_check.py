@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import rasterio  # noqa: E402
 
-from sarstack import cli, dates, io, timeseries  # noqa: E402
+from sarstack import cli, dates, insar, io, timeseries  # noqa: E402
 
 log = logging.getLogger("demo_insar_check")
 
@@ -28,7 +28,7 @@ def main(argv=None):
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
     cli.setup_logging(a.verbose)
-    r, c = (int(v) for v in Path(a.reference).read_text().strip().split(","))
+    r, c = insar.read_reference_point(a.reference)
     truth_dir = Path(a.truth).parent
     with rasterio.open(truth_dir / "truth_phase.tif") as ds:
         phase = ds.read().astype(np.float64)  # (n_dates, rows, cols)

@@ -9,18 +9,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 from sarstack import cli, insar, io  # noqa: E402
-from sarstack.errors import SarstackError  # noqa: E402
 from sarstack.jaxcfg import configure_jax  # noqa: E402
 
 log = logging.getLogger("insar_invert")
-
-
-def read_point(path: str) -> tuple[int, int]:
-    try:
-        r, c = (int(v) for v in Path(path).read_text().strip().split(","))
-    except (OSError, ValueError):
-        raise SarstackError(f"{path}: expected 'row,col'") from None
-    return r, c
 
 
 def main(argv=None):
@@ -44,7 +35,7 @@ def main(argv=None):
     configure_jax(x64=True, cache_dir=a.jax_cache)
     ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
     index = insar.invert_files(
-        ifgs, dates, pairs, read_point(a.reference), a.out_dir, method=a.method,
+        ifgs, dates, pairs, insar.read_reference_point(a.reference), a.out_dir, method=a.method,
         wavelength=a.wavelength, mask=a.mask, block_shape=a.block,
         l1_tolerance=a.l1_tolerance, l1_max_iterations=a.l1_max_iterations,
         weighting=a.weighting, correlation_looks=a.correlation_looks,

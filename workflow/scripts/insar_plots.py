@@ -35,7 +35,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     cli.setup_logging(a.verbose)
     ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
-    ref = tuple(int(v) for v in Path(a.reference).read_text().strip().split(","))
+    ref = insar.read_reference_point(a.reference)
     vel = io.read_band(a.velocity)
     units = io.raster_tags(a.velocity).get("units", "")
     index = pd.read_csv(a.index, dtype=str)
