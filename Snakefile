@@ -4,8 +4,8 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-
-configfile: "config/config.yaml"
+# config/config.yaml (the demo) is loaded in common.smk only when no --configfile
+# is given, so a user's config never inherits the demo.
 
 
 include: "workflow/rules/common.smk"

@@ -16,12 +16,77 @@ import yaml
 from sarstack.errors import SarstackError
 
 
+def _types(schema: Mapping[str, Any]) -> set[str]:
+    t = schema.get("type", [])
+    out = {t} if isinstance(t, str) else set(t)
+    for alt in schema.get("anyOf", []):
+        out |= _types(alt)
+    return out
+
+
+def _coerce(value: Any, schema: Mapping[str, Any]) -> Any:
+    """A string where the schema wants a number, boolean, list or null is parsed as YAML.
+
+    Snakemake's ``--config 'rtc={"upsample_factor": 20}'`` hands nested values
+    over as strings; ``"20"`` becomes 20 here. A string that is valid as a
+    string (or parses to the wrong type) is left for the validator to judge.
+    """
+    types = _types(schema)
+    if isinstance(value, str) and "string" not in types and types:
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        kinds = {
+            "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+            "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+            "boolean": lambda v: isinstance(v, bool),
+            "array": lambda v: isinstance(v, list),
+            "object": lambda v: isinstance(v, dict),
+            "null": lambda v: v is None,
+        }
+        if any(kinds[t](parsed) for t in types if t in kinds):
+            value = parsed
+    if isinstance(value, list) and "items" in schema:
+        value = [_coerce(v, schema["items"]) for v in value]
+    return value
+
+
 def _fill_defaults(instance: dict, schema: Mapping[str, Any]) -> None:
     for key, sub in schema.get("properties", {}).items():
         if key not in instance and "default" in sub:
             instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            instance[key] = _coerce(instance[key], sub)
         if isinstance(instance.get(key), dict) and sub.get("type") == "object":
             _fill_defaults(instance[key], sub)
+
+
+def _check_semantics(cfg: Mapping[str, Any]) -> None:
+    """Checks a JSON schema cannot express; each names its key."""
+    out = str(cfg.get("output_dir", ""))
+    if not out.strip():
+        raise SarstackError("config output_dir: must not be empty")
+    resolved = Path(out).expanduser().resolve()
+    if resolved == Path(resolved.anchor):
+        raise SarstackError(f"config output_dir: {out!r} is the filesystem root")
+    if resolved == Path.home().resolve():
+        raise SarstackError(f"config output_dir: {out!r} is the home folder; use a folder of its own")
+    for parent in (resolved, *resolved.parents):
+        if parent.exists() and not parent.is_dir():
+            raise SarstackError(f"config output_dir: {parent} exists and is not a folder")
+    rtc = cfg.get("rtc", {})
+    lo, hi = rtc.get("percentiles", [0, 100])
+    if not lo < hi:
+        raise SarstackError(f"config rtc.percentiles: {[lo, hi]} must be [low, high] with low < high")
+    date = cfg.get("insar", {}).get("extra_reference_date")
+    if date:
+        import datetime as dt
+
+        try:
+            dt.date.fromisoformat(date)
+        except ValueError:
+            raise SarstackError(f"config insar.extra_reference_date: {date!r} is not a calendar date") from None
 
 
 def load_schema(path: str | Path) -> dict:
@@ -54,4 +119,5 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
             raise SarstackError(f"config {where}{extra[0]}: unknown key")
         msg = err.message.replace("\n", " ")
         raise SarstackError(f"config {key}: {msg}")
+    _check_semantics(cfg)
     return cfg

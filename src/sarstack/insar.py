@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from affine import Affine
 from rasterio.windows import Window
 
 from sarstack import dates as sdates
 from sarstack import timeseries as ts
 from sarstack.errors import SarstackError
-from sarstack.io import Grid, RasterWriter, iter_blocks, read_band, read_grid
+from sarstack.io import Grid, RasterWriter, iter_blocks, open_raster, read_band, read_grid
 
 log = logging.getLogger(__name__)
 
@@ -258,24 +259,49 @@ def _solve_block(
     return out["x"], out["residual"], np.asarray(out["n_used"], np.int32), n_it
 
 
-def invert_files(
+#: Files of one inversion strip (tiled, uncompressed GeoTIFFs read once by the gather).
+STRIP_FILES = {
+    "timeseries": "timeseries.tif",
+    "residuals": "residuals.tif",
+    "residual_sum": "residual_sum.tif",
+    "temporal_coherence": "temporal_coherence.tif",
+    "n_ifgs_used": "n_ifgs_used.tif",
+}
+
+
+def strip_rows(height: int, block_rows: int, label: str) -> tuple[int, int]:
+    """Rows ``[r0, r1)`` of strip ``label`` (``"I-of-N"``).
+
+    Strips are made of whole block rows, so every block (and with it every
+    per-block solver decision) is the same whatever the number of strips:
+    the outputs are identical for every N.
+    """
+    n_blocks = -(-height // block_rows)
+    blocks = sdates.chunk_items(list(range(n_blocks)), label)
+    b0, b1 = blocks[0], blocks[-1] + 1
+    return b0 * block_rows, min(b1 * block_rows, height)
+
+
+def invert_strip(
     ifgs: Sequence[Ifg],
     dates: Sequence[dt.date],
     pairs: Sequence[tuple[int, int]],
     ref_rc: tuple[int, int],
     out_dir: str | Path,
     *,
-    method: str = "L1",
-    wavelength: float | None = None,
-    mask: str | Path | None = None,
-    block_shape: Sequence[int] = (256, 256),
-    l1_tolerance: float = 1e-4,
-    l1_max_iterations: int = 500,
-    weighting: str = "none",
-    correlation_looks: float = 1.0,
-    correlation_threshold: float = 0.0,
-) -> pd.DataFrame:
-    """Invert the stack block by block and write displacement, residual and quality rasters.
+    rows: tuple[int, int] | None = None,
+    method: str,
+    wavelength: float | None,
+    mask: str | Path | None,
+    block_shape: Sequence[int],
+    l1_tolerance: float,
+    l1_max_iterations: int,
+    weighting: str,
+    correlation_looks: float,
+    correlation_threshold: float,
+    write_residuals: bool,
+) -> None:
+    """Invert rows ``[r0, r1)`` of the stack block by block into one strip folder.
 
     Interferograms are referenced to ``ref_rc`` first (each ifg minus its
     value there), then inverted per pixel. With conncomp rasters an ifg
@@ -284,13 +310,16 @@ def invert_files(
     ``weighting="correlation"`` weights each ifg by its inverse Cramér-Rao
     phase variance. The mask (0 = bad) makes a pixel nodata in every output.
 
-    Writes ``timeseries/{first}_{date}.tif`` (displacement, positive towards
-    the radar), ``residuals/{ref}_{sec}.tif`` (radians; NaN where censored),
-    ``residual_sum.tif``, ``temporal_coherence.tif`` and ``n_ifgs_used.tif``.
-    Returns the time-series index table.
+    Writes :data:`STRIP_FILES` into ``out_dir`` on the strip's own grid:
+    displacement (one band per date after the first, positive towards the
+    radar), residuals (one band per ifg, radians, NaN where censored; only
+    with ``write_residuals``), residual sum, temporal coherence and the
+    number of ifgs used. :func:`gather_strips` assembles the final COGs.
     """
     out_dir = Path(out_dir)
     grid = read_grid(ifgs[0].path)
+    r0, r1 = rows if rows is not None else (0, grid.height)
+    sgrid = Grid(grid.crs, grid.transform * Affine.translation(0, r0), grid.width, r1 - r0)
     r, c = ref_rc
     ref_vals = np.array([read_band(i.path, Window(c, r, 1, 1))[0, 0] for i in ifgs], np.float64)
     if not np.all(np.isfinite(ref_vals)):
@@ -302,63 +331,28 @@ def invert_files(
     weighted = weighting == "correlation" or censor
     a = sdates.incidence_matrix(pairs, len(dates))
     single = ts.is_single_reference(pairs, len(dates))
-    first = dates[0]
-    _, units = ts.phase_to_displacement(np.zeros(1), wavelength)
-    how = (
-        f"{method}"
-        + (", correlation-weighted" if weighting == "correlation" else "")
-        + (", conncomp-censored" if censor else "")
-    )
+    how = describe_method(method, weighting, censor)
     log.info(
-        "%d ifgs over %d dates, %s network, reference pixel [%d, %d], %s",
-        len(ifgs),
-        len(dates),
-        "single-reference" if single else "redundant",
-        r,
-        c,
-        "re-ordered (no inversion needed)" if single and not weighted else how,
-    )
-
-    ts_paths = [out_dir / "timeseries" / f"{first:%Y%m%d}_{d:%Y%m%d}.tif" for d in dates[1:]]
-    res_paths = [out_dir / "residuals" / f"{i.key}.tif" for i in ifgs]
-    common = {"reference_point": f"{r},{c}", "method": how}
-    disp_q = "line-of-sight displacement, positive towards the radar"
+        "%d ifgs over %d dates, %s network, reference pixel [%d, %d], %s; rows %d-%d",
+        len(ifgs), len(dates), "single-reference" if single else "redundant", r, c,
+        "re-ordered (no inversion needed)" if single and not weighted else how, r0, r1 - 1,
+    )  # fmt: skip
     with contextlib.ExitStack() as stack:
 
-        def writer(path, units_, tags, **kw):
-            return stack.enter_context(RasterWriter(path, grid, units=units_, tags=tags, **kw))
-
-        ts_w = [
-            writer(p, units, _date_tags(first, d, **common, quantity=disp_q))
-            for p, d in zip(ts_paths, dates[1:], strict=True)
-        ]
-        res_w = [
-            writer(
-                p,
-                "radians",
-                _date_tags(
-                    i.reference, i.secondary, **common, quantity="network residual (ifg - model)"
-                ),
+        def writer(name, count, **kw):
+            return stack.enter_context(
+                RasterWriter(out_dir / STRIP_FILES[name], sgrid, count=count, cog=False, **kw)
             )
-            for p, i in zip(res_paths, ifgs, strict=True)
-        ]
-        span = _date_tags(first, dates[-1], **common)
-        sum_w = writer(out_dir / "residual_sum.tif", "radians", span)
-        tc_w = writer(
-            out_dir / "temporal_coherence.tif",
-            "1",
-            {**span, "quantity": "temporal coherence |mean exp(j residual)| of used ifgs"},
-        )
-        n_w = writer(
-            out_dir / "n_ifgs_used.tif",
-            "count",
-            {**span, "quantity": "ifgs used"},
-            dtype="uint16",
-            nodata=COUNT_NODATA,
-        )
-        blocks = list(iter_blocks(grid.shape, block_shape))
+
+        ts_w = writer("timeseries", len(dates) - 1)
+        res_w = writer("residuals", len(ifgs)) if write_residuals else None
+        sum_w = writer("residual_sum", 1)
+        tc_w = writer("temporal_coherence", 1)
+        n_w = writer("n_ifgs_used", 1, dtype="uint16", nodata=COUNT_NODATA)
+        blocks = list(iter_blocks(sgrid.shape, block_shape))
         max_it = 0
-        for k, win in enumerate(blocks):
+        for k, swin in enumerate(blocks):
+            win = Window(swin.col_off, swin.row_off + r0, swin.width, swin.height)
             shape = (int(win.height), int(win.width))
             phase = np.stack([read_band(i.path, win) for i in ifgs]).astype(np.float64)
             phase -= ref_vals[:, None, None]
@@ -378,42 +372,106 @@ def invert_files(
                     cc = np.stack([read_band(i.conncomp, win, nan_nodata=False) for i in ifgs])
                     weights = weights * (cc.reshape(flat.shape) != 0)
             x, res, n_used, n_it = _solve_block(
-                a,
-                pairs,
-                flat,
-                weights,
-                method=method,
-                single=single,
-                l1_tolerance=l1_tolerance,
-                l1_max_iterations=l1_max_iterations,
-            )
+                a, pairs, flat, weights, method=method, single=single,
+                l1_tolerance=l1_tolerance, l1_max_iterations=l1_max_iterations,
+            )  # fmt: skip
             max_it = max(max_it, n_it)
             disp, _ = ts.phase_to_displacement(x, wavelength)
-            for w, layer in zip(ts_w, disp, strict=True):
-                w.write(layer.reshape(shape).astype(np.float32), win)
-            for w, layer in zip(res_w, res, strict=True):
-                w.write(layer.reshape(shape).astype(np.float32), win)
+            ts_w.write(disp.reshape(-1, *shape).astype(np.float32), swin)
+            if res_w is not None:
+                res_w.write(res.reshape(-1, *shape).astype(np.float32), swin)
             used = np.isfinite(res)
             total = np.where(used.any(axis=0), np.nansum(np.abs(res), axis=0), np.nan)
-            sum_w.write(total.reshape(shape).astype(np.float32), win)
-            tc_w.write(ts.temporal_coherence(res).reshape(shape).astype(np.float32), win)
+            sum_w.write(total.reshape(shape).astype(np.float32), swin)
+            tc_w.write(ts.temporal_coherence(res).reshape(shape).astype(np.float32), swin)
             n_used = n_used.reshape(shape).astype(np.uint16)
             if m is not None:
                 n_used[~m] = COUNT_NODATA
-            n_w.write(n_used, win)
+            n_w.write(n_used, swin)
             log.info(
-                "block %d/%d done%s",
-                k + 1,
-                len(blocks),
+                "block %d/%d done%s", k + 1, len(blocks),
                 f" (iterations <= {max_it})" if method == "L1" else "",
-            )
-    return pd.DataFrame(
-        {
-            "date": [d.isoformat() for d in dates[1:]],
-            "path": [str(p) for p in ts_paths],
-            "units": units,
-        }
+            )  # fmt: skip
+
+
+def describe_method(method: str, weighting: str, censor: bool) -> str:
+    """Human-readable inversion method, e.g. ``"L1, conncomp-censored"``."""
+    return (
+        f"{method}"
+        + (", correlation-weighted" if weighting == "correlation" else "")
+        + (", conncomp-censored" if censor else "")
     )
+
+
+def gather_strips(
+    strip_dirs: Sequence[str | Path],
+    ifgs: Sequence[Ifg],
+    dates: Sequence[dt.date],
+    ref_rc: tuple[int, int],
+    out_dir: str | Path,
+    *,
+    wavelength: float | None,
+    how: str,
+    block_shape: Sequence[int],
+) -> pd.DataFrame:
+    """Assemble the strips of :func:`invert_strip` (in row order) into the final COGs.
+
+    Writes ``timeseries/{first}_{date}.tif``, ``residuals/{ref}_{sec}.tif``
+    (when the strips have residuals), ``residual_sum.tif``,
+    ``temporal_coherence.tif`` and ``n_ifgs_used.tif`` under ``out_dir``;
+    returns the time-series index table. Streams block by block.
+    """
+    out_dir = Path(out_dir)
+    strip_dirs = [Path(d) for d in strip_dirs]
+    grid = read_grid(ifgs[0].path)
+    first = dates[0]
+    r, c = ref_rc
+    _, units = ts.phase_to_displacement(np.zeros(1), wavelength)
+    common = {"reference_point": f"{r},{c}", "method": how}
+    span = _date_tags(first, dates[-1], **common)
+    disp_q = "line-of-sight displacement, positive towards the radar"
+    ts_paths = [out_dir / "timeseries" / f"{first:%Y%m%d}_{d:%Y%m%d}.tif" for d in dates[1:]]
+    # (strip file, band) -> (final path, units, tags, writer options)
+    outputs: list[tuple[str, int, Path, str, dict, dict]] = [
+        ("timeseries", b + 1, p, units, _date_tags(first, d, **common, quantity=disp_q), {})
+        for b, (p, d) in enumerate(zip(ts_paths, dates[1:], strict=True))
+    ]
+    if (strip_dirs[0] / STRIP_FILES["residuals"]).exists():
+        outputs += [
+            ("residuals", b + 1, out_dir / "residuals" / f"{i.key}.tif", "radians",
+             _date_tags(i.reference, i.secondary, **common,
+                        quantity="network residual (ifg - model)"), {})
+            for b, i in enumerate(ifgs)
+        ]  # fmt: skip
+    outputs += [
+        ("residual_sum", 1, out_dir / "residual_sum.tif", "radians", span, {}),
+        ("temporal_coherence", 1, out_dir / "temporal_coherence.tif", "1",
+         {**span, "quantity": "temporal coherence |mean exp(j residual)| of used ifgs"}, {}),
+        ("n_ifgs_used", 1, out_dir / "n_ifgs_used.tif", "count",
+         {**span, "quantity": "ifgs used"}, {"dtype": "uint16", "nodata": COUNT_NODATA}),
+    ]  # fmt: skip
+    offsets = []
+    r0 = 0
+    for d in strip_dirs:
+        offsets.append(r0)
+        r0 += read_grid(d / STRIP_FILES["residual_sum"]).height
+    if r0 != grid.height:
+        raise SarstackError(f"{strip_dirs[0].parent}: strips cover {r0} of {grid.height} rows")
+    for name, band, path, u, tags, kw in outputs:
+        with RasterWriter(path, grid, units=u, tags=tags, **kw) as w:
+            for d, off in zip(strip_dirs, offsets, strict=True):
+                src = d / STRIP_FILES[name]
+                with open_raster(src) as ds:
+                    for win in iter_blocks((ds.height, ds.width), block_shape):
+                        w.write(
+                            ds.read(band, window=win),
+                            Window(win.col_off, win.row_off + off, win.width, win.height),
+                        )
+    log.info("gathered %d strips into %d rasters", len(strip_dirs), len(outputs))
+    return pd.DataFrame(
+        {"date": [d.isoformat() for d in dates[1:]], "path": [str(p) for p in ts_paths],
+         "units": units}
+    )  # fmt: skip
 
 
 def velocity_files(

@@ -173,6 +173,9 @@ class RasterWriter:
         Optional per-band descriptions.
     overviews
         Build overviews in the COG (default true).
+    cog
+        False writes the tiled, uncompressed GeoTIFF itself (an intermediate
+        that is read once, e.g. one strip of a scattered stage): no COG copy.
     """
 
     def __init__(
@@ -187,8 +190,10 @@ class RasterWriter:
         tags: Mapping[str, Any] | None = None,
         descriptions: Sequence[str] | None = None,
         overviews: bool = True,
+        cog: bool = True,
     ) -> None:
         self.path = Path(path)
+        self.cog = cog
         self.grid = grid
         self.count = count
         self.dtype = np.dtype(dtype)
@@ -248,7 +253,9 @@ class RasterWriter:
                     self.tags.setdefault("units", self.units)
                 self._ds.update_tags(**self.tags)
             self._ds.close()
-            if exc_type is None:
+            if exc_type is None and not self.cog:
+                os.replace(self._work, self._final_tmp)
+            elif exc_type is None:
                 # ZSTD level 1: about 4x faster to write than DEFLATE, any GDAL >= 2.3 reads it.
                 rasterio.shutil.copy(
                     self._work,

@@ -180,6 +180,48 @@ def superset_scene(
     return mode
 
 
+def superset_vrt(src_path: str | Path, dst_path: str | Path, grid: Grid) -> None:
+    """Write a VRT that places a scene already on the union grid's lattice.
+
+    Nothing is copied or resampled: the VRT pads the scene with NaN to the
+    union grid and maps the scene's own nodata value (if any) to NaN, so
+    readers see exactly the padded float32 raster a superset copy would hold.
+    """
+    from xml.sax.saxutils import escape
+
+    src_grid = read_grid(src_path)
+    off = grid_offset(src_grid, grid)
+    if off is None:
+        raise SarstackError(f"{src_path}: not on the union grid's pixel lattice (needs reprojection)")
+    with open_raster(src_path) as ds:
+        nodata = ds.nodata
+    row0, col0 = off
+    srs = f"  <SRS>{escape(grid.crs.to_wkt())}</SRS>\n" if grid.crs else ""
+    nd = "" if nodata is None or np.isnan(nodata) else f"      <NODATA>{nodata!r}</NODATA>\n"
+    gt = ", ".join(repr(float(v)) for v in grid.transform.to_gdal())
+    src_abs = escape(str(Path(src_path).resolve()))
+    xml = (
+        f'<VRTDataset rasterXSize="{grid.width}" rasterYSize="{grid.height}">\n'
+        f"{srs}"
+        f"  <GeoTransform>{gt}</GeoTransform>\n"
+        '  <VRTRasterBand dataType="Float32" band="1">\n'
+        "    <NoDataValue>nan</NoDataValue>\n"
+        "    <ComplexSource>\n"
+        f'      <SourceFilename relativeToVRT="0">{src_abs}</SourceFilename>\n'
+        "      <SourceBand>1</SourceBand>\n"
+        f'      <SrcRect xOff="0" yOff="0" xSize="{src_grid.width}" ySize="{src_grid.height}"/>\n'
+        f'      <DstRect xOff="{col0}" yOff="{row0}" xSize="{src_grid.width}" '
+        f'ySize="{src_grid.height}"/>\n'
+        f"{nd}"
+        "    </ComplexSource>\n"
+        "  </VRTRasterBand>\n"
+        "</VRTDataset>\n"
+    )
+    from sarstack.io import write_text
+
+    write_text(dst_path, xml)
+
+
 # --------------------------------------------------------------------------- flatten
 
 
@@ -239,6 +281,74 @@ def flatten_scene(
         for win in iter_blocks(grid.shape, block_shape):
             out.write(flatten_block(read_band(src_path, win), lo, hi), win)
     return lo, hi
+
+
+#: Values at or beyond this magnitude are fill values (e.g. float32 max 3.4e38
+#: written without a nodata tag), never backscatter: they are read as NaN.
+FILL_ABS = 1e30
+
+
+def read_scene(
+    path: str | Path, window: Window | None = None, clip: Sequence[float] | None = None
+) -> np.ndarray:
+    """One window of a scene as float32: nodata, non-finite and fill values → NaN.
+
+    With ``clip = (lo, hi)`` values outside it become NaN too (the flatten step
+    applied on the fly, so no flattened copy needs to be written).
+    """
+    b = read_band(path, window)
+    with np.errstate(invalid="ignore"):
+        b[~(np.abs(b) < FILL_ABS)] = np.nan
+    if clip is not None:
+        b = flatten_block(b, clip[0], clip[1])
+    return b
+
+
+def flatten_stats(
+    path: str | Path,
+    percentiles: Sequence[float],
+    layout: TileLayout,
+    *,
+    block_shape: Sequence[int] = (512, 512),
+    max_samples: int = 4_000_000,
+) -> tuple[float, float, np.ndarray]:
+    """Flatten bounds of one scene and the valid fraction of every tile after flattening.
+
+    Pass one samples the scene's valid values (exact up to ``max_samples``
+    pixels, a regular stride beyond) for its ``percentiles``; pass two reads
+    one tile row at a time and counts pixels that are valid and inside the
+    bounds. Memory follows ``block_shape`` and one tile row, not the scene.
+
+    Returns
+    -------
+    lo, hi : float
+        Values outside ``[lo, hi]`` are NaN after flattening (NaN, NaN: no valid pixel).
+    valid : np.ndarray
+        ``(n_rows, n_cols)`` fraction of valid pixels per tile after flattening.
+    """
+    g = read_grid(path)
+    stride = max(1, math.ceil(math.sqrt(g.width * g.height / max_samples)))
+    parts, n_fill = [], 0
+    for win in iter_blocks(g.shape, block_shape):
+        b = read_band(path, win)
+        with np.errstate(invalid="ignore"):
+            fill = np.abs(b) >= FILL_ABS
+        n_fill += int(np.count_nonzero(fill))
+        b[fill] = np.nan
+        r_start = (-int(win.row_off)) % stride
+        c_start = (-int(win.col_off)) % stride
+        v = b[r_start::stride, c_start::stride]
+        parts.append(v[np.isfinite(v)])
+    if n_fill:
+        log.warning("%s: %d pixels of magnitude >= %g read as nodata (undeclared fill value)",
+                    path, n_fill, FILL_ABS)
+    values = np.concatenate(parts) if parts else np.empty(0, np.float32)
+    lo, hi = percentile_bounds(values, percentiles)
+    valid = np.zeros((layout.n_rows, layout.n_cols))
+    for r in range(layout.n_rows):
+        tiles = tile_stack(read_scene(path, layout.band_window(r), (lo, hi)), layout)
+        valid[r] = np.isfinite(tiles).mean(axis=(1, 2))
+    return lo, hi, valid
 
 
 # --------------------------------------------------------------------------- tiles
@@ -540,6 +650,8 @@ def measure_pair(
     max_shift_px: float | None = None,
     iterations: int | None = None,
     max_batch_pixels: int = 1 << 20,
+    clip_ref: Sequence[float] | None = None,
+    clip_sec: Sequence[float] | None = None,
 ) -> pd.DataFrame:
     """Phase-correlate every tile of a scene pair; one row per tile.
 
@@ -552,6 +664,9 @@ def measure_pair(
     ``iterations`` re-centring passes (default 1; 0 for the ``notebook``
     preset, which also skips the parabolic peak refinement so that it
     reproduces the original one-shot procedure).
+
+    ``clip_ref`` / ``clip_sec`` are each scene's flatten bounds
+    (:func:`flatten_stats`), applied while reading.
     """
     from sarstack import xcorr
 
@@ -571,10 +686,10 @@ def measure_pair(
     for r0 in range(0, layout.n_rows, rows_per_batch):
         r_rows = range(r0, min(r0 + rows_per_batch, layout.n_rows))
         ref_t = np.concatenate(
-            [tile_stack(read_band(ref_path, layout.band_window(r)), layout) for r in r_rows]
+            [tile_stack(read_scene(ref_path, layout.band_window(r), clip_ref), layout) for r in r_rows]
         )
         sec_t = np.concatenate(
-            [tile_stack(read_band(sec_path, layout.band_window(r)), layout) for r in r_rows]
+            [tile_stack(read_scene(sec_path, layout.band_window(r), clip_sec), layout) for r in r_rows]
         )
         n = ref_t.shape[0]
         if n < batch:  # pad to one fixed batch shape so the kernel compiles once

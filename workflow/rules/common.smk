@@ -1,22 +1,49 @@
 # Config validation, paths and input functions shared by every rule file.
 import os
+import shlex
 import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from sarstack.config import load_schema, validate_config  # noqa: E402
 from sarstack.errors import SarstackError  # noqa: E402
+
+
+def _fail(msg):
+    """One line naming the key or file, exit 2, before any job runs."""
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+# The shipped config/config.yaml (the demo) is the base only when no --configfile
+# is given: a user's config never inherits the demo from it.
+if not workflow.overwrite_configfiles:
+    try:
+        _base = yaml.safe_load((Path(workflow.basedir) / "config" / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError) as _e:
+        _fail(f"config/config.yaml: {_e}")
+
+    def _merge(base, over):
+        for k, v in over.items():
+            if isinstance(v, dict) and isinstance(base.get(k), dict):
+                _merge(base[k], v)
+            else:
+                base[k] = v
+        return base
+
+    _merged = _merge(_base or {}, dict(config))
+    config.clear()
+    config.update(_merged)
 
 try:
     _validated = validate_config(
         config, load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
     )
 except SarstackError as _e:
-    # One line naming the key, non-zero exit, before any job runs.
-    print(f"error: {_e}", file=sys.stderr)
-    sys.exit(2)
+    _fail(_e)
 config.clear()
 config.update(_validated)
 
@@ -28,7 +55,46 @@ LOGS = f"{OUT}/logs"
 SCRIPTS = str(Path(workflow.basedir) / "workflow" / "scripts")
 ENV = "../../envs/sarstack.yaml"
 BLOCK = " ".join(str(b) for b in config["block_shape"])
-JAXCACHE = "" if config["jax_cache_dir"] is None else f"--jax-cache '{config['jax_cache_dir']}'"
+
+
+def _cores():
+    try:
+        n = int(workflow.cores)
+    except Exception:  # no --cores (e.g. --lint) or an executor without a core count
+        return 1
+    return n if 0 < n < 10_000 else 1
+
+
+CORES = _cores()
+
+
+def n_chunks(n_items):
+    """Scatter: jobs per stage. 'auto' fills --cores (at most 64); never more than items."""
+    s = config["scatter"]
+    n = min(CORES, 64) if s == "auto" else int(s)
+    return max(1, min(n, n_items))
+
+
+def chunk_labels(n_items):
+    n = n_chunks(n_items)
+    return [f"{i}-of-{n}" for i in range(1, n + 1)]
+
+
+def chunk_threads(n_items):
+    """Threads for each of a stage's chunk jobs: the cores the chunks leave free (<= 8)."""
+    return max(1, min(8, CORES // n_chunks(n_items)))
+
+
+def opt(flag, value):
+    """Command-line option only when the config value is set; values shell-quoted."""
+    if value is None or (isinstance(value, (str, list, tuple)) and len(value) == 0):
+        return ""
+    if isinstance(value, (list, tuple)):
+        return f"{flag} " + " ".join(shlex.quote(str(v)) for v in value)
+    return f"{flag} {shlex.quote(str(value))}"
+
+
+JAXCACHE = opt("--jax-cache", config["jax_cache_dir"])
 
 
 # Jobs call `python`. Without --sdm conda, put the interpreter that runs
@@ -41,17 +107,23 @@ def _uses_conda():
 
 
 if not _uses_conda():
-    shell.prefix(f'export PATH="{os.path.dirname(sys.executable)}:$PATH"; ')
+    shell.prefix(f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; ")
 
 wildcard_constraints:
     date=r"\d{8}",
-    ref=r"\d{8}",
-    sec=r"\d{8}",
+    chunk=r"\d+-of-\d+",
 
 
 # ---------------------------------------------------------------- RTC helpers
+DEMO_ON = config["demo"]["enabled"]
+
+
 def rtc_is_demo():
-    return config["rtc"]["inputs"] in (None, "")
+    return DEMO_ON and config["rtc"]["inputs"] in (None, "")
+
+
+def rtc_has_inputs():
+    return rtc_is_demo() or config["rtc"]["inputs"] not in (None, "")
 
 
 def rtc_pattern():
@@ -76,28 +148,26 @@ def rtc_scenes():
     return pd.read_csv(path, dtype=str)
 
 
-def rtc_dates():
-    return list(rtc_scenes()["key"])
-
-
-def rtc_scene_path(wildcards):
-    s = rtc_scenes()
-    return s.loc[s["key"] == wildcards.date, "path"].iloc[0]
-
-
-def rtc_pairs():
+def rtc_n_pairs():
     from sarstack.dates import make_pairs
 
-    keys = rtc_dates()
-    return [(keys[i], keys[j]) for i, j in make_pairs(len(keys), config["rtc"]["pairs"])]
+    return len(make_pairs(len(rtc_scenes()), config["rtc"]["pairs"]))
+
+
+def rtc_date_chunks(wildcards=None):
+    return chunk_labels(len(rtc_scenes()))
+
+
+def rtc_pair_chunks(wildcards=None):
+    return chunk_labels(rtc_n_pairs())
 
 
 def rtc_flat_all(wildcards):
-    return [f"{RTC}/flat/{d}.tif" for d in rtc_dates()]
+    return [f"{RTC}/flat/{c}.json" for c in rtc_date_chunks()]
 
 
 def rtc_xcorr_all(wildcards):
-    return [f"{RTC}/xcorr/{r}_{s}.csv" for r, s in rtc_pairs()]
+    return [f"{RTC}/xcorr/{c}.csv" for c in rtc_pair_chunks()]
 
 
 # ---------------------------------------------------------------- targets
@@ -115,8 +185,6 @@ def rtc_targets():
     return out
 
 
-
-
 # ---------------------------------------------------------------- InSAR helpers
 INSAR = f"{OUT}/insar"
 ICFG = config["insar"]
@@ -124,7 +192,11 @@ IBLOCK = " ".join(str(b) for b in (ICFG["block_shape"] or config["block_shape"])
 
 
 def insar_is_demo():
-    return ICFG["unwrapped"] in (None, "")
+    return DEMO_ON and ICFG["unwrapped"] in (None, "")
+
+
+def insar_has_inputs():
+    return insar_is_demo() or ICFG["unwrapped"] not in (None, "")
 
 
 def insar_globs():
@@ -146,13 +218,18 @@ def insar_select_input(wildcards):
     return files
 
 
-def opt(flag, value):
-    """Command-line option only when the config value is set."""
-    if value is None or (isinstance(value, (str, list, tuple)) and len(value) == 0):
-        return ""
-    if isinstance(value, (list, tuple)):
-        return f"{flag} " + " ".join(str(v) for v in value)
-    return f"{flag} '{value}'"
+def insar_n_block_rows():
+    """Block rows of the stack (strips are whole block rows); known after insar_select."""
+    import math
+
+    from sarstack.io import read_grid
+
+    table = pd.read_csv(checkpoints.insar_select.get().output[0], dtype=str)
+    return math.ceil(read_grid(table["path"].iloc[0]).height / int(IBLOCK.split()[0]))
+
+
+def insar_strips_all(wildcards):
+    return [f"{INSAR}/strips/{c}" for c in chunk_labels(insar_n_block_rows())]
 
 
 def insar_aux_files():
@@ -189,9 +266,32 @@ def insar_targets():
 
 
 def all_targets():
+    """Both branches where enabled and given inputs (or the demo); a branch with
+    neither is left out with a note, never run on the demo behind the user's back."""
     out = []
-    if config["rtc"]["enabled"]:
-        out += rtc_targets()
-    if config["insar"]["enabled"]:
-        out += insar_targets()
+    for name, enabled, has, targets, key in (
+        ("rtc", config["rtc"]["enabled"], rtc_has_inputs(), rtc_targets, "rtc.inputs"),
+        ("insar", ICFG["enabled"], insar_has_inputs(), insar_targets, "insar.unwrapped"),
+    ):
+        if enabled and has:
+            out += targets()
+        elif enabled:
+            print(f"note: {name} branch skipped: {key} is not set (demo.enabled: true runs the demo)",
+                  file=sys.stderr)
     return out
+
+
+def branch_targets(name):
+    """Input function of the `rtc` / `insar` targets: a one-line error when asked for
+    a branch that has no inputs."""
+    has, targets, key = {
+        "rtc": (rtc_has_inputs, rtc_targets, "rtc.inputs"),
+        "insar": (insar_has_inputs, insar_targets, "insar.unwrapped"),
+    }[name]
+
+    def inputs(wildcards):
+        if not has():
+            _fail(f"config {key}: not set, so the {name} branch has no inputs")
+        return targets()
+
+    return inputs

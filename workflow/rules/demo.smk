@@ -23,8 +23,8 @@ rule demo_rtc_stack:
     conda:
         ENV
     shell:
-        "python {input.script} --n-dates {params.n_dates} --shape {params.shape}"
-        " --seed {params.seed} --looks {params.looks} --truth {output.truth} 2> {log}"
+        "python {input.script:q} --n-dates {params.n_dates} --shape {params.shape}"
+        " --seed {params.seed} --looks {params.looks} --truth {output.truth:q} 2> {log:q}"
 
 
 rule demo_rtc_check:
@@ -49,8 +49,8 @@ rule demo_rtc_check:
     conda:
         ENV
     shell:
-        "python {input.script} --truth {input.truth} --pairs {input.pairs}"
-        " --out {output} 2> {log}"
+        "python {input.script:q} --truth {input.truth:q} --pairs {input.pairs:q}"
+        " --out {output:q} 2> {log:q}"
 
 
 rule demo_insar_stack:
@@ -73,8 +73,8 @@ rule demo_insar_stack:
     conda:
         ENV
     shell:
-        "python {input.script} --n-dates {params.n_dates} --shape {params.shape}"
-        " --seed {params.seed} --truth {output.truth} 2> {log}"
+        "python {input.script:q} --n-dates {params.n_dates} --shape {params.shape}"
+        " --seed {params.seed} --truth {output.truth:q} 2> {log:q}"
 
 
 rule demo_insar_check:
@@ -101,5 +101,5 @@ rule demo_insar_check:
     conda:
         ENV
     shell:
-        "python {input.script} --truth {input.truth} --index {input.index}"
-        " --velocity {input.velocity} --reference {input.reference} --out {output} 2> {log}"
+        "python {input.script:q} --truth {input.truth:q} --index {input.index:q}"
+        " --velocity {input.velocity:q} --reference {input.reference:q} --out {output:q} 2> {log:q}"

@@ -2,7 +2,7 @@
 # -> velocity -> plots. Files are the only interface.
 
 
-rule insar_select:
+checkpoint insar_select:
     input:
         script=f"{SCRIPTS}/insar_select.py",
         files=insar_select_input,
@@ -24,8 +24,8 @@ rule insar_select:
     conda:
         ENV
     shell:
-        "python {input.script} --unwrapped {params.unwrapped:q} {params.conncomp}"
-        " {params.correlation} --date-format {params.date_format:q} --out {output} 2> {log}"
+        "python {input.script:q} --unwrapped {params.unwrapped:q} {params.conncomp}"
+        " {params.correlation} --date-format {params.date_format:q} --out {output:q} 2> {log:q}"
 
 
 rule insar_correlation_mean:
@@ -49,8 +49,8 @@ rule insar_correlation_mean:
     conda:
         ENV
     shell:
-        "python {input.script} --ifgs {input.ifgs} --column correlation --units 1"
-        " --block {params.block} {params.mask} --out {output} 2> {log}"
+        "python {input.script:q} --ifgs {input.ifgs:q} --column correlation --units 1"
+        " --block {params.block} {params.mask} --out {output:q} 2> {log:q}"
 
 
 rule insar_conncomp_count:
@@ -74,8 +74,8 @@ rule insar_conncomp_count:
     conda:
         ENV
     shell:
-        "python {input.script} --ifgs {input.ifgs} --block {params.block} {params.mask}"
-        " --out {output} 2> {log}"
+        "python {input.script:q} --ifgs {input.ifgs:q} --block {params.block} {params.mask}"
+        " --out {output:q} 2> {log:q}"
 
 
 rule insar_reference:
@@ -103,9 +103,9 @@ rule insar_reference:
     conda:
         ENV
     shell:
-        "python {input.script} --ifgs {input.ifgs} {params.point} {params.quality}"
+        "python {input.script:q} --ifgs {input.ifgs:q} {params.point} {params.quality}"
         " {params.mask} --threshold {params.threshold} --block {params.block}"
-        " --out {output} 2> {log}"
+        " --out {output:q} 2> {log:q}"
 
 
 rule insar_invert:
@@ -115,14 +115,8 @@ rule insar_invert:
         reference=f"{INSAR}/reference_point.txt",
         aux=insar_aux_files(),
     output:
-        timeseries=directory(f"{INSAR}/timeseries"),
-        residuals=directory(f"{INSAR}/residuals"),
-        residual_sum=f"{INSAR}/residual_sum.tif",
-        temporal_coherence=f"{INSAR}/temporal_coherence.tif",
-        n_used=f"{INSAR}/n_ifgs_used.tif",
-        index=f"{INSAR}/timeseries.csv",
+        temp(directory(f"{INSAR}/strips/{{chunk}}")),
     params:
-        out_dir=lambda w, output: os.path.dirname(output.index),
         method=ICFG["method"],
         wavelength=opt("--wavelength", ICFG["wavelength"]),
         mask=opt("--mask", ICFG["mask"]),
@@ -132,24 +126,62 @@ rule insar_invert:
         weighting=ICFG["weighting"],
         looks=ICFG["correlation_looks"],
         cor_threshold=ICFG["correlation_threshold"],
+        residuals="--write-residuals" if ICFG["write_residuals"] else "",
         jaxcache=JAXCACHE,
     log:
-        f"{LOGS}/insar/invert.log",
+        f"{LOGS}/insar/invert_{{chunk}}.log",
     benchmark:
-        f"{BENCH}/insar/invert.tsv"
-    threads: 2
+        f"{BENCH}/insar/invert_{{chunk}}.tsv"
+    threads: lambda wildcards: chunk_threads(insar_n_block_rows())
     resources:
         mem_mb=4000,
         runtime=60,
     conda:
         ENV
     shell:
-        "python {input.script} --ifgs {input.ifgs} --reference {input.reference}"
-        " --out-dir {params.out_dir} --index {output.index} --method {params.method}"
+        "python {input.script:q} --ifgs {input.ifgs:q} --reference {input.reference:q}"
+        " --strip {wildcards.chunk} --out-dir {output:q} --method {params.method}"
         " {params.wavelength} {params.mask} --block {params.block}"
         " --l1-tolerance {params.tol} --l1-max-iterations {params.max_iter}"
         " --weighting {params.weighting} --correlation-looks {params.looks}"
-        " --correlation-threshold {params.cor_threshold} {params.jaxcache} 2> {log}"
+        " --correlation-threshold {params.cor_threshold} {params.residuals}"
+        " {params.jaxcache} 2> {log:q}"
+
+
+rule insar_gather:
+    input:
+        script=f"{SCRIPTS}/insar_gather.py",
+        ifgs=f"{INSAR}/ifgs.csv",
+        reference=f"{INSAR}/reference_point.txt",
+        strips=insar_strips_all,
+    output:
+        timeseries=directory(f"{INSAR}/timeseries"),
+        residual_sum=f"{INSAR}/residual_sum.tif",
+        temporal_coherence=f"{INSAR}/temporal_coherence.tif",
+        n_used=f"{INSAR}/n_ifgs_used.tif",
+        index=f"{INSAR}/timeseries.csv",
+        **({"residuals": directory(f"{INSAR}/residuals")} if ICFG["write_residuals"] else {}),
+    params:
+        out_dir=lambda w, output: os.path.dirname(output.index),
+        method=ICFG["method"],
+        weighting=ICFG["weighting"],
+        wavelength=opt("--wavelength", ICFG["wavelength"]),
+        block=IBLOCK,
+    log:
+        f"{LOGS}/insar/gather.log",
+    benchmark:
+        f"{BENCH}/insar/gather.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        ENV
+    shell:
+        "python {input.script:q} {input.strips:q} --ifgs {input.ifgs:q}"
+        " --reference {input.reference:q} --out-dir {params.out_dir:q}"
+        " --index {output.index:q} --method {params.method} --weighting {params.weighting}"
+        " {params.wavelength} --block {params.block} 2> {log:q}"
 
 
 rule insar_velocity:
@@ -178,9 +210,9 @@ rule insar_velocity:
     conda:
         ENV
     shell:
-        "python {input.script} --index {input.index} --ifgs {input.ifgs}"
-        " --out {output.velocity} --out-std {output.std} --block {params.block}"
-        " {params.weighting} {params.jaxcache} 2> {log}"
+        "python {input.script:q} --index {input.index:q} --ifgs {input.ifgs:q}"
+        " --out {output.velocity:q} --out-std {output.std:q} --block {params.block}"
+        " {params.weighting} {params.jaxcache} 2> {log:q}"
 
 
 rule insar_plots:
@@ -211,9 +243,9 @@ rule insar_plots:
     conda:
         ENV
     shell:
-        "python {input.script} --velocity {input.velocity} --index {input.index}"
-        " --ifgs {input.ifgs} --reference {input.reference} --out-velocity {output.velocity}"
-        " --out-series {output.series} --out-network {output.network} 2> {log}"
+        "python {input.script:q} --velocity {input.velocity:q} --index {input.index:q}"
+        " --ifgs {input.ifgs:q} --reference {input.reference:q} --out-velocity {output.velocity:q}"
+        " --out-series {output.series:q} --out-network {output.network:q} 2> {log:q}"
 
 
 rule insar_rereference:
@@ -239,11 +271,11 @@ rule insar_rereference:
     conda:
         ENV
     shell:
-        "python {input.script} --index {input.index} --ifgs {input.ifgs} --date {params.date}"
-        " --out-dir {output.timeseries} --out-index {output.index} --block {params.block}"
-        " 2> {log}"
+        "python {input.script:q} --index {input.index:q} --ifgs {input.ifgs:q} --date {params.date}"
+        " --out-dir {output.timeseries:q} --out-index {output.index:q} --block {params.block}"
+        " 2> {log:q}"
 
 
 rule insar:
     input:
-        insar_targets(),
+        branch_targets("insar"),

@@ -1,5 +1,7 @@
 # RTC geolocation stability: select -> superset -> flatten -> tiles -> xcorr
-# (one job per pair) -> aggregate -> plots. Files are the only interface.
+# -> aggregate -> dates, plots. Per-date and per-pair stages scatter into chunk
+# jobs (config `scatter`), each handling many dates/pairs in one process, and
+# gather where the whole stack is needed. Files are the only interface.
 
 
 checkpoint rtc_select:
@@ -22,24 +24,24 @@ checkpoint rtc_select:
     conda:
         ENV
     shell:
-        "python {input.script} --inputs {params.pattern:q}"
-        " --scenes {output.scenes} --grid {output.grid} 2> {log}"
+        "python {input.script:q} --inputs {params.pattern:q}"
+        " --scenes {output.scenes:q} --grid {output.grid:q} 2> {log:q}"
 
 
 rule rtc_superset:
     input:
         script=f"{SCRIPTS}/rtc_superset.py",
-        scene=rtc_scene_path,
+        scenes=f"{RTC}/scenes.csv",
         grid=f"{RTC}/grid.json",
     output:
-        f"{RTC}/superset/{{date}}.tif",
+        directory(f"{RTC}/superset/{{chunk}}"),
     params:
         resampling=config["rtc"]["resampling"],
         block=BLOCK,
     log:
-        f"{LOGS}/rtc/superset_{{date}}.log",
+        f"{LOGS}/rtc/superset_{{chunk}}.log",
     benchmark:
-        f"{BENCH}/rtc/superset_{{date}}.tsv"
+        f"{BENCH}/rtc/superset_{{chunk}}.tsv"
     threads: 1
     resources:
         mem_mb=1000,
@@ -47,23 +49,26 @@ rule rtc_superset:
     conda:
         ENV
     shell:
-        "python {input.script} --scene {input.scene:q} --grid {input.grid}"
-        " --resampling {params.resampling} --block {params.block} --out {output} 2> {log}"
+        "python {input.script:q} --scenes {input.scenes:q} --grid {input.grid:q}"
+        " --chunk {wildcards.chunk} --resampling {params.resampling} --block {params.block}"
+        " --out-dir {output:q} 2> {log:q}"
 
 
 rule rtc_flatten:
     input:
         script=f"{SCRIPTS}/rtc_flatten.py",
-        scene=f"{RTC}/superset/{{date}}.tif",
+        superset=f"{RTC}/superset/{{chunk}}",
+        grid=f"{RTC}/grid.json",
     output:
-        f"{RTC}/flat/{{date}}.tif",
+        f"{RTC}/flat/{{chunk}}.json",
     params:
         percentiles=" ".join(str(p) for p in config["rtc"]["percentiles"]),
+        tiles=" ".join(str(t) for t in config["rtc"]["tiles"]),
         block=BLOCK,
     log:
-        f"{LOGS}/rtc/flatten_{{date}}.log",
+        f"{LOGS}/rtc/flatten_{{chunk}}.log",
     benchmark:
-        f"{BENCH}/rtc/flatten_{{date}}.tsv"
+        f"{BENCH}/rtc/flatten_{{chunk}}.tsv"
     threads: 1
     resources:
         mem_mb=1000,
@@ -71,8 +76,9 @@ rule rtc_flatten:
     conda:
         ENV
     shell:
-        "python {input.script} --src {input.scene} --percentiles {params.percentiles}"
-        " --block {params.block} --out {output} 2> {log}"
+        "python {input.script:q} --superset {input.superset:q}/index.csv --grid {input.grid:q}"
+        " --tiles {params.tiles} --percentiles {params.percentiles} --block {params.block}"
+        " --out {output:q} 2> {log:q}"
 
 
 rule rtc_tiles:
@@ -95,51 +101,43 @@ rule rtc_tiles:
     conda:
         ENV
     shell:
-        "python {input.script} --grid {input.grid} --tiles {params.tiles}"
-        " --out {output} {input.flat} 2> {log}"
+        "python {input.script:q} --grid {input.grid:q} --tiles {params.tiles}"
+        " --out {output:q} {input.flat:q} 2> {log:q}"
 
 
 rule rtc_xcorr:
     input:
         script=f"{SCRIPTS}/rtc_xcorr.py",
-        reference=f"{RTC}/flat/{{ref}}.tif",
-        secondary=f"{RTC}/flat/{{sec}}.tif",
+        flat=rtc_flat_all,
         tiles=f"{RTC}/tiles.geojson",
     output:
-        f"{RTC}/xcorr/{{ref}}_{{sec}}.csv",
+        f"{RTC}/xcorr/{{chunk}}.csv",
     params:
+        pairs=config["rtc"]["pairs"],
         upsample=config["rtc"]["upsample_factor"],
         max_nan=config["rtc"]["max_nan_fraction"],
         preprocess=config["rtc"]["preprocess"],
         iterations=config["rtc"]["refine_iterations"],
         block=BLOCK,
-        min_quality=(
-            ""
-            if config["rtc"]["min_quality"] is None
-            else f"--min-quality {config['rtc']['min_quality']}"
-        ),
-        max_shift=(
-            ""
-            if config["rtc"]["max_shift_px"] is None
-            else f"--max-shift-px {config['rtc']['max_shift_px']}"
-        ),
+        min_quality=opt("--min-quality", config["rtc"]["min_quality"]),
+        max_shift=opt("--max-shift-px", config["rtc"]["max_shift_px"]),
         jaxcache=JAXCACHE,
     log:
-        f"{LOGS}/rtc/xcorr_{{ref}}_{{sec}}.log",
+        f"{LOGS}/rtc/xcorr_{{chunk}}.log",
     benchmark:
-        f"{BENCH}/rtc/xcorr_{{ref}}_{{sec}}.tsv"
-    threads: 2
+        f"{BENCH}/rtc/xcorr_{{chunk}}.tsv"
+    threads: lambda wildcards: chunk_threads(rtc_n_pairs())
     resources:
         mem_mb=2000,
         runtime=30,
     conda:
         ENV
     shell:
-        "python {input.script} --reference {input.reference} --secondary {input.secondary}"
-        " --tiles {input.tiles} --upsample-factor {params.upsample}"
+        "python {input.script:q} --flat {input.flat:q} --tiles {input.tiles:q}"
+        " --pairs {params.pairs} --chunk {wildcards.chunk} --upsample-factor {params.upsample}"
         " --max-nan-fraction {params.max_nan} --preprocess {params.preprocess}"
-        " --refine-iterations {params.iterations} --block {params.block}"
-        " {params.min_quality} {params.max_shift} {params.jaxcache} --out {output} 2> {log}"
+        " --refine-iterations {params.iterations} --block {params.block} --threads {threads}"
+        " {params.min_quality} {params.max_shift} {params.jaxcache} --out {output:q} 2> {log:q}"
 
 
 rule rtc_aggregate:
@@ -152,11 +150,7 @@ rule rtc_aggregate:
         tiles=f"{RTC}/tiles.csv",
         summary=f"{RTC}/summary.csv",
     params:
-        requirement=(
-            ""
-            if config["rtc"]["requirement_m"] is None
-            else f"--requirement-m {config['rtc']['requirement_m']}"
-        ),
+        requirement=opt("--requirement-m", config["rtc"]["requirement_m"]),
         min_ok=config["rtc"]["min_ok_tiles"],
     log:
         f"{LOGS}/rtc/aggregate.log",
@@ -169,9 +163,9 @@ rule rtc_aggregate:
     conda:
         ENV
     shell:
-        "python {input.script} {params.requirement} --min-ok-tiles {params.min_ok}"
-        " --offsets {output.offsets} --pairs {output.pairs} --tiles {output.tiles}"
-        " --summary {output.summary} {input.xcorr} 2> {log}"
+        "python {input.script:q} {params.requirement} --min-ok-tiles {params.min_ok}"
+        " --offsets {output.offsets:q} --pairs {output.pairs:q} --tiles {output.tiles:q}"
+        " --summary {output.summary:q} {input.xcorr:q} 2> {log:q}"
 
 
 rule rtc_plots:
@@ -203,11 +197,7 @@ rule rtc_plots:
             caption="../report/rtc_quiver.rst",
         ),
     params:
-        requirement=(
-            ""
-            if config["rtc"]["requirement_m"] is None
-            else f"--requirement-m {config['rtc']['requirement_m']}"
-        ),
+        requirement=opt("--requirement-m", config["rtc"]["requirement_m"]),
     log:
         f"{LOGS}/rtc/plots.log",
     benchmark:
@@ -219,10 +209,10 @@ rule rtc_plots:
     conda:
         ENV
     shell:
-        "python {input.script} --offsets {input.offsets} --pairs {input.pairs}"
-        " --tiles {input.tiles} --geojson {input.geojson} {params.requirement}"
-        " --out-pair {output.pair} --out-tile {output.tile} --out-time {output.time}"
-        " --out-quiver {output.quiver} 2> {log}"
+        "python {input.script:q} --offsets {input.offsets:q} --pairs {input.pairs:q}"
+        " --tiles {input.tiles:q} --geojson {input.geojson:q} {params.requirement}"
+        " --out-pair {output.pair:q} --out-tile {output.tile:q} --out-time {output.time:q}"
+        " --out-quiver {output.quiver:q} 2> {log:q}"
 
 
 rule rtc_dates:
@@ -252,11 +242,11 @@ rule rtc_dates:
     conda:
         ENV
     shell:
-        "python {input.script} --offsets {input.offsets} --pairs {input.pairs}"
-        " --out {output.dates} --out-tiles {output.tiles} --plot {output.plot}"
-        " {params.robust} {params.jaxcache} 2> {log}"
+        "python {input.script:q} --offsets {input.offsets:q} --pairs {input.pairs:q}"
+        " --out {output.dates:q} --out-tiles {output.tiles:q} --plot {output.plot:q}"
+        " {params.robust} {params.jaxcache} 2> {log:q}"
 
 
 rule rtc:
     input:
-        rtc_targets(),
+        branch_targets("rtc"),

@@ -1,5 +1,7 @@
-"""Flatten outliers of one scene: values outside its own (NaN-aware) low/high
-percentiles become NaN. Streams the raster block by block."""
+"""Flatten one chunk of scenes: each scene's own NaN-aware low/high percentile
+bounds (values outside become NaN when read for correlation) and every tile's
+valid fraction after flattening. No flattened copy is written: the bounds are
+applied on the fly by rtc_xcorr."""
 
 import logging
 import sys
@@ -7,26 +9,34 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
+import pandas as pd  # noqa: E402
+
 from sarstack import cli, io, rtc  # noqa: E402
-from sarstack.errors import SarstackError  # noqa: E402
 
 log = logging.getLogger("rtc_flatten")
 
 
 def main(argv=None):
     p = cli.parser(__doc__)
-    p.add_argument("--src", required=True, help="superset scene (COG)")
-    p.add_argument("--out", required=True, help="flattened scene (COG)")
-    p.add_argument("--percentiles", type=float, nargs=2, default=[1.0, 99.0], metavar=("LO", "HI"))
-    p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
+    p.add_argument("--superset", required=True, help="index.csv of one rtc_superset chunk")
+    p.add_argument("--grid", required=True, help="union grid JSON from rtc_select")
+    p.add_argument("--tiles", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--percentiles", type=float, nargs=2, required=True, metavar=("LO", "HI"))
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--out", required=True, help="output JSON: bounds and tile valid fractions")
     a = p.parse_args(argv)
     cli.setup_logging(a.verbose)
-    lo_p, hi_p = a.percentiles
-    if not 0 <= lo_p < hi_p <= 100:
-        raise SarstackError(f"rtc.percentiles: {a.percentiles} must satisfy 0 <= low < high <= 100")
-    tags = io.raster_tags(a.src)
-    lo, hi = rtc.flatten_scene(a.src, a.out, a.percentiles, block_shape=a.block, tags=tags)
-    log.info("%s: kept values in [%.4g, %.4g] (percentiles %g..%g)", a.src, lo, hi, lo_p, hi_p)
+
+    grid = io.grid_from_dict(io.read_json(a.grid))
+    layout = rtc.tile_layout(grid.shape, a.tiles)
+    scenes = []
+    for _, s in pd.read_csv(a.superset, dtype=str).iterrows():
+        lo, hi, valid = rtc.flatten_stats(s.path, a.percentiles, layout, block_shape=a.block)
+        log.info("%s: kept values in [%.4g, %.4g] (percentiles %g..%g); mean tile valid "
+                 "fraction %.3f", s.date, lo, hi, *a.percentiles, valid.mean())
+        scenes.append({"date": s.date, "key": s.key, "path": s.path, "low": lo, "high": hi,
+                       "valid": valid.round(6).tolist()})
+    io.write_json(a.out, {"percentiles": list(a.percentiles), "scenes": scenes})
 
 
 if __name__ == "__main__":

@@ -1,11 +1,16 @@
-"""Put one RTC scene on the union grid: pad with NaN when it already lies on the
-grid's pixel lattice (never resample those), reproject otherwise; nodata → NaN."""
+"""Put one chunk of RTC scenes on the union grid. A scene already on the
+grid's pixel lattice gets a VRT that pads it with NaN (nothing is copied or
+resampled: resampling would itself shift it); any other scene is reprojected
+to a COG. Nodata → NaN either way. Writes OUT_DIR/{YYYYMMDD}.vrt|.tif and
+OUT_DIR/index.csv."""
 
 import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+
+import pandas as pd  # noqa: E402
 
 from sarstack import cli, dates, io, rtc  # noqa: E402
 
@@ -14,21 +19,36 @@ log = logging.getLogger("rtc_superset")
 
 def main(argv=None):
     p = cli.parser(__doc__)
-    p.add_argument("--scene", required=True, help="input RTC GeoTIFF")
+    p.add_argument("--scenes", required=True, help="scene table from rtc_select")
     p.add_argument("--grid", required=True, help="union grid JSON from rtc_select")
-    p.add_argument("--out", required=True, help="output COG on the union grid (NaN nodata)")
-    p.add_argument("--resampling", default="bilinear", help="for off-grid scenes only")
-    p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
+    p.add_argument("--chunk", required=True, help="I-of-N: this job's share of the dates")
+    p.add_argument("--out-dir", required=True, help="folder for this chunk's scenes")
+    p.add_argument("--resampling", required=True, help="for off-grid scenes only")
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
     a = p.parse_args(argv)
     cli.setup_logging(a.verbose)
 
     grid = io.grid_from_dict(io.read_json(a.grid))
-    d = dates.parse_scene_date(a.scene).isoformat()
-    mode = rtc.superset_scene(
-        a.scene, a.out, grid, block_shape=a.block, resampling=a.resampling,
-        tags={"date": d, "start_date": d, "end_date": d, "source": Path(a.scene).name},
-    )
-    log.info("%s (%s): %s onto %d x %d grid", Path(a.scene).name, d, mode, grid.height, grid.width)
+    scenes = pd.read_csv(a.scenes, dtype=str)
+    out = Path(a.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for _, s in pd.DataFrame(dates.chunk_items(scenes.to_dict("records"), a.chunk)).iterrows():
+        if rtc.grid_offset(io.read_grid(s.path), grid) is not None:
+            dst, mode = out / f"{s.key}.vrt", "padded"
+            rtc.superset_vrt(s.path, dst, grid)
+        else:
+            dst = out / f"{s.key}.tif"
+            mode = rtc.superset_scene(
+                s.path, dst, grid, block_shape=a.block, resampling=a.resampling,
+                tags={"date": s.date, "start_date": s.date, "end_date": s.date,
+                      "source": Path(s.path).name},
+            )
+        rows.append({"date": s.date, "key": s.key, "path": str(dst), "mode": mode,
+                     "source": s.path})
+        log.info("%s (%s): %s onto %d x %d grid", Path(s.path).name, s.date, mode,
+                 grid.height, grid.width)
+    io.write_csv(out / "index.csv", pd.DataFrame(rows))
 
 
 if __name__ == "__main__":

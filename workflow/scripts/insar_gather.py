@@ -1,0 +1,39 @@
+"""Gather the inversion strips (in row order) into the final COGs: time series
+per date, residuals (when kept), residual sum, temporal coherence, ifgs used,
+and the time-series index table."""
+
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+
+from sarstack import cli, insar, io  # noqa: E402
+
+log = logging.getLogger("insar_gather")
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("strips", nargs="+", help="strip folders from insar_invert, in row order")
+    p.add_argument("--ifgs", required=True, help="ifg table from insar_select")
+    p.add_argument("--reference", required=True, help="row,col file from insar_reference")
+    p.add_argument("--out-dir", required=True, help="writes timeseries/, residuals/, ...")
+    p.add_argument("--index", required=True, help="output CSV: date, path, units")
+    p.add_argument("--method", choices=["L1", "L2"], required=True)
+    p.add_argument("--weighting", choices=["none", "correlation"], required=True)
+    p.add_argument("--wavelength", type=float, default=None, help="metres; omit for radians")
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    a = p.parse_args(argv)
+    cli.setup_logging(a.verbose)
+    ifgs, dates, _ = insar.read_ifg_table(a.ifgs)
+    how = insar.describe_method(a.method, a.weighting, all(i.conncomp for i in ifgs))
+    index = insar.gather_strips(
+        a.strips, ifgs, dates, insar.read_reference_point(a.reference), a.out_dir,
+        wavelength=a.wavelength, how=how, block_shape=a.block,
+    )
+    io.write_csv(a.index, index)
+
+
+if __name__ == "__main__":
+    cli.run(main)
