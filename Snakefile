@@ -18,3 +18,7 @@ rule all:
     default_target: True
     input:
         all_targets(),
+
+
+onerror:
+    report_job_errors()

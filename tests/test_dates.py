@@ -50,6 +50,8 @@ def test_pair_dates(name, fmt, expected):
 def test_pair_dates_needs_two():
     with pytest.raises(SarstackError, match="needs two dates"):
         dates.parse_pair_dates("x_20200101.tif")
+    with pytest.raises(SarstackError, match="found 3 .*ambiguous"):
+        dates.parse_pair_dates("20200101_20200113_20200125.unw.tif")
 
 
 def test_check_unique_names_both_files():

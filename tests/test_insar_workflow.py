@@ -91,6 +91,7 @@ def test_demo_and_reference_rules_via_snakemake(tmp_path):
     out = tmp_path / "res"
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"output_dir": str(out), "rtc": {"enabled": False},
+                                   "demo": {"enabled": True},
                                    "insar": {"extra_reference_date": "2020-02-10"}}))
     snakemake("insar", "--configfile", str(cfg))
     acc = pd.read_csv(out / "demo" / "insar_accuracy.csv").iloc[0]
@@ -121,6 +122,7 @@ def test_demo_and_reference_rules_via_snakemake(tmp_path):
 
     # A config change of the reference point re-selects it (no stale point).
     cfg.write_text(yaml.safe_dump({"output_dir": str(out), "rtc": {"enabled": False},
+                                   "demo": {"enabled": True},
                                    "insar": {"reference_point": [40, 50],
                                              "extra_reference_date": "2020-02-10"}}))
     plan = snakemake("-n", "insar", "--configfile", str(cfg))
@@ -139,7 +141,7 @@ def test_real_pyrate_crop(tmp_path, pyrate_crop):
         "output_dir": str(out), "rtc": {"enabled": False},
         "insar": {"unwrapped": f"{g}/cropA_*_unw.tif", "correlation": f"{g}/cropA_*_cc.tif",
                   "quality": str(pyrate_crop / "coherence_stats" / "coh_mean.tif"),
-                  "wavelength": 0.0555},
+                  "wavelength": 0.0555, "write_residuals": True},
     }))
     snakemake("insar", "--configfile", str(cfg))
     ifgs = pd.read_csv(out / "insar" / "ifgs.csv")
@@ -247,7 +249,8 @@ def test_conncomp_censoring_stops_unwrapping_error_leak(tmp_path, method):
                       tmp_path / "s" / "cc" / "*.tif", "--out", out / "ifgs.csv").returncode == 0
     (out / "ref.txt").write_text("31,31\n")
     p = run_script("insar_invert.py", "--ifgs", out / "ifgs.csv", "--reference", out / "ref.txt",
-                   "--out-dir", out, "--index", out / "ts.csv", "--method", method)
+                   "--out-dir", out, "--index", out / "ts.csv", "--method", method,
+                   "--write-residuals")
     assert p.returncode == 0, p.stderr
     # Plain (uncensored) inversion of the same ifgs, for comparison.
     plain = tmp_path / "plain"

@@ -153,14 +153,21 @@ def test_aggregate_pairs_status_and_requirement():
     assert pairs["east_m"].iloc[0] == pytest.approx(1.0)
     assert math.isnan(pairs["east_m"].iloc[1])  # unreliable pairs report no shift
     assert list(pairs["passes"]) == [True, False]
+    # One pair could not be measured: never a pass (issue 10), and the pair is named.
     s = rtc.summarize(pairs, 5.0)
-    assert s["verdict"].iloc[0] == "pass"
+    assert s["verdict"].iloc[0] == "incomplete"
+    assert s["unmeasured_pairs"].iloc[0] == "2020-01-13_2020-01-25"
+    assert rtc.summarize(pairs.iloc[:1], 5.0)["verdict"].iloc[0] == "pass"
     assert rtc.summarize(pairs.iloc[1:], 5.0)["verdict"].iloc[0] == "not_measurable"
 
 
 def test_summary_fails_when_an_ok_pair_exceeds_requirement():
     a = _offsets("2020-01-01", "2020-01-13", [10.0] * 4, [0.0] * 4, ["ok"] * 4)
     pairs = rtc.aggregate_pairs(a, requirement_m=5.0)
+    assert rtc.summarize(pairs, 5.0)["verdict"].iloc[0] == "fail"
+    # A measured failure stays a failure when another pair is unmeasurable.
+    b = _offsets("2020-01-13", "2020-01-25", [0.0] * 4, [0.0] * 4, ["low_correlation"] * 4)
+    pairs = rtc.aggregate_pairs(pd.concat([a, b]), requirement_m=5.0)
     assert rtc.summarize(pairs, 5.0)["verdict"].iloc[0] == "fail"
 
 

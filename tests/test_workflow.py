@@ -3,7 +3,9 @@ truth, the real OPERA bursts, reruns after a config change, and bad input."""
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -71,7 +73,8 @@ def test_bad_config_value_one_line_error(tmp_path):
 
 def test_demo_end_to_end_matches_truth(tmp_path):
     out = tmp_path / "res"
-    base = {"output_dir": str(out), "rtc": {"pairs": "nearest:2"}, "insar": {"enabled": False}}
+    base = {"output_dir": str(out), "rtc": {"pairs": "nearest:2", "requirement_m": 10.0},
+            "insar": {"enabled": False}, "demo": {"enabled": True}}
     cfg0 = write_config(tmp_path / "c0.yaml", base)
     snakemake("--configfile", str(cfg0))
     acc = pd.read_csv(out / "demo" / "rtc_accuracy.csv")
@@ -105,6 +108,7 @@ def test_demo_end_to_end_matches_truth(tmp_path):
 
     # A changed stage parameter reruns that stage and what follows, not what precedes.
     cfg = write_config(tmp_path / "c.yaml", {**base, "rtc": {"pairs": "nearest:2",
+                                                             "requirement_m": 10.0,
                                                              "upsample_factor": 20}})
     p = snakemake("-n", "--configfile", str(cfg))
     plan = p.stdout + p.stderr
@@ -113,6 +117,18 @@ def test_demo_end_to_end_matches_truth(tmp_path):
     # Nothing to do when nothing changed.
     p = snakemake("-n", "--configfile", str(cfg0))
     assert "Nothing to be done" in p.stdout + p.stderr
+
+    # The HTML report holds the verdict table (summary.csv) and the pair table.
+    snakemake("--configfile", str(cfg0), "--report", str(tmp_path / "report.html"))
+    html = (tmp_path / "report.html").read_text()
+    tables = [
+        base64.b64decode(m.group(1)).decode()
+        for m in re.finditer(r"data:text/csv[^,\"]*;base64,([A-Za-z0-9+/=]+)", html)
+    ]
+    verdicts = [t for t in tables if t.startswith("n_pairs,") and ",verdict" in t]
+    assert len(verdicts) == 1 and f",{summary['verdict']}," in verdicts[0]
+    assert any(t.startswith("reference_date,secondary_date,east_m,north_m,east_spread_m")
+               for t in tables)
 
 
 def _real_run(tmp_path: Path, burst: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -209,3 +225,10 @@ def test_workflow_failure_leaves_no_partial_output(tmp_path):
     assert not (out / "rtc" / "scenes.csv").exists()
     log = (out / "logs" / "rtc" / "select.log").read_text()
     assert "c_20200125.tif: not a readable raster" in log
+
+
+def test_slurm_profile_parses(tmp_path):
+    """profiles/slurm is a valid workflow profile (the executor swapped for a dry run)."""
+    p = snakemake("-n", "--workflow-profile", "profiles/slurm", "--executor", "dryrun",
+                  "--config", f"output_dir={tmp_path / 'o'}")
+    assert "rtc_select" in p.stdout + p.stderr

@@ -93,12 +93,16 @@ def parse_scene_date(name: str | Path, date_format: str = "%Y%m%d") -> dt.date:
 def parse_pair_dates(name: str | Path, date_format: str = "%Y%m%d") -> tuple[dt.date, dt.date]:
     """Reference and secondary dates of an interferogram from its name.
 
-    The first two dates in the name are taken, whatever separates them
-    (``20200101_20200113.unw.tif``, ``cropA_20180106-20180130_VV_unw.tif``).
+    The name must hold exactly two dates, whatever separates them
+    (``20200101_20200113.unw.tif``, ``cropA_20180106-20180130_VV_unw.tif``);
+    a third date makes the pair ambiguous and is an error.
     """
     dates = find_dates(name, date_format)
-    if len(dates) < 2:
-        raise SarstackError(f"{name}: needs two dates ({date_format}) in the file name, found {len(dates)}")
+    if len(dates) != 2:
+        raise SarstackError(
+            f"{name}: needs two dates ({date_format}) in the file name, found {len(dates)}"
+            + (" (which two are the pair is ambiguous; rename the file)" if len(dates) > 2 else "")
+        )
     d1, d2 = dates[0], dates[1]
     if d1 == d2:
         raise SarstackError(f"{name}: both dates are {d1.isoformat()}")

@@ -188,25 +188,42 @@ def reference_inputs(
     valid = np.zeros(grid.shape, bool)
     cc_all = np.zeros(grid.shape, bool) if all(i.conncomp for i in ifgs) else None
     qual = np.full(grid.shape, np.nan, np.float32) if quality is not None else None
+    # Whether each input has any usable pixel: an empty one is named, not just
+    # blamed as "no pixel valid in every interferogram".
+    has_data = np.zeros(len(ifgs), bool)
+    has_cc = np.zeros(len(ifgs), bool)
+    mask_any = False
     for win in iter_blocks(grid.shape, block_shape):
         sl = (
             slice(win.row_off, win.row_off + win.height),
             slice(win.col_off, win.col_off + win.width),
         )
         v = np.ones((win.height, win.width), bool)
-        for i in ifgs:
-            v &= np.isfinite(read_band(i.path, win))
+        for k, i in enumerate(ifgs):
+            ok = np.isfinite(read_band(i.path, win))
+            has_data[k] |= bool(ok.any())
+            v &= ok
         m = _read_mask(mask, win)
         if m is not None:
+            mask_any |= bool(m.any())
             v &= m
         valid[sl] = v
         if cc_all is not None:
             c = np.ones_like(v)
-            for i in ifgs:
-                c &= read_band(i.conncomp, win, nan_nodata=False) != 0
+            for k, i in enumerate(ifgs):
+                nz = read_band(i.conncomp, win, nan_nodata=False) != 0
+                has_cc[k] |= bool(nz.any())
+                c &= nz
             cc_all[sl] = c
         if qual is not None:
             qual[sl] = read_band(quality, win)
+    if not has_data.all():
+        raise SarstackError(f"{ifgs[int(np.argmin(has_data))].path}: no valid pixel (all nodata)")
+    if mask is not None and not mask_any:
+        raise SarstackError(f"{mask}: insar.mask is 0 everywhere (0 = bad pixel)")
+    if cc_all is not None and not has_cc.all():
+        bad = ifgs[int(np.argmin(has_cc))].conncomp
+        raise SarstackError(f"{bad}: conncomp label is 0 (unreliable) everywhere")
     return valid, qual, cc_all
 
 
@@ -364,9 +381,10 @@ def invert_strip(
             if weighted:
                 weights = np.ones_like(flat)
                 if weighting == "correlation":
-                    cor = np.stack([read_band(i.correlation, win) for i in ifgs]).reshape(
-                        flat.shape
-                    )
+                    cor = np.stack([read_band(i.correlation, win) for i in ifgs])
+                    for i, layer in zip(ifgs, cor, strict=True):
+                        check_range(layer, i.correlation, 0.0, 1.0, "correlation")
+                    cor = cor.reshape(flat.shape)
                     weights = ts.correlation_weights(cor, correlation_looks, correlation_threshold)
                 if censor:
                     cc = np.stack([read_band(i.conncomp, win, nan_nodata=False) for i in ifgs])
@@ -528,6 +546,15 @@ def velocity_files(
     return vunits
 
 
+def check_range(block: np.ndarray, path: str | Path, lo: float, hi: float, what: str) -> None:
+    """Raise naming the file when a finite value of ``block`` is outside ``[lo, hi]``."""
+    with np.errstate(invalid="ignore"):
+        bad = np.isfinite(block) & ((block < lo - 1e-6) | (block > hi + 1e-6))
+    if bad.any():
+        v = float(block[bad].flat[0])
+        raise SarstackError(f"{path}: {what} value {v:g} outside [{lo:g}, {hi:g}]")
+
+
 def temporal_average(
     paths: Sequence[str | Path],
     out: str | Path,
@@ -535,8 +562,13 @@ def temporal_average(
     block_shape: Sequence[int] = (512, 512),
     units: str | None = None,
     mask: str | Path | None = None,
+    valid_range: tuple[float, float] | None = None,
 ) -> None:
-    """NaN-aware per-pixel mean of a stack of rasters on one grid (e.g. mean correlation)."""
+    """NaN-aware per-pixel mean of a stack of rasters on one grid (e.g. mean correlation).
+
+    With ``valid_range`` a value outside it is an error naming the file
+    (e.g. a correlation above 1 is not a correlation).
+    """
     grid = read_grid(paths[0])
     for p in paths[1:]:
         if not read_grid(p).same_as(grid):
@@ -549,6 +581,8 @@ def temporal_average(
             n = np.zeros((win.height, win.width), np.int32)
             for p in paths:
                 b = read_band(p, win)
+                if valid_range is not None:
+                    check_range(b, p, *valid_range, "correlation")
                 ok = np.isfinite(b)
                 acc[ok] += b[ok]
                 n += ok

@@ -10,6 +10,7 @@ never leaves a partial file behind.
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import tempfile
@@ -96,6 +97,8 @@ def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
 
 def read_grid(path: str | Path) -> Grid:
     with open_raster(path) as ds:
+        if ds.count > 1:
+            log.warning("%s: %d bands; only band 1 is read", path, ds.count)
         return Grid(ds.crs, ds.transform, ds.width, ds.height)
 
 
@@ -116,6 +119,12 @@ def read_band(
     return data
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it into place on success.
@@ -124,11 +133,16 @@ def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Staging files a killed run of this same output left behind (e.g. after kill -9).
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=suffix or "".join(path.suffixes) or ".tmp", dir=path.parent
     )
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp makes the file 0600; outputs get the mode the umask gives any new file.
+    tmp_path.chmod(0o666 & ~_umask())
     try:
         yield tmp_path
         os.replace(tmp_path, path)

@@ -9,6 +9,7 @@ raster block by block through :mod:`sarstack.io`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import glob
 import logging
 import math
@@ -288,17 +289,37 @@ def flatten_scene(
 FILL_ABS = 1e30
 
 
-def read_scene(
-    path: str | Path, window: Window | None = None, clip: Sequence[float] | None = None
-) -> np.ndarray:
-    """One window of a scene as float32: nodata, non-finite and fill values → NaN.
+#: How RTC values are stored (``rtc.scale``); every kernel works on linear power.
+SCALES = ("power", "amplitude", "db")
 
-    With ``clip = (lo, hi)`` values outside it become NaN too (the flatten step
-    applied on the fly, so no flattened copy needs to be written).
+
+def to_power(values: np.ndarray, scale: str) -> np.ndarray:
+    """Linear power from ``power`` (as is), ``amplitude`` (squared) or ``db`` (10^(v/10))."""
+    if scale == "power":
+        return values
+    if scale == "amplitude":
+        return values * values
+    if scale == "db":
+        return np.power(np.float32(10.0), values / np.float32(10.0))
+    raise SarstackError(f"rtc.scale: {scale!r} is not one of {', '.join(SCALES)}")
+
+
+def read_scene(
+    path: str | Path,
+    window: Window | None = None,
+    clip: Sequence[float] | None = None,
+    scale: str = "power",
+) -> np.ndarray:
+    """One window of a scene as float32 linear power: nodata, non-finite and fill values → NaN.
+
+    ``scale`` says how the file stores backscatter (see :func:`to_power`).
+    With ``clip = (lo, hi)`` (linear power) values outside it become NaN too
+    (the flatten step applied on the fly, so no flattened copy is written).
     """
     b = read_band(path, window)
     with np.errstate(invalid="ignore"):
         b[~(np.abs(b) < FILL_ABS)] = np.nan
+    b = to_power(b, scale)
     if clip is not None:
         b = flatten_block(b, clip[0], clip[1])
     return b
@@ -311,6 +332,7 @@ def flatten_stats(
     *,
     block_shape: Sequence[int] = (512, 512),
     max_samples: int = 4_000_000,
+    scale: str = "power",
 ) -> tuple[float, float, np.ndarray]:
     """Flatten bounds of one scene and the valid fraction of every tile after flattening.
 
@@ -335,6 +357,8 @@ def flatten_stats(
             fill = np.abs(b) >= FILL_ABS
         n_fill += int(np.count_nonzero(fill))
         b[fill] = np.nan
+        if scale != "power":
+            b = to_power(b, scale)
         r_start = (-int(win.row_off)) % stride
         c_start = (-int(win.col_off)) % stride
         v = b[r_start::stride, c_start::stride]
@@ -343,10 +367,18 @@ def flatten_stats(
         log.warning("%s: %d pixels of magnitude >= %g read as nodata (undeclared fill value)",
                     path, n_fill, FILL_ABS)
     values = np.concatenate(parts) if parts else np.empty(0, np.float32)
+    if values.size == 0:
+        raise SarstackError(f"{path}: no valid pixel (all nodata)")
+    negative = float(np.mean(values < 0))
+    if negative > 0.5:
+        raise SarstackError(
+            f"{path}: {negative:.0%} of the values are negative, which linear power cannot be; "
+            "dB? set rtc.scale: db"
+        )
     lo, hi = percentile_bounds(values, percentiles)
     valid = np.zeros((layout.n_rows, layout.n_cols))
     for r in range(layout.n_rows):
-        tiles = tile_stack(read_scene(path, layout.band_window(r), (lo, hi)), layout)
+        tiles = tile_stack(read_scene(path, layout.band_window(r), (lo, hi), scale), layout)
         valid[r] = np.isfinite(tiles).mean(axis=(1, 2))
     return lo, hi, valid
 
@@ -599,8 +631,16 @@ def aggregate_tiles(offsets: pd.DataFrame, pairs: pd.DataFrame | None = None) ->
 
 
 def summarize(pairs: pd.DataFrame, requirement_m: float | None) -> pd.DataFrame:
-    """One-row stack summary: mean/std of ok pair offsets and the verdict."""
+    """One-row stack summary: mean/std of ok pair offsets and the verdict.
+
+    The verdict is never ``pass`` on what could not be measured:
+    ``fail`` when a measured (ok) pair exceeds the requirement; else
+    ``not_measurable`` when no pair was measured; else ``incomplete`` when
+    some pair was not (its dates are listed in ``unmeasured_pairs``); else
+    ``pass``. ``no_requirement`` without a requirement.
+    """
     ok = pairs[pairs["status"] == STATUS_OK]
+    bad = pairs[pairs["status"] != STATUS_OK]
     out = {
         "n_pairs": len(pairs),
         "n_pairs_ok": len(ok),
@@ -613,11 +653,18 @@ def summarize(pairs: pd.DataFrame, requirement_m: float | None) -> pd.DataFrame:
     }
     if requirement_m is None:
         verdict = "no_requirement"
+    elif len(ok) and not bool(ok["passes"].all()):
+        verdict = "fail"
     elif len(ok) == 0:
         verdict = "not_measurable"
+    elif len(bad):
+        verdict = "incomplete"
     else:
-        verdict = "pass" if bool(ok["passes"].all()) else "fail"
+        verdict = "pass"
     out["verdict"] = verdict
+    out["unmeasured_pairs"] = " ".join(
+        f"{r}_{s}" for r, s in zip(bad["reference_date"], bad["secondary_date"], strict=True)
+    )
     return pd.DataFrame([out])
 
 
@@ -638,6 +685,101 @@ def chance_peak_corr(n_pixels: np.ndarray, n_lags: int, efficiency: float = 1.0)
     return np.sqrt(2.0 * np.log(max(n_lags, 2)) / n_eff)
 
 
+@functools.lru_cache(maxsize=8)
+def _strided_scene(
+    path: str, stride: int, clip: tuple[float, float] | None, scale: str
+) -> np.ndarray:
+    """Every ``stride``-th pixel of a flattened scene (cached: a chunk job meets each scene twice)."""
+    g = read_grid(path)
+    rows = []
+    for r0 in range(0, g.height, 512 - 512 % stride):
+        h = min(512 - 512 % stride, g.height - r0)
+        rows.append(read_scene(path, Window(0, r0, g.width, h), clip, scale)[::stride, ::stride])
+    out = np.concatenate(rows)
+    out.setflags(write=False)
+    return out
+
+
+def coarse_offset(
+    ref_path: str | Path,
+    sec_path: str | Path,
+    *,
+    clip_ref: Sequence[float] | None = None,
+    clip_sec: Sequence[float] | None = None,
+    max_side: int = 1024,
+    min_quality: float = DEFAULT_MIN_QUALITY,
+    scale: str = "power",
+) -> tuple[int, int, float]:
+    """Whole-scene integer displacement of the secondary relative to the reference.
+
+    The coarse step of a coarse-to-fine search: both scenes, decimated so the
+    longer side is at most ``max_side``, in dB with their mean removed, NaN
+    set to zero and a Hann taper, are cross-correlated by FFT. The peak's
+    lag, scaled back to full-resolution pixels, is the displacement
+    ``(d_row, d_col)`` of the secondary's features (``+1`` column = one pixel
+    further along the grid's columns). It is returned only when the peak is
+    ``min_quality`` times above the level two unrelated scenes would reach by
+    chance; otherwise ``(0, 0)``.
+
+    Returns
+    -------
+    d_row, d_col : int
+        Displacement in full-resolution pixels (0, 0 when not significant).
+    snr : float
+        Peak correlation over its chance level.
+    """
+    from sarstack import xcorr
+
+    g = read_grid(ref_path)
+    f = max(1, math.ceil(max(g.shape) / max_side))
+    key = lambda c: None if c is None else (float(c[0]), float(c[1]))  # noqa: E731
+    a = _strided_scene(str(ref_path), f, key(clip_ref), scale)
+    b = _strided_scene(str(sec_path), f, key(clip_sec), scale)
+
+    def prep(x: np.ndarray) -> tuple[np.ndarray, int]:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.where(x > 0, 10.0 * np.log10(x), np.nan)
+        ok = np.isfinite(y)
+        if not ok.any():
+            return np.zeros_like(y, dtype=np.float64), 0
+        y = np.where(ok, y - y[ok].mean(), 0.0)
+        w = np.outer(np.hanning(y.shape[0]), np.hanning(y.shape[1]))
+        return y * w, int(ok.sum())
+
+    pa, na = prep(a)
+    pb, nb = prep(b)
+    norm = math.sqrt(float((pa * pa).sum()) * float((pb * pb).sum()))
+    if norm == 0.0:
+        return 0, 0, 0.0
+    corr = np.fft.irfft2(np.fft.rfft2(pa) * np.conj(np.fft.rfft2(pb)), s=pa.shape) / norm
+    k = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    lag = [int(k[i]) if k[i] <= corr.shape[i] // 2 else int(k[i]) - corr.shape[i] for i in (0, 1)]
+    eff = xcorr.taper_efficiency("hann", *pa.shape)
+    snr = float(corr[k] / chance_peak_corr(np.array(min(na, nb)), corr.size, eff))
+    if not snr >= min_quality:
+        return 0, 0, snr
+    return -lag[0] * f, -lag[1] * f, snr
+
+
+def _read_shifted(
+    path: str | Path, window: Window, offset: tuple[int, int], shape: tuple[int, int],
+    clip: Sequence[float] | None, scale: str,
+) -> np.ndarray:
+    """``window`` moved by ``offset`` (rows, cols); NaN where it leaves the grid."""
+    if offset == (0, 0):
+        return read_scene(path, window, clip, scale)
+    h, w = int(window.height), int(window.width)
+    r0, c0 = int(window.row_off) + offset[0], int(window.col_off) + offset[1]
+    out = np.full((h, w), np.nan, np.float32)
+    rr0, cc0 = max(r0, 0), max(c0, 0)
+    rr1, cc1 = min(r0 + h, shape[0]), min(c0 + w, shape[1])
+    if rr1 > rr0 and cc1 > cc0:
+        out[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = read_scene(
+            path, Window(cc0, rr0, cc1 - cc0, rr1 - rr0), clip, scale
+        )
+    return out
+
+
 def measure_pair(
     ref_path: str | Path,
     sec_path: str | Path,
@@ -652,6 +794,7 @@ def measure_pair(
     max_batch_pixels: int = 1 << 20,
     clip_ref: Sequence[float] | None = None,
     clip_sec: Sequence[float] | None = None,
+    scale: str = "power",
 ) -> pd.DataFrame:
     """Phase-correlate every tile of a scene pair; one row per tile.
 
@@ -666,7 +809,8 @@ def measure_pair(
     reproduces the original one-shot procedure).
 
     ``clip_ref`` / ``clip_sec`` are each scene's flatten bounds
-    (:func:`flatten_stats`), applied while reading.
+    (:func:`flatten_stats`), applied while reading; ``scale`` how the files
+    store backscatter (:func:`to_power`).
     """
     from sarstack import xcorr
 
@@ -679,6 +823,18 @@ def measure_pair(
     if iterations is None:
         iterations = 0 if notebook else 1
     th, tw = layout.tile_height, layout.tile_width
+    max_shift = max_shift_px if max_shift_px is not None else min(th, tw) / 4.0
+    min_q = DEFAULT_MIN_QUALITY if min_quality is None else min_quality
+    # Coarse to fine: a gross whole-scene offset (beyond what a tile can measure
+    # reliably) is found on the decimated scenes first, and every secondary tile
+    # is read around it; the tiles then measure the remainder.
+    d_row, d_col, coarse_snr = coarse_offset(
+        ref_path, sec_path, clip_ref=clip_ref, clip_sec=clip_sec, min_quality=min_q, scale=scale
+    )
+    offset = (d_row, d_col) if math.hypot(d_row, d_col) > max_shift / 2 else (0, 0)
+    if offset != (0, 0):
+        log.info("coarse offset %+d rows %+d cols (SNR %.1f): tiles searched around it",
+                 d_row, d_col, coarse_snr)
     rows_per_batch = max(1, min(layout.n_rows, max_batch_pixels // (th * tw * layout.n_cols)))
     batch = rows_per_batch * layout.n_cols
 
@@ -686,10 +842,17 @@ def measure_pair(
     for r0 in range(0, layout.n_rows, rows_per_batch):
         r_rows = range(r0, min(r0 + rows_per_batch, layout.n_rows))
         ref_t = np.concatenate(
-            [tile_stack(read_scene(ref_path, layout.band_window(r), clip_ref), layout) for r in r_rows]
+            [
+                tile_stack(read_scene(ref_path, layout.band_window(r), clip_ref, scale), layout)
+                for r in r_rows
+            ]
         )
         sec_t = np.concatenate(
-            [tile_stack(read_scene(sec_path, layout.band_window(r), clip_sec), layout) for r in r_rows]
+            [
+                tile_stack(_read_shifted(sec_path, layout.band_window(r), offset, g_ref.shape,
+                                         clip_sec, scale), layout)
+                for r in r_rows
+            ]
         )
         n = ref_t.shape[0]
         if n < batch:  # pad to one fixed batch shape so the kernel compiles once
@@ -707,7 +870,8 @@ def measure_pair(
         v_sec.append(res["valid_mov"][:n])
         log.info("tile rows %d-%d of %d done", r_rows[0], r_rows[-1], layout.n_rows - 1)
 
-    shift = np.concatenate(shifts).astype(float)
+    residual = np.concatenate(shifts).astype(float)
+    shift = residual - np.array(offset, dtype=float)  # skimage convention: minus the displacement
     peak = np.concatenate(peaks).astype(float)
     pslr = np.concatenate(pslrs).astype(float)
     vr, vs = np.concatenate(v_ref), np.concatenate(v_sec)
@@ -717,10 +881,10 @@ def measure_pair(
         vr,
         vs,
         snr,
-        shift,
+        residual,
         max_nan_fraction=max_nan_fraction,
-        min_quality=DEFAULT_MIN_QUALITY if min_quality is None else min_quality,
-        max_shift_px=max_shift_px if max_shift_px is not None else min(th, tw) / 4.0,
+        min_quality=min_q,
+        max_shift_px=max_shift,
     )
     east, north = shifts_to_map(shift, g_ref.transform)
     nan_bad = status == STATUS_NAN
@@ -741,6 +905,8 @@ def measure_pair(
             "pslr_db": np.where(nan_bad, np.nan, pslr),
             "valid_reference": vr,
             "valid_secondary": vs,
+            "coarse_d_row_px": offset[0],
+            "coarse_d_col_px": offset[1],
         }
     )
 

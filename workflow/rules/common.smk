@@ -58,20 +58,25 @@ BLOCK = " ".join(str(b) for b in config["block_shape"])
 
 
 def _cores():
+    """--cores of a local run; None without one (e.g. --lint) or for a cluster executor."""
     try:
         n = int(workflow.cores)
-    except Exception:  # no --cores (e.g. --lint) or an executor without a core count
-        return 1
-    return n if 0 < n < 10_000 else 1
+    except Exception:
+        return None
+    return n if 0 < n < 10_000 else None
 
 
 CORES = _cores()
+AUTO_CHUNKS_NO_CORES = 8  # scatter: auto on a cluster (no --cores): 8 chunks per stage
 
 
 def n_chunks(n_items):
     """Scatter: jobs per stage. 'auto' fills --cores (at most 64); never more than items."""
     s = config["scatter"]
-    n = min(CORES, 64) if s == "auto" else int(s)
+    if s == "auto":
+        n = min(CORES, 64) if CORES else AUTO_CHUNKS_NO_CORES
+    else:
+        n = int(s)
     return max(1, min(n, n_items))
 
 
@@ -82,7 +87,7 @@ def chunk_labels(n_items):
 
 def chunk_threads(n_items):
     """Threads for each of a stage's chunk jobs: the cores the chunks leave free (<= 8)."""
-    return max(1, min(8, CORES // n_chunks(n_items)))
+    return max(1, min(8, (CORES or 1) // n_chunks(n_items)))
 
 
 def opt(flag, value):
@@ -106,8 +111,15 @@ def _uses_conda():
         return False
 
 
+# sarstack_fail LOG: a failed job's one-line error (the last line of its log) on
+# the terminal, above Snakemake's summary, and the job's exit status 2.
+_FAIL = 'set -euo pipefail; sarstack_fail() {{ echo "$(tail -n 1 "$1")  [log: $1]" >&2; return 2; }}; '
 if not _uses_conda():
-    shell.prefix(f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; ")
+    shell.prefix(
+        f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; " + _FAIL
+    )
+else:
+    shell.prefix(_FAIL)
 
 wildcard_constraints:
     date=r"\d{8}",
@@ -295,3 +307,20 @@ def branch_targets(name):
         return targets()
 
     return inputs
+
+
+# ---------------------------------------------------------------- errors on the terminal
+_STARTED = __import__("time").time()
+
+
+def report_job_errors():
+    """onerror: repeat each failed job's one-line error (its log's last line) at the end."""
+    for log_path in sorted(Path(LOGS).rglob("*.log")) if Path(LOGS).is_dir() else []:
+        try:
+            if log_path.stat().st_mtime < _STARTED:
+                continue
+            lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            continue
+        if lines and (lines[-1].startswith("error:") or "Error" in lines[-1].split(":")[0]):
+            print(f"{lines[-1]}  [{log_path}]", file=sys.stderr)

@@ -25,7 +25,7 @@ checkpoint insar_select:
         ENV
     shell:
         "python {input.script:q} --unwrapped {params.unwrapped:q} {params.conncomp}"
-        " {params.correlation} --date-format {params.date_format:q} --out {output:q} 2> {log:q}"
+        " {params.correlation} --date-format {params.date_format:q} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_correlation_mean:
@@ -50,7 +50,7 @@ rule insar_correlation_mean:
         ENV
     shell:
         "python {input.script:q} --ifgs {input.ifgs:q} --column correlation --units 1"
-        " --block {params.block} {params.mask} --out {output:q} 2> {log:q}"
+        " --block {params.block} {params.mask} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_conncomp_count:
@@ -75,7 +75,7 @@ rule insar_conncomp_count:
         ENV
     shell:
         "python {input.script:q} --ifgs {input.ifgs:q} --block {params.block} {params.mask}"
-        " --out {output:q} 2> {log:q}"
+        " --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_reference:
@@ -105,7 +105,7 @@ rule insar_reference:
     shell:
         "python {input.script:q} --ifgs {input.ifgs:q} {params.point} {params.quality}"
         " {params.mask} --threshold {params.threshold} --block {params.block}"
-        " --out {output:q} 2> {log:q}"
+        " --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_invert:
@@ -145,7 +145,7 @@ rule insar_invert:
         " --l1-tolerance {params.tol} --l1-max-iterations {params.max_iter}"
         " --weighting {params.weighting} --correlation-looks {params.looks}"
         " --correlation-threshold {params.cor_threshold} {params.residuals}"
-        " {params.jaxcache} 2> {log:q}"
+        " {params.jaxcache} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_gather:
@@ -181,7 +181,7 @@ rule insar_gather:
         "python {input.script:q} {input.strips:q} --ifgs {input.ifgs:q}"
         " --reference {input.reference:q} --out-dir {params.out_dir:q}"
         " --index {output.index:q} --method {params.method} --weighting {params.weighting}"
-        " {params.wavelength} --block {params.block} 2> {log:q}"
+        " {params.wavelength} --block {params.block} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_velocity:
@@ -212,7 +212,7 @@ rule insar_velocity:
     shell:
         "python {input.script:q} --index {input.index:q} --ifgs {input.ifgs:q}"
         " --out {output.velocity:q} --out-std {output.std:q} --block {params.block}"
-        " {params.weighting} {params.jaxcache} 2> {log:q}"
+        " {params.weighting} {params.jaxcache} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_plots:
@@ -245,7 +245,7 @@ rule insar_plots:
     shell:
         "python {input.script:q} --velocity {input.velocity:q} --index {input.index:q}"
         " --ifgs {input.ifgs:q} --reference {input.reference:q} --out-velocity {output.velocity:q}"
-        " --out-series {output.series:q} --out-network {output.network:q} 2> {log:q}"
+        " --out-series {output.series:q} --out-network {output.network:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_rereference:
@@ -273,7 +273,7 @@ rule insar_rereference:
     shell:
         "python {input.script:q} --index {input.index:q} --ifgs {input.ifgs:q} --date {params.date}"
         " --out-dir {output.timeseries:q} --out-index {output.index:q} --block {params.block}"
-        " 2> {log:q}"
+        " 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar:

@@ -13,6 +13,7 @@ checkpoint rtc_select:
         grid=f"{RTC}/grid.json",
     params:
         pattern=rtc_pattern(),
+        tiles=" ".join(str(t) for t in config["rtc"]["tiles"]),
     log:
         f"{LOGS}/rtc/select.log",
     benchmark:
@@ -25,7 +26,7 @@ checkpoint rtc_select:
         ENV
     shell:
         "python {input.script:q} --inputs {params.pattern:q}"
-        " --scenes {output.scenes:q} --grid {output.grid:q} 2> {log:q}"
+        " --scenes {output.scenes:q} --grid {output.grid:q} --tiles {params.tiles} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc_superset:
@@ -51,7 +52,7 @@ rule rtc_superset:
     shell:
         "python {input.script:q} --scenes {input.scenes:q} --grid {input.grid:q}"
         " --chunk {wildcards.chunk} --resampling {params.resampling} --block {params.block}"
-        " --out-dir {output:q} 2> {log:q}"
+        " --out-dir {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc_flatten:
@@ -65,6 +66,7 @@ rule rtc_flatten:
         percentiles=" ".join(str(p) for p in config["rtc"]["percentiles"]),
         tiles=" ".join(str(t) for t in config["rtc"]["tiles"]),
         block=BLOCK,
+        scale=config["rtc"]["scale"],
     log:
         f"{LOGS}/rtc/flatten_{{chunk}}.log",
     benchmark:
@@ -78,7 +80,7 @@ rule rtc_flatten:
     shell:
         "python {input.script:q} --superset {input.superset:q}/index.csv --grid {input.grid:q}"
         " --tiles {params.tiles} --percentiles {params.percentiles} --block {params.block}"
-        " --out {output:q} 2> {log:q}"
+        " --scale {params.scale} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc_tiles:
@@ -102,7 +104,7 @@ rule rtc_tiles:
         ENV
     shell:
         "python {input.script:q} --grid {input.grid:q} --tiles {params.tiles}"
-        " --out {output:q} {input.flat:q} 2> {log:q}"
+        " --out {output:q} {input.flat:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc_xcorr:
@@ -137,7 +139,7 @@ rule rtc_xcorr:
         " --pairs {params.pairs} --chunk {wildcards.chunk} --upsample-factor {params.upsample}"
         " --max-nan-fraction {params.max_nan} --preprocess {params.preprocess}"
         " --refine-iterations {params.iterations} --block {params.block} --threads {threads}"
-        " {params.min_quality} {params.max_shift} {params.jaxcache} --out {output:q} 2> {log:q}"
+        " {params.min_quality} {params.max_shift} {params.jaxcache} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc_aggregate:
@@ -146,9 +148,19 @@ rule rtc_aggregate:
         xcorr=rtc_xcorr_all,
     output:
         offsets=f"{RTC}/offsets.csv",
-        pairs=f"{RTC}/pairs.csv",
+        pairs=report(
+            f"{RTC}/pairs.csv",
+            category="RTC geolocation",
+            subcategory="Verdict",
+            caption="../report/rtc_pairs.rst",
+        ),
         tiles=f"{RTC}/tiles.csv",
-        summary=f"{RTC}/summary.csv",
+        summary=report(
+            f"{RTC}/summary.csv",
+            category="RTC geolocation",
+            subcategory="Verdict",
+            caption="../report/rtc_summary.rst",
+        ),
     params:
         requirement=opt("--requirement-m", config["rtc"]["requirement_m"]),
         min_ok=config["rtc"]["min_ok_tiles"],
@@ -165,7 +177,7 @@ rule rtc_aggregate:
     shell:
         "python {input.script:q} {params.requirement} --min-ok-tiles {params.min_ok}"
         " --offsets {output.offsets:q} --pairs {output.pairs:q} --tiles {output.tiles:q}"
-        " --summary {output.summary:q} {input.xcorr:q} 2> {log:q}"
+        " --summary {output.summary:q} {input.xcorr:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc_plots:
@@ -212,7 +224,7 @@ rule rtc_plots:
         "python {input.script:q} --offsets {input.offsets:q} --pairs {input.pairs:q}"
         " --tiles {input.tiles:q} --geojson {input.geojson:q} {params.requirement}"
         " --out-pair {output.pair:q} --out-tile {output.tile:q} --out-time {output.time:q}"
-        " --out-quiver {output.quiver:q} 2> {log:q}"
+        " --out-quiver {output.quiver:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc_dates:
@@ -244,7 +256,7 @@ rule rtc_dates:
     shell:
         "python {input.script:q} --offsets {input.offsets:q} --pairs {input.pairs:q}"
         " --out {output.dates:q} --out-tiles {output.tiles:q} --plot {output.plot:q}"
-        " {params.robust} {params.jaxcache} 2> {log:q}"
+        " {params.robust} {params.jaxcache} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc:

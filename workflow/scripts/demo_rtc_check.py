@@ -43,8 +43,11 @@ def main(argv=None):
     err = pair_errors(truth, pairs, pixel_m)
     io.write_csv(a.out, err)
     worst = float(np.nanmax(np.abs(err[["err_east_px", "err_north_px"]].to_numpy())))
-    log.info("demo RTC: worst per-pair error %.4f px (%.3f m) over %d pairs, %d ok",
-             worst, worst * pixel_m, len(err), int((err["status"] == "ok").sum()))
+    largest = float(np.hypot(err["true_east_m"], err["true_north_m"]).max())
+    log.info("demo RTC: worst per-pair error %.4f px (%.3f m) over %d pairs, %d ok; the demo's "
+             "synthetic pair offsets reach %.1f m by design, so against a requirement below "
+             "that the stack verdict is 'fail' (correctly: the offsets are measured, and large)",
+             worst, worst * pixel_m, len(err), int((err["status"] == "ok").sum()), largest)
 
 
 if __name__ == "__main__":

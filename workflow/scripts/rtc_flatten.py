@@ -23,6 +23,8 @@ def main(argv=None):
     p.add_argument("--tiles", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
     p.add_argument("--percentiles", type=float, nargs=2, required=True, metavar=("LO", "HI"))
     p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--scale", choices=rtc.SCALES, required=True,
+                   help="how the scenes store backscatter (converted to linear power)")
     p.add_argument("--out", required=True, help="output JSON: bounds and tile valid fractions")
     a = p.parse_args(argv)
     cli.setup_logging(a.verbose)
@@ -31,12 +33,14 @@ def main(argv=None):
     layout = rtc.tile_layout(grid.shape, a.tiles)
     scenes = []
     for _, s in pd.read_csv(a.superset, dtype=str).iterrows():
-        lo, hi, valid = rtc.flatten_stats(s.path, a.percentiles, layout, block_shape=a.block)
-        log.info("%s: kept values in [%.4g, %.4g] (percentiles %g..%g); mean tile valid "
+        lo, hi, valid = rtc.flatten_stats(s.path, a.percentiles, layout, block_shape=a.block,
+                                          scale=a.scale)
+        log.info("%s: kept linear power in [%.4g, %.4g] (percentiles %g..%g); mean tile valid "
                  "fraction %.3f", s.date, lo, hi, *a.percentiles, valid.mean())
         scenes.append({"date": s.date, "key": s.key, "path": s.path, "low": lo, "high": hi,
                        "valid": valid.round(6).tolist()})
-    io.write_json(a.out, {"percentiles": list(a.percentiles), "scenes": scenes})
+    io.write_json(a.out, {"percentiles": list(a.percentiles), "scale": a.scale,
+                          "scenes": scenes})
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 import pandas as pd  # noqa: E402
 
 from sarstack import cli, io, rtc  # noqa: E402
+from sarstack.errors import SarstackError  # noqa: E402
 
 log = logging.getLogger("rtc_select")
 
@@ -19,12 +20,19 @@ def main(argv=None):
     p.add_argument("--inputs", required=True, help="recursive glob of RTC GeoTIFFs ('**' allowed)")
     p.add_argument("--scenes", required=True, help="output CSV: date, key, path")
     p.add_argument("--grid", required=True, help="output JSON: union grid of all scenes")
+    p.add_argument("--tiles", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"),
+                   help="tile grid to check against the union grid now, before any other job")
     a = p.parse_args(argv)
     cli.setup_logging(a.verbose)
 
     scenes = rtc.select_scenes(rtc.find_scenes(a.inputs), a.inputs)
     grids = [io.read_grid(s.path) for s in scenes]
+    for s, g in zip(scenes, grids, strict=True):
+        if g.crs is None:
+            raise SarstackError(f"{s.path}: no CRS; an RTC scene must be georeferenced")
     grid = rtc.union_grid(grids)
+    if a.tiles:
+        rtc.tile_layout(grid.shape, a.tiles)  # too many tiles for the grid: error now
     on_grid = sum(rtc.grid_offset(g, grid) is not None for g in grids)
     log.info(
         "%d scenes %s .. %s; union grid %d x %d px of %.6g x %.6g; %d on the first scene's "

@@ -42,8 +42,9 @@ def main(argv=None):
 
     configure_jax(x64=False, cache_dir=a.jax_cache)
 
-    scenes = sorted((s for f in a.flat for s in io.read_json(f)["scenes"]),
-                    key=lambda s: s["date"])
+    flat = [io.read_json(f) for f in a.flat]
+    scenes = sorted((s for f in flat for s in f["scenes"]), key=lambda s: s["date"])
+    scale = flat[0].get("scale", "power")
     layout = rtc.layout_from_geojson(io.read_json(a.tiles))
     pairs = dates.chunk_items(dates.make_pairs(len(scenes), a.pairs), a.chunk)
     log.info("%d pairs (chunk %s); %d x %d tiles of %d x %d px, upsample %d, preprocess %s",
@@ -58,7 +59,7 @@ def main(argv=None):
             preprocess=a.preprocess, min_quality=a.min_quality, max_shift_px=a.max_shift_px,
             iterations=0 if a.preprocess == "notebook" else a.refine_iterations,
             max_batch_pixels=4 * a.block[0] * a.block[1],
-            clip_ref=(ref["low"], ref["high"]), clip_sec=(sec["low"], sec["high"]),
+            clip_ref=(ref["low"], ref["high"]), clip_sec=(sec["low"], sec["high"]), scale=scale,
         )
         df.insert(0, "secondary_date", sec["date"])
         df.insert(0, "reference_date", ref["date"])

@@ -29,7 +29,8 @@ def main(argv=None):
         paths += [c for c in col if c]
     if not paths:
         raise SarstackError("stack_average: no rasters to average")
-    insar.temporal_average(paths, a.out, block_shape=a.block, units=a.units, mask=a.mask)
+    insar.temporal_average(paths, a.out, block_shape=a.block, units=a.units, mask=a.mask,
+                           valid_range=(0.0, 1.0) if a.column == "correlation" else None)
 
 
 if __name__ == "__main__":

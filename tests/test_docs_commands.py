@@ -1,0 +1,89 @@
+"""Every command README's "Your own data" block and each example config's
+header show, run exactly as written (as dry-runs; the report command for real
+on an empty output folder), so the documentation cannot drift from the CLI."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.workflow
+
+
+def _section(text: str, title: str) -> str:
+    start = text.index(f"## {title}")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end > 0 else None]
+
+
+def _blocks(section: str, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", section, flags=re.S)
+
+
+def _commands(script: str) -> list[str]:
+    out = []
+    for line in script.splitlines():
+        cmd = line.split("#", 1)[0].strip()
+        if cmd.startswith(("snakemake", ".venv/bin/snakemake")):
+            out.append(cmd)
+    return out
+
+
+def _run(cmd: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    args = shlex.split(cmd)
+    args = [sys.executable, "-m", "snakemake", *args[1:]]
+    if "--report" not in args:
+        args.append("-n")  # a dry-run: the data paths need not exist
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+
+
+README = (ROOT / "README.md").read_text()
+OWN = _section(README, "Your own data")
+OWN_COMMANDS = _commands("\n".join(_blocks(OWN, "bash")))
+
+
+def test_readme_own_data_block_has_commands():
+    assert len(OWN_COMMANDS) >= 5 and len(_blocks(OWN, "yaml")) == 1
+
+
+@pytest.fixture(scope="module")
+def my_yaml():
+    path = ROOT / "my.yaml"
+    assert not path.exists(), "tests/test_docs_commands.py would overwrite my.yaml"
+    path.write_text(_blocks(OWN, "yaml")[0])
+    yield path
+    path.unlink()
+    (ROOT / "report.html").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("cmd", OWN_COMMANDS)
+def test_readme_own_data_command_runs_as_written(cmd, my_yaml):
+    p = _run(cmd)
+    assert p.returncode == 0, f"{cmd}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}"
+    assert "Traceback" not in p.stderr
+    if "--report" not in cmd:
+        out = p.stdout + p.stderr
+        assert "demo_" not in out  # a user's config never runs the demo
+        if " rtc" in cmd:
+            assert "insar_" not in out
+
+
+EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_example_config_header_command_runs_as_written(example):
+    header = [ln for ln in example.read_text().splitlines() if ln.startswith("#")]
+    cmds = [m.group(1).strip() for ln in header if (m := re.search(r"Run: (snakemake .*)", ln))]
+    assert cmds, f"{example.name}: no '# Run: snakemake ...' line in its header"
+    for cmd in cmds:
+        p = _run(cmd)
+        assert p.returncode == 0, f"{cmd}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}"
+        assert "demo_" not in p.stdout + p.stderr
