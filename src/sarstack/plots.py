@@ -1,11 +1,17 @@
 """Matplotlib figures for both branches (headless, Agg backend).
 
-Each function takes tidy DataFrames and writes one PNG atomically.
+Each function takes tidy DataFrames, writes one PNG atomically and returns the
+(closed) Figure, so that callers and tests can inspect what was drawn. When
+nothing was measured the RTC figures say "not measurable" in the figure
+instead of drawing empty axes.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -13,125 +19,386 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch, Rectangle  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from mpl_toolkits.axes_grid1 import make_axes_locatable  # noqa: E402
 
 from sarstack.io import atomic_output  # noqa: E402
 
+#: Text of the figure drawn when a stack has nothing measurable.
+NOT_MEASURABLE = "not measurable"
 
-def _save(fig: plt.Figure, path: str | Path) -> None:
+#: What the per-pair offset is (see :func:`sarstack.rtc.robust_stats`).
+PAIR_OFFSET = "pair offset (mean of ok tiles within 3 robust σ of their median)"
+
+
+def _save(fig: plt.Figure, path: str | Path) -> plt.Figure:
     with atomic_output(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
     plt.close(fig)
+    return fig
 
 
-def pair_offsets(pairs: pd.DataFrame, path: str | Path, requirement_m: float | None = None) -> None:
-    """Per-pair robust offset (east, north) with spread as error bars."""
-    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(pairs) + 3), 4))
-    x = np.arange(len(pairs))
+def _not_measurable(title: str, reason: str, path: str | Path) -> plt.Figure:
+    """A figure that says, in words, that there is nothing to plot."""
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    ax.set_axis_off()
+    ax.set_title(title)
+    ax.text(0.5, 0.62, NOT_MEASURABLE, ha="center", va="center", fontsize=20,
+            color="tab:red", transform=ax.transAxes)
+    ax.text(0.5, 0.25, reason, ha="center", va="center", fontsize=10, wrap=True,
+            transform=ax.transAxes)
+    return _save(fig, path)
+
+
+def _colorbar(fig: plt.Figure, ax: plt.Axes, mappable: Any, label: str) -> Any:
+    """A colorbar exactly as tall as ``ax`` (a map must not be dwarfed by it)."""
+    cax = make_axes_locatable(ax).append_axes("right", size="4%", pad=0.08)
+    return fig.colorbar(mappable, cax=cax, label=label)
+
+
+def _ok(pairs: pd.DataFrame) -> pd.Series:
+    return (pairs["status"] == "ok") & np.isfinite(pairs["east_m"]) & np.isfinite(pairs["north_m"])
+
+
+def default_min_ok_pairs(n_pairs: int) -> int:
+    """Tiles ok in fewer pairs than this are masked in the tile maps: half the pairs."""
+    return max(1, math.ceil(n_pairs / 2))
+
+
+def pair_offsets(pairs: pd.DataFrame, path: str | Path, requirement_m: float | None = None) -> plt.Figure:
+    """Per-pair offset (east, north, with spread as error bars) and, below it,
+    the horizontal offset √(east² + north²) that the requirement judges."""
+    n = len(pairs)
+    ok = _ok(pairs).to_numpy()
+    x = np.arange(n)
+    fig, (ax, axh) = plt.subplots(
+        2, 1, figsize=(max(6, 0.45 * n + 3), 6.5), sharex=True, height_ratios=[3, 2]
+    )
+    for a in (ax, axh):
+        for xi in x[~ok]:
+            a.axvspan(xi - 0.5, xi + 0.5, color="0.88", zorder=0, lw=0)
     labels = [f"{r}\n{s}" for r, s in zip(pairs["reference_date"], pairs["secondary_date"], strict=True)]
+    axh.set_xticks(x, labels, rotation=90, fontsize=7)
+    axh.set_xlim(-0.5, n - 0.5)
+    ax.set_title(f"Per-pair geolocation offset, secondary vs reference\n{PAIR_OFFSET}")
+    if not ok.any():
+        for a in (ax, axh):
+            a.set_yticks([])
+        ax.text(0.5, 0.5, NOT_MEASURABLE, ha="center", va="center", fontsize=20, color="tab:red",
+                transform=ax.transAxes)
+        axh.text(0.5, 0.5, f"no pair has enough ok tiles ({n} pairs, all unreliable)",
+                 ha="center", va="center", transform=axh.transAxes)
+        return _save(fig, path)
+
     ax.errorbar(x - 0.1, pairs["east_m"], yerr=pairs["east_spread_m"], fmt="o", capsize=3, label="east")
-    ax.errorbar(x + 0.1, pairs["north_m"], yerr=pairs["north_spread_m"], fmt="s", capsize=3, label="north")
-    bad = pairs["status"] != "ok"
-    for xi in x[bad.to_numpy()]:
-        ax.axvspan(xi - 0.5, xi + 0.5, color="0.85", zorder=0)
-    if requirement_m:
-        for s in (-1, 1):
-            ax.axhline(s * requirement_m, ls="--", color="tab:red", lw=1)
+    ax.errorbar(x + 0.1, pairs["north_m"], yerr=pairs["north_spread_m"], fmt="s", capsize=3,
+                label="north")
     ax.axhline(0, color="k", lw=0.5)
-    ax.set_xticks(x, labels, rotation=90, fontsize=7)
-    ax.set_ylabel("offset of secondary vs reference (m)")
-    ax.set_title("Per-pair geolocation offset (robust mean of ok tiles; grey = unreliable)")
-    ax.legend()
-    _save(fig, path)
+    ax.set_ylabel("offset (m)\nerror bar: robust spread of tiles")
+    handles, _ = ax.get_legend_handles_labels()
+    if (~ok).any():
+        handles.append(Patch(color="0.88", label="unreliable pair (too few ok tiles)"))
+    ax.legend(handles=handles, fontsize=8, loc="best")
+
+    h = np.hypot(pairs["east_m"].to_numpy(float), pairs["north_m"].to_numpy(float))
+    top = np.nanmax(h[ok])
+    if requirement_m:
+        if "passes" in pairs:
+            passes = pairs["passes"].astype(bool).to_numpy() & ok
+        else:
+            passes = ok & (h <= requirement_m)
+        fails = ok & ~passes
+        top = max(top, requirement_m)
+        axh.axhspan(requirement_m, 1.2 * top, color="tab:red", alpha=0.07, lw=0, zorder=0)
+        axh.axhline(requirement_m, ls="--", color="tab:red", lw=1.2,
+                    label=f"requirement {requirement_m:g} m")
+        if passes.any():
+            axh.plot(x[passes], h[passes], "o", color="tab:green", label="passes")
+        if fails.any():
+            axh.plot(x[fails], h[fails], "X", color="tab:red", ms=8, label="fails")
+        axh.set_title(f"what is judged: horizontal offset vs requirement: "
+                      f"{int(passes.sum())} of {int(ok.sum())} ok pairs pass", fontsize=10)
+    else:
+        axh.plot(x[ok], h[ok], "o", color="k", label="horizontal offset")
+        axh.set_title("horizontal offset (no requirement set)", fontsize=10)
+    axh.set_ylim(0, 1.2 * top if top > 0 else 1.0)
+    axh.set_ylabel("√(east² + north²) (m)")
+    axh.legend(fontsize=8, loc="best", ncol=3)
+    return _save(fig, path)
 
 
-def tile_mean_maps(tiles: pd.DataFrame, path: str | Path) -> None:
-    """Temporal mean east and north offset of each tile, as two maps."""
+def _tile_grid(tiles: pd.DataFrame, column: str, n_r: int, n_c: int) -> np.ndarray:
+    grid = np.full((n_r, n_c), np.nan)
+    grid[tiles["tile_row"].to_numpy(int), tiles["tile_col"].to_numpy(int)] = tiles[column].to_numpy(float)
+    return grid
+
+
+def tile_mean_maps(tiles: pd.DataFrame, path: str | Path, min_ok_pairs: int | None = None) -> plt.Figure:
+    """Temporal mean east and north offset of each tile, and how many pairs it is ok in.
+
+    A tile ok in fewer than ``min_ok_pairs`` pairs (default: half of the pairs)
+    is hatched instead of coloured: its mean is over too few pairs to compare
+    with the others (edge tiles that are ok in one pair of five would otherwise
+    draw an edge pattern).
+    """
     n_r, n_c = int(tiles["tile_row"].max()) + 1, int(tiles["tile_col"].max()) + 1
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    n_pairs = int(tiles["n_pairs"].max()) if "n_pairs" in tiles and len(tiles) else 0
+    k = default_min_ok_pairs(n_pairs) if min_ok_pairs is None else int(min_ok_pairs)
+    count = _tile_grid(tiles, "n_ok", n_r, n_c)
+    count = np.where(np.isfinite(count), count, 0)
+    title = "Temporal mean of each tile's ok offsets over all pairs"
+    if not (count > 0).any():
+        return _not_measurable(title, f"no tile is ok in any of the {n_pairs} pairs", path)
+    shown = count >= k
     vals = {}
     for comp in ("east", "north"):
-        grid = np.full((n_r, n_c), np.nan)
-        grid[tiles["tile_row"], tiles["tile_col"]] = tiles[f"{comp}_mean_m"]
-        vals[comp] = grid
-    vmax = np.nanmax(np.abs(np.concatenate([v.ravel() for v in vals.values()])), initial=0) or 1.0
-    for ax, comp in zip(axes, ("east", "north"), strict=True):
-        im = ax.imshow(vals[comp], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-        ax.set_title(f"mean {comp} offset (m)")
+        g = _tile_grid(tiles, f"{comp}_mean_m", n_r, n_c)
+        vals[comp] = np.where(shown, g, np.nan)
+    finite = np.concatenate([v[np.isfinite(v)] for v in vals.values()])
+    vmax = float(np.max(np.abs(finite))) if finite.size else 0.0
+    vmax = vmax or 1.0
+    aspect = max(0.6, min(1.6, n_r / n_c))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.9 * aspect + 0.6))
+    fig.subplots_adjust(wspace=0.45, top=0.86)
+    few = (count > 0) & ~shown
+    for ax, comp in zip(axes[:2], ("east", "north"), strict=True):
+        ax.set_facecolor("0.8")
+        im = ax.imshow(vals[comp], cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
+        for r, c in zip(*np.nonzero(few), strict=True):
+            ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="///",
+                                   edgecolor="0.45", lw=0))
+        ax.set_title(f"mean {comp} offset")
+        _colorbar(fig, ax, im, f"{comp} (m)")
+    cmap = plt.get_cmap("viridis")
+    im = axes[2].imshow(count, cmap=cmap, vmin=0, vmax=max(n_pairs, 1), interpolation="nearest")
+    if n_r * n_c <= 400:
+        for r in range(n_r):
+            for c in range(n_c):
+                dark = count[r, c] < 0.6 * max(n_pairs, 1)
+                axes[2].text(c, r, f"{int(count[r, c])}", ha="center", va="center", fontsize=7,
+                             color="w" if dark else "k")
+    axes[2].set_title(f"pairs in which the tile is ok (of {n_pairs})")
+    cb = _colorbar(fig, axes[2], im, "ok pairs")
+    cb.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes:
         ax.set_xlabel("tile column")
         ax.set_ylabel("tile row")
-        fig.colorbar(im, ax=ax, shrink=0.8)
-    _save(fig, path)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    handles = [Patch(facecolor="0.8", edgecolor="0.45", hatch="///",
+                     label=f"ok in fewer than {k} of {n_pairs} pairs (not shown)"),
+               Patch(facecolor="0.8", label="ok in no pair")][: 2 if (count == 0).any() else 1]
+    axes[1].legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2,
+                   fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)
 
 
-def offsets_vs_time(offsets: pd.DataFrame, pairs: pd.DataFrame, path: str | Path) -> None:
-    """Per-tile ok offsets (dots) and per-pair medians (lines) against secondary date."""
-    fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+def offsets_vs_time(offsets: pd.DataFrame, pairs: pd.DataFrame, path: str | Path) -> plt.Figure:
+    """Per-tile ok offsets (dots) and per-pair offsets (line) against secondary date."""
+    title = "Geolocation offsets against time"
+    okp = _ok(pairs)
+    if not okp.any():
+        return _not_measurable(
+            title, f"no pair has enough ok tiles ({len(pairs)} pairs, all unreliable)", path)
+    fig, axes = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
     ok = offsets[offsets["status"] == "ok"]
+    # All pairs in date order, unreliable ones NaN: the line breaks where a pair is missing.
+    line = pairs.assign(**{f"{c}_m": pairs[f"{c}_m"].where(okp) for c in ("east", "north")})
+    line = line.sort_values("secondary_date")
+    bad_dates = pd.to_datetime(pairs.loc[~okp, "secondary_date"])
     for ax, comp in zip(axes, ("east", "north"), strict=True):
+        for d in bad_dates:
+            ax.axvline(d, color="0.75", ls=":", lw=1.2, zorder=0)
         ax.plot(pd.to_datetime(ok["secondary_date"]), ok[f"{comp}_m"], ".", alpha=0.3, ms=3,
                 label="ok tiles")
-        good = pairs[pairs["status"] == "ok"]
-        ax.plot(pd.to_datetime(good["secondary_date"]), good[f"{comp}_m"], "o-", color="k",
-                label="pair median")
+        ax.plot(pd.to_datetime(line["secondary_date"]), line[f"{comp}_m"], "o-", color="k", ms=5,
+                label="pair offset: clipped mean of ok tiles")
         ax.axhline(0, color="k", lw=0.5)
         ax.set_ylabel(f"{comp} (m)")
-        ax.legend(loc="upper right", fontsize=8)
+    handles, _ = axes[0].get_legend_handles_labels()
+    if len(bad_dates):
+        handles.append(Line2D([], [], color="0.75", ls=":", label="unreliable pair (no offset)"))
+    # Above the data, so that it hides no point.
+    axes[0].legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3,
+                   fontsize=8, frameon=False)
     axes[-1].set_xlabel("secondary date")
-    axes[0].set_title("Geolocation offsets against time")
+    axes[0].set_title(f"{title} (secondary relative to reference)", pad=22)
     fig.autofmt_xdate()
-    _save(fig, path)
+    return _save(fig, path)
 
 
-def tile_quiver(tiles: pd.DataFrame, centres: pd.DataFrame, path: str | Path) -> None:
-    """Arrows of each tile's mean anomaly (tile minus pair offset) at its centre."""
+def _spacing(v: np.ndarray) -> float:
+    d = np.diff(np.unique(np.round(v, 6)))
+    d = d[d > 0]
+    return float(d.min()) if d.size else 0.0
+
+
+def tile_quiver(
+    tiles: pd.DataFrame, centres: pd.DataFrame, path: str | Path, min_ok_pairs: int | None = None
+) -> plt.Figure:
+    """Arrows of each tile's mean anomaly (tile minus pair offset) at its centre.
+
+    Map axes are easting/northing in km (longitude/latitude when the tile
+    centres are in degrees). Each arrow is centred on its tile and
+    the longest is 0.9 tile wide, so none leaves its tile. Tiles ok in fewer
+    than ``min_ok_pairs`` pairs (default: half of the pairs) get a grey circle
+    instead of an arrow, as in :func:`tile_mean_maps`.
+    """
     df = tiles.merge(centres, on=["tile_row", "tile_col"])
     ue, un = ("east_anomaly_m", "north_anomaly_m") if "east_anomaly_m" in df else (
         "east_mean_m", "north_mean_m")
-    fig, ax = plt.subplots(figsize=(7, 6.5))
-    good = df[np.isfinite(df[ue]) & np.isfinite(df[un])]
-    bad = df[~df.index.isin(good.index)]
-    x0, y0 = float(df["x"].min()), float(df["y"].min())
-    ax.plot((bad["x"] - x0) / 1e3, (bad["y"] - y0) / 1e3, "x", color="0.6", label="no ok offset")
+    n_pairs = int(df["n_pairs"].max()) if "n_pairs" in df and len(df) else 0
+    k = default_min_ok_pairs(n_pairs) if min_ok_pairs is None else int(min_ok_pairs)
+    n_ok = df["n_ok"] if "n_ok" in df else pd.Series(n_pairs, index=df.index)
+    fin = np.isfinite(df[ue]) & np.isfinite(df[un])
+    good = df[fin & (n_ok >= k)]
+    few = df[fin & (n_ok < k)]
+    bad = df[~fin]
+    x, y = df["x"].to_numpy(float), df["y"].to_numpy(float)
+    # Tile centres are in the rasters' CRS: metres (shown in km), or degrees.
+    degrees = bool(len(df)) and np.all(np.abs(x) <= 180) and np.all(np.abs(y) <= 90)
+    f = 1.0 if degrees else 1e-3
+    xk, yk = x * f, y * f
+    sx, sy = _spacing(xk), _spacing(yk)
+    step = min(v for v in (sx, sy) if v > 0) if (sx or sy) else 1.0
+    sx, sy = sx or step, sy or step
+    fig, ax = plt.subplots(figsize=(7.5, 7))
+    ax.plot(bad["x"] * f, bad["y"] * f, "x", color="0.6")
+    ax.plot(few["x"] * f, few["y"] * f, "o", color="0.6", mfc="none")
+    handles = []
     if len(good):
         mag = np.hypot(good[ue], good[un])
         ref = float(np.nanmax(mag)) or 1.0
-        q = ax.quiver((good["x"] - x0) / 1e3, (good["y"] - y0) / 1e3, good[ue], good[un], mag,
-                      cmap="viridis", angles="uv")
-        ax.quiverkey(q, 0.1, -0.12, ref, f"{ref:.2g} m", labelpos="E")
-        fig.colorbar(q, ax=ax, shrink=0.8, label="|anomaly| (m)")
-    ax.set_aspect("equal")
-    ax.set_xlabel(f"easting - {x0:.0f} (km)")
-    ax.set_ylabel(f"northing - {y0:.0f} (km)")
-    ax.set_title("Tile offset minus pair offset, mean over ok pairs")
+        scale = ref / (0.9 * step)  # metres of anomaly per map unit
+        q = ax.quiver(good["x"] * f, good["y"] * f, good[ue], good[un], mag, cmap="viridis",
+                      clim=(0, ref), angles="xy", scale_units="xy", scale=scale, pivot="middle",
+                      width=0.006)
+        _colorbar(fig, ax, q, "|anomaly| (m)")
+        # The key arrow ends at X (labelpos E): start it at the axes' left edge.
+        key_len = 0.9 * step / (xk.max() - xk.min() + sx)
+        ax.quiverkey(q, key_len, 1.025, ref, f"{ref:.2g} m", labelpos="E", coordinates="axes",
+                     color="k")
+    else:
+        ax.text(0.5, 0.5, NOT_MEASURABLE, ha="center", va="center", fontsize=20, color="tab:red",
+                transform=ax.transAxes, bbox=dict(facecolor="w", edgecolor="none", alpha=0.8))
+    ax.set_xlim(xk.min() - sx / 2, xk.max() + sx / 2)
+    ax.set_ylim(yk.min() - sy / 2, yk.max() + sy / 2)
+    if degrees:
+        ax.set_aspect(1.0 / max(math.cos(math.radians(float(np.mean(yk)))), 0.1))
+        ax.set_xlabel("longitude (°)")
+        ax.set_ylabel("latitude (°)")
+    else:
+        ax.set_aspect("equal")
+        ax.set_xlabel("easting (km)")
+        ax.set_ylabel("northing (km)")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.get_major_formatter().set_useOffset(False)
+    ax.set_title("Tile offset minus pair offset, mean over the pairs the tile is ok in", pad=22)
+    if len(few):
+        handles.append(Line2D([], [], marker="o", color="0.6", mfc="none", ls="none",
+                              label=f"ok in fewer than {k} of {n_pairs} pairs (not shown)"))
     if len(bad):
-        ax.legend(loc="upper right", fontsize=8, bbox_to_anchor=(1.0, -0.06))
-    _save(fig, path)
+        handles.append(Line2D([], [], marker="x", color="0.6", ls="none", label="no ok offset"))
+    if handles:
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2, fontsize=8)
+    return _save(fig, path)
+
+
+def _map_axes(transform: Any, crs: Any, shape: tuple[int, int]) -> dict[str, Any] | None:
+    """How to draw a north-up raster in map coordinates, or None (pixel axes).
+
+    Returns the imshow extent, a function from (row, col) to plot coordinates
+    (pixel centres), axis labels and the aspect ratio.
+    """
+    if transform is None:
+        return None
+    t = tuple(float(v) for v in tuple(transform)[:6])
+    a, b, c, d, e, f = t
+    if b != 0 or d != 0 or a == 0 or e == 0:
+        return None  # rotated grid: leave it in pixels
+    geographic = getattr(crs, "is_geographic", None)
+    if geographic is None:  # no CRS: degrees if the corners look like lon/lat
+        x1, y1 = c + a * shape[1], f + e * shape[0]
+        geographic = abs(a) < 0.1 and all(abs(v) <= 180 for v in (c, x1)) and all(
+            abs(v) <= 90 for v in (f, y1))
+    name = ""
+    if crs is not None:
+        epsg = crs.to_epsg() if hasattr(crs, "to_epsg") else None
+        name = f"EPSG:{epsg}" if epsg else str(crs)[:30]
+    if geographic:
+        k, xl, yl = 1.0, "longitude (°)", "latitude (°)"
+        mid_lat = f + e * shape[0] / 2
+        aspect = 1.0 / max(math.cos(math.radians(mid_lat)), 0.1)
+    else:
+        units = getattr(crs, "linear_units", "metre") if crs is not None else "metre"
+        if str(units).lower() in ("metre", "meter", "m", "unknown", ""):
+            k, xl, yl = 1e-3, "easting (km)", "northing (km)"
+        else:
+            k, xl, yl = 1.0, f"easting ({units})", f"northing ({units})"
+        aspect = 1.0
+    if name:
+        xl, yl = f"{xl}, {name}", f"{yl}, {name}"
+    left, right = c * k, (c + a * shape[1]) * k
+    top, bottom = f * k, (f + e * shape[0]) * k
+
+    def at(r: float, col: float) -> tuple[float, float]:
+        return (c + a * (col + 0.5)) * k, (f + e * (r + 0.5)) * k
+
+    return {"extent": (left, right, bottom, top), "at": at, "xlabel": xl, "ylabel": yl,
+            "aspect": aspect}
 
 
 def velocity_map(
     vel: np.ndarray, ref_rc: tuple[int, int], units: str, path: str | Path,
-    points: dict[str, tuple[int, int]] | None = None,
-) -> None:
-    """Velocity raster with the reference point (star) and sample points."""
-    fig, ax = plt.subplots(figsize=(7, 6))
+    points: Mapping[str, tuple[int, int]] | None = None, *,
+    transform: Any = None, crs: Any = None,
+) -> plt.Figure:
+    """Velocity raster with the reference point (star) and sample points.
+
+    With ``transform`` (the raster's affine geotransform, rasterio order
+    a, b, c, d, e, f) the axes are map coordinates: easting/northing in km for
+    a projected ``crs``, longitude/latitude for a geographic one. Without it
+    (or for a rotated grid) they are pixel columns and rows.
+    """
+    geo = _map_axes(transform, crs, vel.shape)
+    h, w = vel.shape
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
     finite = vel[np.isfinite(vel)]
     vmax = float(np.percentile(np.abs(finite), 99)) if finite.size else 1.0
-    im = ax.imshow(vel, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
-    fig.colorbar(im, ax=ax, shrink=0.8, label=f"LOS velocity ({units}), + towards radar")
-    ax.plot(ref_rc[1], ref_rc[0], "k*", ms=14, mfc="yellow", label="reference")
-    for name, (r, c) in (points or {}).items():
-        ax.plot(c, r, "ko", mfc="none", ms=9)
-        ax.annotate(name, (c, r), xytext=(4, 4), textcoords="offset points", fontsize=8)
-    ax.set_xlabel("column")
-    ax.set_ylabel("row")
-    ax.set_title("Velocity")
-    ax.legend(loc="lower right", fontsize=8)
-    _save(fig, path)
+    vmax = vmax or 1.0
+    kw = {"extent": geo["extent"], "aspect": geo["aspect"]} if geo else {}
+    ax.set_facecolor("0.85")
+    im = ax.imshow(vel, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest", **kw)
+    at = geo["at"] if geo else (lambda r, c: (float(c), float(r)))
+    _colorbar(fig, ax, im, f"LOS velocity ({units}), + towards radar")
+    # Markers are not clipped (a point on the edge pixel stays whole) and have
+    # a white halo so that they read on dark and light colours alike.
+    halo = [patheffects.withStroke(linewidth=3.5, foreground="w")]
+    markers = "osD^vP"
+    for m, (name, (r, c)) in zip(markers * 4, (points or {}).items(), strict=False):
+        v = vel[r, c] if 0 <= r < h and 0 <= c < w else np.nan
+        ax.plot(*at(r, c), m, color="k", mfc="none", mew=1.5, ms=10, ls="none", clip_on=False,
+                path_effects=halo, label=f"{name} [row {r}, col {c}]: {v:.3g} {units}")
+    ax.plot(*at(*ref_rc), "k*", ms=15, mfc="yellow", ls="none", clip_on=False,
+            label=f"reference [row {ref_rc[0]}, col {ref_rc[1]}]")
+    ax.set_xlabel(geo["xlabel"] if geo else "column")
+    ax.set_ylabel(geo["ylabel"] if geo else "row")
+    if geo:
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.get_major_formatter().set_useOffset(False)
+    ax.set_title("LOS velocity (grey = no data)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=8,
+              frameon=False)
+    return _save(fig, path)
 
 
 def point_series(
     dates: list, series: dict[str, np.ndarray], units: str, path: str | Path
-) -> None:
+) -> plt.Figure:
     """Displacement against time at a few pixels."""
     fig, ax = plt.subplots(figsize=(9, 4.5))
     t = pd.to_datetime([str(d) for d in dates])
@@ -142,10 +409,10 @@ def point_series(
     ax.set_title("Displacement time series")
     ax.legend(fontsize=8)
     fig.autofmt_xdate()
-    _save(fig, path)
+    return _save(fig, path)
 
 
-def network(dates: list, pairs: list[tuple[int, int]], path: str | Path) -> None:
+def network(dates: list, pairs: Sequence[tuple[int, int]], path: str | Path) -> plt.Figure:
     """The pair network: one line per interferogram between its two dates."""
     fig, ax = plt.subplots(figsize=(9, max(3, 0.12 * len(pairs) + 2)))
     t = pd.to_datetime([str(d) for d in dates])
@@ -158,19 +425,39 @@ def network(dates: list, pairs: list[tuple[int, int]], path: str | Path) -> None
     ax.set_ylabel("interferogram")
     ax.set_title(f"Network: {len(pairs)} interferograms over {len(dates)} dates")
     fig.autofmt_xdate()
-    _save(fig, path)
+    return _save(fig, path)
 
 
-def date_offsets(dates_df: pd.DataFrame, path: str | Path) -> None:
-    """Per-date offsets (network inversion of the pair offsets) with ±1 sd."""
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+def date_offsets(dates_df: pd.DataFrame, path: str | Path) -> plt.Figure:
+    """Per-date offsets (network inversion of the pair offsets) with ±1 sd.
+
+    The first date is the datum (0 m by definition); dates the ok pairs do not
+    connect to it have no estimate and are marked. With no other date
+    estimated the figure says "not measurable".
+    """
+    title = "Per-date geolocation offset (network inversion of pair offsets)"
     t = pd.to_datetime(dates_df["date"])
+    est = (np.isfinite(dates_df["east_m"]) & np.isfinite(dates_df["north_m"])).to_numpy(copy=True)
+    est[0] = False  # the datum is 0 by definition, not an estimate
+    n_used = int(dates_df["n_pairs_used"].max()) if "n_pairs_used" in dates_df else None
+    if not est.any():
+        used = f" ({n_used} ok pairs)" if n_used is not None else ""
+        return _not_measurable(
+            title, f"no date is connected to the first date {dates_df['date'].iloc[0]} by ok "
+            f"pairs{used}", path)
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for d in t[1:][~est[1:]]:
+        ax.axvline(d, color="0.75", ls=":", lw=1.2, zorder=0)
     for comp, fmt in (("east", "o-"), ("north", "s-")):
         ax.errorbar(t, dates_df[f"{comp}_m"], yerr=dates_df[f"{comp}_sd_m"], fmt=fmt, capsize=3,
                     ms=4, label=comp)
     ax.axhline(0, color="k", lw=0.5)
     ax.set_ylabel(f"offset relative to {dates_df['date'].iloc[0]} (m)")
-    ax.set_title("Per-date geolocation offset (network inversion of pair offsets)")
-    ax.legend()
+    sub = f"; {n_used} ok pairs" if n_used is not None else ""
+    ax.set_title(f"{title}\nerror bars ±1 sd{sub}", fontsize=11)
+    handles, _ = ax.get_legend_handles_labels()
+    if (~est[1:]).any():
+        handles.append(Line2D([], [], color="0.75", ls=":", label="no estimate (not connected)"))
+    ax.legend(handles=handles, fontsize=8)
     fig.autofmt_xdate()
-    _save(fig, path)
+    return _save(fig, path)

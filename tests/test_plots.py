@@ -1,0 +1,308 @@
+"""Figures of sarstack.plots on small in-memory tables: each writes a PNG, and
+draws what the issue-14 review asked for (what is judged, masked few-pair
+tiles, arrows inside the map, "not measurable" instead of empty axes, map
+coordinates on the velocity map)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from affine import Affine
+from matplotlib.text import Text
+from rasterio.crs import CRS
+
+from sarstack import plots, rtc
+
+DATES = ["2021-01-01", "2021-01-13", "2021-01-25", "2021-02-06", "2021-02-18", "2021-03-02"]
+
+
+def texts(fig) -> str:
+    return "\n".join(t.get_text() for t in fig.findobj(Text))
+
+
+def png_ok(path) -> None:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 2000
+
+
+def make_offsets(n_rows=4, n_cols=4, unreliable_pair=None, seed=0) -> pd.DataFrame:
+    """Sequential pairs over DATES on an n_rows x n_cols tile grid. Interior
+    tiles are ok in every pair, edge tiles only in the first pair."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p, (ref, sec) in enumerate(zip(DATES[:-1], DATES[1:], strict=True)):
+        for r in range(n_rows):
+            for c in range(n_cols):
+                edge = r in (0, n_rows - 1) or c in (0, n_cols - 1)
+                ok = (not edge or p == 0) and p != unreliable_pair
+                rows.append({
+                    "reference_date": ref, "secondary_date": sec, "tile_row": r, "tile_col": c,
+                    "east_m": 2.0 + rng.normal(0, 0.5) + (30.0 if edge else 0.0),
+                    "north_m": -1.0 + rng.normal(0, 0.5),
+                    "status": "ok" if ok else "low_correlation",
+                })
+    return pd.DataFrame(rows)
+
+
+def centres_for(tiles: pd.DataFrame, size_m=750.0, x0=244920.0, y0=3816660.0) -> pd.DataFrame:
+    return pd.DataFrame({
+        "tile_row": tiles["tile_row"], "tile_col": tiles["tile_col"],
+        "x": x0 + (tiles["tile_col"] + 0.5) * size_m,
+        "y": y0 - (tiles["tile_row"] + 0.5) * size_m,
+    })
+
+
+# ------------------------------------------------------------------ pair offsets
+
+
+def test_pair_offsets_judges_the_horizontal_norm(tmp_path):
+    # east = north = 8 m is inside ±10 m per component but √128 = 11.3 m fails.
+    pairs = pd.DataFrame({
+        "reference_date": DATES[:3], "secondary_date": DATES[1:4],
+        "east_m": [8.0, 1.0, np.nan], "north_m": [8.0, -2.0, np.nan],
+        "east_spread_m": [1.0, 1.0, np.nan], "north_spread_m": [1.0, 1.0, np.nan],
+        "status": ["ok", "ok", "unreliable"],
+    })
+    out = tmp_path / "pair.png"
+    fig = plots.pair_offsets(pairs, out, requirement_m=10.0)
+    png_ok(out)
+    _, axh = fig.axes
+    lines = {ln.get_label(): ln for ln in axh.get_lines()}
+    assert lines["requirement 10 m"].get_ydata()[0] == pytest.approx(10.0)
+    assert list(lines["fails"].get_xdata()) == [0]
+    assert list(lines["fails"].get_ydata()) == pytest.approx([math.hypot(8, 8)])
+    assert list(lines["passes"].get_xdata()) == [1]
+    assert "1 of 2 ok pairs pass" in axh.get_title()
+    assert axh.get_ylim()[1] > math.hypot(8, 8)
+
+
+def test_pair_offsets_follows_the_passes_column(tmp_path):
+    pairs = pd.DataFrame({
+        "reference_date": DATES[:2], "secondary_date": DATES[1:3],
+        "east_m": [3.0, 1.0], "north_m": [4.0, 0.0], "east_spread_m": [1.0, 1.0],
+        "north_spread_m": [1.0, 1.0], "status": ["ok", "ok"], "passes": [True, True],
+    })
+    fig = plots.pair_offsets(pairs, tmp_path / "pair.png", requirement_m=5.0)
+    assert "2 of 2 ok pairs pass" in fig.axes[1].get_title()
+    assert "fails" not in [ln.get_label() for ln in fig.axes[1].get_lines()]
+
+
+def test_pair_offsets_not_measurable(tmp_path):
+    pairs = rtc.aggregate_pairs(make_offsets(unreliable_pair=None).assign(status="low_correlation"),
+                                requirement_m=10.0)
+    out = tmp_path / "pair.png"
+    fig = plots.pair_offsets(pairs, out, requirement_m=10.0)
+    png_ok(out)
+    assert plots.NOT_MEASURABLE in texts(fig)
+
+
+# ------------------------------------------------------------------ tile maps
+
+
+def test_tile_mean_maps_mask_tiles_with_few_pairs(tmp_path):
+    offsets = make_offsets()
+    tiles = rtc.aggregate_tiles(offsets, rtc.aggregate_pairs(offsets))
+    assert set(tiles["n_ok"]) == {1, 5}
+    out = tmp_path / "tile.png"
+    fig = plots.tile_mean_maps(tiles, out)
+    png_ok(out)
+    east = fig.axes[0].get_images()[0].get_array()
+    interior = np.zeros(east.shape, bool)
+    interior[1:-1, 1:-1] = True
+    # Edge tiles (1 ok pair of 5, east offset +30 m) are not coloured ...
+    east = np.ma.filled(east.astype(float), np.nan)
+    assert np.isnan(east[~interior]).all()
+    assert np.isfinite(east[interior]).all()
+    # ... so the colour scale is that of the interior, not of the +30 m edge.
+    assert fig.axes[0].get_images()[0].get_clim()[1] < 5
+    counts = [ax for ax in fig.axes if ax.get_title().startswith("pairs in which")]
+    assert len(counts) == 1
+    assert "fewer than 3 of 5 pairs" in texts(fig)
+    for ax in fig.axes[:1] + counts:
+        for ticks in (ax.get_xticks(), ax.get_yticks()):
+            assert np.allclose(ticks, np.round(ticks))
+
+
+def test_tile_mean_maps_threshold_is_a_parameter(tmp_path):
+    offsets = make_offsets()
+    tiles = rtc.aggregate_tiles(offsets, rtc.aggregate_pairs(offsets))
+    fig = plots.tile_mean_maps(tiles, tmp_path / "tile.png", min_ok_pairs=1)
+    assert np.isfinite(fig.axes[0].get_images()[0].get_array().filled(np.nan)).all()
+
+
+def test_tile_mean_maps_not_measurable(tmp_path):
+    offsets = make_offsets().assign(status="low_correlation")
+    tiles = rtc.aggregate_tiles(offsets, rtc.aggregate_pairs(offsets))
+    out = tmp_path / "tile.png"
+    fig = plots.tile_mean_maps(tiles, out)
+    png_ok(out)
+    assert plots.NOT_MEASURABLE in texts(fig)
+
+
+# ------------------------------------------------------------------ quiver
+
+
+def arrow_extents(q) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) points of every arrow of a Quiver drawn with scale_units="xy"."""
+    assert q.scale_units == "xy"
+    vec = np.c_[q.U, q.V] / q.scale
+    frac = {"tail": (0.0, 1.0), "middle": (-0.5, 0.5), "mid": (-0.5, 0.5), "tip": (-1.0, 0.0)}
+    a, b = frac[q.pivot]
+    return q.XY + a * vec, q.XY + b * vec
+
+
+@pytest.mark.parametrize("min_ok_pairs", [None, 1])
+def test_tile_quiver_arrows_stay_in_their_tiles_on_plain_km_axes(tmp_path, min_ok_pairs):
+    offsets = make_offsets(n_rows=5, n_cols=4)
+    tiles = rtc.aggregate_tiles(offsets, rtc.aggregate_pairs(offsets))
+    out = tmp_path / "quiver.png"
+    # 60 m tiles: a map 240 m wide, where matplotlib would put a "+3.816e3" offset
+    fig = plots.tile_quiver(tiles, centres_for(tiles, size_m=60.0), out, min_ok_pairs=min_ok_pairs)
+    png_ok(out)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "easting (km)" and ax.get_ylabel() == "northing (km)"
+    # plain km tick labels: no "+3.8e3" offset text, no "- 3814035" in the label
+    assert ax.xaxis.get_major_formatter().get_offset() == ""
+    # plain tick labels (no "+4e3" offset text) even on a map 80 m tall
+    assert ax.yaxis.get_major_formatter().get_offset() == ""
+    # the map is the tile footprints
+    assert ax.get_xlim() == pytest.approx((244.92, 244.92 + 0.24))
+    assert ax.get_ylim() == pytest.approx((3816.66 - 0.30, 3816.66))
+    (q,) = [c for c in ax.collections if hasattr(c, "U")]
+    # interior tiles only by default: edge tiles are ok in 1 pair of 5
+    assert len(q.U) == (20 if min_ok_pairs == 1 else 6)
+    start, end = arrow_extents(q)
+    for p in (start, end):
+        assert (np.abs(p - q.XY) <= 0.06 / 2 + 1e-9).all()  # within the arrow's own tile
+    if min_ok_pairs is None:
+        assert "fewer than 3 of 5 pairs" in texts(fig)
+
+
+def test_tile_quiver_not_measurable(tmp_path):
+    offsets = make_offsets().assign(status="low_correlation")
+    tiles = rtc.aggregate_tiles(offsets, rtc.aggregate_pairs(offsets))
+    out = tmp_path / "quiver.png"
+    fig = plots.tile_quiver(tiles, centres_for(tiles), out)
+    png_ok(out)
+    assert plots.NOT_MEASURABLE in texts(fig)
+
+
+# ------------------------------------------------------------------ against time
+
+
+def test_offsets_vs_time_names_the_clipped_mean_and_breaks_at_gaps(tmp_path):
+    offsets = make_offsets(unreliable_pair=2)
+    pairs = rtc.aggregate_pairs(offsets)
+    assert (pairs["status"] == "unreliable").sum() == 1
+    out = tmp_path / "time.png"
+    fig = plots.offsets_vs_time(offsets, pairs, out)
+    png_ok(out)
+    labels = texts(fig)
+    assert "median" not in labels
+    assert "clipped mean" in labels and "unreliable pair" in labels
+    (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith("pair offset")]
+    y = np.asarray(line.get_ydata(), float)
+    assert np.isnan(y).sum() == 1 and np.isfinite(y).sum() == len(pairs) - 1
+
+
+def test_offsets_vs_time_not_measurable(tmp_path):
+    offsets = make_offsets().assign(status="low_correlation")
+    pairs = rtc.aggregate_pairs(offsets)
+    out = tmp_path / "time.png"
+    fig = plots.offsets_vs_time(offsets, pairs, out)
+    png_ok(out)
+    assert plots.NOT_MEASURABLE in texts(fig)
+    assert all(not ax.axison for ax in fig.axes)
+
+
+def dates_table(values) -> pd.DataFrame:
+    v = np.asarray(values, float)
+    return pd.DataFrame({
+        "date": DATES[: len(v)], "east_m": v, "north_m": -v, "east_sd_m": 0.1 + 0 * v,
+        "north_sd_m": 0.1 + 0 * v, "n_pairs_used": int(np.isfinite(v[1:]).sum()),
+    })
+
+
+def test_date_offsets_marks_unconnected_dates(tmp_path):
+    out = tmp_path / "dates.png"
+    fig = plots.date_offsets(dates_table([0.0, 1.0, np.nan, 2.0]), out)
+    png_ok(out)
+    labels = texts(fig)
+    assert plots.NOT_MEASURABLE not in labels
+    assert "no estimate" in labels
+
+
+def test_date_offsets_not_measurable(tmp_path):
+    # the datum is 0 by definition; nothing else estimated (the sea burst)
+    out = tmp_path / "dates.png"
+    fig = plots.date_offsets(dates_table([0.0, np.nan, np.nan]), out)
+    png_ok(out)
+    assert plots.NOT_MEASURABLE in texts(fig)
+
+
+# ------------------------------------------------------------------ InSAR
+
+
+def velocity(shape=(40, 60)):
+    r, c = np.mgrid[: shape[0], : shape[1]]
+    v = (c - shape[1] / 2) / 10.0
+    v[:3, :3] = np.nan
+    return v
+
+
+def colorbar_fits(fig) -> None:
+    ax, cax = fig.axes[0], fig.axes[1]
+    a, b = ax.get_position(), cax.get_position()
+    assert b.height == pytest.approx(a.height, rel=0.02)
+    assert b.y0 == pytest.approx(a.y0, abs=0.01)
+
+
+def test_velocity_map_projected_axes_in_km(tmp_path):
+    vel = velocity()
+    out = tmp_path / "vel.png"
+    t = Affine(2.0, 0.0, 500000.0, 0.0, -2.0, 4000000.0)  # 2 m pixels: a small map
+    pts = {"max velocity": (10, 59), "centre": (20, 30)}
+    fig = plots.velocity_map(vel, (5, 5), "mm/year", out, pts, transform=t,
+                             crs=CRS.from_epsg(32611))
+    png_ok(out)
+    ax = fig.axes[0]
+    assert ax.get_xlabel().startswith("easting (km)") and "EPSG:32611" in ax.get_xlabel()
+    assert ax.get_ylabel().startswith("northing (km)")
+    assert ax.get_images()[0].get_extent() == pytest.approx([500.0, 500.12, 3999.92, 4000.0])
+    marker = [ln for ln in ax.get_lines() if ln.get_label().startswith("max velocity")][0]
+    assert marker.get_xdata()[0] == pytest.approx(500.0 + 59.5 * 0.002)
+    assert not marker.get_clip_on()  # an edge pixel's marker is drawn whole
+    # plain tick labels (no "+4e3" offset text) even on a map 80 m tall
+    assert ax.yaxis.get_major_formatter().get_offset() == ""
+    assert "[row 10, col 59]" in marker.get_label()
+    colorbar_fits(fig)
+
+
+def test_velocity_map_geographic_axes(tmp_path):
+    vel = velocity()
+    t = Affine(0.001, 0.0, -99.19, 0.0, -0.001, 19.45)
+    fig = plots.velocity_map(vel, (5, 5), "m/year", tmp_path / "vel.png", transform=t,
+                             crs=CRS.from_epsg(4326))
+    ax = fig.axes[0]
+    assert ax.get_xlabel().startswith("longitude") and ax.get_ylabel().startswith("latitude")
+    assert ax.get_images()[0].get_extent()[0] == pytest.approx(-99.19)
+    colorbar_fits(fig)
+
+
+def test_velocity_map_without_transform_falls_back_to_pixels(tmp_path):
+    out = tmp_path / "vel.png"
+    fig = plots.velocity_map(velocity(), (5, 5), "mm/year", out, {"centre": (20, 30)})
+    png_ok(out)
+    assert fig.axes[0].get_xlabel() == "column" and fig.axes[0].get_ylabel() == "row"
+    colorbar_fits(fig)
+
+
+def test_series_and_network_write_pngs(tmp_path):
+    dates = [d.replace("-", "") for d in DATES[:4]]
+    plots.point_series(dates, {"a": np.arange(4.0)}, "mm", tmp_path / "s.png")
+    plots.network(dates, [(0, 1), (1, 2), (0, 2), (2, 3)], tmp_path / "n.png")
+    png_ok(tmp_path / "s.png")
+    png_ok(tmp_path / "n.png")
