@@ -150,6 +150,7 @@ CASES: tuple[Case, ...] = (
 class Run:
     wall_s: float
     peak_rss_mb: float | None
+    cpu_s: float | None = None  # user + system of the whole process tree
 
 
 @dataclass
@@ -170,12 +171,17 @@ class Series:
             return fmt(walls[0])
         return f"{fmt(self.median)} ({fmt(min(walls))}–{fmt(max(walls))})"
 
+    def cpu(self) -> float | None:
+        cpu = [r.cpu_s for r in self.runs if r.cpu_s is not None]
+        return statistics.median(cpu) if cpu else None
+
     def peak_rss(self) -> float | None:
         rss = [r.peak_rss_mb for r in self.runs if r.peak_rss_mb is not None]
         return max(rss) if rss else None
 
 
 _RSS_RE = re.compile(r"Maximum resident set size \(kbytes\):\s*(\d+)")
+_CPU_RE = re.compile(r"(?:User|System) time \(seconds\):\s*([\d.]+)")
 
 
 def cpu_prefix(cores: int) -> list[str]:
@@ -200,14 +206,16 @@ def run_timed(cmd: list[str], cwd: Path, log: Path, prefix: list[str]) -> Run:
         t0 = time.perf_counter()
         proc = subprocess.run([*prefix, *timer, *cmd], cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
         wall = time.perf_counter() - t0
-    rss = None
+    rss = cpu = None
     if timer and stats.exists():
-        m = _RSS_RE.search(stats.read_text())
+        text = stats.read_text()
+        m = _RSS_RE.search(text)
         rss = int(m.group(1)) / 1024.0 if m else None
+        cpu = sum(float(v) for v in _CPU_RE.findall(text)) or None
     if proc.returncode != 0:
         tail = "\n".join(log.read_text().strip().splitlines()[-20:])
         raise RuntimeError(f"exit {proc.returncode}: {' '.join(cmd)}\n(log {log})\n{tail}")
-    return Run(wall, rss)
+    return Run(wall, rss, cpu)
 
 
 def fresh(path: Path) -> Path:
@@ -420,7 +428,7 @@ def rule_table(bench_dir: Path, wall_s: float, cores: int, startup_s: float | No
                 )
     t = Table(
         "rules of the last sarstack run (Snakemake benchmark/*.tsv)",
-        ["rule", "jobs", "sum s", "max s", "share of job s", "max_rss MB"],
+        ["rule", "jobs", "sum s", "max s", "share of job s", "sum cpu s", "max_rss MB"],
     )
     total = sum(r["s"] for rows in groups.values() for r in rows)
     for rule, rows in sorted(groups.items(), key=lambda kv: -sum(r["s"] for r in kv[1])):
@@ -431,6 +439,7 @@ def rule_table(bench_dir: Path, wall_s: float, cores: int, startup_s: float | No
             job_s,
             max(r["s"] for r in rows),
             f"{100 * job_s / total:.0f} %" if total else "–",
+            sum(r.get("cpu_time", float("nan")) for r in rows),
             max(r.get("max_rss", float("nan")) for r in rows),
         )
     t.notes.append("max_rss is Snakemake's sampled value and can miss short peaks")
@@ -547,6 +556,7 @@ def main_table(outcomes: list[Outcome]) -> Table:
             "ratio anchor/sarstack",
             "target",
             "sarstack cold s",
+            "CPU s anchor / sarstack",
             "anchor peak RSS MB",
             "sarstack peak RSS MB",
         ],
@@ -554,7 +564,7 @@ def main_table(outcomes: list[Outcome]) -> Table:
     for o in outcomes:
         if o.error:
             verdict = "skipped" if o.skipped else "FAILED"
-            t.add(o.case.name, o.anchor, "–", "–", verdict, "–", "–", "–", "–")
+            t.add(o.case.name, o.anchor, "–", "–", verdict, "–", "–", "–", "–", "–")
             continue
         a, b = o.anchor_runs.median, o.sarstack_runs.median
         r = a / b if a and b else None
@@ -569,12 +579,17 @@ def main_table(outcomes: list[Outcome]) -> Table:
             f"{fmt(r)}×" if r else "–",
             target,
             o.cold.wall_s if o.cold else None,
+            f"{fmt(o.anchor_runs.cpu())} / {fmt(o.sarstack_runs.cpu())}",
             o.anchor_runs.peak_rss(),
             o.sarstack_runs.peak_rss(),
         )
     t.notes.append(
         "peak RSS: the largest single process of each tree (/usr/bin/time -v), "
         "not the sum over processes"
+    )
+    t.notes.append(
+        "CPU s: median user + system seconds of the whole process tree (/usr/bin/time -v); "
+        "less sensitive than wall time to other load on the machine"
     )
     t.notes.append(
         "cold: the first sarstack run with an empty JAX compilation cache "
