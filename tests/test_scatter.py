@@ -27,7 +27,7 @@ def test_chunk_slices_cover_items_once():
             assert [i for a, b in s for i in range(a, b)] == list(range(n_items))
             sizes = [b - a for a, b in s]
             assert max(sizes) - min(sizes) <= 1
-    assert dates.chunk_items(list("abcdefg"), "2-of-3") == list("def")
+    assert dates.chunk_items(list("abcdefg"), "2-of-3") == list("de")  # sizes 3, 2, 2
     with pytest.raises(dates.SarstackError):
         dates.parse_chunk("4-of-3")
 

@@ -44,7 +44,10 @@ def main(argv=None):
     for name, (r, c) in pts.items():
         vals = [io.read_band(f, Window(c, r, 1, 1))[0, 0] for f in index["path"]]
         series[f"{name} [{r}, {c}]"] = np.r_[0.0, vals]
-    plots.velocity_map(vel, ref, units, a.out_velocity, {k: v for k, v in pts.items() if k != "reference"})
+    grid = io.read_grid(a.velocity)
+    plots.velocity_map(vel, ref, units, a.out_velocity,
+                       {k: v for k, v in pts.items() if k != "reference"},
+                       transform=grid.transform, crs=grid.crs)
     plots.point_series(dates, series, str(index["units"].iloc[0]), a.out_series)
     plots.network(dates, pairs, a.out_network)
 
