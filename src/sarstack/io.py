@@ -157,6 +157,29 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def write_rows(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Atomically write small tables (a list of dicts, same keys) as CSV, without pandas."""
+    import csv
+
+    if not rows:
+        raise SarstackError(f"{path}: no rows to write")
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def read_rows(path: str | Path) -> list[dict[str, str]]:
+    """A CSV written by :func:`write_rows` (or pandas) as a list of dicts of strings."""
+    import csv
+
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise SarstackError(f"{path}: no such file") from None
+
+
 def write_csv(path: str | Path, df: Any, **kwargs: Any) -> None:
     """Atomically write a pandas DataFrame as CSV (no index)."""
     kwargs.setdefault("index", False)

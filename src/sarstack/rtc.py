@@ -16,9 +16,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import rasterio
 import rasterio.warp
 from affine import Affine
@@ -28,6 +28,9 @@ from rasterio.windows import Window
 from sarstack import dates as sdates
 from sarstack.errors import SarstackError
 from sarstack.io import Grid, RasterWriter, iter_blocks, open_raster, read_band, read_grid
+
+if TYPE_CHECKING:  # pandas is imported where tables are built: stages without tables start faster
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -562,6 +565,8 @@ def aggregate_pairs(
     ``unreliable`` with no offset. With ``requirement_m`` each ok pair gets
     ``passes`` = (horizontal offset magnitude ≤ requirement).
     """
+    import pandas as pd
+
     rows = []
     keys = ["reference_date", "secondary_date"]
     for (ref, sec), g in offsets.groupby(keys, sort=True):
@@ -600,6 +605,8 @@ def aggregate_tiles(offsets: pd.DataFrame, pairs: pd.DataFrame | None = None) ->
     the mean over ok pairs of (tile offset − that pair's offset), which shows
     where a tile departs from the scene-wide shift whatever pairs it is ok in.
     """
+    import pandas as pd
+
     if pairs is not None:
         keys = ["reference_date", "secondary_date"]
         ref = pairs[keys + ["east_m", "north_m"]].rename(
@@ -639,6 +646,8 @@ def summarize(pairs: pd.DataFrame, requirement_m: float | None) -> pd.DataFrame:
     some pair was not (its dates are listed in ``unmeasured_pairs``); else
     ``pass``. ``no_requirement`` without a requirement.
     """
+    import pandas as pd
+
     ok = pairs[pairs["status"] == STATUS_OK]
     bad = pairs[pairs["status"] != STATUS_OK]
     out = {
@@ -812,6 +821,8 @@ def measure_pair(
     (:func:`flatten_stats`), applied while reading; ``scale`` how the files
     store backscatter (:func:`to_power`).
     """
+    import pandas as pd
+
     from sarstack import xcorr
 
     g_ref, g_sec = read_grid(ref_path), read_grid(sec_path)
@@ -996,6 +1007,8 @@ def date_offsets(
     errors. Tile level: each tile's ``ok`` offsets, unit weights. The first
     date is the datum (0 m); every other date's offset is relative to it.
     """
+    import pandas as pd
+
     dates = sorted(set(pairs_df["reference_date"]) | set(pairs_df["secondary_date"]))
     idx = {d: k for k, d in enumerate(dates)}
     pair_keys = list(zip(pairs_df["reference_date"], pairs_df["secondary_date"], strict=True))

@@ -9,8 +9,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-import pandas as pd  # noqa: E402
-
 from sarstack import cli, io, rtc  # noqa: E402
 
 log = logging.getLogger("rtc_flatten")
@@ -32,12 +30,12 @@ def main(argv=None):
     grid = io.grid_from_dict(io.read_json(a.grid))
     layout = rtc.tile_layout(grid.shape, a.tiles)
     scenes = []
-    for _, s in pd.read_csv(a.superset, dtype=str).iterrows():
-        lo, hi, valid = rtc.flatten_stats(s.path, a.percentiles, layout, block_shape=a.block,
+    for s in io.read_rows(a.superset):
+        lo, hi, valid = rtc.flatten_stats(s["path"], a.percentiles, layout, block_shape=a.block,
                                           scale=a.scale)
         log.info("%s: kept linear power in [%.4g, %.4g] (percentiles %g..%g); mean tile valid "
-                 "fraction %.3f", s.date, lo, hi, *a.percentiles, valid.mean())
-        scenes.append({"date": s.date, "key": s.key, "path": s.path, "low": lo, "high": hi,
+                 "fraction %.3f", s["date"], lo, hi, *a.percentiles, valid.mean())
+        scenes.append({"date": s["date"], "key": s["key"], "path": s["path"], "low": lo, "high": hi,
                        "valid": valid.round(6).tolist()})
     io.write_json(a.out, {"percentiles": list(a.percentiles), "scale": a.scale,
                           "scenes": scenes})

@@ -7,8 +7,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-import pandas as pd  # noqa: E402
-
 from sarstack import cli, io, rtc  # noqa: E402
 from sarstack.errors import SarstackError  # noqa: E402
 
@@ -40,15 +38,10 @@ def main(argv=None):
         len(scenes), scenes[0].date, scenes[-1].date, grid.height, grid.width,
         *grid.pixel_size, on_grid, len(scenes) - on_grid,
     )
-    df = pd.DataFrame(
-        {
-            "date": [s.date.isoformat() for s in scenes],
-            "key": [s.date.strftime("%Y%m%d") for s in scenes],
-            "path": [str(s.path) for s in scenes],
-        }
-    )
+    rows = [{"date": s.date.isoformat(), "key": s.date.strftime("%Y%m%d"), "path": str(s.path)}
+            for s in scenes]
     io.write_json(a.grid, io.grid_to_dict(grid))
-    io.write_csv(a.scenes, df)
+    io.write_rows(a.scenes, rows)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-import pandas as pd  # noqa: E402
-
 from sarstack import cli, dates, io, rtc  # noqa: E402
 
 log = logging.getLogger("rtc_superset")
@@ -29,26 +27,25 @@ def main(argv=None):
     cli.setup_logging(a.verbose)
 
     grid = io.grid_from_dict(io.read_json(a.grid))
-    scenes = pd.read_csv(a.scenes, dtype=str)
+    scenes = io.read_rows(a.scenes)
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for _, s in pd.DataFrame(dates.chunk_items(scenes.to_dict("records"), a.chunk)).iterrows():
-        if rtc.grid_offset(io.read_grid(s.path), grid) is not None:
-            dst, mode = out / f"{s.key}.vrt", "padded"
-            rtc.superset_vrt(s.path, dst, grid)
+    for s in dates.chunk_items(scenes, a.chunk):
+        src, day = s["path"], s["date"]
+        if rtc.grid_offset(io.read_grid(src), grid) is not None:
+            dst, mode = out / f"{s['key']}.vrt", "padded"
+            rtc.superset_vrt(src, dst, grid)
         else:
-            dst = out / f"{s.key}.tif"
+            dst = out / f"{s['key']}.tif"
             mode = rtc.superset_scene(
-                s.path, dst, grid, block_shape=a.block, resampling=a.resampling,
-                tags={"date": s.date, "start_date": s.date, "end_date": s.date,
-                      "source": Path(s.path).name},
+                src, dst, grid, block_shape=a.block, resampling=a.resampling,
+                tags={"date": day, "start_date": day, "end_date": day, "source": Path(src).name},
             )
-        rows.append({"date": s.date, "key": s.key, "path": str(dst), "mode": mode,
-                     "source": s.path})
-        log.info("%s (%s): %s onto %d x %d grid", Path(s.path).name, s.date, mode,
+        rows.append({"date": day, "key": s["key"], "path": str(dst), "mode": mode, "source": src})
+        log.info("%s (%s): %s onto %d x %d grid", Path(src).name, day, mode,
                  grid.height, grid.width)
-    io.write_csv(out / "index.csv", pd.DataFrame(rows))
+    io.write_rows(out / "index.csv", rows)
 
 
 if __name__ == "__main__":
