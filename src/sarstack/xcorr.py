@@ -289,20 +289,21 @@ def _energy(tiles: np.ndarray) -> np.ndarray:
 def _surface_stats(cc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Statistics of the real correlation surfaces ``cc`` ``(n, N)``, row by row.
 
-    Returns ``|cc|`` (float32 ``(n, N)``), the index of its first maximum (a
-    NaN counts as a maximum, as in :func:`numpy.argmax`), ``sum |cc|``
-    (pairwise float32 sum) and ``sum cc**2``, the sums as float64. Each row is
-    reduced on its own, so the result does not depend on the chunking.
+    Returns ``|cc|`` (float32 ``(n, N)``, computed in place of ``cc``), the
+    index of its first maximum (a NaN counts as a maximum, as in
+    :func:`numpy.argmax`), ``sum |cc|`` (pairwise float32 sum) and
+    ``sum cc**2``, the sums as float64. Each row is reduced on its own, so the
+    result does not depend on the chunking.
     """
     n = cc.shape[0]
-    mag = np.abs(cc)
+    mag = np.abs(cc, out=cc)
     idx = np.empty(n, dtype=np.int64)
     s1 = np.empty(n, dtype=np.float64)
     s2 = np.empty(n, dtype=np.float64)
     for i in range(n):
         idx[i] = np.argmax(mag[i])
         s1[i] = float(np.add.reduce(mag[i]))
-        s2[i] = _sum_sq(cc[i])
+        s2[i] = _sum_sq(mag[i])
     return mag, idx, s1, s2
 
 
