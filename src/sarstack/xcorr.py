@@ -270,6 +270,12 @@ def _rfft2(tiles: np.ndarray) -> np.ndarray:
     return sfft.rfft2(tiles, axes=(-2, -1), workers=1)
 
 
+def _rfft2_conj(tiles: np.ndarray) -> np.ndarray:
+    """``conj(_rfft2(tiles))``, bit for bit, at the cost of one transform: ``ihfft2``
+    with ``norm="forward"`` is the unscaled backward real transform."""
+    return sfft.ihfft2(tiles, axes=(-2, -1), norm="forward", workers=1)
+
+
 def _sum_sq(row: np.ndarray) -> float:
     """``sum(row**2)`` of a 1-D float32 array (float32 SIMD accumulators).
 
@@ -329,8 +335,11 @@ def _dft_base(n: int, uf: int, region: int, centre: int) -> np.ndarray:
     return _phasors(n * uf)[np.mod(pos[:, None] * freqs[None, :], n * uf)]
 
 
-def _dft_kernel(peak_idx: np.ndarray, n: int, uf: int, region: int, centre: int) -> np.ndarray:
-    """Per-tile matrix-multiply inverse-DFT kernel along one axis, ``(B, region, n)``.
+def _dft_kernel(
+    peak_idx: np.ndarray, n: int, uf: int, region: int, centre: int, bins: int | None = None
+) -> np.ndarray:
+    """Per-tile matrix-multiply inverse-DFT kernel along one axis, ``(B, region, bins)``
+    (the first ``bins`` frequency bins, default all ``n``).
 
     Entry ``[b, i, k] = exp(+2 pi j * (i - centre + peak_idx[b] * uf) * f_k / (n * uf))``
     with ``f_k`` the signed integer frequency of bin ``k`` (``fftfreq(n) * n``),
@@ -342,10 +351,11 @@ def _dft_kernel(peak_idx: np.ndarray, n: int, uf: int, region: int, centre: int)
     is exact: they differ by a multiple of ``n``, which changes the phase by a
     multiple of ``2 pi``.
     """
-    freqs = np.fft.fftfreq(n, 1.0 / n).round().astype(np.int64)
-    numer = np.mod(peak_idx.astype(np.int64)[:, None] * freqs[None, :], n) * uf  # (B, n)
+    k = n if bins is None else bins
+    freqs = np.fft.fftfreq(n, 1.0 / n).round().astype(np.int64)[:k]
+    numer = np.mod(peak_idx.astype(np.int64)[:, None] * freqs[None, :], n) * uf  # (B, k)
     tile = _phasors(n * uf)[numer]
-    ker = np.multiply(_dft_base(n, uf, region, centre)[None, :, :], tile[:, None, :])
+    ker = np.multiply(_dft_base(n, uf, region, centre)[None, :, :k], tile[:, None, :])
     return ker.astype(np.complex64)
 
 
@@ -369,7 +379,9 @@ def _dirichlet_kernel(
     G[i, (peak_idx[b] - y) mod n]`` (:func:`_dirichlet_base`), a gather.
     """
     shift = np.mod(peak_idx.astype(np.int64)[:, None] - np.arange(n)[None, :], n)  # (B, n)
-    return np.ascontiguousarray(_dirichlet_base(n, uf, region, centre)[:, shift].transpose(1, 0, 2))
+    return _dirichlet_base(n, uf, region, centre)[
+        np.arange(region)[None, :, None], shift[:, None, :]
+    ]
 
 
 def _dft_column(
@@ -412,7 +424,8 @@ def _upsampled_from_half(
         and the Nyquist column of the row kernel ``ker_r[:, :, H // 2]``
         ``(B, R)``; ``None`` for odd ``H``.
     ker_c
-        Column kernel ``(B, R, W)`` (:func:`_dft_kernel`).
+        Column kernel (:func:`_dft_kernel`), at least its first ``W//2 + 1``
+        bins: ``(B, R, >= W//2 + 1)``.
 
     Returns
     -------
@@ -463,7 +476,7 @@ def _window_index(peak: np.ndarray, n: int, exclude: int) -> np.ndarray:
 
 def _correlate_spectra(
     ref_spec: np.ndarray,
-    mov_spec: np.ndarray,
+    mov_conj: np.ndarray,
     energy: np.ndarray,
     shape: tuple[int, int],
     uf: int,
@@ -474,9 +487,10 @@ def _correlate_spectra(
 
     Parameters
     ----------
-    ref_spec, mov_spec
-        Complex64 ``(n, H, W//2 + 1)`` spectra of the (tapered) tiles; ``mov_spec``
-        is overwritten, ``ref_spec`` is not.
+    ref_spec, mov_conj
+        Complex64 ``(n, H, W//2 + 1)``: the spectrum of the (tapered) reference
+        tiles (:func:`_rfft2`, not modified) and the *conjugate* spectrum of the
+        moving tiles (:func:`_rfft2_conj`, overwritten).
     energy
         Float64 ``(n,)``: ``sum(ref**2) * sum(mov**2)``.
     shape
@@ -499,8 +513,7 @@ def _correlate_spectra(
     # and the integer-lag surface |cc|: irfft2 in two steps, the first in place,
     # which turns P into its row-wise inverse transform Q (the upsampled DFT
     # below works from Q; only P's Nyquist row is kept).
-    prod = np.conjugate(mov_spec, out=mov_spec)
-    np.multiply(ref_spec, prod, out=prod)
+    prod = np.multiply(ref_spec, mov_conj, out=mov_conj)
     nyq_row = prod[:, h // 2, :].copy() if uf > 1 and h % 2 == 0 else None
     q = sfft.ifft(prod, axis=-2, workers=1, overwrite_x=True)
     cc = sfft.irfft(q, n=w, axis=-1, workers=1)  # float32 (n, H, W)
@@ -519,7 +532,7 @@ def _correlate_spectra(
         # The dominant product ker_r @ P, as D @ Q (one BLAS call per tile).
         rows_up = np.matmul(_dirichlet_kernel(pr, h, uf, region, centre), q)  # (n, R, W//2+1)
         kr_nyq = None if nyq_row is None else _dft_column(pr, h, uf, region, centre, h // 2)
-        ker_c = _dft_kernel(pc, w, uf, region, centre)  # (n, R, W)
+        ker_c = _dft_kernel(pc, w, uf, region, centre, w // 2 + 1)  # (n, R, W//2 + 1)
         up = _upsampled_from_half(rows_up, nyq_row, kr_nyq, ker_c, h, w)  # H*W*cc(sub-lag)
         up_mag = np.abs(up).reshape(n, region * region)
         sub = np.argmax(up_mag, axis=1)
@@ -659,7 +672,7 @@ def phase_correlate(
         r, m = ref_a[sl], mov_a[sl]
         with np.errstate(invalid="ignore", over="ignore"):
             return _correlate_spectra(
-                _rfft2(r), _rfft2(m), _energy(r) * _energy(m), (h, w), uf, exclude, interpolate
+                _rfft2(r), _rfft2_conj(m), _energy(r) * _energy(m), (h, w), uf, exclude, interpolate
             )
 
     parts = _map_chunks(chunk, _chunk_slices(b, h * w))
@@ -768,7 +781,7 @@ def register_tiles(
         ref_spec, e_ref = _rfft2(ref_w), _energy(ref_w)
         with np.errstate(invalid="ignore", over="ignore"):
             total, peak_corr, pslr = _correlate_spectra(
-                ref_spec, _rfft2(mov_w), e_ref * _energy(mov_w), (h, w), uf, 2, interpolate
+                ref_spec, _rfft2_conj(mov_w), e_ref * _energy(mov_w), (h, w), uf, 2, interpolate
             )
             if n_iter > 0:
                 mov_spec = _rfft2(p_mov)
@@ -777,7 +790,7 @@ def register_tiles(
                     if win is not None:
                         moved *= win
                     step, peak_corr, pslr = _correlate_spectra(
-                        ref_spec, _rfft2(moved), e_ref * _energy(moved), (h, w), uf, 2,
+                        ref_spec, _rfft2_conj(moved), e_ref * _energy(moved), (h, w), uf, 2,
                         interpolate,
                     )  # fmt: skip
                     total = total + step
