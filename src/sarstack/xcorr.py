@@ -439,12 +439,12 @@ def _upsampled_from_half(
     if n_int > 0:
         # Interior columns: T = (Kr P_int) Kc_int^T; only 2 Re(T) is needed.
         kc_int = ker_c[:, :, 1 : 1 + n_int].transpose(0, 2, 1)  # (B, n_int, R)
-        t = np.matmul(rows[:, :, 1 : 1 + n_int], kc_int)  # (B, R, R)
+        t = _matmul_c64(rows[:, :, 1 : 1 + n_int], kc_int)  # (B, R, R)
         up = (2.0 * t.real).astype(np.complex64)
         if h % 2 == 0:
             # Nyquist row: replace 2 Re(Kr_N S) by Kr_N 2 Re(S), S = sum_k P[N, k] Kc[k].
             assert nyq_row is not None and kr_nyq is not None
-            s_n = np.matmul(nyq_row[:, None, 1 : 1 + n_int], kc_int)[:, 0, :]  # (B, R)
+            s_n = _matmul_c64(nyq_row[:, None, 1 : 1 + n_int], kc_int)[:, 0, :]  # (B, R)
             prod_n = kr_nyq[:, :, None] * s_n[:, None, :]
             up -= 2.0 * prod_n.real
             up += kr_nyq[:, :, None] * (2.0 * s_n.real)[:, None, :]
@@ -455,6 +455,37 @@ def _upsampled_from_half(
     if w % 2 == 0:
         up += rows[:, :, wh - 1 : wh] * ker_c[:, None, :, wh - 1]
     return up
+
+
+#: Largest ``M * N * K`` of a float32 BLAS product that OpenBLAS runs on the
+#: calling thread (``SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD`` = 65536 * 4
+#: in its ``interface/gemm.c``; for complex products the limit is 8 times
+#: lower). Above it OpenBLAS hands the product to its own threads, which next
+#: to the worker threads (or a busy machine) made one 512² tile's product
+#: 25x slower and ``phase_correlate`` about 3x slower unless
+#: ``OPENBLAS_NUM_THREADS=1`` was set.
+BLAS_SINGLE_THREAD_MNK = 1 << 18
+
+
+def _matmul_c64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for complex64 stacks ``(B, M, K) @ (B, K, N)`` without BLAS threads.
+
+    Computed as the real product ``[Re a; Im a] @ view_float32(b)``
+    (``(B, 2M, K) @ (B, K, 2N)``, whose rows give ``Re(a) @ b`` and ``Im(a) @ b``
+    as complex pairs), split into column blocks of at most
+    :data:`BLAS_SINGLE_THREAD_MNK` multiply-adds each, so that BLAS runs every
+    block on the calling thread.
+    """
+    bsz, m, k = a.shape
+    n = b.shape[2]
+    stacked = np.concatenate([a.real, a.imag], axis=1)  # (B, 2M, K) float32
+    b_real = np.ascontiguousarray(b).view(np.float32)  # (B, K, 2N): re, im interleaved
+    out = np.empty((bsz, 2 * m, 2 * n), dtype=np.float32)
+    step = max(1, BLAS_SINGLE_THREAD_MNK // max(2 * m * k, 1))
+    for j in range(0, 2 * n, step):
+        np.matmul(stacked, b_real[:, :, j : j + step], out=out[:, :, j : j + step])
+    pairs = out.view(np.complex64)  # (B, 2M, N): rows Re(a) @ b, then Im(a) @ b
+    return pairs[:, :m] + 1j * pairs[:, m:]
 
 
 def _vertex(m_minus: np.ndarray, m0: np.ndarray, m_plus: np.ndarray) -> np.ndarray:
@@ -529,8 +560,8 @@ def _correlate_spectra(
     if uf > 1:
         region = int(math.ceil(1.5 * uf))
         centre = region // 2
-        # The dominant product ker_r @ P, as D @ Q (one BLAS call per tile).
-        rows_up = np.matmul(_dirichlet_kernel(pr, h, uf, region, centre), q)  # (n, R, W//2+1)
+        # The dominant product ker_r @ P, as D @ Q.
+        rows_up = _matmul_c64(_dirichlet_kernel(pr, h, uf, region, centre), q)
         kr_nyq = None if nyq_row is None else _dft_column(pr, h, uf, region, centre, h // 2)
         ker_c = _dft_kernel(pc, w, uf, region, centre, w // 2 + 1)  # (n, R, W//2 + 1)
         up = _upsampled_from_half(rows_up, nyq_row, kr_nyq, ker_c, h, w)  # H*W*cc(sub-lag)
