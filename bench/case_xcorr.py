@@ -1,13 +1,18 @@
-"""xcorr: batched ``phase_correlate`` vs a skimage loop vs an FFT-only lower bound."""
+"""xcorr: batched ``phase_correlate`` vs a skimage loop vs FFT-only lower bounds."""
 
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.fft as sfft
 from _common import CaseResult, Table, Target, ratio, time_interleaved
 from scipy import ndimage
 from skimage.registration import phase_cross_correlation
@@ -123,6 +128,89 @@ def fft_upsampled_half(ref: jax.Array, mov: jax.Array, uf: int) -> tuple[jax.Arr
     return peak, jnp.argmax(jnp.abs(jnp.real(up)).reshape(b, -1), axis=1)
 
 
+# --------------------------------------------------------------------------- SciPy stages
+# The same floor with the FFTs sarstack.xcorr uses now (scipy.fft / pocketfft, float32),
+# chunked and threaded like it (its public CHUNK_PIXELS and SARSTACK_XCORR_THREADS).
+
+
+def _chunks(b: int, tile_pixels: int, threads: int) -> list[slice]:
+    per = max(1, xcorr.CHUNK_PIXELS // tile_pixels)
+    n = min(b, max(-(-b // per), threads))
+    bounds = np.linspace(0, b, n + 1).round().astype(int)
+    return [slice(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _threaded(fn: Callable[[slice], object], b: int, tile_pixels: int, threads: int) -> list:
+    slices = _chunks(b, tile_pixels, threads)
+    if threads <= 1:
+        return [fn(s) for s in slices]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(fn, slices))
+
+
+def _scipy_spectrum_and_peak(ref: np.ndarray, mov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The three real FFTs (float32) and the integer-lag argmax of one chunk."""
+    b, h, w = ref.shape
+    prod = sfft.rfft2(ref) * np.conj(sfft.rfft2(mov))
+    cc = sfft.irfft2(prod, s=(h, w))
+    return prod, np.argmax(np.abs(cc).reshape(b, h * w), axis=1)
+
+
+def scipy_fft_only(ref: np.ndarray, mov: np.ndarray, threads: int) -> list:
+    """Lower bound of the SciPy route: rfft2 x2, product, irfft2, argmax |cc|, per chunk."""
+    b, h, w = ref.shape
+    return _threaded(lambda s: _scipy_spectrum_and_peak(ref[s], mov[s])[1], b, h * w, threads)
+
+
+def scipy_upsampled_half(ref: np.ndarray, mov: np.ndarray, uf: int, threads: int) -> list:
+    """The SciPy bound plus the matrix-multiply DFT of the rfft half-spectrum (timing only,
+    like ``fft_upsampled_half``: no Nyquist-row correction)."""
+    b, h, w = ref.shape
+    region = int(math.ceil(1.5 * uf))
+    n_half = w // 2 + 1
+    c_w = np.full(n_half, 2.0, np.float32)
+    c_w[0] = 1.0
+    if w % 2 == 0:
+        c_w[-1] = 1.0
+
+    def kernel(peak: np.ndarray, n: int) -> np.ndarray:
+        freqs = np.fft.fftfreq(n, 1.0 / n).round().astype(np.int64)
+        off = np.arange(region)[None, :] - region // 2 + peak[:, None] * uf
+        angle = (2 * np.pi / (n * uf)) * np.mod(off[:, :, None] * freqs, n * uf)
+        return np.exp(1j * angle).astype(np.complex64)
+
+    def chunk(s: slice) -> np.ndarray:
+        prod, peak = _scipy_spectrum_and_peak(ref[s], mov[s])
+        ker_r, ker_c = kernel(peak // w, h), kernel(peak % w, w)
+        up = np.matmul(np.matmul(ker_r, prod), (ker_c[:, :, :n_half] * c_w).transpose(0, 2, 1))
+        return np.argmax(np.abs(up.real).reshape(up.shape[0], -1), axis=1)
+
+    return _threaded(chunk, b, h * w, threads)
+
+
+@contextmanager
+def _xcorr_threads(n: int) -> Iterator[None]:
+    """Run ``sarstack.xcorr`` with ``n`` worker threads inside the block."""
+    old = os.environ.get(xcorr.THREADS_ENV)
+    os.environ[xcorr.THREADS_ENV] = str(n)
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[xcorr.THREADS_ENV]
+        else:
+            os.environ[xcorr.THREADS_ENV] = old
+
+
+def _default_threads() -> int:
+    """Threads ``phase_correlate`` uses here: ``$SARSTACK_XCORR_THREADS`` or the CPUs available."""
+    n_threads = getattr(xcorr, "_n_threads", None)  # private: may be renamed
+    if n_threads is not None:
+        return int(n_threads())
+    env = os.environ.get(xcorr.THREADS_ENV, "").strip()
+    return max(1, int(env)) if env else len(os.sched_getaffinity(0))
+
+
 # --------------------------------------------------------------------------- case
 
 
@@ -136,22 +224,28 @@ def run(sizes: list[int], batch: int, uf: int, repeats: int) -> CaseResult:
             "skimage loop s",
             "ours s",
             "FFT-only s",
+            "SciPy FFT-only s",
             "ours tiles/s",
             "speed-up vs skimage",
             "ours / FFT-only",
+            "ours / SciPy FFT-only",
             "max |Δshift| vs skimage",
         ],
     )
+    threads = _default_threads()
     main.notes += [
         "skimage: a Python loop of `phase_cross_correlation(ref, mov, normalization=None, "
         f"upsample_factor={uf})` over the same tiles (float64 inside skimage).",
         "ours: `sarstack.xcorr.phase_correlate` on the whole batch (host arrays in, NumPy out).",
         "FFT-only: jitted, batched rfft2 × 2, product, irfft2 and the integer argmax, "
-        "`block_until_ready`: the floor for any FFT phase correlation.",
+        "`block_until_ready`: the floor for any FFT phase correlation (JAX / XLA FFT).",
+        "SciPy FFT-only: the same with `scipy.fft` (pocketfft, float32), in the chunks and "
+        f"threads `phase_correlate` uses ({threads} here, the CPUs available): the floor "
+        "for the FFT library sarstack.xcorr uses.",
     ]
     stages = Table(
         f"xcorr building blocks and kernel at {TARGET_SIZE if TARGET_SIZE in sizes else sizes[-1]}² "
-        "(jitted, device arrays, interleaved)",
+        "(interleaved)",
         ["stage", "s", "× stage 1"],
     )
     result = CaseResult([main, stages])
@@ -174,13 +268,21 @@ def run(sizes: list[int], batch: int, uf: int, repeats: int) -> CaseResult:
         def bound(ref_j=ref_j, mov_j=mov_j) -> jax.Array:
             return fft_only(ref_j, mov_j).block_until_ready()
 
-        t = time_interleaved({"skimage": skimage_loop, "ours": ours, "fft": bound}, repeats)
-        t_sk, t_ours, t_fft = t["skimage"], t["ours"], t["fft"]
+        def scipy_bound(ref=ref, mov=mov) -> list:
+            return scipy_fft_only(ref, mov, threads)
+
+        t = time_interleaved(
+            {"skimage": skimage_loop, "ours": ours, "fft": bound, "scipy": scipy_bound}, repeats
+        )
+        t_sk, t_ours, t_fft, t_sp = t["skimage"], t["ours"], t["fft"], t["scipy"]
         diff = float(np.max(np.abs(ours()["shift"] - skimage_loop())))
         speedup, to_bound = ratio(t_sk, t_ours), ratio(t_ours, t_fft)
-        main.add(f"{size}²", t_sk, t_ours, t_fft, batch / t_ours, speedup, to_bound, diff)
+        main.add(
+            f"{size}²", t_sk, t_ours, t_fft, t_sp, batch / t_ours, speedup, to_bound,
+            ratio(t_ours, t_sp), diff,
+        )  # fmt: skip
         if size == stage_size:
-            _stage_rows(stages, ref_j, mov_j, ref, mov, uf, repeats)
+            _stage_rows(stages, ref_j, mov_j, ref, mov, uf, repeats, threads)
         if size == TARGET_SIZE:
             result.targets += [
                 Target(
@@ -203,24 +305,45 @@ def run(sizes: list[int], batch: int, uf: int, repeats: int) -> CaseResult:
 
 def _stage_rows(
     table: Table, a: jax.Array, b: jax.Array, ref: np.ndarray, mov: np.ndarray, uf: int,
-    repeats: int,
+    repeats: int, threads: int,
 ) -> None:  # fmt: skip
-    """Time the building blocks and the kernel, interleaved, relative to the FFT-only bound."""
-    steps = {
-        "1. rfft2 ×2 + irfft2 + argmax (FFT-only)": partial(fft_only, a, b),
-        "2. 1 + full-spectrum rebuild": partial(fft_full_spectrum, a, b),
-        "3. 2 + upsampled DFT of the full spectrum + argmax": partial(fft_upsampled, a, b, uf),
-        "3b. 1 + upsampled DFT of the rfft half-spectrum": partial(fft_upsampled_half, a, b, uf),
+    """Time the building blocks and the kernel, interleaved, relative to the first row.
+
+    SciPy rows on one thread show where single-core time goes; the JAX rows are
+    the XLA building blocks the previous (jitted) implementation was made of.
+    """
+
+    def one_thread(fn: Callable[[], object]) -> Callable[[], object]:
+        def call() -> object:
+            with _xcorr_threads(1):
+                return fn()
+
+        return call
+
+    def jax_ready(fn: Callable[[], object]) -> Callable[[], object]:
+        return lambda: jax.block_until_ready(fn())
+
+    fns = {
+        "1. SciPy rfft2 ×2 + irfft2 + argmax (FFT-only), 1 thread": partial(
+            scipy_fft_only, ref, mov, 1
+        ),
+        "2. 1 + upsampled DFT of the rfft half-spectrum (matmul), 1 thread": partial(
+            scipy_upsampled_half, ref, mov, uf, 1
+        ),
+        "3. `phase_correlate` (+ PSLR, peak_corr, NumPy post), 1 thread": one_thread(
+            partial(xcorr.phase_correlate, ref, mov, uf)
+        ),
+        f"4. SciPy FFT-only, {threads} threads": partial(scipy_fft_only, ref, mov, threads),
+        f"5. `phase_correlate`, {threads} threads (default)": partial(
+            xcorr.phase_correlate, ref, mov, uf
+        ),
+        "6. JAX rfft2 ×2 + irfft2 + argmax (FFT-only, jitted, device arrays)": jax_ready(
+            partial(fft_only, a, b)
+        ),
+        "7. JAX 6 + upsampled DFT of the rfft half-spectrum": jax_ready(
+            partial(fft_upsampled_half, a, b, uf)
+        ),
     }
-    jitted = getattr(xcorr, "_phase_correlate_jit", None)  # private: may be renamed
-    if jitted is not None:
-        steps["4. sarstack's jitted kernel (+ PSLR, parabola, peak_corr)"] = partial(
-            jitted, a, b, upsample_factor=uf, exclude=2
-        )
-    fns = {k: (lambda fn=fn: jax.block_until_ready(fn())) for k, fn in steps.items()}
-    fns["5. `phase_correlate` (+ host→device copy, device_get, NumPy post)"] = partial(
-        xcorr.phase_correlate, ref, mov, uf
-    )
     times = time_interleaved(fns, repeats)
     first = next(iter(times.values()))
     for name, t in times.items():

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
 from scipy.signal import get_window
 from skimage.registration import phase_cross_correlation
 
-from sarstack.xcorr import PRESETS, phase_correlate, prepare_tiles
+import sarstack
+from sarstack import xcorr
+from sarstack.xcorr import PRESETS, phase_correlate, prepare_tiles, register_tiles
 
 
 def _textured(rng: np.random.Generator, shape: tuple[int, ...], sigma: float = 1.5) -> np.ndarray:
@@ -209,3 +216,163 @@ def test_prepare_then_correlate_recovers_shift() -> None:
     assert frac[1] == pytest.approx(1 - 36 / 4096)
     out = phase_correlate(prep[:1], prep[1:], upsample_factor=20)
     np.testing.assert_allclose(out["shift"][0], [-1.5, 2.25], atol=0.1)
+
+
+# --------------------------------------------------------------------------- #
+# register_tiles, NaN handling, chunking, imports
+# --------------------------------------------------------------------------- #
+
+
+def _power_pairs(
+    rng: np.random.Generator, b: int, h: int, w: int, max_shift: float = 4.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positive "power" tiles; ``mov`` is ``ref`` moved sub-pixel (in dB) plus noise."""
+    log_ref = 3.0 * _textured(rng, (b, h, w), sigma=2.0)
+    shifts = rng.uniform(-max_shift, max_shift, size=(b, 2))
+    log_mov = np.stack([_fourier_shift(r, tuple(s)) for r, s in zip(log_ref, shifts, strict=True)])
+    ref = np.exp(log_ref + 0.1 * rng.standard_normal(log_ref.shape))
+    mov = np.exp(log_mov + 0.1 * rng.standard_normal(log_mov.shape))
+    return ref.astype(np.float32), mov.astype(np.float32)
+
+
+def _skimage_shift(ref: np.ndarray, mov: np.ndarray, uf: int) -> np.ndarray:
+    return phase_cross_correlation(
+        ref.astype(np.float64), mov.astype(np.float64), normalization=None, upsample_factor=uf
+    )[0]
+
+
+@pytest.mark.parametrize("shape", [(48, 64), (33, 47)])
+def test_register_tiles_matches_skimage_recentring(shape: tuple[int, int]) -> None:
+    """One re-centring pass equals, tile by tile, skimage on the tapered tiles, a
+    float64 Fourier shift of the untapered moving tile by that estimate, and
+    skimage again on the re-tapered result."""
+    h, w = shape
+    uf = 10
+    rng = np.random.default_rng(20 + h)
+    ref, mov = _power_pairs(rng, 8, h, w)
+    ref[0, :3, :5] = np.nan
+    mov[1, -4:, :] = np.nan
+    out = register_tiles(ref, mov, upsample_factor=uf, iterations=1, interpolate=False)
+
+    p_ref, v_ref = prepare_tiles(ref, taper=None)
+    p_mov, v_mov = prepare_tiles(mov, taper=None)
+    np.testing.assert_array_equal(out["valid_ref"], v_ref)
+    np.testing.assert_array_equal(out["valid_mov"], v_mov)
+    win = np.outer(get_window("hann", h), get_window("hann", w)).astype(np.float32)
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    expected = []
+    for r, m in zip(p_ref * win, p_mov, strict=True):
+        first = _skimage_shift(r, m * win, uf)
+        ramp = np.exp(-2j * np.pi * (fy * first[0] + fx * first[1]))
+        moved = np.fft.irfft2(np.fft.rfft2(m.astype(np.float64)) * ramp, s=(h, w))
+        expected.append(first + _skimage_shift(r, (moved * win).astype(np.float32), uf))
+    diff = np.abs(out["shift"] - np.array(expected))
+    assert np.all(diff <= 2.0 / uf + 1e-6), diff.max()
+    assert np.mean(np.all(diff <= 1e-6, axis=1)) >= 0.8, diff
+
+
+@pytest.mark.parametrize("interpolate", [False, True])
+def test_register_tiles_without_iterations_is_one_phase_correlate(interpolate: bool) -> None:
+    rng = np.random.default_rng(31)
+    ref, mov = _power_pairs(rng, 5, 40, 36)
+    mov[2, :, :4] = np.nan
+    out = register_tiles(
+        ref, mov, upsample_factor=20, iterations=0, interpolate=interpolate, **PRESETS["default"]
+    )
+    p_ref, _ = prepare_tiles(ref, scale="db", remove_mean=True, taper=None)
+    p_mov, _ = prepare_tiles(mov, scale="db", remove_mean=True, taper=None)
+    win = np.outer(get_window(("tukey", 0.25), 40), get_window(("tukey", 0.25), 36))
+    win = win.astype(np.float32)
+    one = phase_correlate(p_ref * win, p_mov * win, 20, interpolate=interpolate)
+    for key in ("shift", "peak_corr", "pslr"):
+        np.testing.assert_allclose(out[key], one[key], rtol=1e-12, atol=1e-12)
+
+
+def test_register_tiles_iterations_reduce_taper_bias() -> None:
+    rng = np.random.default_rng(32)
+    log_ref = 3.0 * _textured(rng, (6, 64, 64), sigma=2.0)
+    true = np.array([[2.6, -1.7]] * 6)
+    log_mov = np.stack([_fourier_shift(r, tuple(t)) for r, t in zip(log_ref, true, strict=True)])
+    ref, mov = np.exp(log_ref), np.exp(log_mov)
+    err = [
+        np.abs(register_tiles(ref, mov, iterations=k, taper="hann")["shift"] + true).mean()
+        for k in (0, 2)
+    ]
+    assert err[1] < 0.5 * err[0], err
+    assert err[1] < 0.02, err
+
+
+def test_nan_tiles_do_not_affect_the_others() -> None:
+    rng = np.random.default_rng(33)
+    ref, mov, _ = _shifted_pairs(rng, 5, 32, 40)
+    bad_ref, bad_mov = ref.copy(), mov.copy()
+    bad_ref[1, 4, 4] = np.nan
+    bad_mov[3, 0, 0] = np.inf
+    out = phase_correlate(bad_ref, bad_mov, 10)
+    good = phase_correlate(ref[[0, 2, 4]], mov[[0, 2, 4]], 10)
+    for key in ("shift", "peak_corr", "pslr"):
+        np.testing.assert_array_equal(out[key][[0, 2, 4]], good[key])
+    np.testing.assert_array_equal(out["shift"][[1, 3]], 0.0)
+    assert out["peak_corr"][1] == 0.0 and out["pslr"][1] == 0.0 and out["pslr"][3] == 0.0
+
+    # register_tiles: an all-invalid tile is reported as such, with zero results.
+    power_ref, power_mov = _power_pairs(rng, 3, 32, 32)
+    power_mov[1] = np.nan
+    res = register_tiles(power_ref, power_mov, iterations=1)
+    assert res["valid_mov"][1] == 0.0 and res["valid_ref"][1] == 1.0
+    np.testing.assert_array_equal(res["shift"][1], 0.0)
+    assert res["peak_corr"][1] == 0.0 and res["pslr"][1] == 0.0
+    assert np.all(np.isfinite(res["shift"])) and np.all(res["peak_corr"][[0, 2]] > 0.5)
+
+
+def test_results_do_not_depend_on_chunks_or_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(34)
+    ref, mov, _ = _shifted_pairs(rng, 7, 48, 40)
+    power_ref, power_mov = _power_pairs(rng, 7, 48, 40)
+    runs = []
+    for threads, chunk in [(1, 1 << 30), (3, 1), (2, 2 * 48 * 40)]:
+        monkeypatch.setenv(xcorr.THREADS_ENV, str(threads))
+        monkeypatch.setattr(xcorr, "CHUNK_PIXELS", chunk)
+        runs.append(
+            (
+                phase_correlate(ref, mov, 10, interpolate=True),
+                register_tiles(power_ref, power_mov, iterations=2),
+            )
+        )
+    for other in runs[1:]:
+        for first, second in zip(runs[0], other, strict=True):
+            assert first.keys() == second.keys()
+            for key in first:
+                np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+
+
+def test_empty_batch_and_bad_register_input() -> None:
+    empty = np.zeros((0, 8, 8), dtype=np.float32)
+    out = register_tiles(empty, empty)
+    assert out["shift"].shape == (0, 2) and out["valid_ref"].shape == (0,)
+    assert phase_correlate(empty, empty)["shift"].shape == (0, 2)
+    tiles = np.ones((2, 8, 8), dtype=np.float32)
+    with pytest.raises(ValueError):
+        register_tiles(tiles, tiles[:1])
+    with pytest.raises(ValueError):
+        register_tiles(tiles, tiles, taper="kaiser")
+    with pytest.raises(ValueError):
+        register_tiles(tiles, tiles, scale="log")
+    with pytest.raises(ValueError):
+        register_tiles(tiles, tiles, upsample_factor=0)
+
+
+def test_xcorr_does_not_import_jax() -> None:
+    code = (
+        "import sys, numpy as np\n"
+        "from sarstack import xcorr\n"
+        "t = np.random.default_rng(0).random((2, 16, 16)) + 0.5\n"
+        "xcorr.phase_correlate(t, t[::-1], 10)\n"
+        "xcorr.register_tiles(t, t[::-1], iterations=1)\n"
+        "assert 'jax' not in sys.modules, 'jax was imported'\n"
+    )
+    src = str(Path(sarstack.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

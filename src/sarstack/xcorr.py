@@ -1,4 +1,4 @@
-"""Batched sub-pixel cross-correlation of image tiles (JAX, float32).
+"""Batched sub-pixel cross-correlation of image tiles (NumPy / SciPy, float32).
 
 Two steps:
 
@@ -13,22 +13,36 @@ Two steps:
 The shift algorithm is the single-step DFT method of Guizar-Sicairos, Thurman &
 Fienup (2008): an integer-lag peak from the FFT cross-correlation surface,
 refined on a ``1/uf`` grid by a matrix-multiply DFT evaluated only in a small
-neighbourhood of that peak. Every tile is processed in one jitted computation,
-compiled once per ``(B, H, W, upsample_factor)``.
+neighbourhood of that peak.
 
-Importing this module configures nothing; call
-:func:`sarstack.jaxcfg.configure_jax` from entry points if needed. Everything
-runs in float32 / complex64, so ``jax_enable_x64`` is not needed.
+Implementation: real FFTs from :mod:`scipy.fft` (pocketfft, float32 in and
+complex64 out), the rest in NumPy; the upsampled DFT is one pair of batched
+matrix products on the half spectrum. Tiles are processed in chunks of at most
+:data:`CHUNK_PIXELS` pixels, the chunks spread over a pool of threads (the FFTs,
+ufuncs and BLAS calls release the GIL), so memory follows the chunk and batch
+size and nothing is compiled. :func:`register_tiles` keeps each tile's reference
+spectrum and its untapered moving spectrum across the re-centring passes, and
+shifts in the Fourier domain.
+
+JAX is not used (XLA's CPU FFT was barely faster than NumPy's and compiling per
+tile shape cost seconds per job), so importing this module does not import it.
+Everything runs in float32 / complex64 with float64 scalar bookkeeping.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import jax
-import jax.numpy as jnp
 import numpy as np
+import scipy.fft as sfft
+
+if TYPE_CHECKING:  # annotations only: importing jax costs seconds
+    import jax
 
 __all__ = ["PRESETS", "TUKEY_ALPHA", "phase_correlate", "prepare_tiles"]
 
@@ -148,38 +162,246 @@ def prepare_tiles(
     The ``"notebook"`` entry of :data:`PRESETS` (linear, no mean removal, no
     taper) reproduces the original notebook, which only replaced NaN by 0.
     """
-    arr = np.asarray(tiles, dtype=np.float64)
+    arr = np.asarray(tiles)
     if arr.ndim != 3:
         raise ValueError(f"tiles must have shape (B, H, W), got {arr.shape}")
     scale_name = str(scale).lower()
     if scale_name not in ("db", "linear"):
         raise ValueError(f"scale must be 'db' or 'linear', got {scale!r}")
-    _, h, w = arr.shape
+    b, h, w = arr.shape
     window = _taper_2d(taper, h, w)  # validates taper before any work
+    out = np.empty((b, h, w), dtype=np.float32)
+    valid_fraction = np.empty(b, dtype=np.float64)
 
-    valid = np.isfinite(arr)
-    n_valid = valid.sum(axis=(1, 2))
-    valid_fraction = n_valid / float(max(h * w, 1))
+    def chunk(sl: slice) -> None:
+        out[sl], valid_fraction[sl] = _prepare_chunk(
+            arr[sl], scale_name == "db", remove_mean, window, eps
+        )
 
-    out = np.where(valid, arr, 0.0)
-    if scale_name == "db":
-        out = np.where(valid, 10.0 * np.log10(np.maximum(out, eps)), 0.0)
+    _map_chunks(chunk, _chunk_slices(b, h * w))
+    return out, valid_fraction
+
+
+def _prepare_chunk(
+    tiles: np.ndarray, db: bool, remove_mean: bool, window: np.ndarray | None, eps: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`prepare_tiles` on one chunk, in float64 and in place.
+
+    The same float64 operations in the same order as the textbook version
+    (``where(valid, ...)`` after every step), so the float32 result is the same;
+    the masking passes are skipped for chunks without invalid pixels.
+    """
+    _, h, w = tiles.shape
+    out = np.array(tiles, dtype=np.float64)  # a copy, worked on in place
+    invalid = ~np.isfinite(out)
+    n_valid = h * w - np.count_nonzero(invalid, axis=(1, 2))
+    masked = bool(np.any(n_valid < h * w))
+    if masked:
+        out[invalid] = 0.0
+    if db:
+        np.maximum(out, eps, out=out)
+        np.log10(out, out=out)
+        np.multiply(out, 10.0, out=out)
+        if masked:
+            out[invalid] = 0.0
     if remove_mean:
         mean = out.sum(axis=(1, 2)) / np.maximum(n_valid, 1)
-        out = np.where(valid, out - mean[:, None, None], 0.0)
+        np.subtract(out, mean[:, None, None], out=out)
+        if masked:
+            out[invalid] = 0.0
     if window is not None:
-        out = out * window[None, :, :]
-    return out.astype(np.float32), valid_fraction.astype(np.float64)
+        np.multiply(out, window[None, :, :], out=out)
+    return out.astype(np.float32), n_valid / float(max(h * w, 1))
 
 
 # --------------------------------------------------------------------------- #
-# Batched phase correlation (JAX)
+# Chunking and threads
 # --------------------------------------------------------------------------- #
+
+#: Largest chunk, in pixels, that one thread works on at a time (2 tiles of 512²:
+#: the chunk's float32 tiles and complex64 spectra stay in cache-sized buffers).
+CHUNK_PIXELS = 1 << 19
+
+#: Environment variable that caps the worker threads (default: the CPUs this
+#: process may run on).
+THREADS_ENV = "SARSTACK_XCORR_THREADS"
+
+_T = TypeVar("_T")
+
+
+def _n_threads() -> int:
+    """Worker threads: ``$SARSTACK_XCORR_THREADS`` or the CPUs available to this process."""
+    env = os.environ.get(THREADS_ENV, "").strip()
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _chunk_slices(b: int, tile_pixels: int) -> list[slice]:
+    """Split ``b`` tiles into contiguous chunks of at most :data:`CHUNK_PIXELS` pixels
+    (at least one tile each), and into at least one chunk per worker thread."""
+    if b <= 0:
+        return []
+    per = max(1, CHUNK_PIXELS // max(tile_pixels, 1))
+    n = min(b, max(-(-b // per), _n_threads()))
+    bounds = np.linspace(0, b, n + 1).round().astype(int)
+    return [slice(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _map_chunks(fn: Callable[[slice], _T], slices: Sequence[slice]) -> list[_T]:
+    """``[fn(s) for s in slices]``, spread over up to :func:`_n_threads` threads."""
+    n = min(_n_threads(), len(slices))
+    if n <= 1:
+        return [fn(s) for s in slices]
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="sarstack-xcorr") as pool:
+        return list(pool.map(fn, slices))
+
+
+# --------------------------------------------------------------------------- #
+# Batched phase correlation
+# --------------------------------------------------------------------------- #
+
+
+def _rfft2(tiles: np.ndarray) -> np.ndarray:
+    """Real 2-D FFT over the last two axes, float32 in, complex64 ``(n, H, W//2 + 1)`` out."""
+    return sfft.rfft2(tiles, axes=(-2, -1), workers=1)
+
+
+def _rfft2_conj(tiles: np.ndarray) -> np.ndarray:
+    """``conj(_rfft2(tiles))``, bit for bit, at the cost of one transform: ``ihfft2``
+    with ``norm="forward"`` is the unscaled backward real transform."""
+    return sfft.ihfft2(tiles, axes=(-2, -1), norm="forward", workers=1)
+
+
+def _sum_sq(row: np.ndarray) -> float:
+    """``sum(row**2)`` of a 1-D float32 array (float32 SIMD accumulators).
+
+    A 1-D ``einsum`` per row: the same summation whatever the batch or chunk
+    a tile comes in (BLAS ``sdot`` depends on the address alignment, and a
+    2-D ``einsum`` changes its summation order with the number of rows).
+    """
+    return float(np.einsum("i,i->", row, row))
+
+
+def _energy(tiles: np.ndarray) -> np.ndarray:
+    """``sum(tile**2)`` per tile, float64 ``(n,)`` (see :func:`_sum_sq`)."""
+    flat = tiles.reshape(tiles.shape[0], -1)
+    return np.array([_sum_sq(row) for row in flat], dtype=np.float64)
+
+
+def _surface_stats(cc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Statistics of the real correlation surfaces ``cc`` ``(n, N)``, row by row.
+
+    Returns ``|cc|`` (float32 ``(n, N)``, computed in place of ``cc``), the
+    index of its first maximum (a NaN counts as a maximum, as in
+    :func:`numpy.argmax`), ``sum |cc|`` (pairwise float32 sum) and
+    ``sum cc**2``, the sums as float64. Each row is reduced on its own, so the
+    result does not depend on the chunking.
+    """
+    n = cc.shape[0]
+    mag = np.abs(cc, out=cc)
+    idx = np.empty(n, dtype=np.int64)
+    s1 = np.empty(n, dtype=np.float64)
+    s2 = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        idx[i] = np.argmax(mag[i])
+        s1[i] = float(np.add.reduce(mag[i]))
+        s2[i] = _sum_sq(mag[i])
+    return mag, idx, s1, s2
+
+
+_PHASORS: dict[int, np.ndarray] = {}
+
+
+def _phasors(m: int) -> np.ndarray:
+    """``exp(2 pi j k / m)`` for ``k = 0 .. m - 1``, complex128 (cached per ``m``)."""
+    table = _PHASORS.get(m)
+    if table is None:
+        angle = (2.0 * np.pi / m) * np.arange(m)
+        table = np.cos(angle) + 1j * np.sin(angle)
+        _PHASORS[m] = table
+    return table
+
+
+@functools.cache
+def _dft_base(n: int, uf: int, region: int, centre: int) -> np.ndarray:
+    """``exp(2 pi j (i - centre) f_k / (n uf))``, complex128 ``(region, n)``: the
+    part of :func:`_dft_kernel` that is the same for every tile."""
+    freqs = np.fft.fftfreq(n, 1.0 / n).round().astype(np.int64)  # signed integers
+    pos = np.arange(region, dtype=np.int64) - centre
+    return _phasors(n * uf)[np.mod(pos[:, None] * freqs[None, :], n * uf)]
+
+
+def _dft_kernel(
+    peak_idx: np.ndarray, n: int, uf: int, region: int, centre: int, bins: int | None = None
+) -> np.ndarray:
+    """Per-tile matrix-multiply inverse-DFT kernel along one axis, ``(B, region, bins)``
+    (the first ``bins`` frequency bins, default all ``n``).
+
+    Entry ``[b, i, k] = exp(+2 pi j * (i - centre + peak_idx[b] * uf) * f_k / (n * uf))``
+    with ``f_k`` the signed integer frequency of bin ``k`` (``fftfreq(n) * n``),
+    built as the product of the tile-independent :func:`_dft_base` and the
+    per-tile factor ``exp(2 pi j peak_idx[b] f_k / n)``. Both phases have exact
+    integer numerators, reduced modulo ``n * uf`` before a float64 table
+    look-up, so they are accurate for any lag; the product is rounded once to
+    complex64. Using the unwrapped peak index instead of the signed lag
+    is exact: they differ by a multiple of ``n``, which changes the phase by a
+    multiple of ``2 pi``.
+    """
+    k = n if bins is None else bins
+    freqs = np.fft.fftfreq(n, 1.0 / n).round().astype(np.int64)[:k]
+    numer = np.mod(peak_idx.astype(np.int64)[:, None] * freqs[None, :], n) * uf  # (B, k)
+    tile = _phasors(n * uf)[numer]
+    ker = np.multiply(_dft_base(n, uf, region, centre)[None, :, :k], tile[:, None, :])
+    return ker.astype(np.complex64)
+
+
+@functools.cache
+def _dirichlet_base(n: int, uf: int, region: int, centre: int) -> np.ndarray:
+    """``G[i, m] = sum_k exp(2 pi j f_k (m + (i - centre) / uf) / n)``, complex64
+    ``(region, n)``, summed over the signed integer frequencies ``f_k`` of an
+    ``n``-point DFT (computed in complex128 as ``n * ifft`` of :func:`_dft_base`)."""
+    return (n * np.fft.ifft(_dft_base(n, uf, region, centre), axis=1)).astype(np.complex64)
+
+
+def _dirichlet_kernel(
+    peak_idx: np.ndarray, n: int, uf: int, region: int, centre: int
+) -> np.ndarray:
+    """Kernel ``D`` ``(B, region, n)`` with ``D @ ifft(P, axis=rows) == K @ P`` for the
+    :func:`_dft_kernel` ``K`` of the same arguments.
+
+    ``K[b, i, :] @ P = sum_k exp(2 pi j f_k y_i / n) P[k]`` with
+    ``y_i = peak_idx[b] + (i - centre) / uf``; writing ``P[k] = sum_y Q[y]
+    exp(-2 pi j f_k y / n)`` with ``Q = ifft(P)`` gives ``D[b, i, y] =
+    G[i, (peak_idx[b] - y) mod n]`` (:func:`_dirichlet_base`), a gather.
+    """
+    shift = np.mod(peak_idx.astype(np.int64)[:, None] - np.arange(n)[None, :], n)  # (B, n)
+    return _dirichlet_base(n, uf, region, centre)[
+        np.arange(region)[None, :, None], shift[:, None, :]
+    ]
+
+
+def _dft_column(
+    peak_idx: np.ndarray, n: int, uf: int, region: int, centre: int, k: int
+) -> np.ndarray:
+    """Column ``k`` of :func:`_dft_kernel` (frequency bin ``k``), complex64 ``(B, region)``."""
+    f_k = int(round(float(np.fft.fftfreq(n, 1.0 / n)[k])))
+    pos = np.arange(region, dtype=np.int64) - centre
+    numer = np.mod((pos[None, :] + peak_idx.astype(np.int64)[:, None] * uf) * f_k, n * uf)
+    return _phasors(n * uf)[numer].astype(np.complex64)
 
 
 def _upsampled_from_half(
-    half: jax.Array, ker_r: jax.Array, ker_c: jax.Array, h: int, w: int
-) -> jax.Array:
+    rows: np.ndarray,
+    nyq_row: np.ndarray | None,
+    kr_nyq: np.ndarray | None,
+    ker_c: np.ndarray,
+    h: int,
+    w: int,
+) -> np.ndarray:
     """Matrix-multiply DFT ``ker_r @ P @ ker_c^T`` of the full spectrum ``P`` of
     real data, evaluated from its rfft2 half without rebuilding ``P``.
 
@@ -188,144 +410,205 @@ def _upsampled_from_half(
     on the Nyquist row (even ``H``), whose row frequency is -1/2 for both, and
     which is corrected exactly; the zero and Nyquist columns are added as
     they are. This halves the dominant contraction and equals the full-spectrum
-    product to float rounding.
+    product to float rounding. The dominant product ``ker_r @ half`` (``R x H``
+    by ``H x (W//2 + 1)``) comes in as ``rows``; everything here is ``O(R^2 W)``.
 
     Parameters
     ----------
-    half
-        ``rfft2`` product, ``(B, H, W//2 + 1)``.
-    ker_r, ker_c
-        Row and column kernels ``(B, R, H)`` and ``(B, R, W)`` (:func:`_dft_kernel`).
+    rows
+        ``ker_r @ half``, complex64 ``(B, R, W//2 + 1)``, where ``half`` is the
+        rfft2 product ``(B, H, W//2 + 1)`` and ``ker_r`` the row kernel
+        ``(B, R, H)`` (:func:`_dft_kernel`).
+    nyq_row, kr_nyq
+        For even ``H``: the Nyquist row ``half[:, H // 2, :]`` ``(B, W//2 + 1)``
+        and the Nyquist column of the row kernel ``ker_r[:, :, H // 2]``
+        ``(B, R)``; ``None`` for odd ``H``.
+    ker_c
+        Column kernel (:func:`_dft_kernel`), at least its first ``W//2 + 1``
+        bins: ``(B, R, >= W//2 + 1)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Complex64 ``(B, R, R)``: ``H * W`` times the circular cross-correlation
+        at the ``R x R`` sub-pixel lags.
     """
+    b, region, _ = rows.shape
     wh = w // 2 + 1
     n_int = w - wh  # interior columns 1 .. n_int have a mirror in the omitted part
-    # Interior columns, all rows: T = Kr P_int Kc_int^T; only 2 Re(T) is needed.
-    p_int = half[:, :, 1 : 1 + n_int]
-    kc_int = ker_c[:, :, 1 : 1 + n_int]
-    tmp = jnp.einsum("bhk,bck->bhc", p_int, kc_int)  # (B, H, R)
-    t = jnp.einsum("brh,bhc->brc", ker_r, tmp)  # (B, R, R)
-    up = 2.0 * jnp.real(t).astype(t.dtype)
-    if h % 2 == 0 and n_int > 0:
-        # Nyquist row: replace 2 Re(Kr_N S) by Kr_N 2 Re(S), S = sum_k P[N, k] Kc[k].
-        kr_n = ker_r[:, :, h // 2]  # (B, R)
-        s_n = tmp[:, h // 2, :]  # (B, R)
-        prod_n = kr_n[:, :, None] * s_n[:, None, :]
-        up = up - 2.0 * jnp.real(prod_n) + kr_n[:, :, None] * (2.0 * jnp.real(s_n))[:, None, :]
+    if n_int > 0:
+        # Interior columns: T = (Kr P_int) Kc_int^T; only 2 Re(T) is needed.
+        kc_int = ker_c[:, :, 1 : 1 + n_int].transpose(0, 2, 1)  # (B, n_int, R)
+        t = _matmul_c64(rows[:, :, 1 : 1 + n_int], kc_int)  # (B, R, R)
+        up = (2.0 * t.real).astype(np.complex64)
+        if h % 2 == 0:
+            # Nyquist row: replace 2 Re(Kr_N S) by Kr_N 2 Re(S), S = sum_k P[N, k] Kc[k].
+            assert nyq_row is not None and kr_nyq is not None
+            s_n = _matmul_c64(nyq_row[:, None, 1 : 1 + n_int], kc_int)[:, 0, :]  # (B, R)
+            prod_n = kr_nyq[:, :, None] * s_n[:, None, :]
+            up -= 2.0 * prod_n.real
+            up += kr_nyq[:, :, None] * (2.0 * s_n.real)[:, None, :]
+    else:
+        up = np.zeros((b, region, region), dtype=np.complex64)
     # Zero column (frequency 0: ker_c = 1) and, for even W, the Nyquist column.
-    u0 = jnp.einsum("brh,bh->br", ker_r, half[:, :, 0])
-    up = up + u0[:, :, None]
+    up += rows[:, :, 0:1]
     if w % 2 == 0:
-        u1 = jnp.einsum("brh,bh->br", ker_r, half[:, :, wh - 1])
-        up = up + u1[:, :, None] * ker_c[:, None, :, wh - 1]
+        up += rows[:, :, wh - 1 : wh] * ker_c[:, None, :, wh - 1]
     return up
 
 
-def _dft_kernel(peak_idx: jax.Array, n: int, uf: int, region: int, centre: int) -> jax.Array:
-    """Per-tile matrix-multiply inverse-DFT kernel along one axis, ``(B, region, n)``.
+#: Largest ``M * N * K`` of a float32 BLAS product that OpenBLAS runs on the
+#: calling thread (``SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD`` = 65536 * 4
+#: in its ``interface/gemm.c``; for complex products the limit is 8 times
+#: lower). Above it OpenBLAS hands the product to its own threads, which next
+#: to the worker threads (or a busy machine) made one 512² tile's product
+#: 25x slower and ``phase_correlate`` about 3x slower unless
+#: ``OPENBLAS_NUM_THREADS=1`` was set.
+BLAS_SINGLE_THREAD_MNK = 1 << 18
 
-    Entry ``[b, i, k] = exp(+2 pi j * (i - centre + peak_idx[b] * uf) * f_k / (n * uf))``
-    with ``f_k`` the signed integer frequency of bin ``k`` (``fftfreq(n) * n``). The
-    phase numerator is an exact integer, reduced modulo ``n * uf`` before the
-    conversion to float, so float32 keeps the phases accurate for any lag. Using
-    the unwrapped peak index instead of the signed lag is exact: they differ by a
-    multiple of ``n``, which changes the numerator by a multiple of ``n * uf``.
+
+def _matmul_c64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for complex64 stacks ``(B, M, K) @ (B, K, N)`` without BLAS threads.
+
+    Computed as the real product ``[Re a; Im a] @ view_float32(b)``
+    (``(B, 2M, K) @ (B, K, 2N)``, whose rows give ``Re(a) @ b`` and ``Im(a) @ b``
+    as complex pairs), split into column blocks of at most
+    :data:`BLAS_SINGLE_THREAD_MNK` multiply-adds each, so that BLAS runs every
+    block on the calling thread.
     """
-    freqs = np.fft.fftfreq(n, 1.0 / n).round().astype(np.int32)  # signed integers
-    pos = jnp.arange(region, dtype=jnp.int32) - centre
-    off = pos[None, :] + peak_idx.astype(jnp.int32)[:, None] * uf  # (B, region)
-    numer = jnp.mod(off[:, :, None] * jnp.asarray(freqs)[None, None, :], n * uf)
-    angle = (2.0 * np.pi / (n * uf)) * numer.astype(jnp.float32)
-    return jax.lax.complex(jnp.cos(angle), jnp.sin(angle))
+    bsz, m, k = a.shape
+    n = b.shape[2]
+    stacked = np.concatenate([a.real, a.imag], axis=1)  # (B, 2M, K) float32
+    b_real = np.ascontiguousarray(b).view(np.float32)  # (B, K, 2N): re, im interleaved
+    out = np.empty((bsz, 2 * m, 2 * n), dtype=np.float32)
+    step = max(1, BLAS_SINGLE_THREAD_MNK // max(2 * m * k, 1))
+    for j in range(0, 2 * n, step):
+        np.matmul(stacked, b_real[:, :, j : j + step], out=out[:, :, j : j + step])
+    pairs = out.view(np.complex64)  # (B, 2M, N): rows Re(a) @ b, then Im(a) @ b
+    return pairs[:, :m] + 1j * pairs[:, m:]
 
 
-def _phase_correlate_impl(
-    ref: jax.Array, mov: jax.Array, upsample_factor: int, exclude: int
-) -> dict[str, jax.Array]:
-    """Jitted core of :func:`phase_correlate`; see there for the outputs' meaning."""
-    b, h, w = ref.shape
-    uf = upsample_factor
-    ref = ref.astype(jnp.float32)
-    mov = mov.astype(jnp.float32)
+def _vertex(m_minus: np.ndarray, m0: np.ndarray, m_plus: np.ndarray) -> np.ndarray:
+    """Vertex offset, in steps within [-0.5, 0.5], of the parabola through three
+    equally spaced samples; 0 where it does not open downwards."""
+    curv = m_minus - 2.0 * m0 + m_plus
+    down = curv < 0
+    frac = np.where(down, 0.5 * (m_minus - m_plus) / np.where(down, curv, -1.0), 0.0)
+    return np.clip(frac, -0.5, 0.5)
 
-    # Cross-power spectrum (no normalisation) and integer-lag surface.
-    prod_half = jnp.fft.rfft2(ref) * jnp.conj(jnp.fft.rfft2(mov))  # (B, H, W//2+1)
-    cc = jnp.fft.irfft2(prod_half, s=(h, w))  # real (B, H, W)
-    mag = jnp.abs(cc)
-    flat = jnp.argmax(mag.reshape(b, h * w), axis=1)  # first maximum, like numpy
-    pr = (flat // w).astype(jnp.int32)
-    pc = (flat % w).astype(jnp.int32)
-    peak_int = jnp.take_along_axis(mag.reshape(b, h * w), flat[:, None], axis=1)[:, 0]
 
-    energy = jnp.sum(ref * ref, axis=(1, 2)) * jnp.sum(mov * mov, axis=(1, 2))
-    out: dict[str, jax.Array] = {"peak_row": pr, "peak_col": pc, "flat": ~(peak_int > 0)}
+def _window_index(peak: np.ndarray, n: int, exclude: int) -> np.ndarray:
+    """Indices ``(B, k)`` of the bins within circular distance ``exclude`` of each peak
+    (each bin once, so ``k = min(n, 2 * exclude + 1)``)."""
+    if 2 * exclude + 1 >= n:
+        return np.broadcast_to(np.arange(n), (peak.shape[0], n))
+    return np.mod(peak[:, None] + np.arange(-exclude, exclude + 1)[None, :], n)
+
+
+def _correlate_spectra(
+    ref_spec: np.ndarray,
+    mov_conj: np.ndarray,
+    energy: np.ndarray,
+    shape: tuple[int, int],
+    uf: int,
+    exclude: int,
+    interpolate: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shift, peak correlation and PSLR of one chunk from the tiles' rfft2 spectra.
+
+    Parameters
+    ----------
+    ref_spec, mov_conj
+        Complex64 ``(n, H, W//2 + 1)``: the spectrum of the (tapered) reference
+        tiles (:func:`_rfft2`, not modified) and the *conjugate* spectrum of the
+        moving tiles (:func:`_rfft2_conj`, overwritten).
+    energy
+        Float64 ``(n,)``: ``sum(ref**2) * sum(mov**2)``.
+    shape
+        ``(H, W)`` of the tiles.
+    uf, exclude, interpolate
+        As ``upsample_factor``, ``pslr_exclude`` and ``interpolate`` of
+        :func:`phase_correlate`.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``shift`` ``(n, 2)``, ``peak_corr`` ``(n,)`` and ``pslr`` ``(n,)``, float64,
+        as :func:`phase_correlate` returns them.
+    """
+    n = ref_spec.shape[0]
+    h, w = shape
+    rows = np.arange(n)
+
+    # Cross-power spectrum P (no normalisation), in place of the moving spectrum,
+    # and the integer-lag surface |cc|: irfft2 in two steps, the first in place,
+    # which turns P into its row-wise inverse transform Q (the upsampled DFT
+    # below works from Q; only P's Nyquist row is kept).
+    prod = np.multiply(ref_spec, mov_conj, out=mov_conj)
+    nyq_row = prod[:, h // 2, :].copy() if uf > 1 and h % 2 == 0 else None
+    q = sfft.ifft(prod, axis=-2, workers=1, overwrite_x=True)
+    cc = sfft.irfft(q, n=w, axis=-1, workers=1)  # float32 (n, H, W)
+    mag, idx, s1, s2 = _surface_stats(cc.reshape(n, h * w))
+    pr, pc = np.divmod(idx, w)
+    peak_int = mag[rows, idx].astype(np.float64)
+    zero = ~(peak_int > 0)  # identically zero (or NaN) surface: shift undefined
+
+    size = np.array([h, w], dtype=np.int64)
+    lag_idx = np.stack([pr, pc], axis=1).astype(np.int64)
+    shift = np.where(lag_idx > size // 2, lag_idx - size, lag_idx).astype(np.float64)
 
     if uf > 1:
         region = int(math.ceil(1.5 * uf))
         centre = region // 2
-        ker_r = _dft_kernel(pr, h, uf, region, centre)  # (B, R, H)
-        ker_c = _dft_kernel(pc, w, uf, region, centre)  # (B, R, W)
-        up = _upsampled_from_half(prod_half, ker_r, ker_c, h, w)  # (B, R, R) = H*W*cc(sub-lag)
-        up_mag = jnp.abs(up).reshape(b, region * region)
-        sub = jnp.argmax(up_mag, axis=1)
-        sr = (sub // region).astype(jnp.int32)
-        sc = (sub % region).astype(jnp.int32)
-        out["sub_row"] = sr
-        out["sub_col"] = sc
-        peak = jnp.take_along_axis(up_mag, sub[:, None], axis=1)[:, 0] / float(h * w)
-        # Parabolic interpolation of |cc| around the upsampled peak (fraction
-        # of one upsampled step per axis), used only when asked for.
-        grid = up_mag.reshape(b, region, region)
-        bi = jnp.arange(b)
-
-        def _vertex(m_minus: jax.Array, m0: jax.Array, m_plus: jax.Array) -> jax.Array:
-            curv = m_minus - 2.0 * m0 + m_plus
-            frac = jnp.where(
-                curv < 0, 0.5 * (m_minus - m_plus) / jnp.where(curv < 0, curv, -1.0), 0.0
-            )
-            return jnp.clip(frac, -0.5, 0.5)
-
-        rm, rp = jnp.clip(sr - 1, 0, region - 1), jnp.clip(sr + 1, 0, region - 1)
-        cm, cp = jnp.clip(sc - 1, 0, region - 1), jnp.clip(sc + 1, 0, region - 1)
-        m0 = grid[bi, sr, sc]
-        fr = _vertex(grid[bi, rm, sc], m0, grid[bi, rp, sc])
-        fc = _vertex(grid[bi, sr, cm], m0, grid[bi, sr, cp])
-        edge_r = (sr == 0) | (sr == region - 1)
-        edge_c = (sc == 0) | (sc == region - 1)
-        out["frac_row"] = jnp.where(edge_r, 0.0, fr)
-        out["frac_col"] = jnp.where(edge_c, 0.0, fc)
+        # The dominant product ker_r @ P, as D @ Q.
+        rows_up = _matmul_c64(_dirichlet_kernel(pr, h, uf, region, centre), q)
+        kr_nyq = None if nyq_row is None else _dft_column(pr, h, uf, region, centre, h // 2)
+        ker_c = _dft_kernel(pc, w, uf, region, centre, w // 2 + 1)  # (n, R, W//2 + 1)
+        up = _upsampled_from_half(rows_up, nyq_row, kr_nyq, ker_c, h, w)  # H*W*cc(sub-lag)
+        up_mag = np.abs(up).reshape(n, region * region)
+        sub = np.argmax(up_mag, axis=1)
+        sr, sc = np.divmod(sub, region)
+        peak = up_mag[rows, sub].astype(np.float64) / float(h * w)
+        shift += (np.stack([sr, sc], axis=1) - centre) / uf
+        if interpolate:
+            # Parabola through the upsampled peak and its neighbours, per axis
+            # (a fraction of one upsampled step); 0 on the grid's edge.
+            grid = up_mag.reshape(n, region, region).astype(np.float64)
+            rm, rp = np.clip(sr - 1, 0, region - 1), np.clip(sr + 1, 0, region - 1)
+            cm, cp = np.clip(sc - 1, 0, region - 1), np.clip(sc + 1, 0, region - 1)
+            m0 = grid[rows, sr, sc]
+            fr = _vertex(grid[rows, rm, sc], m0, grid[rows, rp, sc])
+            fc = _vertex(grid[rows, sr, cm], m0, grid[rows, sr, cp])
+            fr[(sr == 0) | (sr == region - 1)] = 0.0
+            fc[(sc == 0) | (sc == region - 1)] = 0.0
+            shift += np.stack([fr, fc], axis=1) / uf
     else:
         peak = peak_int
+    shift[:, size == 1] = 0.0
+    shift[zero] = 0.0
 
-    denom = jnp.sqrt(energy)
-    out["peak_corr"] = jnp.where(
-        denom > 0, jnp.clip(peak / jnp.where(denom > 0, denom, 1.0), 0.0, 1.0), 0.0
-    )
+    denom = np.sqrt(energy)
+    ok = denom > 0
+    peak_corr = np.where(ok, np.clip(peak / np.where(ok, denom, 1.0), 0.0, 1.0), 0.0)
 
     # Peak-to-sidelobe ratio on the integer-lag |cc| surface: peak versus
-    # mean + std of the surface outside a (2*exclude+1)^2 circular window.
-    dr = jnp.mod(jnp.arange(h)[None, :] - pr[:, None], h)
-    dc = jnp.mod(jnp.arange(w)[None, :] - pc[:, None], w)
-    near_r = (jnp.minimum(dr, h - dr) <= exclude).astype(jnp.float32)  # (B, H)
-    near_c = (jnp.minimum(dc, w - dc) <= exclude).astype(jnp.float32)  # (B, W)
-    # Side-lobe sums = whole-surface sums minus the (separable) window's, so no
-    # (B, H, W) mask is built and the surface is read in two fused passes.
-    mag2 = mag * mag
-    win_sum = jnp.einsum("bh,bhw,bw->b", near_r, mag, near_c)
-    win_sq = jnp.einsum("bh,bhw,bw->b", near_r, mag2, near_c)
-    n_side = h * w - jnp.sum(near_r, axis=1) * jnp.sum(near_c, axis=1)
-    safe_n = jnp.maximum(n_side, 1.0)
-    mean = (jnp.sum(mag, axis=(1, 2)) - win_sum) / safe_n
-    var = jnp.maximum((jnp.sum(mag2, axis=(1, 2)) - win_sq) / safe_n - mean * mean, 0.0)
-    level = mean + jnp.sqrt(var)
+    # mean + std of the surface outside a (2*exclude+1)^2 circular window:
+    # whole-surface sums minus the window's (a small gather).
+    r_idx = _window_index(pr, h, exclude)
+    c_idx = _window_index(pc, w, exclude)
+    win = mag.reshape(n, h, w)[rows[:, None, None], r_idx[:, :, None], c_idx[:, None, :]]
+    win = win.reshape(n, -1).astype(np.float64)
+    n_side = h * w - r_idx.shape[1] * c_idx.shape[1]
+    safe_n = float(max(n_side, 1))
+    mean = (s1 - win.sum(axis=1)) / safe_n
+    var = np.maximum((s2 - np.square(win).sum(axis=1)) / safe_n - mean * mean, 0.0)
+    level = mean + np.sqrt(var)
     floor = peak_int * 1e-6  # caps the ratio at 60 dB
-    ratio = peak_int / jnp.maximum(jnp.maximum(level, floor), jnp.finfo(jnp.float32).tiny)
-    out["pslr"] = jnp.where((peak_int > 0) & (n_side > 0), 10.0 * jnp.log10(ratio), 0.0)
-    return out
-
-
-_phase_correlate_jit = jax.jit(
-    _phase_correlate_impl, static_argnames=("upsample_factor", "exclude")
-)
+    ratio = peak_int / np.maximum(np.maximum(level, floor), float(np.finfo(np.float32).tiny))
+    pslr = np.zeros(n, dtype=np.float64)
+    good = (peak_int > 0) & (n_side > 0)
+    pslr[good] = 10.0 * np.log10(ratio[good])
+    return shift, peak_corr, pslr
 
 
 def phase_correlate(
@@ -342,14 +625,16 @@ def phase_correlate(
     ----------
     ref, mov
         Real arrays ``(B, H, W)`` (cast to float32), e.g. from
-        :func:`prepare_tiles`. Must be finite.
+        :func:`prepare_tiles`. Must be finite; a tile pair with a non-finite
+        value gets shift 0, ``peak_corr`` 0 (NaN if a value is infinite) and
+        ``pslr`` 0, and does not affect the other tiles.
     upsample_factor
         Tiles are registered to within ``1 / upsample_factor`` pixel; 1 means
-        integer lags only. Static: each value compiles its own kernel.
+        integer lags only.
     pslr_exclude
         Half-width, in pixels, of the square window around the integer peak that
         is left out of the side-lobe statistics of ``pslr`` (default 2: a 5x5
-        window). Static.
+        window).
     interpolate
         Refine the upsampled peak by a parabola through it and its neighbours
         (per axis), so the shift is no longer quantized to ``1/upsample_factor``.
@@ -387,14 +672,15 @@ def phase_correlate(
     Notes
     -----
     Algorithm (as skimage, ``normalization=None``): cross-power spectrum
-    ``P = F(ref) * conj(F(mov))`` from real FFTs; integer peak
-    ``argmax |irfft2(P)|``; for ``upsample_factor = uf > 1`` the matrix-multiply
-    DFT of ``P`` is evaluated on a ``ceil(1.5 uf)``-square grid with spacing
-    ``1/uf`` centred on the integer peak (two batched ``einsum`` products with
-    per-tile kernels), and the shift is refined to its maximum magnitude. All
-    tiles go through one jitted call, compiled once per ``(B, H, W, uf)``.
-    Results can differ from skimage's float64 run only where two candidate
-    peaks are equal to within float32 rounding.
+    ``P = F(ref) * conj(F(mov))`` from real FFTs (:func:`scipy.fft.rfft2`, float32);
+    integer peak ``argmax |irfft2(P)|``; for ``upsample_factor = uf > 1`` the
+    matrix-multiply DFT of ``P`` is evaluated on a ``ceil(1.5 uf)``-square grid
+    with spacing ``1/uf`` centred on the integer peak (two batched matrix
+    products with per-tile kernels, on the half spectrum), and the shift is
+    refined to its maximum magnitude. Chunks of tiles run in parallel threads
+    (:data:`CHUNK_PIXELS`, ``$SARSTACK_XCORR_THREADS``). Results can differ
+    from skimage's float64 run only where two candidate peaks are equal to
+    within float32 rounding.
     """
     uf = int(upsample_factor)
     if uf != upsample_factor or uf < 1:
@@ -402,41 +688,29 @@ def phase_correlate(
     exclude = int(pslr_exclude)
     if exclude < 0:
         raise ValueError(f"pslr_exclude must be >= 0, got {pslr_exclude!r}")
-    if ref.ndim != 3 or tuple(ref.shape) != tuple(mov.shape):
+    ref_a = np.asarray(ref, dtype=np.float32)
+    mov_a = np.asarray(mov, dtype=np.float32)
+    if ref_a.ndim != 3 or ref_a.shape != mov_a.shape:
         raise ValueError(
-            f"ref and mov must have the same (B, H, W) shape, got {ref.shape} and {mov.shape}"
+            f"ref and mov must have the same (B, H, W) shape, got {ref_a.shape} and {mov_a.shape}"
         )
-    b, h, w = ref.shape
+    b, h, w = ref_a.shape
     if b == 0:
         empty = np.zeros((0,), dtype=np.float64)
         return {"shift": np.zeros((0, 2)), "peak_corr": empty, "pslr": empty.copy()}
 
-    res = jax.device_get(
-        _phase_correlate_jit(
-            jnp.asarray(ref, dtype=jnp.float32),
-            jnp.asarray(mov, dtype=jnp.float32),
-            upsample_factor=uf,
-            exclude=exclude,
-        )
-    )
-    size = np.array([h, w], dtype=np.int64)
-    idx = np.stack([res["peak_row"], res["peak_col"]], axis=1).astype(np.int64)
-    lag = np.where(idx > size // 2, idx - size, idx).astype(np.float64)
-    if uf > 1:
-        centre = int(math.ceil(1.5 * uf)) // 2
-        sub = np.stack([res["sub_row"], res["sub_col"]], axis=1).astype(np.float64)
-        shift = lag + (sub - centre) / uf
-        if interpolate:
-            frac = np.stack([res["frac_row"], res["frac_col"]], axis=1).astype(np.float64)
-            shift = shift + frac / uf
-    else:
-        shift = lag
-    shift[:, size == 1] = 0.0
-    shift[np.asarray(res["flat"], dtype=bool)] = 0.0
+    def chunk(sl: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        r, m = ref_a[sl], mov_a[sl]
+        with np.errstate(invalid="ignore", over="ignore"):
+            return _correlate_spectra(
+                _rfft2(r), _rfft2_conj(m), _energy(r) * _energy(m), (h, w), uf, exclude, interpolate
+            )
+
+    parts = _map_chunks(chunk, _chunk_slices(b, h * w))
     return {
-        "shift": shift,
-        "peak_corr": np.asarray(res["peak_corr"], dtype=np.float64),
-        "pslr": np.asarray(res["pslr"], dtype=np.float64),
+        "shift": np.concatenate([p[0] for p in parts]),
+        "peak_corr": np.concatenate([p[1] for p in parts]),
+        "pslr": np.concatenate([p[2] for p in parts]),
     }
 
 
@@ -445,15 +719,23 @@ def phase_correlate(
 # --------------------------------------------------------------------------- #
 
 
-@jax.jit
-def _fourier_shift(tiles: jax.Array, shift: jax.Array) -> jax.Array:
-    """Shift each tile by ``shift[b] = (rows, cols)`` (circular, sub-pixel)."""
-    _, h, w = tiles.shape
-    fy = jnp.fft.fftfreq(h)[None, :, None]
-    fx = jnp.fft.rfftfreq(w)[None, None, :]
-    phase = -2.0 * jnp.pi * (fy * shift[:, 0, None, None] + fx * shift[:, 1, None, None])
-    spec = jnp.fft.rfft2(tiles) * jax.lax.complex(jnp.cos(phase), jnp.sin(phase))
-    return jnp.fft.irfft2(spec, s=(h, w))
+def _fourier_shift(spec: np.ndarray, shift: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Tiles of rfft2 spectrum ``spec`` moved by ``shift[b] = (rows, cols)``
+    (circular, sub-pixel): ``irfft2(spec * exp(-2 pi j (f_y dy + f_x dx)))``.
+
+    The phase ramp is separable, built in float64 from ``(B, H)`` and
+    ``(B, W//2 + 1)`` factors; ``spec`` is not modified. Returns float32 tiles.
+    """
+    h, w = shape
+    fy = np.fft.fftfreq(h)
+    fx = np.fft.rfftfreq(w)
+    ramp_r = np.exp(-2j * np.pi * fy[None, :] * shift[:, 0:1]).astype(np.complex64)
+    ramp_c = np.exp(-2j * np.pi * fx[None, :] * shift[:, 1:2]).astype(np.complex64)
+    moved = np.multiply(spec, ramp_r[:, :, None])
+    np.multiply(moved, ramp_c[:, None, :], out=moved)
+    # irfft2 as an in-place inverse over rows, then the real inverse over columns.
+    moved = sfft.ifft(moved, axis=-2, workers=1, overwrite_x=True)
+    return sfft.irfft(moved, n=w, axis=-1, workers=1)
 
 
 def register_tiles(
@@ -496,23 +778,57 @@ def register_tiles(
     dict
         ``shift`` (B, 2) in the skimage convention (total), ``peak_corr`` and
         ``pslr`` of the last pass, ``valid_ref`` and ``valid_mov`` fractions.
+
+    Notes
+    -----
+    Per chunk of tiles (chunks run in parallel threads): the tapered reference
+    spectrum is computed once and reused by every pass, and so is the spectrum
+    of the untapered moving tiles, which each pass shifts by the running total
+    in the Fourier domain; a pass then costs one inverse FFT (the shift), one
+    forward FFT (after the taper) and the correlation's inverse FFT.
     """
-    p_ref, v_ref = prepare_tiles(ref, scale=scale, remove_mean=remove_mean, taper=None)
-    p_mov, v_mov = prepare_tiles(mov, scale=scale, remove_mean=remove_mean, taper=None)
-    _, h, w = p_ref.shape
+    uf = int(upsample_factor)
+    if uf != upsample_factor or uf < 1:
+        raise ValueError(f"upsample_factor must be an integer >= 1, got {upsample_factor!r}")
+    ref_a, mov_a = np.asarray(ref), np.asarray(mov)
+    if ref_a.ndim != 3 or ref_a.shape != mov_a.shape:
+        raise ValueError(
+            f"ref and mov must have the same (B, H, W) shape, got {ref_a.shape} and {mov_a.shape}"
+        )
+    b, h, w = ref_a.shape
     window = _taper_2d(taper, h, w)
-    win = np.ones((h, w), np.float32) if window is None else window.astype(np.float32)
-    ref_w = p_ref * win
-    res = phase_correlate(ref_w, p_mov * win, upsample_factor, interpolate=interpolate)
-    total = res["shift"]
-    for _ in range(int(iterations)):
-        moved = np.asarray(_fourier_shift(p_mov, total.astype(np.float32)))
-        res = phase_correlate(ref_w, moved * win, upsample_factor, interpolate=interpolate)
-        total = total + res["shift"]
-    return {
-        "shift": total,
-        "peak_corr": res["peak_corr"],
-        "pslr": res["pslr"],
-        "valid_ref": v_ref,
-        "valid_mov": v_mov,
-    }
+    win = None if window is None else window.astype(np.float32)
+    scale_name = str(scale).lower()
+    if scale_name not in ("db", "linear"):
+        raise ValueError(f"scale must be 'db' or 'linear', got {scale!r}")
+    db = scale_name == "db"
+    n_iter = int(iterations)
+
+    def chunk(sl: slice) -> tuple[np.ndarray, ...]:
+        p_ref, v_ref = _prepare_chunk(ref_a[sl], db, remove_mean, None, 1e-10)
+        p_mov, v_mov = _prepare_chunk(mov_a[sl], db, remove_mean, None, 1e-10)
+        ref_w = p_ref if win is None else p_ref * win
+        mov_w = p_mov if win is None else p_mov * win
+        ref_spec, e_ref = _rfft2(ref_w), _energy(ref_w)
+        with np.errstate(invalid="ignore", over="ignore"):
+            total, peak_corr, pslr = _correlate_spectra(
+                ref_spec, _rfft2_conj(mov_w), e_ref * _energy(mov_w), (h, w), uf, 2, interpolate
+            )
+            if n_iter > 0:
+                mov_spec = _rfft2(p_mov)
+                for _ in range(n_iter):
+                    moved = _fourier_shift(mov_spec, total, (h, w))
+                    if win is not None:
+                        moved *= win
+                    step, peak_corr, pslr = _correlate_spectra(
+                        ref_spec, _rfft2_conj(moved), e_ref * _energy(moved), (h, w), uf, 2,
+                        interpolate,
+                    )  # fmt: skip
+                    total = total + step
+        return total, peak_corr, pslr, v_ref, v_mov
+
+    parts = _map_chunks(chunk, _chunk_slices(b, h * w))
+    keys = ("shift", "peak_corr", "pslr", "valid_ref", "valid_mov")
+    if not parts:
+        return {k: np.zeros((0, 2) if k == "shift" else (0,)) for k in keys}
+    return {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(keys)}
