@@ -123,7 +123,6 @@ rule rtc_xcorr:
         block=BLOCK,
         min_quality=opt("--min-quality", config["rtc"]["min_quality"]),
         max_shift=opt("--max-shift-px", config["rtc"]["max_shift_px"]),
-        jaxcache=JAXCACHE,
     log:
         f"{LOGS}/rtc/xcorr_{{chunk}}.log",
     benchmark:
@@ -139,7 +138,7 @@ rule rtc_xcorr:
         " --pairs {params.pairs} --chunk {wildcards.chunk} --upsample-factor {params.upsample}"
         " --max-nan-fraction {params.max_nan} --preprocess {params.preprocess}"
         " --refine-iterations {params.iterations} --block {params.block} --threads {threads}"
-        " {params.min_quality} {params.max_shift} {params.jaxcache} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
+        " {params.min_quality} {params.max_shift} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc_aggregate:

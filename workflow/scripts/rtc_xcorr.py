@@ -4,6 +4,7 @@ the secondary relative to the reference. One process handles many pairs, so
 start-up is paid once per chunk, not once per pair."""
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -34,13 +35,10 @@ def main(argv=None):
                    help="largest believable shift (default: a quarter of the tile size)")
     p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
                    help="memory budget: tiles are correlated in batches of ~4 blocks of pixels")
-    p.add_argument("--threads", type=int, default=1, help="threads for the FFTs")
-    p.add_argument("--jax-cache", default=None, help="persistent compilation cache folder")
+    p.add_argument("--threads", type=int, default=1, help="threads for the tile batches")
     a = p.parse_args(argv)
     cli.setup_logging(a.verbose)
-    from sarstack.jaxcfg import configure_jax
-
-    configure_jax(x64=False, cache_dir=a.jax_cache)
+    os.environ["SARSTACK_XCORR_THREADS"] = str(max(1, a.threads))
 
     flat = [io.read_json(f) for f in a.flat]
     scenes = sorted((s for f in flat for s in f["scenes"]), key=lambda s: s["date"])
