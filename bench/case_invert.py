@@ -291,3 +291,49 @@ def run(
     )
     result.targets += targets
     return result
+
+
+# --------------------------------------------------------------------------- L1 vs dates
+
+
+def l1_dates(dates_list: list[int], side: int, n_lp: int, x64: bool) -> None:
+    """Print px/s (wall and per CPU second) of ``invert_l1`` and its objective vs HiGHS.
+
+    One ``side``² block per date count, network ``nearest:3``, tol ``L1_TOL``;
+    compiled first on the first 4096 px. Compare two versions of sarstack by
+    running this with each on ``PYTHONPATH``.
+    """
+    jax.config.update("jax_enable_x64", x64)
+    for n_dates in dates_list:
+        p = make_problem(side, n_dates, "nearest:3")
+        ts.invert_l1(p.a, p.b[:, :CHUNK], tol=L1_TOL)
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        x, _, n_iter = ts.invert_l1(p.a, p.b, tol=L1_TOL)
+        wall = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+        idx = np.linspace(0, p.n_px - 1, n_lp).astype(int)
+        _, opt = linprog_loop(p.a, p.b, idx)
+        obj = np.sum(np.abs(p.b[:, idx] - p.a @ x[:, idx].astype(np.float64)), axis=0)
+        excess = (obj - opt) / opt
+        print(
+            f"{n_dates} dates, {p.a.shape[0]} ifgs, {p.n_px} px, {x.dtype}: "
+            f"{wall:.2f} s wall ({p.n_px / wall:.0f} px/s), {cpu:.2f} s CPU "
+            f"({p.n_px / cpu:.0f} px per CPU-s), n_iter {n_iter}; objective vs HiGHS on "
+            f"{n_lp} px: worst {excess.max():+.1e}, best {excess.min():+.1e} relative",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    import argparse
+    import resource
+
+    ap = argparse.ArgumentParser(description="invert_l1 px/s and objective vs dates")
+    ap.add_argument("--dates", default="24,60,120", help="comma-separated date counts")
+    ap.add_argument("--side", type=int, default=128, help="block side in px")
+    ap.add_argument("--n-lp", type=int, default=40, help="pixels checked with linprog")
+    ap.add_argument("--float32", action="store_true", help="x64 off (default: on, as insar_invert)")
+    opt = ap.parse_args()
+    l1_dates([int(v) for v in opt.dates.split(",")], opt.side, opt.n_lp, not opt.float32)

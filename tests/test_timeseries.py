@@ -157,8 +157,8 @@ def test_l1_rejects_unwrapping_error_l2_does_not():
     assert np.all(_l1_objective(a, jumped, x1j) <= _l1_objective(a, jumped, x2j) + 1e-9)
 
 
-def test_l1_large_network_uses_library_cholesky():
-    n = ts._UNROLL_MAX + 2  # more unknowns than the unrolled factorisation handles
+def test_l1_longer_network_reaches_optimum():
+    n = 18  # 17 unknowns: a longer band for the factorisation
     _, a = _network(n, "nearest:2")
     _, phase = _stack(a, 40, 0.1, seed=6, outlier_frac=0.05)
     x, _, n_iter = ts.invert_l1(a, phase, tol=1e-6)
@@ -166,6 +166,117 @@ def test_l1_large_network_uses_library_cholesky():
     obj = _l1_objective(a, phase, x)
     opt = np.array([_lp_optimum(a, phase[:, p]) for p in range(20)])
     assert np.all(obj[:20] <= opt * (1 + 1e-6) + 1e-9)
+
+
+def _patchy_network_stack(n_dates, n_pix, seed):
+    """nearest:3 plus random longer pairs, and 2 pi unwrapping errors on pixel patches."""
+    rng = np.random.default_rng(seed)
+    pairs = dates.make_pairs(n_dates, "nearest:3")
+    extra = {tuple(sorted(rng.choice(n_dates, 2, replace=False))) for _ in range(n_dates // 3)}
+    pairs += sorted(extra - set(pairs))
+    a = dates.incidence_matrix(pairs, n_dates)
+    truth = np.cumsum(rng.normal(0.0, 1.0, (n_dates - 1, n_pix)), axis=0)
+    phase = a @ truth + rng.normal(0.0, 0.3, (len(pairs), n_pix))
+    for k in rng.choice(len(pairs), size=max(2, len(pairs) // 8), replace=False):
+        start = int(rng.integers(0, n_pix // 2))
+        phase[k, start : start + n_pix // 3] += 2 * np.pi * rng.choice([-1, 1])
+    return a, phase
+
+
+@pytest.mark.parametrize("n_dates", [10, 30, 60])
+def test_l1_objective_within_tol_of_highs(n_dates):
+    a, phase = _patchy_network_stack(n_dates, 240, seed=n_dates)
+    phase[:, 5] = np.nan  # nodata pixel
+    phase[2, 6] = np.nan  # one nodata interferogram
+    tol = 1e-4
+    x, res, n_iter = ts.invert_l1(a, phase, tol=tol)
+    assert 0 < n_iter < 500
+    assert np.all(np.isnan(x[:, [5, 6]])) and np.all(np.isnan(res[:, [5, 6]]))
+    ok = np.setdiff1d(np.arange(240), [5, 6])
+    assert np.all(np.isfinite(x[:, ok])) and np.all(np.isfinite(res[:, ok]))
+    np.testing.assert_allclose(res[:, ok], phase[:, ok] - a @ x[:, ok], atol=1e-10)
+    obj = _l1_objective(a, phase[:, ok], x[:, ok])
+    # Never worse than least squares.
+    obj2 = _l1_objective(a, phase[:, ok], ts.invert_l2(a, phase)[0][:, ok])
+    assert np.all(obj <= obj2 * (1 + 1e-12))
+    sub = np.arange(0, ok.size, 6)
+    opt = np.array([_lp_optimum(a, phase[:, ok[p]]) for p in sub])
+    assert np.all(obj[sub] >= opt * (1 - 1e-9))
+    assert np.all(obj[sub] <= opt * (1 + tol))
+    assert np.mean(obj2[sub] - obj[sub]) > 0.5  # the outliers matter
+
+
+def test_l1_dense_design_matrix():
+    # Not an incidence matrix: a dense design (dense products, a full band).
+    rng = np.random.default_rng(11)
+    a = rng.normal(size=(40, 6))
+    phase = a @ rng.normal(size=(6, 60)) + rng.laplace(0.0, 0.5, (40, 60))
+    x, _, n_iter = ts.invert_l1(a, phase, tol=1e-6)
+    assert n_iter < 500
+    obj = _l1_objective(a, phase, x)
+    opt = np.array([_lp_optimum(a, phase[:, p]) for p in range(15)])
+    assert np.all(obj[:15] <= opt * (1 + 1e-6))
+
+
+@pytest.mark.parametrize("tol", [1e-4, 1e-8])  # float32 then float64; float64 only
+def test_l1_counts_pixels_that_did_not_converge(tol, caplog):
+    pairs, a = _network()
+    truth, clean = _stack(a, 100, 0.0, seed=12)  # consistent: L2 is optimal at once
+    _, noisy = _stack(a, 100, 0.1, seed=13, outlier_frac=0.1)
+    phase = np.concatenate([clean, noisy], axis=1)
+    phase[:, 150] = np.nan  # nodata is not counted
+    with caplog.at_level("WARNING", logger="sarstack.timeseries"):
+        x, _, n_iter = ts.invert_l1(a, phase, tol=tol, max_iter=1)
+    assert n_iter == 1
+    assert "99 of 200 pixels stopped before reaching" in caplog.text
+    np.testing.assert_allclose(x[:, :100], truth, atol=1e-9)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="sarstack.timeseries"):
+        ts.invert_l1(a, phase, tol=tol)
+    assert caplog.text == ""
+
+
+def test_l1_certificate_is_a_lower_bound():
+    # A dual guess that is not feasible (A^T y != 0) must not certify a poor x.
+    _, a = _network()
+    _, phase = _stack(a, 20, 0.1, seed=15, outlier_frac=0.1)
+    a64, _, _, dtype, pinv = ts._prepare(a, phase)
+    des = ts._design(a64, pinv, dtype)
+    x2, _ = ts.invert_l2(a, phase)
+    y = np.sign(phase)  # in [-1, 1], and phase^T y = sum|phase| > optimum
+    b_j, x2_j, y_j = (jax.numpy.asarray(v) for v in (phase, x2, y))
+    x, res, ok = (np.asarray(v) for v in ts._l1_certify(des, b_j, x2_j, y_j, 1e-4))
+    np.testing.assert_allclose(x, x2)  # least squares kept: nothing better was given
+    np.testing.assert_allclose(res, phase - a @ x2, atol=1e-12)
+    obj2 = _l1_objective(a, phase, x2)
+    opt = np.array([_lp_optimum(a, phase[:, p]) for p in range(20)])
+    assert np.all(obj2 > opt * (1 + 1e-3))  # least squares is far from optimal here
+    assert not ok.any()
+    # The solver's own dual does certify its solution.
+    x1, y1, _ = jax.jit(ts._l1_chunk)(des, b_j, 1e-8, 100)
+    _, _, ok1 = ts._l1_certify(des, b_j, x1, y1, 1e-6)
+    assert np.all(np.asarray(ok1))
+    np.testing.assert_array_less(_l1_objective(a, phase, np.asarray(x1)), opt * (1 + 1e-6))
+
+
+def test_band_cholesky_and_solve():
+    rng = np.random.default_rng(14)
+    n, c = 9, 5
+    for half in (0, 2, n - 1):  # diagonal, banded, full
+        inside = np.abs(np.subtract.outer(range(n), range(n))) <= half
+        g = rng.uniform(-1.0, 1.0, (c, n, n)) * inside
+        mats = g + g.transpose(0, 2, 1) + 2 * n * np.eye(n)  # diagonally dominant: SPD
+        band = np.zeros((half + 1, n, c))
+        for d in range(half + 1):
+            band[d, : n - d] = np.diagonal(mats, offset=d, axis1=1, axis2=2).T
+        low = np.asarray(ts._band_cholesky(jax.numpy.asarray(band)))
+        rhs = rng.normal(size=(n, c))
+        x = np.asarray(ts._band_solve(jax.numpy.asarray(low), jax.numpy.asarray(rhs)))
+        for p in range(c):
+            want = np.linalg.cholesky(mats[p])
+            for d in range(half + 1):
+                np.testing.assert_allclose(low[: n - d, d, p], np.diagonal(want, -d), atol=1e-12)
+            np.testing.assert_allclose(x[:, p], np.linalg.solve(mats[p], rhs[:, p]), atol=1e-12)
 
 
 def test_float32_matches_float64():

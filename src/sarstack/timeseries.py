@@ -16,14 +16,16 @@ Conventions
 
 The per-pixel kernels run in JAX over all pixels at once (no per-pixel loop)
 and return NumPy arrays: L2 is one product with the pseudo-inverse of the
-shared ``A``; L1 is a batched primal-dual interior-point method that stops on
-each pixel's duality gap; weighted / censored L2 (:func:`invert_weighted`,
+shared ``A``; L1 is a batched primal-dual interior-point method that factors
+each pixel's normal matrix as a band matrix and certifies each pixel's
+duality gap; weighted / censored L2 (:func:`invert_weighted`,
 per-pixel interferogram weights, 0 = not used) solves each pixel's normal
 equations with a Cholesky unrolled over the network's sparsity pattern, and
 reports dates cut off from the first date as NaN. They work in float32, or
 in float64 when the input is float64 and the caller enabled it with
-``sarstack.jaxcfg.configure_jax(x64=True)``. Importing this module configures
-nothing. There is no file I/O here.
+``sarstack.jaxcfg.configure_jax(x64=True)`` (L1 then iterates in float32
+first and finishes in float64, see :func:`invert_l1`). Importing this module
+configures nothing. There is no file I/O here.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import datetime as dt
 import functools
 import logging
 from collections.abc import Sequence
+from typing import NamedTuple, TypeAlias
 
 import jax
 import jax.numpy as jnp
@@ -61,13 +64,27 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# A shared matrix as a dense array or a gather table (idx, val), see _make_op.
+_Op: TypeAlias = jax.Array | tuple[jax.Array, jax.Array]
+
 _EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity for scipy.ndimage.label
 
-# Pixels per L1 kernel call: fixed, so each network shape compiles once.
-_L1_CHUNK = 4096
-# Largest number of unknowns (dates - 1) for the unrolled batched Cholesky; beyond
-# it compilation grows too long and the library's batched Cholesky is used.
-_UNROLL_MAX = 16
+# Pixels per L1 kernel call (_L1_BLOCK, fixed so each network shape compiles
+# once), solved in chunks of _L1_CHUNK pixels in turn, each iterating until
+# its own pixels have converged.
+_L1_BLOCK = 16384
+_L1_CHUNK = 256
+# Smallest tolerance that the float32 interior point is asked to reach before
+# float64 (its relative rounding level is ~1e-6), and its iteration cap there.
+_F32_MIN_TOL = 1e-5
+_F32_MAX_ITER = 50
+# Fraction of tol that the float32 pass aims for when float64 certifies it.
+_F32_AIM = 0.5
+# Absolute slack of a duality-gap test in units of its rounding level (_gap_floor).
+_GAP_SLACK = 4.0
+# A sparse shared matrix is applied as a gather table (see _make_op) when its
+# densest row has at most this fraction of non-zeros, else as a dense product.
+_GATHER_MAX_DENSITY = 0.125
 # Relative diagonal regularisation of the interior-point normal equations, in
 # units of the machine epsilon (found by experiment: 3-5 removes float32
 # breakdowns near the optimum without slowing convergence; 30+ slows it).
@@ -443,150 +460,298 @@ def invert_l2(a: np.ndarray, phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     )
 
 
-def _chol_factor(mu: jax.Array, n: int) -> dict[tuple[int, int], jax.Array] | jax.Array:
-    """Batched Cholesky factor of small SPD matrices, pixels on the last axis.
+def _make_op(mat: np.ndarray, dtype: np.dtype) -> _Op:
+    """A shared matrix for :func:`_apply`: a gather table if sparse, else dense.
 
-    ``mu`` is ``(n (n + 1) / 2, C)``: the upper triangles in ``np.triu_indices(n)``
-    order. Up to ``_UNROLL_MAX`` unknowns the factorisation is unrolled over
-    ``(C,)`` vectors (fast on CPU, one fused loop), returning ``L[i, j]`` for
-    ``i >= j``; larger systems use the batched library Cholesky, ``(C, n, n)``.
+    The table is ``(idx, val)``, both ``(rows, width)`` with ``width`` the most
+    non-zeros of a row (padding: index 0, value 0); it is used when ``width``
+    is at most ``_GATHER_MAX_DENSITY`` of the columns.
     """
-    rows, cols = np.triu_indices(n)
-    if n > _UNROLL_MAX:
-        full = jnp.zeros((n, n, mu.shape[1]), mu.dtype).at[rows, cols].set(mu)
-        full = full.at[cols, rows].set(mu)
-        return jnp.linalg.cholesky(jnp.moveaxis(full, -1, 0))
-    upper = {(int(i), int(j)): mu[k] for k, (i, j) in enumerate(zip(rows, cols, strict=True))}
-    low: dict[tuple[int, int], jax.Array] = {}
-    for j in range(n):
-        acc = upper[j, j]
-        for k in range(j):
-            acc = acc - low[j, k] * low[j, k]
-        diag = jnp.sqrt(acc)
-        low[j, j] = diag
-        inv = 1.0 / diag
-        for i in range(j + 1, n):
-            acc = upper[j, i]
-            for k in range(j):
-                acc = acc - low[i, k] * low[j, k]
-            low[i, j] = acc * inv
-    return low
+    nz = mat != 0
+    width = max(1, int(nz.sum(axis=1).max(initial=0)))
+    if width > _GATHER_MAX_DENSITY * mat.shape[1]:
+        return jnp.asarray(mat, dtype=dtype)
+    idx = np.zeros((mat.shape[0], width), dtype=np.int32)
+    val = np.zeros((mat.shape[0], width), dtype=dtype)
+    for r, row in enumerate(nz):
+        cols = np.flatnonzero(row)
+        idx[r, : cols.size] = cols
+        val[r, : cols.size] = mat[r, cols]
+    return jnp.asarray(idx), jnp.asarray(val)
 
 
-def _chol_solve(
-    low: dict[tuple[int, int], jax.Array] | jax.Array, rhs: jax.Array, n: int
-) -> jax.Array:
-    """Solve ``L L^T x = rhs`` for a batch, ``rhs`` of shape ``(n, C)``."""
-    if not isinstance(low, dict):
-        sol = jax.scipy.linalg.cho_solve((low, True), rhs.T[..., None])
-        return sol[..., 0].T
-    y: list[jax.Array] = []
-    for i in range(n):
-        acc = rhs[i]
-        for k in range(i):
-            acc = acc - low[i, k] * y[k]
-        y.append(acc / low[i, i])
-    x: list[jax.Array] = [y[0]] * n
-    for i in reversed(range(n)):
-        acc = y[i]
-        for k in range(i + 1, n):
-            acc = acc - low[k, i] * x[k]
-        x[i] = acc / low[i, i]
-    return jnp.stack(x)
+def _apply(op: _Op, v: jax.Array) -> jax.Array:
+    """``mat @ v`` for a batch ``v`` of shape ``(cols, C)`` and ``op = _make_op(mat)``."""
+    if not isinstance(op, tuple):
+        return op @ v
+    idx, val = op
+    out = val[:, :1] * v[idx[:, 0]]
+    for t in range(1, idx.shape[1]):
+        out = out + val[:, t : t + 1] * v[idx[:, t]]
+    return out
 
 
-def _max_step(val: jax.Array, step: jax.Array) -> jax.Array:
-    """Largest ``alpha`` in [0, 1] with ``val + alpha * step >= 0``, per column."""
-    ratio = jnp.where(step < 0, -val / jnp.where(step < 0, step, -1.0), jnp.inf)
-    return jnp.minimum(1.0, jnp.min(ratio, axis=0))
+def _half_bandwidth(a: np.ndarray) -> int:
+    """Half-bandwidth of ``A^T D A`` for any diagonal ``D``: the widest column span of a row."""
+    bw = 0
+    for row in a != 0:
+        cols = np.flatnonzero(row)
+        if cols.size:
+            bw = max(bw, int(cols[-1] - cols[0]))
+    return bw
+
+
+def _band_cholesky(band: jax.Array) -> jax.Array:
+    """Batched Cholesky factor of symmetric positive definite band matrices.
+
+    ``band`` is ``(w, n, C)``, pixels on the last axis, with
+    ``band[d, j] = M[j, j + d]`` (zero past the matrix) and ``w - 1`` the
+    half-bandwidth. Returns ``low`` of shape ``(n, w, C)`` with
+    ``low[j, d] = L[j + d, j]``, ``M = L L^T``. One ``lax.scan`` step per
+    column updates a ``(w, w)`` window of the Schur complement: ``n w^2``
+    multiply-adds per pixel, and a program whose size does not grow with ``n``.
+    """
+    w, n, c = band.shape
+    # Identity rows past the end keep the window inside the (padded) matrix.
+    up = jnp.concatenate([band, jnp.zeros((w, w, c), band.dtype).at[0].set(1.0)], axis=1)
+    p = np.arange(w)
+    # Window at column 0: S[p, q] = M[p, q].
+    s0 = up[np.abs(p[:, None] - p[None, :]), np.minimum(p[:, None], p[None, :])]
+    # Entering at step j: column j + w of the window, M[j + 1 + p, j + w].
+    enter = up[(w - 1 - p)[None, :], np.arange(n)[:, None] + 1 + p[None, :]]
+
+    def step(s: jax.Array, new: jax.Array) -> tuple[jax.Array, jax.Array]:
+        col = s[:, 0] / jnp.sqrt(s[0, 0])
+        rest = s[1:, 1:] - col[1:, None] * col[None, 1:]
+        top = jnp.concatenate([rest, new[:-1, None]], axis=1)
+        return jnp.concatenate([top, new[None]], axis=0), col
+
+    return jax.lax.scan(step, s0, enter)[1]
+
+
+def _band_solve(low: jax.Array, rhs: jax.Array) -> jax.Array:
+    """Solve ``L L^T x = rhs`` for ``low`` from :func:`_band_cholesky`, ``rhs`` ``(n, C)``."""
+    n, w, c = low.shape
+    r = jnp.concatenate([rhs, jnp.zeros((w, c), rhs.dtype)])
+
+    def forward(win: jax.Array, xs: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        col, new = xs  # win: updated rows j .. j + w - 1 of the right-hand side
+        y = win[0] / col[0]
+        return jnp.concatenate([win[1:] - col[1:] * y, new[None]]), y
+
+    def backward(win: jax.Array, xs: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        col, y = xs  # win: x[j + 1 .. j + w - 1]
+        x = (y - jnp.sum(col[1:] * win, axis=0)) / col[0]
+        return jnp.concatenate([x[None], win])[: w - 1], x
+
+    _, y = jax.lax.scan(forward, r[:w], (low, r[w:]))
+    _, x = jax.lax.scan(backward, jnp.zeros((w - 1, c), rhs.dtype), (low, y), reverse=True)
+    return x
+
+
+def _max_step(*rel: jax.Array) -> jax.Array:
+    """Largest ``alpha`` in [0, 1] with ``1 + alpha * r >= 0`` for all ``r`` in ``rel``, per column.
+
+    Each ``r`` is a step relative to positive values, ``step / val``: then
+    ``val + alpha * step`` stays non-negative.
+    """
+    worst = functools.reduce(jnp.maximum, (jnp.max(-r, axis=0) for r in rel))
+    return 1.0 / jnp.maximum(1.0, worst)
+
+
+class _Design(NamedTuple):
+    """The shared design matrix in the forms the L1 kernel needs (see :func:`_design`)."""
+
+    a: _Op  # A, (m, n)
+    at: _Op  # A^T, (n, m)
+    band: tuple[_Op, ...]  # F_d, (n, m): (F_d @ d)[j] = (A^T diag(d) A)[j, j + d]
+    pinv: jax.Array  # dense (n, m) pseudo-inverse
+    colabs: jax.Array  # (n, 1) column sums of |A|
+
+
+def _design(a: np.ndarray, pinv: np.ndarray, dtype: np.dtype) -> _Design:
+    """Gather tables (or dense copies) of ``A``, ``A^T`` and the band of ``A^T D A``."""
+    m, n = a.shape
+    band = []
+    for d in range(_half_bandwidth(a) + 1):
+        f = np.zeros((n, m))
+        f[: n - d] = (a[:, : n - d] * a[:, d:]).T
+        band.append(_make_op(f, dtype))
+    return _Design(
+        a=_make_op(a, dtype),
+        at=_make_op(a.T, dtype),
+        band=tuple(band),
+        pinv=jnp.asarray(pinv, dtype=dtype),
+        colabs=jnp.asarray(np.abs(a).sum(axis=0)[:, None], dtype=dtype),
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("chunk",))
+def _l1_kernel(
+    des: _Design,
+    des_out: _Design,
+    b: jax.Array,
+    aim: jax.Array,
+    tol: jax.Array,
+    max_iter: jax.Array,
+    chunk: int,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Solve and certify consecutive chunks of ``chunk`` columns of ``b``, in turn.
+
+    Each chunk is solved by :func:`_l1_chunk` in the precision of ``des``,
+    aiming at ``aim``, then checked by :func:`_l1_certify` at ``tol`` in the
+    precision of ``b`` and ``des_out``. Small chunks keep the working set in
+    cache (XLA's CPU reductions over the interferogram axis slow down
+    several-fold on wide float64 arrays) and stop as soon as their own
+    pixels have converged. Returns ``x``, the residual, the iterations of
+    each chunk and whether each column is certified.
+    """
+    m, n_col = b.shape
+    prec = des.pinv.dtype
+
+    def one(bb: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+        x, y, k = _l1_chunk(des, bb.astype(prec), aim, max_iter)
+        x, res, ok = _l1_certify(des_out, bb, x.astype(bb.dtype), y.astype(bb.dtype), tol)
+        return x, res, k, ok
+
+    chunks = jnp.moveaxis(b.reshape(m, n_col // chunk, chunk), 1, 0)
+    x, res, n_it, ok = jax.lax.map(one, chunks)
+    x = jnp.moveaxis(x, 0, 1).reshape(-1, n_col)
+    return x, jnp.moveaxis(res, 0, 1).reshape(m, n_col), n_it, ok.reshape(n_col)
 
 
 @jax.jit
-def _l1_kernel(
-    a: jax.Array,
-    pinv: jax.Array,
-    outer: jax.Array,
-    b: jax.Array,
-    tol: jax.Array,
-    max_iter: jax.Array,
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+def _l1_certify(
+    des: _Design, b: jax.Array, x: jax.Array, y: jax.Array, tol: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Least-squares fallback, residual and duality-gap certificate of each column.
+
+    ``x`` is replaced by the least-squares solution where that has the smaller
+    objective. ``y`` (an approximate dual solution) is projected onto
+    ``{A^T y = 0}`` (``y - A (A^+ y)``) and scaled into ``[-1, 1]``, which
+    makes it dual feasible, so ``b^T y <= min_x sum|b - A x|``: the relative
+    gap ``(sum|b - A x| - b^T y) / sum|b - A x| <= tol`` proves that the
+    objective is within ``tol`` of the optimum, up to a rounding-level slack
+    in the working precision. Returns ``x``, the residual ``b - A x`` (NaN
+    columns of ``b``: NaN) and whether the certificate holds (NaN columns: True).
+    """
+    bad = jnp.any(jnp.isnan(b), axis=0)
+    b = jnp.where(bad, 0.0, b)
+    x0 = des.pinv @ b
+    obj0 = jnp.sum(jnp.abs(b - _apply(des.a, x0)), axis=0)
+    x = jnp.where(bad, 0.0, x)
+    obj = jnp.sum(jnp.abs(b - _apply(des.a, x)), axis=0)
+    x = jnp.where(obj <= obj0, x, x0)
+    obj = jnp.minimum(obj, obj0)
+    res = b - _apply(des.a, x)
+    y = jnp.where(bad, 0.0, y)
+    y = y - _apply(des.a, des.pinv @ y)
+    y = y / jnp.maximum(1.0, jnp.max(jnp.abs(y), axis=0))
+    ok = bad | (obj - jnp.sum(b * y, axis=0) <= tol * obj + _gap_floor(des, b, x))
+    nan = jnp.nan
+    return jnp.where(bad, nan, x), jnp.where(bad, nan, res), ok
+
+
+def _gap_floor(des: _Design, b: jax.Array, x: jax.Array) -> jax.Array:
+    """Absolute slack of the duality-gap test of ``x`` for the columns of ``b`` (NaN zeroed).
+
+    ``_GAP_SLACK eps sum_k (|b_k| + (|A| |x|)_k)``: the rounding level of the
+    residual ``b - A x`` in the working precision. Measured: the objective of
+    an exact fit solved by least squares is at most ``3 eps`` times that sum
+    (float64 and float32, nearest:3 networks of 13-120 dates), and the
+    rounding error of the gap itself at most ``1.3 eps sum|b|``.
+    """
+    scale = jnp.sum(jnp.abs(b), axis=0) + jnp.sum(des.colabs * jnp.abs(x), axis=0)
+    return _GAP_SLACK * jnp.finfo(b.dtype).eps * scale
+
+
+def _l1_chunk(
+    des: _Design, b: jax.Array, tol: jax.Array, max_iter: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Primal-dual interior-point solve of min_x |b - A x|_1 for every column of ``b``.
 
     Primal LP: ``A x + u - v = b``, ``u, v >= 0``, minimise ``sum(u + v)``.
     Dual: maximise ``b^T y`` subject to ``A^T y = 0``, ``-1 <= y <= 1``, with
     slacks ``s = 1 - y``, ``w = 1 + y``. Mehrotra predictor-corrector steps;
     each needs one ``(n, n)`` solve per pixel with ``A^T diag(d) A``, factored
-    once per iteration (unrolled batched Cholesky, pixels on the last axis).
+    once per iteration. That matrix has the band of ``A^T A`` whatever ``d``
+    (half-bandwidth ``k`` for a small-baseline network whose pairs span at
+    most ``k`` dates), so it is factored as a band (:func:`_band_cholesky`),
+    and the products with ``A`` and ``A^T`` are gathers over their non-zeros.
     The start is the least-squares solution, whose residual ``r`` gives a
     strictly feasible dual ``y = r / (2 max|r|)`` (``A^T r = 0``). A pixel
     stops when its duality gap ``sum|b - A x| - b^T y`` is at most ``tol``
-    times its objective plus a rounding-level slack (an exact fit stops at once).
+    times its objective plus a rounding-level slack (an exact fit stops at
+    once); that ``y`` is dual feasible only up to the solver's accuracy, so
+    :func:`_l1_certify` checks the result. Returns ``x``, ``y`` and the
+    number of iterations.
     """
-    m, n = a.shape
-    dtype = b.dtype
-    eps = jnp.finfo(dtype).eps
-    diag_rows = np.flatnonzero(np.equal(*np.triu_indices(n)))
+    m = b.shape[0]
+    eps = jnp.finfo(b.dtype).eps
     bad = jnp.any(jnp.isnan(b), axis=0)
     b = jnp.where(bad, 0.0, b)
-    x0 = pinv @ b
-    r0 = b - a @ x0
+    x0 = des.pinv @ b
+    r0 = b - _apply(des.a, x0)
     obj0 = jnp.sum(jnp.abs(r0), axis=0)
-    # Rounding level of the objective: absolute slack of the stopping test.
-    floor = 10.0 * eps * m * (1.0 + jnp.max(jnp.abs(b), axis=0))
-    delta = jnp.maximum(obj0 / m, floor)
+    floor0 = _gap_floor(des, b, x0)
+    delta = jnp.maximum(obj0 / m, floor0)
     u = jnp.maximum(r0, 0.0) + delta
     v = jnp.maximum(-r0, 0.0) + delta
     rmax = jnp.max(jnp.abs(r0), axis=0)
     y = jnp.where(rmax > 0, 0.5 * r0 / jnp.where(rmax > 0, rmax, 1.0), 0.0)
     s, w = 1.0 - y, 1.0 + y
 
-    def gap_ok(x, y):
-        obj = jnp.sum(jnp.abs(b - a @ x), axis=0)
-        return obj - jnp.sum(b * y, axis=0) <= tol * obj + floor
+    def gap_ok(x: jax.Array, ax: jax.Array, y: jax.Array) -> jax.Array:
+        obj = jnp.sum(jnp.abs(b - ax), axis=0)
+        return obj - jnp.sum(b * y, axis=0) <= tol * obj + _gap_floor(des, b, x)
 
-    conv0 = bad | (obj0 <= floor) | gap_ok(x0, y)
+    ax0 = b - r0
+    conv0 = bad | (obj0 <= floor0) | gap_ok(x0, ax0, y)
 
-    def newton(x, u, v, y, s, w, low, dinv, r_us, r_vw):
-        rp = b - a @ x - u + v
-        rd = -(a.T @ y)
-        r_s = 1.0 - y - s
-        r_w = 1.0 + y - w
-        g = (r_us - u * r_s) / s - (r_vw - v * r_w) / w
-        dx = _chol_solve(low, a.T @ (dinv * (rp - g)) - rd, n)
-        dy = dinv * (rp - g - a @ dx)
-        ds = r_s - dy
-        dw = r_w + dy
-        du = (r_us - u * ds) / s
-        dv = (r_vw - v * dw) / w
-        return dx, du, dv, dy, ds, dw
-
-    def cond(st):
+    def cond(st):  # noqa: ANN001, ANN202
         k, *_, stop, _ = st
         return (k < max_iter) & ~jnp.all(stop)
 
-    def body(st):
-        k, x, u, v, y, s, w, stop, conv = st
+    def body(st):  # noqa: ANN001, ANN202
+        k, x, ax, u, v, y, s, w, stop, conv = st
+        iu, iv, i_s, iw = 1.0 / u, 1.0 / v, 1.0 / s, 1.0 / w
         mu = (jnp.sum(u * s, axis=0) + jnp.sum(v * w, axis=0)) / (2 * m)
-        dinv = 1.0 / (u / s + v / w)
+        dinv = 1.0 / (u * i_s + v * iw)
         # Relative diagonal regularisation keeps the factorisation finite when the
         # weights spread over many orders of magnitude near the optimum.
-        mmat = (outer.T @ dinv).at[diag_rows].multiply(1.0 + _JITTER * eps)
-        low = _chol_factor(mmat, n)
+        band = jnp.stack([_apply(f, dinv) for f in des.band])
+        low = _band_cholesky(band.at[0].multiply(1.0 + _JITTER * eps))
+        # Residuals of the primal and dual equality constraints (rounding only
+        # once feasible; the steps correct them).
+        rp = b - ax - u + v
+        rd = -_apply(des.at, y)
+        r_s = 1.0 - y - s
+        r_w = 1.0 + y - w
+
+        def newton(r_us, r_vw):  # noqa: ANN001, ANN202
+            g = (r_us - u * r_s) * i_s - (r_vw - v * r_w) * iw
+            dx = _band_solve(low, _apply(des.at, dinv * (rp - g)) - rd)
+            adx = _apply(des.a, dx)
+            dy = dinv * (rp - g - adx)
+            ds = r_s - dy
+            dw = r_w + dy
+            du = (r_us - u * ds) * i_s
+            dv = (r_vw - v * dw) * iw
+            return dx, du, dv, dy, ds, dw
+
         # Predictor (affine scaling).
-        dx, du, dv, dy, ds, dw = newton(x, u, v, y, s, w, low, dinv, -u * s, -v * w)
-        ap = jnp.minimum(_max_step(u, du), _max_step(v, dv))
-        ad = jnp.minimum(_max_step(s, ds), _max_step(w, dw))
+        dx, du, dv, dy, ds, dw = newton(-u * s, -v * w)
+        ap = _max_step(du * iu, dv * iv)
+        ad = _max_step(ds * i_s, dw * iw)
         mu_aff = (
             jnp.sum((u + ap * du) * (s + ad * ds), axis=0)
             + jnp.sum((v + ap * dv) * (w + ad * dw), axis=0)
         ) / (2 * m)
         sigma = (mu_aff / mu) ** 3
         # Corrector (centring plus second-order term).
-        r_us = sigma * mu - u * s - du * ds
-        r_vw = sigma * mu - v * w - dv * dw
-        dx, du, dv, dy, ds, dw = newton(x, u, v, y, s, w, low, dinv, r_us, r_vw)
-        ap = 0.99 * jnp.minimum(_max_step(u, du), _max_step(v, dv))
-        ad = 0.99 * jnp.minimum(_max_step(s, ds), _max_step(w, dw))
+        dx, du, dv, dy, ds, dw = newton(sigma * mu - u * s - du * ds, sigma * mu - v * w - dv * dw)
+        ap = 0.99 * _max_step(du * iu, dv * iv)
+        ad = 0.99 * _max_step(ds * i_s, dw * iw)
         nx, nu, nv = x + ap * dx, u + ap * du, v + ap * dv
         ny, ns, nw = y + ad * dy, s + ad * ds, w + ad * dw
         # A pixel whose step went non-finite (breakdown near the optimum) stops as is.
@@ -596,17 +761,13 @@ def _l1_kernel(
             jnp.where(keep, old, new)
             for old, new in ((x, nx), (u, nu), (v, nv), (y, ny), (s, ns), (w, nw))
         )
-        conv = conv | (~keep & gap_ok(x, y))
-        return k + 1, x, u, v, y, s, w, stop | ~finite | conv, conv
+        ax = _apply(des.a, x)
+        conv = conv | (~keep & gap_ok(x, ax, y))
+        return k + 1, x, ax, u, v, y, s, w, stop | ~finite | conv, conv
 
-    state = (jnp.asarray(0, jnp.int32), x0, u, v, y, s, w, conv0, conv0)
-    k, x, *_, conv = jax.lax.while_loop(cond, body, state)
-    # Never worse than least squares (e.g. a pixel that broke down early).
-    obj = jnp.sum(jnp.abs(b - a @ x), axis=0)
-    x = jnp.where(obj <= obj0, x, x0)
-    res = b - a @ x
-    nan = jnp.nan
-    return jnp.where(bad, nan, x), jnp.where(bad, nan, res), k, conv
+    state = (jnp.asarray(0, jnp.int32), x0, ax0, u, v, y, s, w, conv0, conv0)
+    k, x, _, _, _, y, *_ = jax.lax.while_loop(cond, body, state)
+    return x, y, k
 
 
 def invert_l1(
@@ -615,26 +776,50 @@ def invert_l1(
     """Least-absolute-deviation network inversion of every pixel at once.
 
     Minimises ``sum |phase - A x|`` per pixel with a batched primal-dual
-    interior-point method (Mehrotra predictor-corrector): every iteration
-    solves one small weighted normal-equation system ``A^T D A`` per pixel
-    for all pixels together, starting from the least-squares solution. A
-    pixel stops when its duality gap (objective minus the dual bound) is
-    at most ``tol`` times its objective, so the objective is within a factor
-    ``1 + tol`` of the optimum; the loop stops when every pixel has stopped
-    or after ``max_iter`` iterations. A pixel never ends with a larger
-    objective than its least-squares solution. Pixels are processed in
-    chunks of fixed size, so each ``(n_ifg, n_dates)`` network compiles once.
+    interior-point method (Mehrotra predictor-corrector), starting from the
+    least-squares solution. Every iteration solves one weighted
+    normal-equation system ``A^T D A`` per pixel; that matrix has the band of
+    ``A^T A`` (a small-baseline network whose pairs span at most ``k`` dates
+    has half-bandwidth ``k``), so it is factored as a band matrix, in
+    ``O(n_dates k^2)`` per pixel, and the products with ``A`` use only its
+    non-zeros; a network needs about 6-8 iterations whatever its size.
+
+    The result of each pixel is checked with a duality-gap certificate: its
+    dual iterate is projected onto ``{A^T y = 0}`` and scaled into
+    ``[-1, 1]``, which makes ``phase^T y`` a lower bound on the optimum, so
+
+        ``(sum|phase - A x| - phase^T y) <= tol * sum|phase - A x| + slack``
+
+    proves that the objective is within a factor ``1 + tol`` of the optimum
+    (``slack = 4 eps sum_k (|phase_k| + (|A| |x|)_k)``, the rounding level of
+    the residual in the working precision; an exact fit passes on it). A
+    pixel that does not
+    pass is counted in a logged warning. Where the least-squares solution
+    has the smaller objective (a pixel that stopped early), it is returned
+    instead, so no pixel is worse than :func:`invert_l2`.
+
+    Precision: the iterations run in float32. With float64 input and x64
+    enabled (``sarstack.jaxcfg.configure_jax(x64=True)``) and
+    ``tol >= 1e-5``, the float32 pass aims at ``tol / 2``, the certificate and
+    outputs are float64, and the few pixels that float32 leaves uncertified
+    (or that need more than 50 iterations) are solved again in float64;
+    below ``1e-5`` everything runs in float64. Without x64 the certificate is
+    float32, and tolerances under about ``1e-6`` are then met only through
+    the slack. Pixels are processed in blocks of fixed size, so each
+    ``(n_ifg, n_dates)`` network compiles once per precision.
 
     Parameters
     ----------
     a
-        Design matrix ``(n_ifg, n_dates - 1)`` of full column rank.
+        Design matrix ``(n_ifg, n_dates - 1)`` of full column rank, normally
+        ``dates.incidence_matrix(pairs, n_dates)``; shared by all pixels.
     phase
-        ``(n_ifg, ...)`` unwrapped phase; NaN = nodata.
+        ``(n_ifg, ...)`` unwrapped phase; a pixel with NaN in any
+        interferogram is NaN in both outputs.
     tol
-        Relative duality-gap tolerance.
+        Relative duality-gap tolerance (see above); positive.
     max_iter
-        Iteration cap.
+        Iteration cap per pixel, at least 1.
 
     Returns
     -------
@@ -643,8 +828,14 @@ def invert_l1(
     residual : np.ndarray
         ``(n_ifg, ...)``, ``phase - A @ x``.
     n_iter : int
-        Most iterations any chunk of pixels needed (``max_iter``: some pixel
-        did not converge).
+        Most interior-point iterations any chunk of pixels took in one
+        precision (``max_iter``: some pixel did not converge).
+
+    Raises
+    ------
+    SarstackError
+        If ``A`` is rank deficient (a disconnected network), shapes disagree,
+        ``tol <= 0`` or ``max_iter < 1``.
     """
     if not tol > 0:
         raise SarstackError(f"tol must be positive, got {tol}")
@@ -652,30 +843,49 @@ def invert_l1(
         raise SarstackError(f"max_iter must be at least 1, got {max_iter}")
     a, flat, tail, dtype, pinv = _prepare(a, phase)
     m, n = a.shape
-    iu = np.triu_indices(n)
-    outer = a[:, iu[0]] * a[:, iu[1]]  # (m, n (n + 1) / 2): rows of A^T diag(d) A
-    consts = [jnp.asarray(c, dtype=dtype) for c in (a, pinv, outer)]
-    tol_j = jnp.asarray(tol, dtype=dtype)
-    it_j = jnp.asarray(int(max_iter), dtype=jnp.int32)
     n_pix = flat.shape[1]
+    # Interior point in float32 first unless tol is below what float32 certifies;
+    # the certificate, and the output, are in the working dtype, and pixels that
+    # float32 left uncertified are solved again in float64.
+    fast = np.dtype(np.float32) if tol >= _F32_MIN_TOL else dtype
+    phases = list(dict.fromkeys([fast, dtype]))
+    des_out = _design(a, pinv, dtype)
+    tol_out = jnp.asarray(tol, dtype=dtype)
     x_out = np.empty((n, n_pix), dtype=dtype)
     r_out = np.empty((m, n_pix), dtype=dtype)
-    n_iter, n_open = 0, 0
-    for p0 in range(0, n_pix, _L1_CHUNK):
-        block = np.zeros((m, _L1_CHUNK), dtype=dtype)
-        p1 = min(p0 + _L1_CHUNK, n_pix)
-        block[:, : p1 - p0] = flat[:, p0:p1]
-        x, res, k, conv = _l1_kernel(*consts, jnp.asarray(block), tol_j, it_j)
-        x_out[:, p0:p1] = np.asarray(x)[:, : p1 - p0]
-        r_out[:, p0:p1] = np.asarray(res)[:, : p1 - p0]
-        n_iter = max(n_iter, int(k))
-        n_open += int(np.count_nonzero(~np.asarray(conv)[: p1 - p0]))
+    ok = np.zeros(n_pix, dtype=bool)
+    n_iter = 0
+    for prec in phases:
+        des = des_out if prec == dtype else _design(a, pinv, prec)
+        cap = int(max_iter) if prec == phases[-1] else min(int(max_iter), _F32_MAX_ITER)
+        # The float32 pass aims below tol, so that few pixels miss the certificate.
+        aim = tol if prec == phases[-1] else tol * _F32_AIM
+        args = (jnp.asarray(aim, dtype=prec), tol_out, jnp.asarray(cap, dtype=jnp.int32))
+        todo = np.arange(n_pix) if prec == phases[0] else np.flatnonzero(~ok)
+        for p0 in range(0, todo.size, _L1_BLOCK):
+            sel = todo[p0 : p0 + _L1_BLOCK]
+            cols = slice(int(sel[0]), int(sel[-1]) + 1) if prec == phases[0] else sel
+            b = _pad_block(flat[:, cols], dtype)
+            x, res, k, conv = _l1_kernel(des, des_out, b, *args, chunk=_L1_CHUNK)
+            x_out[:, cols] = np.asarray(x)[:, : sel.size]
+            r_out[:, cols] = np.asarray(res)[:, : sel.size]
+            ok[cols] = np.asarray(conv)[: sel.size]
+            n_iter = max(n_iter, int(np.max(k)))
+    n_open = int(np.count_nonzero(~ok))
     if n_open:
         log.warning(
             "L1 inversion: %d of %d pixels stopped before reaching tol=%g (max_iter=%d)",
             n_open, n_pix, tol, max_iter,
         )  # fmt: skip
     return x_out.reshape((n, *tail)), r_out.reshape((m, *tail)), n_iter
+
+
+def _pad_block(block: np.ndarray, dtype: np.dtype) -> jax.Array:
+    """``block`` (``(m, <= _L1_BLOCK)``) as a device array of ``_L1_BLOCK`` columns, zero-padded."""
+    block = block.astype(dtype, copy=False)
+    if block.shape[1] < _L1_BLOCK:
+        block = np.pad(block, ((0, 0), (0, _L1_BLOCK - block.shape[1])))
+    return jnp.asarray(block)
 
 
 def invert(
