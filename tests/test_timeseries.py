@@ -236,6 +236,19 @@ def test_l1_counts_pixels_that_did_not_converge(tol, caplog):
     assert caplog.text == ""
 
 
+def test_l1_blocks_run_side_by_side_give_the_same_pixels(monkeypatch):
+    _, a = _network()
+    _, phase = _stack(a, 1300, 0.1, seed=16, outlier_frac=0.05)
+    phase[:, 700] = np.nan
+    x1, r1, n1 = ts.invert_l1(a, phase)  # one block
+    monkeypatch.setattr(ts, "_L1_BLOCK", 512)  # three blocks, the last one padded
+    monkeypatch.setattr(ts, "_L1_THREADS", 2)
+    x3, r3, n3 = ts.invert_l1(a, phase)
+    np.testing.assert_allclose(x3, x1, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(r3, r1, rtol=0, atol=1e-12)
+    assert n3 == n1  # the same chunks of 256 pixels
+
+
 def test_l1_certificate_is_a_lower_bound():
     # A dual guess that is not feasible (A^T y != 0) must not certify a poor x.
     _, a = _network()

@@ -33,7 +33,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, TypeAlias
 
 import jax
@@ -74,6 +76,9 @@ _EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity for scipy.ndimage.label
 # its own pixels have converged.
 _L1_BLOCK = 16384
 _L1_CHUNK = 256
+# Host threads that run L1 blocks side by side: XLA keeps the small chunks of
+# one block mostly on one core (2 cores: 1.9x at 24 dates, 1.1-1.3x at 60).
+_L1_THREADS = max(1, min(4, os.cpu_count() or 1))
 # Smallest tolerance that the float32 interior point is asked to reach before
 # float64 (its relative rounding level is ~1e-6), and its iteration cap there.
 _F32_MIN_TOL = 1e-5
@@ -854,6 +859,17 @@ def invert_l1(
     x_out = np.empty((n, n_pix), dtype=dtype)
     r_out = np.empty((m, n_pix), dtype=dtype)
     ok = np.zeros(n_pix, dtype=bool)
+
+    def solve(des: _Design, args: tuple[jax.Array, ...], contiguous: bool, sel: np.ndarray) -> int:
+        """Solve the pixels ``sel`` (at most one block), store them, return the iterations."""
+        cols = slice(int(sel[0]), int(sel[-1]) + 1) if contiguous else sel
+        b = _pad_block(flat[:, cols], dtype)
+        x, res, k, conv = _l1_kernel(des, des_out, b, *args, chunk=_L1_CHUNK)
+        x_out[:, cols] = np.asarray(x)[:, : sel.size]
+        r_out[:, cols] = np.asarray(res)[:, : sel.size]
+        ok[cols] = np.asarray(conv)[: sel.size]
+        return int(np.max(k))
+
     n_iter = 0
     for prec in phases:
         des = des_out if prec == dtype else _design(a, pinv, prec)
@@ -862,15 +878,13 @@ def invert_l1(
         aim = tol if prec == phases[-1] else tol * _F32_AIM
         args = (jnp.asarray(aim, dtype=prec), tol_out, jnp.asarray(cap, dtype=jnp.int32))
         todo = np.arange(n_pix) if prec == phases[0] else np.flatnonzero(~ok)
-        for p0 in range(0, todo.size, _L1_BLOCK):
-            sel = todo[p0 : p0 + _L1_BLOCK]
-            cols = slice(int(sel[0]), int(sel[-1]) + 1) if prec == phases[0] else sel
-            b = _pad_block(flat[:, cols], dtype)
-            x, res, k, conv = _l1_kernel(des, des_out, b, *args, chunk=_L1_CHUNK)
-            x_out[:, cols] = np.asarray(x)[:, : sel.size]
-            r_out[:, cols] = np.asarray(res)[:, : sel.size]
-            ok[cols] = np.asarray(conv)[: sel.size]
-            n_iter = max(n_iter, int(np.max(k)))
+        blocks = [todo[p0 : p0 + _L1_BLOCK] for p0 in range(0, todo.size, _L1_BLOCK)]
+        run = functools.partial(solve, des, args, prec == phases[0])
+        # The first block compiles the kernel; the others run side by side.
+        its = [run(blocks[0])] if blocks else []
+        with ThreadPoolExecutor(_L1_THREADS) as pool:
+            its += pool.map(run, blocks[1:])
+        n_iter = max([n_iter, *its])
     n_open = int(np.count_nonzero(~ok))
     if n_open:
         log.warning(
