@@ -110,3 +110,24 @@ def test_example_config_header_command_runs_as_written(example):
         p = _run(cmd)
         assert p.returncode == 0, f"{cmd}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}"
         assert "demo_" not in p.stdout + p.stderr
+
+
+def test_rtc_only_user_config_runs_no_insar_and_no_demo():
+    """An RTC-only config (no insar.unwrapped) plans no InSAR job and no demo, even for `all`."""
+    p = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2",
+                        "--configfile", "config/examples/opera_sea.yaml",
+                        "--config", "output_dir=results/rtc_only_dry"],
+                       cwd=ROOT, capture_output=True, text=True)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-2000:]
+    assert "rtc_select" in out and "insar_" not in out and "demo_" not in out
+    assert "note: insar branch skipped" in p.stderr
+
+
+def test_shipped_config_still_runs_both_demos():
+    p = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2",
+                        "--config", "output_dir=results/demo_dry"],
+                       cwd=ROOT, capture_output=True, text=True)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-2000:]
+    assert "demo_rtc_stack" in out and "demo_insar_stack" in out
