@@ -200,7 +200,11 @@ def rtc_targets():
 # ---------------------------------------------------------------- InSAR helpers
 INSAR = f"{OUT}/insar"
 ICFG = config["insar"]
-IBLOCK = " ".join(str(b) for b in (ICFG["block_shape"] or config["block_shape"]))
+# Inversion blocks: 128 rows by default, so that a 512-row stack already makes
+# 4 strips of whole blocks for the scatter (memory: 128 x cols x ifgs values).
+IBLOCK = " ".join(
+    str(b) for b in (ICFG["block_shape"] or [min(128, config["block_shape"][0]), config["block_shape"][1]])
+)
 
 
 def insar_is_demo():
