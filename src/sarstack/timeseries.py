@@ -817,12 +817,14 @@ def invert_l1(
     proves that the objective is within a factor ``1 + tol`` of the optimum
     (``slack = 4 eps sum_k (|phase_k| + (|A| |x|)_k)``, the rounding level of
     the residual in the working precision; an exact fit passes on it). A
-    pixel that does not
-    pass is counted in a logged warning. Where the least-squares solution
-    has the smaller objective (a pixel that stopped early), it is returned
-    instead, so no pixel is worse than :func:`invert_l2`.
+    pixel that does not pass is counted in a logged warning. Where the
+    least-squares solution has the smaller objective (a pixel that stopped
+    early), it is returned instead, so no pixel is worse than
+    :func:`invert_l2`.
 
-    Precision: the iterations run in float32, aiming at ``tol / 2`` so that
+    Precision: the iterations solve for the correction to the least-squares
+    solution, from its residual, so they handle residual-sized numbers
+    rather than phases; they run in float32, aiming at ``tol / 2`` so that
     the certificate, evaluated with its own rounding, rarely fails. With
     float64 input and x64 enabled (``sarstack.jaxcfg.configure_jax(x64=True)``)
     and ``tol >= 1e-5``, the certificate and outputs are float64, and the few
