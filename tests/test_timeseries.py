@@ -258,16 +258,17 @@ def test_l1_certificate_is_a_lower_bound():
     x2, _ = ts.invert_l2(a, phase)
     y = np.sign(phase)  # in [-1, 1], and phase^T y = sum|phase| > optimum
     b_j, x2_j, y_j = (jax.numpy.asarray(v) for v in (phase, x2, y))
-    x, res, ok = (np.asarray(v) for v in ts._l1_certify(des, b_j, x2_j, y_j, 1e-4))
+    x, res, ok = (np.asarray(v) for v in ts._l1_certify(des, b_j, x2_j, x2_j, y_j, 1e-4))
     np.testing.assert_allclose(x, x2)  # least squares kept: nothing better was given
     np.testing.assert_allclose(res, phase - a @ x2, atol=1e-12)
     obj2 = _l1_objective(a, phase, x2)
     opt = np.array([_lp_optimum(a, phase[:, p]) for p in range(20)])
     assert np.all(obj2 > opt * (1 + 1e-3))  # least squares is far from optimal here
     assert not ok.any()
-    # The solver's own dual does certify its solution.
-    x1, y1, _ = jax.jit(ts._l1_chunk)(des, b_j, 1e-8, 100)
-    _, _, ok1 = ts._l1_certify(des, b_j, x1, y1, 1e-6)
+    # The solver's own dual does certify its solution (solved from least squares on).
+    r2 = jax.numpy.asarray(phase - a @ x2)
+    d, y1, _ = jax.jit(ts._l1_chunk)(des, r2, jax.numpy.zeros(20), 1e-8, 100)
+    x1, _, ok1 = ts._l1_certify(des, b_j, x2_j + d, x2_j, y1, 1e-6)
     assert np.all(np.asarray(ok1))
     np.testing.assert_array_less(_l1_objective(a, phase, np.asarray(x1)), opt * (1 + 1e-6))
 

@@ -83,7 +83,8 @@ _L1_THREADS = max(1, min(4, os.cpu_count() or 1))
 # float64 (its relative rounding level is ~1e-6), and its iteration cap there.
 _F32_MIN_TOL = 1e-5
 _F32_MAX_ITER = 50
-# Fraction of tol that the float32 pass aims for when float64 certifies it.
+# Fraction of tol that the float32 iterations aim for (the certificate, with
+# its own rounding, then rarely fails).
 _F32_AIM = 0.5
 # Absolute slack of a duality-gap test in units of its rounding level (_gap_floor).
 _GAP_SLACK = 4.0
@@ -603,21 +604,39 @@ def _l1_kernel(
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Solve and certify consecutive chunks of ``chunk`` columns of ``b``, in turn.
 
-    Each chunk is solved by :func:`_l1_chunk` in the precision of ``des``,
-    aiming at ``aim``, then checked by :func:`_l1_certify` at ``tol`` in the
-    precision of ``b`` and ``des_out``. Small chunks keep the working set in
-    cache (XLA's CPU reductions over the interferogram axis slow down
-    several-fold on wide float64 arrays) and stop as soon as their own
-    pixels have converged. Returns ``x``, the residual, the iterations of
-    each chunk and whether each column is certified.
+    Per chunk, in the precision of ``b`` and ``des_out``: the least-squares
+    solution ``x2`` and its residual ``r``; then :func:`_l1_chunk` solves
+    ``min_d sum|r - A d|`` in the precision of ``des``, aiming at ``aim``, and
+    :func:`_l1_certify` checks ``x2 + d`` at ``tol``. The shift keeps the
+    values the iterations see at the scale of the residuals, not of the
+    phases, so float32 rounding stays far below a useful ``tol``. Small
+    chunks keep the working set in cache (XLA's CPU reductions over the
+    interferogram axis slow down several-fold on wide float64 arrays) and
+    stop as soon as their own pixels have converged. Returns ``x``, the
+    residual, the iterations of each chunk and whether each column is
+    certified.
     """
     m, n_col = b.shape
-    prec = des.pinv.dtype
+    n = des_out.pinv.shape[0]
+
+    def solve(bb: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+        bad = jnp.any(jnp.isnan(bb), axis=0)
+        b0 = jnp.where(bad, 0.0, bb)
+        x2 = des_out.pinv @ b0
+        slack = _gap_floor(des_out, b0, x2)
+        r = (b0 - _apply(des_out.a, x2)).astype(des.colabs.dtype)
+        d, y, k = _l1_chunk(des, r, slack.astype(r.dtype), aim, max_iter)
+        x = x2 + d.astype(bb.dtype)
+        x, res, ok = _l1_certify(des_out, bb, x, x2, y.astype(bb.dtype), tol)
+        return x, res, k, ok
+
+    def skip(bb: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+        x = jnp.full((n, chunk), jnp.nan, bb.dtype)
+        return x, jnp.full_like(bb, jnp.nan), jnp.int32(0), jnp.ones(chunk, bool)
 
     def one(bb: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-        x, y, k = _l1_chunk(des, bb.astype(prec), aim, max_iter)
-        x, res, ok = _l1_certify(des_out, bb, x.astype(bb.dtype), y.astype(bb.dtype), tol)
-        return x, res, k, ok
+        # A chunk of nodata only (e.g. the padding of the last block) is skipped.
+        return jax.lax.cond(jnp.all(jnp.isnan(bb[0])), skip, solve, bb)
 
     chunks = jnp.moveaxis(b.reshape(m, n_col // chunk, chunk), 1, 0)
     x, res, n_it, ok = jax.lax.map(one, chunks)
@@ -627,12 +646,12 @@ def _l1_kernel(
 
 @jax.jit
 def _l1_certify(
-    des: _Design, b: jax.Array, x: jax.Array, y: jax.Array, tol: jax.Array
+    des: _Design, b: jax.Array, x: jax.Array, x2: jax.Array, y: jax.Array, tol: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Least-squares fallback, residual and duality-gap certificate of each column.
 
-    ``x`` is replaced by the least-squares solution where that has the smaller
-    objective. ``y`` (an approximate dual solution) is projected onto
+    ``x`` is replaced by the least-squares solution ``x2`` where that has the
+    smaller objective. ``y`` (an approximate dual solution) is projected onto
     ``{A^T y = 0}`` (``y - A (A^+ y)``) and scaled into ``[-1, 1]``, which
     makes it dual feasible, so ``b^T y <= min_x sum|b - A x|``: the relative
     gap ``(sum|b - A x| - b^T y) / sum|b - A x| <= tol`` proves that the
@@ -642,12 +661,12 @@ def _l1_certify(
     """
     bad = jnp.any(jnp.isnan(b), axis=0)
     b = jnp.where(bad, 0.0, b)
-    x0 = des.pinv @ b
-    obj0 = jnp.sum(jnp.abs(b - _apply(des.a, x0)), axis=0)
+    x2 = jnp.where(bad, 0.0, x2)
+    obj2 = jnp.sum(jnp.abs(b - _apply(des.a, x2)), axis=0)
     x = jnp.where(bad, 0.0, x)
     obj = jnp.sum(jnp.abs(b - _apply(des.a, x)), axis=0)
-    x = jnp.where(obj <= obj0, x, x0)
-    obj = jnp.minimum(obj, obj0)
+    x = jnp.where(obj <= obj2, x, x2)
+    obj = jnp.minimum(obj, obj2)
     res = b - _apply(des.a, x)
     y = jnp.where(bad, 0.0, y)
     y = y - _apply(des.a, des.pinv @ y)
@@ -671,9 +690,12 @@ def _gap_floor(des: _Design, b: jax.Array, x: jax.Array) -> jax.Array:
 
 
 def _l1_chunk(
-    des: _Design, b: jax.Array, tol: jax.Array, max_iter: jax.Array
+    des: _Design, b: jax.Array, slack: jax.Array, tol: jax.Array, max_iter: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Primal-dual interior-point solve of min_x |b - A x|_1 for every column of ``b``.
+
+    ``b`` is a least-squares residual (``A^T b = 0``; NaN columns: zero), so
+    the iterations start from ``x = 0``.
 
     Primal LP: ``A x + u - v = b``, ``u, v >= 0``, minimise ``sum(u + v)``.
     Dual: maximise ``b^T y`` subject to ``A^T y = 0``, ``-1 <= y <= 1``, with
@@ -683,22 +705,20 @@ def _l1_chunk(
     (half-bandwidth ``k`` for a small-baseline network whose pairs span at
     most ``k`` dates), so it is factored as a band (:func:`_band_cholesky`),
     and the products with ``A`` and ``A^T`` are gathers over their non-zeros.
-    The start is the least-squares solution, whose residual ``r`` gives a
-    strictly feasible dual ``y = r / (2 max|r|)`` (``A^T r = 0``). A pixel
-    stops when its duality gap ``sum|b - A x| - b^T y`` is at most ``tol``
-    times its objective plus a rounding-level slack (an exact fit stops at
-    once); that ``y`` is dual feasible only up to the solver's accuracy, so
+    At the start, ``b`` gives a strictly feasible dual ``y = b / (2 max|b|)``.
+    A pixel stops when its duality gap ``sum|b - A x| - b^T y`` is at most
+    ``tol`` times its objective plus the rounding level of this problem and
+    ``slack`` (that of the unshifted problem: an exact fit stops at once);
+    ``y`` is dual feasible only up to the solver's accuracy, so
     :func:`_l1_certify` checks the result. Returns ``x``, ``y`` and the
     number of iterations.
     """
     m = b.shape[0]
     eps = jnp.finfo(b.dtype).eps
-    bad = jnp.any(jnp.isnan(b), axis=0)
-    b = jnp.where(bad, 0.0, b)
-    x0 = des.pinv @ b
-    r0 = b - _apply(des.a, x0)
+    x0 = jnp.zeros((des.colabs.shape[0], b.shape[1]), b.dtype)
+    r0 = b
     obj0 = jnp.sum(jnp.abs(r0), axis=0)
-    floor0 = _gap_floor(des, b, x0)
+    floor0 = _gap_floor(des, b, x0) + slack
     delta = jnp.maximum(obj0 / m, floor0)
     u = jnp.maximum(r0, 0.0) + delta
     v = jnp.maximum(-r0, 0.0) + delta
@@ -708,10 +728,9 @@ def _l1_chunk(
 
     def gap_ok(x: jax.Array, ax: jax.Array, y: jax.Array) -> jax.Array:
         obj = jnp.sum(jnp.abs(b - ax), axis=0)
-        return obj - jnp.sum(b * y, axis=0) <= tol * obj + _gap_floor(des, b, x)
+        return obj - jnp.sum(b * y, axis=0) <= tol * obj + _gap_floor(des, b, x) + slack
 
-    ax0 = b - r0
-    conv0 = bad | (obj0 <= floor0) | gap_ok(x0, ax0, y)
+    conv0 = (obj0 <= floor0) | gap_ok(x0, jnp.zeros_like(b), y)
 
     def cond(st):  # noqa: ANN001, ANN202
         k, *_, stop, _ = st
@@ -770,7 +789,7 @@ def _l1_chunk(
         conv = conv | (~keep & gap_ok(x, ax, y))
         return k + 1, x, ax, u, v, y, s, w, stop | ~finite | conv, conv
 
-    state = (jnp.asarray(0, jnp.int32), x0, ax0, u, v, y, s, w, conv0, conv0)
+    state = (jnp.asarray(0, jnp.int32), x0, jnp.zeros_like(b), u, v, y, s, w, conv0, conv0)
     k, x, _, _, _, y, *_ = jax.lax.while_loop(cond, body, state)
     return x, y, k
 
@@ -798,20 +817,23 @@ def invert_l1(
     proves that the objective is within a factor ``1 + tol`` of the optimum
     (``slack = 4 eps sum_k (|phase_k| + (|A| |x|)_k)``, the rounding level of
     the residual in the working precision; an exact fit passes on it). A
-    pixel that does not
-    pass is counted in a logged warning. Where the least-squares solution
-    has the smaller objective (a pixel that stopped early), it is returned
-    instead, so no pixel is worse than :func:`invert_l2`.
+    pixel that does not pass is counted in a logged warning. Where the
+    least-squares solution has the smaller objective (a pixel that stopped
+    early), it is returned instead, so no pixel is worse than
+    :func:`invert_l2`.
 
-    Precision: the iterations run in float32. With float64 input and x64
-    enabled (``sarstack.jaxcfg.configure_jax(x64=True)``) and
-    ``tol >= 1e-5``, the float32 pass aims at ``tol / 2``, the certificate and
-    outputs are float64, and the few pixels that float32 leaves uncertified
-    (or that need more than 50 iterations) are solved again in float64;
-    below ``1e-5`` everything runs in float64. Without x64 the certificate is
-    float32, and tolerances under about ``1e-6`` are then met only through
-    the slack. Pixels are processed in blocks of fixed size, so each
-    ``(n_ifg, n_dates)`` network compiles once per precision.
+    Precision: the iterations solve for the correction to the least-squares
+    solution, from its residual, so they handle residual-sized numbers
+    rather than phases; they run in float32, aiming at ``tol / 2`` so that
+    the certificate, evaluated with its own rounding, rarely fails. With
+    float64 input and x64 enabled (``sarstack.jaxcfg.configure_jax(x64=True)``)
+    and ``tol >= 1e-5``, the certificate and outputs are float64, and the few
+    pixels that float32 leaves uncertified (or that need more than 50
+    iterations) are solved again in float64; below ``1e-5`` everything runs
+    in float64. Without x64 the certificate is float32, and tolerances under
+    about ``1e-6`` are then met only through the slack. Pixels are processed
+    in blocks of fixed size, so each ``(n_ifg, n_dates)`` network compiles
+    once per precision; blocks run side by side in up to 4 threads.
 
     Parameters
     ----------
@@ -874,8 +896,8 @@ def invert_l1(
     for prec in phases:
         des = des_out if prec == dtype else _design(a, pinv, prec)
         cap = int(max_iter) if prec == phases[-1] else min(int(max_iter), _F32_MAX_ITER)
-        # The float32 pass aims below tol, so that few pixels miss the certificate.
-        aim = tol if prec == phases[-1] else tol * _F32_AIM
+        # float32 aims below tol, so that few pixels miss the certificate.
+        aim = tol * _F32_AIM if prec == np.float32 else tol
         args = (jnp.asarray(aim, dtype=prec), tol_out, jnp.asarray(cap, dtype=jnp.int32))
         todo = np.arange(n_pix) if prec == phases[0] else np.flatnonzero(~ok)
         blocks = [todo[p0 : p0 + _L1_BLOCK] for p0 in range(0, todo.size, _L1_BLOCK)]
@@ -895,10 +917,11 @@ def invert_l1(
 
 
 def _pad_block(block: np.ndarray, dtype: np.dtype) -> jax.Array:
-    """``block`` (``(m, <= _L1_BLOCK)``) as a device array of ``_L1_BLOCK`` columns, zero-padded."""
+    """``block`` (``(m, <= _L1_BLOCK)``) as a device array of ``_L1_BLOCK`` columns, NaN-padded."""
     block = block.astype(dtype, copy=False)
     if block.shape[1] < _L1_BLOCK:
-        block = np.pad(block, ((0, 0), (0, _L1_BLOCK - block.shape[1])))
+        pad = ((0, 0), (0, _L1_BLOCK - block.shape[1]))
+        block = np.pad(block, pad, constant_values=np.nan)
     return jnp.asarray(block)
 
 
