@@ -78,7 +78,17 @@ _L1_BLOCK = 16384
 _L1_CHUNK = 256
 # Host threads that run L1 blocks side by side: XLA keeps the small chunks of
 # one block mostly on one core (2 cores: 1.9x at 24 dates, 1.1-1.3x at 60).
-_L1_THREADS = max(1, min(4, os.cpu_count() or 1))
+def _l1_threads() -> int:
+    """Host threads for L1 blocks: ``$SARSTACK_THREADS`` (set by the workflow from the
+    rule's ``threads``) or the CPUs this process may use, at most 4."""
+    env = os.environ.get("SARSTACK_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(4, n))
 # Smallest tolerance that the float32 interior point is asked to reach before
 # float64 (its relative rounding level is ~1e-6), and its iteration cap there.
 _F32_MIN_TOL = 1e-5
@@ -904,7 +914,7 @@ def invert_l1(
         run = functools.partial(solve, des, args, prec == phases[0])
         # The first block compiles the kernel; the others run side by side.
         its = [run(blocks[0])] if blocks else []
-        with ThreadPoolExecutor(_L1_THREADS) as pool:
+        with ThreadPoolExecutor(_l1_threads()) as pool:
             its += pool.map(run, blocks[1:])
         n_iter = max([n_iter, *its])
     n_open = int(np.count_nonzero(~ok))

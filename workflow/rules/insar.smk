@@ -145,7 +145,7 @@ rule insar_invert:
         " --l1-tolerance {params.tol} --l1-max-iterations {params.max_iter}"
         " --weighting {params.weighting} --correlation-looks {params.looks}"
         " --correlation-threshold {params.cor_threshold} {params.residuals}"
-        " {params.jaxcache} 2> {log:q} || sarstack_fail {log:q}"
+        " --threads {threads} {params.jaxcache} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_gather:

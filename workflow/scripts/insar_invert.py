@@ -6,6 +6,7 @@ as intermediate strip rasters that insar_gather assembles. Run alone with
 COGs itself."""
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -36,7 +37,10 @@ def main(argv=None):
     p.add_argument("--correlation-threshold", type=float, default=0.1)
     p.add_argument("--write-residuals", action="store_true", help="keep per-ifg residuals")
     p.add_argument("--jax-cache", default=None)
+    p.add_argument("--threads", type=int, default=0, help="host threads (0: the CPUs available)")
     a = p.parse_args(argv)
+    if a.threads > 0:
+        os.environ["SARSTACK_THREADS"] = str(a.threads)
     cli.setup_logging(a.verbose)
     configure_jax(x64=True, cache_dir=a.jax_cache)
     ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
