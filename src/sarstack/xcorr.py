@@ -16,17 +16,22 @@ refined on a ``1/uf`` grid by a matrix-multiply DFT evaluated only in a small
 neighbourhood of that peak.
 
 Implementation: real FFTs from :mod:`scipy.fft` (pocketfft, float32 in and
-complex64 out), the rest in NumPy; the upsampled DFT is one pair of batched
-matrix products on the half spectrum. Tiles are processed in chunks of at most
-:data:`CHUNK_PIXELS` pixels, the chunks spread over a pool of threads (the FFTs,
-ufuncs and BLAS calls release the GIL), so memory follows the chunk and batch
-size and nothing is compiled. :func:`register_tiles` keeps each tile's reference
-spectrum and its untapered moving spectrum across the re-centring passes, and
+complex64 out), the rest in NumPy. The inverse transform of the cross-power
+spectrum is split into an in-place inverse over rows and a real inverse over
+columns, and the upsampled DFT works from that row-inverse spectrum (a
+Dirichlet row kernel, then the half-spectrum column products), so no spectrum
+is copied. Tiles are processed in chunks of at most :data:`CHUNK_PIXELS`
+pixels, spread over a pool of threads (``$SARSTACK_XCORR_THREADS``; the FFTs,
+ufuncs and BLAS calls release the GIL); memory follows the chunk and batch
+size, nothing is compiled, and a tile's result does not depend on the batch,
+chunk or thread count. :func:`register_tiles` keeps each tile's reference
+spectrum and its untapered moving spectrum across the re-centring passes and
 shifts in the Fourier domain.
 
-JAX is not used (XLA's CPU FFT was barely faster than NumPy's and compiling per
-tile shape cost seconds per job), so importing this module does not import it.
-Everything runs in float32 / complex64 with float64 scalar bookkeeping.
+JAX is not used: for the same three transforms XLA's CPU FFT took more CPU
+time than pocketfft, and compiling per tile shape cost seconds per job; this
+module does not import it. Everything runs in float32 / complex64 with float64
+scalar bookkeeping.
 """
 
 from __future__ import annotations
@@ -322,6 +327,7 @@ def _phasors(m: int) -> np.ndarray:
     if table is None:
         angle = (2.0 * np.pi / m) * np.arange(m)
         table = np.cos(angle) + 1j * np.sin(angle)
+        table.setflags(write=False)
         _PHASORS[m] = table
     return table
 
@@ -332,7 +338,9 @@ def _dft_base(n: int, uf: int, region: int, centre: int) -> np.ndarray:
     part of :func:`_dft_kernel` that is the same for every tile."""
     freqs = np.fft.fftfreq(n, 1.0 / n).round().astype(np.int64)  # signed integers
     pos = np.arange(region, dtype=np.int64) - centre
-    return _phasors(n * uf)[np.mod(pos[:, None] * freqs[None, :], n * uf)]
+    base = _phasors(n * uf)[np.mod(pos[:, None] * freqs[None, :], n * uf)]
+    base.setflags(write=False)
+    return base
 
 
 def _dft_kernel(
@@ -364,7 +372,9 @@ def _dirichlet_base(n: int, uf: int, region: int, centre: int) -> np.ndarray:
     """``G[i, m] = sum_k exp(2 pi j f_k (m + (i - centre) / uf) / n)``, complex64
     ``(region, n)``, summed over the signed integer frequencies ``f_k`` of an
     ``n``-point DFT (computed in complex128 as ``n * ifft`` of :func:`_dft_base`)."""
-    return (n * np.fft.ifft(_dft_base(n, uf, region, centre), axis=1)).astype(np.complex64)
+    table = (n * np.fft.ifft(_dft_base(n, uf, region, centre), axis=1)).astype(np.complex64)
+    table.setflags(write=False)
+    return table
 
 
 def _dirichlet_kernel(
@@ -460,10 +470,10 @@ def _upsampled_from_half(
 #: Largest ``M * N * K`` of a float32 BLAS product that OpenBLAS runs on the
 #: calling thread (``SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD`` = 65536 * 4
 #: in its ``interface/gemm.c``; for complex products the limit is 8 times
-#: lower). Above it OpenBLAS hands the product to its own threads, which next
-#: to the worker threads (or a busy machine) made one 512² tile's product
-#: 25x slower and ``phase_correlate`` about 3x slower unless
-#: ``OPENBLAS_NUM_THREADS=1`` was set.
+#: lower). Above it OpenBLAS hands the product to its own threads; next to the
+#: worker threads, on a busy 2-core machine, that made one 512² tile's product
+#: about 25x slower and ``phase_correlate`` about 3x slower whenever
+#: ``OPENBLAS_NUM_THREADS`` was not set to 1.
 BLAS_SINGLE_THREAD_MNK = 1 << 18
 
 
