@@ -336,6 +336,7 @@ def flatten_stats(
     block_shape: Sequence[int] = (512, 512),
     max_samples: int = 4_000_000,
     scale: str = "power",
+    source: str | Path | None = None,
 ) -> tuple[float, float, np.ndarray]:
     """Flatten bounds of one scene and the valid fraction of every tile after flattening.
 
@@ -351,6 +352,7 @@ def flatten_stats(
     valid : np.ndarray
         ``(n_rows, n_cols)`` fraction of valid pixels per tile after flattening.
     """
+    name = source or path  # the file a user knows, in errors and warnings
     g = read_grid(path)
     stride = max(1, math.ceil(math.sqrt(g.width * g.height / max_samples)))
     parts, n_fill = [], 0
@@ -368,14 +370,14 @@ def flatten_stats(
         parts.append(v[np.isfinite(v)])
     if n_fill:
         log.warning("%s: %d pixels of magnitude >= %g read as nodata (undeclared fill value)",
-                    path, n_fill, FILL_ABS)
+                    name, n_fill, FILL_ABS)
     values = np.concatenate(parts) if parts else np.empty(0, np.float32)
     if values.size == 0:
-        raise SarstackError(f"{path}: no valid pixel (all nodata)")
+        raise SarstackError(f"{name}: no valid pixel (all nodata)")
     negative = float(np.mean(values < 0))
     if negative > 0.5:
         raise SarstackError(
-            f"{path}: {negative:.0%} of the values are negative, which linear power cannot be; "
+            f"{name}: {negative:.0%} of the values are negative, which linear power cannot be; "
             "dB? set rtc.scale: db"
         )
     lo, hi = percentile_bounds(values, percentiles)

@@ -10,6 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 from sarstack import cli, io, rtc  # noqa: E402
+from sarstack.errors import SarstackError  # noqa: E402
 
 log = logging.getLogger("rtc_flatten")
 
@@ -31,11 +32,16 @@ def main(argv=None):
     layout = rtc.tile_layout(grid.shape, a.tiles)
     scenes = []
     for s in io.read_rows(a.superset):
-        lo, hi, valid = rtc.flatten_stats(s["path"], a.percentiles, layout, block_shape=a.block,
-                                          scale=a.scale)
+        try:
+            lo, hi, valid = rtc.flatten_stats(s["path"], a.percentiles, layout,
+                                              block_shape=a.block, scale=a.scale,
+                                              source=s["source"])
+        except SarstackError as e:  # name the input file, not its superset VRT
+            raise SarstackError(str(e).replace(s["path"], s["source"])) from None
         log.info("%s: kept linear power in [%.4g, %.4g] (percentiles %g..%g); mean tile valid "
                  "fraction %.3f", s["date"], lo, hi, *a.percentiles, valid.mean())
-        scenes.append({"date": s["date"], "key": s["key"], "path": s["path"], "low": lo, "high": hi,
+        scenes.append({"date": s["date"], "key": s["key"], "path": s["path"],
+                       "source": s["source"], "low": lo, "high": hi,
                        "valid": valid.round(6).tolist()})
     io.write_json(a.out, {"percentiles": list(a.percentiles), "scale": a.scale,
                           "scenes": scenes})

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 import pandas as pd  # noqa: E402
 
 from sarstack import cli, dates, io, rtc  # noqa: E402
+from sarstack.errors import SarstackError  # noqa: E402
 
 log = logging.getLogger("rtc_xcorr")
 
@@ -51,14 +52,13 @@ def main(argv=None):
     frames = []
     for i, j in pairs:
         ref, sec = scenes[i], scenes[j]
-        df = rtc.measure_pair(
-            ref["path"], sec["path"], layout,
-            upsample_factor=a.upsample_factor, max_nan_fraction=a.max_nan_fraction,
-            preprocess=a.preprocess, min_quality=a.min_quality, max_shift_px=a.max_shift_px,
-            iterations=0 if a.preprocess == "notebook" else a.refine_iterations,
-            max_batch_pixels=4 * a.block[0] * a.block[1],
-            clip_ref=(ref["low"], ref["high"]), clip_sec=(sec["low"], sec["high"]), scale=scale,
-        )
+        try:
+            df = _measure(ref, sec, layout, a, scale)
+        except SarstackError as e:  # name the input files, not their superset VRTs
+            msg = str(e)
+            for sc in (ref, sec):
+                msg = msg.replace(sc["path"], sc.get("source", sc["path"]))
+            raise SarstackError(msg) from None
         df.insert(0, "secondary_date", sec["date"])
         df.insert(0, "reference_date", ref["date"])
         frames.append(df)
@@ -66,6 +66,17 @@ def main(argv=None):
                  df["status"].value_counts().to_dict())
     io.write_csv(a.out, pd.concat(frames, ignore_index=True))
 
+
+def _measure(ref, sec, layout, a, scale):
+    """One pair's tiles, each scene flattened on the fly at its own bounds."""
+    return rtc.measure_pair(
+        ref["path"], sec["path"], layout,
+        upsample_factor=a.upsample_factor, max_nan_fraction=a.max_nan_fraction,
+        preprocess=a.preprocess, min_quality=a.min_quality, max_shift_px=a.max_shift_px,
+        iterations=0 if a.preprocess == "notebook" else a.refine_iterations,
+        max_batch_pixels=4 * a.block[0] * a.block[1],
+        clip_ref=(ref["low"], ref["high"]), clip_sec=(sec["low"], sec["high"]), scale=scale,
+    )
 
 if __name__ == "__main__":
     cli.run(main)
