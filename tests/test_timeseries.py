@@ -242,7 +242,7 @@ def test_l1_blocks_run_side_by_side_give_the_same_pixels(monkeypatch):
     phase[:, 700] = np.nan
     x1, r1, n1 = ts.invert_l1(a, phase)  # one block
     monkeypatch.setattr(ts, "_L1_BLOCK", 512)  # three blocks, the last one padded
-    monkeypatch.setattr(ts, "_L1_THREADS", 2)
+    monkeypatch.setenv("SARSTACK_THREADS", "2")  # what the workflow sets from the rule
     x3, r3, n3 = ts.invert_l1(a, phase)
     np.testing.assert_allclose(x3, x1, rtol=0, atol=1e-12)
     np.testing.assert_allclose(r3, r1, rtol=0, atol=1e-12)
@@ -528,3 +528,10 @@ def test_phase_and_velocity_recovered_from_noisy_network():
     err = vel - (-v)
     assert np.sqrt(np.mean(err**2)) == pytest.approx(sd, rel=0.08)
     assert abs(err.mean()) < 4 * sd / np.sqrt(2000)
+
+
+def test_l1_threads_follow_the_environment(monkeypatch):
+    monkeypatch.setenv("SARSTACK_THREADS", "3")
+    assert ts._l1_threads() == 3
+    monkeypatch.delenv("SARSTACK_THREADS")
+    assert 1 <= ts._l1_threads() <= 4
