@@ -230,24 +230,40 @@ def superset_vrt(src_path: str | Path, dst_path: str | Path, grid: Grid) -> None
 
 
 def sample_valid(
-    path: str | Path, block_shape: Sequence[int] = (512, 512), max_samples: int = 4_000_000
+    path: str | Path,
+    block_shape: Sequence[int] = (512, 512),
+    max_samples: int = 4_000_000,
+    *,
+    scale: str | None = None,
+    name: str | Path | None = None,
 ) -> np.ndarray:
     """Valid (finite) values of a raster, streamed by block.
 
     Exact when the raster has at most ``max_samples`` pixels; otherwise a
     regular pixel stride keeps the sample near ``max_samples`` so that memory
-    follows that bound, not the scene size.
+    follows that bound, not the scene size. With ``scale`` the values are read
+    as a scene (:func:`read_scene`: fill values ≥ :data:`FILL_ABS` are nodata,
+    with a warning naming ``name``; converted to linear power).
     """
     g = read_grid(path)
     stride = max(1, math.ceil(math.sqrt(g.width * g.height / max_samples)))
-    parts = []
+    parts, n_fill = [], 0
     for win in iter_blocks(g.shape, block_shape):
         b = read_band(path, win)
+        if scale is not None:
+            with np.errstate(invalid="ignore"):
+                fill = np.abs(b) >= FILL_ABS
+            n_fill += int(np.count_nonzero(fill))
+            b[fill] = np.nan
+            b = to_power(b, scale)
         # Keep the stride phase global so blocks sample one regular lattice.
         r_start = (-int(win.row_off)) % stride
         c_start = (-int(win.col_off)) % stride
         v = b[r_start::stride, c_start::stride]
         parts.append(v[np.isfinite(v)])
+    if n_fill:
+        log.warning("%s: %d pixels of magnitude >= %g read as nodata (undeclared fill value)",
+                    name or path, n_fill, FILL_ABS)
     return np.concatenate(parts) if parts else np.empty(0, np.float32)
 
 
@@ -353,25 +369,7 @@ def flatten_stats(
         ``(n_rows, n_cols)`` fraction of valid pixels per tile after flattening.
     """
     name = source or path  # the file a user knows, in errors and warnings
-    g = read_grid(path)
-    stride = max(1, math.ceil(math.sqrt(g.width * g.height / max_samples)))
-    parts, n_fill = [], 0
-    for win in iter_blocks(g.shape, block_shape):
-        b = read_band(path, win)
-        with np.errstate(invalid="ignore"):
-            fill = np.abs(b) >= FILL_ABS
-        n_fill += int(np.count_nonzero(fill))
-        b[fill] = np.nan
-        if scale != "power":
-            b = to_power(b, scale)
-        r_start = (-int(win.row_off)) % stride
-        c_start = (-int(win.col_off)) % stride
-        v = b[r_start::stride, c_start::stride]
-        parts.append(v[np.isfinite(v)])
-    if n_fill:
-        log.warning("%s: %d pixels of magnitude >= %g read as nodata (undeclared fill value)",
-                    name, n_fill, FILL_ABS)
-    values = np.concatenate(parts) if parts else np.empty(0, np.float32)
+    values = sample_valid(path, block_shape, max_samples, scale=scale, name=name)
     if values.size == 0:
         raise SarstackError(f"{name}: no valid pixel (all nodata)")
     negative = float(np.mean(values < 0))
@@ -435,15 +433,6 @@ def tile_stack(band: np.ndarray, layout: TileLayout) -> np.ndarray:
     """Cut one tile-row band ``(tile_height, n_cols*tile_width)`` into ``(n_cols, th, tw)``."""
     th, tw = layout.tile_height, layout.tile_width
     return band.reshape(th, layout.n_cols, tw).transpose(1, 0, 2)
-
-
-def valid_fractions(path: str | Path, layout: TileLayout) -> np.ndarray:
-    """Fraction of finite pixels in each tile, shape (n_rows, n_cols); one tile row at a time."""
-    out = np.zeros((layout.n_rows, layout.n_cols))
-    for r in range(layout.n_rows):
-        tiles = tile_stack(read_band(path, layout.band_window(r)), layout)
-        out[r] = np.isfinite(tiles).mean(axis=(1, 2))
-    return out
 
 
 def tiles_geojson(
