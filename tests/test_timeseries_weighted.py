@@ -381,3 +381,21 @@ def test_weighted_float32():
         out32 = ts.invert_weighted(a, phase.astype(np.float32), w.astype(np.float32))
     assert out32["x"].dtype == np.float32
     np.testing.assert_allclose(out32["x"], x64, atol=1e-3)
+
+
+def test_numpy_network_solver_matches_invert_weighted():
+    """dates.solve_network_columns (NumPy, used for the RTC per-date offsets)
+    gives the JAX solver's x, residual, n_used and x_var, including censored
+    rows, dates cut off by censoring (NaN) and NaN columns."""
+    rng = np.random.default_rng(1)
+    for trial in range(12):
+        n = int(rng.integers(3, 12))
+        pairs = dates.make_pairs(n, f"nearest:{rng.integers(1, 4)}")
+        b = rng.normal(size=(len(pairs), 7))
+        w = rng.uniform(0.1, 2.0, size=b.shape) * (rng.uniform(size=b.shape) > 0.35)
+        b[0, 6] = np.nan
+        got = dates.solve_network_columns(pairs, n, b, w)
+        want = ts.invert_weighted(dates.incidence_matrix(pairs, n), b, w)
+        for key in ("x", "residual", "n_used", "x_var"):
+            np.testing.assert_allclose(got[key], want[key], atol=1e-9, err_msg=f"{trial} {key}")
+    assert np.isnan(got["x"][:, 6]).all() and (got["n_used"][6] == 0)  # the NaN column

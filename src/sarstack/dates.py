@@ -225,3 +225,69 @@ def chunk_items(items: Sequence, label: str) -> list:
         raise SarstackError(f"chunk {label}: only {len(slices)} chunks for {len(items)} items")
     s0, s1 = slices[i - 1]
     return list(items[s0:s1])
+
+
+def solve_network_columns(
+    pairs: Sequence[tuple[int, int]], n_dates: int, values: np.ndarray, weights: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Weighted least squares of a few series over a pair network, in NumPy.
+
+    The small-problem counterpart of :func:`sarstack.timeseries.invert_weighted`
+    (same model, same outputs, no JAX), for a handful of columns such as the
+    RTC per-date offsets: each column ``p`` solves
+    ``min sum_k w[k, p] (values[k, p] - (x[j_k] - x[i_k]))^2`` with the first
+    date fixed at 0. Rows with weight 0 are dropped for that column; dates not
+    connected to the first date through the remaining rows are NaN, and the
+    other dates are solved as if the lost dates were not in the network.
+
+    Parameters
+    ----------
+    pairs
+        ``(i, j)`` date indices of each row.
+    n_dates
+        Number of dates.
+    values
+        ``(n_pairs, P)`` observations; a NaN makes its column NaN everywhere.
+    weights
+        ``(n_pairs, P)`` finite, non-negative weights.
+
+    Returns
+    -------
+    dict
+        ``x`` ``(n_dates - 1, P)``, ``residual`` ``(n_pairs, P)`` (NaN on dropped
+        rows), ``n_used`` ``(P,)`` rows used, ``x_var`` ``(n_dates - 1, P)`` the
+        diagonal of ``(A^T W A)^-1`` over the reachable dates.
+    """
+    b = np.asarray(values, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if b.ndim != 2 or w.shape != b.shape or b.shape[0] != len(pairs):
+        raise SarstackError(
+            f"values {b.shape} and weights {w.shape} must both be (n_pairs={len(pairs)}, P)"
+        )
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise SarstackError("weights must be finite and non-negative")
+    a_full = incidence_matrix(pairs, n_dates)
+    m, p_cols = b.shape
+    n = n_dates - 1
+    x = np.full((n, p_cols), np.nan)
+    var = np.full((n, p_cols), np.nan)
+    res = np.full((m, p_cols), np.nan)
+    used = np.zeros(p_cols, dtype=np.int32)
+    for p in range(p_cols):
+        if not np.all(np.isfinite(b[:, p])):
+            continue
+        rows = np.flatnonzero(w[:, p] > 0)
+        used[p] = rows.size
+        if rows.size == 0:
+            continue
+        labels = network_components([pairs[k] for k in rows], n_dates)
+        reach = labels[1:] == labels[0]
+        sw = np.sqrt(w[rows, p])
+        a = a_full[rows]
+        sol = np.linalg.lstsq(a * sw[:, None], b[rows, p] * sw, rcond=None)[0]
+        res[rows, p] = b[rows, p] - a @ sol
+        if reach.any():
+            ar = a[:, reach] * sw[:, None]
+            x[reach, p] = sol[reach]
+            var[reach, p] = np.diag(np.linalg.inv(ar.T @ ar))
+    return {"x": x, "residual": res, "n_used": used, "x_var": var}

@@ -929,7 +929,8 @@ def invert_dates(
     """Per-date offsets from pair offsets over the network (first date = 0).
 
     The same incidence-matrix least squares as the InSAR inversion
-    (:func:`sarstack.timeseries.invert_weighted`): each column of
+    (:func:`sarstack.timeseries.invert_weighted`, here in NumPy through
+    :func:`sarstack.dates.solve_network_columns`: a few columns need no JAX): each column of
     ``values`` (n_pairs, P) is one series (east or north, whole scene or one
     tile); pairs that are not ``ok`` are censored for that column only, and
     dates cut off from the first date by censoring come out NaN.
@@ -958,23 +959,21 @@ def invert_dates(
         redundancy: then from the residual scatter); ``n_used`` (P,) pairs used.
     """
     from sarstack import dates as sdates
-    from sarstack import timeseries
 
     vals = np.where(ok, np.nan_to_num(np.asarray(values, dtype=np.float64)), 0.0)
-    a = sdates.incidence_matrix(pairs, n_dates)
     w0 = ok.astype(np.float64)
     if sigma is not None:
         s = np.asarray(sigma, dtype=np.float64)
         # A zero spread (identical tiles) must not become an infinite weight.
         w0 = np.where(ok & np.isfinite(s), 1.0 / np.maximum(s, 1e-3) ** 2, 0.0)
     w = w0
-    res = timeseries.invert_weighted(a, vals, w)
+    res = sdates.solve_network_columns(pairs, n_dates, vals, w)
     if robust:
         floor = 1e-3 * max(float(np.nanmedian(np.abs(vals[ok]))) if ok.any() else 1.0, 1e-6)
         for _ in range(irls_iterations):
             r = np.nan_to_num(np.abs(res["residual"]), nan=0.0)
             w = w0 / np.maximum(r, floor)
-            res = timeseries.invert_weighted(a, vals, w)
+            res = sdates.solve_network_columns(pairs, n_dates, vals, w)
     x = res["x"]
     var = res["x_var"]
     n_used = res["n_used"]

@@ -241,7 +241,6 @@ rule rtc_dates:
         ),
     params:
         robust="--robust" if config["rtc"]["dates_method"] == "robust" else "",
-        jaxcache=JAXCACHE,
     log:
         f"{LOGS}/rtc/dates.log",
     benchmark:
@@ -255,7 +254,7 @@ rule rtc_dates:
     shell:
         "python {input.script:q} --offsets {input.offsets:q} --pairs {input.pairs:q}"
         " --out {output.dates:q} --out-tiles {output.tiles:q} --plot {output.plot:q}"
-        " {params.robust} {params.jaxcache} 2> {log:q} || sarstack_fail {log:q}"
+        " {params.robust} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc:

@@ -11,7 +11,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 import pandas as pd  # noqa: E402
 
 from sarstack import cli, io, plots, rtc  # noqa: E402
-from sarstack.jaxcfg import configure_jax  # noqa: E402
 
 log = logging.getLogger("rtc_dates")
 
@@ -24,10 +23,8 @@ def main(argv=None):
     p.add_argument("--out-tiles", required=True, help="dates_tiles.csv (per tile)")
     p.add_argument("--plot", required=True, help="PNG of the per-date offsets")
     p.add_argument("--robust", action="store_true", help="IRLS towards least absolute deviations")
-    p.add_argument("--jax-cache", default=None)
     a = p.parse_args(argv)
     cli.setup_logging(a.verbose)
-    configure_jax(x64=True, cache_dir=a.jax_cache)
     dt = {"reference_date": str, "secondary_date": str}
     offsets = pd.read_csv(a.offsets, dtype=dt)
     pairs = pd.read_csv(a.pairs, dtype=dt)

@@ -1,0 +1,106 @@
+"""``kill -9`` at every stage, then the rerun README documents (the same command
+with ``--unlock`` once, then with ``--rerun-incomplete``): outputs identical to an uninterrupted run and no
+staging file left behind (issue 10)."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.workflow
+
+# Per branch target, one job log per stage in DAG order: the run is killed as soon
+# as that job has started (one branch at a time, else the other branch's jobs
+# finish in the background of the first's).
+STAGES = [
+    ("rtc", "demo/rtc_stack"), ("rtc", "rtc/select"), ("rtc", "rtc/superset_"),
+    ("rtc", "rtc/flatten_"), ("rtc", "rtc/tiles"), ("rtc", "rtc/xcorr_"),
+    ("rtc", "rtc/aggregate"), ("rtc", "rtc/dates"), ("rtc", "rtc/plots"),
+    ("insar", "demo/insar_stack"), ("insar", "insar/select"), ("insar", "insar/reference"),
+    ("insar", "insar/invert_"), ("insar", "insar/gather"), ("insar", "insar/velocity"),
+    ("insar", "insar/plots"),
+]
+
+
+def _config(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    out = tmp_path / name
+    cfg = tmp_path / f"{name}.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "output_dir": str(out), "scatter": 2, "demo": {
+            "enabled": True, "rtc_dates": 4, "rtc_shape": [128, 128],
+            "insar_dates": 6, "insar_shape": [48, 48]},
+        "rtc": {"tiles": [2, 2]},
+        "insar": {"block_shape": [16, 48], "method": "L1"},
+    }))
+    return cfg, out
+
+
+def _snakemake(cfg: Path, target: str = "all") -> list[str]:
+    return [sys.executable, "-m", "snakemake", target, "--cores", "2", "--configfile", str(cfg),
+            "--rerun-incomplete"]
+
+
+def _kill_when_started(cmd: list[str], logs: Path, stage: str) -> bool:
+    """Unlock (a killed run leaves Snakemake's lock), run ``cmd``, SIGKILL its
+    whole process group once a log of ``stage`` is (re)written. False when the
+    run ended without reaching the stage."""
+    subprocess.run([*cmd, "--unlock"], cwd=ROOT, capture_output=True, check=True)
+    t0 = time.time()
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    folder, prefix = (logs / stage).parent, (logs / stage).name
+    while p.poll() is None:
+        if folder.is_dir() and any(f.name.startswith(prefix) and f.stat().st_mtime >= t0
+                                   for f in folder.iterdir()):
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _results(out: Path) -> list[Path]:
+    skip = {"logs", "benchmarks"}
+    return sorted(p.relative_to(out) for p in out.rglob("*")
+                  if p.is_file() and not skip & set(p.relative_to(out).parts))
+
+
+def _same(clean: Path, out: Path, rel: Path) -> bool:
+    """Byte-identical, except that text files name their own output folder."""
+    a, b = clean / rel, out / rel
+    if filecmp.cmp(a, b, shallow=False):
+        return True
+    if a.suffix in {".csv", ".json", ".vrt", ".geojson", ".txt"}:
+        return a.read_text().replace(str(clean), str(out)) == b.read_text()
+    return False
+
+
+def test_kill_at_every_stage_then_rerun_gives_identical_outputs(tmp_path):
+    cfg_a, clean = _config(tmp_path, "clean")
+    p = subprocess.run(_snakemake(cfg_a), cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+
+    cfg_b, out = _config(tmp_path, "killed")
+    killed = [s for t, s in STAGES if _kill_when_started(_snakemake(cfg_b, t), out / "logs", s)]
+    assert len(killed) >= len(STAGES) - 2, f"killed only at {killed}"
+    subprocess.run([*_snakemake(cfg_b), "--unlock"], cwd=ROOT, capture_output=True, check=True)
+    p = subprocess.run(_snakemake(cfg_b), cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+
+    # Hidden files other than Snakemake's directory(...) markers are staging files.
+    staging = [f for f in out.rglob(".*") if f.is_file() and f.name != ".snakemake_timestamp"]
+    assert not staging, f"staging files left: {staging[:5]}"
+    files = _results(clean)
+    assert len(files) > 30 and _results(out) == files
+    differ = [str(f) for f in files if f.suffix != ".png" and not _same(clean, out, f)]
+    assert not differ, f"differ after kill -9 and rerun: {differ}"
