@@ -182,6 +182,9 @@ RTC_CASES = {
                   ("negative", "rtc.scale")),
     "all_nan": (lambda d: (_two(d), _rtc_tif(d / "c_20200125.tif", np.full((64, 64), np.nan))),
                 ("c_20200125.tif", "no valid pixel")),
+    "two_bands": (lambda d: (_two(d), io.write_raster(
+        d / "c_20200125.tif", np.ones((2, 64, 64), np.float32), io.read_grid(d / "a_20200101.tif"))),
+                  ("c_20200125.tif", "2 bands")),
     "all_nodata": (lambda d: (_two(d), _rtc_tif(d / "c_20200125.tif", np.zeros((64, 64)),
                                                 nodata=0.0)),
                    ("c_20200125.tif", "no valid pixel")),
@@ -234,6 +237,12 @@ def _rewrite(path: Path, fn) -> None:
     io.write_raster(path, fn(data).astype(np.float32), io.read_grid(path), nodata=nodata)
 
 
+def _crop(path: Path) -> None:
+    """Rewrite a raster 4 rows shorter (off the stack's grid)."""
+    g = io.read_grid(path)
+    io.write_raster(path, io.read_band(path)[:-4], io.Grid(g.crs, g.transform, g.width, g.height - 4))
+
+
 def _mask(s: Path, value: float, shape=(24, 24)) -> dict:
     g = io.read_grid(_first(s))
     if shape != (24, 24):
@@ -278,6 +287,10 @@ INSAR_CASES = {
     "all_zero_mask": (lambda s: _mask(s, 0.0), ("mask.tif", "0 everywhere")),
     "mask_wrong_shape": (lambda s: _mask(s, 1.0, (20, 24)), ("mask.tif", "grid")),
     "all_zero_conncomp": (_conncomp_zero, (".cc.tif", "0 (unreliable) everywhere")),
+    "two_band_ifg": (lambda s: _rewrite(_first(s), lambda a: np.stack([a, a])),
+                     ("unw.tif", "2 bands")),
+    "first_ifg_off_grid": (lambda s: (_crop(_first(s)), {"correlation": f"{s}/cor/*.cor.tif"})[1],
+                           (".unw.tif", "not on the grid")),
     "reference_outside": (lambda s: {"reference_point": [50, 3]},
                           ("insar.reference_point", "outside")),
     "disconnected": (lambda s: _cut_network(s), ("disconnected",)),
@@ -335,3 +348,19 @@ def test_undeclared_fill_value_is_nodata(tmp_path):
     layout = rtc.tile_layout((64, 64), (2, 2))
     lo, hi, valid = rtc.flatten_stats(tmp_path / "a_20200101.tif", (0, 100), layout)
     assert hi < 10 and valid[:, 0].max() < 0.80 and valid[:, 1].min() > 0.99
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    """Snakemake rejects a broken --configfile itself (exit 1, its own words);
+    ``python -m sarstack.config`` names the file, line and column (README)."""
+    box = tmp_path / "box"
+    box.mkdir()
+    cfg = box / "config.yaml"
+    cfg.write_text(f"output_dir: {box / 'out'}\nrtc:\n  tiles: [4, 4\n  inputs: x\n")
+    p = run_case(box, None)
+    assert p.returncode == 1 and "Traceback" not in p.stdout + p.stderr
+    assert not (box / "out").exists()
+    q = subprocess.run([sys.executable, "-m", "sarstack.config", str(cfg)],
+                       capture_output=True, text=True)
+    assert q.returncode == 2 and "Traceback" not in q.stderr
+    assert q.stderr.strip() == f"error: {cfg}:4:9: not valid YAML (expected ',' or ']', but got ':')"

@@ -6,7 +6,7 @@ Errors are one line naming the key, e.g. ``config rtc.tiles: [0, 8] ...``.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +121,65 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
         raise SarstackError(f"config {key}: {msg}")
     _check_semantics(cfg)
     return cfg
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read a YAML config file; a syntax error names the file, line and column.
+
+    Raises
+    ------
+    SarstackError
+        ``<path>:<line>:<column>: <problem>`` (one line), or the file is
+        unreadable or not a mapping.
+    """
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise SarstackError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SarstackError(f"{where}: not valid YAML ({problem})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SarstackError(f"{path}: not a mapping of config keys")
+    return data
+
+
+def merge_config(base: dict, over: Mapping[str, Any]) -> dict:
+    """Merge ``over`` into ``base`` key by key, nested mappings recursively (as Snakemake does)."""
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(base.get(k), dict):
+            merge_config(base[k], v)
+        else:
+            base[k] = copy.deepcopy(v)
+    return base
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sarstack.config FILE...``: check config files as the workflow would."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m sarstack.config", description=main.__doc__)
+    p.add_argument("files", nargs="+", help="YAML config files (later ones override earlier)")
+    a = p.parse_args(argv)
+    schema = load_schema(Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml")
+    merged: dict = {}
+    try:
+        for f in a.files:
+            merge_config(merged, load_config_file(f))
+        validate_config(merged, schema)
+    except SarstackError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"ok: {', '.join(a.files)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

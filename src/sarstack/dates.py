@@ -291,3 +291,131 @@ def solve_network_columns(
             x[reach, p] = sol[reach]
             var[reach, p] = np.diag(np.linalg.inv(ar.T @ ar))
     return {"x": x, "residual": res, "n_used": used, "x_var": var}
+
+
+# --------------------------------------------------------------------------- #
+# Network
+# --------------------------------------------------------------------------- #
+
+
+def _date_label(k: int, dates: Sequence[dt.date] | None) -> str:
+    return dates[k].isoformat() if dates is not None else f"#{k}"
+
+
+def check_network(
+    pairs: Sequence[tuple[int, int]], n_dates: int, dates: Sequence[dt.date] | None = None
+) -> None:
+    """Raise if the pair network does not connect every date to the first.
+
+    Parameters
+    ----------
+    pairs
+        ``(i, j)`` date indices of each interferogram.
+    n_dates
+        Number of dates.
+    dates
+        Optional dates (length ``n_dates``) used to name the unreachable ones;
+        without them dates are named by 0-based index (``#3``).
+
+    Raises
+    ------
+    SarstackError
+        ``the interferogram network is disconnected: dates ... not connected
+        to ...`` (the incidence matrix would not have full column rank).
+    """
+    if n_dates < 2:
+        raise SarstackError(f"a time series needs at least 2 dates, got {n_dates}")
+    if dates is not None and len(dates) != n_dates:
+        raise SarstackError(f"{len(dates)} dates given for a network of {n_dates} dates")
+    comp = network_components(pairs, n_dates)
+    lost = np.flatnonzero(comp != comp[0])
+    if lost.size == 0:
+        return
+    names = [_date_label(int(k), dates) for k in lost[:10]]
+    more = f" and {lost.size - 10} more" if lost.size > 10 else ""
+    first = _date_label(0, dates)
+    idx = "" if dates is not None else " (0-based date indices)"
+    raise SarstackError(
+        f"the interferogram network is disconnected: dates {', '.join(names)}{more} "
+        f"not connected to {first}, the first date{idx}; add interferograms that bridge them "
+        "or drop them"
+    )
+
+
+def _pairs_from_incidence(a: np.ndarray) -> list[tuple[int, int]] | None:
+    """Pairs of an incidence matrix (first-date datum), or None if it is not one."""
+    pairs = []
+    for row in a:
+        plus, minus = np.flatnonzero(row == 1), np.flatnonzero(row == -1)
+        if np.count_nonzero(row) != plus.size + minus.size or plus.size > 1 or minus.size > 1:
+            return None
+        if plus.size == 0 and minus.size == 0:
+            return None
+        i = int(minus[0]) + 1 if minus.size else 0
+        j = int(plus[0]) + 1 if plus.size else 0
+        pairs.append((i, j))
+    return pairs
+
+
+def _check_design(a: np.ndarray) -> None:
+    """Full-column-rank check of the design matrix, naming dates for incidence matrices."""
+    if a.ndim != 2 or a.shape[1] < 1:
+        raise SarstackError(f"A must be 2-D (n_ifg, n_dates - 1), got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise SarstackError("A has non-finite entries")
+    pairs = _pairs_from_incidence(a)
+    if pairs is not None:
+        check_network(pairs, a.shape[1] + 1)
+    elif np.linalg.matrix_rank(a) < a.shape[1]:
+        raise SarstackError(
+            f"the design matrix ({a.shape[0]} x {a.shape[1]}) does not have full column rank"
+        )
+
+
+def is_single_reference(pairs: Sequence[tuple[int, int]], n_dates: int | None = None) -> bool:
+    """True if the network is exactly one interferogram from date 0 to each later date.
+
+    Parameters
+    ----------
+    pairs
+        ``(i, j)`` date indices.
+    n_dates
+        Number of dates; default ``max(j) + 1``.
+    """
+    if len(pairs) == 0:
+        return False
+    n = int(max(max(p) for p in pairs)) + 1 if n_dates is None else int(n_dates)
+    if len(pairs) != n - 1:
+        return False
+    return all(int(i) == 0 for i, _ in pairs) and sorted(int(j) for _, j in pairs) == list(
+        range(1, n)
+    )
+
+
+def single_reference_series(pairs: Sequence[tuple[int, int]], phase: np.ndarray) -> np.ndarray:
+    """Phase series of a single-reference network, with no inversion.
+
+    Parameters
+    ----------
+    pairs
+        A single-reference network (:func:`is_single_reference`).
+    phase
+        ``(n_ifg, ...)`` interferogram stack in the order of ``pairs``.
+
+    Returns
+    -------
+    np.ndarray
+        ``(n_dates - 1, ...)``: the interferograms reordered by secondary date
+        (the unknowns of :func:`invert_l2`). NaN pixels become NaN for every
+        date, as in the inversions.
+    """
+    if not is_single_reference(pairs):
+        raise SarstackError("the network is not single-reference (one pair 0 -> j per later date)")
+    phase = np.asarray(phase)
+    if phase.shape[0] != len(pairs):
+        raise SarstackError(f"phase has {phase.shape[0]} interferograms; pairs has {len(pairs)}")
+    order = np.argsort([j for _, j in pairs])
+    x = phase[order].copy()
+    bad = np.any(np.isnan(phase), axis=0)
+    x[:, bad] = np.nan
+    return x

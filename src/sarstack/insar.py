@@ -22,7 +22,8 @@ from affine import Affine
 from rasterio.windows import Window
 
 from sarstack import dates as sdates
-from sarstack import timeseries as ts
+from sarstack import refpoint
+from sarstack import velocity as svel
 from sarstack.errors import SarstackError
 from sarstack.io import Grid, RasterWriter, iter_blocks, open_raster, read_band, read_grid
 
@@ -108,17 +109,24 @@ def select_ifgs(
             raise SarstackError(f"insar.correlation: no correlation raster for {p.name}")
         ifgs.append(Ifg(p, d1, d2, cc.get((d1, d2)), cor.get((d1, d2))))
 
-    grid = read_grid(ifgs[0].path)
-    for ifg in ifgs:
+    # The stack's grid is the one most interferograms share, so that an odd
+    # one out is named even when it sorts first (and not its companions).
+    grids = [read_grid(i.path, single_band=True) for i in ifgs]
+    counts = [sum(g.same_as(h) for h in grids) for g in grids]
+    grid = grids[counts.index(max(counts))]
+    for ifg, g in zip(ifgs, grids, strict=True):
         for f in (ifg.path, ifg.conncomp, ifg.correlation):
-            if f is not None and not read_grid(f).same_as(grid):
+            if f is None:
+                continue
+            if not (g if f == ifg.path else read_grid(f, single_band=True)).same_as(grid):
                 raise SarstackError(
-                    f"{f}: not on the grid of {ifgs[0].path.name} (all inputs must share one grid)"
+                    f"{f}: not on the grid of the other interferograms"
+                    " (all inputs must share one grid)"
                 )
     dates = sorted({d for ifg in ifgs for d in (ifg.reference, ifg.secondary)})
     index = {d: k for k, d in enumerate(dates)}
     pairs = [(index[i.reference], index[i.secondary]) for i in ifgs]
-    ts.check_network(pairs, len(dates), dates)
+    sdates.check_network(pairs, len(dates), dates)
     return ifgs, dates, pairs, grid
 
 
@@ -183,7 +191,7 @@ def reference_inputs(
     conncomps).
     """
     for name, f in (("insar.mask", mask), ("insar.quality", quality)):
-        if f is not None and not read_grid(f).same_as(grid):
+        if f is not None and not read_grid(f, single_band=True).same_as(grid):
             raise SarstackError(f"{f}: {name} is not on the interferograms' grid")
     valid = np.zeros(grid.shape, bool)
     cc_all = np.zeros(grid.shape, bool) if all(i.conncomp for i in ifgs) else None
@@ -249,11 +257,13 @@ def _solve_block(
     weighted L2, or for L1 iteratively reweighted least squares on the same
     censored, weighted system until x changes by less than the tolerance.
     """
+    from sarstack import timeseries as ts  # JAX: imported by the stages that solve
+
     n_ifg = flat.shape[0]
     valid_px = np.isfinite(flat).all(axis=0)
     if weights is None:
         if single:
-            x = ts.single_reference_series(pairs, flat)
+            x = sdates.single_reference_series(pairs, flat)
             res = np.where(valid_px, 0.0, np.nan) * np.ones_like(flat)
             n_it = 0
         else:
@@ -333,6 +343,8 @@ def invert_strip(
     with ``write_residuals``), residual sum, temporal coherence and the
     number of ifgs used. :func:`gather_strips` assembles the final COGs.
     """
+    from sarstack import timeseries as ts  # JAX: imported by the stages that solve
+
     out_dir = Path(out_dir)
     grid = read_grid(ifgs[0].path)
     r0, r1 = rows if rows is not None else (0, grid.height)
@@ -347,7 +359,7 @@ def invert_strip(
     censor = all(i.conncomp for i in ifgs)
     weighted = weighting == "correlation" or censor
     a = sdates.incidence_matrix(pairs, len(dates))
-    single = ts.is_single_reference(pairs, len(dates))
+    single = sdates.is_single_reference(pairs, len(dates))
     how = describe_method(method, weighting, censor)
     log.info(
         "%d ifgs over %d dates, %s network, reference pixel [%d, %d], %s; rows %d-%d",
@@ -394,7 +406,7 @@ def invert_strip(
                 l1_tolerance=l1_tolerance, l1_max_iterations=l1_max_iterations,
             )  # fmt: skip
             max_it = max(max_it, n_it)
-            disp, _ = ts.phase_to_displacement(x, wavelength)
+            disp, _ = refpoint.phase_to_displacement(x, wavelength)
             ts_w.write(disp.reshape(-1, *shape).astype(np.float32), swin)
             if res_w is not None:
                 res_w.write(res.reshape(-1, *shape).astype(np.float32), swin)
@@ -444,7 +456,7 @@ def gather_strips(
     grid = read_grid(ifgs[0].path)
     first = dates[0]
     r, c = ref_rc
-    _, units = ts.phase_to_displacement(np.zeros(1), wavelength)
+    _, units = refpoint.phase_to_displacement(np.zeros(1), wavelength)
     common = {"reference_point": f"{r},{c}", "method": how}
     span = _date_tags(first, dates[-1], **common)
     disp_q = "line-of-sight displacement, positive towards the radar"
@@ -507,6 +519,7 @@ def velocity_files(
     With ``weight_ifgs`` (ifgs with correlation rasters) each date is weighted
     by the mean correlation of the interferograms that contain it.
     """
+
     dates = [first] + [dt.date.fromisoformat(d) for d in index["date"]]
     t = sdates.years_since(dates)
     paths = list(index["path"])
@@ -531,7 +544,7 @@ def velocity_files(
             shape = y.shape[1:]
             flat = y.reshape(len(dates), -1).astype(np.float64)
             if weight_ifgs is None:
-                v, s = ts.velocity(flat, t)[:2]
+                v, s = svel.velocity(flat, t)[:2]
             else:
                 acc = np.zeros_like(flat)
                 n = np.zeros_like(flat)
@@ -540,7 +553,7 @@ def velocity_files(
                     for d in (i.reference, i.secondary):
                         acc[date_index[d]] += cor
                         n[date_index[d]] += 1
-                v, s = ts.velocity_weighted(flat, t, acc / np.maximum(n, 1))
+                v, s = svel.velocity_weighted(flat, t, acc / np.maximum(n, 1))
             wv.write(np.asarray(v).reshape(shape).astype(np.float32), win)
             ws.write(np.asarray(s).reshape(shape).astype(np.float32), win)
     return vunits

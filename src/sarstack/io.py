@@ -95,10 +95,21 @@ def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
         raise SarstackError(f"{p}: not a readable raster ({msg})") from None
 
 
-def read_grid(path: str | Path) -> Grid:
+def read_grid(path: str | Path, *, single_band: bool = False) -> Grid:
+    """The grid of a raster; ``single_band`` for inputs, which must have one band.
+
+    Raises
+    ------
+    SarstackError
+        Unreadable, or ``single_band`` and more than one band (which band was
+        meant cannot be guessed: an ISCE ``.unw`` holds amplitude in band 1).
+    """
     with open_raster(path) as ds:
-        if ds.count > 1:
-            log.warning("%s: %d bands; only band 1 is read", path, ds.count)
+        if single_band and ds.count > 1:
+            raise SarstackError(
+                f"{path}: {ds.count} bands; sarstack reads single-band rasters "
+                "(extract the one you mean, e.g. gdal_translate -b 2)"
+            )
         return Grid(ds.crs, ds.transform, ds.width, ds.height)
 
 

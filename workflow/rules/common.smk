@@ -5,10 +5,14 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from sarstack.config import load_schema, validate_config  # noqa: E402
+from sarstack.config import (  # noqa: E402
+    load_config_file,
+    load_schema,
+    merge_config,
+    validate_config,
+)
 from sarstack.errors import SarstackError  # noqa: E402
 
 
@@ -22,19 +26,10 @@ def _fail(msg):
 # is given: a user's config never inherits the demo from it.
 if not workflow.overwrite_configfiles:
     try:
-        _base = yaml.safe_load((Path(workflow.basedir) / "config" / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError) as _e:
-        _fail(f"config/config.yaml: {_e}")
-
-    def _merge(base, over):
-        for k, v in over.items():
-            if isinstance(v, dict) and isinstance(base.get(k), dict):
-                _merge(base[k], v)
-            else:
-                base[k] = v
-        return base
-
-    _merged = _merge(_base or {}, dict(config))
+        _base = load_config_file(Path(workflow.basedir) / "config" / "config.yaml")
+    except SarstackError as _e:
+        _fail(_e)
+    _merged = merge_config(_base, dict(config))
     config.clear()
     config.update(_merged)
 

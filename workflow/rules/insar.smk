@@ -198,7 +198,6 @@ rule insar_velocity:
     params:
         block=BLOCK,
         weighting="--weight-by-correlation" if ICFG["velocity_weighting"] == "correlation" else "",
-        jaxcache=JAXCACHE,
     log:
         f"{LOGS}/insar/velocity.log",
     benchmark:
@@ -212,7 +211,7 @@ rule insar_velocity:
     shell:
         "python {input.script:q} --index {input.index:q} --ifgs {input.ifgs:q}"
         " --out {output.velocity:q} --out-std {output.std:q} --block {params.block}"
-        " {params.weighting} {params.jaxcache} 2> {log:q} || sarstack_fail {log:q}"
+        " {params.weighting} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_plots:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from sarstack import cli, insar, io, timeseries  # noqa: E402
+from sarstack import cli, insar, io, refpoint  # noqa: E402
 from sarstack.errors import SarstackError  # noqa: E402
 
 log = logging.getLogger("insar_reference")
@@ -33,12 +33,12 @@ def main(argv=None):
     )
     if a.point is not None:
         try:
-            r, c = timeseries.check_reference_point(a.point, valid)
+            r, c = refpoint.check_reference_point(a.point, valid)
         except SarstackError as e:
             raise SarstackError(f"insar.reference_point: {e}") from None
         log.info("manual reference point [%d, %d]", r, c)
     else:
-        r, c = timeseries.select_reference_point(valid, quality, a.threshold, cc)
+        r, c = refpoint.select_reference_point(valid, quality, a.threshold, cc)
         q = f"{quality[r, c]:.3f}" if quality is not None else "n/a"
         log.info("automatic reference point [%d, %d] (quality %s, %d pixels valid in every ifg)",
                  r, c, q, int(valid.sum()))

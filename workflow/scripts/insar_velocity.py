@@ -11,7 +11,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 import pandas as pd  # noqa: E402
 
 from sarstack import cli, insar  # noqa: E402
-from sarstack.jaxcfg import configure_jax  # noqa: E402
 
 log = logging.getLogger("insar_velocity")
 
@@ -25,10 +24,8 @@ def main(argv=None):
     p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
     p.add_argument("--weight-by-correlation", action="store_true",
                    help="weight each date by the mean correlation of its ifgs")
-    p.add_argument("--jax-cache", default=None)
     a = p.parse_args(argv)
     cli.setup_logging(a.verbose)
-    configure_jax(x64=True, cache_dir=a.jax_cache)
     index = pd.read_csv(a.index, dtype=str)
     ifgs, dates, _ = insar.read_ifg_table(a.ifgs)
     units = insar.velocity_files(

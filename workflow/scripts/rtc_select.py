@@ -24,7 +24,7 @@ def main(argv=None):
     cli.setup_logging(a.verbose)
 
     scenes = rtc.select_scenes(rtc.find_scenes(a.inputs), a.inputs)
-    grids = [io.read_grid(s.path) for s in scenes]
+    grids = [io.read_grid(s.path, single_band=True) for s in scenes]
     for s, g in zip(scenes, grids, strict=True):
         if g.crs is None:
             raise SarstackError(f"{s.path}: no CRS; an RTC scene must be georeferenced")
