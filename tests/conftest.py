@@ -51,3 +51,42 @@ def x64():
     configure_jax(x64=True)
     yield
     jax.config.update("jax_enable_x64", prev)
+
+
+def small_workflow_config(path: Path, out: Path, scatter: int) -> Path:
+    """Write the small two-branch demo config (both branches, L1, residuals on)."""
+    import yaml
+
+    path.write_text(yaml.safe_dump({
+        "output_dir": str(out), "scatter": scatter, "demo": {
+            "enabled": True, "rtc_dates": 5, "rtc_shape": [192, 192],
+            "insar_dates": 8, "insar_shape": [64, 64]},
+        "rtc": {"tiles": [3, 3], "pairs": "nearest:2"},
+        "insar": {"block_shape": [16, 64], "method": "L1", "write_residuals": True},
+    }))
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_workflow_run(tmp_path_factory):
+    """``run(scatter)``: the small demo workflow run to completion, once per
+    ``scatter`` per test session (shared by the scatter and kill tests)."""
+    import subprocess
+    import sys
+
+    done: dict[int, Path] = {}
+
+    def run(scatter: int) -> Path:
+        if scatter not in done:
+            top = tmp_path_factory.mktemp(f"small-n{scatter}")
+            cfg = small_workflow_config(top / "config.yaml", top / "out", scatter)
+            p = subprocess.run(
+                [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(cfg)],
+                cwd=ROOT, capture_output=True, text=True,
+                env=dict(os.environ, PYTHONWARNINGS="ignore"),
+            )
+            assert p.returncode == 0, p.stderr[-3000:]
+            done[scatter] = top / "out"
+        return done[scatter]
+
+    return run

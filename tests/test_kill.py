@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import small_workflow_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,19 +30,6 @@ STAGES = [
     ("insar", "insar/invert_"), ("insar", "insar/gather"), ("insar", "insar/velocity"),
     ("insar", "insar/plots"),
 ]
-
-
-def _config(tmp_path: Path, name: str) -> tuple[Path, Path]:
-    out = tmp_path / name
-    cfg = tmp_path / f"{name}.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "output_dir": str(out), "scatter": 2, "demo": {
-            "enabled": True, "rtc_dates": 4, "rtc_shape": [128, 128],
-            "insar_dates": 6, "insar_shape": [48, 48]},
-        "rtc": {"tiles": [2, 2]},
-        "insar": {"block_shape": [16, 48], "method": "L1"},
-    }))
-    return cfg, out
 
 
 def _snakemake(cfg: Path, target: str = "all") -> list[str]:
@@ -85,12 +72,10 @@ def _same(clean: Path, out: Path, rel: Path) -> bool:
     return False
 
 
-def test_kill_at_every_stage_then_rerun_gives_identical_outputs(tmp_path):
-    cfg_a, clean = _config(tmp_path, "clean")
-    p = subprocess.run(_snakemake(cfg_a), cwd=ROOT, capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr[-3000:]
-
-    cfg_b, out = _config(tmp_path, "killed")
+def test_kill_at_every_stage_then_rerun_gives_identical_outputs(tmp_path, small_workflow_run):
+    clean = small_workflow_run(3)  # the uninterrupted reference (also used by test_scatter)
+    out = tmp_path / "killed"
+    cfg_b = small_workflow_config(tmp_path / "killed.yaml", out, scatter=3)
     killed = [s for t, s in STAGES if _kill_when_started(_snakemake(cfg_b, t), out / "logs", s)]
     assert len(killed) >= len(STAGES) - 2, f"killed only at {killed}"
     subprocess.run([*_snakemake(cfg_b), "--unlock"], cwd=ROOT, capture_output=True, check=True)

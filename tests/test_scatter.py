@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import filecmp
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from sarstack import dates, io
 
@@ -32,25 +28,8 @@ def test_chunk_slices_cover_items_once():
         dates.parse_chunk("4-of-3")
 
 
-def _run(tmp_path: Path, name: str, scatter: int) -> Path:
-    out = tmp_path / name
-    cfg = tmp_path / f"{name}.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "output_dir": str(out), "scatter": scatter, "demo": {
-            "enabled": True, "rtc_dates": 5, "rtc_shape": [192, 192],
-            "insar_dates": 8, "insar_shape": [64, 64]},
-        "rtc": {"tiles": [3, 3], "pairs": "nearest:2"},
-        "insar": {"block_shape": [16, 64], "method": "L1", "write_residuals": True},
-    }))
-    p = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(cfg)],
-                       cwd=ROOT, capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    assert p.returncode == 0, p.stderr[-3000:]
-    return out
-
-
-def test_every_scatter_gives_identical_outputs(tmp_path):
-    one, three = _run(tmp_path, "n1", 1), _run(tmp_path, "n3", 3)
+def test_every_scatter_gives_identical_outputs(small_workflow_run):
+    one, three = small_workflow_run(1), small_workflow_run(3)
     # The chunk jobs really were 1 and 3 (7 pairs, 4 strips of 16 rows).
     assert sorted(p.name for p in (three / "rtc" / "xcorr").glob("*.csv")) == [
         "1-of-3.csv", "2-of-3.csv", "3-of-3.csv"]
