@@ -443,13 +443,16 @@ def gather_strips(
     wavelength: float | None,
     how: str,
     block_shape: Sequence[int],
+    threads: int = 1,
 ) -> pd.DataFrame:
     """Assemble the strips of :func:`invert_strip` (in row order) into the final COGs.
 
     Writes ``timeseries/{first}_{date}.tif``, ``residuals/{ref}_{sec}.tif``
     (when the strips have residuals), ``residual_sum.tif``,
     ``temporal_coherence.tif`` and ``n_ifgs_used.tif`` under ``out_dir``;
-    returns the time-series index table. Streams block by block.
+    returns the time-series index table. Streams block by block; ``threads``
+    rasters are written side by side (GDAL's reads, compression and COG
+    layout release the GIL; each file is the same whatever the count).
     """
     out_dir = Path(out_dir)
     strip_dirs = [Path(d) for d in strip_dirs]
@@ -487,7 +490,7 @@ def gather_strips(
         r0 += read_grid(d / STRIP_FILES["residual_sum"]).height
     if r0 != grid.height:
         raise SarstackError(f"{strip_dirs[0].parent}: strips cover {r0} of {grid.height} rows")
-    for name, band, path, u, tags, kw in outputs:
+    def assemble(name: str, band: int, path: Path, u: str, tags: dict, kw: dict) -> None:
         with RasterWriter(path, grid, units=u, tags=tags, **kw) as w:
             for d, off in zip(strip_dirs, offsets, strict=True):
                 src = d / STRIP_FILES[name]
@@ -497,6 +500,16 @@ def gather_strips(
                             ds.read(band, window=win),
                             Window(win.col_off, win.row_off + off, win.width, win.height),
                         )
+
+    if threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            for fut in [pool.submit(assemble, *o) for o in outputs]:
+                fut.result()  # re-raise the first failure
+    else:
+        for o in outputs:
+            assemble(*o)
     log.info("gathered %d strips into %d rasters", len(strip_dirs), len(outputs))
     return pd.DataFrame(
         {"date": [d.isoformat() for d in dates[1:]], "path": [str(p) for p in ts_paths],

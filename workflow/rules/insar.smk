@@ -171,7 +171,7 @@ rule insar_gather:
         f"{LOGS}/insar/gather.log",
     benchmark:
         f"{BENCH}/insar/gather.tsv"
-    threads: 1
+    threads: max(1, min(8, CORES or 1))
     resources:
         mem_mb=2000,
         runtime=60,
@@ -181,7 +181,7 @@ rule insar_gather:
         "python {input.script:q} {input.strips:q} --ifgs {input.ifgs:q}"
         " --reference {input.reference:q} --out-dir {params.out_dir:q}"
         " --index {output.index:q} --method {params.method} --weighting {params.weighting}"
-        " {params.wavelength} --block {params.block} 2> {log:q} || sarstack_fail {log:q}"
+        " {params.wavelength} --block {params.block} --threads {threads} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_velocity:

@@ -24,13 +24,14 @@ def main(argv=None):
     p.add_argument("--weighting", choices=["none", "correlation"], required=True)
     p.add_argument("--wavelength", type=float, default=None, help="metres; omit for radians")
     p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--threads", type=int, required=True, help="rasters written side by side")
     a = p.parse_args(argv)
     cli.setup_logging(a.verbose)
     ifgs, dates, _ = insar.read_ifg_table(a.ifgs)
     how = insar.describe_method(a.method, a.weighting, all(i.conncomp for i in ifgs))
     index = insar.gather_strips(
         a.strips, ifgs, dates, insar.read_reference_point(a.reference), a.out_dir,
-        wavelength=a.wavelength, how=how, block_shape=a.block,
+        wavelength=a.wavelength, how=how, block_shape=a.block, threads=a.threads,
     )
     io.write_csv(a.index, index)
 

@@ -60,7 +60,8 @@ def main(argv=None):
 
         how = insar.describe_method(a.method, a.weighting, all(i.conncomp for i in ifgs))
         index = insar.gather_strips([strip_dir], ifgs, dates, ref_rc, a.out_dir,
-                                    wavelength=a.wavelength, how=how, block_shape=a.block)
+                                    wavelength=a.wavelength, how=how, block_shape=a.block,
+                                    threads=max(1, a.threads))
         io.write_csv(a.index, index)
         shutil.rmtree(strip_dir)
 
