@@ -58,8 +58,10 @@ def _kill_when_started(cmd: list[str], logs: Path, stage: str) -> bool:
 
 def _results(out: Path) -> list[Path]:
     skip = {"logs", "benchmarks"}
+    # Snakemake's directory(...) markers are its bookkeeping, not results.
     return sorted(p.relative_to(out) for p in out.rglob("*")
-                  if p.is_file() and not skip & set(p.relative_to(out).parts))
+                  if p.is_file() and p.name != ".snakemake_timestamp"
+                  and not skip & set(p.relative_to(out).parts))
 
 
 def _same(clean: Path, out: Path, rel: Path) -> bool:
