@@ -35,8 +35,12 @@ rule rtc_superset:
         scenes=f"{RTC}/scenes.csv",
         grid=f"{RTC}/grid.json",
     output:
-        directory(f"{RTC}/superset/{{chunk}}"),
+        # The index is written last: a job killed before it is redone on the
+        # next run, whatever Snakemake's incomplete markers say (an empty
+        # directory() output from a kill once passed for complete).
+        index=f"{RTC}/superset/{{chunk}}/index.csv",
     params:
+        out_dir=lambda w, output: os.path.dirname(output.index),
         resampling=config["rtc"]["resampling"],
         block=BLOCK,
     log:
@@ -52,13 +56,13 @@ rule rtc_superset:
     shell:
         "python {input.script:q} --scenes {input.scenes:q} --grid {input.grid:q}"
         " --chunk {wildcards.chunk} --resampling {params.resampling} --block {params.block}"
-        " --out-dir {output:q} 2> {log:q} || sarstack_fail {log:q}"
+        " --out-dir {params.out_dir:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc_flatten:
     input:
         script=f"{SCRIPTS}/rtc_flatten.py",
-        superset=f"{RTC}/superset/{{chunk}}",
+        superset=f"{RTC}/superset/{{chunk}}/index.csv",
         grid=f"{RTC}/grid.json",
     output:
         f"{RTC}/flat/{{chunk}}.json",
@@ -78,7 +82,7 @@ rule rtc_flatten:
     conda:
         ENV
     shell:
-        "python {input.script:q} --superset {input.superset:q}/index.csv --grid {input.grid:q}"
+        "python {input.script:q} --superset {input.superset:q} --grid {input.grid:q}"
         " --tiles {params.tiles} --percentiles {params.percentiles} --block {params.block}"
         " --scale {params.scale} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
