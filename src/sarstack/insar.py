@@ -112,8 +112,15 @@ def select_ifgs(
     # The stack's grid is the one most interferograms share, so that an odd
     # one out is named even when it sorts first (and not its companions).
     grids = [read_grid(i.path, single_band=True) for i in ifgs]
-    counts = [sum(g.same_as(h) for h in grids) for g in grids]
-    grid = grids[counts.index(max(counts))]
+    distinct: list[list] = []  # [grid, count]: few distinct grids, so O(n) comparisons
+    for g in grids:
+        for d in distinct:
+            if d[0].same_as(g):
+                d[1] += 1
+                break
+        else:
+            distinct.append([g, 1])
+    grid = max(distinct, key=lambda d: d[1])[0]
     for ifg, g in zip(ifgs, grids, strict=True):
         for f in (ifg.path, ifg.conncomp, ifg.correlation):
             if f is None:
@@ -532,7 +539,6 @@ def velocity_files(
     With ``weight_ifgs`` (ifgs with correlation rasters) each date is weighted
     by the mean correlation of the interferograms that contain it.
     """
-
     dates = [first] + [dt.date.fromisoformat(d) for d in index["date"]]
     t = sdates.years_since(dates)
     paths = list(index["path"])

@@ -36,7 +36,7 @@ PAIR_OFFSET = "pair offset (mean of ok tiles within 3 robust σ of their median)
 
 def _save(fig: plt.Figure, path: str | Path) -> plt.Figure:
     with atomic_output(path, suffix=".png") as tmp:
-        # Fast zlib level: the PNGs are a few hundred kB either way, level 6 took 4x longer.
+        # Fast zlib level: the figures are small either way and encoding is a share of the job.
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png",
                     pil_kwargs={"compress_level": 1})
     plt.close(fig)

@@ -929,11 +929,12 @@ def invert_dates(
     """Per-date offsets from pair offsets over the network (first date = 0).
 
     The same incidence-matrix least squares as the InSAR inversion
-    (:func:`sarstack.timeseries.invert_weighted`, here in NumPy through
-    :func:`sarstack.dates.solve_network_columns`: a few columns need no JAX): each column of
-    ``values`` (n_pairs, P) is one series (east or north, whole scene or one
-    tile); pairs that are not ``ok`` are censored for that column only, and
-    dates cut off from the first date by censoring come out NaN.
+    (:func:`sarstack.timeseries.invert_weighted`), here in NumPy through
+    :func:`sarstack.dates.solve_network_columns` (a few columns need no
+    JAX): each column of ``values`` (n_pairs, P) is one series (east or
+    north, whole scene or one tile); pairs that are not ``ok`` are censored
+    for that column only, and dates cut off from the first date by censoring
+    come out NaN.
 
     Parameters
     ----------
