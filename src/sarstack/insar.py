@@ -242,6 +242,45 @@ def reference_inputs(
     return valid, qual, cc_all
 
 
+def reference_phase(
+    ifgs: Sequence[Ifg], ref_rc: tuple[int, int], window: int = 1
+) -> np.ndarray:
+    """Phase of each interferogram at the reference, subtracted before the inversion.
+
+    Parameters
+    ----------
+    ifgs
+        The interferograms.
+    ref_rc
+        ``(row, col)`` of the reference pixel; it must be valid in every ifg.
+    window
+        Odd size ``K`` of the square window centred on the pixel (clipped at
+        the raster edges): the median of its finite values, robust to one
+        noisy pixel. 1 = the pixel's own value.
+
+    Returns
+    -------
+    np.ndarray
+        ``(n_ifg,)`` float64, radians.
+    """
+    window = int(window)
+    if window < 1 or window % 2 == 0:
+        raise SarstackError(f"insar.reference_window: must be an odd number >= 1, got {window}")
+    r, c = ref_rc
+    h = window // 2
+    grid = read_grid(ifgs[0].path)
+    r0, c0 = max(0, r - h), max(0, c - h)
+    r1, c1 = min(grid.height, r + h + 1), min(grid.width, c + h + 1)
+    win = Window(c0, r0, c1 - c0, r1 - r0)
+    out = np.empty(len(ifgs), np.float64)
+    for k, i in enumerate(ifgs):
+        vals = read_band(i.path, win).astype(np.float64)
+        if not np.isfinite(vals[r - r0, c - c0]):
+            raise SarstackError(f"reference point [{r}, {c}] is nodata in {i.path}")
+        out[k] = np.nanmedian(vals)
+    return out
+
+
 def _date_tags(first: dt.date, last: dt.date, **extra: str) -> dict[str, str]:
     return {"start_date": first.isoformat(), "end_date": last.isoformat(), **extra}
 
@@ -334,6 +373,7 @@ def invert_strip(
     correlation_looks: float,
     correlation_threshold: float,
     write_residuals: bool,
+    reference_window: int = 1,
 ) -> None:
     """Invert rows ``[r0, r1)`` of the stack block by block into one strip folder.
 
@@ -357,10 +397,7 @@ def invert_strip(
     r0, r1 = rows if rows is not None else (0, grid.height)
     sgrid = Grid(grid.crs, grid.transform * Affine.translation(0, r0), grid.width, r1 - r0)
     r, c = ref_rc
-    ref_vals = np.array([read_band(i.path, Window(c, r, 1, 1))[0, 0] for i in ifgs], np.float64)
-    if not np.all(np.isfinite(ref_vals)):
-        bad = ifgs[int(np.flatnonzero(~np.isfinite(ref_vals))[0])].path
-        raise SarstackError(f"reference point [{r}, {c}] is nodata in {bad}")
+    ref_vals = reference_phase(ifgs, ref_rc, reference_window)
     if weighting == "correlation" and not all(i.correlation for i in ifgs):
         raise SarstackError("insar.weighting: 'correlation' needs insar.correlation rasters")
     censor = all(i.conncomp for i in ifgs)
