@@ -4,6 +4,8 @@ reason when absent."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,14 @@ SHARED = Path(os.environ.get("SARSTACK_SHARED_DATA", ROOT.parent / "shared" / "d
 
 # Keep JAX's compilation cache inside the test session's temp area by default.
 os.environ.setdefault("SARSTACK_JAX_CACHE", str(Path.home() / ".cache" / "sarstack" / "jax-tests"))
+
+
+def run_script(name: str, *args: object) -> subprocess.CompletedProcess:
+    """Run ``workflow/scripts/<name>`` with this Python; output captured."""
+    script = ROOT / "workflow" / "scripts" / name
+    return subprocess.run(
+        [sys.executable, str(script), *map(str, args)], capture_output=True, text=True
+    )
 
 
 def shared_dataset(name: str) -> Path:

@@ -167,7 +167,8 @@ def test_cut_off_dates_are_nan_and_others_exact(path):
     w[across | isolated, 2] = 0.0  # pixel 2: both
     w[:, 3] = 0.0  # pixel 3: nothing used
     phase[:, 4] = 2.5  # pixel 4: an inconsistent stack (for the coherence check)
-    phase[5, 5] = np.nan  # pixel 5: nodata, whatever the weights
+    phase[5, 5] = np.nan  # pixel 5: one missing observation, dropped like a zero weight
+    phase[:, 7] = np.nan  # pixel 7: nodata, whatever the weights
     censored = w == 0
     phase_g = np.where(censored, 50.0, phase)  # censored values must not matter
     out = ts.invert_weighted(a, phase_g, w)
@@ -202,10 +203,17 @@ def test_cut_off_dates_are_nan_and_others_exact(path):
         want = np.abs(np.mean(np.exp(1j * r))) if r.size else np.nan
         np.testing.assert_allclose(coh[p], want, atol=1e-12)
     assert np.isnan(coh[3]) and coh[4] < 0.9
+    # A missing observation is censored for its pixel only: the same as weight 0.
+    w5 = w[:, 5].copy()
+    w5[5] = 0.0
+    want5 = ts.invert_weighted(a, np.nan_to_num(phase[:, 5:6]), w5[:, None])
+    for key in ("x", "residual", "x_var", "n_used"):
+        np.testing.assert_allclose(out[key][..., 5], want5[key][..., 0], atol=1e-10)
+    assert out["n_used"][5] == m - 1 and np.isnan(res[5, 5])
     # Nodata pixel: all NaN.
-    assert np.all(np.isnan(x[:, 5])) and np.all(np.isnan(res[:, 5]))
-    assert np.all(np.isnan(out["x_var"][:, 5])) and np.isnan(coh[5]) and out["n_used"][5] == 0
-    assert not np.any(np.isnan(x[:, 6:]))
+    assert np.all(np.isnan(x[:, 7])) and np.all(np.isnan(res[:, 7]))
+    assert np.all(np.isnan(out["x_var"][:, 7])) and np.isnan(coh[7]) and out["n_used"][7] == 0
+    assert not np.any(np.isnan(x[:, 5:7]))
 
 
 # --------------------------------------------------------------------------- #
@@ -394,8 +402,10 @@ def test_numpy_network_solver_matches_invert_weighted():
         b = rng.normal(size=(len(pairs), 7))
         w = rng.uniform(0.1, 2.0, size=b.shape) * (rng.uniform(size=b.shape) > 0.35)
         b[0, 6] = np.nan
+        b[:, 5] = np.nan
         got = dates.solve_network_columns(pairs, n, b, w)
         want = ts.invert_weighted(dates.incidence_matrix(pairs, n), b, w)
         for key in ("x", "residual", "n_used", "x_var"):
             np.testing.assert_allclose(got[key], want[key], atol=1e-9, err_msg=f"{trial} {key}")
-    assert np.isnan(got["x"][:, 6]).all() and (got["n_used"][6] == 0)  # the NaN column
+    assert np.isnan(got["x"][:, 5]).all() and (got["n_used"][5] == 0)  # the NaN column
+    assert got["n_used"][6] == (w[1:, 6] > 0).sum()  # a NaN drops its row only

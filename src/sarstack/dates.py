@@ -247,7 +247,8 @@ def solve_network_columns(
     n_dates
         Number of dates.
     values
-        ``(n_pairs, P)`` observations; a NaN makes its column NaN everywhere.
+        ``(n_pairs, P)`` observations; a NaN drops that row for that column,
+        like a zero weight.
     weights
         ``(n_pairs, P)`` finite, non-negative weights.
 
@@ -274,9 +275,7 @@ def solve_network_columns(
     res = np.full((m, p_cols), np.nan)
     used = np.zeros(p_cols, dtype=np.int32)
     for p in range(p_cols):
-        if not np.all(np.isfinite(b[:, p])):
-            continue
-        rows = np.flatnonzero(w[:, p] > 0)
+        rows = np.flatnonzero((w[:, p] > 0) & np.isfinite(b[:, p]))
         used[p] = rows.size
         if rows.size == 0:
             continue

@@ -285,6 +285,38 @@ def _date_tags(first: dt.date, last: dt.date, **extra: str) -> dict[str, str]:
     return {"start_date": first.isoformat(), "end_date": last.isoformat(), **extra}
 
 
+def _irls_l1(
+    a: np.ndarray,
+    flat: np.ndarray,
+    weights: np.ndarray,
+    *,
+    l1_tolerance: float,
+    l1_max_iterations: int,
+) -> tuple[dict[str, np.ndarray], int]:
+    """L1 (least absolute deviations) of a censored / weighted system by IRLS.
+
+    Starts from the weighted L2 solution, then re-solves with weights
+    ``w / max(|r|, floor)`` until no unknown changes by more than
+    ``l1_tolerance`` times the phase scale. Returns :func:`invert_weighted`'s
+    dict and the number of iterations.
+    """
+    from sarstack import timeseries as ts  # JAX: imported by the stages that solve
+
+    out = ts.invert_weighted(a, flat, weights)
+    n_it = 0
+    scale = max(float(np.nanmedian(np.abs(flat))) if np.isfinite(flat).any() else 1.0, 1e-6)
+    floor = 1e-4 * scale
+    while n_it < l1_max_iterations:
+        n_it += 1
+        r = np.nan_to_num(np.abs(out["residual"]), nan=0.0)
+        new = ts.invert_weighted(a, flat, weights / np.maximum(r, floor))
+        change = np.nanmax(np.abs(new["x"] - out["x"]), initial=0.0)
+        out = new
+        if change <= l1_tolerance * max(scale, 1.0):
+            break
+    return out, n_it
+
+
 def _solve_block(
     a: np.ndarray,
     pairs: Sequence[tuple[int, int]],
@@ -298,37 +330,48 @@ def _solve_block(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """One block: (x, residual, n_used, iterations) by the configured method.
 
-    Without weights: the plain L2 / L1 kernels (single-reference networks are
-    only re-ordered). With weights (correlation and/or conncomp censoring):
-    weighted L2, or for L1 iteratively reweighted least squares on the same
-    censored, weighted system until x changes by less than the tolerance.
+    Without weights, pixels valid in every ifg go through the plain L2 / L1
+    kernels (single-reference networks are only re-ordered), and pixels
+    missing some ifgs through the censored solver (missing ifgs dropped for
+    that pixel only; dates cut off from the first date are NaN there). With
+    weights (correlation and/or conncomp censoring) every pixel goes through
+    the censored, weighted solver. L1 on the censored system is iteratively
+    reweighted least squares (:func:`_irls_l1`).
     """
     from sarstack import timeseries as ts  # JAX: imported by the stages that solve
 
     n_ifg = flat.shape[0]
-    valid_px = np.isfinite(flat).all(axis=0)
+    finite = np.isfinite(flat)
+    full = finite.all(axis=0)
     if weights is None:
         if single:
             x = sdates.single_reference_series(pairs, flat)
-            res = np.where(valid_px, 0.0, np.nan) * np.ones_like(flat)
+            res = np.where(full, 0.0, np.nan) * np.ones_like(flat)
             n_it = 0
         else:
             kw = {"tol": l1_tolerance, "max_iter": l1_max_iterations} if method == "L1" else {}
             x, res, n_it = ts.invert(a, flat, method, **kw)
-        return x, res, np.where(valid_px, n_ifg, 0).astype(np.int32), n_it
-    out = ts.invert_weighted(a, flat, weights)
-    n_it = 0
+        n_used = np.where(full, n_ifg, 0).astype(np.int32)
+        partial = finite.any(axis=0) & ~full
+        if partial.any():
+            x, res = np.array(x), np.array(res)  # writable copies of the kernels' outputs
+            sub = flat[:, partial]
+            w = np.isfinite(sub).astype(flat.dtype)
+            if method == "L1":
+                out, it = _irls_l1(a, sub, w, l1_tolerance=l1_tolerance,
+                                   l1_max_iterations=l1_max_iterations)  # fmt: skip
+                n_it = max(n_it, it)
+            else:
+                out = ts.invert_weighted(a, sub, w)
+            x[:, partial] = out["x"]
+            res[:, partial] = out["residual"]
+            n_used[partial] = out["n_used"]
+        return x, res, n_used, n_it
     if method == "L1":
-        scale = max(float(np.nanmedian(np.abs(flat))) if np.isfinite(flat).any() else 1.0, 1e-6)
-        floor = 1e-4 * scale
-        while n_it < l1_max_iterations:
-            n_it += 1
-            r = np.nan_to_num(np.abs(out["residual"]), nan=0.0)
-            new = ts.invert_weighted(a, flat, weights / np.maximum(r, floor))
-            change = np.nanmax(np.abs(new["x"] - out["x"]), initial=0.0)
-            out = new
-            if change <= l1_tolerance * max(scale, 1.0):
-                break
+        out, n_it = _irls_l1(a, flat, weights, l1_tolerance=l1_tolerance,
+                             l1_max_iterations=l1_max_iterations)  # fmt: skip
+    else:
+        out, n_it = ts.invert_weighted(a, flat, weights), 0
     return out["x"], out["residual"], np.asarray(out["n_used"], np.int32), n_it
 
 

@@ -9,8 +9,10 @@ Conventions
   ``(n_ifg, n_dates - 1)``; the unknowns are the phases of the later dates
   relative to the first date, whose phase is fixed at zero.
 * Stacks are ``(n_ifg, rows, cols)`` or flattened ``(n_ifg, n_pixels)``;
-  every kernel keeps the trailing shape. NaN is nodata: a pixel with a NaN in
-  any interferogram gets NaN in every output.
+  every kernel keeps the trailing shape. NaN is nodata: :func:`invert_l2` and
+  :func:`invert_l1` give NaN in every output for a pixel with a NaN in any
+  interferogram; :func:`invert_weighted` drops the missing interferogram for
+  that pixel only (dates it cuts off from the first date are NaN).
 * Displacement is ``-phase`` (positive = towards the radar, e.g. uplift),
   times ``wavelength / (4 pi)`` to get metres.
 
@@ -890,6 +892,9 @@ def _weighted_kernel(
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Weighted L2 of every column: ``(A^T W A) x = A^T W b`` with censoring.
 
+    A NaN in ``b`` censors that row like a zero weight; a column with no used
+    row is NaN throughout.
+
     Dates not connected to the first date through used pairs (``w > 0``) make
     ``A^T W A`` singular. Each such component of dates is decoupled from the
     rest of the normal matrix and carries no information on its offset from
@@ -901,8 +906,8 @@ def _weighted_kernel(
     """
     m, n = a.shape
     nan = jnp.nan
-    bad = jnp.any(jnp.isnan(b), axis=0)
-    used = (w > 0) & ~bad
+    used = (w > 0) & ~jnp.isnan(b)
+    bad = ~jnp.any(used, axis=0)  # nothing to solve with
     wz = jnp.where(used, w, 0.0)
     bz = jnp.where(used, b, 0.0)
     # Uncensored chunks (e.g. correlation weights only) are connected by
@@ -963,8 +968,8 @@ def invert_weighted(a: np.ndarray, phase: np.ndarray, weights: np.ndarray) -> di
         Incidence matrix ``(n_ifg, n_dates - 1)`` of a connected network
         (``dates.incidence_matrix``); shared by all pixels.
     phase
-        ``(n_ifg, ...)`` unwrapped phase. A pixel with NaN in any
-        interferogram is NaN in every output, whatever its weights.
+        ``(n_ifg, ...)`` unwrapped phase. NaN (a missing observation) drops
+        that interferogram for that pixel only, like a zero weight.
     weights
         Finite, non-negative weights of the same shape as ``phase`` (booleans
         allowed), or ``(n_ifg,)`` for the same weights at every pixel.
