@@ -42,6 +42,8 @@ class Ifg:
     secondary: dt.date
     conncomp: Path | None = None
     correlation: Path | None = None
+    #: Why network editing left it out ("" = used).
+    excluded: str = ""
 
     @property
     def key(self) -> str:
@@ -62,20 +64,146 @@ def _by_pair(pattern: str, key: str, date_format: str) -> dict[tuple[dt.date, dt
     return out
 
 
+@dataclass(frozen=True)
+class NetworkEdit:
+    """Network editing from the config, applied by :func:`select_ifgs`.
+
+    Attributes
+    ----------
+    exclude_dates
+        Acquisitions to drop with every ifg that contains them.
+    exclude_pairs
+        ``(reference, secondary)`` pairs to drop.
+    max_temporal_baseline
+        Longest ``secondary - reference`` kept, days.
+    min_mean_correlation
+        Drop ifgs whose scene-mean correlation is below it (needs correlation).
+    start_date, end_date
+        Keep only ifgs with both dates inside ``[start_date, end_date]``.
+    """
+
+    exclude_dates: tuple[dt.date, ...] = ()
+    exclude_pairs: tuple[tuple[dt.date, dt.date], ...] = ()
+    max_temporal_baseline: float | None = None
+    min_mean_correlation: float | None = None
+    start_date: dt.date | None = None
+    end_date: dt.date | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.describe())
+
+    def describe(self) -> str:
+        parts = []
+        if self.exclude_dates:
+            parts.append(f"exclude_dates: {len(self.exclude_dates)}")
+        if self.exclude_pairs:
+            parts.append(f"exclude_pairs: {len(self.exclude_pairs)}")
+        for key in ("max_temporal_baseline", "min_mean_correlation", "start_date", "end_date"):
+            v = getattr(self, key)
+            if v is not None:
+                parts.append(f"{key}: {v}")
+        return ", ".join(parts)
+
+    def apply_dates(self, ifgs: Sequence[Ifg]) -> list[Ifg]:
+        """Mark the ifgs excluded by dates, pairs, baseline and period (with reasons).
+
+        Raises naming the key when an excluded date or pair is not in the stack
+        (a typo would otherwise exclude nothing), or the period is empty.
+        """
+        from dataclasses import replace
+
+        have = {d for i in ifgs for d in (i.reference, i.secondary)}
+        for d in self.exclude_dates:
+            if d not in have:
+                near = min(have, key=lambda x: (abs((x - d).days), x))
+                raise SarstackError(
+                    f"insar.exclude_dates: {d} is not an acquisition date (nearest: {near})"
+                )
+        keys = {(i.reference, i.secondary) for i in ifgs}
+        for p in self.exclude_pairs:
+            if p not in keys:
+                raise SarstackError(
+                    f"insar.exclude_pairs: {p[0]:%Y%m%d}_{p[1]:%Y%m%d} is not an interferogram"
+                    " of the stack"
+                )
+        if self.start_date and self.end_date and self.start_date > self.end_date:
+            raise SarstackError(
+                f"insar.start_date: {self.start_date} is after insar.end_date {self.end_date}"
+            )
+        out = []
+        for i in ifgs:
+            why = []
+            gone = [d for d in (i.reference, i.secondary) if d in self.exclude_dates]
+            if gone:
+                why.append("exclude_dates " + " ".join(map(str, gone)))
+            if (i.reference, i.secondary) in self.exclude_pairs:
+                why.append("exclude_pairs")
+            days = (i.secondary - i.reference).days
+            if self.max_temporal_baseline is not None and days > self.max_temporal_baseline:
+                why.append(f"max_temporal_baseline {days} d > {self.max_temporal_baseline:g} d")
+            if self.start_date is not None and i.reference < self.start_date:
+                why.append(f"start_date {self.start_date}")
+            if self.end_date is not None and i.secondary > self.end_date:
+                why.append(f"end_date {self.end_date}")
+            out.append(replace(i, excluded="; ".join(why)) if why else i)
+        return out
+
+    def apply_correlation(
+        self, ifgs: Sequence[Ifg], grid: Grid, block_shape: Sequence[int]
+    ) -> list[Ifg]:
+        """Mark the kept ifgs whose mean correlation is below ``min_mean_correlation``."""
+        from dataclasses import replace
+
+        kept = [i for i in ifgs if not i.excluded]
+        if not all(i.correlation for i in kept):
+            raise SarstackError("insar.min_mean_correlation needs insar.correlation rasters")
+        means = {}
+        for i in kept:
+            acc, n = 0.0, 0
+            for win in iter_blocks(grid.shape, block_shape):
+                b = read_band(i.correlation, win)
+                check_range(b, i.correlation, 0.0, 1.0, "correlation")
+                ok = np.isfinite(b)
+                acc += float(b[ok].sum(dtype=np.float64))
+                n += int(ok.sum())
+            means[i.key] = acc / n if n else float("nan")
+        out = []
+        for i in ifgs:
+            m = means.get(i.key)
+            if m is not None and not m >= self.min_mean_correlation:
+                why = f"min_mean_correlation {m:.3f} < {self.min_mean_correlation:g}"
+                i = replace(i, excluded=why)
+            out.append(i)
+        return out
+
+
 def select_ifgs(
     unwrapped: str,
     *,
     conncomp: str | None = None,
     correlation: str | None = None,
     date_format: str = "%Y%m%d",
+    edit: NetworkEdit | None = None,
+    block_shape: Sequence[int] = (512, 512),
 ) -> tuple[list[Ifg], list[dt.date], list[tuple[int, int]], Grid]:
-    """Find the interferograms, date them, check grids and the network.
+    """Find the interferograms, date them, edit the network, check grids and the network.
+
+    Parameters
+    ----------
+    edit
+        Network editing from the config (:class:`NetworkEdit`), applied
+        before the grid and network checks; an excluded ifg keeps its row
+        with the reason in ``Ifg.excluded`` (and is not checked further).
+    block_shape
+        Blocks the correlation rasters are averaged in (``min_mean_correlation``).
 
     Returns
     -------
     ifgs, dates, pairs, grid
-        Interferograms sorted by (reference, secondary) date; the sorted
-        unique dates; each ifg's ``(i, j)`` date indices; the common grid.
+        Interferograms sorted by (reference, secondary) date, excluded ones
+        included; the sorted unique dates of the kept ones; each kept ifg's
+        ``(i, j)`` date indices; the common grid.
 
     Raises
     ------
@@ -109,6 +237,17 @@ def select_ifgs(
             raise SarstackError(f"insar.correlation: no correlation raster for {p.name}")
         ifgs.append(Ifg(p, d1, d2, cc.get((d1, d2)), cor.get((d1, d2))))
 
+    def kept(every: list[Ifg]) -> list[Ifg]:
+        out = [i for i in every if not i.excluded]
+        if len(out) < 2:
+            raise SarstackError(
+                f"insar: network editing ({edit.describe()}) leaves {len(out)} of "
+                f"{len(every)} interferograms; need at least 2"
+            )
+        return out
+
+    all_ifgs = edit.apply_dates(ifgs) if edit is not None else ifgs
+    ifgs = kept(all_ifgs)
     # The stack's grid is the one most interferograms share, so that an odd
     # one out is named even when it sorts first (and not its companions).
     grids = [read_grid(i.path, single_band=True) for i in ifgs]
@@ -130,11 +269,25 @@ def select_ifgs(
                     f"{f}: not on the grid of the other interferograms"
                     " (all inputs must share one grid)"
                 )
+    if edit is not None and edit.min_mean_correlation is not None:
+        all_ifgs = edit.apply_correlation(all_ifgs, grid, block_shape)
+        ifgs = kept(all_ifgs)
     dates = sorted({d for ifg in ifgs for d in (ifg.reference, ifg.secondary)})
     index = {d: k for k, d in enumerate(dates)}
     pairs = [(index[i.reference], index[i.secondary]) for i in ifgs]
-    sdates.check_network(pairs, len(dates), dates)
-    return ifgs, dates, pairs, grid
+    if edit is not None and edit.active:
+        gone = sorted({d for i in all_ifgs for d in (i.reference, i.secondary)} - set(dates))
+        n_out = len(all_ifgs) - len(ifgs)
+        log.info("network editing (%s): %d of %d ifgs excluded, %d dates left%s", edit.describe(),
+                 n_out, len(all_ifgs), len(dates),
+                 f" (dropped: {', '.join(map(str, gone))})" if gone else "")  # fmt: skip
+        try:
+            sdates.check_network(pairs, len(dates), dates)
+        except SarstackError as e:
+            raise SarstackError(f"after network editing ({edit.describe()}): {e}") from None
+    else:
+        sdates.check_network(pairs, len(dates), dates)
+    return all_ifgs, dates, pairs, grid
 
 
 def ifg_table(ifgs: Sequence[Ifg]) -> pd.DataFrame:
@@ -145,22 +298,38 @@ def ifg_table(ifgs: Sequence[Ifg]) -> pd.DataFrame:
             "path": [str(i.path) for i in ifgs],
             "conncomp": [str(i.conncomp) if i.conncomp else "" for i in ifgs],
             "correlation": [str(i.correlation) if i.correlation else "" for i in ifgs],
+            "temporal_baseline_days": [(i.secondary - i.reference).days for i in ifgs],
+            "used": [not i.excluded for i in ifgs],
+            "excluded_reason": [i.excluded for i in ifgs],
         }
     )
 
 
-def read_ifg_table(path: str | Path) -> tuple[list[Ifg], list[dt.date], list[tuple[int, int]]]:
+def read_ifg_table(
+    path: str | Path, *, include_excluded: bool = False
+) -> tuple[list[Ifg], list[dt.date], list[tuple[int, int]]]:
+    """The ifg table of insar_select: the used ifgs (all with ``include_excluded``),
+    the sorted dates of the used ones and their ``(i, j)`` date indices."""
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    ifgs = [
+    if "excluded_reason" not in df:
+        df["excluded_reason"] = ""
+    every = [
         Ifg(
             Path(r.path),
             dt.date.fromisoformat(r.reference_date),
             dt.date.fromisoformat(r.secondary_date),
             Path(r.conncomp) if r.conncomp else None,
             Path(r.correlation) if r.correlation else None,
+            r.excluded_reason,
         )
         for r in df.itertuples()
     ]
+    ifgs = [i for i in every if not i.excluded]
+    if include_excluded:
+        dates = sorted({d for i in ifgs for d in (i.reference, i.secondary)})
+        index = {d: k for k, d in enumerate(dates)}
+        return every, dates, [(index.get(i.reference, -1), index.get(i.secondary, -1))
+                              for i in every]  # fmt: skip
     dates = sorted({d for i in ifgs for d in (i.reference, i.secondary)})
     index = {d: k for k, d in enumerate(dates)}
     return ifgs, dates, [(index[i.reference], index[i.secondary]) for i in ifgs]

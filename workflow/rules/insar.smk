@@ -13,6 +13,19 @@ checkpoint insar_select:
         conncomp=opt("--conncomp", insar_globs()[1]),
         correlation=opt("--correlation", insar_globs()[2]),
         date_format=ICFG["date_format"],
+        edit=" ".join(
+            o
+            for o in (
+                opt("--exclude-dates", ICFG["exclude_dates"]),
+                opt("--exclude-pairs", ICFG["exclude_pairs"]),
+                opt("--max-temporal-baseline", ICFG["max_temporal_baseline"]),
+                opt("--min-mean-correlation", ICFG["min_mean_correlation"]),
+                opt("--start-date", ICFG["start_date"]),
+                opt("--end-date", ICFG["end_date"]),
+            )
+            if o
+        ),
+        block=BLOCK,
     log:
         f"{LOGS}/insar/select.log",
     benchmark:
@@ -25,7 +38,8 @@ checkpoint insar_select:
         ENV
     shell:
         "python {input.script:q} --unwrapped {params.unwrapped:q} {params.conncomp}"
-        " {params.correlation} --date-format {params.date_format:q} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
+        " {params.correlation} --date-format {params.date_format:q} {params.edit}"
+        " --block {params.block} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_correlation_mean:

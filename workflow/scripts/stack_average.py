@@ -23,10 +23,8 @@ def main(argv=None):
     cli.setup_logging(a.verbose)
     paths = list(a.rasters)
     if a.ifgs:
-        import pandas as pd
-
-        col = pd.read_csv(a.ifgs, dtype=str, keep_default_na=False)[a.column]
-        paths += [c for c in col if c]
+        used = insar.read_ifg_table(a.ifgs)[0]  # network editing's exclusions left out
+        paths += [str(getattr(i, a.column)) for i in used if getattr(i, a.column)]
     if not paths:
         raise SarstackError("stack_average: no rasters to average")
     insar.temporal_average(paths, a.out, block_shape=a.block, units=a.units, mask=a.mask,
