@@ -79,14 +79,33 @@ def _check_semantics(cfg: Mapping[str, Any]) -> None:
     lo, hi = rtc.get("percentiles", [0, 100])
     if not lo < hi:
         raise SarstackError(f"config rtc.percentiles: {[lo, hi]} must be [low, high] with low < high")
-    date = cfg.get("insar", {}).get("extra_reference_date")
-    if date:
-        import datetime as dt
+    import datetime as dt
 
+    ins = cfg.get("insar", {})
+    model = ins.get("velocity_model") or {}
+    dated = [("extra_reference_date", ins.get("extra_reference_date")),
+             ("start_date", ins.get("start_date")), ("end_date", ins.get("end_date"))]
+    dated += [("exclude_dates", d) for d in ins.get("exclude_dates") or []]
+    dated += [("velocity_model.steps", d) for d in model.get("steps") or []]
+    for key, date in dated:
+        if date:
+            try:
+                dt.date.fromisoformat(date)
+            except ValueError:
+                raise SarstackError(f"config insar.{key}: {date!r} is not a calendar date") from None
+    for pair in ins.get("exclude_pairs") or []:
         try:
-            dt.date.fromisoformat(date)
+            for part in str(pair).split("_"):
+                dt.datetime.strptime(part, "%Y%m%d")
         except ValueError:
-            raise SarstackError(f"config insar.extra_reference_date: {date!r} is not a calendar date") from None
+            raise SarstackError(f"config insar.exclude_pairs: {pair!r} is not a pair of calendar dates") from None
+    if ins.get("reference_point") is not None and ins.get("reference_lonlat") is not None:
+        raise SarstackError("config insar.reference_point and insar.reference_lonlat are both set; give one")
+    k = ins.get("reference_window", 1)
+    if isinstance(k, int) and k % 2 == 0:
+        raise SarstackError(f"config insar.reference_window: {k} must be odd (the window is centred on the point)")
+    if ins.get("min_region_px") is not None and ins.get("coherence_mask") is None:
+        raise SarstackError("config insar.min_region_px: needs insar.coherence_mask (it cleans that mask)")
 
 
 def load_schema(path: str | Path) -> dict:

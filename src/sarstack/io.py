@@ -113,6 +113,33 @@ def read_grid(path: str | Path, *, single_band: bool = False) -> Grid:
         return Grid(ds.crs, ds.transform, ds.width, ds.height)
 
 
+def lonlat_to_rowcol(grid: Grid, lon: float, lat: float, key: str = "lonlat") -> tuple[int, int]:
+    """The pixel ``(row, col)`` of ``grid`` that contains ``lon, lat`` (degrees, WGS84).
+
+    Raises
+    ------
+    SarstackError
+        Naming ``key``: the grid has no CRS, the point is not a longitude /
+        latitude, or it falls outside the grid.
+    """
+    from rasterio.warp import transform as warp
+
+    if grid.crs is None:
+        raise SarstackError(f"{key}: the rasters have no CRS to place [lon, lat] with")
+    if not (-180.0 <= lon <= 360.0 and -90.0 <= lat <= 90.0):
+        raise SarstackError(f"{key}: [{lon}, {lat}] is not [longitude, latitude] in degrees")
+    xs, ys = warp("EPSG:4326", grid.crs, [lon], [lat])
+    col, row = ~grid.transform @ (xs[0], ys[0])
+    r, c = int(np.floor(row)), int(np.floor(col))
+    if not (np.isfinite(row) and np.isfinite(col) and 0 <= r < grid.height and 0 <= c < grid.width):
+        w, s, e, n = grid.bounds
+        raise SarstackError(
+            f"{key}: [{lon}, {lat}] is outside the rasters (bounds {w:.6g}, {s:.6g}, {e:.6g}, "
+            f"{n:.6g} in {grid.crs.to_string()})"
+        )
+    return r, c
+
+
 def read_band(
     path: str | Path, window: Window | None = None, band: int = 1, nan_nodata: bool = True
 ) -> np.ndarray:

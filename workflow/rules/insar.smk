@@ -101,7 +101,8 @@ rule insar_reference:
     output:
         f"{INSAR}/reference_point.txt",
     params:
-        point=opt("--point", ICFG["reference_point"]),
+        point=opt("--point", ICFG["reference_point"]) or opt("--lonlat", ICFG["reference_lonlat"]),
+        window=ICFG["reference_window"],
         quality=opt("--quality", insar_quality()),
         mask=opt("--mask", ICFG["mask"]),
         threshold=ICFG["reference_threshold"],
@@ -118,7 +119,7 @@ rule insar_reference:
         ENV
     shell:
         "python {input.script:q} --ifgs {input.ifgs:q} {params.point} {params.quality}"
-        " {params.mask} --threshold {params.threshold} --block {params.block}"
+        " {params.mask} --threshold {params.threshold} --block {params.block} --window {params.window}"
         " --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
@@ -141,6 +142,7 @@ rule insar_invert:
         looks=ICFG["correlation_looks"],
         cor_threshold=ICFG["correlation_threshold"],
         residuals="--write-residuals" if ICFG["write_residuals"] else "",
+        window=ICFG["reference_window"],
         jaxcache=JAXCACHE,
     log:
         f"{LOGS}/insar/invert_{{chunk}}.log",
@@ -159,6 +161,7 @@ rule insar_invert:
         " --l1-tolerance {params.tol} --l1-max-iterations {params.max_iter}"
         " --weighting {params.weighting} --correlation-looks {params.looks}"
         " --correlation-threshold {params.cor_threshold} {params.residuals}"
+        " --reference-window {params.window}"
         " --threads {threads} {params.jaxcache} 2> {log:q} || sarstack_fail {log:q}"
 
 

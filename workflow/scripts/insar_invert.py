@@ -36,6 +36,8 @@ def main(argv=None):
     p.add_argument("--correlation-looks", type=float, default=1.0)
     p.add_argument("--correlation-threshold", type=float, default=0.1)
     p.add_argument("--write-residuals", action="store_true", help="keep per-ifg residuals")
+    p.add_argument("--reference-window", type=int, default=1,
+                   help="odd K: reference each ifg to the KxK median around the point")
     p.add_argument("--jax-cache", default=None)
     p.add_argument("--threads", type=int, default=0, help="host threads (0: the CPUs available)")
     a = p.parse_args(argv)
@@ -54,6 +56,7 @@ def main(argv=None):
         l1_tolerance=a.l1_tolerance, l1_max_iterations=a.l1_max_iterations,
         weighting=a.weighting, correlation_looks=a.correlation_looks,
         correlation_threshold=a.correlation_threshold, write_residuals=a.write_residuals,
+        reference_window=a.reference_window,
     )
     if a.index:
         import shutil
