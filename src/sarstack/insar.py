@@ -700,6 +700,8 @@ def gather_strips(
     how: str,
     block_shape: Sequence[int],
     threads: int = 1,
+    coherence_mask: float | None = None,
+    min_region_px: int | None = None,
 ) -> pd.DataFrame:
     """Assemble the strips of :func:`invert_strip` (in row order) into the final COGs.
 
@@ -709,6 +711,13 @@ def gather_strips(
     returns the time-series index table. Streams block by block; ``threads``
     rasters are written side by side (GDAL's reads, compression and COG
     layout release the GIL; each file is the same whatever the count).
+
+    With ``coherence_mask`` also writes ``mask.tif`` (uint8, 1 = kept):
+    temporal coherence at least ``coherence_mask``, minus 8-connected regions
+    of fewer than ``min_region_px`` kept pixels (the reference point's region
+    is always kept); every output but ``temporal_coherence.tif`` (the
+    quantity the mask is made from) is nodata where the mask is 0. The mask
+    is held whole, one byte per pixel (the region sizes need the scene).
     """
     out_dir = Path(out_dir)
     strip_dirs = [Path(d) for d in strip_dirs]
@@ -746,16 +755,33 @@ def gather_strips(
         r0 += read_grid(d / STRIP_FILES["residual_sum"]).height
     if r0 != grid.height:
         raise SarstackError(f"{strip_dirs[0].parent}: strips cover {r0} of {grid.height} rows")
+    keep = None
+    if coherence_mask is not None:
+        keep = _coherence_mask(strip_dirs, offsets, grid, ref_rc, coherence_mask, min_region_px,
+                               block_shape)  # fmt: skip
+        mask_tags = {**span, "quantity": f"1 = kept: temporal coherence >= {coherence_mask:g}"
+                     + (f", regions >= {min_region_px} px" if min_region_px else "")}
+        with RasterWriter(out_dir / "mask.tif", grid, dtype="uint8", nodata=None, units="1",
+                          tags=mask_tags) as w:  # fmt: skip
+            for win in iter_blocks(grid.shape, block_shape):
+                w.write(_window_of(keep, win).astype(np.uint8), win)
+        log.info("mask: %d of %d pixels kept (temporal coherence >= %g%s)", int(keep.sum()),
+                 keep.size, coherence_mask,
+                 f", regions >= {min_region_px} px" if min_region_px else "")  # fmt: skip
+
     def assemble(name: str, band: int, path: Path, u: str, tags: dict, kw: dict) -> None:
+        masked = keep is not None and name != "temporal_coherence"
         with RasterWriter(path, grid, units=u, tags=tags, **kw) as w:
             for d, off in zip(strip_dirs, offsets, strict=True):
                 src = d / STRIP_FILES[name]
                 with open_raster(src) as ds:
                     for win in iter_blocks((ds.height, ds.width), block_shape):
-                        w.write(
-                            ds.read(band, window=win),
-                            Window(win.col_off, win.row_off + off, win.width, win.height),
-                        )
+                        out_win = Window(win.col_off, win.row_off + off, win.width, win.height)
+                        data = ds.read(band, window=win)
+                        if masked:
+                            drop = ~_window_of(keep, out_win)
+                            data[drop] = COUNT_NODATA if data.dtype == np.uint16 else np.nan
+                        w.write(data, out_win)
 
     if threads > 1:
         from concurrent.futures import ThreadPoolExecutor
@@ -771,6 +797,42 @@ def gather_strips(
         {"date": [d.isoformat() for d in dates[1:]], "path": [str(p) for p in ts_paths],
          "units": units}
     )  # fmt: skip
+
+
+def _window_of(full: np.ndarray, win: Window) -> np.ndarray:
+    return full[win.row_off : win.row_off + win.height, win.col_off : win.col_off + win.width]
+
+
+def _coherence_mask(
+    strip_dirs: Sequence[Path],
+    offsets: Sequence[int],
+    grid: Grid,
+    ref_rc: tuple[int, int],
+    threshold: float,
+    min_region_px: int | None,
+    block_shape: Sequence[int],
+) -> np.ndarray:
+    """Whole-scene bool mask from the strips' temporal coherence (see :func:`gather_strips`)."""
+    keep = np.zeros(grid.shape, bool)
+    for d, off in zip(strip_dirs, offsets, strict=True):
+        with open_raster(d / STRIP_FILES["temporal_coherence"]) as ds:
+            for win in iter_blocks((ds.height, ds.width), block_shape):
+                tc = ds.read(1, window=win)
+                with np.errstate(invalid="ignore"):
+                    _window_of(keep, Window(win.col_off, win.row_off + off, win.width,
+                                            win.height))[:] = tc >= threshold  # fmt: skip
+    if min_region_px and min_region_px > 1:
+        from scipy import ndimage
+
+        labels, _ = ndimage.label(keep, structure=np.ones((3, 3), bool))
+        sizes = np.bincount(labels.ravel())
+        small = sizes < min_region_px
+        small[0] = False
+        ref_label = labels[ref_rc]
+        if ref_label:
+            small[ref_label] = False
+        keep &= ~small[labels]
+    return keep
 
 
 def velocity_files(

@@ -178,12 +178,16 @@ rule insar_gather:
         n_used=f"{INSAR}/n_ifgs_used.tif",
         index=f"{INSAR}/timeseries.csv",
         **({"residuals": directory(f"{INSAR}/residuals")} if ICFG["write_residuals"] else {}),
+        **({"mask": f"{INSAR}/mask.tif"} if ICFG["coherence_mask"] is not None else {}),
     params:
         out_dir=lambda w, output: os.path.dirname(output.index),
         method=ICFG["method"],
         weighting=ICFG["weighting"],
         wavelength=opt("--wavelength", ICFG["wavelength"]),
         block=IBLOCK,
+        mask=opt("--coherence-mask", ICFG["coherence_mask"])
+        + " "
+        + opt("--min-region-px", ICFG["min_region_px"]),
     log:
         f"{LOGS}/insar/gather.log",
     benchmark:
@@ -198,7 +202,8 @@ rule insar_gather:
         "python {input.script:q} {input.strips:q} --ifgs {input.ifgs:q}"
         " --reference {input.reference:q} --out-dir {params.out_dir:q}"
         " --index {output.index:q} --method {params.method} --weighting {params.weighting}"
-        " {params.wavelength} --block {params.block} --threads {threads} 2> {log:q} || sarstack_fail {log:q}"
+        " {params.wavelength} --block {params.block} {params.mask} --threads {threads}"
+        " 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_velocity:

@@ -25,6 +25,10 @@ def main(argv=None):
     p.add_argument("--wavelength", type=float, default=None, help="metres; omit for radians")
     p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
     p.add_argument("--threads", type=int, required=True, help="rasters written side by side")
+    p.add_argument("--coherence-mask", type=float, default=None,
+                   help="write mask.tif (temporal coherence >= this) and apply it")
+    p.add_argument("--min-region-px", type=int, default=None,
+                   help="mask: drop kept regions smaller than this (pixels)")
     a = p.parse_args(argv)
     cli.setup_logging(a.verbose)
     ifgs, dates, _ = insar.read_ifg_table(a.ifgs)
@@ -32,6 +36,7 @@ def main(argv=None):
     index = insar.gather_strips(
         a.strips, ifgs, dates, insar.read_reference_point(a.reference), a.out_dir,
         wavelength=a.wavelength, how=how, block_shape=a.block, threads=a.threads,
+        coherence_mask=a.coherence_mask, min_region_px=a.min_region_px,
     )
     io.write_csv(a.index, index)
 

@@ -38,6 +38,8 @@ def main(argv=None):
     p.add_argument("--write-residuals", action="store_true", help="keep per-ifg residuals")
     p.add_argument("--reference-window", type=int, default=1,
                    help="odd K: reference each ifg to the KxK median around the point")
+    p.add_argument("--coherence-mask", type=float, default=None, help="with --index: mask.tif")
+    p.add_argument("--min-region-px", type=int, default=None, help="with --index: mask regions")
     p.add_argument("--jax-cache", default=None)
     p.add_argument("--threads", type=int, default=0, help="host threads (0: the CPUs available)")
     a = p.parse_args(argv)
@@ -64,7 +66,9 @@ def main(argv=None):
         how = insar.describe_method(a.method, a.weighting, all(i.conncomp for i in ifgs))
         index = insar.gather_strips([strip_dir], ifgs, dates, ref_rc, a.out_dir,
                                     wavelength=a.wavelength, how=how, block_shape=a.block,
-                                    threads=max(1, a.threads))
+                                    threads=max(1, a.threads),
+                                    coherence_mask=a.coherence_mask,
+                                    min_region_px=a.min_region_px)
         io.write_csv(a.index, index)
         shutil.rmtree(strip_dir)
 
