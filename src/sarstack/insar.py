@@ -974,6 +974,81 @@ def conncomp_count(
             w.write(counts, win)
 
 
+def closure_count(
+    ifgs: Sequence[Ifg],
+    pairs: Sequence[tuple[int, int]],
+    out: str | Path,
+    *,
+    ref_rc: tuple[int, int],
+    reference_window: int = 1,
+    block_shape: Sequence[int] = (512, 512),
+    mask: str | Path | None = None,
+) -> int:
+    """Per pixel, the number of network triangles whose phase closure is farther than pi from zero.
+
+    The unwrapping-error indicator of MintPy (``numTriNonzeroIntAmbiguity``).
+    The phase is first referenced as for the inversion (each ifg minus
+    :func:`reference_phase` at ``ref_rc``), so the closure is 0 at the
+    reference point. A triangle with nodata in any of its three ifgs is not
+    counted.
+
+    Writes a uint16 raster (units ``count``, nodata :data:`COUNT_NODATA`):
+    nodata where masked (mask 0) and where no triangle is measurable. A
+    network without triangles (sequential, single-reference) is logged as a
+    warning; the raster is then 0 wherever a pixel is valid in at least one
+    ifg (and not masked).
+
+    Returns
+    -------
+    int
+        The number of triangles.
+    """
+    from sarstack import closure as sclosure
+
+    if len(pairs) != len(ifgs):
+        raise SarstackError(f"{len(ifgs)} interferograms but {len(pairs)} pairs")
+    triangles = sclosure.network_triangles(pairs)
+    n_tri = len(triangles)
+    if n_tri:
+        log.info("%d triangles in the network of %d interferograms", n_tri, len(ifgs))
+    else:
+        log.warning(
+            "the network of %d interferograms has no triangle (e.g. sequential or"
+            " single-reference): no closure to check, the count is 0 wherever there is data",
+            len(ifgs),
+        )
+    ref_vals = reference_phase(ifgs, ref_rc, reference_window)
+    grid = read_grid(ifgs[0].path)
+    first = min(i.reference for i in ifgs)
+    last = max(i.secondary for i in ifgs)
+    r, c = ref_rc
+    tags = _date_tags(
+        first, last, triangles=str(n_tri), reference_point=f"{r},{c}",
+        reference_window=str(reference_window),
+        quantity="triangles with |ifg_ij + ifg_jk - ifg_ik| > pi (unwrapping errors)",
+    )  # fmt: skip
+    n_flagged = 0
+    with RasterWriter(
+        out, grid, dtype="uint16", nodata=COUNT_NODATA, units="count", tags=tags
+    ) as w:
+        for win in iter_blocks(grid.shape, block_shape):
+            phase = np.stack([read_band(i.path, win) for i in ifgs]).astype(np.float64)
+            phase -= ref_vals[:, None, None]
+            nonzero, measured = sclosure.closure_counts(phase, triangles)
+            count = nonzero.copy()
+            if n_tri:
+                count[measured == 0] = COUNT_NODATA
+            else:
+                count[~np.isfinite(phase).any(axis=0)] = COUNT_NODATA
+            m = _read_mask(mask, win)
+            if m is not None:
+                count[~m] = COUNT_NODATA
+            n_flagged += int(((count > 0) & (count != COUNT_NODATA)).sum())
+            w.write(count, win)
+    log.info("%d pixels with at least one non-zero closure", n_flagged)
+    return n_tri
+
+
 def rereference_files(
     index: pd.DataFrame,
     first: dt.date,

@@ -265,6 +265,7 @@ def insar_targets():
         f"{INSAR}/velocity.tif",
         f"{INSAR}/velocity_std.tif",
         f"{INSAR}/plots/velocity.png",
+        f"{INSAR}/closure_nonzero_count.tif",
     ]
     if insar_has("correlation"):
         out.append(f"{INSAR}/correlation_mean.tif")

@@ -92,6 +92,37 @@ rule insar_conncomp_count:
         " --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
+rule insar_closure:
+    input:
+        script=f"{SCRIPTS}/insar_closure.py",
+        ifgs=f"{INSAR}/ifgs.csv",
+        reference=f"{INSAR}/reference_point.txt",
+        aux=insar_aux_files(),
+    output:
+        report(
+            f"{INSAR}/closure_nonzero_count.tif",
+            category="InSAR",
+            caption="../report/insar_closure.rst",
+        ),
+    params:
+        block=BLOCK,
+        mask=opt("--mask", ICFG["mask"]),
+        # window: opt("--reference-window", ICFG["reference_window"]) once the schema has the key
+    log:
+        f"{LOGS}/insar/closure.log",
+    benchmark:
+        f"{BENCH}/insar/closure.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        ENV
+    shell:
+        "python {input.script:q} --ifgs {input.ifgs:q} --reference {input.reference:q}"
+        " --block {params.block} {params.mask} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
+
+
 rule insar_reference:
     input:
         script=f"{SCRIPTS}/insar_reference.py",
