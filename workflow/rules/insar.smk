@@ -107,7 +107,7 @@ rule insar_closure:
     params:
         block=BLOCK,
         mask=opt("--mask", ICFG["mask"]),
-        # window: opt("--reference-window", ICFG["reference_window"]) once the schema has the key
+        window=ICFG["reference_window"],
     log:
         f"{LOGS}/insar/closure.log",
     benchmark:
@@ -120,7 +120,8 @@ rule insar_closure:
         ENV
     shell:
         "python {input.script:q} --ifgs {input.ifgs:q} --reference {input.reference:q}"
-        " --block {params.block} {params.mask} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
+        " --reference-window {params.window} --block {params.block} {params.mask}"
+        " --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_reference:
