@@ -414,18 +414,32 @@ def point_series(
     return _save(fig, path)
 
 
-def network(dates: list, pairs: Sequence[tuple[int, int]], path: str | Path) -> plt.Figure:
-    """The pair network: one line per interferogram between its two dates."""
-    fig, ax = plt.subplots(figsize=(9, max(3, 0.12 * len(pairs) + 2)))
+def network(
+    dates: list,
+    pairs: Sequence[tuple[int, int]],
+    path: str | Path,
+    excluded: Sequence[tuple[object, object]] = (),
+) -> plt.Figure:
+    """The pair network: one line per interferogram between its two dates;
+    ``excluded`` ``(reference, secondary)`` dates (network editing) in grey, dashed."""
+    n = len(pairs) + len(excluded)
+    fig, ax = plt.subplots(figsize=(9, max(3, 0.12 * n + 2)))
     t = pd.to_datetime([str(d) for d in dates])
     for k, (i, j) in enumerate(pairs):
         ax.plot([t[i], t[j]], [k, k], "-", color="tab:blue", lw=1.5)
         ax.plot([t[i], t[j]], [k, k], "o", color="k", ms=3)
+    for k, (d1, d2) in enumerate(excluded, start=len(pairs)):
+        te = pd.to_datetime([str(d1), str(d2)])
+        ax.plot(te, [k, k], "--", color="0.6", lw=1.2,
+                label="excluded (network editing)" if k == len(pairs) else None)  # fmt: skip
     for d in t:
         ax.axvline(d, color="0.9", lw=0.8, zorder=0)
     ax.set_xlabel("date")
     ax.set_ylabel("interferogram")
-    ax.set_title(f"Network: {len(pairs)} interferograms over {len(dates)} dates")
+    more = f", {len(excluded)} excluded" if excluded else ""
+    ax.set_title(f"Network: {len(pairs)} interferograms over {len(dates)} dates{more}")
+    if excluded:
+        ax.legend(loc="lower right", fontsize=8)
     fig.autofmt_xdate()
     return _save(fig, path)
 

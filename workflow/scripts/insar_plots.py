@@ -49,7 +49,9 @@ def main(argv=None):
                        {k: v for k, v in pts.items() if k != "reference"},
                        transform=grid.transform, crs=grid.crs)
     plots.point_series(dates, series, str(index["units"].iloc[0]), a.out_series)
-    plots.network(dates, pairs, a.out_network)
+    every = insar.read_ifg_table(a.ifgs, include_excluded=True)[0]
+    plots.network(dates, pairs, a.out_network,
+                  excluded=[(i.reference, i.secondary) for i in every if i.excluded])
 
 
 if __name__ == "__main__":
