@@ -294,6 +294,10 @@ INSAR_CASES = {
     "reference_outside": (lambda s: {"reference_point": [50, 3]},
                           ("insar.reference_point", "outside")),
     "disconnected": (lambda s: _cut_network(s), ("disconnected",)),
+    "exclude_date_not_in_stack": (lambda s: {"exclude_dates": ["2020-01-14"]},
+                                  ("insar.exclude_dates", "2020-01-14", "nearest: 2020-01-13")),
+    "lonlat_outside": (lambda s: {"reference_lonlat": [10.0, 45.0]},
+                       ("insar.reference_lonlat", "outside the rasters")),
 }
 
 

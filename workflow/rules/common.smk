@@ -234,10 +234,11 @@ def insar_n_block_rows():
     """Block rows of the stack (strips are whole block rows); known after insar_select."""
     import math
 
+    from sarstack.insar import read_ifg_table
     from sarstack.io import read_grid
 
-    table = pd.read_csv(checkpoints.insar_select.get().output[0], dtype=str)
-    return math.ceil(read_grid(table["path"].iloc[0]).height / int(IBLOCK.split()[0]))
+    used = read_ifg_table(checkpoints.insar_select.get().output[0])[0]  # excluded ones left out
+    return math.ceil(read_grid(used[0].path).height / int(IBLOCK.split()[0]))
 
 
 def insar_strips_all(wildcards):
