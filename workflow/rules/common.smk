@@ -47,7 +47,6 @@ RTC = f"{OUT}/rtc"
 DEMO = f"{OUT}/demo"
 BENCH = f"{OUT}/benchmarks"
 LOGS = f"{OUT}/logs"
-SCRIPTS = str(Path(workflow.basedir) / "workflow" / "scripts")
 ENV = "../../envs/sarstack.yaml"
 BLOCK = " ".join(str(b) for b in config["block_shape"])
 
@@ -109,12 +108,15 @@ def _uses_conda():
 # sarstack_fail LOG: a failed job's one-line error (the last line of its log) on
 # the terminal, above Snakemake's summary, and the job's exit status 2.
 _FAIL = 'set -euo pipefail; sarstack_fail() {{ echo "$(tail -n 1 "$1")  [log: $1]" >&2; return 2; }}; '
+# Jobs run `python -m sarstack <stage>` from this checkout's src/ (PYTHONPATH
+# set here, once), installed or not, and in a conda environment too.
+_PYPATH = f'export PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / "src"))}"${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; '
 if not _uses_conda():
     shell.prefix(
-        f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; " + _FAIL
+        f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; " + _PYPATH + _FAIL
     )
 else:
-    shell.prefix(_FAIL)
+    shell.prefix(_PYPATH + _FAIL)
 
 wildcard_constraints:
     date=r"\d{8}",

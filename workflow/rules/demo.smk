@@ -3,8 +3,6 @@
 
 
 rule demo_rtc_stack:
-    input:
-        script=f"{SCRIPTS}/demo_rtc_stack.py",
     output:
         truth=f"{DEMO}/rtc/truth.csv",
     params:
@@ -23,13 +21,12 @@ rule demo_rtc_stack:
     conda:
         ENV
     shell:
-        "python {input.script:q} --n-dates {params.n_dates} --shape {params.shape}"
+        "python -m sarstack demo_rtc_stack --n-dates {params.n_dates} --shape {params.shape}"
         " --seed {params.seed} --looks {params.looks} --truth {output.truth:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule demo_rtc_check:
     input:
-        script=f"{SCRIPTS}/demo_rtc_check.py",
         truth=f"{DEMO}/rtc/truth.csv",
         pairs=f"{RTC}/pairs.csv",
     output:
@@ -49,13 +46,11 @@ rule demo_rtc_check:
     conda:
         ENV
     shell:
-        "python {input.script:q} --truth {input.truth:q} --pairs {input.pairs:q}"
+        "python -m sarstack demo_rtc_check --truth {input.truth:q} --pairs {input.pairs:q}"
         " --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule demo_insar_stack:
-    input:
-        script=f"{SCRIPTS}/demo_insar_stack.py",
     output:
         truth=f"{DEMO}/insar/truth.csv",
     params:
@@ -73,13 +68,12 @@ rule demo_insar_stack:
     conda:
         ENV
     shell:
-        "python {input.script:q} --n-dates {params.n_dates} --shape {params.shape}"
+        "python -m sarstack demo_insar_stack --n-dates {params.n_dates} --shape {params.shape}"
         " --seed {params.seed} --truth {output.truth:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule demo_insar_check:
     input:
-        script=f"{SCRIPTS}/demo_insar_check.py",
         truth=f"{DEMO}/insar/truth.csv",
         index=f"{INSAR}/timeseries.csv",
         velocity=f"{INSAR}/velocity.tif",
@@ -101,5 +95,5 @@ rule demo_insar_check:
     conda:
         ENV
     shell:
-        "python {input.script:q} --truth {input.truth:q} --index {input.index:q}"
+        "python -m sarstack demo_insar_check --truth {input.truth:q} --index {input.index:q}"
         " --velocity {input.velocity:q} --reference {input.reference:q} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"

@@ -4,7 +4,6 @@
 
 checkpoint insar_select:
     input:
-        script=f"{SCRIPTS}/insar_select.py",
         files=insar_select_input,
     output:
         f"{INSAR}/ifgs.csv",
@@ -37,14 +36,13 @@ checkpoint insar_select:
     conda:
         ENV
     shell:
-        "python {input.script:q} --unwrapped {params.unwrapped:q} {params.conncomp}"
+        "python -m sarstack insar_select --unwrapped {params.unwrapped:q} {params.conncomp}"
         " {params.correlation} --date-format {params.date_format:q} {params.edit}"
         " --block {params.block} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_correlation_mean:
     input:
-        script=f"{SCRIPTS}/stack_average.py",
         ifgs=f"{INSAR}/ifgs.csv",
         aux=insar_aux_files(),
     output:
@@ -63,13 +61,12 @@ rule insar_correlation_mean:
     conda:
         ENV
     shell:
-        "python {input.script:q} --ifgs {input.ifgs:q} --column correlation --units 1"
+        "python -m sarstack stack_average --ifgs {input.ifgs:q} --column correlation --units 1"
         " --block {params.block} {params.mask} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_conncomp_count:
     input:
-        script=f"{SCRIPTS}/insar_conncomp_count.py",
         ifgs=f"{INSAR}/ifgs.csv",
         aux=insar_aux_files(),
     output:
@@ -88,13 +85,12 @@ rule insar_conncomp_count:
     conda:
         ENV
     shell:
-        "python {input.script:q} --ifgs {input.ifgs:q} --block {params.block} {params.mask}"
+        "python -m sarstack insar_conncomp_count --ifgs {input.ifgs:q} --block {params.block} {params.mask}"
         " --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_closure:
     input:
-        script=f"{SCRIPTS}/insar_closure.py",
         ifgs=f"{INSAR}/ifgs.csv",
         reference=f"{INSAR}/reference_point.txt",
         aux=insar_aux_files(),
@@ -119,14 +115,13 @@ rule insar_closure:
     conda:
         ENV
     shell:
-        "python {input.script:q} --ifgs {input.ifgs:q} --reference {input.reference:q}"
+        "python -m sarstack insar_closure --ifgs {input.ifgs:q} --reference {input.reference:q}"
         " --reference-window {params.window} --block {params.block} {params.mask}"
         " --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_reference:
     input:
-        script=f"{SCRIPTS}/insar_reference.py",
         ifgs=f"{INSAR}/ifgs.csv",
         aux=insar_aux_files(),
         quality=insar_quality(),
@@ -150,14 +145,13 @@ rule insar_reference:
     conda:
         ENV
     shell:
-        "python {input.script:q} --ifgs {input.ifgs:q} {params.point} {params.quality}"
+        "python -m sarstack insar_reference --ifgs {input.ifgs:q} {params.point} {params.quality}"
         " {params.mask} --threshold {params.threshold} --block {params.block} --window {params.window}"
         " --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_invert:
     input:
-        script=f"{SCRIPTS}/insar_invert.py",
         ifgs=f"{INSAR}/ifgs.csv",
         reference=f"{INSAR}/reference_point.txt",
         aux=insar_aux_files(),
@@ -187,7 +181,7 @@ rule insar_invert:
     conda:
         ENV
     shell:
-        "python {input.script:q} --ifgs {input.ifgs:q} --reference {input.reference:q}"
+        "python -m sarstack insar_invert --ifgs {input.ifgs:q} --reference {input.reference:q}"
         " --strip {wildcards.chunk} --out-dir {output:q} --method {params.method}"
         " {params.wavelength} {params.mask} --block {params.block}"
         " --l1-tolerance {params.tol} --l1-max-iterations {params.max_iter}"
@@ -199,7 +193,6 @@ rule insar_invert:
 
 rule insar_gather:
     input:
-        script=f"{SCRIPTS}/insar_gather.py",
         ifgs=f"{INSAR}/ifgs.csv",
         reference=f"{INSAR}/reference_point.txt",
         strips=insar_strips_all,
@@ -231,7 +224,7 @@ rule insar_gather:
     conda:
         ENV
     shell:
-        "python {input.script:q} {input.strips:q} --ifgs {input.ifgs:q}"
+        "python -m sarstack insar_gather {input.strips:q} --ifgs {input.ifgs:q}"
         " --reference {input.reference:q} --out-dir {params.out_dir:q}"
         " --index {output.index:q} --method {params.method} --weighting {params.weighting}"
         " {params.wavelength} --block {params.block} {params.mask} --threads {threads}"
@@ -240,7 +233,6 @@ rule insar_gather:
 
 rule insar_velocity:
     input:
-        script=f"{SCRIPTS}/insar_velocity.py",
         index=f"{INSAR}/timeseries.csv",
         ifgs=f"{INSAR}/ifgs.csv",
         timeseries=f"{INSAR}/timeseries",
@@ -263,14 +255,13 @@ rule insar_velocity:
     conda:
         ENV
     shell:
-        "python {input.script:q} --index {input.index:q} --ifgs {input.ifgs:q}"
+        "python -m sarstack insar_velocity --index {input.index:q} --ifgs {input.ifgs:q}"
         " --out {output.velocity:q} --out-std {output.std:q} --block {params.block}"
         " {params.weighting} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_plots:
     input:
-        script=f"{SCRIPTS}/insar_plots.py",
         velocity=f"{INSAR}/velocity.tif",
         index=f"{INSAR}/timeseries.csv",
         ifgs=f"{INSAR}/ifgs.csv",
@@ -296,14 +287,13 @@ rule insar_plots:
     conda:
         ENV
     shell:
-        "python {input.script:q} --velocity {input.velocity:q} --index {input.index:q}"
+        "python -m sarstack insar_plots --velocity {input.velocity:q} --index {input.index:q}"
         " --ifgs {input.ifgs:q} --reference {input.reference:q} --out-velocity {output.velocity:q}"
         " --out-series {output.series:q} --out-network {output.network:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_rereference:
     input:
-        script=f"{SCRIPTS}/insar_rereference.py",
         index=f"{INSAR}/timeseries.csv",
         ifgs=f"{INSAR}/ifgs.csv",
         timeseries=f"{INSAR}/timeseries",
@@ -324,7 +314,7 @@ rule insar_rereference:
     conda:
         ENV
     shell:
-        "python {input.script:q} --index {input.index:q} --ifgs {input.ifgs:q} --date {params.date}"
+        "python -m sarstack insar_rereference --index {input.index:q} --ifgs {input.ifgs:q} --date {params.date}"
         " --out-dir {output.timeseries:q} --out-index {output.index:q} --block {params.block}"
         " 2> {log:q} || sarstack_fail {log:q}"
 

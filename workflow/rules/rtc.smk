@@ -6,7 +6,6 @@
 
 checkpoint rtc_select:
     input:
-        script=f"{SCRIPTS}/rtc_select.py",
         scenes=rtc_select_input,
     output:
         scenes=f"{RTC}/scenes.csv",
@@ -25,13 +24,12 @@ checkpoint rtc_select:
     conda:
         ENV
     shell:
-        "python {input.script:q} --inputs {params.pattern:q}"
+        "python -m sarstack rtc_select --inputs {params.pattern:q}"
         " --scenes {output.scenes:q} --grid {output.grid:q} --tiles {params.tiles} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc_superset:
     input:
-        script=f"{SCRIPTS}/rtc_superset.py",
         scenes=f"{RTC}/scenes.csv",
         grid=f"{RTC}/grid.json",
     output:
@@ -54,14 +52,13 @@ rule rtc_superset:
     conda:
         ENV
     shell:
-        "python {input.script:q} --scenes {input.scenes:q} --grid {input.grid:q}"
+        "python -m sarstack rtc_superset --scenes {input.scenes:q} --grid {input.grid:q}"
         " --chunk {wildcards.chunk} --resampling {params.resampling} --block {params.block}"
         " --out-dir {params.out_dir:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc_flatten:
     input:
-        script=f"{SCRIPTS}/rtc_flatten.py",
         superset=f"{RTC}/superset/{{chunk}}/index.csv",
         grid=f"{RTC}/grid.json",
     output:
@@ -82,14 +79,13 @@ rule rtc_flatten:
     conda:
         ENV
     shell:
-        "python {input.script:q} --superset {input.superset:q} --grid {input.grid:q}"
+        "python -m sarstack rtc_flatten --superset {input.superset:q} --grid {input.grid:q}"
         " --tiles {params.tiles} --percentiles {params.percentiles} --block {params.block}"
         " --scale {params.scale} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc_tiles:
     input:
-        script=f"{SCRIPTS}/rtc_tiles.py",
         grid=f"{RTC}/grid.json",
         flat=rtc_flat_all,
     output:
@@ -107,13 +103,12 @@ rule rtc_tiles:
     conda:
         ENV
     shell:
-        "python {input.script:q} --grid {input.grid:q} --tiles {params.tiles}"
+        "python -m sarstack rtc_tiles --grid {input.grid:q} --tiles {params.tiles}"
         " --out {output:q} {input.flat:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc_xcorr:
     input:
-        script=f"{SCRIPTS}/rtc_xcorr.py",
         flat=rtc_flat_all,
         tiles=f"{RTC}/tiles.geojson",
     output:
@@ -138,7 +133,7 @@ rule rtc_xcorr:
     conda:
         ENV
     shell:
-        "python {input.script:q} --flat {input.flat:q} --tiles {input.tiles:q}"
+        "python -m sarstack rtc_xcorr --flat {input.flat:q} --tiles {input.tiles:q}"
         " --pairs {params.pairs} --chunk {wildcards.chunk} --upsample-factor {params.upsample}"
         " --max-nan-fraction {params.max_nan} --preprocess {params.preprocess}"
         " --refine-iterations {params.iterations} --block {params.block} --threads {threads}"
@@ -147,7 +142,6 @@ rule rtc_xcorr:
 
 rule rtc_aggregate:
     input:
-        script=f"{SCRIPTS}/rtc_aggregate.py",
         xcorr=rtc_xcorr_all,
     output:
         offsets=f"{RTC}/offsets.csv",
@@ -178,14 +172,13 @@ rule rtc_aggregate:
     conda:
         ENV
     shell:
-        "python {input.script:q} {params.requirement} --min-ok-tiles {params.min_ok}"
+        "python -m sarstack rtc_aggregate {params.requirement} --min-ok-tiles {params.min_ok}"
         " --offsets {output.offsets:q} --pairs {output.pairs:q} --tiles {output.tiles:q}"
         " --summary {output.summary:q} {input.xcorr:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc_plots:
     input:
-        script=f"{SCRIPTS}/rtc_plots.py",
         offsets=f"{RTC}/offsets.csv",
         pairs=f"{RTC}/pairs.csv",
         tiles=f"{RTC}/tiles.csv",
@@ -224,7 +217,7 @@ rule rtc_plots:
     conda:
         ENV
     shell:
-        "python {input.script:q} --offsets {input.offsets:q} --pairs {input.pairs:q}"
+        "python -m sarstack rtc_plots --offsets {input.offsets:q} --pairs {input.pairs:q}"
         " --tiles {input.tiles:q} --geojson {input.geojson:q} {params.requirement}"
         " --out-pair {output.pair:q} --out-tile {output.tile:q} --out-time {output.time:q}"
         " --out-quiver {output.quiver:q} 2> {log:q} || sarstack_fail {log:q}"
@@ -232,7 +225,6 @@ rule rtc_plots:
 
 rule rtc_dates:
     input:
-        script=f"{SCRIPTS}/rtc_dates.py",
         offsets=f"{RTC}/offsets.csv",
         pairs=f"{RTC}/pairs.csv",
     output:
@@ -256,7 +248,7 @@ rule rtc_dates:
     conda:
         ENV
     shell:
-        "python {input.script:q} --offsets {input.offsets:q} --pairs {input.pairs:q}"
+        "python -m sarstack rtc_dates --offsets {input.offsets:q} --pairs {input.pairs:q}"
         " --out {output.dates:q} --out-tiles {output.tiles:q} --plot {output.plot:q}"
         " {params.robust} 2> {log:q} || sarstack_fail {log:q}"
 

@@ -1,0 +1,33 @@
+"""Per pixel, the number of triangles of the interferogram network whose phase
+closure (ifg_ij + ifg_jk - ifg_ik, phase referenced to the reference point)
+is farther than pi from zero: an indicator of unwrapping errors (uint16)."""
+
+
+
+from sarstack import cli, insar
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--ifgs", required=True, help="ifg table from insar_select")
+    p.add_argument("--reference", required=True, help="row,col file from insar_reference")
+    p.add_argument(
+        "--reference-window",
+        type=int,
+        default=1,
+        help="odd K: median of a KxK window at the reference (1: the pixel)",
+    )
+    p.add_argument("--out", required=True)
+    p.add_argument("--mask", default=None, help="mask raster, 0 = bad (-> nodata)")
+    p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
+    a = p.parse_args(argv)
+    cli.setup_logging(a.verbose)
+    ifgs, _, pairs = insar.read_ifg_table(a.ifgs)
+    insar.closure_count(
+        ifgs, pairs, a.out, ref_rc=insar.read_reference_point(a.reference),
+        reference_window=a.reference_window, block_shape=a.block, mask=a.mask,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    cli.run(main)

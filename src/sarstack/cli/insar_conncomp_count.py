@@ -1,0 +1,22 @@
+"""Per date, the number of interferograms with a non-zero (valid) connected
+component at each pixel: one uint16 band per date."""
+
+
+
+from sarstack import cli, insar
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--ifgs", required=True, help="ifg table from insar_select (with conncomp)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--mask", default=None, help="mask raster, 0 = bad (-> nodata)")
+    p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
+    a = p.parse_args(argv)
+    cli.setup_logging(a.verbose)
+    ifgs, dates, _ = insar.read_ifg_table(a.ifgs)
+    insar.conncomp_count(ifgs, dates, a.out, block_shape=a.block, mask=a.mask)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,41 @@
+"""Gather the inversion strips (in row order) into the final COGs: time series
+per date, residuals (when kept), residual sum, temporal coherence, ifgs used,
+and the time-series index table."""
+
+import logging
+
+from sarstack import cli, insar, io
+
+log = logging.getLogger("insar_gather")
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("strips", nargs="+", help="strip folders from insar_invert, in row order")
+    p.add_argument("--ifgs", required=True, help="ifg table from insar_select")
+    p.add_argument("--reference", required=True, help="row,col file from insar_reference")
+    p.add_argument("--out-dir", required=True, help="writes timeseries/, residuals/, ...")
+    p.add_argument("--index", required=True, help="output CSV: date, path, units")
+    p.add_argument("--method", choices=["L1", "L2"], required=True)
+    p.add_argument("--weighting", choices=["none", "correlation"], required=True)
+    p.add_argument("--wavelength", type=float, default=None, help="metres; omit for radians")
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--threads", type=int, required=True, help="rasters written side by side")
+    p.add_argument("--coherence-mask", type=float, default=None,
+                   help="write mask.tif (temporal coherence >= this) and apply it")
+    p.add_argument("--min-region-px", type=int, default=None,
+                   help="mask: drop kept regions smaller than this (pixels)")
+    a = p.parse_args(argv)
+    cli.setup_logging(a.verbose)
+    ifgs, dates, _ = insar.read_ifg_table(a.ifgs)
+    how = insar.describe_method(a.method, a.weighting, all(i.conncomp for i in ifgs))
+    index = insar.gather_strips(
+        a.strips, ifgs, dates, insar.read_reference_point(a.reference), a.out_dir,
+        wavelength=a.wavelength, how=how, block_shape=a.block, threads=a.threads,
+        coherence_mask=a.coherence_mask, min_region_px=a.min_region_px,
+    )
+    io.write_csv(a.index, index)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,74 @@
+"""Network inversion of one row strip of the interferogram stack (L1 or L2,
+optionally correlation-weighted and conncomp-censored): displacement per date,
+residuals (optional), residual sum, temporal coherence and ifgs used, written
+as intermediate strip rasters that insar_gather assembles. Run alone with
+--index (and no --strip), it inverts the whole stack and writes the final
+COGs itself."""
+
+import logging
+import os
+from pathlib import Path
+
+from sarstack import cli, insar, io
+from sarstack.jaxcfg import configure_jax
+
+log = logging.getLogger("insar_invert")
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--ifgs", required=True, help="ifg table from insar_select")
+    p.add_argument("--reference", required=True, help="row,col file from insar_reference")
+    p.add_argument("--strip", default="1-of-1", help="I-of-N: this job's rows (whole block rows)")
+    p.add_argument("--out-dir", required=True, help="strip folder (final folder with --index)")
+    p.add_argument("--index", default=None,
+                   help="also gather: write the final COGs and this time-series table")
+    p.add_argument("--method", choices=["L1", "L2"], required=True)
+    p.add_argument("--wavelength", type=float, default=None, help="metres; omit for radians")
+    p.add_argument("--mask", default=None)
+    p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
+    p.add_argument("--l1-tolerance", type=float, default=1e-4)
+    p.add_argument("--l1-max-iterations", type=int, default=500)
+    p.add_argument("--weighting", choices=["none", "correlation"], default="none")
+    p.add_argument("--correlation-looks", type=float, default=1.0)
+    p.add_argument("--correlation-threshold", type=float, default=0.1)
+    p.add_argument("--write-residuals", action="store_true", help="keep per-ifg residuals")
+    p.add_argument("--reference-window", type=int, default=1,
+                   help="odd K: reference each ifg to the KxK median around the point")
+    p.add_argument("--coherence-mask", type=float, default=None, help="with --index: mask.tif")
+    p.add_argument("--min-region-px", type=int, default=None, help="with --index: mask regions")
+    p.add_argument("--jax-cache", default=None)
+    p.add_argument("--threads", type=int, default=0, help="host threads (0: the CPUs available)")
+    a = p.parse_args(argv)
+    if a.threads > 0:
+        os.environ["SARSTACK_THREADS"] = str(a.threads)
+    cli.setup_logging(a.verbose)
+    configure_jax(x64=True, cache_dir=a.jax_cache)
+    ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
+    height = io.read_grid(ifgs[0].path).height
+    rows = insar.strip_rows(height, a.block[0], a.strip)
+    ref_rc = insar.read_reference_point(a.reference)
+    strip_dir = Path(a.out_dir) / ".strip" if a.index else Path(a.out_dir)
+    insar.invert_strip(
+        ifgs, dates, pairs, ref_rc, strip_dir, rows=rows,
+        method=a.method, wavelength=a.wavelength, mask=a.mask, block_shape=a.block,
+        l1_tolerance=a.l1_tolerance, l1_max_iterations=a.l1_max_iterations,
+        weighting=a.weighting, correlation_looks=a.correlation_looks,
+        correlation_threshold=a.correlation_threshold, write_residuals=a.write_residuals,
+        reference_window=a.reference_window,
+    )
+    if a.index:
+        import shutil
+
+        how = insar.describe_method(a.method, a.weighting, all(i.conncomp for i in ifgs))
+        index = insar.gather_strips([strip_dir], ifgs, dates, ref_rc, a.out_dir,
+                                    wavelength=a.wavelength, how=how, block_shape=a.block,
+                                    threads=max(1, a.threads),
+                                    coherence_mask=a.coherence_mask,
+                                    min_region_px=a.min_region_px)
+        io.write_csv(a.index, index)
+        shutil.rmtree(strip_dir)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,63 @@
+"""Choose the reference point: the manual [row, col] or [lon, lat] if given
+(checked: valid in every interferogram), else
+automatically among pixels valid in every interferogram: quality above the
+threshold, inside the largest non-zero conncomp region, in the largest
+connected candidate region, nearest its centroid. Writes `row,col`."""
+
+import logging
+
+from sarstack import cli, insar, io, refpoint
+from sarstack.errors import SarstackError
+
+log = logging.getLogger("insar_reference")
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--ifgs", required=True, help="ifg table from insar_select")
+    p.add_argument("--out", required=True, help="output text file: row,col")
+    p.add_argument("--point", type=int, nargs=2, default=None, metavar=("ROW", "COL"))
+    p.add_argument("--lonlat", type=float, nargs=2, default=None, metavar=("LON", "LAT"),
+                   help="reference point in degrees (WGS84), converted with the rasters' CRS")
+    p.add_argument("--window", type=int, default=1,
+                   help="odd K: the inversion references each ifg to the KxK median (logged)")
+    p.add_argument("--quality", default=None, help="quality raster (default: mean correlation)")
+    p.add_argument("--mask", default=None, help="mask raster, 0 = bad")
+    p.add_argument("--threshold", type=float, default=0.95)
+    p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
+    a = p.parse_args(argv)
+    cli.setup_logging(a.verbose)
+    ifgs, _, _ = insar.read_ifg_table(a.ifgs)
+    grid = io.read_grid(ifgs[0].path)
+    if a.point is not None and a.lonlat is not None:
+        raise SarstackError("insar.reference_point and insar.reference_lonlat are both set;"
+                            " give one")  # fmt: skip
+    if a.window < 1 or a.window % 2 == 0:
+        raise SarstackError(f"insar.reference_window: must be an odd number >= 1, got {a.window}")
+    key = "insar.reference_point"
+    if a.lonlat is not None:
+        key = "insar.reference_lonlat"
+        a.point = io.lonlat_to_rowcol(grid, *a.lonlat, key=key)
+        log.info("[lon, lat] %s is pixel [%d, %d]", a.lonlat, *a.point)
+    valid, quality, cc = insar.reference_inputs(
+        ifgs, grid, mask=a.mask, quality=a.quality, block_shape=a.block
+    )
+    if a.point is not None:
+        try:
+            r, c = refpoint.check_reference_point(a.point, valid)
+        except SarstackError as e:
+            raise SarstackError(f"{key}: {e}") from None
+        log.info("manual reference point [%d, %d]", r, c)
+    else:
+        r, c = refpoint.select_reference_point(valid, quality, a.threshold, cc)
+        q = f"{quality[r, c]:.3f}" if quality is not None else "n/a"
+        log.info("automatic reference point [%d, %d] (quality %s, %d pixels valid in every ifg)",
+                 r, c, q, int(valid.sum()))
+    if a.window > 1:
+        log.info("ifgs are referenced to the median of the %d x %d window around it",
+                 a.window, a.window)  # fmt: skip
+    io.write_text(a.out, f"{r},{c}\n")
+
+
+if __name__ == "__main__":
+    cli.run(main)

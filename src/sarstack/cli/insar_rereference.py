@@ -1,0 +1,38 @@
+"""Re-reference the displacement time series to an extra reference date (the
+acquisition nearest to the one asked for): every later date minus that date."""
+
+import datetime as dt
+import logging
+
+import pandas as pd
+
+from sarstack import cli, insar, io
+from sarstack.errors import SarstackError
+
+log = logging.getLogger("insar_rereference")
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--index", required=True, help="time-series index from insar_invert")
+    p.add_argument("--ifgs", required=True, help="ifg table (for the first date)")
+    p.add_argument("--date", required=True, help="wanted reference date YYYY-MM-DD")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--out-index", required=True)
+    p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
+    a = p.parse_args(argv)
+    cli.setup_logging(a.verbose)
+    try:
+        wanted = dt.date.fromisoformat(a.date)
+    except ValueError:
+        raise SarstackError(f"insar.extra_reference_date: {a.date!r} is not YYYY-MM-DD") from None
+    _, dates, _ = insar.read_ifg_table(a.ifgs)
+    ref = insar.nearest_date(dates, wanted)
+    log.info("extra reference date %s (nearest acquisition to %s)", ref, wanted)
+    index = pd.read_csv(a.index, dtype=str)
+    new = insar.rereference_files(index, dates[0], ref, a.out_dir, block_shape=a.block)
+    io.write_csv(a.out_index, new)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,47 @@
+"""Flatten one chunk of scenes: each scene's own NaN-aware low/high percentile
+bounds (values outside become NaN when read for correlation) and every tile's
+valid fraction after flattening. No flattened copy is written: the bounds are
+applied on the fly by rtc_xcorr."""
+
+import logging
+
+from sarstack import cli, io, rtc
+from sarstack.errors import SarstackError
+
+log = logging.getLogger("rtc_flatten")
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--superset", required=True, help="index.csv of one rtc_superset chunk")
+    p.add_argument("--grid", required=True, help="union grid JSON from rtc_select")
+    p.add_argument("--tiles", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--percentiles", type=float, nargs=2, required=True, metavar=("LO", "HI"))
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--scale", choices=rtc.SCALES, required=True,
+                   help="how the scenes store backscatter (converted to linear power)")
+    p.add_argument("--out", required=True, help="output JSON: bounds and tile valid fractions")
+    a = p.parse_args(argv)
+    cli.setup_logging(a.verbose)
+
+    grid = io.grid_from_dict(io.read_json(a.grid))
+    layout = rtc.tile_layout(grid.shape, a.tiles)
+    scenes = []
+    for s in io.read_rows(a.superset):
+        try:
+            lo, hi, valid = rtc.flatten_stats(s["path"], a.percentiles, layout,
+                                              block_shape=a.block, scale=a.scale,
+                                              source=s["source"])
+        except SarstackError as e:  # name the input file, not its superset VRT
+            raise SarstackError(str(e).replace(s["path"], s["source"])) from None
+        log.info("%s: kept linear power in [%.4g, %.4g] (percentiles %g..%g); mean tile valid "
+                 "fraction %.3f", s["date"], lo, hi, *a.percentiles, valid.mean())
+        scenes.append({"date": s["date"], "key": s["key"], "path": s["path"],
+                       "source": s["source"], "low": lo, "high": hi,
+                       "valid": valid.round(6).tolist()})
+    io.write_json(a.out, {"percentiles": list(a.percentiles), "scale": a.scale,
+                          "scenes": scenes})
+
+
+if __name__ == "__main__":
+    cli.run(main)

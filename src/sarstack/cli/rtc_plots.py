@@ -1,0 +1,49 @@
+"""Plots of the RTC branch: per-pair offsets with error bars, per-tile temporal
+mean maps, offsets against time and a tile quiver map (PNG)."""
+
+
+
+import numpy as np
+import pandas as pd
+
+from sarstack import cli, io, plots
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--offsets", required=True)
+    p.add_argument("--pairs", required=True)
+    p.add_argument("--tiles", required=True)
+    p.add_argument("--geojson", required=True, help="tile grid (for tile centres)")
+    p.add_argument("--requirement-m", type=float, default=None)
+    p.add_argument("--out-pair", required=True)
+    p.add_argument("--out-tile", required=True)
+    p.add_argument("--out-time", required=True)
+    p.add_argument("--out-quiver", required=True)
+    a = p.parse_args(argv)
+    cli.setup_logging(a.verbose)
+
+    dt = {"reference_date": str, "secondary_date": str}
+    offsets = pd.read_csv(a.offsets, dtype=dt)
+    pairs = pd.read_csv(a.pairs, dtype=dt)
+    tiles = pd.read_csv(a.tiles)
+    feats = io.read_json(a.geojson)["features"]
+    centres = pd.DataFrame(
+        [
+            {
+                "tile_row": f["properties"]["tile_row"],
+                "tile_col": f["properties"]["tile_col"],
+                "x": float(np.mean([c[0] for c in f["geometry"]["coordinates"][0][:4]])),
+                "y": float(np.mean([c[1] for c in f["geometry"]["coordinates"][0][:4]])),
+            }
+            for f in feats
+        ]
+    )
+    plots.pair_offsets(pairs, a.out_pair, a.requirement_m)
+    plots.tile_mean_maps(tiles, a.out_tile)
+    plots.offsets_vs_time(offsets, pairs, a.out_time)
+    plots.tile_quiver(tiles, centres, a.out_quiver)
+
+
+if __name__ == "__main__":
+    cli.run(main)

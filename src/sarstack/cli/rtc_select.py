@@ -1,0 +1,44 @@
+"""Select RTC scenes: glob (recursive), date each file by the first YYYYMMDD in
+its name, sort chronologically, and write the scene table and the union grid."""
+
+import logging
+
+from sarstack import cli, io, rtc
+from sarstack.errors import SarstackError
+
+log = logging.getLogger("rtc_select")
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--inputs", required=True, help="recursive glob of RTC GeoTIFFs ('**' allowed)")
+    p.add_argument("--scenes", required=True, help="output CSV: date, key, path")
+    p.add_argument("--grid", required=True, help="output JSON: union grid of all scenes")
+    p.add_argument("--tiles", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"),
+                   help="tile grid to check against the union grid now, before any other job")
+    a = p.parse_args(argv)
+    cli.setup_logging(a.verbose)
+
+    scenes = rtc.select_scenes(rtc.find_scenes(a.inputs), a.inputs)
+    grids = [io.read_grid(s.path, single_band=True) for s in scenes]
+    for s, g in zip(scenes, grids, strict=True):
+        if g.crs is None:
+            raise SarstackError(f"{s.path}: no CRS; an RTC scene must be georeferenced")
+    grid = rtc.union_grid(grids)
+    if a.tiles:
+        rtc.tile_layout(grid.shape, a.tiles)  # too many tiles for the grid: error now
+    on_grid = sum(rtc.grid_offset(g, grid) is not None for g in grids)
+    log.info(
+        "%d scenes %s .. %s; union grid %d x %d px of %.6g x %.6g; %d on the first scene's "
+        "pixel grid (padded), %d to reproject",
+        len(scenes), scenes[0].date, scenes[-1].date, grid.height, grid.width,
+        *grid.pixel_size, on_grid, len(scenes) - on_grid,
+    )
+    rows = [{"date": s.date.isoformat(), "key": s.date.strftime("%Y%m%d"), "path": str(s.path)}
+            for s in scenes]
+    io.write_json(a.grid, io.grid_to_dict(grid))
+    io.write_rows(a.scenes, rows)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,49 @@
+"""Put one chunk of RTC scenes on the union grid. A scene already on the
+grid's pixel lattice gets a VRT that pads it with NaN (nothing is copied or
+resampled: resampling would itself shift it); any other scene is reprojected
+to a COG. Nodata → NaN either way. Writes OUT_DIR/{YYYYMMDD}.vrt|.tif and
+OUT_DIR/index.csv."""
+
+import logging
+from pathlib import Path
+
+from sarstack import cli, dates, io, rtc
+
+log = logging.getLogger("rtc_superset")
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--scenes", required=True, help="scene table from rtc_select")
+    p.add_argument("--grid", required=True, help="union grid JSON from rtc_select")
+    p.add_argument("--chunk", required=True, help="I-of-N: this job's share of the dates")
+    p.add_argument("--out-dir", required=True, help="folder for this chunk's scenes")
+    p.add_argument("--resampling", required=True, help="for off-grid scenes only")
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    a = p.parse_args(argv)
+    cli.setup_logging(a.verbose)
+
+    grid = io.grid_from_dict(io.read_json(a.grid))
+    scenes = io.read_rows(a.scenes)
+    out = Path(a.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for s in dates.chunk_items(scenes, a.chunk):
+        src, day = s["path"], s["date"]
+        if rtc.grid_offset(io.read_grid(src), grid) is not None:
+            dst, mode = out / f"{s['key']}.vrt", "padded"
+            rtc.superset_vrt(src, dst, grid)
+        else:
+            dst = out / f"{s['key']}.tif"
+            mode = rtc.superset_scene(
+                src, dst, grid, block_shape=a.block, resampling=a.resampling,
+                tags={"date": day, "start_date": day, "end_date": day, "source": Path(src).name},
+            )
+        rows.append({"date": day, "key": s["key"], "path": str(dst), "mode": mode, "source": src})
+        log.info("%s (%s): %s onto %d x %d grid", Path(src).name, day, mode,
+                 grid.height, grid.width)
+    io.write_rows(out / "index.csv", rows)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,36 @@
+"""Write the tile grid as GeoJSON (tile polygons with row/col, pixel window and
+each scene's valid-pixel fraction after flattening), loadable in QGIS. No tile
+rasters are copied; the fractions come from the rtc_flatten chunks."""
+
+import logging
+
+import numpy as np
+
+from sarstack import cli, io, rtc
+
+log = logging.getLogger("rtc_tiles")
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--grid", required=True, help="union grid JSON from rtc_select")
+    p.add_argument("--tiles", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--out", required=True, help="output GeoJSON")
+    p.add_argument("flat", nargs="+", help="rtc_flatten chunk JSONs")
+    a = p.parse_args(argv)
+    cli.setup_logging(a.verbose)
+
+    grid = io.grid_from_dict(io.read_json(a.grid))
+    layout = rtc.tile_layout(grid.shape, a.tiles)
+    valid = {}
+    for f in a.flat:
+        for s in io.read_json(f)["scenes"]:
+            valid[s["date"]] = np.asarray(s["valid"], dtype=float)
+    valid = dict(sorted(valid.items()))
+    io.write_json(a.out, rtc.tiles_geojson(layout, grid, valid))
+    log.info("%d x %d tiles of %d x %d px; %d scenes", layout.n_rows, layout.n_cols,
+             layout.tile_height, layout.tile_width, len(valid))
+
+
+if __name__ == "__main__":
+    cli.run(main)

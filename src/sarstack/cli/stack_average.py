@@ -1,0 +1,32 @@
+"""Temporal average of a stack of rasters on one grid (NaN-aware per-pixel
+mean), e.g. the mean correlation used as reference-point quality."""
+
+
+
+from sarstack import cli, insar
+from sarstack.errors import SarstackError
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--ifgs", default=None, help="ifg table: average its correlation column")
+    p.add_argument("--column", default="correlation", help="column of the ifg table to average")
+    p.add_argument("--out", required=True)
+    p.add_argument("--units", default=None)
+    p.add_argument("--mask", default=None, help="mask raster, 0 = bad (-> nodata)")
+    p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
+    p.add_argument("rasters", nargs="*", help="rasters to average (instead of --ifgs)")
+    a = p.parse_args(argv)
+    cli.setup_logging(a.verbose)
+    paths = list(a.rasters)
+    if a.ifgs:
+        used = insar.read_ifg_table(a.ifgs)[0]  # network editing's exclusions left out
+        paths += [str(getattr(i, a.column)) for i in used if getattr(i, a.column)]
+    if not paths:
+        raise SarstackError("stack_average: no rasters to average")
+    insar.temporal_average(paths, a.out, block_shape=a.block, units=a.units, mask=a.mask,
+                           valid_range=(0.0, 1.0) if a.column == "correlation" else None)
+
+
+if __name__ == "__main__":
+    cli.run(main)

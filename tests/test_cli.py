@@ -1,0 +1,72 @@
+"""The ``sarstack`` command, its stages, the one-line shims and a moved checkout."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sarstack import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_help_lists_every_stage_and_each_stage_has_help(capsys):
+    cli.main(["--help"])
+    listing = capsys.readouterr().out
+    modules = sorted(p.stem for p in (ROOT / "src/sarstack/cli").glob("*.py")
+                     if p.stem != "__init__")  # fmt: skip
+    assert sorted(cli.STAGES) == modules
+    for stage in cli.STAGES:
+        assert f"  {stage} " in listing
+        with pytest.raises(SystemExit) as e:
+            cli.main([stage, "--help"])
+        assert e.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: sarstack {stage}") and "--verbose" in out, stage
+    cli.main(["--version"])
+    assert capsys.readouterr().out.strip() == "sarstack 0.1.0"
+    with pytest.raises(SystemExit) as e:
+        cli.main(["no_such_stage"])
+    assert e.value.code == 2 and "unknown stage" in capsys.readouterr().err
+
+
+def test_shims_are_one_line_and_no_sys_path_edits():
+    shims = sorted((ROOT / "workflow/scripts").glob("*.py"))
+    assert sorted(p.stem for p in shims) == sorted(cli.STAGES)
+    for p in shims:
+        assert len(p.read_text().splitlines()) == 1, p
+    for top in ("src", "workflow", "tests"):
+        for p in (ROOT / top).rglob("*.py"):
+            assert "sys.path.insert" not in p.read_text() or p.name == "test_cli.py", p
+    for p in (ROOT / "workflow/rules").glob("*.smk"):
+        text = p.read_text()
+        assert "workflow/scripts" not in text and "{input.script" not in text, p
+
+
+def test_console_entry_and_module_run_a_stage(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "sarstack", "insar_select", "--unwrapped",
+                        str(tmp_path / "none*.tif"), "--out", str(tmp_path / "x.csv")],
+                       capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 2 and p.stderr.startswith("error: insar.unwrapped: no files match")
+
+
+@pytest.mark.workflow
+def test_moved_checkout_has_nothing_to_do(small_workflow_run, tmp_path):
+    """Job inputs, params and commands hold no path of the checkout: a finished
+    run, its checkout copied elsewhere (with .snakemake), is still complete."""
+    out = small_workflow_run(1)
+    moved = tmp_path / "elsewhere" / "sarstack"
+    skip = {".venv", ".git", "results", ".ci-results", ".pytest_cache", ".ruff_cache"}
+    shutil.copytree(ROOT, moved, symlinks=True,
+                    ignore=lambda d, names: [n for n in names if Path(d) == ROOT and n in skip])
+    cfg = out.parent / "config.yaml"
+    p = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2",
+                        "--configfile", str(cfg)], cwd=moved, capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONWARNINGS="ignore"))  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "Nothing to be done" in p.stdout + p.stderr, (p.stdout + p.stderr)[-3000:]
