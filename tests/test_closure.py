@@ -1,13 +1,12 @@
 """Phase-closure unwrapping-error count: kernel, file level and script."""
 
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+from conftest import run_script
 
 from sarstack import closure, insar, io
 from sarstack.dates import make_pairs
@@ -15,7 +14,6 @@ from sarstack.errors import SarstackError
 from sarstack.synthetic import make_ifg_stack
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "workflow" / "scripts" / "insar_closure.py"
 NODATA = insar.COUNT_NODATA
 
 
@@ -199,12 +197,9 @@ def test_no_triangle_network_gives_zero_with_warning(tmp_path):
     mask[:, -2:] = 0
     io.write_raster(tmp_path / "mask.tif", mask, io.read_grid(ifgs[0].path), nodata=None)
     out = tmp_path / "closure.tif"
-    p = subprocess.run(
-        [sys.executable, str(SCRIPT), "--ifgs", str(table),
-         "--reference", str(tmp_path / "reference_point.txt"), "--block", "20", "32",
-         "--mask", str(tmp_path / "mask.tif"), "--out", str(out)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+    p = run_script("insar_closure.py", "--ifgs", table,
+                   "--reference", tmp_path / "reference_point.txt", "--block", 20, 32,
+                   "--mask", tmp_path / "mask.tif", "--out", out)  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert "WARNING" in p.stderr and "no triangle" in p.stderr
     count, tags = _read(out)
@@ -220,11 +215,8 @@ def test_script_errors_in_one_line(tmp_path):
     table = tmp_path / "ifgs.csv"
     io.write_csv(table, insar.ifg_table(ifgs))
     (tmp_path / "ref.txt").write_text("0,0\n")  # nodata corner of ifg 1
-    p = subprocess.run(
-        [sys.executable, str(SCRIPT), "--ifgs", str(table), "--reference",
-         str(tmp_path / "ref.txt"), "--out", str(tmp_path / "c.tif")],
-        capture_output=True, text=True,
-    )  # fmt: skip
+    p = run_script("insar_closure.py", "--ifgs", table, "--reference", tmp_path / "ref.txt",
+                   "--out", tmp_path / "c.tif")  # fmt: skip
     assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "reference point [0, 0] is nodata" in p.stderr
     assert not (tmp_path / "c.tif").exists()

@@ -13,6 +13,7 @@ import pytest
 import rasterio
 import yaml
 from affine import Affine
+from conftest import run_script
 from rasterio.crs import CRS
 
 from sarstack import io, synthetic
@@ -23,10 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "workflow" / "scripts"
 
 
-def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(SCRIPTS / name), *map(str, args)], capture_output=True, text=True
-    )
 
 
 def snakemake(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -197,12 +197,8 @@ def rtc_targets():
 # ---------------------------------------------------------------- InSAR helpers
 INSAR = f"{OUT}/insar"
 ICFG = config["insar"]
-# Inversion blocks: 64 rows by default, so that a 512-row stack already makes
-# 8 strips of whole blocks for the scatter, and a job's memory stays near 1 GB
-# for ~100 ifgs (L1 on 2048-col stacks: 64 x 512 px blocks 1.16 GB, 128 x 512 1.68 GB).
-IBLOCK = " ".join(
-    str(b) for b in (ICFG["block_shape"] or [min(64, config["block_shape"][0]), config["block_shape"][1]])
-)
+# Inversion blocks (insar.block_shape, its null resolved by validate_config).
+IBLOCK = " ".join(str(b) for b in ICFG["block_shape"])
 
 
 def insar_is_demo():

@@ -3,6 +3,7 @@ chosen reference pixel): displacement per date, and velocity against the
 linear fit of the true displacement (what a perfect inversion would give) and
 against the true velocity field. Writes one row of error statistics."""
 
+import argparse
 import datetime as dt
 import logging
 from pathlib import Path
@@ -16,14 +17,19 @@ from sarstack import cli, dates, insar, io, timeseries
 log = logging.getLogger("demo_insar_check")
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--truth", required=True, help="truth.csv of the demo stack")
     p.add_argument("--index", required=True, help="time-series index from insar_invert")
     p.add_argument("--velocity", required=True)
     p.add_argument("--reference", required=True)
     p.add_argument("--out", required=True)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
     r, c = insar.read_reference_point(a.reference)
     truth_dir = Path(a.truth).parent

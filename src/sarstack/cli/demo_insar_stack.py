@@ -2,6 +2,7 @@
 velocity field plus a seasonal term and noise, over a redundant network, with
 correlation rasters and a few nodata pixels; writes truth beside them."""
 
+import argparse
 import logging
 from pathlib import Path
 
@@ -10,13 +11,18 @@ from sarstack import cli, synthetic
 log = logging.getLogger("demo_insar_stack")
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--truth", required=True, help="truth CSV; the stack goes in its folder")
-    p.add_argument("--n-dates", type=int, default=15)
-    p.add_argument("--shape", type=int, nargs=2, default=[128, 128], metavar=("ROWS", "COLS"))
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(argv)
+    p.add_argument("--n-dates", type=int, required=True)
+    p.add_argument("--shape", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--seed", type=int, required=True)
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
     out_dir = Path(a.truth).parent
     ifgs = synthetic.make_ifg_stack(out_dir, n_dates=a.n_dates, shape=tuple(a.shape), seed=a.seed)

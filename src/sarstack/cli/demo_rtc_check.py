@@ -1,6 +1,7 @@
 """Compare the demo's measured per-pair offsets with the known truth and write
 the error of each pair (metres and pixels)."""
 
+import argparse
 import logging
 
 import numpy as np
@@ -26,12 +27,17 @@ def pair_errors(truth: pd.DataFrame, pairs: pd.DataFrame, pixel_m: float) -> pd.
     return out
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--truth", required=True)
     p.add_argument("--pairs", required=True)
     p.add_argument("--out", required=True)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
     truth = pd.read_csv(a.truth, dtype={"date": str})
     pairs = pd.read_csv(a.pairs, dtype={"reference_date": str, "secondary_date": str})

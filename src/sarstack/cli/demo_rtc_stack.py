@@ -2,6 +2,7 @@
 geolocation shifts, gamma speckle, moving frames, NaN swath edges and
 HyP3-style names in per-scene folders; writes truth.csv beside the scenes."""
 
+import argparse
 import logging
 from pathlib import Path
 
@@ -10,14 +11,19 @@ from sarstack import cli, synthetic
 log = logging.getLogger("demo_rtc_stack")
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--truth", required=True, help="truth CSV; scenes go in its folder")
-    p.add_argument("--n-dates", type=int, default=6)
-    p.add_argument("--shape", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--looks", type=float, default=20.0, help="speckle equivalent number of looks")
-    a = p.parse_args(argv)
+    p.add_argument("--n-dates", type=int, required=True)
+    p.add_argument("--shape", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--looks", type=float, required=True, help="speckle equivalent number of looks")
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
     out_dir = Path(a.truth).parent
     truth = synthetic.make_rtc_stack(

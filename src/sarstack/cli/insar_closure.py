@@ -4,23 +4,30 @@ is farther than pi from zero: an indicator of unwrapping errors (uint16)."""
 
 
 
+import argparse
+
 from sarstack import cli, insar
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--ifgs", required=True, help="ifg table from insar_select")
     p.add_argument("--reference", required=True, help="row,col file from insar_reference")
     p.add_argument(
         "--reference-window",
         type=int,
-        default=1,
+        required=True,
         help="odd K: median of a KxK window at the reference (1: the pixel)",
     )
     p.add_argument("--out", required=True)
     p.add_argument("--mask", default=None, help="mask raster, 0 = bad (-> nodata)")
-    p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
-    a = p.parse_args(argv)
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
     ifgs, _, pairs = insar.read_ifg_table(a.ifgs)
     insar.closure_count(

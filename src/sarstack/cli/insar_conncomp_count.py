@@ -3,16 +3,23 @@ component at each pixel: one uint16 band per date."""
 
 
 
+import argparse
+
 from sarstack import cli, insar
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--ifgs", required=True, help="ifg table from insar_select (with conncomp)")
     p.add_argument("--out", required=True)
     p.add_argument("--mask", default=None, help="mask raster, 0 = bad (-> nodata)")
-    p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
-    a = p.parse_args(argv)
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
     ifgs, dates, _ = insar.read_ifg_table(a.ifgs)
     insar.conncomp_count(ifgs, dates, a.out, block_shape=a.block, mask=a.mask)

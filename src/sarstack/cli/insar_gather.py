@@ -2,6 +2,7 @@
 per date, residuals (when kept), residual sum, temporal coherence, ifgs used,
 and the time-series index table."""
 
+import argparse
 import logging
 
 from sarstack import cli, insar, io
@@ -9,7 +10,8 @@ from sarstack import cli, insar, io
 log = logging.getLogger("insar_gather")
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("strips", nargs="+", help="strip folders from insar_invert, in row order")
     p.add_argument("--ifgs", required=True, help="ifg table from insar_select")
@@ -25,7 +27,11 @@ def main(argv=None):
                    help="write mask.tif (temporal coherence >= this) and apply it")
     p.add_argument("--min-region-px", type=int, default=None,
                    help="mask: drop kept regions smaller than this (pixels)")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
     ifgs, dates, _ = insar.read_ifg_table(a.ifgs)
     how = insar.describe_method(a.method, a.weighting, all(i.conncomp for i in ifgs))

@@ -5,6 +5,7 @@ as intermediate strip rasters that insar_gather assembles. Run alone with
 --index (and no --strip), it inverts the whole stack and writes the final
 COGs itself."""
 
+import argparse
 import logging
 import os
 from pathlib import Path
@@ -15,7 +16,8 @@ from sarstack.jaxcfg import configure_jax
 log = logging.getLogger("insar_invert")
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--ifgs", required=True, help="ifg table from insar_select")
     p.add_argument("--reference", required=True, help="row,col file from insar_reference")
@@ -26,20 +28,24 @@ def main(argv=None):
     p.add_argument("--method", choices=["L1", "L2"], required=True)
     p.add_argument("--wavelength", type=float, default=None, help="metres; omit for radians")
     p.add_argument("--mask", default=None)
-    p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
-    p.add_argument("--l1-tolerance", type=float, default=1e-4)
-    p.add_argument("--l1-max-iterations", type=int, default=500)
-    p.add_argument("--weighting", choices=["none", "correlation"], default="none")
-    p.add_argument("--correlation-looks", type=float, default=1.0)
-    p.add_argument("--correlation-threshold", type=float, default=0.1)
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--l1-tolerance", type=float, required=True)
+    p.add_argument("--l1-max-iterations", type=int, required=True)
+    p.add_argument("--weighting", choices=["none", "correlation"], required=True)
+    p.add_argument("--correlation-looks", type=float, required=True)
+    p.add_argument("--correlation-threshold", type=float, required=True)
     p.add_argument("--write-residuals", action="store_true", help="keep per-ifg residuals")
-    p.add_argument("--reference-window", type=int, default=1,
+    p.add_argument("--reference-window", type=int, required=True,
                    help="odd K: reference each ifg to the KxK median around the point")
     p.add_argument("--coherence-mask", type=float, default=None, help="with --index: mask.tif")
     p.add_argument("--min-region-px", type=int, default=None, help="with --index: mask regions")
     p.add_argument("--jax-cache", default=None)
     p.add_argument("--threads", type=int, default=0, help="host threads (0: the CPUs available)")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     if a.threads > 0:
         os.environ["SARSTACK_THREADS"] = str(a.threads)
     cli.setup_logging(a.verbose)

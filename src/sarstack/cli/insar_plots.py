@@ -3,6 +3,8 @@ reference point and a few sample points, and the pair network (PNG)."""
 
 
 
+import argparse
+
 import numpy as np
 import pandas as pd
 from rasterio.windows import Window
@@ -20,7 +22,8 @@ def sample_points(vel: np.ndarray, ref: tuple[int, int]) -> dict[str, tuple[int,
     return pts
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--velocity", required=True)
     p.add_argument("--index", required=True)
@@ -29,7 +32,11 @@ def main(argv=None):
     p.add_argument("--out-velocity", required=True)
     p.add_argument("--out-series", required=True)
     p.add_argument("--out-network", required=True)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
     ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
     ref = insar.read_reference_point(a.reference)

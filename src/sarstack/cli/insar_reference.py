@@ -4,6 +4,7 @@ automatically among pixels valid in every interferogram: quality above the
 threshold, inside the largest non-zero conncomp region, in the largest
 connected candidate region, nearest its centroid. Writes `row,col`."""
 
+import argparse
 import logging
 
 from sarstack import cli, insar, io, refpoint
@@ -12,20 +13,25 @@ from sarstack.errors import SarstackError
 log = logging.getLogger("insar_reference")
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--ifgs", required=True, help="ifg table from insar_select")
     p.add_argument("--out", required=True, help="output text file: row,col")
     p.add_argument("--point", type=int, nargs=2, default=None, metavar=("ROW", "COL"))
     p.add_argument("--lonlat", type=float, nargs=2, default=None, metavar=("LON", "LAT"),
                    help="reference point in degrees (WGS84), converted with the rasters' CRS")
-    p.add_argument("--window", type=int, default=1,
+    p.add_argument("--window", type=int, required=True,
                    help="odd K: the inversion references each ifg to the KxK median (logged)")
     p.add_argument("--quality", default=None, help="quality raster (default: mean correlation)")
     p.add_argument("--mask", default=None, help="mask raster, 0 = bad")
-    p.add_argument("--threshold", type=float, default=0.95)
-    p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
-    a = p.parse_args(argv)
+    p.add_argument("--threshold", type=float, required=True)
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
     ifgs, _, _ = insar.read_ifg_table(a.ifgs)
     grid = io.read_grid(ifgs[0].path)

@@ -1,6 +1,7 @@
 """Re-reference the displacement time series to an extra reference date (the
 acquisition nearest to the one asked for): every later date minus that date."""
 
+import argparse
 import datetime as dt
 import logging
 
@@ -12,15 +13,20 @@ from sarstack.errors import SarstackError
 log = logging.getLogger("insar_rereference")
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--index", required=True, help="time-series index from insar_invert")
     p.add_argument("--ifgs", required=True, help="ifg table (for the first date)")
     p.add_argument("--date", required=True, help="wanted reference date YYYY-MM-DD")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--out-index", required=True)
-    p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
-    a = p.parse_args(argv)
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
     try:
         wanted = dt.date.fromisoformat(a.date)

@@ -4,6 +4,7 @@ conncomp/correlation companions, apply the network editing of the config
 period), check that the kept ifgs share one grid and that their network
 connects every date; writes the ifg table (excluded ifgs with their reason)."""
 
+import argparse
 import datetime as dt
 import logging
 
@@ -13,25 +14,30 @@ from sarstack.errors import SarstackError
 log = logging.getLogger("insar_select")
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--unwrapped", required=True, help="glob of unwrapped ifgs (radians)")
     p.add_argument("--conncomp", default=None, help="optional glob of conncomp labels")
     p.add_argument("--correlation", default=None, help="optional glob of correlation rasters")
-    p.add_argument("--date-format", default="%Y%m%d")
+    p.add_argument("--date-format", required=True)
     p.add_argument("--out", required=True, help="output CSV: one row per ifg")
-    p.add_argument("--exclude-dates", nargs="*", default=[], metavar="YYYY-MM-DD")
-    p.add_argument("--exclude-pairs", nargs="*", default=[], metavar="YYYYMMDD_YYYYMMDD")
+    p.add_argument("--exclude-dates", nargs="*", default=None, metavar="YYYY-MM-DD")
+    p.add_argument("--exclude-pairs", nargs="*", default=None, metavar="YYYYMMDD_YYYYMMDD")
     p.add_argument("--max-temporal-baseline", type=float, default=None, metavar="DAYS")
     p.add_argument("--min-mean-correlation", type=float, default=None)
     p.add_argument("--start-date", default=None, metavar="YYYY-MM-DD")
     p.add_argument("--end-date", default=None, metavar="YYYY-MM-DD")
-    p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
-    a = p.parse_args(argv)
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
     edit = insar.NetworkEdit(
-        exclude_dates=tuple(_date(d, "insar.exclude_dates") for d in a.exclude_dates),
-        exclude_pairs=tuple(_pair(v) for v in a.exclude_pairs),
+        exclude_dates=tuple(_date(d, "insar.exclude_dates") for d in a.exclude_dates or ()),
+        exclude_pairs=tuple(_pair(v) for v in a.exclude_pairs or ()),
         max_temporal_baseline=a.max_temporal_baseline,
         min_mean_correlation=a.min_mean_correlation,
         start_date=_date(a.start_date, "insar.start_date") if a.start_date else None,

@@ -2,6 +2,7 @@
 per-pair offset, spread, counts, status, pass/fail), tiles.csv (per tile over
 time) and summary.csv (stack verdict against the requirement)."""
 
+import argparse
 import logging
 
 import pandas as pd
@@ -12,7 +13,8 @@ from sarstack.errors import SarstackError
 log = logging.getLogger("rtc_aggregate")
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("xcorr", nargs="+", help="per-pair CSVs from rtc_xcorr")
     p.add_argument("--offsets", required=True)
@@ -20,8 +22,12 @@ def main(argv=None):
     p.add_argument("--tiles", required=True)
     p.add_argument("--summary", required=True)
     p.add_argument("--requirement-m", type=float, default=None, help="pass/fail threshold (m)")
-    p.add_argument("--min-ok-tiles", type=int, default=3)
-    a = p.parse_args(argv)
+    p.add_argument("--min-ok-tiles", type=int, required=True)
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
 
     frames = []

@@ -2,6 +2,7 @@
 network (incidence-matrix least squares, optionally robust), for the whole
 scene and per tile. The first date is the datum (0 m)."""
 
+import argparse
 import logging
 
 import pandas as pd
@@ -11,7 +12,8 @@ from sarstack import cli, io, plots, rtc
 log = logging.getLogger("rtc_dates")
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--offsets", required=True, help="offsets.csv from rtc_aggregate")
     p.add_argument("--pairs", required=True, help="pairs.csv from rtc_aggregate")
@@ -19,7 +21,11 @@ def main(argv=None):
     p.add_argument("--out-tiles", required=True, help="dates_tiles.csv (per tile)")
     p.add_argument("--plot", required=True, help="PNG of the per-date offsets")
     p.add_argument("--robust", action="store_true", help="IRLS towards least absolute deviations")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
     dt = {"reference_date": str, "secondary_date": str}
     offsets = pd.read_csv(a.offsets, dtype=dt)

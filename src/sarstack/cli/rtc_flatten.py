@@ -3,6 +3,7 @@ bounds (values outside become NaN when read for correlation) and every tile's
 valid fraction after flattening. No flattened copy is written: the bounds are
 applied on the fly by rtc_xcorr."""
 
+import argparse
 import logging
 
 from sarstack import cli, io, rtc
@@ -11,7 +12,8 @@ from sarstack.errors import SarstackError
 log = logging.getLogger("rtc_flatten")
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--superset", required=True, help="index.csv of one rtc_superset chunk")
     p.add_argument("--grid", required=True, help="union grid JSON from rtc_select")
@@ -21,7 +23,11 @@ def main(argv=None):
     p.add_argument("--scale", choices=rtc.SCALES, required=True,
                    help="how the scenes store backscatter (converted to linear power)")
     p.add_argument("--out", required=True, help="output JSON: bounds and tile valid fractions")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
 
     grid = io.grid_from_dict(io.read_json(a.grid))

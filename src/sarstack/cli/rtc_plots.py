@@ -3,13 +3,16 @@ mean maps, offsets against time and a tile quiver map (PNG)."""
 
 
 
+import argparse
+
 import numpy as np
 import pandas as pd
 
 from sarstack import cli, io, plots
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--offsets", required=True)
     p.add_argument("--pairs", required=True)
@@ -20,7 +23,11 @@ def main(argv=None):
     p.add_argument("--out-tile", required=True)
     p.add_argument("--out-time", required=True)
     p.add_argument("--out-quiver", required=True)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
 
     dt = {"reference_date": str, "secondary_date": str}

@@ -1,6 +1,7 @@
 """Select RTC scenes: glob (recursive), date each file by the first YYYYMMDD in
 its name, sort chronologically, and write the scene table and the union grid."""
 
+import argparse
 import logging
 
 from sarstack import cli, io, rtc
@@ -9,14 +10,19 @@ from sarstack.errors import SarstackError
 log = logging.getLogger("rtc_select")
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--inputs", required=True, help="recursive glob of RTC GeoTIFFs ('**' allowed)")
     p.add_argument("--scenes", required=True, help="output CSV: date, key, path")
     p.add_argument("--grid", required=True, help="output JSON: union grid of all scenes")
     p.add_argument("--tiles", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"),
                    help="tile grid to check against the union grid now, before any other job")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
 
     scenes = rtc.select_scenes(rtc.find_scenes(a.inputs), a.inputs)

@@ -4,6 +4,7 @@ resampled: resampling would itself shift it); any other scene is reprojected
 to a COG. Nodata → NaN either way. Writes OUT_DIR/{YYYYMMDD}.vrt|.tif and
 OUT_DIR/index.csv."""
 
+import argparse
 import logging
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from sarstack import cli, dates, io, rtc
 log = logging.getLogger("rtc_superset")
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--scenes", required=True, help="scene table from rtc_select")
     p.add_argument("--grid", required=True, help="union grid JSON from rtc_select")
@@ -20,7 +22,11 @@ def main(argv=None):
     p.add_argument("--out-dir", required=True, help="folder for this chunk's scenes")
     p.add_argument("--resampling", required=True, help="for off-grid scenes only")
     p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
 
     grid = io.grid_from_dict(io.read_json(a.grid))

@@ -2,6 +2,7 @@
 each scene's valid-pixel fraction after flattening), loadable in QGIS. No tile
 rasters are copied; the fractions come from the rtc_flatten chunks."""
 
+import argparse
 import logging
 
 import numpy as np
@@ -11,13 +12,18 @@ from sarstack import cli, io, rtc
 log = logging.getLogger("rtc_tiles")
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--grid", required=True, help="union grid JSON from rtc_select")
     p.add_argument("--tiles", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
     p.add_argument("--out", required=True, help="output GeoJSON")
     p.add_argument("flat", nargs="+", help="rtc_flatten chunk JSONs")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
 
     grid = io.grid_from_dict(io.read_json(a.grid))

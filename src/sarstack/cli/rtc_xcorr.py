@@ -3,6 +3,7 @@ correlation of every tile (tiles batched), converted to metres east/north of
 the secondary relative to the reference. One process handles many pairs, so
 start-up is paid once per chunk, not once per pair."""
 
+import argparse
 import logging
 import os
 
@@ -14,7 +15,8 @@ from sarstack.errors import SarstackError
 log = logging.getLogger("rtc_xcorr")
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--flat", nargs="+", required=True, help="rtc_flatten chunk JSONs (all)")
     p.add_argument("--tiles", required=True, help="tile grid GeoJSON from rtc_tiles")
@@ -26,14 +28,18 @@ def main(argv=None):
     p.add_argument("--preprocess", choices=["default", "hann", "notebook"], required=True)
     p.add_argument("--refine-iterations", type=int, required=True,
                    help="re-centring passes (ignored by the notebook preset, which uses 0)")
-    p.add_argument("--min-quality", type=float, default=None,
-                   help=f"minimum correlation SNR for ok (default {rtc.DEFAULT_MIN_QUALITY})")
+    p.add_argument("--min-quality", type=float, required=True,
+                   help="minimum correlation SNR for ok (rtc.min_quality)")
     p.add_argument("--max-shift-px", type=float, default=None,
                    help="largest believable shift (default: a quarter of the tile size)")
     p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
                    help="memory budget: tiles are correlated in batches of ~4 blocks of pixels")
     p.add_argument("--threads", type=int, default=1, help="threads for the tile batches")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
     os.environ["SARSTACK_XCORR_THREADS"] = str(max(1, a.threads))
 

@@ -3,20 +3,27 @@ mean), e.g. the mean correlation used as reference-point quality."""
 
 
 
+import argparse
+
 from sarstack import cli, insar
 from sarstack.errors import SarstackError
 
 
-def main(argv=None):
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--ifgs", default=None, help="ifg table: average its correlation column")
     p.add_argument("--column", default="correlation", help="column of the ifg table to average")
     p.add_argument("--out", required=True)
     p.add_argument("--units", default=None)
     p.add_argument("--mask", default=None, help="mask raster, 0 = bad (-> nodata)")
-    p.add_argument("--block", type=int, nargs=2, default=[512, 512], metavar=("ROWS", "COLS"))
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
     p.add_argument("rasters", nargs="*", help="rasters to average (instead of --ifgs)")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
     paths = list(a.rasters)
     if a.ifgs:
