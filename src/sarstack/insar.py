@@ -843,12 +843,28 @@ def velocity_files(
     *,
     block_shape: Sequence[int] = (512, 512),
     weight_ifgs: Sequence[Ifg] | None = None,
+    model: svel.DeformationModel | None = None,
+    out_dir: str | Path | None = None,
 ) -> str:
     """Per-pixel linear velocity (units per year, 365.25 d) of the time series,
     the first date's zero included; writes velocity and its standard error.
 
     With ``weight_ifgs`` (ifgs with correlation rasters) each date is weighted
     by the mean correlation of the interferograms that contain it.
+
+    With a ``model`` beyond the line (:class:`sarstack.velocity.DeformationModel`
+    with annual, semiannual or steps) the fit is :func:`sarstack.velocity.fit_model`
+    (each pixel on its finite dates, weighted as above with ``weight_ifgs``):
+    velocity and its standard error still go to ``out_velocity`` and
+    ``out_std``, every other output of the model to ``{out_dir}/{name}.tif``
+    (``out_dir`` default: the folder of ``out_velocity``), ``name`` from
+    :meth:`~sarstack.velocity.DeformationModel.output_names` (e.g.
+    ``annual_amplitude.tif``, ``annual_phase_std.tif``, ``step_20200301.tif``).
+    Without a model, or with the linear one, the result is the plain linear
+    fit of :func:`sarstack.velocity.velocity` / ``velocity_weighted`` (a
+    pixel with a NaN date is NaN there), unchanged.
+
+    Returns the velocity units, e.g. ``"radians/year"``.
     """
     dates = [first] + [dt.date.fromisoformat(d) for d in index["date"]]
     t = sdates.years_since(dates)
@@ -862,6 +878,12 @@ def velocity_files(
             raise SarstackError("insar.velocity_weighting: 'correlation' needs insar.correlation")
         quantity += ", dates weighted by mean correlation"
         date_index = {d: k for k, d in enumerate(dates)}
+    if model is not None and not model.is_linear:
+        model.check(dates)
+        out_dir = Path(out_velocity).parent if out_dir is None else Path(out_dir)
+        paths_out = {"velocity": Path(out_velocity), "velocity_std": Path(out_std)}
+        _model_files(paths, dates, grid, units, model, paths_out, out_dir, block_shape, weight_ifgs)
+        return vunits
     tags = _date_tags(dates[0], dates[-1], quantity=quantity)
     with (
         RasterWriter(out_velocity, grid, units=vunits, tags=tags) as wv,
@@ -876,17 +898,92 @@ def velocity_files(
             if weight_ifgs is None:
                 v, s = svel.velocity(flat, t)[:2]
             else:
-                acc = np.zeros_like(flat)
-                n = np.zeros_like(flat)
-                for i in weight_ifgs:
-                    cor = np.nan_to_num(read_band(i.correlation, win).reshape(-1), nan=0.0)
-                    for d in (i.reference, i.secondary):
-                        acc[date_index[d]] += cor
-                        n[date_index[d]] += 1
-                v, s = svel.velocity_weighted(flat, t, acc / np.maximum(n, 1))
+                v, s = svel.velocity_weighted(
+                    flat, t, _correlation_date_weights(weight_ifgs, date_index, win, flat.shape)
+                )
             wv.write(np.asarray(v).reshape(shape).astype(np.float32), win)
             ws.write(np.asarray(s).reshape(shape).astype(np.float32), win)
     return vunits
+
+
+def _correlation_date_weights(
+    weight_ifgs: Sequence[Ifg], date_index: dict[dt.date, int], win: Window, shape: tuple
+) -> np.ndarray:
+    """``(n_dates, n_pixels)`` mean correlation of the ifgs that contain each date."""
+    acc = np.zeros(shape)
+    n = np.zeros(shape)
+    for i in weight_ifgs:
+        cor = np.nan_to_num(read_band(i.correlation, win).reshape(-1), nan=0.0)
+        for d in (i.reference, i.secondary):
+            acc[date_index[d]] += cor
+            n[date_index[d]] += 1
+    return acc / np.maximum(n, 1)
+
+
+#: Quantity tag of each kind of output of the deformation model.
+_MODEL_QUANTITY = {
+    "velocity": "LOS velocity, positive towards the radar",
+    "amplitude": "amplitude of the {} LOS displacement sinusoid",
+    "phase": "day of year of the peak of the {} LOS displacement sinusoid (1.0: 1 January)",
+    "step": "LOS displacement step on {}, positive towards the radar",
+}
+
+
+def _model_files(
+    paths: Sequence[str],
+    dates: Sequence[dt.date],
+    grid: Grid,
+    units: str,
+    model: svel.DeformationModel,
+    paths_out: dict[str, Path],
+    out_dir: Path,
+    block_shape: Sequence[int],
+    weight_ifgs: Sequence[Ifg] | None,
+) -> None:
+    """Block-wise :func:`sarstack.velocity.fit_model`, one COG per output (see velocity_files)."""
+    span = (dates[-1] - dates[0]).days / svel.DAYS_PER_YEAR
+    for name, on, period in (("annual", model.annual, 1.0), ("semiannual", model.semiannual, 0.5)):
+        if on and span < period:
+            log.warning("insar.velocity_model.%s: the series spans %.2f years, less than one"
+                        " period: the %s terms are poorly constrained", name, span, name)
+    date_index = {d: k for k, d in enumerate(dates)}
+    how = f"fit {model.describe()}" + (
+        ", dates weighted by mean correlation" if weight_ifgs is not None else ""
+    )
+    tags = _date_tags(dates[0], dates[-1], model=how)
+
+    def quantity(name: str) -> str:
+        base = name.removesuffix("_std")
+        if base == "velocity":
+            q = _MODEL_QUANTITY["velocity"]
+        elif base.startswith("step_"):
+            q = _MODEL_QUANTITY["step"].format(dt.datetime.strptime(base[5:], "%Y%m%d").date())
+        else:
+            term, kind = base.split("_")
+            q = _MODEL_QUANTITY[kind].format(term)
+        return f"standard error of the {q}" if name.endswith("_std") else q
+
+    with contextlib.ExitStack() as stack:
+        writers = {
+            name: stack.enter_context(
+                RasterWriter(
+                    paths_out.get(name, out_dir / f"{name}.tif"), grid,
+                    units=svel.output_units(name, units), tags={**tags, "quantity": quantity(name)},
+                )
+            )
+            for name in model.output_names()
+        }  # fmt: skip
+        for win in iter_blocks(grid.shape, block_shape):
+            y = np.stack([np.zeros((win.height, win.width))] + [read_band(p, win) for p in paths])
+            flat = y.reshape(len(dates), -1).astype(np.float64)
+            w = (
+                None
+                if weight_ifgs is None
+                else _correlation_date_weights(weight_ifgs, date_index, win, flat.shape)
+            )
+            out = svel.fit_model(flat, dates, model, weights=w)
+            for name, wr in writers.items():
+                wr.write(out[name].reshape(y.shape[1:]).astype(np.float32), win)
 
 
 def check_range(block: np.ndarray, path: str | Path, lo: float, hi: float, what: str) -> None:

@@ -369,17 +369,20 @@ def make_ifg_stack(
     pixel_size: float = 30.0,
     crs: str = "EPSG:32611",
     origin: tuple[float, float] = (500000.0, 4000000.0),
+    annual_amplitude_rad: float | np.ndarray | None = None,
+    steps: Sequence[tuple[str, float | np.ndarray]] | None = None,
 ) -> pd.DataFrame:
     """Write a synthetic stack of unwrapped interferograms with a known phase history.
 
     Truth phase of date ``k`` at each pixel (radians)::
 
-        phase_k = v * t_k + a * sin(2 pi t_k)
+        phase_k = v * t_k + a * sin(2 pi t_k) + sum_j s_j * (date_k >= step_j)
 
-    with ``t_k`` in years since the first date (so ``phase_0 = 0``), ``v``
-    the phase velocity field and ``a`` a seasonal amplitude that falls
-    linearly from ``seasonal_amp_rad`` on the left edge to half of it on the
-    right edge. Interferogram ``(i, j)`` is ``phase_j - phase_i`` plus
+    with ``t_k`` in years (365.25 d) since the first date (so
+    ``phase_0 = 0``), ``v`` the phase velocity field, ``a`` a seasonal
+    amplitude that falls linearly from ``seasonal_amp_rad`` on the left edge
+    to half of it on the right edge (or ``annual_amplitude_rad``) and
+    ``s_j`` the phase steps of ``steps`` (none by default). Interferogram ``(i, j)`` is ``phase_j - phase_i`` plus
     independent N(0, ``noise_rad``) noise. Line-of-sight displacement is
     ``-phase`` (positive towards the radar), times ``wavelength / (4 pi)``
     with a wavelength.
@@ -399,6 +402,21 @@ def make_ifg_stack(
     * ``truth.csv``: ``date``, ``t_years``, ``phase_center_rad``,
       ``displacement_center`` and ``displacement_units`` at the centre pixel
       ``(rows // 2, cols // 2)``.
+
+    With ``annual_amplitude_rad``, also the truth of the annual term of the
+    displacement (conventions of :class:`sarstack.velocity.DeformationModel`):
+
+    * ``truth_annual_amplitude.tif``: ``|a|`` in displacement units
+      (radians, or meters with a wavelength).
+    * ``truth_annual_phase.tif``: day of year of the displacement's annual
+      peak (``1 + 365.25 * (tau_peak mod 1)``, ``tau_peak`` in years since
+      2000-01-01: ``t = 0.75`` for ``a > 0``, ``t = 0.25`` for ``a < 0``),
+      NaN where ``a = 0``; units ``day of year``.
+
+    With ``steps``, for each ``(date, s)``:
+
+    * ``truth_step_{YYYYMMDD}.tif``: the displacement step ``-s`` (times
+      ``wavelength / (4 pi)``), in displacement units.
 
     Parameters
     ----------
@@ -433,6 +451,15 @@ def make_ifg_stack(
         that interferogram (an unwrapping error).
     pixel_size, crs, origin
         Grid of the rasters (upper-left corner ``origin``).
+    annual_amplitude_rad
+        Seasonal (annual) phase amplitude ``a``, a number or a
+        ``(rows, cols)`` map in radians, instead of the ramp of
+        ``seasonal_amp_rad``; writes the annual truth rasters.
+    steps
+        ``(date, s)`` pairs: a phase step ``s`` (radians, a number or a
+        ``(rows, cols)`` map) added on and after ``date`` (``YYYY-MM-DD``,
+        after the first date, not after the last); writes the step truth
+        rasters.
 
     Returns
     -------
@@ -464,6 +491,26 @@ def make_ifg_stack(
             raise SarstackError(
                 f"velocity_rad_per_year must be finite with shape ({h}, {w}), got {vel.shape}"
             )
+    annual = None
+    if annual_amplitude_rad is not None:
+        annual = np.asarray(annual_amplitude_rad, dtype=np.float64)
+        if annual.shape not in ((), (h, w)) or not np.all(np.isfinite(annual)):
+            raise SarstackError(
+                f"annual_amplitude_rad must be finite, a number or shape ({h}, {w}), got {annual.shape}"
+            )
+    dates = [first + dt.timedelta(days=k * interval_days) for k in range(n_dates)]
+    step_list: list[tuple[dt.date, np.ndarray]] = []
+    for d, amount in steps or ():
+        try:
+            sd = dt.date.fromisoformat(str(d))
+        except ValueError:
+            raise SarstackError(f"step date {d!r} is not YYYY-MM-DD") from None
+        if not dates[0] < sd <= dates[-1] or sd in [x for x, _ in step_list]:
+            raise SarstackError(f"step {sd} is repeated or not inside {dates[0]}..{dates[-1]}")
+        sa = np.asarray(amount, dtype=np.float64)
+        if sa.shape not in ((), (h, w)) or not np.all(np.isfinite(sa)):
+            raise SarstackError(f"step {sd}: must be finite, a number or shape ({h}, {w})")
+        step_list.append((sd, sa))
     pairs = make_pairs(n_dates, network)
     if jump_patch is not None and not 0 <= int(jump_patch[0]) < len(pairs):
         raise SarstackError(
@@ -471,11 +518,15 @@ def make_ifg_stack(
         )
 
     r_noise = np.random.default_rng(np.random.SeedSequence(seed))
-    dates = [first + dt.timedelta(days=k * interval_days) for k in range(n_dates)]
     t = years_since(dates)
     cols = np.arange(w, dtype=np.float64)[None, :]
     amp = seasonal_amp_rad * (1.0 - 0.5 * cols / (w - 1)) * np.ones((h, 1))
+    if annual is not None:
+        amp = annual * np.ones((h, w))
     phase = vel[None] * t[:, None, None] + amp[None] * np.sin(2.0 * np.pi * t)[:, None, None]
+    for sd, sa in step_list:
+        after = np.array([d >= sd for d in dates])
+        phase[after] += sa
 
     rows_i, cols_i = np.mgrid[0:h, 0:w].astype(np.float64)
     disc = np.hypot(rows_i - h / 4.0, cols_i - 3.0 * w / 4.0) < min(h, w) / 8.0
@@ -530,6 +581,22 @@ def make_ifg_stack(
     write_raster(
         out / "truth_velocity.tif", (-vel * scale).astype(np.float32), grid, units=f"{units}/year"
     )
+    if annual is not None:
+        write_raster(
+            out / "truth_annual_amplitude.tif", (np.abs(amp) * scale).astype(np.float32), grid,
+            units=units,
+        )  # fmt: skip
+        tau0 = (first - dt.date(2000, 1, 1)).days / 365.25
+        tau_peak = tau0 + np.where(amp > 0, 0.75, 0.25)  # peak of -a sin(2 pi t)
+        day = np.where(amp != 0, 1.0 + 365.25 * np.mod(tau_peak, 1.0), np.nan)
+        write_raster(
+            out / "truth_annual_phase.tif", day.astype(np.float32), grid, units="day of year"
+        )
+    for sd, sa in step_list:
+        write_raster(
+            out / f"truth_step_{sd:%Y%m%d}.tif", (-sa * scale * np.ones((h, w))).astype(np.float32),
+            grid, units=units,
+        )  # fmt: skip
     rc = (h // 2, w // 2)
     write_csv(
         out / "truth.csv",

@@ -1,5 +1,9 @@
-"""Per-pixel linear velocity of the displacement time series (units per year,
-365.25-day years, the first date's zero included) and its standard error."""
+"""Per-pixel velocity of the displacement time series (units per year,
+365.25-day years, the first date's zero included) and its standard error:
+a linear fit by default; with --annual, --semiannual or --step the
+deformation model offset + velocity (+ annual, semiannual sinusoids,
++ Heaviside steps), whose amplitude, phase (day of year of the peak) and
+step rasters, each with a <name>_std.tif standard error, go to --out-dir."""
 
 import argparse
 import datetime as dt
@@ -8,6 +12,7 @@ import logging
 import pandas as pd
 
 from sarstack import cli, insar
+from sarstack.velocity import DeformationModel
 
 log = logging.getLogger("insar_velocity")
 
@@ -22,19 +27,30 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
     p.add_argument("--weight-by-correlation", action="store_true",
                    help="weight each date by the mean correlation of its ifgs")
+    p.add_argument("--annual", action="store_true",
+                   help="fit an annual sinusoid: annual_amplitude.tif, annual_phase.tif (+ _std)")
+    p.add_argument("--semiannual", action="store_true",
+                   help="fit a semiannual sinusoid: semiannual_amplitude.tif, semiannual_phase.tif (+ _std)")
+    p.add_argument("--step", action="append", default=[], metavar="YYYY-MM-DD",
+                   help="fit a step on and after this date (repeatable): step_YYYYMMDD.tif (+ _std)")
+    p.add_argument("--out-dir", default=None,
+                   help="folder of the model's other rasters (default: the folder of --out)")
     return p
 
 
 def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
+    model = DeformationModel.from_config(a.annual, a.semiannual, a.step)
     index = pd.read_csv(a.index, dtype=str)
     ifgs, dates, _ = insar.read_ifg_table(a.ifgs)
     units = insar.velocity_files(
         index, dates[0], a.out, a.out_std, block_shape=a.block,
         weight_ifgs=ifgs if a.weight_by_correlation else None,
+        model=model, out_dir=a.out_dir,
     )
-    log.info("velocity over %s .. %s written (%s)", dates[0], dt.date.fromisoformat(index["date"].iloc[-1]), units)
+    log.info("%s over %s .. %s written (%s)", model.describe(), dates[0],
+             dt.date.fromisoformat(index["date"].iloc[-1]), units)
 
 
 if __name__ == "__main__":
