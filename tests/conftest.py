@@ -110,7 +110,8 @@ def x64():
 
 
 def small_workflow_config(path: Path, out: Path, scatter: int) -> Path:
-    """Write the small two-branch demo config (both branches, L1, residuals on)."""
+    """Write the small two-branch demo config (both branches, L1, residuals on, the
+    reference window, quality mask and a seasonal + step model)."""
     import yaml
 
     path.write_text(yaml.safe_dump({
@@ -118,7 +119,9 @@ def small_workflow_config(path: Path, out: Path, scatter: int) -> Path:
             "enabled": True, "rtc_dates": 5, "rtc_shape": [192, 192],
             "insar_dates": 8, "insar_shape": [64, 64]},
         "rtc": {"tiles": [3, 3], "pairs": "nearest:2"},
-        "insar": {"block_shape": [16, 64], "method": "L1", "write_residuals": True},
+        "insar": {"block_shape": [16, 64], "method": "L1", "write_residuals": True,
+                  "reference_window": 3, "coherence_mask": 0.3, "min_region_px": 4,
+                  "velocity_model": {"annual": True, "steps": ["2020-02-06"]}},
     }))
     return path
 

@@ -6,6 +6,7 @@ Errors are one line naming the key, e.g. ``config rtc.tiles: [0, 8] ...``.
 from __future__ import annotations
 
 import copy
+import datetime
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ def _coerce(value: Any, schema: Mapping[str, Any]) -> Any:
     string (or parses to the wrong type) is left for the validator to judge.
     """
     types = _types(schema)
+    if isinstance(value, datetime.date) and "string" in types:
+        return value.isoformat()  # an unquoted YAML date: 2020-03-01
     if isinstance(value, str) and "string" not in types and types:
         try:
             parsed = yaml.safe_load(value)

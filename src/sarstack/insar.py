@@ -861,8 +861,9 @@ def velocity_files(
     :meth:`~sarstack.velocity.DeformationModel.output_names` (e.g.
     ``annual_amplitude.tif``, ``annual_phase_std.tif``, ``step_20200301.tif``).
     Without a model, or with the linear one, the result is the plain linear
-    fit of :func:`sarstack.velocity.velocity` / ``velocity_weighted`` (a
-    pixel with a NaN date is NaN there), unchanged.
+    fit of :func:`sarstack.velocity.velocity` / ``velocity_weighted``; a
+    pixel with NaN dates (cut off from the network there) is fitted on its
+    other dates.
 
     Returns the velocity units, e.g. ``"radians/year"``.
     """
@@ -897,6 +898,12 @@ def velocity_files(
             flat = y.reshape(len(dates), -1).astype(np.float64)
             if weight_ifgs is None:
                 v, s = svel.velocity(flat, t)[:2]
+                # Dates cut off from the network at some pixels (NaN there):
+                # those pixels are fitted on their other dates, the same line.
+                part = np.isnan(flat).any(axis=0) & np.isfinite(flat).any(axis=0)
+                if part.any():
+                    sub = flat[:, part]
+                    v[part], s[part] = svel.velocity_weighted(sub, t, np.isfinite(sub) * 1.0)
             else:
                 v, s = svel.velocity_weighted(
                     flat, t, _correlation_date_weights(weight_ifgs, date_index, win, flat.shape)

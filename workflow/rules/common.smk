@@ -201,6 +201,22 @@ ICFG = config["insar"]
 IBLOCK = " ".join(str(b) for b in ICFG["block_shape"])
 
 
+def insar_model():
+    """The deformation model of insar.velocity_model (sarstack.velocity.DeformationModel)."""
+    from sarstack.velocity import DeformationModel
+
+    m = ICFG["velocity_model"]
+    try:
+        return DeformationModel.from_config(m["annual"], m["semiannual"], m["steps"])
+    except SarstackError as e:
+        _fail(e)
+
+
+def insar_model_outputs():
+    """The model's rasters beyond velocity.tif / velocity_std.tif."""
+    return [f"{INSAR}/{n}.tif" for n in insar_model().output_names()[2:]]
+
+
 def insar_is_demo():
     return DEMO_ON and ICFG["unwrapped"] in (None, "")
 

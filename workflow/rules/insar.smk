@@ -241,9 +241,14 @@ rule insar_velocity:
             f"{INSAR}/velocity.tif", category="InSAR", caption="../report/insar_velocity_tif.rst"
         ),
         std=f"{INSAR}/velocity_std.tif",
+        model=insar_model_outputs(),
     params:
         block=BLOCK,
         weighting="--weight-by-correlation" if ICFG["velocity_weighting"] == "correlation" else "",
+        annual="--annual" if ICFG["velocity_model"]["annual"] else "",
+        semiannual="--semiannual" if ICFG["velocity_model"]["semiannual"] else "",
+        steps=opt("--step", ICFG["velocity_model"]["steps"]),
+        out_dir=INSAR,
     log:
         f"{LOGS}/insar/velocity.log",
     benchmark:
@@ -257,7 +262,8 @@ rule insar_velocity:
     shell:
         "python -m sarstack insar_velocity --index {input.index:q} --ifgs {input.ifgs:q}"
         " --out {output.velocity:q} --out-std {output.std:q} --block {params.block}"
-        " {params.weighting} 2> {log:q} || sarstack_fail {log:q}"
+        " {params.weighting} {params.annual} {params.semiannual} {params.steps}"
+        " --out-dir {params.out_dir:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_plots:

@@ -31,7 +31,7 @@ def create_parser() -> argparse.ArgumentParser:
                    help="fit an annual sinusoid: annual_amplitude.tif, annual_phase.tif (+ _std)")
     p.add_argument("--semiannual", action="store_true",
                    help="fit a semiannual sinusoid: semiannual_amplitude.tif, semiannual_phase.tif (+ _std)")
-    p.add_argument("--step", action="append", default=[], metavar="YYYY-MM-DD",
+    p.add_argument("--step", action="extend", nargs="+", default=None, metavar="YYYY-MM-DD",
                    help="fit a step on and after this date (repeatable): step_YYYYMMDD.tif (+ _std)")
     p.add_argument("--out-dir", default=None,
                    help="folder of the model's other rasters (default: the folder of --out)")
@@ -41,7 +41,7 @@ def create_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
-    model = DeformationModel.from_config(a.annual, a.semiannual, a.step)
+    model = DeformationModel.from_config(a.annual, a.semiannual, a.step or ())
     index = pd.read_csv(a.index, dtype=str)
     ifgs, dates, _ = insar.read_ifg_table(a.ifgs)
     units = insar.velocity_files(
