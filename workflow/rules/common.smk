@@ -89,7 +89,8 @@ def opt(flag, value):
     if value is None or (isinstance(value, (str, list, tuple)) and len(value) == 0):
         return ""
     if isinstance(value, (list, tuple)):
-        return f"{flag} " + " ".join(shlex.quote(str(v)) for v in value)
+        values = " ".join(shlex.quote(str(v)) for v in value)
+        return f"{flag} {values}"
     return f"{flag} {shlex.quote(str(value))}"
 
 
@@ -110,13 +111,13 @@ def _uses_conda():
 _FAIL = 'set -euo pipefail; sarstack_fail() {{ echo "$(tail -n 1 "$1")  [log: $1]" >&2; return 2; }}; '
 # Jobs run `python -m sarstack <stage>` from this checkout's src/ (PYTHONPATH
 # set here, once), installed or not, and in a conda environment too.
-_PYPATH = f'export PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / "src"))}"${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; '
+_PYENV = f'export PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / "src"))}"${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; '
 if not _uses_conda():
     shell.prefix(
-        f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; " + _PYPATH + _FAIL
+        f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; {_PYENV}{_FAIL}"
     )
 else:
-    shell.prefix(_PYPATH + _FAIL)
+    shell.prefix(f"{_PYENV}{_FAIL}")
 
 wildcard_constraints:
     date=r"\d{8}",

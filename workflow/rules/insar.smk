@@ -248,7 +248,7 @@ rule insar_velocity:
         annual="--annual" if ICFG["velocity_model"]["annual"] else "",
         semiannual="--semiannual" if ICFG["velocity_model"]["semiannual"] else "",
         steps=opt("--step", ICFG["velocity_model"]["steps"]),
-        out_dir=INSAR,
+        out_dir=lambda w, output: os.path.dirname(output.velocity),
     log:
         f"{LOGS}/insar/velocity.log",
     benchmark:
