@@ -279,7 +279,7 @@ def solve_network_columns(
         used[p] = rows.size
         if rows.size == 0:
             continue
-        labels = network_components([pairs[k] for k in rows], n_dates)
+        labels = network_components([pairs[int(k)] for k in rows], n_dates)
         reach = labels[1:] == labels[0]
         sw = np.sqrt(w[rows, p])
         a = a_full[rows]

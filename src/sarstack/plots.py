@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 from matplotlib import patheffects  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 from mpl_toolkits.axes_grid1 import make_axes_locatable  # noqa: E402
 
 from sarstack.io import atomic_output  # noqa: E402
@@ -233,6 +233,14 @@ def offsets_vs_time(offsets: pd.DataFrame, pairs: pd.DataFrame, path: str | Path
     return _save(fig, path)
 
 
+def _no_offset(ax: plt.Axes) -> None:
+    """Plain tick labels (no "+4.5e5" offset) on both axes of a linear plot."""
+    for axis in (ax.xaxis, ax.yaxis):
+        fmt = axis.get_major_formatter()
+        if isinstance(fmt, ScalarFormatter):
+            fmt.set_useOffset(False)
+
+
 def _spacing(v: np.ndarray) -> float:
     d = np.diff(np.unique(np.round(v, 6)))
     d = d[d > 0]
@@ -297,8 +305,7 @@ def tile_quiver(
         ax.set_aspect("equal")
         ax.set_xlabel("easting (km)")
         ax.set_ylabel("northing (km)")
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.get_major_formatter().set_useOffset(False)
+    _no_offset(ax)
     ax.set_title("Tile offset minus pair offset, mean over the pairs the tile is ok in", pad=22)
     if len(few):
         handles.append(Line2D([], [], marker="o", color="0.6", mfc="none", ls="none",
@@ -390,8 +397,7 @@ def velocity_map(
     ax.set_xlabel(geo["xlabel"] if geo else "column")
     ax.set_ylabel(geo["ylabel"] if geo else "row")
     if geo:
-        for axis in (ax.xaxis, ax.yaxis):
-            axis.get_major_formatter().set_useOffset(False)
+        _no_offset(ax)
     ax.set_title("LOS velocity (grey = no data)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=8,
               frameon=False)

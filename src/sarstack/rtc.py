@@ -641,7 +641,7 @@ def summarize(pairs: pd.DataFrame, requirement_m: float | None) -> pd.DataFrame:
 
     ok = pairs[pairs["status"] == STATUS_OK]
     bad = pairs[pairs["status"] != STATUS_OK]
-    out = {
+    out: dict[str, float | str] = {
         "n_pairs": len(pairs),
         "n_pairs_ok": len(ok),
         "east_mean_m": float(ok["east_m"].mean()) if len(ok) else float("nan"),
