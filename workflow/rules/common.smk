@@ -101,23 +101,28 @@ JAXCACHE = opt("--jax-cache", config["jax_cache_dir"])
 # snakemake first on the jobs' PATH, so an un-activated virtualenv still works.
 def _uses_conda():
     try:
-        return any("conda" in str(m).lower() for m in workflow.deployment_settings.deployment_method)
+        return any(
+            "conda" in str(m).lower() for m in workflow.deployment_settings.deployment_method
+        )
     except AttributeError:
         return False
 
 
 # sarstack_fail LOG: a failed job's one-line error (the last line of its log) on
 # the terminal, above Snakemake's summary, and the job's exit status 2.
-_FAIL = 'set -euo pipefail; sarstack_fail() {{ echo "$(tail -n 1 "$1")  [log: $1]" >&2; return 2; }}; '
+_FAIL = (
+    'set -euo pipefail; sarstack_fail() {{ echo "$(tail -n 1 "$1")  [log: $1]" >&2; return 2; }}; '
+)
 # Jobs run `python -m sarstack <stage>` from this checkout's src/ (PYTHONPATH
 # set here, once), installed or not, and in a conda environment too.
 _PYENV = f'export PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / "src"))}"${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; '
 if not _uses_conda():
     shell.prefix(
-        f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; {_PYENV}{_FAIL}"
+        f'export PATH={shlex.quote(os.path.dirname(sys.executable))}:"$PATH"; {_PYENV}{_FAIL}'
     )
 else:
     shell.prefix(f"{_PYENV}{_FAIL}")
+
 
 wildcard_constraints:
     date=r"\d{8}",
@@ -305,8 +310,10 @@ def all_targets():
         if enabled and has:
             out += targets()
         elif enabled:
-            print(f"note: {name} branch skipped: {key} is not set (demo.enabled: true runs the demo)",
-                  file=sys.stderr)
+            print(
+                f"note: {name} branch skipped: {key} is not set (demo.enabled: true runs the demo)",
+                file=sys.stderr,
+            )
     return out
 
 

@@ -5,21 +5,21 @@
 rule demo_rtc_stack:
     output:
         truth=f"{DEMO}/rtc/truth.csv",
+    log:
+        f"{LOGS}/demo/rtc_stack.log",
+    benchmark:
+        f"{BENCH}/demo/rtc_stack.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         n_dates=config["demo"]["rtc_dates"],
         shape=" ".join(str(s) for s in config["demo"]["rtc_shape"]),
         seed=config["demo"]["seed"],
         looks=config["demo"]["rtc_looks"],
-    log:
-        f"{LOGS}/demo/rtc_stack.log",
-    benchmark:
-        f"{BENCH}/demo/rtc_stack.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        ENV
     shell:
         "python -m sarstack demo_rtc_stack --n-dates {params.n_dates} --shape {params.shape}"
         " --seed {params.seed} --looks {params.looks} --truth {output.truth:q} 2> {log:q} || sarstack_fail {log:q}"
@@ -39,12 +39,12 @@ rule demo_rtc_check:
         f"{LOGS}/demo/rtc_check.log",
     benchmark:
         f"{BENCH}/demo/rtc_check.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        ENV
     shell:
         "python -m sarstack demo_rtc_check --truth {input.truth:q} --pairs {input.pairs:q}"
         " --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
@@ -53,20 +53,20 @@ rule demo_rtc_check:
 rule demo_insar_stack:
     output:
         truth=f"{DEMO}/insar/truth.csv",
-    params:
-        n_dates=config["demo"]["insar_dates"],
-        shape=" ".join(str(s) for s in config["demo"]["insar_shape"]),
-        seed=config["demo"]["seed"],
     log:
         f"{LOGS}/demo/insar_stack.log",
     benchmark:
         f"{BENCH}/demo/insar_stack.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        n_dates=config["demo"]["insar_dates"],
+        shape=" ".join(str(s) for s in config["demo"]["insar_shape"]),
+        seed=config["demo"]["seed"],
     shell:
         "python -m sarstack demo_insar_stack --n-dates {params.n_dates} --shape {params.shape}"
         " --seed {params.seed} --truth {output.truth:q} 2> {log:q} || sarstack_fail {log:q}"
@@ -88,12 +88,12 @@ rule demo_insar_check:
         f"{LOGS}/demo/insar_check.log",
     benchmark:
         f"{BENCH}/demo/insar_check.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        ENV
     shell:
         "python -m sarstack demo_insar_check --truth {input.truth:q} --index {input.index:q}"
         " --velocity {input.velocity:q} --reference {input.reference:q} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"

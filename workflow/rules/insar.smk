@@ -7,6 +7,16 @@ checkpoint insar_select:
         files=insar_select_input,
     output:
         f"{INSAR}/ifgs.csv",
+    log:
+        f"{LOGS}/insar/select.log",
+    benchmark:
+        f"{BENCH}/insar/select.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         unwrapped=insar_globs()[0],
         conncomp=opt("--conncomp", insar_globs()[1]),
@@ -25,16 +35,6 @@ checkpoint insar_select:
             if o
         ),
         block=BLOCK,
-    log:
-        f"{LOGS}/insar/select.log",
-    benchmark:
-        f"{BENCH}/insar/select.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        ENV
     shell:
         "python -m sarstack insar_select --unwrapped {params.unwrapped:q} {params.conncomp}"
         " {params.correlation} --date-format {params.date_format:q} {params.edit}"
@@ -47,19 +47,19 @@ rule insar_correlation_mean:
         aux=insar_aux_files(),
     output:
         f"{INSAR}/correlation_mean.tif",
-    params:
-        block=BLOCK,
-        mask=opt("--mask", ICFG["mask"]),
     log:
         f"{LOGS}/insar/correlation_mean.log",
     benchmark:
         f"{BENCH}/insar/correlation_mean.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=20,
-    conda:
-        ENV
+    params:
+        block=BLOCK,
+        mask=opt("--mask", ICFG["mask"]),
     shell:
         "python -m sarstack stack_average --ifgs {input.ifgs:q} --column correlation --units 1"
         " --block {params.block} {params.mask} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
@@ -71,19 +71,19 @@ rule insar_conncomp_count:
         aux=insar_aux_files(),
     output:
         f"{INSAR}/conncomp_count.tif",
-    params:
-        block=BLOCK,
-        mask=opt("--mask", ICFG["mask"]),
     log:
         f"{LOGS}/insar/conncomp_count.log",
     benchmark:
         f"{BENCH}/insar/conncomp_count.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=20,
-    conda:
-        ENV
+    params:
+        block=BLOCK,
+        mask=opt("--mask", ICFG["mask"]),
     shell:
         "python -m sarstack insar_conncomp_count --ifgs {input.ifgs:q} --block {params.block} {params.mask}"
         " --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
@@ -100,20 +100,20 @@ rule insar_closure:
             category="InSAR",
             caption="../report/insar_closure.rst",
         ),
-    params:
-        block=BLOCK,
-        mask=opt("--mask", ICFG["mask"]),
-        window=ICFG["reference_window"],
     log:
         f"{LOGS}/insar/closure.log",
     benchmark:
         f"{BENCH}/insar/closure.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
-    conda:
-        ENV
+    params:
+        block=BLOCK,
+        mask=opt("--mask", ICFG["mask"]),
+        window=ICFG["reference_window"],
     shell:
         "python -m sarstack insar_closure --ifgs {input.ifgs:q} --reference {input.reference:q}"
         " --reference-window {params.window} --block {params.block} {params.mask}"
@@ -127,6 +127,16 @@ rule insar_reference:
         quality=insar_quality(),
     output:
         f"{INSAR}/reference_point.txt",
+    log:
+        f"{LOGS}/insar/reference.log",
+    benchmark:
+        f"{BENCH}/insar/reference.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
     params:
         point=opt("--point", ICFG["reference_point"]) or opt("--lonlat", ICFG["reference_lonlat"]),
         window=ICFG["reference_window"],
@@ -134,16 +144,6 @@ rule insar_reference:
         mask=opt("--mask", ICFG["mask"]),
         threshold=ICFG["reference_threshold"],
         block=BLOCK,
-    log:
-        f"{LOGS}/insar/reference.log",
-    benchmark:
-        f"{BENCH}/insar/reference.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=20,
-    conda:
-        ENV
     shell:
         "python -m sarstack insar_reference --ifgs {input.ifgs:q} {params.point} {params.quality}"
         " {params.mask} --threshold {params.threshold} --block {params.block} --window {params.window}"
@@ -157,6 +157,16 @@ rule insar_invert:
         aux=insar_aux_files(),
     output:
         temp(directory(f"{INSAR}/strips/{{chunk}}")),
+    log:
+        f"{LOGS}/insar/invert_{{chunk}}.log",
+    benchmark:
+        f"{BENCH}/insar/invert_{{chunk}}.tsv"
+    conda:
+        ENV
+    threads: lambda wildcards: chunk_threads(insar_n_block_rows())
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         method=ICFG["method"],
         wavelength=opt("--wavelength", ICFG["wavelength"]),
@@ -170,16 +180,6 @@ rule insar_invert:
         residuals="--write-residuals" if ICFG["write_residuals"] else "",
         window=ICFG["reference_window"],
         jaxcache=JAXCACHE,
-    log:
-        f"{LOGS}/insar/invert_{{chunk}}.log",
-    benchmark:
-        f"{BENCH}/insar/invert_{{chunk}}.tsv"
-    threads: lambda wildcards: chunk_threads(insar_n_block_rows())
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    conda:
-        ENV
     shell:
         "python -m sarstack insar_invert --ifgs {input.ifgs:q} --reference {input.reference:q}"
         " --strip {wildcards.chunk} --out-dir {output:q} --method {params.method}"
@@ -197,13 +197,23 @@ rule insar_gather:
         reference=f"{INSAR}/reference_point.txt",
         strips=insar_strips_all,
     output:
+        **({"residuals": directory(f"{INSAR}/residuals")} if ICFG["write_residuals"] else {}),
+        **({"mask": f"{INSAR}/mask.tif"} if ICFG["coherence_mask"] is not None else {}),
         timeseries=directory(f"{INSAR}/timeseries"),
         residual_sum=f"{INSAR}/residual_sum.tif",
         temporal_coherence=f"{INSAR}/temporal_coherence.tif",
         n_used=f"{INSAR}/n_ifgs_used.tif",
         index=f"{INSAR}/timeseries.csv",
-        **({"residuals": directory(f"{INSAR}/residuals")} if ICFG["write_residuals"] else {}),
-        **({"mask": f"{INSAR}/mask.tif"} if ICFG["coherence_mask"] is not None else {}),
+    log:
+        f"{LOGS}/insar/gather.log",
+    benchmark:
+        f"{BENCH}/insar/gather.tsv"
+    conda:
+        ENV
+    threads: max(1, min(8, CORES or 1))
+    resources:
+        mem_mb=2000,
+        runtime=60,
     params:
         out_dir=lambda w, output: os.path.dirname(output.index),
         method=ICFG["method"],
@@ -213,16 +223,6 @@ rule insar_gather:
         mask=opt("--coherence-mask", ICFG["coherence_mask"])
         + " "
         + opt("--min-region-px", ICFG["min_region_px"]),
-    log:
-        f"{LOGS}/insar/gather.log",
-    benchmark:
-        f"{BENCH}/insar/gather.tsv"
-    threads: max(1, min(8, CORES or 1))
-    resources:
-        mem_mb=2000,
-        runtime=60,
-    conda:
-        ENV
     shell:
         "python -m sarstack insar_gather {input.strips:q} --ifgs {input.ifgs:q}"
         " --reference {input.reference:q} --out-dir {params.out_dir:q}"
@@ -242,6 +242,16 @@ rule insar_velocity:
         ),
         std=f"{INSAR}/velocity_std.tif",
         model=insar_model_outputs(),
+    log:
+        f"{LOGS}/insar/velocity.log",
+    benchmark:
+        f"{BENCH}/insar/velocity.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
     params:
         block=BLOCK,
         weighting="--weight-by-correlation" if ICFG["velocity_weighting"] == "correlation" else "",
@@ -249,16 +259,6 @@ rule insar_velocity:
         semiannual="--semiannual" if ICFG["velocity_model"]["semiannual"] else "",
         steps=opt("--step", ICFG["velocity_model"]["steps"]),
         out_dir=lambda w, output: os.path.dirname(output.velocity),
-    log:
-        f"{LOGS}/insar/velocity.log",
-    benchmark:
-        f"{BENCH}/insar/velocity.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=20,
-    conda:
-        ENV
     shell:
         "python -m sarstack insar_velocity --index {input.index:q} --ifgs {input.ifgs:q}"
         " --out {output.velocity:q} --out-std {output.std:q} --block {params.block}"
@@ -286,12 +286,12 @@ rule insar_plots:
         f"{LOGS}/insar/plots.log",
     benchmark:
         f"{BENCH}/insar/plots.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        ENV
     shell:
         "python -m sarstack insar_plots --velocity {input.velocity:q} --index {input.index:q}"
         " --ifgs {input.ifgs:q} --reference {input.reference:q} --out-velocity {output.velocity:q}"
@@ -306,19 +306,19 @@ rule insar_rereference:
     output:
         timeseries=directory(f"{INSAR}/timeseries_rereferenced"),
         index=f"{INSAR}/timeseries_rereferenced.csv",
-    params:
-        date=ICFG["extra_reference_date"],
-        block=BLOCK,
     log:
         f"{LOGS}/insar/rereference.log",
     benchmark:
         f"{BENCH}/insar/rereference.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=20,
-    conda:
-        ENV
+    params:
+        date=ICFG["extra_reference_date"],
+        block=BLOCK,
     shell:
         "python -m sarstack insar_rereference --index {input.index:q} --ifgs {input.ifgs:q} --date {params.date}"
         " --out-dir {output.timeseries:q} --out-index {output.index:q} --block {params.block}"

@@ -10,19 +10,19 @@ checkpoint rtc_select:
     output:
         scenes=f"{RTC}/scenes.csv",
         grid=f"{RTC}/grid.json",
-    params:
-        pattern=rtc_pattern(),
-        tiles=" ".join(str(t) for t in config["rtc"]["tiles"]),
     log:
         f"{LOGS}/rtc/select.log",
     benchmark:
         f"{BENCH}/rtc/select.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        pattern=rtc_pattern(),
+        tiles=" ".join(str(t) for t in config["rtc"]["tiles"]),
     shell:
         "python -m sarstack rtc_select --inputs {params.pattern:q}"
         " --scenes {output.scenes:q} --grid {output.grid:q} --tiles {params.tiles} 2> {log:q} || sarstack_fail {log:q}"
@@ -37,20 +37,20 @@ rule rtc_superset:
         # next run, whatever Snakemake's incomplete markers say (an empty
         # directory() output from a kill once passed for complete).
         index=f"{RTC}/superset/{{chunk}}/index.csv",
-    params:
-        out_dir=lambda w, output: os.path.dirname(output.index),
-        resampling=config["rtc"]["resampling"],
-        block=BLOCK,
     log:
         f"{LOGS}/rtc/superset_{{chunk}}.log",
     benchmark:
         f"{BENCH}/rtc/superset_{{chunk}}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=20,
-    conda:
-        ENV
+    params:
+        out_dir=lambda w, output: os.path.dirname(output.index),
+        resampling=config["rtc"]["resampling"],
+        block=BLOCK,
     shell:
         "python -m sarstack rtc_superset --scenes {input.scenes:q} --grid {input.grid:q}"
         " --chunk {wildcards.chunk} --resampling {params.resampling} --block {params.block}"
@@ -63,21 +63,21 @@ rule rtc_flatten:
         grid=f"{RTC}/grid.json",
     output:
         f"{RTC}/flat/{{chunk}}.json",
+    log:
+        f"{LOGS}/rtc/flatten_{{chunk}}.log",
+    benchmark:
+        f"{BENCH}/rtc/flatten_{{chunk}}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=20,
     params:
         percentiles=" ".join(str(p) for p in config["rtc"]["percentiles"]),
         tiles=" ".join(str(t) for t in config["rtc"]["tiles"]),
         block=BLOCK,
         scale=config["rtc"]["scale"],
-    log:
-        f"{LOGS}/rtc/flatten_{{chunk}}.log",
-    benchmark:
-        f"{BENCH}/rtc/flatten_{{chunk}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=20,
-    conda:
-        ENV
     shell:
         "python -m sarstack rtc_flatten --superset {input.superset:q} --grid {input.grid:q}"
         " --tiles {params.tiles} --percentiles {params.percentiles} --block {params.block}"
@@ -90,18 +90,18 @@ rule rtc_tiles:
         flat=rtc_flat_all,
     output:
         f"{RTC}/tiles.geojson",
-    params:
-        tiles=" ".join(str(t) for t in config["rtc"]["tiles"]),
     log:
         f"{LOGS}/rtc/tiles.log",
     benchmark:
         f"{BENCH}/rtc/tiles.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=20,
-    conda:
-        ENV
+    params:
+        tiles=" ".join(str(t) for t in config["rtc"]["tiles"]),
     shell:
         "python -m sarstack rtc_tiles --grid {input.grid:q} --tiles {params.tiles}"
         " --out {output:q} {input.flat:q} 2> {log:q} || sarstack_fail {log:q}"
@@ -113,6 +113,16 @@ rule rtc_xcorr:
         tiles=f"{RTC}/tiles.geojson",
     output:
         f"{RTC}/xcorr/{{chunk}}.csv",
+    log:
+        f"{LOGS}/rtc/xcorr_{{chunk}}.log",
+    benchmark:
+        f"{BENCH}/rtc/xcorr_{{chunk}}.tsv"
+    conda:
+        ENV
+    threads: lambda wildcards: chunk_threads(rtc_n_pairs())
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         pairs=config["rtc"]["pairs"],
         upsample=config["rtc"]["upsample_factor"],
@@ -122,16 +132,6 @@ rule rtc_xcorr:
         block=BLOCK,
         min_quality=opt("--min-quality", config["rtc"]["min_quality"]),
         max_shift=opt("--max-shift-px", config["rtc"]["max_shift_px"]),
-    log:
-        f"{LOGS}/rtc/xcorr_{{chunk}}.log",
-    benchmark:
-        f"{BENCH}/rtc/xcorr_{{chunk}}.tsv"
-    threads: lambda wildcards: chunk_threads(rtc_n_pairs())
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    conda:
-        ENV
     shell:
         "python -m sarstack rtc_xcorr --flat {input.flat:q} --tiles {input.tiles:q}"
         " --pairs {params.pairs} --chunk {wildcards.chunk} --upsample-factor {params.upsample}"
@@ -158,19 +158,19 @@ rule rtc_aggregate:
             subcategory="Verdict",
             caption="../report/rtc_summary.rst",
         ),
-    params:
-        requirement=opt("--requirement-m", config["rtc"]["requirement_m"]),
-        min_ok=config["rtc"]["min_ok_tiles"],
     log:
         f"{LOGS}/rtc/aggregate.log",
     benchmark:
         f"{BENCH}/rtc/aggregate.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        requirement=opt("--requirement-m", config["rtc"]["requirement_m"]),
+        min_ok=config["rtc"]["min_ok_tiles"],
     shell:
         "python -m sarstack rtc_aggregate {params.requirement} --min-ok-tiles {params.min_ok}"
         " --offsets {output.offsets:q} --pairs {output.pairs:q} --tiles {output.tiles:q}"
@@ -204,18 +204,18 @@ rule rtc_plots:
             category="RTC geolocation",
             caption="../report/rtc_quiver.rst",
         ),
-    params:
-        requirement=opt("--requirement-m", config["rtc"]["requirement_m"]),
     log:
         f"{LOGS}/rtc/plots.log",
     benchmark:
         f"{BENCH}/rtc/plots.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        requirement=opt("--requirement-m", config["rtc"]["requirement_m"]),
     shell:
         "python -m sarstack rtc_plots --offsets {input.offsets:q} --pairs {input.pairs:q}"
         " --tiles {input.tiles:q} --geojson {input.geojson:q} {params.requirement}"
@@ -235,18 +235,18 @@ rule rtc_dates:
             category="RTC geolocation",
             caption="../report/rtc_dates.rst",
         ),
-    params:
-        robust="--robust" if config["rtc"]["dates_method"] == "robust" else "",
     log:
         f"{LOGS}/rtc/dates.log",
     benchmark:
         f"{BENCH}/rtc/dates.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        robust="--robust" if config["rtc"]["dates_method"] == "robust" else "",
     shell:
         "python -m sarstack rtc_dates --offsets {input.offsets:q} --pairs {input.pairs:q}"
         " --out {output.dates:q} --out-tiles {output.tiles:q} --plot {output.plot:q}"
