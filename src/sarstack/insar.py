@@ -45,6 +45,13 @@ class Ifg:
     #: Why network editing left it out ("" = used).
     excluded: str = ""
 
+    def need(self, kind: str) -> Path:
+        """The companion raster ``kind`` ("conncomp" or "correlation"); raises if absent."""
+        path = getattr(self, kind)
+        if path is None:
+            raise SarstackError(f"insar.{kind}: no {kind} raster for {self.path.name}")
+        return path
+
     @property
     def key(self) -> str:
         return f"{self.reference:%Y%m%d}_{self.secondary:%Y%m%d}"
@@ -162,17 +169,20 @@ class NetworkEdit:
         for i in kept:
             acc, n = 0.0, 0
             for win in iter_blocks(grid.shape, block_shape):
-                b = read_band(i.correlation, win)
-                check_range(b, i.correlation, 0.0, 1.0, "correlation")
+                b = read_band(i.need("correlation"), win)
+                check_range(b, i.need("correlation"), 0.0, 1.0, "correlation")
                 ok = np.isfinite(b)
                 acc += float(b[ok].sum(dtype=np.float64))
                 n += int(ok.sum())
             means[i.key] = acc / n if n else float("nan")
+        limit = self.min_mean_correlation
+        if limit is None:
+            return list(ifgs)
         out = []
         for i in ifgs:
             m = means.get(i.key)
-            if m is not None and not m >= self.min_mean_correlation:
-                why = f"min_mean_correlation {m:.3f} < {self.min_mean_correlation:g}"
+            if m is not None and not m >= limit:
+                why = f"min_mean_correlation {m:.3f} < {limit:g}"
                 i = replace(i, excluded=why)
             out.append(i)
         return out
@@ -237,11 +247,13 @@ def select_ifgs(
             raise SarstackError(f"insar.correlation: no correlation raster for {p.name}")
         ifgs.append(Ifg(p, d1, d2, cc.get((d1, d2)), cor.get((d1, d2))))
 
+    what = edit.describe() if edit is not None else ""
+
     def kept(every: list[Ifg]) -> list[Ifg]:
         out = [i for i in every if not i.excluded]
         if len(out) < 2:
             raise SarstackError(
-                f"insar: network editing ({edit.describe()}) leaves {len(out)} of "
+                f"insar: network editing ({what}) leaves {len(out)} of "
                 f"{len(every)} interferograms; need at least 2"
             )
         return out
@@ -315,14 +327,14 @@ def read_ifg_table(
         df["excluded_reason"] = ""
     every = [
         Ifg(
-            Path(r.path),
-            dt.date.fromisoformat(r.reference_date),
-            dt.date.fromisoformat(r.secondary_date),
-            Path(r.conncomp) if r.conncomp else None,
-            Path(r.correlation) if r.correlation else None,
-            r.excluded_reason,
+            Path(r["path"]),
+            dt.date.fromisoformat(r["reference_date"]),
+            dt.date.fromisoformat(r["secondary_date"]),
+            Path(r["conncomp"]) if r["conncomp"] else None,
+            Path(r["correlation"]) if r["correlation"] else None,
+            r["excluded_reason"],
         )
-        for r in df.itertuples()
+        for r in df.to_dict("records")
     ]
     ifgs = [i for i in every if not i.excluded]
     if include_excluded:
@@ -395,11 +407,11 @@ def reference_inputs(
         if cc_all is not None:
             c = np.ones_like(v)
             for k, i in enumerate(ifgs):
-                nz = read_band(i.conncomp, win, nan_nodata=False) != 0
+                nz = read_band(i.need("conncomp"), win, nan_nodata=False) != 0
                 has_cc[k] |= bool(nz.any())
                 c &= nz
             cc_all[sl] = c
-        if qual is not None:
+        if qual is not None and quality is not None:
             qual[sl] = read_band(quality, win)
     if not has_data.all():
         raise SarstackError(f"{ifgs[int(np.argmin(has_data))].path}: no valid pixel (all nodata)")
@@ -649,13 +661,13 @@ def invert_strip(
             if weighted:
                 weights = np.ones_like(flat)
                 if weighting == "correlation":
-                    cor = np.stack([read_band(i.correlation, win) for i in ifgs])
+                    cor = np.stack([read_band(i.need("correlation"), win) for i in ifgs])
                     for i, layer in zip(ifgs, cor, strict=True):
-                        check_range(layer, i.correlation, 0.0, 1.0, "correlation")
+                        check_range(layer, i.need("correlation"), 0.0, 1.0, "correlation")
                     cor = cor.reshape(flat.shape)
                     weights = ts.correlation_weights(cor, correlation_looks, correlation_threshold)
                 if censor:
-                    cc = np.stack([read_band(i.conncomp, win, nan_nodata=False) for i in ifgs])
+                    cc = np.stack([read_band(i.need("conncomp"), win, nan_nodata=False) for i in ifgs])
                     weights = weights * (cc.reshape(flat.shape) != 0)
             x, res, n_used, n_it = _solve_block(
                 a, pairs, flat, weights, method=method, single=single,
@@ -720,7 +732,7 @@ def gather_strips(
     is held whole, one byte per pixel (the region sizes need the scene).
     """
     out_dir = Path(out_dir)
-    strip_dirs = [Path(d) for d in strip_dirs]
+    strips = [Path(d) for d in strip_dirs]
     grid = read_grid(ifgs[0].path)
     first = dates[0]
     r, c = ref_rc
@@ -734,7 +746,7 @@ def gather_strips(
         ("timeseries", b + 1, p, units, _date_tags(first, d, **common, quantity=disp_q), {})
         for b, (p, d) in enumerate(zip(ts_paths, dates[1:], strict=True))
     ]
-    if (strip_dirs[0] / STRIP_FILES["residuals"]).exists():
+    if (strips[0] / STRIP_FILES["residuals"]).exists():
         outputs += [
             ("residuals", b + 1, out_dir / "residuals" / f"{i.key}.tif", "radians",
              _date_tags(i.reference, i.secondary, **common,
@@ -750,14 +762,14 @@ def gather_strips(
     ]  # fmt: skip
     offsets = []
     r0 = 0
-    for d in strip_dirs:
+    for d in strips:
         offsets.append(r0)
         r0 += read_grid(d / STRIP_FILES["residual_sum"]).height
     if r0 != grid.height:
-        raise SarstackError(f"{strip_dirs[0].parent}: strips cover {r0} of {grid.height} rows")
+        raise SarstackError(f"{strips[0].parent}: strips cover {r0} of {grid.height} rows")
     keep = None
     if coherence_mask is not None:
-        keep = _coherence_mask(strip_dirs, offsets, grid, ref_rc, coherence_mask, min_region_px,
+        keep = _coherence_mask(strips, offsets, grid, ref_rc, coherence_mask, min_region_px,
                                block_shape)  # fmt: skip
         mask_tags = {**span, "quantity": f"1 = kept: temporal coherence >= {coherence_mask:g}"
                      + (f", regions >= {min_region_px} px" if min_region_px else "")}
@@ -772,13 +784,13 @@ def gather_strips(
     def assemble(name: str, band: int, path: Path, u: str, tags: dict, kw: dict) -> None:
         masked = keep is not None and name != "temporal_coherence"
         with RasterWriter(path, grid, units=u, tags=tags, **kw) as w:
-            for d, off in zip(strip_dirs, offsets, strict=True):
+            for d, off in zip(strips, offsets, strict=True):
                 src = d / STRIP_FILES[name]
                 with open_raster(src) as ds:
                     for win in iter_blocks((ds.height, ds.width), block_shape):
                         out_win = Window(win.col_off, win.row_off + off, win.width, win.height)
                         data = ds.read(band, window=win)
-                        if masked:
+                        if masked and keep is not None:
                             drop = ~_window_of(keep, out_win)
                             data[drop] = COUNT_NODATA if data.dtype == np.uint16 else np.nan
                         w.write(data, out_win)
@@ -792,7 +804,7 @@ def gather_strips(
     else:
         for o in outputs:
             assemble(*o)
-    log.info("gathered %d strips into %d rasters", len(strip_dirs), len(outputs))
+    log.info("gathered %d strips into %d rasters", len(strips), len(outputs))
     return pd.DataFrame(
         {"date": [d.isoformat() for d in dates[1:]], "path": [str(p) for p in ts_paths],
          "units": units}
@@ -920,7 +932,7 @@ def _correlation_date_weights(
     acc = np.zeros(shape)
     n = np.zeros(shape)
     for i in weight_ifgs:
-        cor = np.nan_to_num(read_band(i.correlation, win).reshape(-1), nan=0.0)
+        cor = np.nan_to_num(read_band(i.need("correlation"), win).reshape(-1), nan=0.0)
         for d in (i.reference, i.secondary):
             acc[date_index[d]] += cor
             n[date_index[d]] += 1
@@ -1054,7 +1066,7 @@ def conncomp_count(
     pixels get the nodata value 65535)."""
     if not all(i.conncomp for i in ifgs):
         raise SarstackError("insar.conncomp: a conncomp raster is needed for every ifg")
-    grid = read_grid(ifgs[0].conncomp)
+    grid = read_grid(ifgs[0].need("conncomp"))
     with RasterWriter(
         out,
         grid,
@@ -1069,7 +1081,7 @@ def conncomp_count(
             counts = np.zeros((len(dates), win.height, win.width), np.uint16)
             index = {d: k for k, d in enumerate(dates)}
             for i in ifgs:
-                good = read_band(i.conncomp, win, nan_nodata=False) != 0
+                good = read_band(i.need("conncomp"), win, nan_nodata=False) != 0
                 counts[index[i.reference]] += good
                 counts[index[i.secondary]] += good
             m = _read_mask(mask, win)
