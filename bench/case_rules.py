@@ -38,7 +38,7 @@ PROFILE_FUNCS = {
     "insar_invert.py": [
         ("read inputs (`io.read_band`)", "sarstack/io.py", "read_band"),
         ("inversion (`insar._solve_block`)", "sarstack/insar.py", "_solve_block"),
-        ("temporal coherence", "sarstack/timeseries.py", "temporal_coherence"),
+        ("temporal coherence", "sarstack/timeseries/_coherence.py", "temporal_coherence"),
         ("write blocks (`RasterWriter.write`)", "sarstack/io.py", "write"),
         ("finish COGs (`RasterWriter.__exit__`)", "sarstack/io.py", "__exit__"),
         ("XLA compile / cache load", "jax/_src/compiler.py", "compile_or_get_cached"),

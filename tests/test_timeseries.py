@@ -241,7 +241,7 @@ def test_l1_blocks_run_side_by_side_give_the_same_pixels(monkeypatch):
     _, phase = _stack(a, 1300, 0.1, seed=16, outlier_frac=0.05)
     phase[:, 700] = np.nan
     x1, r1, n1 = ts.invert_l1(a, phase)  # one block
-    monkeypatch.setattr(ts, "_L1_BLOCK", 512)  # three blocks, the last one padded
+    monkeypatch.setattr(ts._l1, "_L1_BLOCK", 512)  # three blocks, the last one padded
     monkeypatch.setenv("SARSTACK_THREADS", "2")  # what the workflow sets from the rule
     x3, r3, n3 = ts.invert_l1(a, phase)
     np.testing.assert_allclose(x3, x1, rtol=0, atol=1e-12)

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("x64")
 def path(request, monkeypatch):
     """Run a test through the unrolled sparse solver and the library fallback."""
     if request.param == "dense":
-        monkeypatch.setattr(ts, "_SPARSE_MAX_OPS", -1)
+        monkeypatch.setattr(ts._weighted, "_SPARSE_MAX_OPS", -1)
     return request.param
 
 
