@@ -605,13 +605,14 @@ def aggregate_tiles(offsets: pd.DataFrame, pairs: pd.DataFrame | None = None) ->
         )
         offsets = offsets.merge(ref, on=keys, how="left")
     rows = []
-    for (r, c), g in offsets.groupby(["tile_row", "tile_col"], sort=True):
+    for key, g in offsets.groupby(["tile_row", "tile_col"], sort=True):
+        r, c = (int(v) for v in key)  # type: ignore[call-overload]  # pandas: a Hashable key
         ok = g[g["status"] == STATUS_OK]
         e_rob, e_sd = robust_stats(ok["east_m"].to_numpy())
         n_rob, n_sd = robust_stats(ok["north_m"].to_numpy())
         row = {
-            "tile_row": int(r),
-            "tile_col": int(c),
+            "tile_row": r,
+            "tile_col": c,
             "east_mean_m": float(ok["east_m"].mean()) if len(ok) else float("nan"),
             "north_mean_m": float(ok["north_m"].mean()) if len(ok) else float("nan"),
             "east_robust_m": e_rob,
@@ -1030,7 +1031,8 @@ def date_offsets(
     for row in offsets.itertuples(index=False):
         p = p_index[(row.reference_date, row.secondary_date)]
         t = t_index[(row.tile_row, row.tile_col)]
-        good = row.status == STATUS_OK and np.isfinite(row.east_m) and np.isfinite(row.north_m)
+        east, north = float(row.east_m), float(row.north_m)  # type: ignore[arg-type]
+        good = row.status == STATUS_OK and np.isfinite(east) and np.isfinite(north)
         vals_t[p, t], vals_t[p, n_t + t] = row.east_m, row.north_m
         ok_t[p, t] = ok_t[p, n_t + t] = good
     xt, sdt, _ = invert_dates(vals_t, ok_t, pairs, len(dates), robust=robust)

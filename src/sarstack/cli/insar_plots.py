@@ -16,8 +16,9 @@ def sample_points(vel: np.ndarray, ref: tuple[int, int]) -> dict[str, tuple[int,
     """Reference, fastest towards / away from the radar, and the centre pixel."""
     pts = {"reference": ref}
     if np.isfinite(vel).any():
-        pts["max velocity"] = tuple(int(v) for v in np.unravel_index(np.nanargmax(vel), vel.shape))
-        pts["min velocity"] = tuple(int(v) for v in np.unravel_index(np.nanargmin(vel), vel.shape))
+        for name, k in (("max velocity", np.nanargmax(vel)), ("min velocity", np.nanargmin(vel))):
+            r, c = np.unravel_index(k, vel.shape)
+            pts[name] = (int(r), int(c))
     pts["centre"] = (vel.shape[0] // 2, vel.shape[1] // 2)
     return pts
 

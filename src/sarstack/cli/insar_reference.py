@@ -43,7 +43,8 @@ def main(argv=None):
     key = "insar.reference_point"
     if a.lonlat is not None:
         key = "insar.reference_lonlat"
-        a.point = io.lonlat_to_rowcol(grid, *a.lonlat, key=key)
+        lon, lat = a.lonlat
+        a.point = io.lonlat_to_rowcol(grid, lon, lat, key=key)
         log.info("[lon, lat] %s is pixel [%d, %d]", a.lonlat, *a.point)
     valid, quality, cc = insar.reference_inputs(
         ifgs, grid, mask=a.mask, quality=a.quality, block_shape=a.block

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 import jax
 import jax.numpy as jnp
@@ -457,7 +457,7 @@ def invert_l1(
 
 
 def invert(
-    a: np.ndarray, phase: np.ndarray, method: str = "L1", **kw: float
+    a: np.ndarray, phase: np.ndarray, method: str = "L1", **kw: Any
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Network inversion by ``method`` ``"L1"`` or ``"L2"``.
 
