@@ -606,7 +606,7 @@ def aggregate_tiles(offsets: pd.DataFrame, pairs: pd.DataFrame | None = None) ->
         offsets = offsets.merge(ref, on=keys, how="left")
     rows = []
     for key, g in offsets.groupby(["tile_row", "tile_col"], sort=True):
-        r, c = (int(v) for v in key)  # type: ignore[call-overload]  # pandas: a Hashable key
+        r, c = (int(v) for v in key)
         ok = g[g["status"] == STATUS_OK]
         e_rob, e_sd = robust_stats(ok["east_m"].to_numpy())
         n_rob, n_sd = robust_stats(ok["north_m"].to_numpy())
@@ -1031,7 +1031,7 @@ def date_offsets(
     for row in offsets.itertuples(index=False):
         p = p_index[(row.reference_date, row.secondary_date)]
         t = t_index[(row.tile_row, row.tile_col)]
-        east, north = float(row.east_m), float(row.north_m)  # type: ignore[arg-type]
+        east, north = float(row.east_m), float(row.north_m)
         good = row.status == STATUS_OK and np.isfinite(east) and np.isfinite(north)
         vals_t[p, t], vals_t[p, n_t + t] = row.east_m, row.north_m
         ok_t[p, t] = ok_t[p, n_t + t] = good

@@ -18,7 +18,7 @@ from sarstack.errors import SarstackError
 def _work_dtype(*arrays: np.ndarray) -> np.dtype:
     """float64 when x64 is enabled and any input is float64, else float32."""
     want64 = any(np.asarray(a).dtype == np.float64 for a in arrays)
-    return np.dtype(np.float64 if (want64 and jax.config.jax_enable_x64) else np.float32)
+    return np.dtype(np.float64 if (want64 and jax.config.read("jax_enable_x64")) else np.float32)
 
 
 def _prepare(
