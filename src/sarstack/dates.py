@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -295,6 +295,62 @@ def solve_network_columns(
 # --------------------------------------------------------------------------- #
 # Network
 # --------------------------------------------------------------------------- #
+
+
+def irls_l1(
+    solve: Callable[[np.ndarray], dict[str, np.ndarray]],
+    weights: np.ndarray,
+    values: np.ndarray,
+    *,
+    floor: float,
+    max_iter: int,
+    tol: float | None = None,
+) -> tuple[dict[str, np.ndarray], int]:
+    """Iteratively reweighted least squares towards least absolute deviations.
+
+    The one IRLS of sarstack, for the RTC per-date offsets and the censored
+    InSAR L1: starting from ``solve(weights)``, re-solves with weights
+    ``weights / max(|residual|, floor * scale)`` (``scale`` the median
+    ``|values|``, at least 1e-6), so each observation's weight approaches
+    ``1 / |residual|`` and the weighted squares approach the absolute sum.
+
+    Parameters
+    ----------
+    solve
+        Weighted least squares for given weights, returning a dict with at
+        least ``"x"`` and ``"residual"`` (NaN where unused), as
+        :func:`solve_network_columns` or ``timeseries.invert_weighted``.
+    weights
+        The base weights (0 = unused), as ``solve`` takes them.
+    values
+        The observations the residual floor is scaled by (NaN ignored).
+    floor
+        Smallest residual, as a fraction of ``scale``, in the reweighting
+        (keeps weights finite where an observation is fitted exactly).
+    max_iter
+        Most reweighted solves.
+    tol
+        Stop when no ``x`` changes by more than ``tol * max(scale, 1)``;
+        None = always ``max_iter`` solves.
+
+    Returns
+    -------
+    result, n_iter
+        ``solve``'s dict of the last solve and the number of reweighted solves.
+    """
+    v = np.abs(np.asarray(values, dtype=np.float64))
+    scale = max(float(np.nanmedian(v)) if np.isfinite(v).any() else 1.0, 1e-6)
+    out = solve(weights)
+    n_it = 0
+    while n_it < max_iter:
+        n_it += 1
+        r = np.nan_to_num(np.abs(out["residual"]), nan=0.0)
+        new = solve(weights / np.maximum(r, floor * scale))
+        change = np.nanmax(np.abs(new["x"] - out["x"]), initial=0.0)
+        out = new
+        if tol is not None and change <= tol * max(scale, 1.0):
+            break
+    return out, n_it
 
 
 def _date_label(k: int, dates: Sequence[dt.date] | None) -> str:

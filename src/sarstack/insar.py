@@ -25,7 +25,15 @@ from sarstack import dates as sdates
 from sarstack import refpoint
 from sarstack import velocity as svel
 from sarstack.errors import SarstackError
-from sarstack.io import Grid, RasterWriter, iter_blocks, open_raster, read_band, read_grid
+from sarstack.io import (
+    Grid,
+    RasterWriter,
+    StackReader,
+    iter_blocks,
+    open_raster,
+    read_band,
+    read_grid,
+)
 
 log = logging.getLogger(__name__)
 
@@ -168,12 +176,13 @@ class NetworkEdit:
         means = {}
         for i in kept:
             acc, n = 0.0, 0
-            for win in iter_blocks(grid.shape, block_shape):
-                b = read_band(i.need("correlation"), win)
-                check_range(b, i.need("correlation"), 0.0, 1.0, "correlation")
-                ok = np.isfinite(b)
-                acc += float(b[ok].sum(dtype=np.float64))
-                n += int(ok.sum())
+            with StackReader([i.need("correlation")]) as one:
+                for win in iter_blocks(grid.shape, block_shape):
+                    b = one.read_one(0, win)
+                    check_range(b, i.need("correlation"), 0.0, 1.0, "correlation")
+                    ok = np.isfinite(b)
+                    acc += float(b[ok].sum(dtype=np.float64))
+                    n += int(ok.sum())
             means[i.key] = acc / n if n else float("nan")
         limit = self.min_mean_correlation
         if limit is None:
@@ -389,30 +398,13 @@ def reference_inputs(
     has_data = np.zeros(len(ifgs), bool)
     has_cc = np.zeros(len(ifgs), bool)
     mask_any = False
-    for win in iter_blocks(grid.shape, block_shape):
-        sl = (
-            slice(win.row_off, win.row_off + win.height),
-            slice(win.col_off, win.col_off + win.width),
-        )
-        v = np.ones((win.height, win.width), bool)
-        for k, i in enumerate(ifgs):
-            ok = np.isfinite(read_band(i.path, win))
-            has_data[k] |= bool(ok.any())
-            v &= ok
-        m = _read_mask(mask, win)
-        if m is not None:
-            mask_any |= bool(m.any())
-            v &= m
-        valid[sl] = v
-        if cc_all is not None:
-            c = np.ones_like(v)
-            for k, i in enumerate(ifgs):
-                nz = read_band(i.need("conncomp"), win, nan_nodata=False) != 0
-                has_cc[k] |= bool(nz.any())
-                c &= nz
-            cc_all[sl] = c
-        if qual is not None and quality is not None:
-            qual[sl] = read_band(quality, win)
+    with contextlib.ExitStack() as st:
+        phase = st.enter_context(StackReader([i.path for i in ifgs]))
+        ccs = (st.enter_context(StackReader([i.need("conncomp") for i in ifgs], nan_nodata=False))
+               if cc_all is not None else None)  # fmt: skip
+        for win in iter_blocks(grid.shape, block_shape):
+            mask_any |= _reference_block(win, phase, ccs, mask, quality, valid, cc_all, qual,
+                                         has_data, has_cc)  # fmt: skip
     if not has_data.all():
         raise SarstackError(f"{ifgs[int(np.argmin(has_data))].path}: no valid pixel (all nodata)")
     if mask is not None and not mask_any:
@@ -462,6 +454,36 @@ def reference_phase(
     return out
 
 
+def _reference_block(
+    win: Window,
+    phase: StackReader,
+    ccs: StackReader | None,
+    mask: str | Path | None,
+    quality: str | Path | None,
+    valid: np.ndarray,
+    cc_all: np.ndarray | None,
+    qual: np.ndarray | None,
+    has_data: np.ndarray,
+    has_cc: np.ndarray,
+) -> bool:
+    """One block of :func:`reference_inputs` (fills its rasters); whether the mask has a 1."""
+    sl = (slice(win.row_off, win.row_off + win.height), slice(win.col_off, win.col_off + win.width))
+    ok = np.isfinite(phase.read(win))
+    has_data |= ok.any(axis=(1, 2))
+    v = ok.all(axis=0)
+    m = _read_mask(mask, win)
+    if m is not None:
+        v &= m
+    valid[sl] = v
+    if cc_all is not None and ccs is not None:
+        nz = ccs.read(win) != 0
+        has_cc |= nz.any(axis=(1, 2))
+        cc_all[sl] = nz.all(axis=0)
+    if qual is not None and quality is not None:
+        qual[sl] = read_band(quality, win)
+    return bool(m is not None and m.any())
+
+
 def _date_tags(first: dt.date, last: dt.date, **extra: str) -> dict[str, str]:
     return {"start_date": first.isoformat(), "end_date": last.isoformat(), **extra}
 
@@ -474,28 +496,14 @@ def _irls_l1(
     l1_tolerance: float,
     l1_max_iterations: int,
 ) -> tuple[dict[str, np.ndarray], int]:
-    """L1 (least absolute deviations) of a censored / weighted system by IRLS.
-
-    Starts from the weighted L2 solution, then re-solves with weights
-    ``w / max(|r|, floor)`` until no unknown changes by more than
-    ``l1_tolerance`` times the phase scale. Returns :func:`invert_weighted`'s
-    dict and the number of iterations.
-    """
+    """L1 of a censored / weighted system: :func:`sarstack.dates.irls_l1` over
+    ``timeseries.invert_weighted`` (residual floor 1e-4 of the median phase)."""
     from sarstack import timeseries as ts  # JAX: imported by the stages that solve
 
-    out = ts.invert_weighted(a, flat, weights)
-    n_it = 0
-    scale = max(float(np.nanmedian(np.abs(flat))) if np.isfinite(flat).any() else 1.0, 1e-6)
-    floor = 1e-4 * scale
-    while n_it < l1_max_iterations:
-        n_it += 1
-        r = np.nan_to_num(np.abs(out["residual"]), nan=0.0)
-        new = ts.invert_weighted(a, flat, weights / np.maximum(r, floor))
-        change = np.nanmax(np.abs(new["x"] - out["x"]), initial=0.0)
-        out = new
-        if change <= l1_tolerance * max(scale, 1.0):
-            break
-    return out, n_it
+    return sdates.irls_l1(
+        lambda w: ts.invert_weighted(a, flat, w), weights, flat,
+        floor=1e-4, max_iter=l1_max_iterations, tol=l1_tolerance,
+    )  # fmt: skip
 
 
 def _solve_block(
@@ -614,7 +622,6 @@ def invert_strip(
     with ``write_residuals``), residual sum, temporal coherence and the
     number of ifgs used. :func:`gather_strips` assembles the final COGs.
     """
-    from sarstack import timeseries as ts  # JAX: imported by the stages that solve
 
     out_dir = Path(out_dir)
     grid = read_grid(ifgs[0].path)
@@ -634,62 +641,152 @@ def invert_strip(
         len(ifgs), len(dates), "single-reference" if single else "redundant", r, c,
         "re-ordered (no inversion needed)" if single and not weighted else how, r0, r1 - 1,
     )  # fmt: skip
-    with contextlib.ExitStack() as stack:
-
-        def writer(name, count, **kw):
-            return stack.enter_context(
-                RasterWriter(out_dir / STRIP_FILES[name], sgrid, count=count, cog=False, **kw)
-            )
-
-        ts_w = writer("timeseries", len(dates) - 1)
-        res_w = writer("residuals", len(ifgs)) if write_residuals else None
-        sum_w = writer("residual_sum", 1)
-        tc_w = writer("temporal_coherence", 1)
-        n_w = writer("n_ifgs_used", 1, dtype="uint16", nodata=COUNT_NODATA)
+    with (
+        _StripOutputs(out_dir, sgrid, len(dates), len(ifgs), write_residuals) as outputs,
+        _BlockReader(ifgs, ref_vals, mask, weighting=weighting, censor=censor,
+                     looks=correlation_looks, threshold=correlation_threshold) as reader,
+    ):  # fmt: skip
         blocks = list(iter_blocks(sgrid.shape, block_shape))
         max_it = 0
         for k, swin in enumerate(blocks):
             win = Window(swin.col_off, swin.row_off + r0, swin.width, swin.height)
-            shape = (int(win.height), int(win.width))
-            phase = np.stack([read_band(i.path, win) for i in ifgs]).astype(np.float64)
-            phase -= ref_vals[:, None, None]
-            m = _read_mask(mask, win)
-            if m is not None:
-                phase[:, ~m] = np.nan
-            flat = phase.reshape(len(ifgs), -1)
-            weights = None
-            if weighted:
-                weights = np.ones_like(flat)
-                if weighting == "correlation":
-                    cor = np.stack([read_band(i.need("correlation"), win) for i in ifgs])
-                    for i, layer in zip(ifgs, cor, strict=True):
-                        check_range(layer, i.need("correlation"), 0.0, 1.0, "correlation")
-                    cor = cor.reshape(flat.shape)
-                    weights = ts.correlation_weights(cor, correlation_looks, correlation_threshold)
-                if censor:
-                    cc = np.stack([read_band(i.need("conncomp"), win, nan_nodata=False) for i in ifgs])
-                    weights = weights * (cc.reshape(flat.shape) != 0)
+            flat, weights, m = reader.read(win)
             x, res, n_used, n_it = _solve_block(
                 a, pairs, flat, weights, method=method, single=single,
                 l1_tolerance=l1_tolerance, l1_max_iterations=l1_max_iterations,
             )  # fmt: skip
             max_it = max(max_it, n_it)
             disp, _ = refpoint.phase_to_displacement(x, wavelength)
-            ts_w.write(disp.reshape(-1, *shape).astype(np.float32), swin)
-            if res_w is not None:
-                res_w.write(res.reshape(-1, *shape).astype(np.float32), swin)
-            used = np.isfinite(res)
-            total = np.where(used.any(axis=0), np.nansum(np.abs(res), axis=0), np.nan)
-            sum_w.write(total.reshape(shape).astype(np.float32), swin)
-            tc_w.write(ts.temporal_coherence(res).reshape(shape).astype(np.float32), swin)
-            n_used = n_used.reshape(shape).astype(np.uint16)
-            if m is not None:
-                n_used[~m] = COUNT_NODATA
-            n_w.write(n_used, swin)
+            outputs.write(swin, disp, res, n_used, m)
             log.info(
                 "block %d/%d done%s", k + 1, len(blocks),
                 f" (iterations <= {max_it})" if method == "L1" else "",
             )  # fmt: skip
+
+
+class _BlockReader:
+    """The inversion's inputs for one window: referenced phase, weights, mask.
+
+    Holds every ifg (and companion) open while the strip is inverted
+    (:class:`sarstack.io.StackReader`); ``read(window)`` returns the phase
+    ``(n_ifg, pixels)`` in float64 minus each ifg's reference value (NaN where
+    nodata or masked), the weights (None unless correlation-weighted or
+    conncomp-censored) and the mask of the window (None without one).
+    """
+
+    def __init__(
+        self,
+        ifgs: Sequence[Ifg],
+        ref_vals: np.ndarray,
+        mask: str | Path | None,
+        *,
+        weighting: str,
+        censor: bool,
+        looks: float,
+        threshold: float,
+    ) -> None:
+        self.ifgs = list(ifgs)
+        self.ref_vals = ref_vals
+        self.mask = mask
+        self.weighting = weighting
+        self.censor = censor
+        self.looks = looks
+        self.threshold = threshold
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> _BlockReader:
+        with self._stack as st:
+            self.phase = st.enter_context(StackReader([i.path for i in self.ifgs]))
+            self.cor = (st.enter_context(StackReader([i.need("correlation") for i in self.ifgs]))
+                        if self.weighting == "correlation" else None)  # fmt: skip
+            self.cc = (st.enter_context(StackReader([i.need("conncomp") for i in self.ifgs],
+                                                    nan_nodata=False))
+                       if self.censor else None)  # fmt: skip
+            self._stack = st.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def read(self, win: Window) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        from sarstack import timeseries as ts  # JAX: imported by the stages that solve
+
+        n = len(self.ifgs)
+        phase = self.phase.read(win).astype(np.float64)
+        phase -= self.ref_vals[:, None, None]
+        m = _read_mask(self.mask, win)
+        if m is not None:
+            phase[:, ~m] = np.nan
+        flat = phase.reshape(n, -1)
+        if self.cor is None and self.cc is None:
+            return flat, None, m
+        weights = np.ones_like(flat)
+        if self.cor is not None:
+            cor = self.cor.read(win)
+            for p, layer in zip(self.cor.paths, cor, strict=True):
+                check_range(layer, p, 0.0, 1.0, "correlation")
+            weights = ts.correlation_weights(cor.reshape(flat.shape), self.looks, self.threshold)
+        if self.cc is not None:
+            weights = weights * (self.cc.read(win).reshape(flat.shape) != 0)
+        return flat, weights, m
+
+
+class _StripOutputs:
+    """The strip rasters of :func:`invert_strip` (:data:`STRIP_FILES`), open
+    for the strip; ``write(window, disp, res, n_used, mask)`` writes one block
+    of every output, residual sum and temporal coherence derived here."""
+
+    def __init__(
+        self, out_dir: str | Path, grid: Grid, n_dates: int, n_ifgs: int, residuals: bool
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.grid = grid
+        self.counts = {"timeseries": n_dates - 1, "residual_sum": 1, "temporal_coherence": 1}
+        if residuals:
+            self.counts["residuals"] = n_ifgs
+        self._stack = contextlib.ExitStack()
+        self.w: dict[str, RasterWriter] = {}
+
+    def __enter__(self) -> _StripOutputs:
+        with self._stack as st:
+            for name, count in self.counts.items():
+                self.w[name] = st.enter_context(self._writer(name, count))
+            self.w["n_ifgs_used"] = st.enter_context(
+                self._writer("n_ifgs_used", 1, dtype="uint16", nodata=COUNT_NODATA)
+            )
+            self._stack = st.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.__exit__(*exc)  # type: ignore[arg-type]
+
+    def _writer(self, name: str, count: int, **kw: object) -> RasterWriter:
+        return RasterWriter(self.out_dir / STRIP_FILES[name], self.grid, count=count, cog=False,
+                            **kw)  # type: ignore[arg-type]  # fmt: skip
+
+    def write(
+        self,
+        win: Window,
+        disp: np.ndarray,
+        res: np.ndarray,
+        n_used: np.ndarray,
+        mask: np.ndarray | None,
+    ) -> None:
+        from sarstack import timeseries as ts  # JAX: imported by the stages that solve
+
+        shape = (int(win.height), int(win.width))
+        self.w["timeseries"].write(disp.reshape(-1, *shape).astype(np.float32), win)
+        if "residuals" in self.w:
+            self.w["residuals"].write(res.reshape(-1, *shape).astype(np.float32), win)
+        used = np.isfinite(res)
+        total = np.where(used.any(axis=0), np.nansum(np.abs(res), axis=0), np.nan)
+        self.w["residual_sum"].write(total.reshape(shape).astype(np.float32), win)
+        coh = ts.temporal_coherence(res).reshape(shape).astype(np.float32)
+        self.w["temporal_coherence"].write(coh, win)
+        count = n_used.reshape(shape).astype(np.uint16)
+        if mask is not None:
+            count[~mask] = COUNT_NODATA
+        self.w["n_ifgs_used"].write(count, win)
 
 
 def describe_method(method: str, weighting: str, censor: bool) -> str:
@@ -903,9 +1000,11 @@ def velocity_files(
         RasterWriter(
             out_std, grid, units=vunits, tags={**tags, "quantity": "standard error of the velocity"}
         ) as ws,
+        StackReader(paths) as series,
+        _correlation_reader(weight_ifgs) as cors,
     ):
         for win in iter_blocks(grid.shape, block_shape):
-            y = np.stack([np.zeros((win.height, win.width))] + [read_band(p, win) for p in paths])
+            y = np.concatenate([np.zeros((1, win.height, win.width)), series.read(win)])
             shape = y.shape[1:]
             flat = y.reshape(len(dates), -1).astype(np.float64)
             if weight_ifgs is None:
@@ -918,21 +1017,32 @@ def velocity_files(
                     v[part], s[part] = svel.velocity_weighted(sub, t, np.isfinite(sub) * 1.0)
             else:
                 v, s = svel.velocity_weighted(
-                    flat, t, _correlation_date_weights(weight_ifgs, date_index, win, flat.shape)
+                    flat, t, _correlation_date_weights(weight_ifgs, cors, date_index, win, flat.shape)
                 )
             wv.write(np.asarray(v).reshape(shape).astype(np.float32), win)
             ws.write(np.asarray(s).reshape(shape).astype(np.float32), win)
     return vunits
 
 
+def _correlation_reader(weight_ifgs: Sequence[Ifg] | None) -> contextlib.AbstractContextManager:
+    """The correlation rasters of ``weight_ifgs`` held open (a no-op context without them)."""
+    if weight_ifgs is None:
+        return contextlib.nullcontext()
+    return StackReader([i.need("correlation") for i in weight_ifgs])
+
+
 def _correlation_date_weights(
-    weight_ifgs: Sequence[Ifg], date_index: dict[dt.date, int], win: Window, shape: tuple
+    weight_ifgs: Sequence[Ifg],
+    cors: StackReader,
+    date_index: dict[dt.date, int],
+    win: Window,
+    shape: tuple,
 ) -> np.ndarray:
     """``(n_dates, n_pixels)`` mean correlation of the ifgs that contain each date."""
     acc = np.zeros(shape)
     n = np.zeros(shape)
-    for i in weight_ifgs:
-        cor = np.nan_to_num(read_band(i.need("correlation"), win).reshape(-1), nan=0.0)
+    for k, i in enumerate(weight_ifgs):
+        cor = np.nan_to_num(cors.read_one(k, win).reshape(-1), nan=0.0)
         for d in (i.reference, i.secondary):
             acc[date_index[d]] += cor
             n[date_index[d]] += 1
@@ -992,13 +1102,15 @@ def _model_files(
             )
             for name in model.output_names()
         }  # fmt: skip
+        series = stack.enter_context(StackReader(paths))
+        cors = stack.enter_context(_correlation_reader(weight_ifgs))
         for win in iter_blocks(grid.shape, block_shape):
-            y = np.stack([np.zeros((win.height, win.width))] + [read_band(p, win) for p in paths])
+            y = np.concatenate([np.zeros((1, win.height, win.width)), series.read(win)])
             flat = y.reshape(len(dates), -1).astype(np.float64)
             w = (
                 None
                 if weight_ifgs is None
-                else _correlation_date_weights(weight_ifgs, date_index, win, flat.shape)
+                else _correlation_date_weights(weight_ifgs, cors, date_index, win, flat.shape)
             )
             out = svel.fit_model(flat, dates, model, weights=w)
             for name, wr in writers.items():
@@ -1034,12 +1146,12 @@ def temporal_average(
             raise SarstackError(f"{p}: not on the grid of {Path(paths[0]).name}")
     with RasterWriter(
         out, grid, units=units, tags={"quantity": f"temporal mean of {len(paths)} rasters"}
-    ) as w:
+    ) as w, StackReader(paths) as stack:
         for win in iter_blocks(grid.shape, block_shape):
             acc = np.zeros((win.height, win.width))
             n = np.zeros((win.height, win.width), np.int32)
-            for p in paths:
-                b = read_band(p, win)
+            for k, p in enumerate(paths):
+                b = stack.read_one(k, win)
                 if valid_range is not None:
                     check_range(b, p, *valid_range, "correlation")
                 ok = np.isfinite(b)
@@ -1076,12 +1188,12 @@ def conncomp_count(
         units="count",
         tags=_date_tags(dates[0], dates[-1]),
         descriptions=[d.isoformat() for d in dates],
-    ) as w:
+    ) as w, StackReader([i.need("conncomp") for i in ifgs], nan_nodata=False) as ccs:
+        index = {d: k for k, d in enumerate(dates)}
         for win in iter_blocks(grid.shape, block_shape):
             counts = np.zeros((len(dates), win.height, win.width), np.uint16)
-            index = {d: k for k, d in enumerate(dates)}
-            for i in ifgs:
-                good = read_band(i.need("conncomp"), win, nan_nodata=False) != 0
+            for k, i in enumerate(ifgs):
+                good = ccs.read_one(k, win) != 0
                 counts[index[i.reference]] += good
                 counts[index[i.secondary]] += good
             m = _read_mask(mask, win)
@@ -1146,9 +1258,9 @@ def closure_count(
     n_flagged = 0
     with RasterWriter(
         out, grid, dtype="uint16", nodata=COUNT_NODATA, units="count", tags=tags
-    ) as w:
+    ) as w, StackReader([i.path for i in ifgs]) as stack:
         for win in iter_blocks(grid.shape, block_shape):
-            phase = np.stack([read_band(i.path, win) for i in ifgs]).astype(np.float64)
+            phase = stack.read(win).astype(np.float64)
             phase -= ref_vals[:, None, None]
             nonzero, measured = sclosure.closure_counts(phase, triangles)
             count = nonzero.copy()
@@ -1204,14 +1316,14 @@ def rereference_files(
             )
             for p, d in zip(out_paths, later, strict=True)
         ]
+        series = stack.enter_context(StackReader([paths[d] for d in later]))
+        base_in = None if new_ref == first else stack.enter_context(StackReader([paths[new_ref]]))
         for win in iter_blocks(grid.shape, block_shape):
             base = (
-                np.zeros((win.height, win.width))
-                if new_ref == first
-                else read_band(paths[new_ref], win)
+                np.zeros((win.height, win.width)) if base_in is None else base_in.read_one(0, win)
             )
-            for w, d in zip(writers, later, strict=True):
-                w.write((read_band(paths[d], win) - base).astype(np.float32), win)
+            for k, w in enumerate(writers):
+                w.write((series.read_one(k, win) - base).astype(np.float32), win)
     return pd.DataFrame(
         {
             "date": [d.isoformat() for d in later],

@@ -143,18 +143,91 @@ def lonlat_to_rowcol(grid: Grid, lon: float, lat: float, key: str = "lonlat") ->
 def read_band(
     path: str | Path, window: Window | None = None, band: int = 1, nan_nodata: bool = True
 ) -> np.ndarray:
-    """Read one band as float32 (float64 stays float64), nodata turned to NaN."""
+    """Read one band as float32 (float64 stays float64), nodata turned to NaN.
+
+    Opens the file for this one read; loops over blocks of a stack use
+    :class:`StackReader`, which keeps the files open.
+    """
     with open_raster(path) as ds:
-        try:
-            data = ds.read(band, window=window, boundless=False)
-        except Exception as e:  # noqa: BLE001 - rasterio raises several types on bad data
-            raise SarstackError(f"{path}: cannot read band {band} ({e})") from None
-        nodata = ds.nodata
+        return _read_window(ds, path, window, band, nan_nodata)
+
+
+def _read_window(
+    ds: rasterio.io.DatasetReader,
+    path: str | Path,
+    window: Window | None,
+    band: int,
+    nan_nodata: bool,
+) -> np.ndarray:
+    try:
+        data = ds.read(band, window=window, boundless=False)
+    except Exception as e:  # noqa: BLE001 - rasterio raises several types on bad data
+        raise SarstackError(f"{path}: cannot read band {band} ({e})") from None
     if data.dtype != np.float64:
         data = data.astype(np.float32)
+    nodata = ds.nodata
     if nan_nodata and nodata is not None and not np.isnan(nodata):
         data[data == nodata] = np.nan
     return data
+
+
+class StackReader:
+    """A stack of single-band rasters opened once, read window by window.
+
+    ``read_band`` opens its file on every call; a block loop over a stack of
+    ``n`` files would open ``n`` files per block. This holds them open for the
+    life of the ``with`` block (one descriptor per file) and reads the same
+    window of each into one array, nodata turned to NaN as :func:`read_band`.
+
+    Parameters
+    ----------
+    paths
+        The rasters (band 1 of each is read).
+    nan_nodata
+        Turn each file's nodata value into NaN (floats only; False for labels).
+
+    Examples
+    --------
+    >>> with StackReader(paths) as stack:                       # doctest: +SKIP
+    ...     for win in iter_blocks(stack.shape, (512, 512)):
+    ...         block = stack.read(win)   # (n, rows, cols) float32
+    """
+
+    def __init__(self, paths: Sequence[str | Path], *, nan_nodata: bool = True) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.nan_nodata = nan_nodata
+        self._stack: contextlib.ExitStack | None = None
+        self._ds: list[rasterio.io.DatasetReader] = []
+
+    def __enter__(self) -> StackReader:
+        self._stack = contextlib.ExitStack()
+        try:
+            self._ds = [self._stack.enter_context(open_raster(p)) for p in self.paths]
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._stack is not None:
+            self._stack.close()
+        self._ds = []
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, cols)`` of the first raster."""
+        return (self._ds[0].height, self._ds[0].width)
+
+    def read_one(self, k: int, window: Window | None = None) -> np.ndarray:
+        """Band 1 of raster ``k`` in ``window`` (float32, float64 stays float64)."""
+        return _read_window(self._ds[k], self.paths[k], window, 1, self.nan_nodata)
+
+    def read(self, window: Window | None = None) -> np.ndarray:
+        """``(n, rows, cols)``: the window of every raster, in order."""
+        return np.stack([self.read_one(k, window) for k in range(len(self._ds))])
 
 
 def _umask() -> int:

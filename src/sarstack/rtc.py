@@ -968,14 +968,13 @@ def invert_dates(
         s = np.asarray(sigma, dtype=np.float64)
         # A zero spread (identical tiles) must not become an infinite weight.
         w0 = np.where(ok & np.isfinite(s), 1.0 / np.maximum(s, 1e-3) ** 2, 0.0)
-    w = w0
-    res = sdates.solve_network_columns(pairs, n_dates, vals, w)
+    def solve(w: np.ndarray) -> dict[str, np.ndarray]:
+        return sdates.solve_network_columns(pairs, n_dates, vals, w)
+
     if robust:
-        floor = 1e-3 * max(float(np.nanmedian(np.abs(vals[ok]))) if ok.any() else 1.0, 1e-6)
-        for _ in range(irls_iterations):
-            r = np.nan_to_num(np.abs(res["residual"]), nan=0.0)
-            w = w0 / np.maximum(r, floor)
-            res = sdates.solve_network_columns(pairs, n_dates, vals, w)
+        res, _ = sdates.irls_l1(solve, w0, vals[ok], floor=1e-3, max_iter=irls_iterations)
+    else:
+        res = solve(w0)
     x = res["x"]
     var = res["x_var"]
     n_used = res["n_used"]
