@@ -440,7 +440,7 @@ def test_check_reference_point():
     assert ts.check_reference_point([5, 7], valid) == (5, 7)
     with pytest.raises(SarstackError) as err:
         ts.check_reference_point([100, 5], valid)
-    assert str(err.value) == "insar.reference_point [100, 5] is outside the 100 x 60 raster"
+    assert str(err.value) == "reference point [100, 5] is outside the 100 x 60 raster"
     with pytest.raises(SarstackError, match="outside"):
         ts.check_reference_point((-1, 5), valid)
     with pytest.raises(SarstackError, match=r"\[10, 20\] is nodata"):

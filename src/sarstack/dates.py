@@ -10,6 +10,7 @@ import datetime as dt
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -227,9 +228,29 @@ def chunk_items(items: Sequence, label: str) -> list:
     return list(items[s0:s1])
 
 
+class NetworkSolution(NamedTuple):
+    """Result of a weighted network solve (:func:`solve_network_columns`,
+    ``timeseries.invert_weighted``); fields are also read by name,
+    ``result["x"]``, like the dict these functions returned before."""
+
+    #: ``(n_dates - 1, ...)`` each later date relative to the first (NaN where unreachable).
+    x: np.ndarray
+    #: ``(n_obs, ...)`` observation minus model on used rows, NaN on dropped ones.
+    residual: np.ndarray
+    #: Rows used per column / pixel.
+    n_used: np.ndarray
+    #: ``(n_dates - 1, ...)`` diagonal of ``(A^T W A)^-1`` over the reachable dates.
+    x_var: np.ndarray
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return getattr(self, key)
+        return tuple.__getitem__(self, key)
+
+
 def solve_network_columns(
     pairs: Sequence[tuple[int, int]], n_dates: int, values: np.ndarray, weights: np.ndarray
-) -> dict[str, np.ndarray]:
+) -> NetworkSolution:
     """Weighted least squares of a few series over a pair network, in NumPy.
 
     The small-problem counterpart of :func:`sarstack.timeseries.invert_weighted`
@@ -289,7 +310,7 @@ def solve_network_columns(
             ar = a[:, reach] * sw[:, None]
             x[reach, p] = sol[reach]
             var[reach, p] = np.diag(np.linalg.inv(ar.T @ ar))
-    return {"x": x, "residual": res, "n_used": used, "x_var": var}
+    return NetworkSolution(x=x, residual=res, n_used=used, x_var=var)
 
 
 # --------------------------------------------------------------------------- #
@@ -298,14 +319,14 @@ def solve_network_columns(
 
 
 def irls_l1(
-    solve: Callable[[np.ndarray], dict[str, np.ndarray]],
+    solve: Callable[[np.ndarray], NetworkSolution],
     weights: np.ndarray,
     values: np.ndarray,
     *,
     floor: float,
     max_iter: int,
     tol: float | None = None,
-) -> tuple[dict[str, np.ndarray], int]:
+) -> tuple[NetworkSolution, int]:
     """Iteratively reweighted least squares towards least absolute deviations.
 
     The one IRLS of sarstack, for the RTC per-date offsets and the censored

@@ -438,7 +438,7 @@ def reference_phase(
     """
     window = int(window)
     if window < 1 or window % 2 == 0:
-        raise SarstackError(f"insar.reference_window: must be an odd number >= 1, got {window}")
+        raise SarstackError(f"reference window must be an odd number >= 1, got {window}")
     r, c = ref_rc
     h = window // 2
     grid = read_grid(ifgs[0].path)
@@ -495,7 +495,7 @@ def _irls_l1(
     *,
     l1_tolerance: float,
     l1_max_iterations: int,
-) -> tuple[dict[str, np.ndarray], int]:
+) -> tuple[sdates.NetworkSolution, int]:
     """L1 of a censored / weighted system: :func:`sarstack.dates.irls_l1` over
     ``timeseries.invert_weighted`` (residual floor 1e-4 of the median phase)."""
     from sarstack import timeseries as ts  # JAX: imported by the stages that solve

@@ -171,14 +171,14 @@ def check_reference_point(rc: Sequence[int], valid: np.ndarray) -> tuple[int, in
     try:
         r, c = (int(v) for v in rc)
     except (TypeError, ValueError):
-        raise SarstackError(f"insar.reference_point {rc!r} is not [row, col]") from None
+        raise SarstackError(f"reference point {rc!r} is not [row, col]") from None
     if not (0 <= r < rows and 0 <= c < cols):
         raise SarstackError(
-            f"insar.reference_point [{r}, {c}] is outside the {rows} x {cols} raster"
+            f"reference point [{r}, {c}] is outside the {rows} x {cols} raster"
         )
     if not valid[r, c]:
         raise SarstackError(
-            f"insar.reference_point [{r}, {c}] is nodata in at least one interferogram"
+            f"reference point [{r}, {c}] is nodata in at least one interferogram"
         )
     return r, c
 

@@ -9,6 +9,7 @@ raster block by block through :mod:`sarstack.io`.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import functools
 import glob
 import logging
@@ -34,11 +35,20 @@ if TYPE_CHECKING:  # pandas is imported where tables are built: stages without t
 
 log = logging.getLogger(__name__)
 
-#: Tile statuses, in the order they are checked.
-STATUS_OK = "ok"
-STATUS_NAN = "too_many_nan"
-STATUS_LOWCORR = "low_correlation"
-STATUS_LARGE = "shift_too_large"
+class TileStatus(str, enum.Enum):
+    """Status of a tile measurement (tiles.csv ``status``), in the order they are checked."""
+
+    OK = "ok"
+    TOO_MANY_NAN = "too_many_nan"
+    LOW_CORRELATION = "low_correlation"
+    SHIFT_TOO_LARGE = "shift_too_large"
+
+
+# The statuses as the plain strings stored in tables and files.
+STATUS_OK = TileStatus.OK.value
+STATUS_NAN = TileStatus.TOO_MANY_NAN.value
+STATUS_LOWCORR = TileStatus.LOW_CORRELATION.value
+STATUS_LARGE = TileStatus.SHIFT_TOO_LARGE.value
 
 
 # --------------------------------------------------------------------------- select
@@ -968,7 +978,7 @@ def invert_dates(
         s = np.asarray(sigma, dtype=np.float64)
         # A zero spread (identical tiles) must not become an infinite weight.
         w0 = np.where(ok & np.isfinite(s), 1.0 / np.maximum(s, 1e-3) ** 2, 0.0)
-    def solve(w: np.ndarray) -> dict[str, np.ndarray]:
+    def solve(w: np.ndarray) -> sdates.NetworkSolution:
         return sdates.solve_network_columns(pairs, n_dates, vals, w)
 
     if robust:

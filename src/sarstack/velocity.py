@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -56,7 +57,18 @@ def _weighted_line(
     return np.where(good, slope, np.nan), np.where(std_ok, std, np.nan)
 
 
-def velocity(disp: np.ndarray, t_years: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+class VelocityFit(NamedTuple):
+    """Result of :func:`velocity`."""
+
+    #: Slope, units per year.
+    velocity: np.ndarray
+    #: Its standard error from the fit residuals.
+    std: np.ndarray
+    #: Fitted value at ``t = 0``.
+    intercept: np.ndarray
+
+
+def velocity(disp: np.ndarray, t_years: np.ndarray) -> VelocityFit:
     """Per-pixel linear fit of a displacement series.
 
     Parameters
@@ -99,7 +111,7 @@ def velocity(disp: np.ndarray, t_years: np.ndarray) -> tuple[np.ndarray, np.ndar
     ss = np.sum((y - (intercept + slope * t[:, None])) ** 2, axis=0)
     std = np.sqrt(ss / (t.size - 2) / sxx) if t.size >= 3 else np.full_like(slope, np.nan)
     out = [np.where(bad, np.nan, o).astype(dtype).reshape(tail) for o in (slope, std, intercept)]
-    return out[0], out[1], out[2]
+    return VelocityFit(out[0], out[1], out[2])
 
 
 def velocity_weighted(

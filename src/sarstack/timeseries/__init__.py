@@ -32,7 +32,12 @@ configures nothing. There is no file I/O here.
 
 from __future__ import annotations
 
-from sarstack.dates import check_network, is_single_reference, single_reference_series
+from sarstack.dates import (
+    NetworkSolution,
+    check_network,
+    is_single_reference,
+    single_reference_series,
+)
 from sarstack.refpoint import (
     check_reference_point,
     phase_to_displacement,
@@ -42,6 +47,7 @@ from sarstack.refpoint import (
 from sarstack.timeseries._cholesky import _band_cholesky as _band_cholesky
 from sarstack.timeseries._cholesky import _band_solve as _band_solve
 from sarstack.timeseries._coherence import temporal_coherence
+from sarstack.timeseries._common import Inversion, LeastSquares, Method
 from sarstack.timeseries._common import _prepare as _prepare
 from sarstack.timeseries._l1 import _design as _design
 from sarstack.timeseries._l1 import _l1_certify as _l1_certify
@@ -57,6 +63,10 @@ from sarstack.velocity import velocity, velocity_weighted
 # patch them in the module that reads them, e.g. ``timeseries._l1._L1_BLOCK``
 # or ``timeseries._weighted._SPARSE_MAX_OPS``.
 __all__ = [
+    "Inversion",
+    "LeastSquares",
+    "Method",
+    "NetworkSolution",
     "check_network",
     "check_reference_point",
     "correlation_weights",

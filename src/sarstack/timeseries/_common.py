@@ -3,9 +3,10 @@ and the fixed-size chunking of pixels that lets each network shape compile once.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +14,31 @@ import numpy as np
 
 from sarstack.dates import _check_design
 from sarstack.errors import SarstackError
+
+
+class Method(str, enum.Enum):
+    """Network inversion method (``insar.method``)."""
+
+    L1 = "L1"  #: least absolute deviations (robust to unwrapping errors)
+    L2 = "L2"  #: least squares
+
+
+class Inversion(NamedTuple):
+    """Result of :func:`invert` / :func:`invert_l1`."""
+
+    #: ``(n_dates - 1, ...)`` phase of each later date relative to the first.
+    x: np.ndarray
+    #: ``(n_ifg, ...)`` ``phase - A @ x``.
+    residual: np.ndarray
+    #: Iterations of the slowest pixel (0 for L2).
+    n_iter: int
+
+
+class LeastSquares(NamedTuple):
+    """Result of :func:`invert_l2`."""
+
+    x: np.ndarray
+    residual: np.ndarray
 
 
 def _work_dtype(*arrays: np.ndarray) -> np.dtype:

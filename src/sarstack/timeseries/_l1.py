@@ -14,7 +14,7 @@ import numpy as np
 
 from sarstack.errors import SarstackError
 from sarstack.timeseries._cholesky import _band_cholesky, _band_solve, _half_bandwidth
-from sarstack.timeseries._common import _prepare, _run_chunks
+from sarstack.timeseries._common import Inversion, Method, _prepare, _run_chunks
 from sarstack.timeseries._l2 import invert_l2
 
 # The package's logger ("sarstack.timeseries"), as before the split into modules.
@@ -335,7 +335,7 @@ def _l1_chunk(
 
 def invert_l1(
     a: np.ndarray, phase: np.ndarray, *, tol: float = 1e-4, max_iter: int = 500
-) -> tuple[np.ndarray, np.ndarray, int]:
+) -> Inversion:
     """Least-absolute-deviation network inversion of every pixel at once.
 
     Minimises ``sum |phase - A x|`` per pixel with a batched primal-dual
@@ -453,25 +453,27 @@ def invert_l1(
             "L1 inversion: %d of %d pixels stopped before reaching tol=%g (max_iter=%d)",
             n_open, n_pix, tol, max_iter,
         )  # fmt: skip
-    return x_out.reshape((n, *tail)), r_out.reshape((m, *tail)), n_iter
+    return Inversion(x_out.reshape((n, *tail)), r_out.reshape((m, *tail)), n_iter)
 
 
 def invert(
-    a: np.ndarray, phase: np.ndarray, method: str = "L1", **kw: Any
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Network inversion by ``method`` ``"L1"`` or ``"L2"``.
+    a: np.ndarray, phase: np.ndarray, method: Method | str = Method.L1, **kw: Any
+) -> Inversion:
+    """Network inversion by ``method`` (:class:`Method`, or ``"L1"`` / ``"L2"``).
 
     Returns
     -------
-    x, residual, n_iter
-        As :func:`invert_l1`; ``n_iter`` is 0 for the direct L2 solve.
+    Inversion
+        ``x, residual, n_iter`` as :func:`invert_l1`; ``n_iter`` is 0 for the
+        direct L2 solve.
     """
-    meth = str(method).upper()
-    if meth == "L2":
+    try:
+        meth = Method(str(getattr(method, "value", method)).upper())
+    except ValueError:
+        raise SarstackError(f"method {method!r} is not 'L1' or 'L2'") from None
+    if meth is Method.L2:
         if kw:
             raise SarstackError(f"L2 inversion takes no options, got {sorted(kw)}")
         x, res = invert_l2(a, phase)
-        return x, res, 0
-    if meth == "L1":
-        return invert_l1(a, phase, **kw)
-    raise SarstackError(f"insar.method {method!r} is not 'L1' or 'L2'")
+        return Inversion(x, res, 0)
+    return invert_l1(a, phase, **kw)

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sarstack.timeseries._common import _prepare
+from sarstack.timeseries._common import LeastSquares, _prepare
 
 
 @jax.jit
@@ -18,7 +18,7 @@ def _l2_kernel(a: jax.Array, pinv: jax.Array, b: jax.Array) -> tuple[jax.Array, 
     return jnp.where(bad, jnp.nan, x), jnp.where(bad, jnp.nan, res)
 
 
-def invert_l2(a: np.ndarray, phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def invert_l2(a: np.ndarray, phase: np.ndarray) -> LeastSquares:
     """Least-squares network inversion of every pixel at once.
 
     Parameters
@@ -45,7 +45,7 @@ def invert_l2(a: np.ndarray, phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     x, res = _l2_kernel(
         jnp.asarray(a, dtype=dtype), jnp.asarray(pinv, dtype=dtype), jnp.asarray(flat, dtype=dtype)
     )
-    return (
+    return LeastSquares(
         np.asarray(x).reshape((a.shape[1], *tail)),
         np.asarray(res).reshape((a.shape[0], *tail)),
     )

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sarstack.dates import _pairs_from_incidence
+from sarstack.dates import NetworkSolution, _pairs_from_incidence
 from sarstack.errors import SarstackError
 from sarstack.timeseries._cholesky import _dense_solve, _elimination_plan, _key, _sparse_solve
 from sarstack.timeseries._common import _prepare, _run_chunks
@@ -159,7 +159,7 @@ def _weighted_kernel(
     return jnp.where(drop, nan, x), res, jnp.where(drop, nan, var), n_used
 
 
-def invert_weighted(a: np.ndarray, phase: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
+def invert_weighted(a: np.ndarray, phase: np.ndarray, weights: np.ndarray) -> NetworkSolution:
     """Weighted (and censored) least-squares network inversion of every pixel.
 
     Per pixel, solves the normal equations ``(A^T W A) x = A^T W b`` with
@@ -248,9 +248,9 @@ def invert_weighted(a: np.ndarray, phase: np.ndarray, weights: np.ndarray) -> di
         _W_CHUNK,
         dtype,
     )
-    return {
-        "x": x_out.reshape((n, *tail)),
-        "residual": r_out.reshape((m, *tail)),
-        "n_used": u_out.reshape(tail),
-        "x_var": v_out.reshape((n, *tail)),
-    }
+    return NetworkSolution(
+        x=x_out.reshape((n, *tail)),
+        residual=r_out.reshape((m, *tail)),
+        n_used=u_out.reshape(tail),
+        x_var=v_out.reshape((n, *tail)),
+    )
