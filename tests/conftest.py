@@ -149,3 +149,14 @@ def small_workflow_run(tmp_path_factory):
         return done[scatter]
 
     return run
+
+
+REAL_DATA_FIXTURES = {"land_burst", "sea_burst", "pyrate_crop"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests on the shared real data carry the ``realdata`` marker (select or
+    deselect them with ``-m realdata`` / ``-m "not realdata"``)."""
+    for item in items:
+        if REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.realdata)

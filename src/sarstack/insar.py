@@ -626,7 +626,7 @@ def invert_strip(
     out_dir = Path(out_dir)
     grid = read_grid(ifgs[0].path)
     r0, r1 = rows if rows is not None else (0, grid.height)
-    sgrid = Grid(grid.crs, grid.transform * Affine.translation(0, r0), grid.width, r1 - r0)
+    sgrid = Grid(grid.crs, grid.transform @ Affine.translation(0, r0), grid.width, r1 - r0)
     r, c = ref_rc
     ref_vals = reference_phase(ifgs, ref_rc, reference_window)
     if weighting == "correlation" and not all(i.correlation for i in ifgs):

@@ -1,0 +1,93 @@
+"""sarstack.io: the block reader, the stack reader, the atomic writer and grids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.windows import Window
+
+from sarstack import io
+from sarstack.errors import SarstackError
+
+GRID = io.Grid(CRS.from_epsg(32611), Affine(30.0, 0.0, 500000.0, 0.0, -30.0, 4000000.0), 40, 30)
+
+
+def _stack(tmp_path, n=3, nodata=0.0):
+    rng = np.random.default_rng(0)
+    arrays, paths = [], []
+    for k in range(n):
+        a = rng.normal(size=GRID.shape).astype(np.float32) + 5
+        a[k + 2, :4] = nodata  # a nodata run in each (row 2 + k)
+        p = tmp_path / f"r{k}.tif"
+        io.write_raster(p, a, GRID, nodata=nodata)
+        arrays.append(a)
+        paths.append(p)
+    return arrays, paths
+
+
+def test_stack_reader_equals_read_band_per_file(tmp_path):
+    arrays, paths = _stack(tmp_path)
+    win = Window(3, 2, 17, 11)
+    with io.StackReader(paths) as st:
+        assert len(st) == 3 and st.shape == GRID.shape
+        got = st.read(win)
+        one = st.read_one(1, win)
+    want = np.stack([io.read_band(p, win) for p in paths])
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(one, want[1])
+    assert np.isnan(got[0, 0, :1]).all() and got.dtype == np.float32
+    with io.StackReader(paths, nan_nodata=False) as st:
+        assert (st.read_one(0, win)[0, :1] == 0).all()
+
+
+def test_stack_reader_names_an_unreadable_file(tmp_path):
+    _, paths = _stack(tmp_path, 2)
+    bad = tmp_path / "bad.tif"
+    bad.write_text("not a raster")
+    with pytest.raises(SarstackError, match="bad.tif"), io.StackReader([paths[0], bad]):
+        pass
+
+
+def test_iter_blocks_tile_the_grid_once():
+    seen = np.zeros(GRID.shape, int)
+    for w in io.iter_blocks(GRID.shape, (16, 16)):
+        seen[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width] += 1
+    assert (seen == 1).all()
+
+
+def test_raster_writer_is_atomic_and_tags(tmp_path):
+    out = tmp_path / "o.tif"
+    with pytest.raises(RuntimeError), io.RasterWriter(out, GRID, units="meters") as w:
+        w.write(np.ones((16, 16), np.float32), Window(0, 0, 16, 16))
+        raise RuntimeError("boom")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    with io.RasterWriter(out, GRID, units="meters", tags={"start_date": "2020-01-01"}) as w:
+        for win in io.iter_blocks(GRID.shape, (16, 16)):
+            w.write(np.full((win.height, win.width), 2.0, np.float32), win)
+    with rasterio.open(out) as ds:
+        assert ds.units == ("meters",) and ds.tags()["start_date"] == "2020-01-01"
+        assert ds.read(1).shape == GRID.shape and (ds.read(1) == 2).all()
+
+
+def test_read_grid_refuses_multiband_inputs(tmp_path):
+    p = tmp_path / "two.tif"
+    io.write_raster(p, np.zeros((2, *GRID.shape), np.float32), GRID)
+    assert io.read_grid(p).same_as(GRID)
+    with pytest.raises(SarstackError, match="2 bands"):
+        io.read_grid(p, single_band=True)
+
+
+def test_lonlat_to_rowcol_on_a_utm_grid():
+    from rasterio.warp import transform
+
+    for r, c in ((0, 0), (12, 33), (29, 39)):
+        x, y = GRID.transform @ (c + 0.5, r + 0.5)
+        lon, lat = transform(GRID.crs, "EPSG:4326", [x], [y])
+        assert io.lonlat_to_rowcol(GRID, lon[0], lat[0]) == (r, c)
+    with pytest.raises(SarstackError, match="key.x: .* outside the rasters"):
+        io.lonlat_to_rowcol(GRID, 10.0, 10.0, key="key.x")
+    with pytest.raises(SarstackError, match="not \\[longitude, latitude\\]"):
+        io.lonlat_to_rowcol(GRID, 500000.0, 4000000.0)
