@@ -6,5 +6,7 @@ stderr and exit status 2, without a traceback.
 """
 
 
-class SarstackError(Exception):
-    """A user-facing error: bad input file, bad config value, unusable stack."""
+class SarstackError(ValueError):
+    """A user-facing error: bad input file, bad config value, unusable stack, or
+    a bad argument to a kernel (a ``ValueError``, so callers that catch those
+    keep working)."""

@@ -46,6 +46,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import scipy.fft as sfft
 
+from sarstack.errors import SarstackError
+
 if TYPE_CHECKING:  # annotations only: importing jax costs seconds
     import jax
 
@@ -120,7 +122,7 @@ def _taper_2d(taper: str | None, h: int, w: int) -> np.ndarray | None:
         return np.outer(_hann_periodic(h), _hann_periodic(w))
     if name == "tukey":
         return np.outer(_tukey_periodic(h), _tukey_periodic(w))
-    raise ValueError(f"taper must be 'hann', 'tukey' or None, got {taper!r}")
+    raise SarstackError(f"taper must be 'hann', 'tukey' or None, got {taper!r}")
 
 
 def prepare_tiles(
@@ -169,10 +171,10 @@ def prepare_tiles(
     """
     arr = np.asarray(tiles)
     if arr.ndim != 3:
-        raise ValueError(f"tiles must have shape (B, H, W), got {arr.shape}")
+        raise SarstackError(f"tiles must have shape (B, H, W), got {arr.shape}")
     scale_name = str(scale).lower()
     if scale_name not in ("db", "linear"):
-        raise ValueError(f"scale must be 'db' or 'linear', got {scale!r}")
+        raise SarstackError(f"scale must be 'db' or 'linear', got {scale!r}")
     b, h, w = arr.shape
     window = _taper_2d(taper, h, w)  # validates taper before any work
     out = np.empty((b, h, w), dtype=np.float32)
@@ -694,14 +696,14 @@ def phase_correlate(
     """
     uf = int(upsample_factor)
     if uf != upsample_factor or uf < 1:
-        raise ValueError(f"upsample_factor must be an integer >= 1, got {upsample_factor!r}")
+        raise SarstackError(f"upsample_factor must be an integer >= 1, got {upsample_factor!r}")
     exclude = int(pslr_exclude)
     if exclude < 0:
-        raise ValueError(f"pslr_exclude must be >= 0, got {pslr_exclude!r}")
+        raise SarstackError(f"pslr_exclude must be >= 0, got {pslr_exclude!r}")
     ref_a = np.asarray(ref, dtype=np.float32)
     mov_a = np.asarray(mov, dtype=np.float32)
     if ref_a.ndim != 3 or ref_a.shape != mov_a.shape:
-        raise ValueError(
+        raise SarstackError(
             f"ref and mov must have the same (B, H, W) shape, got {ref_a.shape} and {mov_a.shape}"
         )
     b, h, w = ref_a.shape
@@ -799,10 +801,10 @@ def register_tiles(
     """
     uf = int(upsample_factor)
     if uf != upsample_factor or uf < 1:
-        raise ValueError(f"upsample_factor must be an integer >= 1, got {upsample_factor!r}")
+        raise SarstackError(f"upsample_factor must be an integer >= 1, got {upsample_factor!r}")
     ref_a, mov_a = np.asarray(ref), np.asarray(mov)
     if ref_a.ndim != 3 or ref_a.shape != mov_a.shape:
-        raise ValueError(
+        raise SarstackError(
             f"ref and mov must have the same (B, H, W) shape, got {ref_a.shape} and {mov_a.shape}"
         )
     b, h, w = ref_a.shape
@@ -810,7 +812,7 @@ def register_tiles(
     win = None if window is None else window.astype(np.float32)
     scale_name = str(scale).lower()
     if scale_name not in ("db", "linear"):
-        raise ValueError(f"scale must be 'db' or 'linear', got {scale!r}")
+        raise SarstackError(f"scale must be 'db' or 'linear', got {scale!r}")
     db = scale_name == "db"
     n_iter = int(iterations)
 
