@@ -190,6 +190,17 @@ def script(name: str) -> str:
     return str(SCRIPTS / name)
 
 
+def stage_args(name: str, given: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The config-driven options of stage ``name`` at the schema's defaults
+    (the stages have no defaults of their own), except those ``given``."""
+    from sarstack.cli import config_args
+    from sarstack.config import load_schema, validate_config
+
+    schema = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+    cfg = validate_config({"output_dir": "results"}, schema)
+    return config_args(Path(name).stem, cfg, given=given)
+
+
 def startup_seconds(repeats: int = 5) -> float:
     """Wall time of a fresh interpreter importing what the workflow scripts import.
 

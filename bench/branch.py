@@ -65,9 +65,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import ForeignLoad, Table, fmt  # noqa: E402
+from _common import ForeignLoad, Table, fmt
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_REPO = HERE.parent

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import _inputs
-from _common import PYTHON, REPO, CaseResult, Table, Target, run_measured, script
+from _common import PYTHON, REPO, CaseResult, Table, Target, run_measured, script, stage_args
 
 MAX_WARM_SHARE = 0.10
 HOOK = str(REPO / "bench" / "_jax_hook.py")
@@ -30,6 +30,7 @@ def run(
             str(work / "compile_insar" / "out" / "ts.csv"),
             "--method",
             method,
+            *stage_args("insar_invert"),
         ],
         f"rtc_xcorr {rtc_side}², {tiles[0]}×{tiles[1]} tiles": [
             script("rtc_xcorr.py"),

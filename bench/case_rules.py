@@ -22,6 +22,7 @@ from _common import (
     ratio,
     run_measured,
     script,
+    stage_args,
     startup_seconds,
     time_call,
 )
@@ -75,7 +76,7 @@ class RuleRun:
     write_s: float | None = None
 
     def command(self, k: int) -> list[str]:
-        return [PYTHON, script(self.name), *self.args[k]]
+        return [PYTHON, script(self.name), *self.args[k], *stage_args(self.name, self.args[k])]
 
     @property
     def wall_s(self) -> float:

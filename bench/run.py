@@ -53,10 +53,8 @@ import time
 import traceback
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import _common  # noqa: E402
-from _common import CaseResult, ForeignLoad, Table, Target, fmt  # noqa: E402
+import _common
+from _common import CaseResult, ForeignLoad, Table, Target, fmt
 
 CASES = ("xcorr", "invert", "rules", "compile")
 OUT = _common.REPO / "bench" / "out" / "results.md"

@@ -17,32 +17,6 @@ SHARED = Path(os.environ.get("SARSTACK_SHARED_DATA", ROOT.parent / "shared" / "d
 os.environ.setdefault("SARSTACK_JAX_CACHE", str(Path.home() / ".cache" / "sarstack" / "jax-tests"))
 
 
-#: The config key behind each config-driven option of a stage (the rules pass
-#: them; the stages have no defaults of their own). ``run_script`` fills the
-#: schema's default for those a test leaves out; test_defaults checks the map.
-STAGE_OPTIONS: dict[str, dict[str, str]] = {
-    "demo_rtc_stack": {"--n-dates": "demo.rtc_dates", "--shape": "demo.rtc_shape",
-                       "--seed": "demo.seed", "--looks": "demo.rtc_looks"},
-    "demo_insar_stack": {"--n-dates": "demo.insar_dates", "--shape": "demo.insar_shape",
-                         "--seed": "demo.seed"},
-    "rtc_aggregate": {"--min-ok-tiles": "rtc.min_ok_tiles"},
-    "insar_select": {"--date-format": "insar.date_format", "--block": "block_shape"},
-    "stack_average": {"--block": "block_shape"},
-    "insar_conncomp_count": {"--block": "block_shape"},
-    "insar_reference": {"--threshold": "insar.reference_threshold",
-                        "--window": "insar.reference_window", "--block": "block_shape"},
-    "insar_closure": {"--reference-window": "insar.reference_window", "--block": "block_shape"},
-    "insar_invert": {"--block": "insar.block_shape", "--l1-tolerance": "insar.l1_tolerance",
-                     "--l1-max-iterations": "insar.l1_max_iterations",
-                     "--weighting": "insar.weighting",
-                     "--correlation-looks": "insar.correlation_looks",
-                     "--correlation-threshold": "insar.correlation_threshold",
-                     "--reference-window": "insar.reference_window"},
-    "insar_velocity": {"--block": "block_shape"},
-    "insar_rereference": {"--block": "block_shape"},
-}  # fmt: skip
-
-
 def schema_defaults() -> dict:
     """The config with every default filled in and resolved (as the workflow sees it)."""
     from sarstack.config import load_schema, validate_config
@@ -51,23 +25,15 @@ def schema_defaults() -> dict:
     return validate_config({"output_dir": "results"}, schema)
 
 
-def config_value(cfg: dict, key: str) -> object:
-    for part in key.split("."):
-        cfg = cfg[part]
-    return cfg
-
-
 def run_script(name: str, *args: object) -> subprocess.CompletedProcess:
     """Run ``workflow/scripts/<name>`` with this Python; output captured. The
     stage's config-driven options a test leaves out get the schema's defaults."""
     script = ROOT / "workflow" / "scripts" / name
+    from sarstack.cli import config_args
+
     argv = [str(a) for a in args]
     if "--help" not in argv:
-        cfg = schema_defaults()
-        for flag, key in STAGE_OPTIONS.get(Path(name).stem, {}).items():
-            if flag not in argv:
-                value = config_value(cfg, key)
-                argv += [flag, *(map(str, value) if isinstance(value, list) else [str(value)])]
+        argv += config_args(Path(name).stem, schema_defaults(), given=argv)
     return subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True)
 
 

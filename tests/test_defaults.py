@@ -8,9 +8,11 @@ import importlib
 import inspect
 
 import pytest
-from conftest import STAGE_OPTIONS, config_value, schema_defaults
+from conftest import schema_defaults
 
 from sarstack import cli
+from sarstack.cli import CONFIG_OPTIONS as STAGE_OPTIONS
+from sarstack.cli import config_value
 
 # Stage options that no config key drives (the rules set them from the job).
 NOT_CONFIG = {"--threads", "--strip", "--column", "--help", "--verbose"}

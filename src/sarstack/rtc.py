@@ -28,7 +28,15 @@ from rasterio.windows import Window
 
 from sarstack import dates as sdates
 from sarstack.errors import SarstackError
-from sarstack.io import Grid, RasterWriter, iter_blocks, open_raster, read_band, read_grid
+from sarstack.io import (
+    Grid,
+    RasterWriter,
+    StackReader,
+    iter_blocks,
+    open_raster,
+    read_band,
+    read_grid,
+)
 
 if TYPE_CHECKING:  # pandas is imported where tables are built: stages without tables start faster
     import pandas as pd
@@ -258,19 +266,20 @@ def sample_valid(
     g = read_grid(path)
     stride = max(1, math.ceil(math.sqrt(g.width * g.height / max_samples)))
     parts, n_fill = [], 0
-    for win in iter_blocks(g.shape, block_shape):
-        b = read_band(path, win)
-        if scale is not None:
-            with np.errstate(invalid="ignore"):
-                fill = np.abs(b) >= FILL_ABS
-            n_fill += int(np.count_nonzero(fill))
-            b[fill] = np.nan
-            b = to_power(b, scale)
-        # Keep the stride phase global so blocks sample one regular lattice.
-        r_start = (-int(win.row_off)) % stride
-        c_start = (-int(win.col_off)) % stride
-        v = b[r_start::stride, c_start::stride]
-        parts.append(v[np.isfinite(v)])
+    with StackReader([path]) as src:
+        for win in iter_blocks(g.shape, block_shape):
+            b = src.read_one(0, win)
+            if scale is not None:
+                with np.errstate(invalid="ignore"):
+                    fill = np.abs(b) >= FILL_ABS
+                n_fill += int(np.count_nonzero(fill))
+                b[fill] = np.nan
+                b = to_power(b, scale)
+            # Keep the stride phase global so blocks sample one regular lattice.
+            r_start = (-int(win.row_off)) % stride
+            c_start = (-int(win.col_off)) % stride
+            v = b[r_start::stride, c_start::stride]
+            parts.append(v[np.isfinite(v)])
     if n_fill:
         log.warning("%s: %d pixels of magnitude >= %g read as nodata (undeclared fill value)",
                     name or path, n_fill, FILL_ABS)
@@ -307,9 +316,12 @@ def flatten_scene(
     grid = read_grid(src_path)
     all_tags = dict(tags or {})
     all_tags.update(flatten_low=f"{lo:.6g}", flatten_high=f"{hi:.6g}")
-    with RasterWriter(dst_path, grid, units="linear power", tags=all_tags) as out:
+    with (
+        RasterWriter(dst_path, grid, units="linear power", tags=all_tags) as out,
+        StackReader([src_path]) as src,
+    ):
         for win in iter_blocks(grid.shape, block_shape):
-            out.write(flatten_block(read_band(src_path, win), lo, hi), win)
+            out.write(flatten_block(src.read_one(0, win), lo, hi), win)
     return lo, hi
 
 

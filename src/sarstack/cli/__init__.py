@@ -15,8 +15,9 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from sarstack.errors import SarstackError
 
@@ -126,3 +127,49 @@ def run_script(path: str) -> None:
     stage = Path(path).stem
     sys.argv[0] = f"sarstack {stage}"
     run(_stage_main(stage), sys.argv[1:])
+
+
+#: The config key behind each config-driven option of a stage. The rules pass
+#: these from the config; the stages have no defaults of their own for them.
+#: :func:`config_args` builds them from a config (e.g. the schema's defaults,
+#: for tests and benchmarks that run a stage by hand).
+CONFIG_OPTIONS: dict[str, dict[str, str]] = {
+    "demo_rtc_stack": {"--n-dates": "demo.rtc_dates", "--shape": "demo.rtc_shape",
+                       "--seed": "demo.seed", "--looks": "demo.rtc_looks"},
+    "demo_insar_stack": {"--n-dates": "demo.insar_dates", "--shape": "demo.insar_shape",
+                         "--seed": "demo.seed"},
+    "rtc_aggregate": {"--min-ok-tiles": "rtc.min_ok_tiles"},
+    "insar_select": {"--date-format": "insar.date_format", "--block": "block_shape"},
+    "stack_average": {"--block": "block_shape"},
+    "insar_conncomp_count": {"--block": "block_shape"},
+    "insar_reference": {"--threshold": "insar.reference_threshold",
+                        "--window": "insar.reference_window", "--block": "block_shape"},
+    "insar_closure": {"--reference-window": "insar.reference_window", "--block": "block_shape"},
+    "insar_invert": {"--block": "insar.block_shape", "--l1-tolerance": "insar.l1_tolerance",
+                     "--l1-max-iterations": "insar.l1_max_iterations",
+                     "--weighting": "insar.weighting",
+                     "--correlation-looks": "insar.correlation_looks",
+                     "--correlation-threshold": "insar.correlation_threshold",
+                     "--reference-window": "insar.reference_window"},
+    "insar_velocity": {"--block": "block_shape"},
+    "insar_rereference": {"--block": "block_shape"},
+}  # fmt: skip
+
+
+def config_value(cfg: Mapping[str, Any], key: str) -> Any:
+    """The value of dotted ``key`` (e.g. ``"insar.block_shape"``) in a config."""
+    value: Any = cfg
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def config_args(stage: str, cfg: Mapping[str, Any], given: Sequence[str] = ()) -> list[str]:
+    """The stage's config-driven options from a validated config, except those in ``given``."""
+    argv: list[str] = []
+    for flag, key in CONFIG_OPTIONS.get(stage, {}).items():
+        if flag in given:
+            continue
+        value = config_value(cfg, key)
+        argv += [flag, *(map(str, value) if isinstance(value, list) else [str(value)])]
+    return argv
