@@ -13,9 +13,16 @@ import rasterio
 from skimage.filters import window
 from skimage.registration import phase_cross_correlation
 
+from sarstack import synthetic
 from sarstack.dates import parse_scene_date
 from sarstack.errors import SarstackError
-from sarstack.synthetic import TRUTH_COLUMNS, expected_pair_offsets, make_rtc_stack
+from sarstack.io import read_band, read_grid
+from sarstack.synthetic import (
+    TRUTH_COLUMNS,
+    expected_pair_offsets,
+    make_rtc_stack,
+    simulate_rtc_stack,
+)
 
 PS = 30.0
 NAME = re.compile(r"^S1A_IW_(\d{8})T(\d{6})_DVP_RTC30_G_gpuned_([0-9A-F]{4})$")
@@ -218,6 +225,30 @@ def test_expected_pair_offsets_and_errors(stack: tuple[Path, pd.DataFrame]) -> N
         expected_pair_offsets(truth, [(0, 6)])
 
 
+def _no_io(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the simulation must not write files")
+
+
+def test_simulation_matches_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """simulate_rtc_stack alone (no I/O) gives exactly what make_rtc_stack writes."""
+    kw: dict = dict(n_dates=3, shape=(48, 64), seed=4, nodata=float("nan"), frame_jitter_px=4)
+    with monkeypatch.context() as m:
+        m.setattr(synthetic, "write_raster", _no_io)
+        m.setattr(synthetic, "write_csv", _no_io)
+        sim = simulate_rtc_stack(**kw)
+    truth = make_rtc_stack(tmp_path, **kw)
+    assert sim.images.shape == (3, 48, 64) and sim.images.dtype == np.float32
+    assert np.isnan(sim.images).any()  # the wedges, as nodata NaN
+    assert sim.dates == [dt.date.fromisoformat(d) for d in truth["date"]]
+    for k, p in enumerate(truth["path"]):
+        np.testing.assert_array_equal(read_band(p, nan_nodata=False), sim.images[k], strict=True)
+        assert read_grid(p) == sim.grids[k]
+        assert Path(p).parent.name == sim.names[k]
+        assert p == str((tmp_path / sim.truth["path"][k]).resolve())
+    cols = [c for c in TRUTH_COLUMNS if c != "path"]
+    pd.testing.assert_frame_equal(sim.truth[cols], truth[cols], check_exact=True)
+
+
 def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(SarstackError, match="shifts_px"):
         make_rtc_stack(tmp_path, n_dates=3, shifts_px=np.zeros((2, 2)))
@@ -225,3 +256,5 @@ def test_bad_arguments(tmp_path: Path) -> None:
         make_rtc_stack(tmp_path, start_date="2021-13-01")
     with pytest.raises(SarstackError, match="n_dates"):
         make_rtc_stack(tmp_path, n_dates=0)
+    with pytest.raises(SarstackError, match="looks"):
+        simulate_rtc_stack(looks=0.0)

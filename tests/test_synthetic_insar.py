@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sarstack import dates
+from sarstack import dates, synthetic
 from sarstack import timeseries as ts
 from sarstack.errors import SarstackError
 from sarstack.io import raster_tags, read_band, read_grid
-from sarstack.synthetic import make_ifg_stack
+from sarstack.synthetic import make_ifg_stack, simulate_ifg_stack
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -132,3 +132,42 @@ def test_end_to_end_velocity_and_unwrapping_error(tmp_path):
     # In the patch L2 is biased by the 2 pi error (1.45-1.75 rad/yr), L1 is not (<= 0.23).
     assert np.min(errs["L2"][jump[1], jump[2]]) > 0.8
     assert np.max(errs["L1"][jump[1], jump[2]]) < 0.5
+
+
+def _no_io(*args, **kwargs):
+    raise AssertionError("the simulation must not write files")
+
+
+def test_simulation_matches_files(tmp_path, monkeypatch):
+    """simulate_ifg_stack alone (no I/O) gives exactly what make_ifg_stack writes."""
+    kw = dict(n_dates=5, shape=(24, 20), seed=2, wavelength=0.0555, annual_amplitude_rad=0.5,
+              steps=[("2020-01-25", 1.0)], jump_patch=(2, slice(0, 4), slice(5, 9)))  # fmt: skip
+    with monkeypatch.context() as m:
+        m.setattr(synthetic, "write_raster", _no_io)
+        m.setattr(synthetic, "write_csv", _no_io)
+        sim = simulate_ifg_stack(**kw)
+    df = make_ifg_stack(tmp_path, **kw)
+    n_ifg = len(df)
+    assert sim.ifgs.shape == sim.cor.shape == (n_ifg, 24, 20) and sim.ifgs.dtype == np.float32
+    assert sim.pairs == list(zip(df.reference_index, df.secondary_index, strict=True))
+    assert sim.n_nodata == df.n_nodata.tolist() and sum(sim.n_nodata) == 1
+    assert [d.isoformat() for d in sim.dates] == list(sim.truth.date)
+    assert sim.units == "meters"
+
+    def read(path, band=1):
+        return read_band(path, band=band, nan_nodata=False)
+
+    for k in range(n_ifg):
+        np.testing.assert_array_equal(read(df.path[k]), sim.ifgs[k], strict=True)
+        np.testing.assert_array_equal(read(df.cor_path[k]), sim.cor[k], strict=True)
+        assert read_grid(df.path[k]) == sim.grid
+    phase = np.stack([read(tmp_path / "truth_phase.tif", b + 1) for b in range(5)])
+    np.testing.assert_array_equal(phase, sim.phase.astype(np.float32))
+    for name, want in [
+        ("truth_velocity", sim.velocity),
+        ("truth_annual_amplitude", sim.annual_amplitude),
+        ("truth_annual_phase", sim.annual_peak_doy),
+        ("truth_step_20200125", sim.steps[0][1]),
+    ]:
+        np.testing.assert_array_equal(read(tmp_path / f"{name}.tif"), want.astype(np.float32))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "truth.csv"), sim.truth)

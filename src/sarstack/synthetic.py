@@ -5,7 +5,12 @@ linear power, float32) of one textured ground scene, each date displaced by a
 known sub-pixel geolocation error, with moving frame extents, speckle and
 slanted invalid swath edges. :func:`expected_pair_offsets` turns the recorded
 truth into the offsets a co-registration tool should measure for a pair
-network.
+network. :func:`make_ifg_stack` writes unwrapped interferograms of a known
+phase history.
+
+Each writer is a simulation plus file writing: :func:`simulate_rtc_stack` and
+:func:`simulate_ifg_stack` return the same arrays and truth in memory
+(:class:`RtcSimulation`, :class:`IfgSimulation`) without touching the disk.
 
 Convention
 ----------
@@ -22,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -111,8 +117,31 @@ def _wedge_mask(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def make_rtc_stack(
-    out_dir: str | Path,
+class RtcSimulation(NamedTuple):
+    """A synthetic RTC stack in memory, as :func:`simulate_rtc_stack` returns it.
+
+    :func:`make_rtc_stack` writes ``images[k]`` on ``grids[k]`` to
+    ``{names[k]}/{names[k]}_VV.tif`` and ``truth`` (with absolute paths) to
+    ``truth.csv``.
+    """
+
+    #: Acquisition dates, in time order.
+    dates: list[dt.date]
+    #: HyP3-style scene name of each date (``S1A_IW_{YYYYMMDD}T{hhmmss}_..._{XXXX}``).
+    names: list[str]
+    #: Grid of each date: one CRS and pixel size, frames offset by whole pixels.
+    grids: list[Grid]
+    #: ``(n_dates, rows, cols)`` float32 linear power, exactly as written:
+    #: speckle applied, invalid wedge pixels set to ``nodata``.
+    images: np.ndarray
+    #: Nodata value of ``images`` (also the GeoTIFF nodata tag).
+    nodata: float
+    #: One row per date, columns :data:`TRUTH_COLUMNS` (see :func:`make_rtc_stack`);
+    #: ``path`` is relative to the output folder, ``{name}/{name}_VV.tif``.
+    truth: pd.DataFrame
+
+
+def simulate_rtc_stack(
     *,
     n_dates: int = 6,
     shape: tuple[int, int] = (320, 320),
@@ -129,8 +158,8 @@ def make_rtc_stack(
     origin: tuple[float, float] = (400000.0, 4000000.0),
     nodata: float = 0.0,
     speckle: bool = True,
-) -> pd.DataFrame:
-    """Write a synthetic RTC stack with a known geolocation error per date.
+) -> RtcSimulation:
+    """Simulate an RTC stack with a known geolocation error per date (no files).
 
     One band-limited ground reflectivity canvas (multi-scale log-normal
     texture plus a few bright linear features) is generated once; each date
@@ -140,8 +169,6 @@ def make_rtc_stack(
 
     Parameters
     ----------
-    out_dir
-        Output folder; one HyP3-style sub-folder per scene plus ``truth.csv``.
     n_dates
         Number of acquisitions.
     shape
@@ -159,11 +186,11 @@ def make_rtc_stack(
         pixels in ``[-frame_jitter_px, frame_jitter_px]`` in each axis.
     nan_edge
         Add slanted invalid wedges (1-8 % of the width) on the left and right
-        edges, different per date, written as ``nodata``.
+        edges, different per date, set to ``nodata``.
     looks
         Equivalent number of looks of the Gamma(looks, 1/looks) speckle.
     seed
-        Seed; the same seed gives identical files.
+        Seed; the same seed gives identical results.
     start_date
         First acquisition date, ``YYYY-MM-DD``.
     interval_days
@@ -173,19 +200,19 @@ def make_rtc_stack(
     origin
         Upper-left corner ``(x, y)`` of the first date's frame.
     nodata
-        Value of invalid pixels; also the GeoTIFF nodata tag.
+        Value of invalid pixels; valid pixels never equal it.
     speckle
         Apply speckle (set false for noise-free scenes, e.g. to test offsets).
 
     Returns
     -------
-    pandas.DataFrame
-        One row per date in time order, columns ``date`` (``YYYY-MM-DD``),
-        ``path`` (absolute path of the ``_VV.tif``), ``east_px``,
-        ``north_px``, ``east_m``, ``north_m`` (the geolocation error) and
-        ``frame_row_off``, ``frame_col_off`` (frame offset from the first
-        date in pixels; +row is south, +col is east). Also written to
-        ``{out_dir}/truth.csv``.
+    RtcSimulation
+        Dates, scene names, grids, the float32 images and the truth table.
+
+    Raises
+    ------
+    SarstackError
+        On invalid arguments.
     """
     if n_dates < 1:
         raise SarstackError(f"n_dates must be at least 1, got {n_dates}")
@@ -237,11 +264,13 @@ def make_rtc_stack(
     if deficit > 0:
         spectrum[0, 0] += deficit * ch * cw
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     grid_crs = CRS.from_user_input(crs)
     names_hex = r_name.integers(0, 16**4, size=n_dates)
     hhmmss = f"{int(r_name.integers(0, 24)):02d}{int(r_name.integers(0, 60)):02d}"
+    images = np.empty((n_dates, h, w), dtype=np.float32)
+    dates: list[dt.date] = []
+    names: list[str] = []
+    grids: list[Grid] = []
     rows: list[dict[str, object]] = []
     for k in range(n_dates):
         de, dn = float(shifts[k, 0]), float(shifts[k, 1])
@@ -256,24 +285,24 @@ def make_rtc_stack(
         img[img == np.float32(nodata)] = np.nextafter(np.float32(nodata), np.float32(np.inf))
         if nan_edge:
             img[_wedge_mask(r_wedge, (h, w))] = nodata
+        images[k] = img
 
         date = first + dt.timedelta(days=k * interval_days)
         seconds = int(r_name.integers(0, 60))
         stem = (
             f"S1A_IW_{date:%Y%m%d}T{hhmmss}{seconds:02d}_DVP_RTC30_G_gpuned_{int(names_hex[k]):04X}"
         )
-        path = (out / stem / f"{stem}_VV.tif").resolve()
         transform = Affine(
             pixel_size, 0.0, origin[0] + co * pixel_size, 0.0, -pixel_size,
             origin[1] - ro * pixel_size,
         )  # fmt: skip
-        write_raster(
-            path, img, Grid(grid_crs, transform, w, h), nodata=nodata, units="linear power"
-        )
+        dates.append(date)
+        names.append(stem)
+        grids.append(Grid(grid_crs, transform, w, h))
         rows.append(
             {
                 "date": date.isoformat(),
-                "path": str(path),
+                "path": str(Path(stem, f"{stem}_VV.tif")),
                 "east_px": de,
                 "north_px": dn,
                 "east_m": de * pixel_size,
@@ -283,6 +312,66 @@ def make_rtc_stack(
             }
         )
     truth = pd.DataFrame(rows, columns=TRUTH_COLUMNS)
+    return RtcSimulation(dates, names, grids, images, nodata, truth)
+
+
+def make_rtc_stack(
+    out_dir: str | Path,
+    *,
+    n_dates: int = 6,
+    shape: tuple[int, int] = (320, 320),
+    pixel_size: float = 30.0,
+    shifts_px: np.ndarray | None = None,
+    max_shift_px: float = 0.8,
+    frame_jitter_px: int = 12,
+    nan_edge: bool = True,
+    looks: float = 8.0,
+    seed: int = 0,
+    start_date: str = "2021-01-03",
+    interval_days: int = 12,
+    crs: str = "EPSG:32611",
+    origin: tuple[float, float] = (400000.0, 4000000.0),
+    nodata: float = 0.0,
+    speckle: bool = True,
+) -> pd.DataFrame:
+    """Write a synthetic RTC stack with a known geolocation error per date.
+
+    Simulates the stack with :func:`simulate_rtc_stack` (see there for the
+    model) and writes it: one HyP3-style sub-folder per scene holding
+    ``{name}_VV.tif`` (float32 linear power, nodata ``nodata``), plus
+    ``truth.csv``.
+
+    Parameters
+    ----------
+    out_dir
+        Output folder; one HyP3-style sub-folder per scene plus ``truth.csv``.
+    n_dates, shape, pixel_size, shifts_px, max_shift_px, frame_jitter_px, nan_edge, looks, seed, start_date, interval_days, crs, origin, nodata, speckle
+        As :func:`simulate_rtc_stack`; ``nodata`` is also the GeoTIFF
+        nodata tag and the same seed gives identical files.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per date in time order, columns ``date`` (``YYYY-MM-DD``),
+        ``path`` (absolute path of the ``_VV.tif``), ``east_px``,
+        ``north_px``, ``east_m``, ``north_m`` (the geolocation error) and
+        ``frame_row_off``, ``frame_col_off`` (frame offset from the first
+        date in pixels; +row is south, +col is east). Also written to
+        ``{out_dir}/truth.csv``.
+    """
+    sim = simulate_rtc_stack(
+        n_dates=n_dates, shape=shape, pixel_size=pixel_size, shifts_px=shifts_px,
+        max_shift_px=max_shift_px, frame_jitter_px=frame_jitter_px, nan_edge=nan_edge,
+        looks=looks, seed=seed, start_date=start_date, interval_days=interval_days, crs=crs,
+        origin=origin, nodata=nodata, speckle=speckle,
+    )  # fmt: skip
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [str((out / p).resolve()) for p in sim.truth["path"]]
+    for img, grid, path in zip(sim.images, sim.grids, paths, strict=True):
+        write_raster(path, img, grid, nodata=sim.nodata, units="linear power")
+    truth = sim.truth.copy()
+    truth["path"] = paths
     write_csv(out / "truth.csv", truth)
     return truth
 
@@ -351,8 +440,55 @@ def _default_velocity(shape: tuple[int, int], peak: float = 6.0) -> np.ndarray:
     return peak * np.exp(-0.5 * ((rows - r0) ** 2 + (cols - c0) ** 2) / sigma**2)
 
 
-def make_ifg_stack(
-    out_dir: str | Path,
+class IfgSimulation(NamedTuple):
+    """A synthetic interferogram stack and its truth in memory, as
+    :func:`simulate_ifg_stack` returns it.
+
+    :func:`make_ifg_stack` writes ``ifgs[k]`` and ``cor[k]`` as float32 and
+    the truth fields (float64 here) cast to float32, all on ``grid``.
+    """
+
+    #: Acquisition dates, in time order.
+    dates: list[dt.date]
+    #: ``(i, j)`` date indices of each interferogram, in network order.
+    pairs: list[tuple[int, int]]
+    #: Grid of every raster (north-up, upper-left corner ``origin``).
+    grid: Grid
+    #: ``(n_ifg, rows, cols)`` float32 unwrapped phase (radians) exactly as
+    #: written: noise, jump patch and the nodata block applied.
+    ifgs: np.ndarray
+    #: ``(n_ifg, rows, cols)`` float32 correlation exactly as written (same nodata block).
+    cor: np.ndarray
+    #: Nodata value of ``ifgs`` and ``cor`` (0.0 or NaN).
+    nodata: float
+    #: Nodata pixels per interferogram (non-zero for the one with the nodata block).
+    n_nodata: list[int]
+    #: ``(n_dates, rows, cols)`` float64 truth phase (radians), ``phase[0] = 0``.
+    phase: np.ndarray
+    #: ``(rows, cols)`` float64 truth displacement velocity, ``-v`` times the
+    #: displacement scale, in ``units`` per year.
+    velocity: np.ndarray
+    #: Displacement units: ``"radians"``, or ``"meters"`` with a wavelength.
+    units: str
+    #: ``(rows, cols)`` float64 annual displacement amplitude ``|a|`` in ``units``;
+    #: None without ``annual_amplitude_rad``.
+    annual_amplitude: np.ndarray | None
+    #: ``(rows, cols)`` float64 day of year of the annual displacement peak, NaN
+    #: where ``a = 0``; None without ``annual_amplitude_rad``.
+    annual_peak_doy: np.ndarray | None
+    #: ``(date, step)``: each displacement step, ``(rows, cols)`` float64 in ``units``.
+    steps: list[tuple[dt.date, np.ndarray]]
+    #: Table of ``truth.csv``: ``date``, ``t_years``, ``phase_center_rad``,
+    #: ``displacement_center``, ``displacement_units`` at pixel ``(rows // 2, cols // 2)``.
+    truth: pd.DataFrame
+
+
+def _pair_name(d1: dt.date, d2: dt.date) -> str:
+    """``YYYYMMDD_YYYYMMDD``: the file stem of interferogram ``(d1, d2)``."""
+    return f"{d1:%Y%m%d}_{d2:%Y%m%d}"
+
+
+def simulate_ifg_stack(
     *,
     n_dates: int = 10,
     shape: tuple[int, int] = (64, 64),
@@ -371,8 +507,8 @@ def make_ifg_stack(
     origin: tuple[float, float] = (500000.0, 4000000.0),
     annual_amplitude_rad: float | np.ndarray | None = None,
     steps: Sequence[tuple[str, float | np.ndarray]] | None = None,
-) -> pd.DataFrame:
-    """Write a synthetic stack of unwrapped interferograms with a known phase history.
+) -> IfgSimulation:
+    """Simulate a stack of unwrapped interferograms with a known phase history (no files).
 
     Truth phase of date ``k`` at each pixel (radians)::
 
@@ -382,46 +518,27 @@ def make_ifg_stack(
     ``phase_0 = 0``), ``v`` the phase velocity field, ``a`` a seasonal
     amplitude that falls linearly from ``seasonal_amp_rad`` on the left edge
     to half of it on the right edge (or ``annual_amplitude_rad``) and
-    ``s_j`` the phase steps of ``steps`` (none by default). Interferogram ``(i, j)`` is ``phase_j - phase_i`` plus
-    independent N(0, ``noise_rad``) noise. Line-of-sight displacement is
-    ``-phase`` (positive towards the radar), times ``wavelength / (4 pi)``
-    with a wavelength.
+    ``s_j`` the phase steps of ``steps`` (none by default). Interferogram
+    ``(i, j)`` is ``phase_j - phase_i`` plus independent N(0, ``noise_rad``)
+    noise. Line-of-sight displacement is ``-phase`` (positive towards the
+    radar), times ``wavelength / (4 pi)`` with a wavelength.
 
-    Files written under ``out_dir``:
+    Interferogram 1 (0 if there is only one) has a nodata block in its
+    top-left corner of ``max(1, rows // 16)`` x ``max(1, cols // 16)``
+    pixels. The correlation is in ``[0.05, 1]``: ``0.99`` falling to ``0.3``
+    in a disc in the upper-right quarter, decaying as ``exp(-days / 1000)``,
+    with the same nodata block.
 
-    * ``ifgs/{YYYYMMDD}_{YYYYMMDD}.unw.tif``: float32 radians, nodata
-      ``nodata_value``. Interferogram 1 (0 if there is only one) has a
-      nodata block in its top-left corner of ``max(1, rows // 16)`` x
-      ``max(1, cols // 16)`` pixels.
-    * ``cor/{YYYYMMDD}_{YYYYMMDD}.cor.tif``: correlation in ``[0.05, 1]``,
-      ``0.99`` falling to ``0.3`` in a disc in the upper-right quarter,
-      decaying as ``exp(-days / 1000)``; same nodata block.
-    * ``truth_phase.tif``: ``n_dates`` bands, the truth phase (radians).
-    * ``truth_velocity.tif``: displacement velocity ``-v`` in radians/year,
-      or ``-v * wavelength / (4 pi)`` in meters/year.
-    * ``truth.csv``: ``date``, ``t_years``, ``phase_center_rad``,
-      ``displacement_center`` and ``displacement_units`` at the centre pixel
-      ``(rows // 2, cols // 2)``.
-
-    With ``annual_amplitude_rad``, also the truth of the annual term of the
-    displacement (conventions of :class:`sarstack.velocity.DeformationModel`):
-
-    * ``truth_annual_amplitude.tif``: ``|a|`` in displacement units
-      (radians, or meters with a wavelength).
-    * ``truth_annual_phase.tif``: day of year of the displacement's annual
-      peak (``1 + 365.25 * (tau_peak mod 1)``, ``tau_peak`` in years since
-      2000-01-01: ``t = 0.75`` for ``a > 0``, ``t = 0.25`` for ``a < 0``),
-      NaN where ``a = 0``; units ``day of year``.
-
-    With ``steps``, for each ``(date, s)``:
-
-    * ``truth_step_{YYYYMMDD}.tif``: the displacement step ``-s`` (times
-      ``wavelength / (4 pi)``), in displacement units.
+    The annual truth follows the conventions of
+    :class:`sarstack.velocity.DeformationModel`: amplitude ``|a|`` in
+    displacement units and the day of year of the displacement's annual
+    peak (``1 + 365.25 * (tau_peak mod 1)``, ``tau_peak`` in years since
+    2000-01-01: ``t = 0.75`` for ``a > 0``, ``t = 0.25`` for ``a < 0``), NaN
+    where ``a = 0``. Each step's truth is the displacement step ``-s`` (times
+    ``wavelength / (4 pi)``).
 
     Parameters
     ----------
-    out_dir
-        Output folder.
     n_dates
         Number of acquisitions (at least 2).
     shape
@@ -443,9 +560,10 @@ def make_ifg_stack(
         Nodata value of the interferograms and correlations (0.0 or NaN);
         valid pixels never equal it.
     seed
-        Seed; the same seed gives identical files.
+        Seed; the same seed gives identical results.
     wavelength
-        Radar wavelength in metres; sets the units of ``truth_velocity.tif``.
+        Radar wavelength in metres; displacement truth in meters instead of
+        radians.
     jump_patch
         ``(ifg_index, row_slice, col_slice)``: add ``+2 pi`` to that patch of
         that interferogram (an unwrapping error).
@@ -454,19 +572,22 @@ def make_ifg_stack(
     annual_amplitude_rad
         Seasonal (annual) phase amplitude ``a``, a number or a
         ``(rows, cols)`` map in radians, instead of the ramp of
-        ``seasonal_amp_rad``; writes the annual truth rasters.
+        ``seasonal_amp_rad``; fills the annual truth fields.
     steps
         ``(date, s)`` pairs: a phase step ``s`` (radians, a number or a
         ``(rows, cols)`` map) added on and after ``date`` (``YYYY-MM-DD``,
-        after the first date, not after the last); writes the step truth
-        rasters.
+        after the first date, not after the last).
 
     Returns
     -------
-    pandas.DataFrame
-        One row per interferogram in network order: ``path``, ``cor_path``
-        (absolute), ``reference_date``, ``secondary_date`` (``YYYY-MM-DD``),
-        ``reference_index``, ``secondary_index`` and ``n_nodata``.
+    IfgSimulation
+        Dates, pairs, grid, the float32 interferograms and correlations, and
+        the truth.
+
+    Raises
+    ------
+    SarstackError
+        On invalid arguments.
     """
     from sarstack.dates import make_pairs, years_since
 
@@ -532,7 +653,6 @@ def make_ifg_stack(
     disc = np.hypot(rows_i - h / 4.0, cols_i - 3.0 * w / 4.0) < min(h, w) / 8.0
     cor_base = np.where(disc, 0.3, 0.99)
 
-    out = Path(out_dir)
     grid = Grid(
         CRS.from_user_input(crs),
         Affine(pixel_size, 0.0, origin[0], 0.0, -pixel_size, origin[1]),
@@ -542,7 +662,9 @@ def make_ifg_stack(
     k_nodata = min(1, len(pairs) - 1)
     block = (slice(0, max(1, h // 16)), slice(0, max(1, w // 16)))
     nodata_f32 = np.float32(nodata_value)
-    rows: list[dict[str, object]] = []
+    ifgs = np.empty((len(pairs), h, w), dtype=np.float32)
+    cors = np.empty((len(pairs), h, w), dtype=np.float32)
+    n_nodata: list[int] = []
     for k, (i, j) in enumerate(pairs):
         ifg = phase[j] - phase[i] + r_noise.normal(0.0, noise_rad, size=(h, w))
         if jump_patch is not None and int(jump_patch[0]) == k:
@@ -555,12 +677,128 @@ def make_ifg_stack(
         if k == k_nodata:
             ifg32[block] = nodata_f32
             cor32[block] = nodata_f32
-        name = f"{dates[i]:%Y%m%d}_{dates[j]:%Y%m%d}"
+        ifgs[k], cors[k] = ifg32, cor32
+        n_nodata.append(int(block[0].stop * block[1].stop) if k == k_nodata else 0)
+
+    scale, units = (1.0, "radians") if wavelength is None else (wavelength / (4 * np.pi), "meters")
+    annual_amplitude = annual_peak_doy = None
+    if annual is not None:
+        annual_amplitude = np.abs(amp) * scale
+        tau0 = (first - dt.date(2000, 1, 1)).days / 365.25
+        tau_peak = tau0 + np.where(amp > 0, 0.75, 0.25)  # peak of -a sin(2 pi t)
+        annual_peak_doy = np.where(amp != 0, 1.0 + 365.25 * np.mod(tau_peak, 1.0), np.nan)
+    rc = (h // 2, w // 2)
+    truth = pd.DataFrame(
+        {
+            "date": [d.isoformat() for d in dates],
+            "t_years": t,
+            "phase_center_rad": phase[:, rc[0], rc[1]],
+            "displacement_center": (0.0 - phase[:, rc[0], rc[1]]) * scale,
+            "displacement_units": units,
+        }
+    )
+    return IfgSimulation(
+        dates=dates,
+        pairs=pairs,
+        grid=grid,
+        ifgs=ifgs,
+        cor=cors,
+        nodata=nodata_value,
+        n_nodata=n_nodata,
+        phase=phase,
+        velocity=-vel * scale,
+        units=units,
+        annual_amplitude=annual_amplitude,
+        annual_peak_doy=annual_peak_doy,
+        steps=[(sd, -sa * scale * np.ones((h, w))) for sd, sa in step_list],
+        truth=truth,
+    )
+
+
+def make_ifg_stack(
+    out_dir: str | Path,
+    *,
+    n_dates: int = 10,
+    shape: tuple[int, int] = (64, 64),
+    interval_days: int = 12,
+    start_date: str = "2020-01-01",
+    velocity_rad_per_year: np.ndarray | None = None,
+    seasonal_amp_rad: float = 1.0,
+    noise_rad: float = 0.1,
+    network: str = "nearest:3",
+    nodata_value: float = 0.0,
+    seed: int = 0,
+    wavelength: float | None = None,
+    jump_patch: tuple[int, slice, slice] | None = None,
+    pixel_size: float = 30.0,
+    crs: str = "EPSG:32611",
+    origin: tuple[float, float] = (500000.0, 4000000.0),
+    annual_amplitude_rad: float | np.ndarray | None = None,
+    steps: Sequence[tuple[str, float | np.ndarray]] | None = None,
+) -> pd.DataFrame:
+    """Write a synthetic stack of unwrapped interferograms with a known phase history.
+
+    Simulates the stack with :func:`simulate_ifg_stack` (see there for the
+    model, the nodata block and the correlation) and writes, under
+    ``out_dir``:
+
+    * ``ifgs/{YYYYMMDD}_{YYYYMMDD}.unw.tif``: float32 radians, nodata
+      ``nodata_value``, tags ``reference_date`` and ``secondary_date``.
+    * ``cor/{YYYYMMDD}_{YYYYMMDD}.cor.tif``: float32 correlation, same
+      nodata and tags.
+    * ``truth_phase.tif``: ``n_dates`` bands, the truth phase (radians),
+      band descriptions the dates.
+    * ``truth_velocity.tif``: displacement velocity ``-v`` in radians/year,
+      or ``-v * wavelength / (4 pi)`` in meters/year.
+    * ``truth.csv``: ``date``, ``t_years``, ``phase_center_rad``,
+      ``displacement_center`` and ``displacement_units`` at the centre pixel
+      ``(rows // 2, cols // 2)``.
+
+    With ``annual_amplitude_rad``, also the truth of the annual term of the
+    displacement (conventions of :class:`sarstack.velocity.DeformationModel`):
+
+    * ``truth_annual_amplitude.tif``: ``|a|`` in displacement units
+      (radians, or meters with a wavelength).
+    * ``truth_annual_phase.tif``: day of year of the displacement's annual
+      peak, NaN where ``a = 0``; units ``day of year``.
+
+    With ``steps``, for each ``(date, s)``:
+
+    * ``truth_step_{YYYYMMDD}.tif``: the displacement step ``-s`` (times
+      ``wavelength / (4 pi)``), in displacement units.
+
+    Parameters
+    ----------
+    out_dir
+        Output folder.
+    n_dates, shape, interval_days, start_date, velocity_rad_per_year, seasonal_amp_rad, noise_rad, network, nodata_value, seed, wavelength, jump_patch, pixel_size, crs, origin, annual_amplitude_rad, steps
+        As :func:`simulate_ifg_stack`; the same seed gives identical files,
+        ``wavelength`` sets the units of the displacement truth rasters.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per interferogram in network order: ``path``, ``cor_path``
+        (absolute), ``reference_date``, ``secondary_date`` (``YYYY-MM-DD``),
+        ``reference_index``, ``secondary_index`` and ``n_nodata``.
+    """
+    sim = simulate_ifg_stack(
+        n_dates=n_dates, shape=shape, interval_days=interval_days, start_date=start_date,
+        velocity_rad_per_year=velocity_rad_per_year, seasonal_amp_rad=seasonal_amp_rad,
+        noise_rad=noise_rad, network=network, nodata_value=nodata_value, seed=seed,
+        wavelength=wavelength, jump_patch=jump_patch, pixel_size=pixel_size, crs=crs,
+        origin=origin, annual_amplitude_rad=annual_amplitude_rad, steps=steps,
+    )  # fmt: skip
+    out = Path(out_dir)
+    grid, dates, nodata = sim.grid, sim.dates, float(sim.nodata)
+    rows: list[dict[str, object]] = []
+    for k, (i, j) in enumerate(sim.pairs):
+        name = _pair_name(dates[i], dates[j])
         path = (out / "ifgs" / f"{name}.unw.tif").resolve()
         cor_path = (out / "cor" / f"{name}.cor.tif").resolve()
         tags = {"reference_date": dates[i].isoformat(), "secondary_date": dates[j].isoformat()}
-        write_raster(path, ifg32, grid, nodata=float(nodata_value), units="radians", tags=tags)
-        write_raster(cor_path, cor32, grid, nodata=float(nodata_value), units="1", tags=tags)
+        write_raster(path, sim.ifgs[k], grid, nodata=nodata, units="radians", tags=tags)
+        write_raster(cor_path, sim.cor[k], grid, nodata=nodata, units="1", tags=tags)
         rows.append(
             {
                 "path": str(path),
@@ -569,45 +807,30 @@ def make_ifg_stack(
                 "secondary_date": dates[j].isoformat(),
                 "reference_index": i,
                 "secondary_index": j,
-                "n_nodata": int(block[0].stop * block[1].stop) if k == k_nodata else 0,
+                "n_nodata": sim.n_nodata[k],
             }
         )
 
-    scale, units = (1.0, "radians") if wavelength is None else (wavelength / (4 * np.pi), "meters")
-    iso = [d.isoformat() for d in dates]
+    units = sim.units
     write_raster(
-        out / "truth_phase.tif", phase.astype(np.float32), grid, units="radians", descriptions=iso
-    )
+        out / "truth_phase.tif", sim.phase.astype(np.float32), grid, units="radians",
+        descriptions=[d.isoformat() for d in dates],
+    )  # fmt: skip
     write_raster(
-        out / "truth_velocity.tif", (-vel * scale).astype(np.float32), grid, units=f"{units}/year"
+        out / "truth_velocity.tif", sim.velocity.astype(np.float32), grid, units=f"{units}/year"
     )
-    if annual is not None:
+    if sim.annual_amplitude is not None and sim.annual_peak_doy is not None:
         write_raster(
-            out / "truth_annual_amplitude.tif", (np.abs(amp) * scale).astype(np.float32), grid,
+            out / "truth_annual_amplitude.tif", sim.annual_amplitude.astype(np.float32), grid,
             units=units,
         )  # fmt: skip
-        tau0 = (first - dt.date(2000, 1, 1)).days / 365.25
-        tau_peak = tau0 + np.where(amp > 0, 0.75, 0.25)  # peak of -a sin(2 pi t)
-        day = np.where(amp != 0, 1.0 + 365.25 * np.mod(tau_peak, 1.0), np.nan)
         write_raster(
-            out / "truth_annual_phase.tif", day.astype(np.float32), grid, units="day of year"
-        )
-    for sd, sa in step_list:
-        write_raster(
-            out / f"truth_step_{sd:%Y%m%d}.tif", (-sa * scale * np.ones((h, w))).astype(np.float32),
-            grid, units=units,
+            out / "truth_annual_phase.tif", sim.annual_peak_doy.astype(np.float32), grid,
+            units="day of year",
         )  # fmt: skip
-    rc = (h // 2, w // 2)
-    write_csv(
-        out / "truth.csv",
-        pd.DataFrame(
-            {
-                "date": iso,
-                "t_years": t,
-                "phase_center_rad": phase[:, rc[0], rc[1]],
-                "displacement_center": (0.0 - phase[:, rc[0], rc[1]]) * scale,
-                "displacement_units": units,
-            }
-        ),
-    )
+    for sd, step in sim.steps:
+        write_raster(
+            out / f"truth_step_{sd:%Y%m%d}.tif", step.astype(np.float32), grid, units=units
+        )
+    write_csv(out / "truth.csv", sim.truth)
     return pd.DataFrame(rows, columns=IFG_COLUMNS)
