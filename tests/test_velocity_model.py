@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -188,7 +189,7 @@ def test_linear_fit_model_agrees_with_velocity_and_skips_nan_dates():
     assert out["velocity_std"][7] == pytest.approx(float(s7), abs=1e-12)
 
 
-def test_model_checks_name_the_config_key():
+def test_model_checks_and_the_config_key_the_stages_add():
     dates = [dt.date(2020, 1, 1) + dt.timedelta(days=12 * i) for i in range(10)]
     bad = [
         (["2020-01-01"], "not inside"),  # the first date: no date before it
@@ -198,12 +199,14 @@ def test_model_checks_name_the_config_key():
         (["2020-02-30"], "is not a date"),
     ]
     for steps, what in bad:
-        with pytest.raises(SarstackError, match=r"^insar\.velocity_model\.steps: .*" + what):
+        with pytest.raises(SarstackError, match=r"^steps: .*" + what) as err:
             svel.DeformationModel.from_config(steps=steps).check(dates)
+        assert re.match(r"^insar\.velocity_model\.steps: .*" + what, str(svel.model_error(err.value)))
     # the last date itself is a step with one date on or after it
     svel.DeformationModel.from_config(steps=["2020-04-17"]).check(dates)
-    with pytest.raises(SarstackError, match=r"^insar\.velocity_model: .* parameters"):
+    with pytest.raises(SarstackError, match=r" parameters") as err:
         svel.DeformationModel(annual=True, semiannual=True).check(dates[:6])
+    assert str(svel.model_error(err.value)).startswith("insar.velocity_model: ")
     with pytest.raises(SarstackError, match="finite and non-negative"):
         svel.fit_design(np.zeros((10, 2)), np.ones((10, 1)), np.full(10, np.inf))
 

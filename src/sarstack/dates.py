@@ -126,7 +126,7 @@ def parse_network(spec: str) -> tuple[str, int]:
     m = re.fullmatch(r"nearest:(\d+)", spec)
     if m and int(m.group(1)) >= 1:
         return "nearest", int(m.group(1))
-    raise SarstackError(f"rtc.pairs: {spec!r} is not 'sequential', 'reference' or 'nearest:K' (K >= 1)")
+    raise SarstackError(f"network {spec!r} is not 'sequential', 'reference' or 'nearest:K' (K >= 1)")
 
 
 def make_pairs(n_dates: int, spec: str = "sequential") -> list[tuple[int, int]]:

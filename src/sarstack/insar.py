@@ -989,7 +989,10 @@ def velocity_files(
         quantity += ", dates weighted by mean correlation"
         date_index = {d: k for k, d in enumerate(dates)}
     if model is not None and not model.is_linear:
-        model.check(dates)
+        try:
+            model.check(dates)
+        except SarstackError as e:
+            raise svel.model_error(e) from None
         out_dir = Path(out_velocity).parent if out_dir is None else Path(out_dir)
         paths_out = {"velocity": Path(out_velocity), "velocity_std": Path(out_std)}
         _model_files(paths, dates, grid, units, model, paths_out, out_dir, block_shape, weight_ifgs)

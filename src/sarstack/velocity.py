@@ -188,7 +188,14 @@ def velocity_weighted(
 # --------------------------------------------------------------------------- #
 
 #: Config key of the model; every error about it names this key.
-MODEL_KEY = "insar.velocity_model"
+MODEL_KEY = "insar.velocity_model"  # the config key the stages name in their errors
+
+
+def model_error(err: Exception) -> SarstackError:
+    """A model error as the stages report it, under its config key
+    (``insar.velocity_model.steps: ...`` / ``insar.velocity_model: ...``)."""
+    msg = str(err)
+    return SarstackError(f"{MODEL_KEY}.{msg}" if msg.startswith("steps: ") else f"{MODEL_KEY}: {msg}")
 
 #: Epoch of the seasonal terms, so that their phase is a day of the calendar year.
 SEASONAL_EPOCH = dt.date(2000, 1, 1)
@@ -213,7 +220,7 @@ def _parse_step(value: object) -> dt.date:
     try:
         return dt.datetime.strptime(str(value).strip(), "%Y-%m-%d").date()
     except ValueError:
-        raise SarstackError(f"{MODEL_KEY}.steps: {value!r} is not a date YYYY-MM-DD") from None
+        raise SarstackError(f"steps: {value!r} is not a date YYYY-MM-DD") from None
 
 
 @dataclass(frozen=True)
@@ -262,7 +269,7 @@ class DeformationModel:
         for s in steps or ():
             d = _parse_step(s)
             if d in parsed:
-                raise SarstackError(f"{MODEL_KEY}.steps: {d} is given twice")
+                raise SarstackError(f"steps: {d} is given twice")
             parsed.append(d)
         return cls(bool(annual), bool(semiannual), tuple(sorted(parsed)))
 
@@ -319,22 +326,22 @@ class DeformationModel:
         seen: dict[int, dt.date] = {}
         for i, d in enumerate(self.steps):
             if d in self.steps[:i]:
-                raise SarstackError(f"{MODEL_KEY}.steps: {d} is given twice")
+                raise SarstackError(f"steps: {d} is given twice")
             if not first < d <= last:
                 raise SarstackError(
-                    f"{MODEL_KEY}.steps: {d} is not inside the time series {first}..{last}"
+                    f"steps: {d} is not inside the time series {first}..{last}"
                     " (a step needs a date before it and one on or after it)"
                 )
             n_before = sum(x < d for x in dates)
             if n_before in seen:
                 raise SarstackError(
-                    f"{MODEL_KEY}.steps: {seen[n_before]} and {d} have no date between them"
+                    f"steps: {seen[n_before]} and {d} have no date between them"
                     f" ({dates[n_before - 1]} and {dates[n_before]}): not separately estimable"
                 )
             seen[n_before] = d
         if len(dates) <= self.n_params:
             raise SarstackError(
-                f"{MODEL_KEY}: {self.describe()} has {self.n_params} parameters and needs more"
+                f"{self.describe()} has {self.n_params} parameters and needs more"
                 f" dates than that; the time series has {len(dates)}"
             )
 

@@ -209,13 +209,13 @@ IBLOCK = " ".join(str(b) for b in ICFG["block_shape"])
 
 def insar_model():
     """The deformation model of insar.velocity_model (sarstack.velocity.DeformationModel)."""
-    from sarstack.velocity import DeformationModel
+    from sarstack.velocity import DeformationModel, model_error
 
     m = ICFG["velocity_model"]
     try:
         return DeformationModel.from_config(m["annual"], m["semiannual"], m["steps"])
     except SarstackError as e:
-        _fail(e)
+        _fail(model_error(e))
 
 
 def insar_model_outputs():

@@ -12,7 +12,8 @@ import logging
 import pandas as pd
 
 from sarstack import cli, insar
-from sarstack.velocity import DeformationModel
+from sarstack.errors import SarstackError
+from sarstack.velocity import DeformationModel, model_error
 
 log = logging.getLogger("insar_velocity")
 
@@ -41,7 +42,10 @@ def create_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
-    model = DeformationModel.from_config(a.annual, a.semiannual, a.step or ())
+    try:
+        model = DeformationModel.from_config(a.annual, a.semiannual, a.step or ())
+    except SarstackError as e:
+        raise model_error(e) from None
     index = pd.read_csv(a.index, dtype=str)
     ifgs, dates, _ = insar.read_ifg_table(a.ifgs)
     units = insar.velocity_files(

@@ -47,7 +47,11 @@ def main(argv=None):
     scenes = sorted((s for f in flat for s in f["scenes"]), key=lambda s: s["date"])
     scale = flat[0].get("scale", "power")
     layout = rtc.layout_from_geojson(io.read_json(a.tiles))
-    pairs = dates.chunk_items(dates.make_pairs(len(scenes), a.pairs), a.chunk)
+    try:
+        network = dates.make_pairs(len(scenes), a.pairs)
+    except SarstackError as e:
+        raise SarstackError(f"rtc.pairs: {e}") from None
+    pairs = dates.chunk_items(network, a.chunk)
     log.info("%d pairs (chunk %s); %d x %d tiles of %d x %d px, upsample %d, preprocess %s",
              len(pairs), a.chunk, layout.n_rows, layout.n_cols, layout.tile_height,
              layout.tile_width, a.upsample_factor, a.preprocess)
