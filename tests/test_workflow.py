@@ -205,9 +205,15 @@ def test_select_bad_input_one_line_error_nothing_written(tmp_path, files, expect
 
 
 def test_scripts_have_help():
-    for script in sorted(SCRIPTS.glob("*.py")):
-        p = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True)
-        assert p.returncode == 0 and "usage:" in p.stdout, script.name
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(script):
+        return script, subprocess.run([sys.executable, str(script), "--help"],
+                                      capture_output=True, text=True)  # fmt: skip
+
+    with ThreadPoolExecutor(4) as pool:  # start-up bound: overlap the processes
+        for script, p in pool.map(run, sorted(SCRIPTS.glob("*.py"))):
+            assert p.returncode == 0 and "usage:" in p.stdout, script.name
 
 
 def test_workflow_failure_leaves_no_partial_output(tmp_path):
