@@ -17,6 +17,10 @@ from sarstack.timeseries._common import _prepare, _run_chunks
 _GAMMA_MAX = 0.999
 # Pixels per weighted-L2 kernel call: fixed, so each network shape compiles once.
 _W_CHUNK = 4096
+# Smallest chunk: fewer pixels (e.g. the few pixels of a block that miss some
+# ifgs) are padded to the next power of two from here, not to _W_CHUNK (at
+# most 5 chunk shapes, each traced once per process).
+_W_CHUNK_MIN = 256
 # Largest unrolled sparse factorisation (multiply-adds per pixel, see
 # _elimination_plan) before the weighted L2 falls back to the batched library
 # Cholesky of the dense normal matrix; bounds the compilation time.
@@ -159,6 +163,15 @@ def _weighted_kernel(
     return jnp.where(drop, nan, x), res, jnp.where(drop, nan, var), n_used
 
 
+def _chunk_size(n_pix: int) -> int:
+    """Pixels per kernel call: :data:`_W_CHUNK`, or the next power of two
+    (at least :data:`_W_CHUNK_MIN`) for fewer pixels."""
+    size = _W_CHUNK_MIN
+    while size < min(n_pix, _W_CHUNK):
+        size *= 2
+    return min(size, _W_CHUNK)
+
+
 def invert_weighted(a: np.ndarray, phase: np.ndarray, weights: np.ndarray) -> NetworkSolution:
     """Weighted (and censored) least-squares network inversion of every pixel.
 
@@ -245,7 +258,7 @@ def invert_weighted(a: np.ndarray, phase: np.ndarray, weights: np.ndarray) -> Ne
         lambda bb, ww: _weighted_kernel(a_j, bb, ww, edges=edges_t, sparse=sparse),
         [(flat, 0.0), (wt, 0.0)],  # padding: weight 0, a nodata pixel
         [x_out, r_out, v_out, u_out],
-        _W_CHUNK,
+        _chunk_size(flat.shape[1]),
         dtype,
     )
     return NetworkSolution(
