@@ -15,9 +15,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from affine import Affine
 from rasterio.windows import Window
 
@@ -34,6 +34,9 @@ from sarstack.io import (
     read_band,
     read_grid,
 )
+
+if TYPE_CHECKING:  # pandas is imported where tables are built: most stages never need it
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -312,6 +315,8 @@ def select_ifgs(
 
 
 def ifg_table(ifgs: Sequence[Ifg]) -> pd.DataFrame:
+    import pandas as pd
+
     return pd.DataFrame(
         {
             "reference_date": [i.reference.isoformat() for i in ifgs],
@@ -331,9 +336,12 @@ def read_ifg_table(
 ) -> tuple[list[Ifg], list[dt.date], list[tuple[int, int]]]:
     """The ifg table of insar_select: the used ifgs (all with ``include_excluded``),
     the sorted dates of the used ones and their ``(i, j)`` date indices."""
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if "excluded_reason" not in df:
-        df["excluded_reason"] = ""
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r.setdefault("excluded_reason", "")
     every = [
         Ifg(
             Path(r["path"]),
@@ -343,7 +351,7 @@ def read_ifg_table(
             Path(r["correlation"]) if r["correlation"] else None,
             r["excluded_reason"],
         )
-        for r in df.to_dict("records")
+        for r in rows
     ]
     ifgs = [i for i in every if not i.excluded]
     if include_excluded:
@@ -902,6 +910,8 @@ def gather_strips(
         for o in outputs:
             assemble(*o)
     log.info("gathered %d strips into %d rasters", len(strips), len(outputs))
+    import pandas as pd
+
     return pd.DataFrame(
         {"date": [d.isoformat() for d in dates[1:]], "path": [str(p) for p in ts_paths],
          "units": units}
@@ -1327,6 +1337,8 @@ def rereference_files(
             )
             for k, w in enumerate(writers):
                 w.write((series.read_one(k, win) - base).astype(np.float32), win)
+    import pandas as pd
+
     return pd.DataFrame(
         {
             "date": [d.isoformat() for d in later],

@@ -7,7 +7,7 @@ import logging
 
 import pandas as pd
 
-from sarstack import cli, io, plots, rtc
+from sarstack import cli, io, rtc
 
 log = logging.getLogger("rtc_dates")
 
@@ -36,6 +36,8 @@ def main(argv=None):
                  r.north_m, r.north_sd_m)
     io.write_csv(a.out, scene)
     io.write_csv(a.out_tiles, tiles)
+    from sarstack import plots  # matplotlib: imported when it draws
+
     plots.date_offsets(scene, a.plot)
 
 
