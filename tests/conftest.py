@@ -37,6 +37,28 @@ def run_script(name: str, *args: object) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True)
 
 
+def pipeline(tmp: Path, unw_glob: str, *extra_invert: str, point=None, cor_glob=None):
+    """select -> reference -> invert -> velocity through the scripts."""
+    out = tmp / "out"
+    sel = ["--unwrapped", unw_glob, "--out", out / "ifgs.csv"]
+    if cor_glob:
+        sel += ["--correlation", cor_glob]
+    p = run_script("insar_select.py", *sel)
+    assert p.returncode == 0, p.stderr
+    ref = ["--ifgs", out / "ifgs.csv", "--out", out / "ref.txt"]
+    if point:
+        ref += ["--point", *point]
+    p = run_script("insar_reference.py", *ref)
+    assert p.returncode == 0, p.stderr
+    p = run_script("insar_invert.py", "--ifgs", out / "ifgs.csv", "--reference", out / "ref.txt",
+                   "--out-dir", out, "--index", out / "ts.csv", *extra_invert)
+    assert p.returncode == 0, p.stderr
+    p = run_script("insar_velocity.py", "--index", out / "ts.csv", "--ifgs", out / "ifgs.csv",
+                   "--out", out / "velocity.tif", "--out-std", out / "velocity_std.tif")
+    assert p.returncode == 0, p.stderr
+    return out
+
+
 def shared_dataset(name: str) -> Path:
     p = SHARED / name
     if not p.is_dir():

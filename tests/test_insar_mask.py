@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from conftest import run_script
+from conftest import pipeline, run_script
 
 from sarstack import io, synthetic
 
@@ -24,21 +24,8 @@ def test_coherence_mask_and_small_regions(tmp_path):
             d[sl] += rng.uniform(-np.pi, np.pi, d[sl].shape)
         d[speck] = io.read_band(p)[speck]
         io.write_raster(p, d.astype(np.float32), grid, nodata=0.0)
-    out = tmp_path / "out"
-    steps = [
-        ("insar_select.py", "--unwrapped", tmp_path / "s" / "ifgs" / "*.unw.tif",
-         "--out", out / "ifgs.csv"),
-        ("insar_reference.py", "--ifgs", out / "ifgs.csv", "--point", 5, 20,
-         "--out", out / "ref.txt"),
-        ("insar_invert.py", "--ifgs", out / "ifgs.csv", "--reference", out / "ref.txt",
-         "--out-dir", out, "--index", out / "ts.csv", "--method", "L2",
-         "--coherence-mask", 0.7, "--min-region-px", 10),
-        ("insar_velocity.py", "--index", out / "ts.csv", "--ifgs", out / "ifgs.csv",
-         "--out", out / "velocity.tif", "--out-std", out / "velocity_std.tif"),
-    ]  # fmt: skip
-    for s in steps:
-        p = run_script(*s)
-        assert p.returncode == 0, p.stderr
+    out = pipeline(tmp_path, str(tmp_path / "s" / "ifgs" / "*.unw.tif"), "--method", "L2",
+                   "--coherence-mask", "0.7", "--min-region-px", "10", point=(5, 20))
     tc = io.read_band(out / "temporal_coherence.tif")
     mask = io.read_band(out / "mask.tif", nan_nodata=False)
     assert set(np.unique(mask)) == {0, 1}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_script
+from conftest import pipeline
 
 from sarstack import dates, io, synthetic, velocity
 
@@ -42,20 +42,8 @@ def _make(tmp_path):
 
 def test_missing_ifgs_dropped_per_pixel_matches_lstsq_oracle(tmp_path):
     table, pairs, phase = _make(tmp_path)
-    out = tmp_path / "out"
-    steps = [
-        ("insar_select.py", "--unwrapped", tmp_path / "s" / "ifgs" / "*.unw.tif",
-         "--out", out / "ifgs.csv"),
-        ("insar_reference.py", "--ifgs", out / "ifgs.csv", "--point", *REF,
-         "--out", out / "ref.txt"),
-        ("insar_invert.py", "--ifgs", out / "ifgs.csv", "--reference", out / "ref.txt",
-         "--out-dir", out, "--index", out / "ts.csv", "--method", "L2"),
-        ("insar_velocity.py", "--index", out / "ts.csv", "--ifgs", out / "ifgs.csv",
-         "--out", out / "velocity.tif", "--out-std", out / "velocity_std.tif"),
-    ]  # fmt: skip
-    for s in steps:
-        p = run_script(*s)
-        assert p.returncode == 0, p.stderr
+    out = pipeline(tmp_path, str(tmp_path / "s" / "ifgs" / "*.unw.tif"), "--method", "L2",
+                   point=REF)
     index = pd.read_csv(out / "ts.csv")
     ts = np.stack([io.read_band(f) for f in index.path]).astype(np.float64)
     n_used = io.read_band(out / "n_ifgs_used.tif", nan_nodata=False)

@@ -13,7 +13,7 @@ import pytest
 import rasterio
 import yaml
 from affine import Affine
-from conftest import run_script
+from conftest import pipeline, run_script
 from rasterio.crs import CRS
 
 from sarstack import io, synthetic
@@ -21,7 +21,6 @@ from sarstack import io, synthetic
 pytestmark = pytest.mark.workflow
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ROOT / "workflow" / "scripts"
 
 
 
@@ -38,28 +37,6 @@ def one_line_error(p: subprocess.CompletedProcess, expect: str) -> None:
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], p.stderr
-
-
-def pipeline(tmp: Path, unw_glob: str, *extra_invert: str, point=None, cor_glob=None):
-    """select -> reference -> invert -> velocity through the scripts."""
-    out = tmp / "out"
-    sel = ["--unwrapped", unw_glob, "--out", out / "ifgs.csv"]
-    if cor_glob:
-        sel += ["--correlation", cor_glob]
-    p = run_script("insar_select.py", *sel)
-    assert p.returncode == 0, p.stderr
-    ref = ["--ifgs", out / "ifgs.csv", "--out", out / "ref.txt"]
-    if point:
-        ref += ["--point", *point]
-    p = run_script("insar_reference.py", *ref)
-    assert p.returncode == 0, p.stderr
-    p = run_script("insar_invert.py", "--ifgs", out / "ifgs.csv", "--reference", out / "ref.txt",
-                   "--out-dir", out, "--index", out / "ts.csv", *extra_invert)
-    assert p.returncode == 0, p.stderr
-    p = run_script("insar_velocity.py", "--index", out / "ts.csv", "--ifgs", out / "ifgs.csv",
-                   "--out", out / "velocity.tif", "--out-std", out / "velocity_std.tif")
-    assert p.returncode == 0, p.stderr
-    return out
 
 
 def test_uplift_bump_is_positive_metres(tmp_path):
