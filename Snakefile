@@ -22,3 +22,4 @@ rule all:
 
 onerror:
     report_job_errors()
+    write_stacks_summary_after_failure()

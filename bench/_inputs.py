@@ -22,7 +22,7 @@ class IfgInputs:
 
 @dataclass
 class RtcInputs:
-    """What ``rtc_xcorr.py`` needs: flattened scenes on one grid and ``tiles.geojson``."""
+    """What ``rtc_xcorr.py`` needs: flattened scenes on one grid and ``tile_layout.geojson``."""
 
     flats: list[Path]
     tiles: Path
@@ -70,7 +70,7 @@ def rtc_stack(
         flats.append(flat)
     grid = io.read_grid(flats[0])
     layout = rtc.tile_layout(grid.shape, tiles)
-    tiles_path = root / "tiles.geojson"
+    tiles_path = root / "tile_layout.geojson"
     io.write_json(tiles_path, rtc.tiles_geojson(layout, grid))
     return RtcInputs(flats, tiles_path)
 

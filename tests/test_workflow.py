@@ -131,31 +131,8 @@ def test_demo_end_to_end_matches_truth(tmp_path):
                for t in tables)
 
 
-def _real_run(tmp_path: Path, burst: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    out = tmp_path / "res"
-    cfg = write_config(tmp_path / "c.yaml", {
-        "output_dir": str(out),
-        "rtc": {"inputs": f"{burst}/**/*_VV.tif", "tiles": [4, 4], "requirement_m": 10.0},
-    })
-    snakemake("rtc", "--configfile", str(cfg))
-    return pd.read_csv(out / "rtc" / "pairs.csv"), pd.read_csv(out / "rtc" / "summary.csv")
-
-
-def test_real_land_burst_all_pairs_ok_subpixel(tmp_path, land_burst):
-    pairs, summary = _real_run(tmp_path, land_burst)
-    assert len(pairs) == 20
-    assert (pairs["status"] == "ok").all()
-    assert (np.hypot(pairs["east_m"], pairs["north_m"]) < 30.0).all()  # sub-pixel at 30 m
-    assert summary["verdict"].iloc[0] == "pass"
-
-
-def test_real_sea_burst_reports_nothing_measurable(tmp_path, sea_burst):
-    pairs, summary = _real_run(tmp_path, sea_burst)
-    assert len(pairs) == 20
-    ok = pairs[pairs["status"] == "ok"]
-    assert (np.hypot(ok["east_m"], ok["north_m"]) <= 30.0).all()  # no ok pair with a >1 px shift
-    assert len(ok) == 0  # and in fact no pair is claimed measurable
-    assert summary["verdict"].iloc[0] == "not_measurable"
+# The two real bursts (land: pass; sea: not measurable) run as two stacks of one
+# run in test_rtc_stacks.py.
 
 
 # ----------------------------------------------------------------- bad input

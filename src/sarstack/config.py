@@ -66,6 +66,12 @@ def _fill_defaults(instance: dict, schema: Mapping[str, Any]) -> None:
             _fill_defaults(instance[key], sub)
 
 
+#: Names under {output_dir}/rtc/ that a stack of rtc.stacks may not take.
+RTC_RESERVED_NAMES = frozenset(
+    {"superset", "flat", "xcorr", "plots", "stacks_summary", "stacks_overall"}
+)
+
+
 def _check_semantics(cfg: Mapping[str, Any]) -> None:
     """Checks a JSON schema cannot express; each names its key."""
     out = str(cfg.get("output_dir", ""))
@@ -83,6 +89,15 @@ def _check_semantics(cfg: Mapping[str, Any]) -> None:
     lo, hi = rtc.get("percentiles", [0, 100])
     if not lo < hi:
         raise SarstackError(f"config rtc.percentiles: {[lo, hi]} must be [low, high] with low < high")
+    stacks = rtc.get("stacks") or {}
+    if stacks and rtc.get("inputs"):
+        raise SarstackError("config rtc.stacks: set either rtc.inputs (one stack) or rtc.stacks, not both")
+    for name in stacks:
+        if name in RTC_RESERVED_NAMES:
+            raise SarstackError(
+                f"config rtc.stacks.{name}: reserved (a folder or file of the RTC branch); "
+                "choose another name"
+            )
     import datetime as dt
 
     ins = cfg.get("insar", {})

@@ -483,3 +483,62 @@ def date_offsets(dates_df: pd.DataFrame, path: str | Path) -> plt.Figure:
     ax.legend(handles=handles, fontsize=8)
     fig.autofmt_xdate()
     return _save(fig, path)
+
+
+def stacks_summary(
+    per_stack: pd.DataFrame,
+    pairs: Mapping[str, pd.DataFrame],
+    path: str | Path,
+    requirement_m: float | None = None,
+) -> plt.Figure:
+    """Across the stacks of a many-stack run: each stack's ok pair offsets
+    (east vs north, with the requirement circle) and, beside it, the
+    horizontal offsets per stack (RMS and max) with each stack's verdict;
+    stacks that failed or did not run are named, not drawn."""
+    n = len(per_stack)
+    fig, (ax, axb) = plt.subplots(1, 2, figsize=(12, max(4.5, 0.35 * n + 2.5)),
+                                  width_ratios=[1, 1.2])
+    ax.set_title("ok pair offsets, every stack")
+    drawn = False
+    colours = plt.get_cmap("tab20")
+    for i, name in enumerate(per_stack["stack"]):
+        p = pairs.get(name)
+        if p is None or not len(p):
+            continue
+        ok = _ok(p)
+        if ok.any():
+            ax.plot(p["east_m"][ok], p["north_m"][ok], "o", ms=4, color=colours(i % 20), label=name)
+            drawn = True
+    if requirement_m:
+        t = np.linspace(0, 2 * np.pi, 200)
+        ax.plot(requirement_m * np.cos(t), requirement_m * np.sin(t), "--", color="tab:red",
+                lw=1.2, label=f"requirement {requirement_m:g} m")
+    if not drawn:
+        ax.text(0.5, 0.5, NOT_MEASURABLE, ha="center", va="center", fontsize=18, color="tab:red",
+                transform=ax.transAxes)
+    ax.axhline(0, color="k", lw=0.4)
+    ax.axvline(0, color="k", lw=0.4)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel("east offset (m)")
+    ax.set_ylabel("north offset (m)")
+    if drawn or requirement_m:
+        ax.legend(fontsize=7, loc="best")
+
+    y = np.arange(n)[::-1]
+    rms = np.hypot(per_stack["east_rms_m"].to_numpy(float), per_stack["north_rms_m"].to_numpy(float))
+    top = per_stack["max_offset_m"].to_numpy(float)
+    axb.barh(y, np.nan_to_num(rms), height=0.5, color="tab:blue", alpha=0.7, label="RMS horizontal offset")
+    axb.plot(top, y, "k|", ms=12, mew=2, label="max horizontal offset")
+    right = np.nanmax(np.concatenate([top[np.isfinite(top)], [requirement_m or 0.0, 1.0]]))
+    if requirement_m:
+        axb.axvline(requirement_m, ls="--", color="tab:red", lw=1.2)
+    labels = []
+    for r in per_stack.itertuples(index=False):
+        tag = r.verdict if r.status == "ok" else r.status
+        labels.append(f"{r.stack}\n{tag}")
+    axb.set_yticks(y, labels, fontsize=8)
+    axb.set_xlim(0, 1.15 * right)
+    axb.set_xlabel("horizontal offset of ok pairs (m)")
+    axb.set_title("per stack: RMS and max offset, verdict")
+    axb.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)

@@ -492,6 +492,75 @@ def tiles_geojson(
     return fc
 
 
+def _json_number(value: object) -> object:
+    """A CSV value as GeoJSON wants it: NaN becomes null, numpy scalars plain Python."""
+    if isinstance(value, (float, np.floating)):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def _direction(east: float, north: float) -> tuple[float | None, float | None]:
+    """Length (m) and azimuth (degrees clockwise from north, 0-360) of an offset."""
+    if not (math.isfinite(east) and math.isfinite(north)):
+        return None, None
+    return math.hypot(east, north), math.degrees(math.atan2(east, north)) % 360.0
+
+
+def tiles_offsets_geojson(layout_fc: dict, tiles: pd.DataFrame) -> dict:
+    """The tile polygons of :func:`tiles_geojson` with each tile's offsets over time.
+
+    Every column of ``tiles`` (from :func:`aggregate_tiles`: temporal mean,
+    robust mean, spread and count of ok pairs, anomaly) becomes a property
+    of its tile, plus ``offset_m`` and ``azimuth_deg`` (clockwise from north,
+    the direction the scene is displaced) of the mean offset, so a GIS can
+    style the map directly. NaN (a tile never ok) is null.
+    """
+    by_tile = {(int(r.tile_row), int(r.tile_col)): r for r in tiles.itertuples(index=False)}
+    feats = []
+    for f in layout_fc["features"]:
+        props = dict(f["properties"])
+        row = by_tile.get((int(props["tile_row"]), int(props["tile_col"])))
+        if row is not None:
+            for k, v in row._asdict().items():
+                props[k] = _json_number(v)
+            length, azimuth = _direction(float(row.east_mean_m), float(row.north_mean_m))
+            props["offset_m"], props["azimuth_deg"] = length, azimuth
+        feats.append({**f, "properties": props})
+    return {**layout_fc, "name": "rtc_tile_offsets", "features": feats}
+
+
+def tile_vectors_geojson(layout_fc: dict, offsets: pd.DataFrame) -> dict:
+    """One point per tile and pair at the tile's centre, with that pair's offset.
+
+    Properties: every column of ``offsets`` (dates, ``east_m``, ``north_m``,
+    status, correlation quality) plus ``offset_m`` and ``azimuth_deg``
+    (clockwise from north); NaN is null. In a GIS, an arrow symbol rotated by
+    ``azimuth_deg`` and scaled by ``offset_m`` draws the vector field of a pair.
+    """
+    centres = {}
+    for f in layout_fc["features"]:
+        ring = f["geometry"]["coordinates"][0][:4]
+        key = (int(f["properties"]["tile_row"]), int(f["properties"]["tile_col"]))
+        centres[key] = [sum(p[0] for p in ring) / 4.0, sum(p[1] for p in ring) / 4.0]
+    feats = []
+    for r in offsets.itertuples(index=False):
+        props = {k: _json_number(v) for k, v in r._asdict().items()}
+        props["offset_m"], props["azimuth_deg"] = _direction(float(r.east_m), float(r.north_m))
+        feats.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": centres[(int(r.tile_row), int(r.tile_col))]},
+                "properties": props,
+            }
+        )
+    out = {k: v for k, v in layout_fc.items() if k != "features"}
+    return {**out, "name": "rtc_tile_vectors", "features": feats}
+
+
 def layout_from_geojson(fc: dict) -> TileLayout:
     """Recover the :class:`TileLayout` written by :func:`tiles_geojson`."""
     props = [f["properties"] for f in fc["features"]]
@@ -689,6 +758,111 @@ def summarize(pairs: pd.DataFrame, requirement_m: float | None) -> pd.DataFrame:
         f"{r}_{s}" for r, s in zip(bad["reference_date"], bad["secondary_date"], strict=True)
     )
     return pd.DataFrame([out])
+
+
+class StackOutcome(str, enum.Enum):
+    """How one stack of a many-stack run ended (``status`` in stacks_summary.csv)."""
+
+    OK = "ok"  # the branch completed; its verdict is in summary.csv
+    FAILED = "failed"  # a job of the stack failed; ``error`` says which and why
+    NOT_RUN = "not_run"  # not finished: the run stopped at another stack's error
+
+
+@dataclass(frozen=True)
+class StackResult:
+    """What one stack left behind: its tables (None where not written) or its error."""
+
+    name: str
+    outcome: StackOutcome
+    summary: pd.DataFrame | None = None
+    pairs: pd.DataFrame | None = None
+    scenes: pd.DataFrame | None = None
+    error: str = ""
+
+
+def _rms(values: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(values)))) if len(values) else float("nan")
+
+
+def summarize_stacks(
+    stacks: Sequence[StackResult], requirement_m: float | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-stack and overall tables of a many-stack run.
+
+    Returns
+    -------
+    per_stack
+        One row per stack: ``stack``, ``status`` (:class:`StackOutcome`),
+        dates (``n_dates``, ``first_date``, ``last_date``), ``n_pairs``,
+        ``n_pairs_ok``, ``n_pairs_within`` (ok pairs whose offset is within the
+        requirement), mean and RMS of the ok pairs' east/north offsets (m),
+        ``max_offset_m``, ``requirement_m``, ``verdict`` (as in summary.csv;
+        ``not_measurable`` for a stack that failed or did not run: never
+        ``pass`` on what was not measured) and ``error``.
+    overall
+        One row: ``n_stacks``, ``n_stacks_ok`` (completed), ``n_stacks_pass``,
+        ``fraction_stacks_pass`` (of all stacks), ``n_pairs_ok``,
+        ``n_pairs_within``, ``fraction_pairs_within`` (of the ok pairs) and
+        ``requirement_m``. Fractions are NaN without a requirement or a
+        denominator.
+    """
+    import pandas as pd
+
+    nan = float("nan")
+    rows = []
+    for st in stacks:
+        row: dict[str, object] = {"stack": st.name, "status": st.outcome.value}
+        scenes = st.scenes if st.outcome is StackOutcome.OK else None
+        pairs = st.pairs if st.outcome is StackOutcome.OK else None
+        summary = st.summary if st.outcome is StackOutcome.OK else None
+        dates = sorted(scenes["date"].astype(str)) if scenes is not None else []
+        row["n_dates"] = len(dates) if scenes is not None else nan
+        row["first_date"] = dates[0] if dates else ""
+        row["last_date"] = dates[-1] if dates else ""
+        if pairs is not None and summary is not None:
+            ok = pairs[pairs["status"] == STATUS_OK]
+            east, north = ok["east_m"].to_numpy(float), ok["north_m"].to_numpy(float)
+            within = (
+                int(ok["passes"].astype(str).str.lower().eq("true").sum())
+                if requirement_m is not None and "passes" in ok
+                else 0
+            )
+            row.update(
+                n_pairs=len(pairs),
+                n_pairs_ok=len(ok),
+                n_pairs_within=within if requirement_m is not None else nan,
+                east_mean_m=float(east.mean()) if len(ok) else nan,
+                north_mean_m=float(north.mean()) if len(ok) else nan,
+                east_rms_m=_rms(east),
+                north_rms_m=_rms(north),
+                max_offset_m=float(np.hypot(east, north).max()) if len(ok) else nan,
+                verdict=str(summary["verdict"].iloc[0]),
+            )
+        else:
+            row.update(n_pairs=nan, n_pairs_ok=nan, n_pairs_within=nan, east_mean_m=nan,
+                       north_mean_m=nan, east_rms_m=nan, north_rms_m=nan, max_offset_m=nan,
+                       verdict="not_measurable")
+        row["requirement_m"] = requirement_m if requirement_m is not None else nan
+        row["error"] = st.error
+        rows.append(row)
+    per_stack = pd.DataFrame(rows)
+    for col in ("n_dates", "n_pairs", "n_pairs_ok", "n_pairs_within"):
+        per_stack[col] = per_stack[col].astype("Int64")  # counts; empty where not known
+    done = per_stack[per_stack["status"] == StackOutcome.OK.value]
+    n_ok_pairs = int(done["n_pairs_ok"].sum()) if len(done) else 0
+    n_within = int(done["n_pairs_within"].sum()) if len(done) and requirement_m is not None else 0
+    n_pass = int((per_stack["verdict"] == "pass").sum())
+    overall = pd.DataFrame([{
+        "n_stacks": len(per_stack),
+        "n_stacks_ok": len(done),
+        "n_stacks_pass": n_pass,
+        "fraction_stacks_pass": n_pass / len(per_stack) if len(per_stack) and requirement_m is not None else nan,
+        "n_pairs_ok": n_ok_pairs,
+        "n_pairs_within": n_within if requirement_m is not None else nan,
+        "fraction_pairs_within": n_within / n_ok_pairs if n_ok_pairs and requirement_m is not None else nan,
+        "requirement_m": requirement_m if requirement_m is not None else nan,
+    }])  # fmt: skip
+    return per_stack, overall
 
 
 # --------------------------------------------------------------------------- one pair

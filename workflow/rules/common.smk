@@ -42,6 +42,7 @@ except SarstackError as _e:
 config.clear()
 config.update(_validated)
 
+_STARTED = __import__("time").time()  # errors in logs since then are this run's
 OUT = config["output_dir"].rstrip("/")
 RTC = f"{OUT}/rtc"
 DEMO = f"{OUT}/demo"
@@ -127,24 +128,40 @@ else:
 wildcard_constraints:
     date=r"\d{8}",
     chunk=r"\d+-of-\d+",
+    stack=r"(?:[A-Za-z0-9][A-Za-z0-9_-]*/)?",
 
 
 # ---------------------------------------------------------------- RTC helpers
+# The RTC rules all carry the wildcard {stack} - "" for the one stack of
+# rtc.inputs (or the demo), whose outputs go straight under {output_dir}/rtc/,
+# and "NAME/" for each stack of rtc.stacks ({output_dir}/rtc/NAME/).
 DEMO_ON = config["demo"]["enabled"]
+RCFG = config["rtc"]
 
 
 def rtc_is_demo():
-    return DEMO_ON and config["rtc"]["inputs"] in (None, "")
+    return DEMO_ON and not RCFG["inputs"] and not RCFG["stacks"]
+
+
+def rtc_stacks():
+    """{stack wildcard value: input glob}: "" for rtc.inputs or the demo, "NAME/" per rtc.stacks."""
+    if RCFG["stacks"]:
+        return {f"{name}/": glob for name, glob in RCFG["stacks"].items()}
+    if rtc_is_demo():
+        return {"": f"{DEMO}/rtc/**/*_VV.tif"}
+    return {"": RCFG["inputs"]} if RCFG["inputs"] else {}
+
+
+RTC_STACKS = rtc_stacks()
+STACK_NAMES = {s: s[:-1] for s in RTC_STACKS}  # wildcard value -> name ("" for the one stack)
 
 
 def rtc_has_inputs():
-    return rtc_is_demo() or config["rtc"]["inputs"] not in (None, "")
+    return bool(RTC_STACKS)
 
 
-def rtc_pattern():
-    if rtc_is_demo():
-        return f"{DEMO}/rtc/**/*_VV.tif"
-    return config["rtc"]["inputs"]
+def rtc_pattern(wildcards):
+    return RTC_STACKS[wildcards.stack]
 
 
 def rtc_select_input(wildcards):
@@ -154,49 +171,96 @@ def rtc_select_input(wildcards):
         return f"{DEMO}/rtc/truth.csv"
     import glob
 
-    return sorted(glob.glob(config["rtc"]["inputs"], recursive=True))
+    return sorted(glob.glob(RTC_STACKS[wildcards.stack], recursive=True))
 
 
-def rtc_scenes():
-    """Scenes table written by the rtc_select checkpoint (date key -> path)."""
-    path = checkpoints.rtc_select.get().output.scenes
+def rtc_scenes(wildcards):
+    """Scenes table written by the stack's rtc_select checkpoint (date key -> path)."""
+    path = checkpoints.rtc_select.get(stack=wildcards.stack).output.scenes
     return pd.read_csv(path, dtype=str)
 
 
-def rtc_n_pairs():
+def rtc_n_pairs(wildcards):
     from sarstack.dates import make_pairs
 
-    return len(make_pairs(len(rtc_scenes()), config["rtc"]["pairs"]))
-
-
-def rtc_date_chunks(wildcards=None):
-    return chunk_labels(len(rtc_scenes()))
-
-
-def rtc_pair_chunks(wildcards=None):
-    return chunk_labels(rtc_n_pairs())
+    return len(make_pairs(len(rtc_scenes(wildcards)), RCFG["pairs"]))
 
 
 def rtc_flat_all(wildcards):
-    return [f"{RTC}/flat/{c}.json" for c in rtc_date_chunks()]
+    chunks = chunk_labels(len(rtc_scenes(wildcards)))
+    return [f"{RTC}/{wildcards.stack}flat/{c}.json" for c in chunks]
 
 
 def rtc_xcorr_all(wildcards):
-    return [f"{RTC}/xcorr/{c}.csv" for c in rtc_pair_chunks()]
+    chunks = chunk_labels(rtc_n_pairs(wildcards))
+    return [f"{RTC}/{wildcards.stack}xcorr/{c}.csv" for c in chunks]
+
+
+def rtc_reflectors_file():
+    """The point targets of the absolute evaluation: rtc.reflectors, the demo's
+    targets (demo.rtc_point_targets > 0), else None (no absolute evaluation)."""
+    if RCFG.get("reflectors"):  # TODO(merge): schema key
+        return RCFG["reflectors"]
+    if rtc_is_demo() and config["demo"].get("rtc_point_targets", 0) > 0:
+        return f"{DEMO}/rtc/reflectors.csv"
+    return None
+
+
+def stacks_summary_args(wildcards):
+    """rtc_stacks_summary's --stack options, one per stack of rtc.stacks (quoted)."""
+    return " ".join(
+        f"--stack {shlex.quote(name)} {shlex.quote(f'{RTC}/{s}')}" for s, name in STACK_NAMES.items()
+    )
+
+
+def write_stacks_summary_after_failure():
+    """onerror of a many-stack run: still write stacks_summary.csv, naming the
+    stacks that failed (with their one-line error) or did not finish."""
+    import subprocess
+
+    if not (RCFG["enabled"] and RCFG["stacks"]):
+        return
+    cmd = [sys.executable, "-m", "sarstack", "rtc_stacks_summary"]
+    for s, name in STACK_NAMES.items():
+        cmd += ["--stack", name, f"{RTC}/{s}"]
+    cmd += ["--logs", f"{LOGS}/rtc", "--since", str(_STARTED)]
+    if RCFG["requirement_m"] is not None:
+        cmd += ["--requirement-m", str(RCFG["requirement_m"])]
+    cmd += ["--out", f"{RTC}/stacks_summary.csv", "--out-overall", f"{RTC}/stacks_overall.csv"]
+    cmd += ["--plot", f"{RTC}/stacks_summary.png"]
+    env = dict(os.environ, PYTHONPATH=str(Path(workflow.basedir) / "src"))
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if p.returncode == 0:
+        print(f"stacks summary (with the failed stacks): {RTC}/stacks_summary.csv", file=sys.stderr)
+    else:
+        print(f"stacks summary not written: {p.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- targets
-def rtc_targets():
+def rtc_stack_targets(stack):
+    d = f"{RTC}/{stack}"
     out = [
-        f"{RTC}/offsets.csv",
-        f"{RTC}/pairs.csv",
-        f"{RTC}/tiles.csv",
-        f"{RTC}/summary.csv",
-        f"{RTC}/plots/pair_offsets.png",
-        f"{RTC}/dates.csv",
+        f"{d}offsets.csv",
+        f"{d}pairs.csv",
+        f"{d}tiles.csv",
+        f"{d}summary.csv",
+        f"{d}tiles.geojson",
+        f"{d}plots/pair_offsets.png",
+        f"{d}dates.csv",
     ]
+    if rtc_reflectors_file():
+        out += [f"{d}reflectors.csv", f"{d}absolute.csv"]
+    return out
+
+
+def rtc_targets():
+    out = [f for stack in RTC_STACKS for f in rtc_stack_targets(stack)]
+    if RCFG["stacks"]:
+        out.append(f"{RTC}/stacks_summary.csv")
     if rtc_is_demo():
         out.append(f"{DEMO}/rtc_accuracy.csv")
+        if rtc_reflectors_file():
+            out.append(f"{DEMO}/rtc_absolute_accuracy.csv")
     return out
 
 
@@ -304,7 +368,7 @@ def all_targets():
     neither is left out with a note, never run on the demo behind the user's back."""
     out = []
     for name, enabled, has, targets, key in (
-        ("rtc", config["rtc"]["enabled"], rtc_has_inputs(), rtc_targets, "rtc.inputs"),
+        ("rtc", RCFG["enabled"], rtc_has_inputs(), rtc_targets, "rtc.inputs"),
         ("insar", ICFG["enabled"], insar_has_inputs(), insar_targets, "insar.unwrapped"),
     ):
         if enabled and has:
@@ -334,7 +398,6 @@ def branch_targets(name):
 
 
 # ---------------------------------------------------------------- errors on the terminal
-_STARTED = __import__("time").time()
 
 
 def report_job_errors():

@@ -1,19 +1,22 @@
 # RTC geolocation stability: select -> superset -> flatten -> tiles -> xcorr
-# -> aggregate -> dates, plots. Per-date and per-pair stages scatter into chunk
-# jobs (config `scatter`), each handling many dates/pairs in one process, and
-# gather where the whole stack is needed. Files are the only interface.
+# -> aggregate -> dates, plots; absolute geolocation against point targets
+# (reflectors) beside it. Per-date and per-pair stages scatter into chunk jobs
+# (config `scatter`), each handling many dates/pairs in one process, and gather
+# where the whole stack is needed. Every rule runs once per stack (wildcard
+# {stack}, see common.smk); stacks_summary gathers the stacks. Files are the
+# only interface.
 
 
 checkpoint rtc_select:
     input:
         scenes=rtc_select_input,
     output:
-        scenes=f"{RTC}/scenes.csv",
-        grid=f"{RTC}/grid.json",
+        scenes=f"{RTC}/{{stack}}scenes.csv",
+        grid=f"{RTC}/{{stack}}grid.json",
     log:
-        f"{LOGS}/rtc/select.log",
+        f"{LOGS}/rtc/{{stack}}select.log",
     benchmark:
-        f"{BENCH}/rtc/select.tsv"
+        f"{BENCH}/rtc/{{stack}}select.tsv"
     conda:
         ENV
     threads: 1
@@ -21,7 +24,7 @@ checkpoint rtc_select:
         mem_mb=1000,
         runtime=10,
     params:
-        pattern=rtc_pattern(),
+        pattern=rtc_pattern,
         tiles=" ".join(str(t) for t in config["rtc"]["tiles"]),
     shell:
         "python -m sarstack rtc_select --inputs {params.pattern:q}"
@@ -30,17 +33,17 @@ checkpoint rtc_select:
 
 rule rtc_superset:
     input:
-        scenes=f"{RTC}/scenes.csv",
-        grid=f"{RTC}/grid.json",
+        scenes=f"{RTC}/{{stack}}scenes.csv",
+        grid=f"{RTC}/{{stack}}grid.json",
     output:
         # The index is written last: a job killed before it is redone on the
         # next run, whatever Snakemake's incomplete markers say (an empty
         # directory() output from a kill once passed for complete).
-        index=f"{RTC}/superset/{{chunk}}/index.csv",
+        index=f"{RTC}/{{stack}}superset/{{chunk}}/index.csv",
     log:
-        f"{LOGS}/rtc/superset_{{chunk}}.log",
+        f"{LOGS}/rtc/{{stack}}superset_{{chunk}}.log",
     benchmark:
-        f"{BENCH}/rtc/superset_{{chunk}}.tsv"
+        f"{BENCH}/rtc/{{stack}}superset_{{chunk}}.tsv"
     conda:
         ENV
     threads: 1
@@ -59,14 +62,14 @@ rule rtc_superset:
 
 rule rtc_flatten:
     input:
-        superset=f"{RTC}/superset/{{chunk}}/index.csv",
-        grid=f"{RTC}/grid.json",
+        superset=f"{RTC}/{{stack}}superset/{{chunk}}/index.csv",
+        grid=f"{RTC}/{{stack}}grid.json",
     output:
-        f"{RTC}/flat/{{chunk}}.json",
+        f"{RTC}/{{stack}}flat/{{chunk}}.json",
     log:
-        f"{LOGS}/rtc/flatten_{{chunk}}.log",
+        f"{LOGS}/rtc/{{stack}}flatten_{{chunk}}.log",
     benchmark:
-        f"{BENCH}/rtc/flatten_{{chunk}}.tsv"
+        f"{BENCH}/rtc/{{stack}}flatten_{{chunk}}.tsv"
     conda:
         ENV
     threads: 1
@@ -86,14 +89,14 @@ rule rtc_flatten:
 
 rule rtc_tiles:
     input:
-        grid=f"{RTC}/grid.json",
+        grid=f"{RTC}/{{stack}}grid.json",
         flat=rtc_flat_all,
     output:
-        f"{RTC}/tiles.geojson",
+        f"{RTC}/{{stack}}tile_layout.geojson",
     log:
-        f"{LOGS}/rtc/tiles.log",
+        f"{LOGS}/rtc/{{stack}}tiles.log",
     benchmark:
-        f"{BENCH}/rtc/tiles.tsv"
+        f"{BENCH}/rtc/{{stack}}tiles.tsv"
     conda:
         ENV
     threads: 1
@@ -110,16 +113,16 @@ rule rtc_tiles:
 rule rtc_xcorr:
     input:
         flat=rtc_flat_all,
-        tiles=f"{RTC}/tiles.geojson",
+        tiles=f"{RTC}/{{stack}}tile_layout.geojson",
     output:
-        f"{RTC}/xcorr/{{chunk}}.csv",
+        f"{RTC}/{{stack}}xcorr/{{chunk}}.csv",
     log:
-        f"{LOGS}/rtc/xcorr_{{chunk}}.log",
+        f"{LOGS}/rtc/{{stack}}xcorr_{{chunk}}.log",
     benchmark:
-        f"{BENCH}/rtc/xcorr_{{chunk}}.tsv"
+        f"{BENCH}/rtc/{{stack}}xcorr_{{chunk}}.tsv"
     conda:
         ENV
-    threads: lambda wildcards: chunk_threads(rtc_n_pairs())
+    threads: lambda wildcards: chunk_threads(rtc_n_pairs(wildcards))
     resources:
         mem_mb=2000,
         runtime=30,
@@ -143,25 +146,28 @@ rule rtc_xcorr:
 rule rtc_aggregate:
     input:
         xcorr=rtc_xcorr_all,
+        layout=f"{RTC}/{{stack}}tile_layout.geojson",
     output:
-        offsets=f"{RTC}/offsets.csv",
+        geojson=f"{RTC}/{{stack}}tiles.geojson",
+        vectors=f"{RTC}/{{stack}}tile_vectors.geojson",
+        offsets=f"{RTC}/{{stack}}offsets.csv",
         pairs=report(
-            f"{RTC}/pairs.csv",
+            f"{RTC}/{{stack}}pairs.csv",
             category="RTC geolocation",
             subcategory="Verdict",
             caption="../report/rtc_pairs.rst",
         ),
-        tiles=f"{RTC}/tiles.csv",
+        tiles=f"{RTC}/{{stack}}tiles.csv",
         summary=report(
-            f"{RTC}/summary.csv",
+            f"{RTC}/{{stack}}summary.csv",
             category="RTC geolocation",
             subcategory="Verdict",
             caption="../report/rtc_summary.rst",
         ),
     log:
-        f"{LOGS}/rtc/aggregate.log",
+        f"{LOGS}/rtc/{{stack}}aggregate.log",
     benchmark:
-        f"{BENCH}/rtc/aggregate.tsv"
+        f"{BENCH}/rtc/{{stack}}aggregate.tsv"
     conda:
         ENV
     threads: 1
@@ -174,40 +180,41 @@ rule rtc_aggregate:
     shell:
         "python -m sarstack rtc_aggregate {params.requirement} --min-ok-tiles {params.min_ok}"
         " --offsets {output.offsets:q} --pairs {output.pairs:q} --tiles {output.tiles:q}"
-        " --summary {output.summary:q} {input.xcorr:q} 2> {log:q} || sarstack_fail {log:q}"
+        " --summary {output.summary:q} --layout {input.layout:q} --out-geojson {output.geojson:q}"
+        " --out-vectors {output.vectors:q} {input.xcorr:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc_plots:
     input:
-        offsets=f"{RTC}/offsets.csv",
-        pairs=f"{RTC}/pairs.csv",
-        tiles=f"{RTC}/tiles.csv",
-        geojson=f"{RTC}/tiles.geojson",
+        offsets=f"{RTC}/{{stack}}offsets.csv",
+        pairs=f"{RTC}/{{stack}}pairs.csv",
+        tiles=f"{RTC}/{{stack}}tiles.csv",
+        geojson=f"{RTC}/{{stack}}tile_layout.geojson",
     output:
         pair=report(
-            f"{RTC}/plots/pair_offsets.png",
+            f"{RTC}/{{stack}}plots/pair_offsets.png",
             category="RTC geolocation",
             caption="../report/rtc_pair_offsets.rst",
         ),
         tile=report(
-            f"{RTC}/plots/tile_mean_offsets.png",
+            f"{RTC}/{{stack}}plots/tile_mean_offsets.png",
             category="RTC geolocation",
             caption="../report/rtc_tile_mean.rst",
         ),
         time=report(
-            f"{RTC}/plots/offsets_vs_time.png",
+            f"{RTC}/{{stack}}plots/offsets_vs_time.png",
             category="RTC geolocation",
             caption="../report/rtc_offsets_time.rst",
         ),
         quiver=report(
-            f"{RTC}/plots/tile_quiver.png",
+            f"{RTC}/{{stack}}plots/tile_quiver.png",
             category="RTC geolocation",
             caption="../report/rtc_quiver.rst",
         ),
     log:
-        f"{LOGS}/rtc/plots.log",
+        f"{LOGS}/rtc/{{stack}}plots.log",
     benchmark:
-        f"{BENCH}/rtc/plots.tsv"
+        f"{BENCH}/rtc/{{stack}}plots.tsv"
     conda:
         ENV
     threads: 1
@@ -225,20 +232,20 @@ rule rtc_plots:
 
 rule rtc_dates:
     input:
-        offsets=f"{RTC}/offsets.csv",
-        pairs=f"{RTC}/pairs.csv",
+        offsets=f"{RTC}/{{stack}}offsets.csv",
+        pairs=f"{RTC}/{{stack}}pairs.csv",
     output:
-        dates=f"{RTC}/dates.csv",
-        tiles=f"{RTC}/dates_tiles.csv",
+        dates=f"{RTC}/{{stack}}dates.csv",
+        tiles=f"{RTC}/{{stack}}dates_tiles.csv",
         plot=report(
-            f"{RTC}/plots/date_offsets.png",
+            f"{RTC}/{{stack}}plots/date_offsets.png",
             category="RTC geolocation",
             caption="../report/rtc_dates.rst",
         ),
     log:
-        f"{LOGS}/rtc/dates.log",
+        f"{LOGS}/rtc/{{stack}}dates.log",
     benchmark:
-        f"{BENCH}/rtc/dates.tsv"
+        f"{BENCH}/rtc/{{stack}}dates.tsv"
     conda:
         ENV
     threads: 1
@@ -251,6 +258,42 @@ rule rtc_dates:
         "python -m sarstack rtc_dates --offsets {input.offsets:q} --pairs {input.pairs:q}"
         " --out {output.dates:q} --out-tiles {output.tiles:q} --plot {output.plot:q}"
         " {params.robust} 2> {log:q} || sarstack_fail {log:q}"
+
+
+rule rtc_stacks_summary:
+    input:
+        [f"{RTC}/{s}{f}" for s in RTC_STACKS for f in ("summary.csv", "pairs.csv", "scenes.csv")],
+    output:
+        summary=report(
+            f"{RTC}/stacks_summary.csv",
+            category="RTC geolocation",
+            subcategory="Stacks",
+            caption="../report/rtc_stacks_summary.rst",
+        ),
+        overall=f"{RTC}/stacks_overall.csv",
+        plot=report(
+            f"{RTC}/stacks_summary.png",
+            category="RTC geolocation",
+            subcategory="Stacks",
+            caption="../report/rtc_stacks_summary.rst",
+        ),
+    log:
+        f"{LOGS}/rtc/stacks_summary.log",
+    benchmark:
+        f"{BENCH}/rtc/stacks_summary.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        stacks=stacks_summary_args,
+        requirement=opt("--requirement-m", RCFG["requirement_m"]),
+    shell:
+        "python -m sarstack rtc_stacks_summary {params.stacks} {params.requirement}"
+        " --out {output.summary:q} --out-overall {output.overall:q} --plot {output.plot:q}"
+        " 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc:

@@ -66,7 +66,7 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
 #: Stages, in pipeline order (each a module ``sarstack.cli.<stage>`` with ``main``).
 STAGES = (
     "rtc_select", "rtc_superset", "rtc_flatten", "rtc_tiles", "rtc_xcorr", "rtc_dates",
-    "rtc_aggregate", "rtc_plots",
+    "rtc_aggregate", "rtc_plots", "rtc_stacks_summary",
     "insar_select", "stack_average", "insar_conncomp_count", "insar_reference",
     "insar_closure", "insar_invert", "insar_gather", "insar_velocity", "insar_rereference",
     "insar_plots",

@@ -1,6 +1,8 @@
 """Aggregate per-pair tile offsets: offsets.csv (pair x tile), pairs.csv (robust
 per-pair offset, spread, counts, status, pass/fail), tiles.csv (per tile over
-time) and summary.csv (stack verdict against the requirement)."""
+time) and summary.csv (stack verdict against the requirement); with --layout
+also the map-ready tiles.geojson (tile polygons with their offsets over time)
+and tile_vectors.geojson (a point per tile and pair with its offset)."""
 
 import argparse
 import logging
@@ -21,14 +23,21 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", required=True)
     p.add_argument("--tiles", required=True)
     p.add_argument("--summary", required=True)
+    p.add_argument("--layout", help="tile_layout.geojson from rtc_tiles (for the two GeoJSON outputs)")
+    p.add_argument("--out-geojson", help="tiles.geojson: tile polygons with offsets over time")
+    p.add_argument("--out-vectors", help="tile_vectors.geojson: per tile and pair offsets")
     p.add_argument("--requirement-m", type=float, default=None, help="pass/fail threshold (m)")
     p.add_argument("--min-ok-tiles", type=int, required=True)
     return p
 
 
 def main(argv=None):
-    a = create_parser().parse_args(argv)
+    parser = create_parser()
+    a = parser.parse_args(argv)
     cli.setup_logging(a.verbose)
+    if (a.out_geojson or a.out_vectors) and not a.layout:
+        parser.error("--out-geojson and --out-vectors need --layout")
+    layout = io.read_json(a.layout) if a.layout else None
 
     frames = []
     for f in a.xcorr:
@@ -49,6 +58,10 @@ def main(argv=None):
     io.write_csv(a.pairs, pairs)
     io.write_csv(a.tiles, tiles)
     io.write_csv(a.summary, summary)
+    if layout is not None and a.out_geojson:
+        io.write_json(a.out_geojson, rtc.tiles_offsets_geojson(layout, tiles))
+    if layout is not None and a.out_vectors:
+        io.write_json(a.out_vectors, rtc.tile_vectors_geojson(layout, offsets))
 
 
 if __name__ == "__main__":

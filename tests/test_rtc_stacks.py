@@ -1,0 +1,142 @@
+"""Many RTC stacks in one run (rtc.stacks, issue 13): the per-stack and overall
+summaries, and the two shared OPERA bursts plus a corrupted copy in one
+``--keep-going`` invocation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_workflow import snakemake, write_config
+
+from sarstack import rtc
+from sarstack.cli import rtc_stacks_summary
+
+OK, FAILED, NOT_RUN = rtc.StackOutcome.OK, rtc.StackOutcome.FAILED, rtc.StackOutcome.NOT_RUN
+
+
+def _pairs(offsets_m, requirement_m=10.0, bad=0):
+    rows = [{"reference_date": f"2021-01-{i + 1:02d}", "secondary_date": f"2021-01-{i + 2:02d}",
+             "east_m": e, "north_m": n, "status": "ok",
+             "passes": bool(np.hypot(e, n) <= requirement_m)} for i, (e, n) in enumerate(offsets_m)]
+    rows += [{"reference_date": "2021-02-01", "secondary_date": "2021-02-02", "east_m": np.nan,
+              "north_m": np.nan, "status": "low_correlation", "passes": False}] * bad
+    return pd.DataFrame(rows)
+
+
+def _result(name, offsets_m, bad=0, requirement_m=10.0):
+    pairs = _pairs(offsets_m, bad=bad)
+    if requirement_m is None:
+        pairs = pairs.drop(columns="passes")
+    scenes = pd.DataFrame({"date": [f"2021-01-{i + 1:02d}" for i in range(len(pairs) + 1)]})
+    return rtc.StackResult(name, OK, rtc.summarize(pairs, requirement_m), pairs, scenes)
+
+
+def test_summarize_stacks_counts_means_rms_and_fractions():
+    a = _result("a", [(3.0, 4.0), (-3.0, -4.0)])  # both 5 m: within 10 m
+    b = _result("b", [(6.0, 8.0), (12.0, 0.0)])  # 10 m within, 12 m not
+    c = rtc.StackResult("c", FAILED, error="error: x.tif: cannot read")
+    d = rtc.StackResult("d", NOT_RUN, error="did not finish")
+    per, overall = rtc.summarize_stacks([a, b, c, d], 10.0)
+    assert list(per["stack"]) == ["a", "b", "c", "d"]
+    assert list(per["status"]) == ["ok", "ok", "failed", "not_run"]
+    assert list(per["verdict"]) == ["pass", "fail", "not_measurable", "not_measurable"]
+    ra, rb = per.iloc[0], per.iloc[1]
+    assert (ra.n_pairs, ra.n_pairs_ok, ra.n_pairs_within, ra.n_dates) == (2, 2, 2, 3)
+    assert ra.east_mean_m == pytest.approx(0.0) and ra.east_rms_m == pytest.approx(3.0)
+    assert ra.north_rms_m == pytest.approx(4.0)
+    assert rb.n_pairs_within == 1 and rb.max_offset_m == pytest.approx(12.0)
+    assert rb.east_rms_m == pytest.approx(np.sqrt((36 + 144) / 2))
+    assert per.iloc[2].error.startswith("error: x.tif") and pd.isna(per.iloc[2].n_pairs)
+    o = overall.iloc[0]
+    assert (o.n_stacks, o.n_stacks_ok, o.n_stacks_pass) == (4, 2, 1)
+    assert o.fraction_stacks_pass == pytest.approx(0.25)
+    assert (o.n_pairs_ok, o.n_pairs_within) == (4, 3)
+    assert o.fraction_pairs_within == pytest.approx(0.75)
+
+
+def test_summarize_stacks_never_passes_the_unmeasured_or_without_requirement():
+    sea = _result("sea", [], bad=3)
+    per, overall = rtc.summarize_stacks([sea], 10.0)
+    assert per.iloc[0].verdict == "not_measurable" and per.iloc[0].n_pairs_ok == 0
+    assert np.isnan(overall.iloc[0].fraction_pairs_within)
+    per, overall = rtc.summarize_stacks([_result("a", [(1.0, 1.0)], requirement_m=None)], None)
+    assert per.iloc[0].verdict == "no_requirement"
+    assert np.isnan(overall.iloc[0].fraction_stacks_pass)
+
+
+def test_last_error_picks_the_newest_error_line_since_the_start(tmp_path):
+    logs = tmp_path / "land"
+    logs.mkdir()
+    (logs / "select.log").write_text("10:00 INFO fine\n")
+    (logs / "flatten_1-of-2.log").write_text("INFO reading\nerror: a.tif: cannot read band 1\n")
+    assert rtc_stacks_summary.last_error(logs, None).startswith("error: a.tif: cannot read band 1")
+    assert rtc_stacks_summary.last_error(logs, since=4e9) == ""  # older than the run
+    assert rtc_stacks_summary.last_error(tmp_path / "none", None) == ""
+
+
+@pytest.mark.workflow
+def test_two_opera_bursts_and_a_corrupted_stack_in_one_keep_going_run(tmp_path, land_burst, sea_burst):
+    """land: measurable, pass; sea: nothing measurable, said so; broken (the sea
+    burst with one file truncated): fails with its one-line error while the
+    other two complete; stacks_summary.csv says which and why."""
+    broken = tmp_path / "broken"
+    shutil.copytree(sea_burst, broken)
+    victim = sorted(broken.rglob("*_VV.tif"))[2]
+    victim.write_bytes(victim.read_bytes()[:3000])
+    out = tmp_path / "res"
+    cfg = write_config(tmp_path / "c.yaml", {
+        "output_dir": str(out),
+        "rtc": {"stacks": {"land": f"{land_burst}/**/*_VV.tif", "sea": f"{sea_burst}/**/*_VV.tif",
+                           "broken": f"{broken}/**/*_VV.tif"},
+                "tiles": [4, 4], "requirement_m": 10.0},
+    })
+    p = snakemake("rtc", "--keep-going", "--configfile", str(cfg), check=False)
+    assert p.returncode != 0
+    assert f"{victim}" in p.stderr and "stacks_summary.csv" in p.stderr  # one line, on the terminal
+
+    for name, verdict, n_ok in (("land", "pass", 20), ("sea", "not_measurable", 0)):
+        pairs = pd.read_csv(out / "rtc" / name / "pairs.csv")
+        summary = pd.read_csv(out / "rtc" / name / "summary.csv")
+        assert len(pairs) == 20 and int((pairs["status"] == "ok").sum()) == n_ok
+        ok = pairs[pairs["status"] == "ok"]
+        assert (np.hypot(ok["east_m"], ok["north_m"]) < 30.0).all()  # sub-pixel at 30 m
+        assert summary["verdict"].iloc[0] == verdict
+        assert (out / "rtc" / name / "plots" / "pair_offsets.png").is_file()
+    assert not (out / "rtc" / "broken" / "summary.csv").exists()
+
+    per = pd.read_csv(out / "rtc" / "stacks_summary.csv", keep_default_na=False).set_index("stack")
+    per = per.loc[["land", "sea", "broken"]]  # in config order (here sorted by the YAML dump)
+    assert list(per["status"]) == ["ok", "ok", "failed"]
+    assert list(per["verdict"]) == ["pass", "not_measurable", "not_measurable"]
+    assert per.loc["land", "n_pairs"] == "20" and per.loc["land", "n_pairs_ok"] == "20"
+    assert per.loc["sea", "n_pairs_ok"] == "0" and per.loc["land", "n_dates"] == "21"
+    assert victim.name in per.loc["broken", "error"] and per.loc["land", "error"] == ""
+    overall = pd.read_csv(out / "rtc" / "stacks_overall.csv").iloc[0]
+    assert (overall.n_stacks, overall.n_stacks_ok, overall.n_stacks_pass) == (3, 2, 1)
+    assert overall.fraction_pairs_within == 1.0
+
+    # The rule's path (every stack completed) gives the same rows for the two good stacks.
+    rtc_stacks_summary.main(["--stack", "land", str(out / "rtc" / "land"), "--stack", "sea",
+                             str(out / "rtc" / "sea"), "--requirement-m", "10",
+                             "--out", str(tmp_path / "s.csv"), "--out-overall", str(tmp_path / "o.csv"),
+                             "--plot", str(tmp_path / "s.png")])
+    again = pd.read_csv(tmp_path / "s.csv", keep_default_na=False).set_index("stack")
+    pd.testing.assert_frame_equal(again, per.loc[["land", "sea"]])
+
+    # Map-ready offsets: each tile's temporal mean, spread and count; a point per tile and pair.
+    tiles = json.loads((out / "rtc" / "land" / "tiles.geojson").read_text())
+    table = pd.read_csv(out / "rtc" / "land" / "tiles.csv")
+    assert len(tiles["features"]) == 16 and "crs" in tiles
+    for f in tiles["features"]:
+        pr = f["properties"]
+        row = table[(table.tile_row == pr["tile_row"]) & (table.tile_col == pr["tile_col"])].iloc[0]
+        assert pr["east_mean_m"] == pytest.approx(row.east_mean_m)
+        assert pr["north_spread_m"] == pytest.approx(row.north_spread_m) and pr["n_ok"] == row.n_ok
+    vectors = json.loads((out / "rtc" / "land" / "tile_vectors.geojson").read_text())
+    assert len(vectors["features"]) == 20 * 16
+    v = vectors["features"][0]["properties"]
+    assert v["azimuth_deg"] == pytest.approx(np.degrees(np.arctan2(v["east_m"], v["north_m"])) % 360)
