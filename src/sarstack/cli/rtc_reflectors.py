@@ -139,16 +139,18 @@ def main(argv=None):
         ok = m[m["status"] == reflectors.ReflectorStatus.OK.value]
         counts = m["status"].value_counts()
         others = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "ok")
-        log.info("scene %d/%d %s: %d/%d targets ok%s; mean east %.2f m, north %.2f m", k,
-                 len(scenes), date, len(ok), len(m), f" ({others})" if others else "",
-                 ok["east_m"].mean(), ok["north_m"].mean())  # fmt: skip
+        means = (f"; mean east {ok['east_m'].mean():.2f} m, north {ok['north_m'].mean():.2f} m"
+                 if len(ok) else "")  # fmt: skip
+        log.info("scene %d/%d %s: %d/%d targets ok%s%s", k, len(scenes), date, len(ok), len(m),
+                 f" ({others})" if others else "", means)  # fmt: skip
         frames.append(m)
     measurements = pd.concat(frames, ignore_index=True)
     absolute = reflectors.summarize_offsets(measurements, a.requirement_m)
     stack = absolute.iloc[-1]
-    log.info("stack: %d/%d target measurements ok; mean east %.2f m, north %.2f m, RMS %.2f m; "
-             "verdict: %s", stack.n_ok, stack.n_targets, stack.east_mean_m, stack.north_mean_m,
-             stack.rms_m, stack.verdict)  # fmt: skip
+    log.info("stack: %d/%d target measurements ok in %d of %d scenes; mean east %.2f m, north "
+             "%.2f m, RMS %.2f m; verdict: %s", stack.n_ok, stack.n_targets,
+             len(scenes) - len(str(stack.unmeasured_dates or "").split()), len(scenes),
+             stack.east_mean_m, stack.north_mean_m, stack.rms_m, stack.verdict)  # fmt: skip
 
     from sarstack import plots  # matplotlib: imported when it draws
 
