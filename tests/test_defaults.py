@@ -48,7 +48,8 @@ def test_stage_options_have_no_defaults_of_their_own(stage):
 # Library parameters named after a config key (by its last part) must default
 # to the schema's value (or have no default). Ambiguous names (block_shape: the
 # top level or insar's) may match any of their keys.
-MODULES = ["dates", "insar", "io", "plots", "refpoint", "rtc", "velocity", "xcorr", "closure"]
+MODULES = ["dates", "insar", "io", "plots", "refpoint", "rtc", "velocity", "xcorr", "closure",
+           "reflectors"]
 # Same name, another quantity: (module, function, parameter) and why.
 OTHER_MEANING = {
     ("xcorr", "prepare_tiles", "scale"): "the scale tiles are correlated in, not the files' scale",
@@ -59,7 +60,15 @@ EXPLICIT = [
     ("refpoint", "select_reference_point", "threshold", "insar.reference_threshold"),
     ("insar", "reference_phase", "window", "insar.reference_window"),
     ("rtc", "coarse_offset", "min_quality", "rtc.min_quality"),
-]
+    *[("reflectors", f, "chip", "rtc.reflector_chip_px")
+      for f in ("locate_peak", "measure_scene", "measure_scene_file", "target_window")],
+    *[("reflectors", f, "edge_px", "rtc.reflector_edge_px")
+      for f in ("locate_peak", "measure_scene", "measure_scene_file", "target_window")],
+    *[("reflectors", f, "min_pcr_db", "rtc.reflector_min_pcr_db")
+      for f in ("locate_peak", "measure_scene", "measure_scene_file")],
+    *[("reflectors", f, "pixel_is_point", "rtc.reflector_pixel_is_point")
+      for f in ("expected_positions", "measure_scene", "measure_scene_file")],
+]  # fmt: skip
 
 
 def test_library_defaults_equal_the_schema():

@@ -542,3 +542,63 @@ def stacks_summary(
     axb.set_title("per stack: RMS and max offset, verdict")
     axb.legend(fontsize=7, loc="lower right")
     return _save(fig, path)
+
+
+def absolute_offsets(
+    measurements: pd.DataFrame,
+    absolute: pd.DataFrame,
+    path: str | Path,
+    requirement_m: float | None = None,
+) -> plt.Figure:
+    """Absolute geolocation offsets at point targets, east vs north (m).
+
+    Small grey dots: every ok target of every scene; coloured markers: each
+    scene's mean offset (colour: date); a black cross: the stack mean; a
+    dashed red circle: the requirement, which each scene's mean is judged
+    against. ``measurements`` is ``reflectors.csv``, ``absolute`` is
+    ``absolute.csv`` (:func:`sarstack.reflectors.summarize_offsets`). With no
+    ok target the figure says "not measurable".
+    """
+    import matplotlib.dates as mdates
+
+    title = "Absolute geolocation at point targets (measured minus expected)"
+    ok = (measurements["status"] == "ok") & np.isfinite(measurements["east_m"])
+    scenes = absolute[(absolute["scope"] == "scene") & (absolute["n_ok"] > 0)]
+    stack = absolute[absolute["scope"] == "stack"].iloc[0]
+    if not ok.any():
+        n_scenes = int((absolute["scope"] == "scene").sum())
+        return _not_measurable(
+            title, f"no point target measured ok in {n_scenes} scenes "
+            f"({len(measurements)} target measurements: outside, near an edge or low contrast)",
+            path)  # fmt: skip
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    ax.plot(measurements.loc[ok, "east_m"], measurements.loc[ok, "north_m"], ".", color="0.6",
+            ms=4, label=f"target ({int(ok.sum())} ok)", zorder=1)
+    days = mdates.date2num(pd.to_datetime(scenes["date"]))
+    sc = ax.scatter(scenes["east_mean_m"], scenes["north_mean_m"], c=days, cmap="viridis", s=40,
+                    edgecolors="k", linewidths=0.5, label=f"scene mean ({len(scenes)})", zorder=3)
+    ax.plot(stack["east_mean_m"], stack["north_mean_m"], "X", color="k", ms=11,
+            label="stack mean", zorder=4)
+    extent = float(np.nanmax(np.abs(measurements.loc[ok, ["east_m", "north_m"]].to_numpy())))
+    if requirement_m:
+        ax.add_patch(plt.Circle((0, 0), requirement_m, fill=False, ls="--", color="tab:red",
+                                lw=1.2, label=f"requirement {requirement_m:g} m"))
+        extent = max(extent, requirement_m)
+    lim = 1.15 * extent if extent > 0 else 1.0
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.axvline(0, color="k", lw=0.5)
+    ax.set_xlabel("east offset (m)")
+    ax.set_ylabel("north offset (m)")
+    judged = (f"verdict: {stack['verdict']}" if requirement_m
+              else "no requirement set")  # fmt: skip
+    ax.set_title(f"{title}\nstack mean east {stack['east_mean_m']:.2f} m, north "
+                 f"{stack['north_mean_m']:.2f} m, RMS {stack['rms_m']:.2f} m; {judged}",
+                 fontsize=10)  # fmt: skip
+    if len(scenes) > 1:
+        cb = _colorbar(fig, ax, sc, "scene date")
+        cb.ax.yaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)

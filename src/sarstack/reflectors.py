@@ -4,8 +4,12 @@ The kernel behind an absolute-geolocation check of an RTC backscatter stack:
 where each surveyed point target *should* appear in a raster
 (:func:`expected_positions`), where its bright return *does* appear
 (:func:`locate_peak`), and the difference for one scene
-(:func:`measure_scene`). :func:`read_reflectors` is the only function here that
-touches a file.
+(:func:`measure_scene`), and a per-scene / stack summary of those differences
+(:func:`summarize_offsets`). Two functions touch files:
+:func:`read_reflectors` (the target list) and :func:`measure_scene_file`, which
+reads only a small window around each target (:func:`target_window`) and hands
+it to the same kernel, so that memory follows the chip size, not the scene
+size, and the numbers equal :func:`measure_scene` on the whole image.
 
 Conventions
 -----------
@@ -243,7 +247,7 @@ def _crs_problem(text: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- #
-# Kernels (no file I/O below this line)
+# Kernels (no file I/O in this section)
 # --------------------------------------------------------------------------- #
 
 
@@ -395,12 +399,22 @@ def _nan_result(status: ReflectorStatus, pcr_db: float = math.nan) -> PeakResult
     return PeakResult(math.nan, math.nan, pcr_db, status)
 
 
-def _near_invalid(image: np.ndarray, r: int, c: int, edge_px: int) -> bool:
-    """Pixel (r, c) is within ``edge_px`` of the image edge or of a NaN."""
-    h, w = image.shape
+def _near_invalid(
+    image: np.ndarray,
+    r: int,
+    c: int,
+    edge_px: int,
+    origin: tuple[int, int],
+    shape: tuple[int, int],
+) -> bool:
+    """Raster pixel (r, c) is within ``edge_px`` of the raster edge (``shape``)
+    or of a NaN; ``image`` is the part of the raster from raster pixel
+    ``origin`` on, and must hold the ``2 edge_px + 1`` square around (r, c)."""
+    h, w = shape
     if r < edge_px or c < edge_px or r >= h - edge_px or c >= w - edge_px:
         return True
-    win = image[r - edge_px : r + edge_px + 1, c - edge_px : c + edge_px + 1]
+    i, j = r - origin[0], c - origin[1]
+    win = image[i - edge_px : i + edge_px + 1, j - edge_px : j + edge_px + 1]
     return bool(np.isnan(win).any())
 
 
@@ -438,6 +452,8 @@ def locate_peak(
     clutter_ring: tuple[float, float] = (4.0, 16.0),
     edge_px: int = 3,
     min_pcr_db: float = 10.0,
+    origin: tuple[int, int] = (0, 0),
+    raster_shape: tuple[int, int] | None = None,
 ) -> PeakResult:
     """Measure the position of the bright point target nearest ``(row, col)``.
 
@@ -472,6 +488,14 @@ def locate_peak(
         rows or columns) is ``near_edge``: its chip would be incomplete.
     min_pcr_db
         Below this peak-to-clutter ratio the status is ``low_contrast``.
+    origin, raster_shape
+        ``image`` may be a window of a larger raster of ``raster_shape``
+        (default: ``image.shape``) whose element ``[0, 0]`` is raster element
+        ``origin``; ``row``, ``col``, the edge test and the result are then
+        in raster coordinates. The window must hold everything the
+        measurement looks at, :func:`target_window` (clipped to the raster);
+        anything else of the raster is never read. The result is the same,
+        to the bit, as with the whole raster.
 
     Returns
     -------
@@ -497,19 +521,21 @@ def locate_peak(
     inner, outer = (float(v) for v in clutter_ring)
     if not 0.0 <= inner < outer:
         raise SarstackError(f"locate_peak: clutter_ring {clutter_ring} needs 0 <= inner < outer")
-    h, w = img.shape
+    shape = (int(img.shape[0]), int(img.shape[1])) if raster_shape is None else raster_shape
+    h, w = shape
+    o0, o1 = int(origin[0]), int(origin[1])
     if not (np.isfinite(row) and np.isfinite(col) and 0.0 <= row < h and 0.0 <= col < w):
         return _nan_result(ReflectorStatus.OUTSIDE)
     r, c = math.floor(row), math.floor(col)
-    if _near_invalid(img, r, c, edge_px):
+    if _near_invalid(img, r, c, edge_px, (o0, o1), shape):
         return _nan_result(ReflectorStatus.NEAR_EDGE)
 
-    # The chip, NaN outside the image.
+    # The chip, NaN outside the image (window) held.
     r0, c0 = r - chip // 2, c - chip // 2
     sub = np.full((chip, chip), np.nan)
-    ra, rb = max(r0, 0), min(r0 + chip, h)
-    ca, cb = max(c0, 0), min(c0 + chip, w)
-    sub[ra - r0 : rb - r0, ca - c0 : cb - c0] = img[ra:rb, ca:cb]
+    ra, rb = max(r0, o0), min(r0 + chip, o0 + img.shape[0])
+    ca, cb = max(c0, o1), min(c0 + chip, o1 + img.shape[1])
+    sub[ra - r0 : rb - r0, ca - c0 : cb - c0] = img[ra - o0 : rb - o0, ca - o1 : cb - o1]
     valid = np.isfinite(sub)
     background = float(np.median(sub[valid]))
     work = np.where(valid, sub - background, 0.0)
@@ -527,7 +553,7 @@ def locate_peak(
     meas_row = r0 + pi + 0.5
     meas_col = c0 + pj + 0.5
     mr, mc = math.floor(meas_row), math.floor(meas_col)
-    if not (0 <= mr < h and 0 <= mc < w) or _near_invalid(img, mr, mc, edge_px):
+    if not (0 <= mr < h and 0 <= mc < w) or _near_invalid(img, mr, mc, edge_px, (o0, o1), shape):
         return _nan_result(ReflectorStatus.NEAR_EDGE)
 
     yy, xx = np.mgrid[0:chip, 0:chip]
@@ -607,6 +633,14 @@ def measure_scene(
         )
         for er, ec in zip(exp["row"], exp["col"], strict=True)
     ]
+    return _offsets_frame(exp, results, grid, day)
+
+
+def _offsets_frame(
+    exp: pd.DataFrame, results: list[PeakResult], grid: Grid, day: dt.date
+) -> pd.DataFrame:
+    """The table :func:`measure_scene` returns, from the expected positions
+    and the located peaks (in the same order)."""
     drow = np.array([p.row for p in results], dtype=float) - exp["row"].to_numpy(float)
     dcol = np.array([p.col for p in results], dtype=float) - exp["col"].to_numpy(float)
     t = grid.transform
@@ -630,3 +664,260 @@ def measure_scene(
             "status": [p.status.value for p in results],
         }
     )
+
+
+def target_window(
+    row: float,
+    col: float,
+    raster_shape: tuple[int, int],
+    *,
+    chip: int = 32,
+    edge_px: int = 3,
+) -> tuple[int, int, int, int] | None:
+    """The part of a raster :func:`locate_peak` looks at for a target expected at ``(row, col)``.
+
+    The chip around the expected pixel, widened by ``edge_px`` on every side
+    (the near-edge / near-nodata test around the measured peak, which lies
+    inside the chip), clipped to the raster. Inside it no test ever meets the
+    window's edge; where the raster clips it, the raster edge is where
+    :func:`locate_peak` (given ``origin`` and ``raster_shape``) expects it.
+
+    Parameters
+    ----------
+    row, col
+        Expected fractional position, pixel-is-area.
+    raster_shape
+        ``(rows, cols)`` of the raster.
+    chip, edge_px
+        As in :func:`locate_peak`.
+
+    Returns
+    -------
+    tuple of int or None
+        ``(row0, col0, n_rows, n_cols)``; None when ``(row, col)`` is not in
+        the raster (the target is ``outside``, nothing needs reading).
+    """
+    h, w = raster_shape
+    if not (np.isfinite(row) and np.isfinite(col) and 0.0 <= row < h and 0.0 <= col < w):
+        return None
+    r0 = math.floor(row) - chip // 2 - edge_px
+    c0 = math.floor(col) - chip // 2 - edge_px
+    ra, ca = max(r0, 0), max(c0, 0)
+    rb, cb = min(r0 + chip + 2 * edge_px, h), min(c0 + chip + 2 * edge_px, w)
+    return ra, ca, rb - ra, cb - ca
+
+
+# --------------------------------------------------------------------------- #
+# One scene file: reads a window per target (the kernels above do the work)
+# --------------------------------------------------------------------------- #
+
+
+def measure_scene_file(
+    path: str | Path,
+    reflectors: pd.DataFrame,
+    date: dt.date | str,
+    *,
+    scale: str = "power",
+    pixel_is_point: bool = False,
+    chip: int = 32,
+    oversample: int = 32,
+    clutter_ring: tuple[float, float] = (4.0, 16.0),
+    edge_px: int = 3,
+    min_pcr_db: float = 10.0,
+) -> pd.DataFrame:
+    """:func:`measure_scene` on a raster file, reading only a window per target.
+
+    Each target's :func:`target_window` (the chip plus ``edge_px`` around it,
+    about ``(chip + 2 edge_px)^2`` pixels) is read, its nodata, non-finite
+    and fill values as NaN and converted to linear power as every RTC stage
+    reads a scene (:func:`sarstack.rtc.read_scene`); targets outside the
+    raster read nothing. Memory follows the chip size, not the scene size,
+    and the result equals :func:`measure_scene` on the whole image read the
+    same way, number for number.
+
+    Parameters
+    ----------
+    path
+        A single-band raster (e.g. an RTC GeoTIFF) with a CRS.
+    reflectors
+        As from :func:`read_reflectors`.
+    date
+        The scene's acquisition date.
+    scale
+        How the file stores backscatter: ``power``, ``amplitude`` or ``db``
+        (``rtc.scale``).
+    pixel_is_point, chip, oversample, clutter_ring, edge_px, min_pcr_db
+        As in :func:`measure_scene`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`measure_scene`.
+
+    Raises
+    ------
+    SarstackError
+        One line naming the file: missing, unreadable, more than one band,
+        no CRS, or a window that cannot be read.
+    """
+    from rasterio.windows import Window
+
+    from sarstack.io import read_grid
+    from sarstack.rtc import read_scene
+
+    grid = read_grid(path, single_band=True)
+    if grid.crs is None:
+        raise SarstackError(f"{path}: no CRS; the reflectors cannot be placed in it")
+    day = _as_date(date)
+    exp = expected_positions(reflectors, grid, day, pixel_is_point=pixel_is_point)
+    results = []
+    for er, ec in zip(exp["row"].to_numpy(float), exp["col"].to_numpy(float), strict=True):
+        win = target_window(er, ec, grid.shape, chip=chip, edge_px=edge_px)
+        if win is None:
+            results.append(_nan_result(ReflectorStatus.OUTSIDE))
+            continue
+        r0, c0, nr, nc = win
+        sub = read_scene(path, Window(c0, r0, nc, nr), scale=scale)
+        results.append(
+            locate_peak(
+                sub,
+                float(er),
+                float(ec),
+                chip=chip,
+                oversample=oversample,
+                clutter_ring=clutter_ring,
+                edge_px=edge_px,
+                min_pcr_db=min_pcr_db,
+                origin=(r0, c0),
+                raster_shape=grid.shape,
+            )
+        )
+    return _offsets_frame(exp, results, grid, day)
+
+
+# --------------------------------------------------------------------------- #
+# Summary per scene and for the stack (pure)
+# --------------------------------------------------------------------------- #
+
+#: Columns of :func:`summarize_offsets` (``absolute.csv``).
+ABSOLUTE_COLUMNS = (
+    "scope", "date", "n_targets", "n_ok", "east_mean_m", "north_mean_m", "east_std_m",
+    "north_std_m", "east_rms_m", "north_rms_m", "rms_m", "offset_m", "requirement_m", "passes",
+    "verdict", "unmeasured_dates",
+)  # fmt: skip
+
+
+def _stats(east: np.ndarray, north: np.ndarray) -> dict[str, float]:
+    """Mean, sample std (NaN below 2 values), RMS per axis and horizontal RMS."""
+    n = len(east)
+    nan = math.nan
+    return {
+        "east_mean_m": float(np.mean(east)) if n else nan,
+        "north_mean_m": float(np.mean(north)) if n else nan,
+        "east_std_m": float(np.std(east, ddof=1)) if n > 1 else nan,
+        "north_std_m": float(np.std(north, ddof=1)) if n > 1 else nan,
+        "east_rms_m": float(np.sqrt(np.mean(east**2))) if n else nan,
+        "north_rms_m": float(np.sqrt(np.mean(north**2))) if n else nan,
+        "rms_m": float(np.sqrt(np.mean(east**2 + north**2))) if n else nan,
+    }
+
+
+def summarize_offsets(
+    measurements: pd.DataFrame, requirement_m: float | None = None
+) -> pd.DataFrame:
+    """Absolute geolocation per scene and for the stack, with verdicts.
+
+    Parameters
+    ----------
+    measurements
+        Rows of :func:`measure_scene` for one or more scenes (at least
+        ``date``, ``east_m``, ``north_m``, ``status``).
+    requirement_m
+        Largest acceptable horizontal absolute offset of a scene (metres);
+        None: no verdict against a requirement.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`ABSOLUTE_COLUMNS`. One ``scope = "scene"`` row per
+        date (in date order), then one ``scope = "stack"`` row (``date``
+        empty).
+
+        Scene rows: ``n_targets``, ``n_ok`` (targets measured ``ok``); mean,
+        sample std and RMS of east / north over the ok targets; ``rms_m``:
+        horizontal RMS of the ok targets' offsets; ``offset_m``: the
+        horizontal length of the mean offset, the scene's absolute
+        geolocation error, which the requirement judges (``passes``:
+        ``offset_m <= requirement_m``, empty when not judged).
+
+        Stack row: ``n_targets``, ``n_ok`` summed; the statistics are over
+        the *measured scenes' mean offsets*, each scene counted once (a scene
+        with more targets is not worth more): mean, sample std (scene to
+        scene), RMS per axis, ``rms_m`` = RMS of the scenes' ``offset_m``,
+        and ``offset_m`` of the stack mean. ``unmeasured_dates``: the dates
+        with no ok target, space-separated.
+
+        ``verdict``, with the vocabulary of ``summary.csv``
+        (:func:`sarstack.rtc.verdict`), never ``pass`` on what was not
+        measured: a scene is ``pass`` / ``fail``, or ``not_measurable``
+        without an ok target; the stack is ``fail`` if a measured scene
+        fails, else ``not_measurable`` if no scene was measured, else
+        ``incomplete`` if some scene was not, else ``pass``. Without a
+        requirement every verdict is ``no_requirement``.
+    """
+    from sarstack.rtc import verdict
+
+    is_ok = (measurements["status"] == ReflectorStatus.OK.value).to_numpy()
+    dates = measurements["date"].astype(str).to_numpy()
+    east_all = measurements["east_m"].to_numpy(float)
+    north_all = measurements["north_m"].to_numpy(float)
+    rows: list[dict[str, object]] = []
+    means: list[tuple[float, float]] = []  # of the measured scenes
+    scene_passes: list[bool] = []
+    unmeasured: list[str] = []
+    for date in sorted(set(dates)):
+        sel = dates == date
+        ok = sel & is_ok
+        stats = _stats(east_all[ok], north_all[ok])
+        offset = math.hypot(stats["east_mean_m"], stats["north_mean_m"])
+        passes: bool | None = None
+        if ok.any():
+            means.append((stats["east_mean_m"], stats["north_mean_m"]))
+            if requirement_m is not None:
+                passes = bool(offset <= requirement_m)
+                scene_passes.append(passes)
+        else:
+            unmeasured.append(date)
+        rows.append(
+            {
+                "scope": "scene",
+                "date": date,
+                "n_targets": int(sel.sum()),
+                "n_ok": int(ok.sum()),
+                **stats,
+                "offset_m": offset,
+                "requirement_m": requirement_m,
+                "passes": passes,
+                "verdict": verdict([] if passes is None else [passes], int(not ok.any()),
+                                   requirement_m),
+                "unmeasured_dates": "",
+            }
+        )  # fmt: skip
+    mean_e = np.array([m[0] for m in means])
+    mean_n = np.array([m[1] for m in means])
+    stats = _stats(mean_e, mean_n)
+    rows.append(
+        {
+            "scope": "stack",
+            "date": "",
+            "n_targets": len(measurements),
+            "n_ok": int(is_ok.sum()),
+            **stats,
+            "offset_m": math.hypot(stats["east_mean_m"], stats["north_mean_m"]),
+            "requirement_m": requirement_m,
+            "passes": None,
+            "verdict": verdict(scene_passes, len(unmeasured), requirement_m),
+            "unmeasured_dates": " ".join(unmeasured),
+        }
+    )
+    return pd.DataFrame(rows, columns=list(ABSOLUTE_COLUMNS))

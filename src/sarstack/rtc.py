@@ -720,6 +720,42 @@ def aggregate_tiles(offsets: pd.DataFrame, pairs: pd.DataFrame | None = None) ->
     return pd.DataFrame(rows)
 
 
+def verdict(
+    passes: Sequence[bool] | np.ndarray, n_unmeasured: int, requirement_m: float | None
+) -> str:
+    """The verdict vocabulary of ``summary.csv`` (and ``absolute.csv``).
+
+    Never ``pass`` on what could not be measured.
+
+    Parameters
+    ----------
+    passes
+        For each *measured* item (an ok pair, a scene with ok targets),
+        whether it meets the requirement.
+    n_unmeasured
+        How many items could not be measured.
+    requirement_m
+        The requirement; None gives ``no_requirement``.
+
+    Returns
+    -------
+    str
+        ``no_requirement`` without a requirement; else ``fail`` when a
+        measured item fails; else ``not_measurable`` when nothing was
+        measured; else ``incomplete`` when some item was not; else ``pass``.
+    """
+    measured = np.asarray(passes, dtype=bool)
+    if requirement_m is None:
+        return "no_requirement"
+    if measured.size and not bool(measured.all()):
+        return "fail"
+    if measured.size == 0:
+        return "not_measurable"
+    if n_unmeasured:
+        return "incomplete"
+    return "pass"
+
+
 def summarize(pairs: pd.DataFrame, requirement_m: float | None) -> pd.DataFrame:
     """One-row stack summary: mean/std of ok pair offsets and the verdict.
 
@@ -727,7 +763,7 @@ def summarize(pairs: pd.DataFrame, requirement_m: float | None) -> pd.DataFrame:
     ``fail`` when a measured (ok) pair exceeds the requirement; else
     ``not_measurable`` when no pair was measured; else ``incomplete`` when
     some pair was not (its dates are listed in ``unmeasured_pairs``); else
-    ``pass``. ``no_requirement`` without a requirement.
+    ``pass``. ``no_requirement`` without a requirement (:func:`verdict`).
     """
     import pandas as pd
 
@@ -743,17 +779,8 @@ def summarize(pairs: pd.DataFrame, requirement_m: float | None) -> pd.DataFrame:
         "max_offset_m": float(np.hypot(ok["east_m"], ok["north_m"]).max()) if len(ok) else float("nan"),
         "requirement_m": requirement_m if requirement_m is not None else float("nan"),
     }
-    if requirement_m is None:
-        verdict = "no_requirement"
-    elif len(ok) and not bool(ok["passes"].all()):
-        verdict = "fail"
-    elif len(ok) == 0:
-        verdict = "not_measurable"
-    elif len(bad):
-        verdict = "incomplete"
-    else:
-        verdict = "pass"
-    out["verdict"] = verdict
+    passes = ok["passes"].to_numpy(bool) if requirement_m is not None else []
+    out["verdict"] = verdict(passes, len(bad), requirement_m)
     out["unmeasured_pairs"] = " ".join(
         f"{r}_{s}" for r, s in zip(bad["reference_date"], bad["secondary_date"], strict=True)
     )

@@ -3,7 +3,10 @@
 :func:`make_rtc_stack` writes a small stack of HyP3-style RTC GeoTIFFs (VV,
 linear power, float32) of one textured ground scene, each date displaced by a
 known sub-pixel geolocation error, with moving frame extents, speckle and
-slanted invalid swath edges. :func:`expected_pair_offsets` turns the recorded
+slanted invalid swath edges, and optionally bright point targets (corner
+reflectors) whose surveyed positions go to ``reflectors.csv``: each date's
+absolute offset at the targets is then that date's known error.
+:func:`expected_pair_offsets` turns the recorded
 truth into the offsets a co-registration tool should measure for a pair
 network. :func:`make_ifg_stack` writes unwrapped interferograms of a known
 phase history.
@@ -25,6 +28,7 @@ north-up transforms, north +1 pixel is row -1.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -65,6 +69,21 @@ _LOWPASS = (0.4, 0.5)
 # Smallest power of the noise-free canvas (linear), so valid pixels never equal nodata 0.
 _MIN_POWER = 0.005
 
+#: Columns of the point-target list (``reflectors.csv``), as
+#: :func:`sarstack.reflectors.read_reflectors` reads it.
+REFLECTOR_CSV_COLUMNS = ["id", "x", "y", "crs"]
+
+# Point targets: gaussian PSF (sigma in pixels), peak power this many dB above the canvas mean,
+# at least this many pixels from every frame edge and nodata wedge (the chip of
+# sarstack.reflectors.locate_peak is 32 px: 16 px each side plus its edge test)
+# and at least this far apart (one target per chip).
+_TARGET_SIGMA_PX = 1.2
+_TARGET_DB = 35.0
+_TARGET_MARGIN_PX = 24
+_TARGET_SPACING_PX = 36
+# Widest nodata wedge, as a fraction of the width (see _wedge_mask).
+_WEDGE_MAX = 0.08
+
 
 def _texture(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     """Log-power texture: unit-variance sum of gaussian-filtered noise at a few scales."""
@@ -99,6 +118,42 @@ def _lowpass(shape: tuple[int, int]) -> np.ndarray:
         taper = 0.5 * (1.0 + np.cos(np.pi * np.clip((f - lo) / (hi - lo), 0.0, 1.0)))
         taper[f >= hi] = 0.0
         out *= taper[:, None] if axis == 0 else taper[None, :]
+    return out
+
+
+def _target_centres(
+    rng: np.random.Generator, n: int, rows: tuple[float, float], cols: tuple[float, float]
+) -> np.ndarray:
+    """``(n, 2)`` point-target centres on a lattice inside ``rows`` x ``cols``.
+
+    Fractional ``(row, col)``, pixel-is-area (the centre of element ``[i, j]``
+    is ``(i + 0.5, j + 0.5)``); each lattice cell's centre is moved by up to
+    0.5 px so that the targets fall at arbitrary sub-pixel positions.
+    """
+    height, width = rows[1] - rows[0], cols[1] - cols[0]
+    n_c = max(1, math.ceil(math.sqrt(n * width / max(height, 1.0))))
+    n_r = math.ceil(n / n_c)
+    if min(height / n_r, width / n_c) < _TARGET_SPACING_PX:
+        raise SarstackError(
+            f"{n} point targets do not fit {_TARGET_SPACING_PX} px apart and "
+            f"{_TARGET_MARGIN_PX} px from the frame and nodata edges of every date; "
+            "use fewer targets, a larger shape or less frame jitter"
+        )
+    cells = [(i, j) for i in range(n_r) for j in range(n_c)][:n]
+    lattice = [(rows[0] + (i + 0.5) * height / n_r, cols[0] + (j + 0.5) * width / n_c)
+               for i, j in cells]  # fmt: skip
+    return np.array(lattice) + rng.uniform(-0.5, 0.5, size=(n, 2))
+
+
+def _render_targets(centres: np.ndarray, shape: tuple[int, int], amplitude: float) -> np.ndarray:
+    """Gaussian PSFs (linear power) centred at fractional pixel-is-area ``(row, col)``."""
+    ii = np.arange(shape[0], dtype=np.float64) + 0.5
+    jj = np.arange(shape[1], dtype=np.float64) + 0.5
+    two_s2 = 2.0 * _TARGET_SIGMA_PX**2
+    out = np.zeros(shape, dtype=np.float64)
+    for rc, cc in centres:
+        out += amplitude * np.outer(np.exp(-((ii - rc) ** 2) / two_s2),
+                                    np.exp(-((jj - cc) ** 2) / two_s2))  # fmt: skip
     return out
 
 
@@ -139,6 +194,10 @@ class RtcSimulation(NamedTuple):
     #: One row per date, columns :data:`TRUTH_COLUMNS` (see :func:`make_rtc_stack`);
     #: ``path`` is relative to the output folder, ``{name}/{name}_VV.tif``.
     truth: pd.DataFrame
+    #: Surveyed (true) positions of the point targets, columns
+    #: :data:`REFLECTOR_CSV_COLUMNS` (map ``x``, ``y`` in the scenes' CRS);
+    #: None without point targets.
+    reflectors: pd.DataFrame | None = None
 
 
 def simulate_rtc_stack(
@@ -158,6 +217,7 @@ def simulate_rtc_stack(
     origin: tuple[float, float] = (400000.0, 4000000.0),
     nodata: float = 0.0,
     speckle: bool = True,
+    point_targets: int = 0,
 ) -> RtcSimulation:
     """Simulate an RTC stack with a known geolocation error per date (no files).
 
@@ -203,6 +263,17 @@ def simulate_rtc_stack(
         Value of invalid pixels; valid pixels never equal it.
     speckle
         Apply speckle (set false for noise-free scenes, e.g. to test offsets).
+    point_targets
+        Number of bright point targets (corner reflectors): gaussian PSFs
+        (sigma 1.2 px, peak 35 dB above the canvas mean) placed on the ground
+        canvas on a lattice, at least 24 px from every date's frame edges and
+        nodata wedges and 36 px apart, and moved with the scene (the same
+        translation, rendered analytically in each frame), so that
+        each date's absolute offset at the targets (measured minus surveyed,
+        east = +x) is that date's ``east_m``, ``north_m`` of the truth. They
+        are added after the speckle (a reflector's return does not fade).
+        0 (the default) adds none and leaves every output as without the
+        option.
 
     Returns
     -------
@@ -225,6 +296,8 @@ def simulate_rtc_stack(
         raise SarstackError(f"looks must be positive, got {looks}")
     if frame_jitter_px < 0:
         raise SarstackError(f"frame_jitter_px must be >= 0, got {frame_jitter_px}")
+    if point_targets < 0:
+        raise SarstackError(f"point_targets must be >= 0, got {point_targets}")
     try:
         first = dt.date.fromisoformat(start_date)
     except ValueError:
@@ -232,8 +305,9 @@ def simulate_rtc_stack(
 
     # Independent streams, so that e.g. speckle=False keeps the same scene and errors.
     ss = np.random.SeedSequence(seed)
-    r_shift, r_frame, r_scene, r_wedge, r_speckle, r_name = (
-        np.random.default_rng(s) for s in ss.spawn(6)
+    # (A 7th stream for the point targets leaves the first six as they were.)
+    r_shift, r_frame, r_scene, r_wedge, r_speckle, r_name, r_targets = (
+        np.random.default_rng(s) for s in ss.spawn(7)
     )
 
     default_shifts = r_shift.uniform(-max_shift_px, max_shift_px, size=(n_dates, 2))
@@ -265,6 +339,29 @@ def simulate_rtc_stack(
         spectrum[0, 0] += deficit * ch * cw
 
     grid_crs = CRS.from_user_input(crs)
+    centres = None  # of the point targets, canvas (row, col)
+    reflectors = None
+    if point_targets:
+        # Canvas rows / cols inside every date's frame, clear of wedges and edges.
+        m = _TARGET_MARGIN_PX + int(np.ceil(np.max(np.abs(shifts))))
+        wedge = int(np.ceil(_WEDGE_MAX * w)) if nan_edge else 0
+        rows_in = (pad + offs[:, 0].max() + m, pad + offs[:, 0].min() + h - m)
+        cols_in = (pad + offs[:, 1].max() + wedge + m, pad + offs[:, 1].min() + w - wedge - m)
+        target_power = float(spectrum[0, 0].real) / (ch * cw) * 10 ** (_TARGET_DB / 10)
+        centres = _target_centres(
+            r_targets, point_targets, (float(rows_in[0]), float(rows_in[1])),
+            (float(cols_in[0]), float(cols_in[1])),
+        )  # fmt: skip
+        # Frame 0's transform origin is canvas (pad, pad); every frame is on that grid.
+        reflectors = pd.DataFrame(
+            {
+                "id": [f"PT{k + 1:02d}" for k in range(point_targets)],
+                "x": origin[0] + (centres[:, 1] - pad) * pixel_size,
+                "y": origin[1] - (centres[:, 0] - pad) * pixel_size,
+                "crs": crs,
+            },
+            columns=REFLECTOR_CSV_COLUMNS,
+        )
     names_hex = r_name.integers(0, 16**4, size=n_dates)
     hhmmss = f"{int(r_name.integers(0, 24)):02d}{int(r_name.integers(0, 60)):02d}"
     images = np.empty((n_dates, h, w), dtype=np.float32)
@@ -281,6 +378,11 @@ def simulate_rtc_stack(
         img = np.maximum(img, 1e-6)  # guard only: the canvas minimum is _MIN_POWER
         if speckle:
             img = img * r_speckle.gamma(shape=looks, scale=1.0 / looks, size=img.shape)
+        if centres is not None:
+            # The same translation as the canvas's (+de columns, -dn rows), rendered
+            # analytically in this frame: exact, and no ringing of a low-pass.
+            moved = centres + np.array([-dn - (pad + ro), de - (pad + co)])
+            img = img + _render_targets(moved, (h, w), target_power)
         img = img.astype(np.float32)
         img[img == np.float32(nodata)] = np.nextafter(np.float32(nodata), np.float32(np.inf))
         if nan_edge:
@@ -312,7 +414,7 @@ def simulate_rtc_stack(
             }
         )
     truth = pd.DataFrame(rows, columns=TRUTH_COLUMNS)
-    return RtcSimulation(dates, names, grids, images, nodata, truth)
+    return RtcSimulation(dates, names, grids, images, nodata, truth, reflectors)
 
 
 def make_rtc_stack(
@@ -333,19 +435,22 @@ def make_rtc_stack(
     origin: tuple[float, float] = (400000.0, 4000000.0),
     nodata: float = 0.0,
     speckle: bool = True,
+    point_targets: int = 0,
 ) -> pd.DataFrame:
     """Write a synthetic RTC stack with a known geolocation error per date.
 
     Simulates the stack with :func:`simulate_rtc_stack` (see there for the
     model) and writes it: one HyP3-style sub-folder per scene holding
     ``{name}_VV.tif`` (float32 linear power, nodata ``nodata``), plus
-    ``truth.csv``.
+    ``truth.csv`` and, with point targets, ``reflectors.csv`` (``id, x, y,
+    crs``: the targets' true positions in the scenes' CRS, as
+    :func:`sarstack.reflectors.read_reflectors` reads them).
 
     Parameters
     ----------
     out_dir
         Output folder; one HyP3-style sub-folder per scene plus ``truth.csv``.
-    n_dates, shape, pixel_size, shifts_px, max_shift_px, frame_jitter_px, nan_edge, looks, seed, start_date, interval_days, crs, origin, nodata, speckle
+    n_dates, shape, pixel_size, shifts_px, max_shift_px, frame_jitter_px, nan_edge, looks, seed, start_date, interval_days, crs, origin, nodata, speckle, point_targets
         As :func:`simulate_rtc_stack`; ``nodata`` is also the GeoTIFF
         nodata tag and the same seed gives identical files.
 
@@ -363,7 +468,7 @@ def make_rtc_stack(
         n_dates=n_dates, shape=shape, pixel_size=pixel_size, shifts_px=shifts_px,
         max_shift_px=max_shift_px, frame_jitter_px=frame_jitter_px, nan_edge=nan_edge,
         looks=looks, seed=seed, start_date=start_date, interval_days=interval_days, crs=crs,
-        origin=origin, nodata=nodata, speckle=speckle,
+        origin=origin, nodata=nodata, speckle=speckle, point_targets=point_targets,
     )  # fmt: skip
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -373,6 +478,8 @@ def make_rtc_stack(
     truth = sim.truth.copy()
     truth["path"] = paths
     write_csv(out / "truth.csv", truth)
+    if sim.reflectors is not None:
+        write_csv(out / "reflectors.csv", sim.reflectors)
     return truth
 
 

@@ -199,9 +199,9 @@ def rtc_xcorr_all(wildcards):
 def rtc_reflectors_file():
     """The point targets of the absolute evaluation: rtc.reflectors, the demo's
     targets (demo.rtc_point_targets > 0), else None (no absolute evaluation)."""
-    if RCFG.get("reflectors"):  # TODO(merge): schema key
+    if RCFG["reflectors"]:
         return RCFG["reflectors"]
-    if rtc_is_demo() and config["demo"].get("rtc_point_targets", 0) > 0:
+    if rtc_is_demo() and config["demo"]["rtc_point_targets"] > 0:
         return f"{DEMO}/rtc/reflectors.csv"
     return None
 
@@ -209,7 +209,8 @@ def rtc_reflectors_file():
 def stacks_summary_args(wildcards):
     """rtc_stacks_summary's --stack options, one per stack of rtc.stacks (quoted)."""
     return " ".join(
-        f"--stack {shlex.quote(name)} {shlex.quote(f'{RTC}/{s}')}" for s, name in STACK_NAMES.items()
+        f"--stack {shlex.quote(name)} {shlex.quote(f'{RTC}/{s}')}"
+        for s, name in STACK_NAMES.items()
     )
 
 
@@ -234,6 +235,30 @@ def write_stacks_summary_after_failure():
         print(f"stacks summary (with the failed stacks): {RTC}/stacks_summary.csv", file=sys.stderr)
     else:
         print(f"stacks summary not written: {p.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+
+
+# The demo's point targets and their absolute check (demo.rtc_point_targets > 0).
+_DEMO_POINTS = rtc_is_demo() and config["demo"]["rtc_point_targets"] > 0
+DEMO_RTC_REFLECTORS = {"reflectors": f"{DEMO}/rtc/reflectors.csv"} if _DEMO_POINTS else {}
+DEMO_RTC_ABSOLUTE_IN = {"absolute": f"{RTC}/absolute.csv"} if _DEMO_POINTS else {}
+DEMO_RTC_ABSOLUTE_OUT = (
+    {
+        "absolute": report(
+            f"{DEMO}/rtc_absolute_accuracy.csv",
+            category="Demo accuracy",
+            caption="../report/demo_rtc_absolute_accuracy.rst",
+        )
+    }
+    if _DEMO_POINTS
+    else {}
+)
+
+
+def demo_absolute_args(wildcards, input, output):
+    """demo_rtc_check's options for the absolute check (with the demo's point targets)."""
+    if "absolute" not in output.keys():
+        return ""
+    return f"{opt('--absolute', input.absolute)} {opt('--out-absolute', output.absolute)}"
 
 
 # ---------------------------------------------------------------- targets

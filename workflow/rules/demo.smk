@@ -4,6 +4,7 @@
 
 rule demo_rtc_stack:
     output:
+        **DEMO_RTC_REFLECTORS,
         truth=f"{DEMO}/rtc/truth.csv",
     log:
         f"{LOGS}/demo/rtc_stack.log",
@@ -20,17 +21,21 @@ rule demo_rtc_stack:
         shape=" ".join(str(s) for s in config["demo"]["rtc_shape"]),
         seed=config["demo"]["seed"],
         looks=config["demo"]["rtc_looks"],
+        targets=config["demo"]["rtc_point_targets"],
     shell:
         "python -m sarstack demo_rtc_stack --n-dates {params.n_dates} --shape {params.shape}"
-        " --seed {params.seed} --looks {params.looks} --truth {output.truth:q} 2> {log:q} || sarstack_fail {log:q}"
+        " --seed {params.seed} --looks {params.looks} --point-targets {params.targets}"
+        " --truth {output.truth:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule demo_rtc_check:
     input:
+        **DEMO_RTC_ABSOLUTE_IN,
         truth=f"{DEMO}/rtc/truth.csv",
         pairs=f"{RTC}/pairs.csv",
     output:
-        report(
+        **DEMO_RTC_ABSOLUTE_OUT,
+        accuracy=report(
             f"{DEMO}/rtc_accuracy.csv",
             category="Demo accuracy",
             caption="../report/demo_rtc_accuracy.rst",
@@ -45,9 +50,11 @@ rule demo_rtc_check:
     resources:
         mem_mb=500,
         runtime=5,
+    params:
+        absolute=demo_absolute_args,
     shell:
         "python -m sarstack demo_rtc_check --truth {input.truth:q} --pairs {input.pairs:q}"
-        " --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
+        " {params.absolute} --out {output.accuracy:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule demo_insar_stack:

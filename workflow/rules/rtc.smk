@@ -260,6 +260,49 @@ rule rtc_dates:
         " {params.robust} 2> {log:q} || sarstack_fail {log:q}"
 
 
+rule rtc_reflectors:
+    input:
+        scenes=f"{RTC}/{{stack}}scenes.csv",
+        reflectors=lambda w: rtc_reflectors_file() or [],
+    output:
+        reflectors=f"{RTC}/{{stack}}reflectors.csv",
+        absolute=report(
+            f"{RTC}/{{stack}}absolute.csv",
+            category="RTC geolocation",
+            subcategory="Absolute",
+            caption="../report/rtc_absolute.rst",
+        ),
+        plot=report(
+            f"{RTC}/{{stack}}plots/absolute_offsets.png",
+            category="RTC geolocation",
+            subcategory="Absolute",
+            caption="../report/rtc_absolute.rst",
+        ),
+    log:
+        f"{LOGS}/rtc/{{stack}}reflectors.log",
+    benchmark:
+        f"{BENCH}/rtc/{{stack}}reflectors.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        chip=RCFG["reflector_chip_px"],
+        pcr=RCFG["reflector_min_pcr_db"],
+        edge=RCFG["reflector_edge_px"],
+        point=str(RCFG["reflector_pixel_is_point"]).lower(),
+        scale=RCFG["scale"],
+        requirement=opt("--requirement-m", RCFG["requirement_m"]),
+    shell:
+        "python -m sarstack rtc_reflectors --scenes {input.scenes:q} --reflectors {input.reflectors:q}"
+        " --chip-px {params.chip} --min-pcr-db {params.pcr} --edge-px {params.edge}"
+        " --pixel-is-point {params.point} --scale {params.scale} {params.requirement}"
+        " --out-reflectors {output.reflectors:q} --out-absolute {output.absolute:q}"
+        " --plot {output.plot:q} 2> {log:q} || sarstack_fail {log:q}"
+
+
 rule rtc_stacks_summary:
     input:
         [f"{RTC}/{s}{f}" for s in RTC_STACKS for f in ("summary.csv", "pairs.csv", "scenes.csv")],

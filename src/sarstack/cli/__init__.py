@@ -66,7 +66,7 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
 #: Stages, in pipeline order (each a module ``sarstack.cli.<stage>`` with ``main``).
 STAGES = (
     "rtc_select", "rtc_superset", "rtc_flatten", "rtc_tiles", "rtc_xcorr", "rtc_dates",
-    "rtc_aggregate", "rtc_plots", "rtc_stacks_summary",
+    "rtc_aggregate", "rtc_reflectors", "rtc_plots", "rtc_stacks_summary",
     "insar_select", "stack_average", "insar_conncomp_count", "insar_reference",
     "insar_closure", "insar_invert", "insar_gather", "insar_velocity", "insar_rereference",
     "insar_plots",
@@ -135,10 +135,16 @@ def run_script(path: str) -> None:
 #: for tests and benchmarks that run a stage by hand).
 CONFIG_OPTIONS: dict[str, dict[str, str]] = {
     "demo_rtc_stack": {"--n-dates": "demo.rtc_dates", "--shape": "demo.rtc_shape",
-                       "--seed": "demo.seed", "--looks": "demo.rtc_looks"},
+                       "--seed": "demo.seed", "--looks": "demo.rtc_looks",
+                       "--point-targets": "demo.rtc_point_targets"},
     "demo_insar_stack": {"--n-dates": "demo.insar_dates", "--shape": "demo.insar_shape",
                          "--seed": "demo.seed"},
     "rtc_aggregate": {"--min-ok-tiles": "rtc.min_ok_tiles"},
+    "rtc_reflectors": {"--chip-px": "rtc.reflector_chip_px",
+                       "--min-pcr-db": "rtc.reflector_min_pcr_db",
+                       "--edge-px": "rtc.reflector_edge_px",
+                       "--pixel-is-point": "rtc.reflector_pixel_is_point",
+                       "--scale": "rtc.scale"},
     "insar_select": {"--date-format": "insar.date_format", "--block": "block_shape"},
     "stack_average": {"--block": "block_shape"},
     "insar_conncomp_count": {"--block": "block_shape"},

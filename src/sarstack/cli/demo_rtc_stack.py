@@ -1,6 +1,7 @@
 """Generate the synthetic RTC demo stack: a textured scene with known per-date
 geolocation shifts, gamma speckle, moving frames, NaN swath edges and
-HyP3-style names in per-scene folders; writes truth.csv beside the scenes."""
+HyP3-style names in per-scene folders; writes truth.csv beside the scenes and,
+with point targets, reflectors.csv (id, x, y, crs: their true positions)."""
 
 import argparse
 import logging
@@ -19,6 +20,9 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--looks", type=float, required=True, help="speckle equivalent number of looks")
+    p.add_argument("--point-targets", type=int, required=True, metavar="N",
+                   help="bright point targets (0 = none); their true positions go to "
+                        "reflectors.csv in the truth CSV's folder")  # fmt: skip
     return p
 
 
@@ -27,12 +31,23 @@ def main(argv=None):
     cli.setup_logging(a.verbose)
     out_dir = Path(a.truth).parent
     truth = synthetic.make_rtc_stack(
-        out_dir, n_dates=a.n_dates, shape=tuple(a.shape), seed=a.seed, looks=a.looks
+        out_dir,
+        n_dates=a.n_dates,
+        shape=tuple(a.shape),
+        seed=a.seed,
+        looks=a.looks,
+        point_targets=a.point_targets,
     )
     written = out_dir / "truth.csv"
     if written.resolve() != Path(a.truth).resolve():
         written.replace(a.truth)
-    log.info("%d synthetic scenes in %s", len(truth), out_dir)
+    log.info(
+        "%d synthetic scenes in %s, %d point targets%s",
+        len(truth),
+        out_dir,
+        a.point_targets,
+        f" ({out_dir / 'reflectors.csv'})" if a.point_targets else "",
+    )
 
 
 if __name__ == "__main__":
