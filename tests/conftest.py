@@ -104,7 +104,7 @@ def small_workflow_config(path: Path, out: Path, scatter: int) -> Path:
 
     path.write_text(yaml.safe_dump({
         "output_dir": str(out), "scatter": scatter, "demo": {
-            "enabled": True, "rtc_dates": 5, "rtc_shape": [192, 192],
+            "enabled": True, "rtc_dates": 5, "rtc_shape": [192, 192], "rtc_point_targets": 5,
             "insar_dates": 8, "insar_shape": [64, 64]},
         "rtc": {"tiles": [3, 3], "pairs": "nearest:2"},
         "insar": {"block_shape": [16, 64], "method": "L1", "write_residuals": True,

@@ -62,6 +62,8 @@ EXPLICIT = [
     ("rtc", "coarse_offset", "min_quality", "rtc.min_quality"),
     *[("reflectors", f, "chip", "rtc.reflector_chip_px")
       for f in ("locate_peak", "measure_scene", "measure_scene_file", "target_window")],
+    *[("reflectors", f, "search_px", "rtc.reflector_search_px")
+      for f in ("locate_peak", "measure_scene", "measure_scene_file")],
     *[("reflectors", f, "edge_px", "rtc.reflector_edge_px")
       for f in ("locate_peak", "measure_scene", "measure_scene_file", "target_window")],
     *[("reflectors", f, "min_pcr_db", "rtc.reflector_min_pcr_db")

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.workflow
 # as that job has started (one branch at a time, else the other branch's jobs
 # finish in the background of the first's).
 STAGES = [
-    ("rtc", "demo/rtc_stack"), ("rtc", "rtc/select"), ("rtc", "rtc/superset_"),
+    ("rtc", "demo/rtc_stack"), ("rtc", "rtc/select"), ("rtc", "rtc/reflectors"),
+    ("rtc", "rtc/superset_"),
     ("rtc", "rtc/flatten_"), ("rtc", "rtc/tiles"), ("rtc", "rtc/xcorr_"),
     ("rtc", "rtc/aggregate"), ("rtc", "rtc/dates"), ("rtc", "rtc/plots"),
     ("insar", "demo/insar_stack"), ("insar", "insar/select"), ("insar", "insar/reference"),

@@ -106,6 +106,27 @@ def test_statuses_outside_near_edge_low_contrast_nodata():
     assert out.loc["dark", "pcr_db"] < 10
 
 
+def test_a_brighter_scatterer_beside_the_target_is_never_taken_for_it():
+    """The peak is searched within search_px of the expected position: a
+    return 10 dB brighter 8 px away neither displaces a real target nor turns
+    an empty position into an 'ok' offset of 8 px (240 m)."""
+    target, other = _xy(GRID, 100.5, 100.5), _xy(GRID, 100.5, 108.5)
+    img = _render(GRID, [target]) + _render(GRID, [other], db_above=45.0, seed=1) - _render(
+        GRID, [], seed=1)
+    out = rf.measure_scene(img, GRID, _targets_frame([target]), DATE).iloc[0]
+    # The neighbour sits in the clutter ring, so the target's contrast is judged
+    # low (the clutter is the ring's mean power); what must never happen is an
+    # 'ok' offset towards the neighbour.
+    assert out["status"] == "low_contrast" or (
+        abs(out["east_m"]) < 0.05 * PX and abs(out["north_m"]) < 0.05 * PX)
+    lone = _render(GRID, [other], db_above=45.0)  # nothing at the expected position
+    out = rf.measure_scene(lone, GRID, _targets_frame([target]), DATE)
+    assert out["status"].iloc[0] == "low_contrast" and np.isnan(out["east_m"].iloc[0])
+    # A search disc that reaches the bright return finds it (the radius is what guards).
+    out = rf.measure_scene(lone, GRID, _targets_frame([target]), DATE, search_px=12.0)
+    assert out["status"].iloc[0] == "ok" and out["east_m"].iloc[0] == pytest.approx(8 * PX, abs=1.0)
+
+
 def test_locate_peak_nan_for_non_ok_and_result_types():
     img = np.full((64, 64), 1.0)
     res = rf.locate_peak(img, 32.5, 32.5)  # flat: no peak at all

@@ -256,7 +256,7 @@ def test_pixel_is_point_option_round_trips_from_the_config():
     argv = config_args("rtc_reflectors", schema_defaults())
     assert argv[argv.index("--pixel-is-point") + 1] == "False"
     a = rtc_reflectors.create_parser().parse_args([*argv, *files])
-    assert a.pixel_is_point is False and a.chip_px == 32 and a.min_pcr_db == 10.0
+    assert a.pixel_is_point is False and a.chip_px == 32 and a.min_pcr_db == 15.0
     assert a.edge_px == 3 and a.scale == "power" and a.requirement_m is None
     argv[argv.index("--pixel-is-point") + 1] = "TRUE"
     assert rtc_reflectors.create_parser().parse_args([*argv, *files]).pixel_is_point is True

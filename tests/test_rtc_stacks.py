@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from test_workflow import snakemake, write_config
+from test_workflow import ROOT, snakemake, write_config
 
 from sarstack import rtc
 from sarstack.cli import rtc_stacks_summary
@@ -92,7 +92,8 @@ def test_two_opera_bursts_and_a_corrupted_stack_in_one_keep_going_run(tmp_path, 
         "output_dir": str(out),
         "rtc": {"stacks": {"land": f"{land_burst}/**/*_VV.tif", "sea": f"{sea_burst}/**/*_VV.tif",
                            "broken": f"{broken}/**/*_VV.tif"},
-                "tiles": [4, 4], "requirement_m": 10.0},
+                "tiles": [4, 4], "requirement_m": 10.0,
+                "reflectors": str(ROOT / "config" / "examples" / "opera_points.csv")},
     })
     p = snakemake("rtc", "--keep-going", "--configfile", str(cfg), check=False)
     assert p.returncode != 0
@@ -108,6 +109,17 @@ def test_two_opera_bursts_and_a_corrupted_stack_in_one_keep_going_run(tmp_path, 
         assert (out / "rtc" / name / "plots" / "pair_offsets.png").is_file()
     assert not (out / "rtc" / "broken" / "summary.csv").exists()
 
+    # Absolute geolocation on the real bursts: the listed points are not corner
+    # reflectors, so nothing may be 'ok' and the verdict is not_measurable.
+    for name, inside in (("land", {"land_centre", "land_nw"}), ("sea", {"sea_centre"})):
+        refl = pd.read_csv(out / "rtc" / name / "reflectors.csv")
+        assert len(refl) == 21 * 4 and {"date", "id", "east_m", "north_m", "status"} <= set(refl)
+        assert (refl.loc[refl["id"].isin(inside), "status"] == "low_contrast").all()
+        assert (refl.loc[~refl["id"].isin(inside), "status"] == "outside").all()
+        assert refl["east_m"].isna().all()
+        absolute = pd.read_csv(out / "rtc" / name / "absolute.csv")
+        assert absolute.loc[absolute["scope"] == "stack", "verdict"].item() == "not_measurable"
+
     per = pd.read_csv(out / "rtc" / "stacks_summary.csv", keep_default_na=False).set_index("stack")
     per = per.loc[["land", "sea", "broken"]]  # in config order (here sorted by the YAML dump)
     assert list(per["status"]) == ["ok", "ok", "failed"]
@@ -115,6 +127,7 @@ def test_two_opera_bursts_and_a_corrupted_stack_in_one_keep_going_run(tmp_path, 
     assert per.loc["land", "n_pairs"] == "20" and per.loc["land", "n_pairs_ok"] == "20"
     assert per.loc["sea", "n_pairs_ok"] == "0" and per.loc["land", "n_dates"] == "21"
     assert victim.name in per.loc["broken", "error"] and per.loc["land", "error"] == ""
+    assert list(per["absolute_verdict"]) == ["not_measurable"] * 3
     overall = pd.read_csv(out / "rtc" / "stacks_overall.csv").iloc[0]
     assert (overall.n_stacks, overall.n_stacks_ok, overall.n_stacks_pass) == (3, 2, 1)
     assert overall.fraction_pairs_within == 1.0
@@ -124,8 +137,9 @@ def test_two_opera_bursts_and_a_corrupted_stack_in_one_keep_going_run(tmp_path, 
                              str(out / "rtc" / "sea"), "--requirement-m", "10",
                              "--out", str(tmp_path / "s.csv"), "--out-overall", str(tmp_path / "o.csv"),
                              "--plot", str(tmp_path / "s.png")])
-    again = pd.read_csv(tmp_path / "s.csv", keep_default_na=False).set_index("stack")
-    pd.testing.assert_frame_equal(again, per.loc[["land", "sea"]])
+    again = pd.read_csv(tmp_path / "s.csv").set_index("stack")
+    first = pd.read_csv(out / "rtc" / "stacks_summary.csv").set_index("stack").loc[["land", "sea"]]
+    pd.testing.assert_frame_equal(again, first, check_dtype=False)
 
     # Map-ready offsets: each tile's temporal mean, spread and count; a point per tile and pair.
     tiles = json.loads((out / "rtc" / "land" / "tiles.geojson").read_text())

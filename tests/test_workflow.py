@@ -88,8 +88,14 @@ def test_demo_end_to_end_matches_truth(tmp_path):
             "status", "peak_corr", "snr"} <= set(offsets.columns)
     assert (offsets["status"] == "too_many_nan").any()  # moving frames + NaN edges are exercised
     assert offsets.loc[offsets.status == "too_many_nan", "east_m"].isna().all()
-    for png in ("pair_offsets", "tile_mean_offsets", "offsets_vs_time", "tile_quiver"):
+    for png in ("pair_offsets", "tile_mean_offsets", "offsets_vs_time", "tile_quiver",
+                "absolute_offsets"):
         assert (rtc_dir / "plots" / f"{png}.png").stat().st_size > 1000
+    # Absolute geolocation at the demo's point targets: each date's known shift within 0.1 px.
+    absolute = pd.read_csv(out / "demo" / "rtc_absolute_accuracy.csv")
+    assert len(absolute) == 6 and (absolute["n_ok"] >= 5).all() and absolute["passes"].all()
+    assert np.abs(absolute[["err_east_px", "err_north_px"]].to_numpy()).max() < 0.1
+    assert (np.sign(absolute["east_m"]) == np.sign(absolute["true_east_m"])).all()
     summary = pd.read_csv(rtc_dir / "summary.csv").iloc[0]
     expected = "pass" if summary["max_offset_m"] <= summary["requirement_m"] else "fail"
     assert summary["verdict"] == expected

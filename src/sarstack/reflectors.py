@@ -448,10 +448,11 @@ def locate_peak(
     col: float,
     *,
     chip: int = 32,
+    search_px: float = 4.0,
     oversample: int = 32,
     clutter_ring: tuple[float, float] = (4.0, 16.0),
     edge_px: int = 3,
-    min_pcr_db: float = 10.0,
+    min_pcr_db: float = 15.0,
     origin: tuple[int, int] = (0, 0),
     raster_shape: tuple[int, int] | None = None,
 ) -> PeakResult:
@@ -473,9 +474,14 @@ def locate_peak(
         ``image[r, c]`` is ``(r + 0.5, c + 0.5)``), e.g. from
         :func:`expected_positions`.
     chip
-        Chip size in pixels (>= 8). The search covers the whole chip, so it
-        should exceed twice the expected geolocation error but not reach other
-        bright scatterers.
+        Chip size in pixels (>= 8): the area oversampled and in which the
+        clutter is measured.
+    search_px
+        The peak is searched within this radius (px, > 0) of the expected
+        position only, so that a brighter scatterer elsewhere in the chip is
+        never taken for the target; it should exceed the expected geolocation
+        error. A maximum on the rim of that disc (the flank of something
+        outside it, not a peak) is ``low_contrast``.
     oversample
         FFT oversampling factor (>= 1).
     clutter_ring
@@ -513,10 +519,10 @@ def locate_peak(
     img = np.asarray(image)
     if img.ndim != 2:
         raise SarstackError(f"locate_peak: image must be 2-D, got shape {img.shape}")
-    if chip < 8 or oversample < 1 or edge_px < 0:
+    if chip < 8 or oversample < 1 or edge_px < 0 or not search_px > 0:
         raise SarstackError(
-            f"locate_peak: need chip >= 8, oversample >= 1, edge_px >= 0 "
-            f"(got {chip}, {oversample}, {edge_px})"
+            f"locate_peak: need chip >= 8, search_px > 0, oversample >= 1, edge_px >= 0 "
+            f"(got {chip}, {search_px}, {oversample}, {edge_px})"
         )
     inner, outer = (float(v) for v in clutter_ring)
     if not 0.0 <= inner < outer:
@@ -541,8 +547,19 @@ def locate_peak(
     work = np.where(valid, sub - background, 0.0)
 
     up = _fft_oversample(work, oversample)
-    i, j = np.unravel_index(int(np.argmax(up)), up.shape)
     n0, n1 = up.shape
+    # Only within search_px of the expected position (chip coordinates, element
+    # centres at integers), and a true local maximum there.
+    er, ec = row - r0 - 0.5, col - c0 - 0.5
+    ui = np.arange(n0)[:, None] / oversample - er
+    uj = np.arange(n1)[None, :] / oversample - ec
+    disc = np.hypot(ui, uj) <= search_px
+    if not disc.any():
+        return _nan_result(ReflectorStatus.LOW_CONTRAST)
+    i, j = np.unravel_index(int(np.argmax(np.where(disc, up, -np.inf))), up.shape)
+    around = up[max(i - 1, 0) : i + 2, max(j - 1, 0) : j + 2]
+    if up[i, j] < around.max():  # the flank of a brighter return outside the disc
+        return _nan_result(ReflectorStatus.LOW_CONTRAST)
     di = _parabola_vertex(up[(i - 1) % n0, j], up[i, j], up[(i + 1) % n0, j])
     dj = _parabola_vertex(up[i, (j - 1) % n1], up[i, j], up[i, (j + 1) % n1])
     pi = (i + di) / oversample  # chip coordinates, element centres at integers
@@ -579,10 +596,11 @@ def measure_scene(
     *,
     pixel_is_point: bool = False,
     chip: int = 32,
+    search_px: float = 4.0,
     oversample: int = 32,
     clutter_ring: tuple[float, float] = (4.0, 16.0),
     edge_px: int = 3,
-    min_pcr_db: float = 10.0,
+    min_pcr_db: float = 15.0,
 ) -> pd.DataFrame:
     """Geolocation offsets of one scene at every point target.
 
@@ -596,7 +614,7 @@ def measure_scene(
         As from :func:`read_reflectors`.
     date
         The scene's acquisition date (plate motion is applied to it).
-    pixel_is_point, chip, oversample, clutter_ring, edge_px, min_pcr_db
+    pixel_is_point, chip, search_px, oversample, clutter_ring, edge_px, min_pcr_db
         As in :func:`expected_positions` and :func:`locate_peak`.
 
     Returns
@@ -626,6 +644,7 @@ def measure_scene(
             float(er),
             float(ec),
             chip=chip,
+            search_px=search_px,
             oversample=oversample,
             clutter_ring=clutter_ring,
             edge_px=edge_px,
@@ -720,10 +739,11 @@ def measure_scene_file(
     scale: str = "power",
     pixel_is_point: bool = False,
     chip: int = 32,
+    search_px: float = 4.0,
     oversample: int = 32,
     clutter_ring: tuple[float, float] = (4.0, 16.0),
     edge_px: int = 3,
-    min_pcr_db: float = 10.0,
+    min_pcr_db: float = 15.0,
 ) -> pd.DataFrame:
     """:func:`measure_scene` on a raster file, reading only a window per target.
 
@@ -746,7 +766,7 @@ def measure_scene_file(
     scale
         How the file stores backscatter: ``power``, ``amplitude`` or ``db``
         (``rtc.scale``).
-    pixel_is_point, chip, oversample, clutter_ring, edge_px, min_pcr_db
+    pixel_is_point, chip, search_px, oversample, clutter_ring, edge_px, min_pcr_db
         As in :func:`measure_scene`.
 
     Returns
@@ -784,6 +804,7 @@ def measure_scene_file(
                 float(er),
                 float(ec),
                 chip=chip,
+                search_px=search_px,
                 oversample=oversample,
                 clutter_ring=clutter_ring,
                 edge_px=edge_px,

@@ -805,6 +805,7 @@ class StackResult:
     pairs: pd.DataFrame | None = None
     scenes: pd.DataFrame | None = None
     error: str = ""
+    absolute: pd.DataFrame | None = None  # absolute.csv, with point targets
 
 
 def _rms(values: np.ndarray) -> float:
@@ -825,7 +826,10 @@ def summarize_stacks(
         requirement), mean and RMS of the ok pairs' east/north offsets (m),
         ``max_offset_m``, ``requirement_m``, ``verdict`` (as in summary.csv;
         ``not_measurable`` for a stack that failed or did not run: never
-        ``pass`` on what was not measured) and ``error``.
+        ``pass`` on what was not measured) and ``error``; when some stack
+        has an absolute evaluation (absolute.csv) also ``absolute_n_ok``
+        (ok target measurements), ``absolute_east_mean_m``,
+        ``absolute_north_mean_m`` and ``absolute_verdict`` (its stack row).
     overall
         One row: ``n_stacks``, ``n_stacks_ok`` (completed), ``n_stacks_pass``,
         ``fraction_stacks_pass`` (of all stacks), ``n_pairs_ok``,
@@ -871,10 +875,20 @@ def summarize_stacks(
                        verdict="not_measurable")
         row["requirement_m"] = requirement_m if requirement_m is not None else nan
         row["error"] = st.error
+        if any(x.absolute is not None for x in stacks):
+            a = st.absolute if st.outcome is StackOutcome.OK else None
+            whole = a[a["scope"] == "stack"].iloc[0] if a is not None else None
+            row.update(
+                absolute_n_ok=int(a.loc[a["scope"] == "scene", "n_ok"].sum()) if a is not None else nan,
+                absolute_east_mean_m=float(whole["east_mean_m"]) if whole is not None else nan,
+                absolute_north_mean_m=float(whole["north_mean_m"]) if whole is not None else nan,
+                absolute_verdict=str(whole["verdict"]) if whole is not None else "not_measurable",
+            )
         rows.append(row)
     per_stack = pd.DataFrame(rows)
-    for col in ("n_dates", "n_pairs", "n_pairs_ok", "n_pairs_within"):
-        per_stack[col] = per_stack[col].astype("Int64")  # counts; empty where not known
+    for col in ("n_dates", "n_pairs", "n_pairs_ok", "n_pairs_within", "absolute_n_ok"):
+        if col in per_stack:
+            per_stack[col] = per_stack[col].astype("Int64")  # counts; empty where not known
     done = per_stack[per_stack["status"] == StackOutcome.OK.value]
     n_ok_pairs = int(done["n_pairs_ok"].sum()) if len(done) else 0
     n_within = int(done["n_pairs_within"].sum()) if len(done) and requirement_m is not None else 0

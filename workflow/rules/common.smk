@@ -206,6 +206,12 @@ def rtc_reflectors_file():
     return None
 
 
+# What rtc_stacks_summary reads of each stack.
+STACK_SUMMARY_INPUTS = ["summary.csv", "pairs.csv", "scenes.csv"]
+if rtc_reflectors_file():
+    STACK_SUMMARY_INPUTS.append("absolute.csv")
+
+
 def stacks_summary_args(wildcards):
     """rtc_stacks_summary's --stack options, one per stack of rtc.stacks (quoted)."""
     return " ".join(

@@ -290,6 +290,7 @@ rule rtc_reflectors:
         runtime=10,
     params:
         chip=RCFG["reflector_chip_px"],
+        search=RCFG["reflector_search_px"],
         pcr=RCFG["reflector_min_pcr_db"],
         edge=RCFG["reflector_edge_px"],
         point=str(RCFG["reflector_pixel_is_point"]).lower(),
@@ -297,7 +298,8 @@ rule rtc_reflectors:
         requirement=opt("--requirement-m", RCFG["requirement_m"]),
     shell:
         "python -m sarstack rtc_reflectors --scenes {input.scenes:q} --reflectors {input.reflectors:q}"
-        " --chip-px {params.chip} --min-pcr-db {params.pcr} --edge-px {params.edge}"
+        " --chip-px {params.chip} --search-px {params.search} --min-pcr-db {params.pcr}"
+        " --edge-px {params.edge}"
         " --pixel-is-point {params.point} --scale {params.scale} {params.requirement}"
         " --out-reflectors {output.reflectors:q} --out-absolute {output.absolute:q}"
         " --plot {output.plot:q} 2> {log:q} || sarstack_fail {log:q}"
@@ -305,7 +307,7 @@ rule rtc_reflectors:
 
 rule rtc_stacks_summary:
     input:
-        [f"{RTC}/{s}{f}" for s in RTC_STACKS for f in ("summary.csv", "pairs.csv", "scenes.csv")],
+        [f"{RTC}/{s}{f}" for s in RTC_STACKS for f in STACK_SUMMARY_INPUTS],
     output:
         summary=report(
             f"{RTC}/stacks_summary.csv",

@@ -141,6 +141,7 @@ CONFIG_OPTIONS: dict[str, dict[str, str]] = {
                          "--seed": "demo.seed"},
     "rtc_aggregate": {"--min-ok-tiles": "rtc.min_ok_tiles"},
     "rtc_reflectors": {"--chip-px": "rtc.reflector_chip_px",
+                       "--search-px": "rtc.reflector_search_px",
                        "--min-pcr-db": "rtc.reflector_min_pcr_db",
                        "--edge-px": "rtc.reflector_edge_px",
                        "--pixel-is-point": "rtc.reflector_pixel_is_point",

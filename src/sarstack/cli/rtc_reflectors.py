@@ -65,6 +65,12 @@ def create_parser() -> argparse.ArgumentParser:
         "--chip-px", type=int, required=True, help="chip size around each expected position (px)"
     )
     p.add_argument(
+        "--search-px",
+        type=float,
+        required=True,
+        help="radius around each expected position the peak is searched in (px)",
+    )
+    p.add_argument(
         "--min-pcr-db",
         type=float,
         required=True,
@@ -134,7 +140,7 @@ def main(argv=None):
     for k, (date, path) in enumerate(scenes, start=1):
         m = reflectors.measure_scene_file(
             path, targets, date, scale=a.scale, pixel_is_point=a.pixel_is_point,
-            chip=a.chip_px, edge_px=a.edge_px, min_pcr_db=a.min_pcr_db,
+            chip=a.chip_px, search_px=a.search_px, edge_px=a.edge_px, min_pcr_db=a.min_pcr_db,
         )  # fmt: skip
         ok = m[m["status"] == reflectors.ReflectorStatus.OK.value]
         counts = m["status"].value_counts()

@@ -67,7 +67,9 @@ def collect(name: str, folder: Path, logs: Path | None, since: float | None) -> 
         return rtc.StackResult(name, rtc.StackOutcome.NOT_RUN,
                                error="did not finish: the run stopped at another stack's error "
                                      "(run with --keep-going to finish every stack)")
-    return rtc.StackResult(name, rtc.StackOutcome.OK, **{k: _read(f) for k, f in files.items()})
+    absolute = folder / "absolute.csv"
+    return rtc.StackResult(name, rtc.StackOutcome.OK, **{k: _read(f) for k, f in files.items()},
+                           absolute=_read(absolute) if absolute.is_file() else None)
 
 
 def main(argv=None):
