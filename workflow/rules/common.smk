@@ -65,24 +65,25 @@ CORES = _cores()
 AUTO_CHUNKS_NO_CORES = 8  # scatter: auto on a cluster (no --cores): 8 chunks per stage
 
 
-def n_chunks(n_items):
-    """Scatter: jobs per stage. 'auto' fills --cores (at most 64); never more than items."""
+def n_chunks(n_items, share=1):
+    """Scatter: jobs per stage. 'auto' fills --cores (at most 64), divided among
+    ``share`` stacks that run side by side; never more than items."""
     s = config["scatter"]
     if s == "auto":
-        n = min(CORES, 64) if CORES else AUTO_CHUNKS_NO_CORES
+        n = (min(CORES, 64) if CORES else AUTO_CHUNKS_NO_CORES) // share
     else:
         n = int(s)
     return max(1, min(n, n_items))
 
 
-def chunk_labels(n_items):
-    n = n_chunks(n_items)
+def chunk_labels(n_items, share=1):
+    n = n_chunks(n_items, share)
     return [f"{i}-of-{n}" for i in range(1, n + 1)]
 
 
-def chunk_threads(n_items):
+def chunk_threads(n_items, share=1):
     """Threads for each of a stage's chunk jobs: the cores the chunks leave free (<= 8)."""
-    return max(1, min(8, (CORES or 1) // n_chunks(n_items)))
+    return max(1, min(8, (CORES or 1) // (n_chunks(n_items, share) * share)))
 
 
 def opt(flag, value):
@@ -154,6 +155,8 @@ def rtc_stacks():
 
 RTC_STACKS = rtc_stacks()
 STACK_NAMES = {s: s[:-1] for s in RTC_STACKS}  # wildcard value -> name ("" for the one stack)
+# Stacks run side by side: under scatter: auto they share the cores.
+RTC_SHARE = max(1, len(RTC_STACKS))
 
 
 def rtc_has_inputs():
@@ -187,12 +190,12 @@ def rtc_n_pairs(wildcards):
 
 
 def rtc_flat_all(wildcards):
-    chunks = chunk_labels(len(rtc_scenes(wildcards)))
+    chunks = chunk_labels(len(rtc_scenes(wildcards)), RTC_SHARE)
     return [f"{RTC}/{wildcards.stack}flat/{c}.json" for c in chunks]
 
 
 def rtc_xcorr_all(wildcards):
-    chunks = chunk_labels(rtc_n_pairs(wildcards))
+    chunks = chunk_labels(rtc_n_pairs(wildcards), RTC_SHARE)
     return [f"{RTC}/{wildcards.stack}xcorr/{c}.csv" for c in chunks]
 
 

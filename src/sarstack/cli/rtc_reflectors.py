@@ -36,6 +36,7 @@ Outputs
 import argparse
 import contextlib
 import logging
+from pathlib import Path
 
 from sarstack import cli, io, reflectors, rtc
 from sarstack.errors import SarstackError
@@ -160,14 +161,19 @@ def main(argv=None):
 
     from sarstack import plots  # matplotlib: imported when it draws
 
-    # All three outputs or none: each is staged and renamed only when all are written.
-    with contextlib.ExitStack() as staged:
-        tmp_refl = staged.enter_context(io.atomic_output(a.out_reflectors))
-        tmp_abs = staged.enter_context(io.atomic_output(a.out_absolute))
-        tmp_plot = staged.enter_context(io.atomic_output(a.plot, suffix=".png"))
-        measurements.to_csv(tmp_refl, index=False)
-        absolute.to_csv(tmp_abs, index=False)
-        plots.absolute_offsets(measurements, absolute, tmp_plot, a.requirement_m)
+    # All three outputs or none: the plot (itself written atomically) first, then
+    # the two tables staged together and renamed only when both are written; a
+    # failure there removes the plot again.
+    plots.absolute_offsets(measurements, absolute, a.plot, a.requirement_m)
+    try:
+        with contextlib.ExitStack() as staged:
+            tmp_refl = staged.enter_context(io.atomic_output(a.out_reflectors))
+            tmp_abs = staged.enter_context(io.atomic_output(a.out_absolute))
+            measurements.to_csv(tmp_refl, index=False)
+            absolute.to_csv(tmp_abs, index=False)
+    except BaseException:
+        Path(a.plot).unlink(missing_ok=True)
+        raise
 
 
 if __name__ == "__main__":
