@@ -144,7 +144,12 @@ REAL_DATA_FIXTURES = {"land_burst", "sea_burst", "pyrate_crop"}
 
 def pytest_collection_modifyitems(config, items):
     """Tests on the shared real data carry the ``realdata`` marker (select or
-    deselect them with ``-m realdata`` / ``-m "not realdata"``)."""
+    deselect them with ``-m realdata`` / ``-m "not realdata"``). Under
+    pytest-xdist (``-n auto --dist loadgroup``) the tests that share the small
+    workflow run go to one worker, so that it runs once."""
     for item in items:
-        if REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+        names = set(getattr(item, "fixturenames", ()))
+        if REAL_DATA_FIXTURES & names:
             item.add_marker(pytest.mark.realdata)
+        if "small_workflow_run" in names:
+            item.add_marker(pytest.mark.xdist_group("small_workflow"))

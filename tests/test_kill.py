@@ -34,15 +34,18 @@ STAGES = [
 
 
 def _snakemake(cfg: Path, target: str = "all") -> list[str]:
+    # Its own working directory (Snakemake's .snakemake, locks included, beside the
+    # config): the unlocks below must not remove the locks of runs of other tests.
     return [sys.executable, "-m", "snakemake", target, "--cores", "2", "--configfile", str(cfg),
-            "--rerun-incomplete"]
+            "--rerun-incomplete", "--snakefile", str(ROOT / "Snakefile"),
+            "--directory", str(cfg.parent)]
 
 
-def _unlock() -> None:
+def _unlock(workdir: Path) -> None:
     """What ``snakemake --unlock`` does, without starting Snakemake (about 2 s a
     time): remove the locks a killed run left. The documented ``--unlock`` runs
     once, before the final rerun."""
-    for lock in (ROOT / ".snakemake" / "locks").glob("*.lock"):
+    for lock in (workdir / ".snakemake" / "locks").glob("*.lock"):
         lock.unlink(missing_ok=True)
 
 
@@ -50,7 +53,7 @@ def _kill_when_started(cmd: list[str], logs: Path, stage: str) -> bool:
     """Unlock (a killed run leaves Snakemake's lock), run ``cmd``, SIGKILL its
     whole process group once a log of ``stage`` is (re)written. False when the
     run ended without reaching the stage."""
-    _unlock()
+    _unlock(Path(cmd[cmd.index("--directory") + 1]))
     t0 = time.time()
     err = logs.parent.parent / f"kill-{stage.replace('/', '-')}.txt"  # for a failure's message
     with open(err, "w") as f:
