@@ -13,6 +13,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SARSTACK_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
+#: ``python -m snakemake`` as the tests run it. ``--nolock``: the tests run in
+#: parallel (pytest-xdist) in this checkout's one ``.snakemake/``, and any
+#: Snakemake run, a dry-run too, removes that whole lock folder when it ends, so
+#: a parallel run failed to write its lock (FileNotFoundError). The tests'
+#: outputs never overlap, so the locks protect nothing here; the kill test,
+#: which exercises them, runs in a working directory of its own.
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--nolock"]
+
 # Keep JAX's compilation cache inside the test session's temp area by default.
 os.environ.setdefault("SARSTACK_JAX_CACHE", str(Path.home() / ".cache" / "sarstack" / "jax-tests"))
 
@@ -119,7 +127,6 @@ def small_workflow_run(tmp_path_factory):
     """``run(scatter)``: the small demo workflow run to completion, once per
     ``scatter`` per test session (shared by the scatter and kill tests)."""
     import subprocess
-    import sys
 
     done: dict[int, Path] = {}
 
@@ -128,7 +135,7 @@ def small_workflow_run(tmp_path_factory):
             top = tmp_path_factory.mktemp(f"small-n{scatter}")
             cfg = small_workflow_config(top / "config.yaml", top / "out", scatter)
             p = subprocess.run(
-                [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(cfg)],
+                [*SNAKEMAKE, "--cores", "2", "--configfile", str(cfg)],
                 cwd=ROOT, capture_output=True, text=True,
                 env=dict(os.environ, PYTHONWARNINGS="ignore"),
             )

@@ -16,6 +16,7 @@ import pytest
 import rasterio
 import yaml
 from affine import Affine
+from conftest import SNAKEMAKE
 from rasterio.crs import CRS
 
 from sarstack import io, synthetic
@@ -39,7 +40,7 @@ def run_case(
         cfg_path.write_text(yaml.safe_dump(cfg))
     before = _files(box)
     p = subprocess.run(
-        [sys.executable, "-m", "snakemake", *targets, "--cores", "2",
+        [*SNAKEMAKE, *targets, "--cores", "2",
          f"--configfile={cfg_path}", *extra],
         cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"),
     )

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SNAKEMAKE
 
 from sarstack import cli
 
@@ -66,7 +67,7 @@ def test_moved_checkout_has_nothing_to_do(small_workflow_run, tmp_path):
     shutil.copytree(ROOT, moved, symlinks=True,
                     ignore=lambda d, names: [n for n in names if Path(d) == ROOT and n in skip])
     cfg = out.parent / "config.yaml"
-    p = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2",
+    p = subprocess.run([*SNAKEMAKE, "-n", "--cores", "2",
                         "--configfile", str(cfg)], cwd=moved, capture_output=True, text=True,
                        env=dict(os.environ, PYTHONWARNINGS="ignore"))  # fmt: skip
     assert p.returncode == 0, p.stderr[-2000:]

@@ -8,14 +8,14 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import SNAKEMAKE
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group("readme_my_yaml")]  # one my.yaml
 
 
 def _section(text: str, title: str) -> str:
@@ -39,7 +39,7 @@ def _commands(script: str) -> list[str]:
 
 def _run(cmd: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     args = shlex.split(cmd)
-    args = [sys.executable, "-m", "snakemake", *args[1:]]
+    args = [*SNAKEMAKE, *args[1:]]  # + --nolock (tests run in parallel, see conftest)
     if "--report" not in args:
         args.append("-n")  # a dry-run: the data paths need not exist
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True)
@@ -83,7 +83,7 @@ def my_yaml(tmp_path_factory):
 def test_readme_own_data_command_runs_as_written(cmd, my_yaml):
     if "--report" in cmd:  # a report needs a finished run: the README's first command, for real
         first = shlex.split(OWN_COMMANDS[0])
-        done = subprocess.run([sys.executable, "-m", "snakemake", *first[1:]], cwd=ROOT,
+        done = subprocess.run([*SNAKEMAKE, *first[1:]], cwd=ROOT,
                               capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-3000:]
     p = _run(cmd)
@@ -114,7 +114,7 @@ def test_example_config_header_command_runs_as_written(example):
 
 def test_rtc_only_user_config_runs_no_insar_and_no_demo():
     """An RTC-only config (no insar.unwrapped) plans no InSAR job and no demo, even for `all`."""
-    p = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2",
+    p = subprocess.run([*SNAKEMAKE, "-n", "--cores", "2",
                         "--configfile", "config/examples/opera_sea.yaml",
                         "--config", "output_dir=results/rtc_only_dry"],
                        cwd=ROOT, capture_output=True, text=True)
@@ -125,7 +125,7 @@ def test_rtc_only_user_config_runs_no_insar_and_no_demo():
 
 
 def test_shipped_config_still_runs_both_demos():
-    p = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2",
+    p = subprocess.run([*SNAKEMAKE, "-n", "--cores", "2",
                         "--config", "output_dir=results/demo_dry"],
                        cwd=ROOT, capture_output=True, text=True)
     out = p.stdout + p.stderr

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pandas as pd
 import pytest
 import rasterio
 import yaml
+from conftest import SNAKEMAKE
 
 from sarstack import rtc
 
@@ -57,7 +57,7 @@ def _run(tmp_path: Path, name: str, pattern: str) -> tuple[pd.DataFrame, pd.Seri
     cfg = tmp_path / f"{name}.yaml"
     cfg.write_text(yaml.safe_dump({"output_dir": str(out), "rtc": {
         "inputs": pattern, "tiles": [4, 4], "requirement_m": 10.0}}))
-    p = subprocess.run([sys.executable, "-m", "snakemake", "rtc", "--cores", "2",
+    p = subprocess.run([*SNAKEMAKE, "rtc", "--cores", "2",
                         "--configfile", str(cfg)], cwd=ROOT, capture_output=True, text=True,
                        env=dict(os.environ, PYTHONWARNINGS="ignore"))
     assert p.returncode == 0, p.stderr[-3000:]

@@ -4,7 +4,6 @@ data, reference-point rules, sign and units, and bad input."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 import rasterio
 import yaml
 from affine import Affine
-from conftest import pipeline, run_script
+from conftest import SNAKEMAKE, pipeline, run_script
 from rasterio.crs import CRS
 
 from sarstack import io, synthetic
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def snakemake(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    p = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=ROOT,
+    p = subprocess.run([*SNAKEMAKE, "--cores", "2", *args], cwd=ROOT,
                        capture_output=True, text=True)
     if check and p.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")

@@ -49,6 +49,7 @@ def test_summarize_stacks_counts_means_rms_and_fractions():
     assert ra.east_mean_m == pytest.approx(0.0) and ra.east_rms_m == pytest.approx(3.0)
     assert ra.north_rms_m == pytest.approx(4.0)
     assert rb.n_pairs_within == 1 and rb.max_offset_m == pytest.approx(12.0)
+    assert ra.fraction_pairs_within == 1.0 and rb.fraction_pairs_within == 0.5
     assert rb.east_rms_m == pytest.approx(np.sqrt((36 + 144) / 2))
     assert per.iloc[2].error.startswith("error: x.tif") and pd.isna(per.iloc[2].n_pairs)
     o = overall.iloc[0]

@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import SNAKEMAKE
 
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.workflow
 
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 SCRIPTS = ROOT / "workflow" / "scripts"
 
 

@@ -823,7 +823,7 @@ def summarize_stacks(
         One row per stack: ``stack``, ``status`` (:class:`StackOutcome`),
         dates (``n_dates``, ``first_date``, ``last_date``), ``n_pairs``,
         ``n_pairs_ok``, ``n_pairs_within`` (ok pairs whose offset is within the
-        requirement), mean and RMS of the ok pairs' east/north offsets (m),
+        requirement) and ``fraction_pairs_within`` (of the ok pairs), mean and RMS of the ok pairs' east/north offsets (m),
         ``max_offset_m``, ``requirement_m``, ``verdict`` (as in summary.csv;
         ``not_measurable`` for a stack that failed or did not run: never
         ``pass`` on what was not measured) and ``error``; when some stack
@@ -862,6 +862,7 @@ def summarize_stacks(
                 n_pairs=len(pairs),
                 n_pairs_ok=len(ok),
                 n_pairs_within=within if requirement_m is not None else nan,
+                fraction_pairs_within=within / len(ok) if len(ok) and requirement_m is not None else nan,
                 east_mean_m=float(east.mean()) if len(ok) else nan,
                 north_mean_m=float(north.mean()) if len(ok) else nan,
                 east_rms_m=_rms(east),
@@ -870,7 +871,8 @@ def summarize_stacks(
                 verdict=str(summary["verdict"].iloc[0]),
             )
         else:
-            row.update(n_pairs=nan, n_pairs_ok=nan, n_pairs_within=nan, east_mean_m=nan,
+            row.update(n_pairs=nan, n_pairs_ok=nan, n_pairs_within=nan, fraction_pairs_within=nan,
+                       east_mean_m=nan,
                        north_mean_m=nan, east_rms_m=nan, north_rms_m=nan, max_offset_m=nan,
                        verdict="not_measurable")
         row["requirement_m"] = requirement_m if requirement_m is not None else nan
