@@ -135,7 +135,7 @@ def test_two_opera_bursts_and_a_corrupted_stack_in_one_keep_going_run(tmp_path, 
 
     # The rule's path (every stack completed) gives the same rows for the two good stacks.
     rtc_stacks_summary.main(["--stack", "land", str(out / "rtc" / "land"), "--stack", "sea",
-                             str(out / "rtc" / "sea"), "--requirement-m", "10",
+                             str(out / "rtc" / "sea"), "--requirement-m", "10", "--absolute",
                              "--out", str(tmp_path / "s.csv"), "--out-overall", str(tmp_path / "o.csv"),
                              "--plot", str(tmp_path / "s.png")])
     again = pd.read_csv(tmp_path / "s.csv").set_index("stack")

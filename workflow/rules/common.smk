@@ -236,6 +236,8 @@ def write_stacks_summary_after_failure():
     cmd += ["--logs", f"{LOGS}/rtc", "--since", str(_STARTED)]
     if RCFG["requirement_m"] is not None:
         cmd += ["--requirement-m", str(RCFG["requirement_m"])]
+    if rtc_reflectors_file():
+        cmd.append("--absolute")
     cmd += ["--out", f"{RTC}/stacks_summary.csv", "--out-overall", f"{RTC}/stacks_overall.csv"]
     cmd += ["--plot", f"{RTC}/stacks_summary.png"]
     env = dict(os.environ, PYTHONPATH=str(Path(workflow.basedir) / "src"))

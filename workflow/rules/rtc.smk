@@ -335,8 +335,9 @@ rule rtc_stacks_summary:
     params:
         stacks=stacks_summary_args,
         requirement=opt("--requirement-m", RCFG["requirement_m"]),
+        absolute="--absolute" if rtc_reflectors_file() else "",
     shell:
-        "python -m sarstack rtc_stacks_summary {params.stacks} {params.requirement}"
+        "python -m sarstack rtc_stacks_summary {params.stacks} {params.requirement} {params.absolute}"
         " --out {output.summary:q} --out-overall {output.overall:q} --plot {output.plot:q}"
         " 2> {log:q} || sarstack_fail {log:q}"
 

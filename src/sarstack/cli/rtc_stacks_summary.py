@@ -28,6 +28,8 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=float, default=None,
                    help="start of the run (seconds since the epoch) for --logs")
     p.add_argument("--requirement-m", type=float, default=None, help="pass/fail threshold (m)")
+    p.add_argument("--absolute", action="store_true",
+                   help="the stacks have an absolute evaluation (absolute.csv) to summarize")
     p.add_argument("--out", required=True, help="stacks_summary.csv")
     p.add_argument("--out-overall", required=True, help="stacks_overall.csv")
     p.add_argument("--plot", required=True, help="PNG across stacks")
@@ -57,19 +59,21 @@ def _read(path: Path) -> pd.DataFrame:
         raise SarstackError(f"{path}: cannot read ({e})") from None
 
 
-def collect(name: str, folder: Path, logs: Path | None, since: float | None) -> rtc.StackResult:
-    """One stack's outcome from what its jobs left in ``folder`` (and its logs)."""
+def collect(name: str, folder: Path, logs: Path | None, since: float | None,
+            absolute: bool = False) -> rtc.StackResult:
+    """One stack's outcome from what its jobs left in ``folder`` (and its logs);
+    with ``absolute`` also its absolute.csv (read only then: one left from an
+    earlier run with reflectors must not be reported)."""
     error = last_error(logs / name, since) if logs is not None else ""
     if error:
         return rtc.StackResult(name, rtc.StackOutcome.FAILED, error=error)
-    files = {k: folder / f"{k}.csv" for k in ("summary", "pairs", "scenes")}
+    names = ("summary", "pairs", "scenes", "absolute") if absolute else ("summary", "pairs", "scenes")
+    files = {k: folder / f"{k}.csv" for k in names}
     if not all(f.is_file() for f in files.values()):
         return rtc.StackResult(name, rtc.StackOutcome.NOT_RUN,
                                error="did not finish: the run stopped at another stack's error "
                                      "(run with --keep-going to finish every stack)")
-    absolute = folder / "absolute.csv"
-    return rtc.StackResult(name, rtc.StackOutcome.OK, **{k: _read(f) for k, f in files.items()},
-                           absolute=_read(absolute) if absolute.is_file() else None)
+    return rtc.StackResult(name, rtc.StackOutcome.OK, **{k: _read(f) for k, f in files.items()})
 
 
 def main(argv=None):
@@ -77,7 +81,7 @@ def main(argv=None):
     cli.setup_logging(a.verbose)
     t0 = time.time()
     logs = Path(a.logs) if a.logs else None
-    results = [collect(name, Path(folder), logs, a.since) for name, folder in a.stack]
+    results = [collect(name, Path(folder), logs, a.since, a.absolute) for name, folder in a.stack]
     per_stack, overall = rtc.summarize_stacks(results, a.requirement_m)
     for r in per_stack.itertuples(index=False):
         if r.status == "ok":
