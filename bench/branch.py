@@ -16,6 +16,9 @@ modes and cases
                        8 x 8 grid gives 12 px tiles).
            rtc-synth   6 synthetic scenes of 3072² (sarstack.synthetic.make_rtc_stack
                        as the demo writes them), rtc.tiles [8, 8] like the notebook.
+           rtc-bursts  both real OPERA bursts (land and sea, 21 x 100² each) as two
+                       stacks of one sarstack run (rtc.stacks, with stacks_summary.csv)
+                       vs the notebook run once per burst, one after the other.
   insar  sarstack ``insar`` (insar.unwrapped only, rtc.enabled false) vs dolphin 0.42.9's
          timeseries.run via ``DOLPHIN_PY ../shared/anchors/dolphin_timeseries.py UNW_GLOB
          OUTDIR L1|L2 ROW COL``, both with the same reference pixel (the centre; the
@@ -56,6 +59,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -72,6 +76,7 @@ DEFAULT_REPO = HERE.parent
 OUT_MD = HERE / "out" / "branch.md"
 DEFAULT_DOLPHIN = os.environ.get("SARSTACK_DOLPHIN_PYTHON", "/work/dolphin-env/bin/python")
 LAND_DATA = "data/opera_rtc_T137-292319-IW2"
+SEA_DATA = "data/opera_rtc_T137-292318-IW1"
 RTC_TARGET = 3.0  # issue 8 item 6: the whole RTC branch at least 3x faster than the notebook
 
 
@@ -90,6 +95,7 @@ class Case:
     n_dates: int = 0
     method: str = "L1"  # insar
     real: bool = False  # rtc: the real land burst instead of a synthetic stack
+    stacks: tuple[str, ...] = ()  # rtc: real bursts (under shared/), one stack each
     big: bool = False  # only with --big (or named in --cases)
 
 
@@ -108,6 +114,13 @@ CASES: tuple[Case, ...] = (
         tiles=(8, 8),
         shape=(3072, 3072),
         n_dates=6,
+    ),
+    Case(
+        "rtc-bursts",
+        "rtc",
+        "both real OPERA bursts (land, sea) in one run, 21 x 100² each (tiles 4x4 / 8x8)",
+        tiles=(4, 4),
+        stacks=(LAND_DATA, SEA_DATA),
     ),
     Case(
         "insar-512x24-L1", "insar", "512² x 24 dates, nearest:3, L1", shape=(512, 512), n_dates=24
@@ -239,6 +252,17 @@ def generated(folder: Path, make: Callable[[Path], None]) -> Path:
     return folder
 
 
+def stack_inputs(case: Case, shared: Path) -> dict[str, str]:
+    """{stack name: recursive glob} of a many-stack case (the bursts' folder names)."""
+    out = {}
+    for rel in case.stacks:
+        root = shared / rel
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root} is missing (a real burst)")
+        out[root.name.replace("opera_rtc_", "")] = str(root / "**" / "*_VV.tif")
+    return out
+
+
 def rtc_inputs(case: Case, shared: Path, inputs: Path) -> str:
     """Recursive glob of the case's ``*_VV.tif`` scenes."""
     if case.real:
@@ -302,10 +326,15 @@ class Settings:
     dolphin: str | None
 
 
-def sarstack_config(case: Case, data_glob: str, out: Path, cache: Path) -> dict:
+def sarstack_config(
+    case: Case, data_glob: str, out: Path, cache: Path, stacks: dict[str, str] | None = None
+) -> dict:
     """The case's config (merged by Snakemake over config/config.yaml)."""
     cfg: dict = {"output_dir": str(out), "jax_cache_dir": str(cache)}
-    if case.branch == "rtc":
+    if stacks:
+        cfg["rtc"] = {"enabled": True, "stacks": stacks, "tiles": list(case.tiles)}
+        cfg["insar"] = {"enabled": False}
+    elif case.branch == "rtc":
         cfg["rtc"] = {"enabled": True, "inputs": data_glob, "tiles": list(case.tiles)}
         cfg["insar"] = {"enabled": False}
     else:
@@ -333,7 +362,22 @@ def run_case(case: Case, s: Settings) -> Outcome:
     prefix = cpu_prefix(s.cores)
     anchors = s.shared / "anchors"
 
-    if case.branch == "rtc":
+    stacks = stack_inputs(case, s.shared) if case.stacks else None
+    if stacks:
+        data_glob = ""
+        # A user of the notebook runs it once per burst, one after the other.
+        runs = [
+            " ".join(shlex.quote(a) for a in (s.python, str(anchors / "notebook_procedure.py"),
+                                              glob, str(anchor_out / name), "--workers",
+                                              str(s.cores)))
+            for name, glob in stacks.items()
+        ]  # fmt: skip
+        anchor_cmd = ["bash", "-c", " && ".join(runs)]
+        anchor_name = f"notebook_procedure.py x {len(stacks)}"
+        extra = (f"sarstack: {len(stacks)} stacks in one run (rtc.stacks); the notebook once "
+                 f"per burst, sequentially; it always tiles 8 x 8, sarstack rtc.tiles "
+                 f"{list(case.tiles)}")  # fmt: skip
+    elif case.branch == "rtc":
         data_glob = rtc_inputs(case, s.shared, s.workdir / "inputs")
         anchor_cmd = [
             s.python,
@@ -363,7 +407,8 @@ def run_case(case: Case, s: Settings) -> Outcome:
             extra += f", not --cores {s.cores}"
 
     config = run_dir / "config.yaml"  # JSON is YAML; kept beside the runs to rerun by hand
-    config.write_text(json.dumps(sarstack_config(case, data_glob, out, cache), indent=2) + "\n")
+    cfg = sarstack_config(case, data_glob, out, cache, stacks)
+    config.write_text(json.dumps(cfg, indent=2) + "\n")
     sar_cmd = [
         s.python,
         "-m",
@@ -477,6 +522,15 @@ def startup_seconds(python: str, repeats: int = 3) -> float | None:
 def rtc_checks(out: Path, anchor_out: Path) -> list[str]:
     """What each tool produced, in one line (a fast but empty run would show here)."""
     notes = []
+    stacks = out / "rtc" / "stacks_summary.csv"
+    if stacks.exists():
+        with stacks.open() as f:
+            for r in csv.DictReader(f):
+                notes.append(f"sarstack stack {r['stack']}: {r['status']}, {r['n_pairs_ok']} of "
+                             f"{r['n_pairs']} pairs ok, verdict {r['verdict']}")  # fmt: skip
+        for sub in sorted(p for p in anchor_out.iterdir() if p.is_dir()):
+            notes += [f"{sub.name}: {n}" for n in rtc_checks(out / "none", sub)]
+        return notes
     summary = out / "rtc" / "pairs.csv"
     if summary.exists():
         with summary.open() as f:
