@@ -155,3 +155,14 @@ def test_two_opera_bursts_and_a_corrupted_stack_in_one_keep_going_run(tmp_path, 
     assert len(vectors["features"]) == 20 * 16
     v = vectors["features"][0]["properties"]
     assert v["azimuth_deg"] == pytest.approx(np.degrees(np.arctan2(v["east_m"], v["north_m"])) % 360)
+
+
+def test_a_stack_whose_glob_matches_nothing_is_named_by_its_key(tmp_path):
+    from sarstack.cli import rtc_select
+    from sarstack.errors import SarstackError
+
+    argv = ["--inputs", str(tmp_path / "none" / "*.tif"), "--scenes", str(tmp_path / "s.csv"),
+            "--grid", str(tmp_path / "g.json")]
+    with pytest.raises(SarstackError, match=r"^rtc\.stacks\.land: no files match"):
+        rtc_select.main([*argv, "--key", "rtc.stacks.land"])
+    assert not (tmp_path / "s.csv").exists()

@@ -75,8 +75,9 @@ def find_scenes(pattern: str) -> list[Path]:
     return sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
 
 
-def select_scenes(paths: Sequence[str | Path], pattern: str = "rtc.inputs") -> list[Scene]:
+def select_scenes(paths: Sequence[str | Path], pattern: str = "") -> list[Scene]:
     """Date every file, sort chronologically (as dates, never as strings).
+    ``pattern`` (the glob the paths came from) is named in the errors.
 
     Raises
     ------
@@ -84,13 +85,13 @@ def select_scenes(paths: Sequence[str | Path], pattern: str = "rtc.inputs") -> l
         No files, a single file, an undated name or two scenes of one date.
     """
     if not paths:
-        raise SarstackError(f"rtc.inputs: no files match {pattern!r}")
+        raise SarstackError(f"no files match {pattern!r}")
     scenes = [Scene(sdates.parse_scene_date(p), Path(p)) for p in paths]
     sdates.check_unique([s.date for s in scenes], [s.path for s in scenes])
     scenes.sort(key=lambda s: s.date)
     if len(scenes) < 2:
         raise SarstackError(
-            f"rtc.inputs: only one scene ({scenes[0].path}) matches {pattern!r}; need at least 2"
+            f"only one scene ({scenes[0].path}) matches {pattern!r}; need at least 2"
         )
     return scenes
 

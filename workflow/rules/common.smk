@@ -404,7 +404,7 @@ def all_targets():
     neither is left out with a note, never run on the demo behind the user's back."""
     out = []
     for name, enabled, has, targets, key in (
-        ("rtc", RCFG["enabled"], rtc_has_inputs(), rtc_targets, "rtc.inputs"),
+        ("rtc", RCFG["enabled"], rtc_has_inputs(), rtc_targets, "rtc.inputs (or rtc.stacks)"),
         ("insar", ICFG["enabled"], insar_has_inputs(), insar_targets, "insar.unwrapped"),
     ):
         if enabled and has:
@@ -421,7 +421,7 @@ def branch_targets(name):
     """Input function of the `rtc` / `insar` targets: a one-line error when asked for
     a branch that has no inputs."""
     has, targets, key = {
-        "rtc": (rtc_has_inputs, rtc_targets, "rtc.inputs"),
+        "rtc": (rtc_has_inputs, rtc_targets, "rtc.inputs (or rtc.stacks)"),
         "insar": (insar_has_inputs, insar_targets, "insar.unwrapped"),
     }[name]
 

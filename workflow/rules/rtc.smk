@@ -25,9 +25,10 @@ checkpoint rtc_select:
         runtime=10,
     params:
         pattern=rtc_pattern,
+        key=lambda w: f"rtc.stacks.{STACK_NAMES[w.stack]}" if w.stack else "rtc.inputs",
         tiles=" ".join(str(t) for t in config["rtc"]["tiles"]),
     shell:
-        "python -m sarstack rtc_select --inputs {params.pattern:q}"
+        "python -m sarstack rtc_select --inputs {params.pattern:q} --key {params.key:q}"
         " --scenes {output.scenes:q} --grid {output.grid:q} --tiles {params.tiles} 2> {log:q} || sarstack_fail {log:q}"
 
 

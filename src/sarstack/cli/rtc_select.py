@@ -14,6 +14,9 @@ def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--inputs", required=True, help="recursive glob of RTC GeoTIFFs ('**' allowed)")
+    p.add_argument("--key", default=None,
+                   help="the config key of the glob, named in errors (the workflow passes "
+                        "rtc.inputs or rtc.stacks.NAME)")
     p.add_argument("--scenes", required=True, help="output CSV: date, key, path")
     p.add_argument("--grid", required=True, help="output JSON: union grid of all scenes")
     p.add_argument("--tiles", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"),
@@ -25,7 +28,10 @@ def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
 
-    scenes = rtc.select_scenes(rtc.find_scenes(a.inputs), a.inputs)
+    try:
+        scenes = rtc.select_scenes(rtc.find_scenes(a.inputs), a.inputs)
+    except SarstackError as e:
+        raise SarstackError(f"{a.key or '--inputs'}: {e}") from None
     grids = [io.read_grid(s.path, single_band=True) for s in scenes]
     for s, g in zip(scenes, grids, strict=True):
         if g.crs is None:
