@@ -155,14 +155,14 @@ rule rtc_aggregate:
         pairs=report(
             f"{RTC}/{{stack}}pairs.csv",
             category="RTC geolocation",
-            subcategory="Verdict",
+            subcategory="{stack}Verdict",
             caption="../report/rtc_pairs.rst",
         ),
         tiles=f"{RTC}/{{stack}}tiles.csv",
         summary=report(
             f"{RTC}/{{stack}}summary.csv",
             category="RTC geolocation",
-            subcategory="Verdict",
+            subcategory="{stack}Verdict",
             caption="../report/rtc_summary.rst",
         ),
     log:
@@ -195,21 +195,25 @@ rule rtc_plots:
         pair=report(
             f"{RTC}/{{stack}}plots/pair_offsets.png",
             category="RTC geolocation",
+            subcategory="{stack}Figures",
             caption="../report/rtc_pair_offsets.rst",
         ),
         tile=report(
             f"{RTC}/{{stack}}plots/tile_mean_offsets.png",
             category="RTC geolocation",
+            subcategory="{stack}Figures",
             caption="../report/rtc_tile_mean.rst",
         ),
         time=report(
             f"{RTC}/{{stack}}plots/offsets_vs_time.png",
             category="RTC geolocation",
+            subcategory="{stack}Figures",
             caption="../report/rtc_offsets_time.rst",
         ),
         quiver=report(
             f"{RTC}/{{stack}}plots/tile_quiver.png",
             category="RTC geolocation",
+            subcategory="{stack}Figures",
             caption="../report/rtc_quiver.rst",
         ),
     log:
@@ -241,6 +245,7 @@ rule rtc_dates:
         plot=report(
             f"{RTC}/{{stack}}plots/date_offsets.png",
             category="RTC geolocation",
+            subcategory="{stack}Figures",
             caption="../report/rtc_dates.rst",
         ),
     log:
@@ -270,13 +275,13 @@ rule rtc_reflectors:
         absolute=report(
             f"{RTC}/{{stack}}absolute.csv",
             category="RTC geolocation",
-            subcategory="Absolute",
+            subcategory="{stack}Absolute",
             caption="../report/rtc_absolute.rst",
         ),
         plot=report(
             f"{RTC}/{{stack}}plots/absolute_offsets.png",
             category="RTC geolocation",
-            subcategory="Absolute",
+            subcategory="{stack}Absolute",
             caption="../report/rtc_absolute.rst",
         ),
     log:
