@@ -68,15 +68,24 @@ def my_yaml(tmp_path_factory):
     text = text.replace("/data/ifgs/*.unw.tif", f"{data}/ifgs/ifgs/*.unw.tif")
     text = text.replace("/data/ifgs/*.cor.tif", f"{data}/ifgs/cor/*.cor.tif")
     assert str(data) in text
-    path = ROOT / "my.yaml"
-    assert not path.exists(), "tests/test_docs_commands.py would overwrite my.yaml"
-    path.write_text(text)
-    out = ROOT / "results" / "my_burst"
-    shutil.rmtree(out, ignore_errors=True)
-    yield path
-    path.unlink()
-    (ROOT / "report.html").unlink(missing_ok=True)
-    shutil.rmtree(out, ignore_errors=True)
+    # One holder of my.yaml (and results/my_burst) at a time, whichever test process
+    # (pytest-xdist worker) sets this fixture up; held until its teardown.
+    import fcntl
+
+    (ROOT / ".snakemake").mkdir(exist_ok=True)  # git-ignored
+    with open(ROOT / ".snakemake" / "test-my-yaml.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = ROOT / "my.yaml"
+        assert not path.exists(), "tests/test_docs_commands.py would overwrite my.yaml"
+        path.write_text(text)
+        out = ROOT / "results" / "my_burst"
+        shutil.rmtree(out, ignore_errors=True)
+        try:
+            yield path
+        finally:
+            path.unlink()
+            (ROOT / "report.html").unlink(missing_ok=True)
+            shutil.rmtree(out, ignore_errors=True)
 
 
 @pytest.mark.parametrize("cmd", OWN_COMMANDS)
