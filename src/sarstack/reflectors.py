@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import NamedTuple
@@ -636,22 +637,47 @@ def measure_scene(
     img = np.asarray(image)
     if img.shape != grid.shape:
         raise SarstackError(f"image shape {img.shape} is not the grid's {grid.shape}")
+    return _measure(
+        lambda r0, c0, nr, nc: img[r0 : r0 + nr, c0 : c0 + nc], grid, reflectors, date,
+        pixel_is_point=pixel_is_point, chip=chip, search_px=search_px, oversample=oversample,
+        clutter_ring=clutter_ring, edge_px=edge_px, min_pcr_db=min_pcr_db,
+    )  # fmt: skip
+
+
+def _measure(
+    read_window: Callable[[int, int, int, int], np.ndarray],
+    grid: Grid,
+    reflectors: pd.DataFrame,
+    date: dt.date | str,
+    *,
+    pixel_is_point: bool,
+    chip: int,
+    search_px: float,
+    oversample: int,
+    clutter_ring: tuple[float, float],
+    edge_px: int,
+    min_pcr_db: float,
+) -> pd.DataFrame:
+    """The one measurement loop of :func:`measure_scene` and
+    :func:`measure_scene_file`: each target's :func:`target_window`, read by
+    ``read_window(row_off, col_off, rows, cols)``, goes to :func:`locate_peak`."""
     day = _as_date(date)
     exp = expected_positions(reflectors, grid, day, pixel_is_point=pixel_is_point)
-    results = [
-        locate_peak(
-            img,
-            float(er),
-            float(ec),
-            chip=chip,
-            search_px=search_px,
-            oversample=oversample,
-            clutter_ring=clutter_ring,
-            edge_px=edge_px,
-            min_pcr_db=min_pcr_db,
-        )
-        for er, ec in zip(exp["row"], exp["col"], strict=True)
-    ]
+    results = []
+    for er, ec in zip(exp["row"].to_numpy(float), exp["col"].to_numpy(float), strict=True):
+        win = target_window(er, ec, grid.shape, chip=chip, edge_px=edge_px)
+        if win is None:
+            results.append(_nan_result(ReflectorStatus.OUTSIDE))
+            continue
+        r0, c0, nr, nc = win
+        results.append(
+            locate_peak(
+                read_window(r0, c0, nr, nc), float(er), float(ec), chip=chip,
+                search_px=search_px, oversample=oversample, clutter_ring=clutter_ring,
+                edge_px=edge_px, min_pcr_db=min_pcr_db, origin=(r0, c0),
+                raster_shape=grid.shape,
+            )
+        )  # fmt: skip
     return _offsets_frame(exp, results, grid, day)
 
 
@@ -788,32 +814,11 @@ def measure_scene_file(
     grid = read_grid(path, single_band=True)
     if grid.crs is None:
         raise SarstackError(f"{path}: no CRS; the reflectors cannot be placed in it")
-    day = _as_date(date)
-    exp = expected_positions(reflectors, grid, day, pixel_is_point=pixel_is_point)
-    results = []
-    for er, ec in zip(exp["row"].to_numpy(float), exp["col"].to_numpy(float), strict=True):
-        win = target_window(er, ec, grid.shape, chip=chip, edge_px=edge_px)
-        if win is None:
-            results.append(_nan_result(ReflectorStatus.OUTSIDE))
-            continue
-        r0, c0, nr, nc = win
-        sub = read_scene(path, Window(c0, r0, nc, nr), scale=scale)
-        results.append(
-            locate_peak(
-                sub,
-                float(er),
-                float(ec),
-                chip=chip,
-                search_px=search_px,
-                oversample=oversample,
-                clutter_ring=clutter_ring,
-                edge_px=edge_px,
-                min_pcr_db=min_pcr_db,
-                origin=(r0, c0),
-                raster_shape=grid.shape,
-            )
-        )
-    return _offsets_frame(exp, results, grid, day)
+    return _measure(
+        lambda r0, c0, nr, nc: read_scene(path, Window(c0, r0, nc, nr), scale=scale), grid,
+        reflectors, date, pixel_is_point=pixel_is_point, chip=chip, search_px=search_px,
+        oversample=oversample, clutter_ring=clutter_ring, edge_px=edge_px, min_pcr_db=min_pcr_db,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- #
