@@ -20,6 +20,10 @@ rule all:
         all_targets(),
 
 
+onsuccess:
+    print_run_summary()
+
+
 onerror:
     report_job_errors()
     write_stacks_summary_after_failure()

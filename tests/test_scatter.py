@@ -44,3 +44,23 @@ def test_every_scatter_gives_identical_outputs(small_workflow_run):
         a, b = io.read_band(one / "insar" / rel), io.read_band(three / "insar" / rel)
         np.testing.assert_array_equal(a, b, err_msg=str(rel))
     assert filecmp.cmp(one / "insar" / "reference_point.txt", three / "insar" / "reference_point.txt")
+
+
+def test_auto_chunks_follow_the_work_not_the_cores():
+    from sarstack import chunks
+
+    # A small stack is one job per stage; 24 dates of 4096^2 are 3 flatten jobs.
+    assert chunks.n_chunks("auto", 21, 100 * 100, "flatten") == 1
+    assert chunks.n_chunks("auto", 24, 4096**2, "flatten") == 3
+    assert chunks.n_chunks("auto", 23, 4096**2, "xcorr") == 12
+    # Never more jobs than items, never more than MAX_CHUNKS, at least one.
+    assert chunks.n_chunks("auto", 12, 8192**2, "xcorr") == 12
+    assert chunks.n_chunks("auto", 5000, 8192**2, "xcorr") == chunks.MAX_CHUNKS
+    assert chunks.n_chunks("auto", 0, 10, "invert") == 1
+    # A number fixes the count (capped at the items).
+    assert chunks.n_chunks(8, 5, 4096**2, "xcorr") == 5
+    assert chunks.chunk_labels(3, 7, 1, "xcorr") == ["1-of-3", "2-of-3", "3-of-3"]
+    # The function has no notion of cores at all: its labels are all a later run sees.
+    import inspect
+
+    assert "cores" not in inspect.signature(chunks.n_chunks).parameters

@@ -76,7 +76,19 @@ def test_demo_end_to_end_matches_truth(tmp_path):
     base = {"output_dir": str(out), "rtc": {"pairs": "nearest:2", "requirement_m": 10.0},
             "insar": {"enabled": False}, "demo": {"enabled": True}}
     cfg0 = write_config(tmp_path / "c0.yaml", base)
-    snakemake("--configfile", str(cfg0))
+    run = snakemake("--configfile", str(cfg0))
+    # The run ends with its summary on the terminal (verdict, pairs, max offset, requirement).
+    tail = run.stderr[run.stderr.index("=== sarstack summary ==="):].splitlines()
+    assert tail[1].startswith("rtc: verdict ") and "(requirement 10 m)" in tail[1]
+    assert f"{out}/rtc/summary.csv" in run.stderr.split("=== sarstack summary ===")[1]
+    # Chunk jobs follow the work, not --cores: another core count plans nothing.
+    p = subprocess.run([*SNAKEMAKE, "-n", "--cores", "1", "--configfile", str(cfg0)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert "Nothing to be done" in p.stdout + p.stderr, p.stdout[-2000:]
+    # ... and a run that did nothing repeats no summary.
+    p = subprocess.run([*SNAKEMAKE, "--cores", "3", "--configfile", str(cfg0)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and "sarstack summary" not in p.stdout + p.stderr
     acc = pd.read_csv(out / "demo" / "rtc_accuracy.csv")
     assert len(acc) == 9 and (acc["status"] == "ok").all()
     # Sign and axes: measured offsets agree with the truth, both axes, within 0.05 px.

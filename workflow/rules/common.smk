@@ -62,28 +62,27 @@ def _cores():
 
 
 CORES = _cores()
-AUTO_CHUNKS_NO_CORES = 8  # scatter: auto on a cluster (no --cores): 8 chunks per stage
 
 
-def n_chunks(n_items, share=1):
-    """Scatter: jobs per stage. 'auto' fills --cores (at most 64), divided among
-    ``share`` stacks that run side by side; never more than items."""
-    s = config["scatter"]
-    if s == "auto":
-        n = (min(CORES, 64) if CORES else AUTO_CHUNKS_NO_CORES) // share
-    else:
-        n = int(s)
-    return max(1, min(n, n_items))
+def n_chunks(n_items, px_per_item, stage):
+    """Chunk jobs of a scattered stage: sarstack.chunks, sized to the work."""
+    from sarstack.chunks import n_chunks as _n
+
+    return _n(config["scatter"], n_items, px_per_item, stage)
 
 
-def chunk_labels(n_items, share=1):
-    n = n_chunks(n_items, share)
-    return [f"{i}-of-{n}" for i in range(1, n + 1)]
+def chunk_labels(n_items, px_per_item, stage):
+    from sarstack.chunks import chunk_labels as _labels
+
+    return _labels(config["scatter"], n_items, px_per_item, stage)
 
 
-def chunk_threads(n_items, share=1):
-    """Threads for each of a stage's chunk jobs: the cores the chunks leave free (<= 8)."""
-    return max(1, min(8, (CORES or 1) // (n_chunks(n_items, share) * share)))
+def chunk_threads(n_items, px_per_item, stage, share=1):
+    """Threads for each of a stage's chunk jobs: the cores the chunks (of
+    ``share`` stacks side by side) leave free, at most 8. Threads never change
+    a result and never trigger a rerun."""
+    n = n_chunks(n_items, px_per_item, stage) * share
+    return max(1, min(8, (CORES or 1) // n))
 
 
 def opt(flag, value):
@@ -189,13 +188,45 @@ def rtc_n_pairs(wildcards):
     return len(make_pairs(len(rtc_scenes(wildcards)), RCFG["pairs"]))
 
 
+def rtc_grid_px(wildcards):
+    """Pixels of the stack's union grid (grid.json of its rtc_select checkpoint)."""
+    import json
+
+    path = checkpoints.rtc_select.get(stack=wildcards.stack).output.grid
+    with open(path) as f:
+        g = json.load(f)
+    return int(g["width"]) * int(g["height"])
+
+
+def rtc_scene_chunks(wildcards):
+    """(scenes, pixels each) of the superset/flatten scatter."""
+    return len(rtc_scenes(wildcards)), rtc_grid_px(wildcards), "flatten"
+
+
+def rtc_pair_chunks(wildcards):
+    """(pairs, pixels each) of the xcorr scatter."""
+    return rtc_n_pairs(wildcards), rtc_grid_px(wildcards), "xcorr"
+
+
+_TILE_WARNED = set()
+
+
 def rtc_flat_all(wildcards):
-    chunks = chunk_labels(len(rtc_scenes(wildcards)), RTC_SHARE)
+    grid = checkpoints.rtc_select.get(stack=wildcards.stack).output.grid
+    if wildcards.stack not in _TILE_WARNED:  # tiles too small: said once, on the terminal
+        _TILE_WARNED.add(wildcards.stack)
+        from sarstack.summary import tile_size_warning
+
+        warn = tile_size_warning(grid, RCFG["tiles"])
+        if warn:
+            where = f" (stack {STACK_NAMES[wildcards.stack]})" if wildcards.stack else ""
+            print(f"{warn}{where}", file=sys.stderr)
+    chunks = chunk_labels(*rtc_scene_chunks(wildcards))
     return [f"{RTC}/{wildcards.stack}flat/{c}.json" for c in chunks]
 
 
 def rtc_xcorr_all(wildcards):
-    chunks = chunk_labels(rtc_n_pairs(wildcards), RTC_SHARE)
+    chunks = chunk_labels(*rtc_pair_chunks(wildcards))
     return [f"{RTC}/{wildcards.stack}xcorr/{c}.csv" for c in chunks]
 
 
@@ -350,19 +381,22 @@ def insar_select_input(wildcards):
     return files
 
 
-def insar_n_block_rows():
-    """Block rows of the stack (strips are whole block rows); known after insar_select."""
+def insar_strip_chunks():
+    """(block rows, pixels x used ifgs per block row) of the inversion scatter:
+    strips are whole block rows; known after insar_select."""
     import math
 
     from sarstack.insar import read_ifg_table
     from sarstack.io import read_grid
 
     used = read_ifg_table(checkpoints.insar_select.get().output[0])[0]  # excluded ones left out
-    return math.ceil(read_grid(used[0].path).height / int(IBLOCK.split()[0]))
+    grid = read_grid(used[0].path)
+    rows = int(IBLOCK.split()[0])
+    return math.ceil(grid.height / rows), rows * grid.width * len(used), "invert"
 
 
 def insar_strips_all(wildcards):
-    return [f"{INSAR}/strips/{c}" for c in chunk_labels(insar_n_block_rows())]
+    return [f"{INSAR}/strips/{c}" for c in chunk_labels(*insar_strip_chunks())]
 
 
 def insar_aux_files():
@@ -431,6 +465,27 @@ def branch_targets(name):
         return targets()
 
     return inputs
+
+
+# ---------------------------------------------------------------- end of a run on the terminal
+
+
+def print_run_summary():
+    """onsuccess: a few lines on what this run produced (sarstack.summary)."""
+    from sarstack.summary import run_summary
+
+    try:
+        lines = run_summary(
+            Path(OUT),
+            STACK_NAMES if RCFG["enabled"] else {},
+            tuple(RCFG["tiles"]),
+            bool(ICFG["enabled"] and insar_has_inputs()),
+            since=_STARTED,
+        )
+    except Exception as e:  # a summary never turns a finished run into a failure
+        lines = [f"note: no summary ({type(e).__name__}: {e})"]
+    for line in lines:
+        print(line, file=sys.stderr)
 
 
 # ---------------------------------------------------------------- errors on the terminal

@@ -163,7 +163,7 @@ rule insar_invert:
         f"{BENCH}/insar/invert_{{chunk}}.tsv"
     conda:
         ENV
-    threads: lambda wildcards: chunk_threads(insar_n_block_rows())
+    threads: lambda wildcards: chunk_threads(*insar_strip_chunks())
     resources:
         mem_mb=4000,
         runtime=60,

@@ -123,7 +123,7 @@ rule rtc_xcorr:
         f"{BENCH}/rtc/{{stack}}xcorr_{{chunk}}.tsv"
     conda:
         ENV
-    threads: lambda wildcards: chunk_threads(rtc_n_pairs(wildcards), RTC_SHARE)
+    threads: lambda wildcards: chunk_threads(*rtc_pair_chunks(wildcards), share=RTC_SHARE)
     resources:
         mem_mb=2000,
         runtime=30,

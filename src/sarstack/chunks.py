@@ -1,0 +1,36 @@
+"""How many chunk jobs a scattered stage runs (config ``scatter``).
+
+``scatter: auto`` sizes the jobs to the work and never to ``--cores``: a stage's
+chunk count follows from its number of items (scenes, pairs, block rows) and
+their size alone, so the chunk files of a finished run keep their names
+whatever ``--cores`` a later run is given (``--cores 1 --report`` after a
+``--cores 32`` run reruns nothing). A number fixes the count. Never more chunks
+than items; the stages' results are identical for every count (tested).
+"""
+
+from __future__ import annotations
+
+#: At most this many chunk jobs per stage under ``auto``.
+MAX_CHUNKS = 64
+#: Pixels of work per chunk job under ``auto``, by stage: about 5-20 s of work
+#: each at real size, so job start-up (~1.5 s) stays small; a small stack is one job.
+CHUNK_PX = {
+    "flatten": 2**27,  # scene pixels per rtc_superset/rtc_flatten job (8 scenes of 4096^2)
+    "xcorr": 2**25,  # pair pixels per rtc_xcorr job (2 pairs of 4096^2)
+    "invert": 2**27,  # pixels x interferograms per insar_invert strip job
+}
+
+
+def n_chunks(scatter: int | str, n_items: int, px_per_item: int, stage: str) -> int:
+    """Chunk jobs of ``stage`` for ``n_items`` items of ``px_per_item`` pixels each."""
+    if scatter == "auto":
+        n = min(MAX_CHUNKS, -(-int(n_items) * int(px_per_item) // CHUNK_PX[stage]))
+    else:
+        n = int(scatter)
+    return max(1, min(n, int(n_items)))
+
+
+def chunk_labels(scatter: int | str, n_items: int, px_per_item: int, stage: str) -> list[str]:
+    """The chunk labels ``I-of-N`` of a stage (see :func:`sarstack.dates.chunk_items`)."""
+    n = n_chunks(scatter, n_items, px_per_item, stage)
+    return [f"{i}-of-{n}" for i in range(1, n + 1)]
