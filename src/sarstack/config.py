@@ -301,8 +301,8 @@ def _resolve(cfg: dict) -> None:
     """Resolve the "null = derived from other keys" defaults, once, after validation.
 
     ``insar.block_shape: null`` becomes ``[min(64, block rows), block cols]``.
-    (``scatter: auto`` follows ``--cores`` and ``rtc.max_shift_px: null`` the
-    tile size: they are resolved where those are known.)
+    (``scatter: auto`` follows the stack's size and ``rtc.max_shift_px: null``
+    the tile size: they are resolved where those are known.)
     """
     ins = cfg.get("insar")
     if isinstance(ins, dict) and ins.get("block_shape") is None and "block_shape" in cfg:

@@ -1,23 +1,32 @@
-"""Temporal coherence of inversion residuals."""
+"""Temporal coherence of inversion residuals.
+
+NumPy, not JAX: XLA's CPU sine and cosine ran 8x slower than NumPy's SIMD ones
+on a (174, 32768) float32 block (0.31 s vs 0.04 s), and this diagnostic was
+half of an L2 inversion job's time. The arithmetic (float32 unless x64 is on and
+the residuals are float64) is that of the former JAX kernel; the test suite
+checks the two agree to float32 rounding.
+"""
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from sarstack.errors import SarstackError
 from sarstack.timeseries._common import _work_dtype
 
+#: Pixels per slab: keeps the cos/sin temporaries near 8 MB per 100 ifgs.
+_SLAB = 1 << 14
 
-@jax.jit
-def _coherence_kernel(res: jax.Array) -> jax.Array:
-    ok = jnp.isfinite(res)
-    r = jnp.where(ok, res, 0.0)
-    cnt = jnp.sum(ok, axis=0)
-    re = jnp.sum(jnp.where(ok, jnp.cos(r), 0.0), axis=0)
-    im = jnp.sum(jnp.where(ok, jnp.sin(r), 0.0), axis=0)
-    return jnp.where(cnt > 0, jnp.hypot(re, im) / jnp.maximum(cnt, 1), jnp.nan)
+
+def _coherence_slab(res: np.ndarray) -> np.ndarray:
+    ok = np.isfinite(res)
+    r = np.where(ok, res, 0)
+    cnt = ok.sum(axis=0)
+    re = np.where(ok, np.cos(r), 0).sum(axis=0, dtype=res.dtype)
+    im = np.where(ok, np.sin(r), 0).sum(axis=0, dtype=res.dtype)
+    out = np.hypot(re, im) / np.maximum(cnt, 1).astype(res.dtype)
+    out[cnt == 0] = np.nan
+    return out
 
 
 def temporal_coherence(residual: np.ndarray) -> np.ndarray:
@@ -41,5 +50,8 @@ def temporal_coherence(residual: np.ndarray) -> np.ndarray:
     if res.ndim < 1:
         raise SarstackError("residual must have an interferogram axis")
     dtype = _work_dtype(res)
-    out = _coherence_kernel(jnp.asarray(res.reshape(res.shape[0], -1), dtype=dtype))
-    return np.asarray(out).reshape(res.shape[1:])
+    flat = res.reshape(res.shape[0], -1).astype(dtype, copy=False)
+    out = np.empty(flat.shape[1], dtype=dtype)
+    for s in range(0, flat.shape[1], _SLAB):
+        out[s : s + _SLAB] = _coherence_slab(flat[:, s : s + _SLAB])
+    return out.reshape(res.shape[1:])
