@@ -20,6 +20,15 @@ rule all:
         all_targets(),
 
 
+onstart:
+    acquire_output_lock()
+
+
+onsuccess:
+    release_output_lock()
+
+
 onerror:
+    release_output_lock()
     report_job_errors()
     write_stacks_summary_after_failure()
