@@ -58,7 +58,8 @@ def _alive(info: dict[str, Any]) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True
-    return b"snakemake" in cmdline
+    # Empty while a process is still being exec'd (or a zombie): cannot tell, so alive.
+    return not cmdline or b"snakemake" in cmdline
 
 
 def acquire(out_dir: str | Path) -> Path:
