@@ -20,10 +20,16 @@ rule all:
         all_targets(),
 
 
+onstart:
+    acquire_output_lock()
+
+
 onsuccess:
+    release_output_lock()
     print_run_summary()
 
 
 onerror:
+    release_output_lock()
     report_job_errors()
     write_stacks_summary_after_failure()

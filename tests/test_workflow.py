@@ -228,7 +228,7 @@ def test_workflow_failure_leaves_no_partial_output(tmp_path):
     (data / "c_20200125.tif").write_bytes(b"II*\x00garbage")
     out = tmp_path / "res"
     cfg = write_config(tmp_path / "c.yaml", {"output_dir": str(out),
-                                             "rtc": {"inputs": f"{data}/*.tif", "tiles": [1, 1]}})
+                                             "rtc": {"inputs": f"{data}/*.tif", "tiles": [2, 2]}})
     p = snakemake("rtc", "--configfile", str(cfg), check=False)
     assert p.returncode != 0
     assert not (out / "rtc" / "scenes.csv").exists()

@@ -82,10 +82,37 @@ def _check_semantics(cfg: Mapping[str, Any]) -> None:
         raise SarstackError(f"config output_dir: {out!r} is the filesystem root")
     if resolved == Path.home().resolve():
         raise SarstackError(f"config output_dir: {out!r} is the home folder; use a folder of its own")
+    if "{" in out or "}" in out:
+        raise SarstackError(
+            f"config output_dir: {out!r} contains '{{' or '}}', which Snakemake reads as a "
+            "wildcard; choose a folder name without braces"
+        )
     for parent in (resolved, *resolved.parents):
         if parent.exists() and not parent.is_dir():
             raise SarstackError(f"config output_dir: {parent} exists and is not a folder")
+    cache = cfg.get("jax_cache_dir")
+    if cache:
+        cache_path = Path(str(cache)).expanduser().resolve()
+        for parent in (cache_path, *cache_path.parents):
+            if parent.exists() and not parent.is_dir():
+                raise SarstackError(
+                    f"config jax_cache_dir: {parent} exists and is not a folder"
+                )
     rtc = cfg.get("rtc", {})
+    tiles = rtc.get("tiles")
+    if isinstance(tiles, list) and len(tiles) == 2:
+        n_tiles = int(tiles[0]) * int(tiles[1])
+        if n_tiles < 2:
+            raise SarstackError(
+                f"config rtc.tiles: {tiles} is a single tile; a pair's offset is the robust "
+                "mean over several tiles: give at least 2 (e.g. [2, 2])"
+            )
+        min_ok = rtc.get("min_ok_tiles")
+        if isinstance(min_ok, int) and min_ok > n_tiles:
+            raise SarstackError(
+                f"config rtc.min_ok_tiles: {min_ok} is more than the {n_tiles} tiles of "
+                f"rtc.tiles {tiles}, so no pair could be ok"
+            )
     lo, hi = rtc.get("percentiles", [0, 100])
     if not lo < hi:
         raise SarstackError(f"config rtc.percentiles: {[lo, hi]} must be [low, high] with low < high")
@@ -310,6 +337,24 @@ def _resolve(cfg: dict) -> None:
         ins["block_shape"] = [min(INSAR_BLOCK_ROWS, rows), cols]
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """SafeLoader whose impossible unquoted dates (``2020-02-30``) stay strings.
+
+    PyYAML turns ``2020-02-30`` into ``datetime.date`` and raises a bare
+    ``ValueError`` (no line, no key); kept as a string, the date is judged by
+    the validation, which names its key.
+    """
+
+    def construct_yaml_timestamp(self, node: yaml.Node) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+_ConfigLoader.add_constructor("tag:yaml.org,2002:timestamp", _ConfigLoader.construct_yaml_timestamp)
+
+
 def load_config_file(path: str | Path) -> dict:
     """Read a YAML config file; a syntax error names the file, line and column.
 
@@ -324,7 +369,7 @@ def load_config_file(path: str | Path) -> dict:
     except OSError as e:
         raise SarstackError(f"{path}: cannot read ({e.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

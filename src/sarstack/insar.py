@@ -373,6 +373,12 @@ def read_reference_point(path: str | Path) -> tuple[int, int]:
     return r, c
 
 
+def check_mask_grid(mask: str | Path | None, grid: Grid, of: str | Path) -> None:
+    """A one-line error naming the mask when it is not on ``grid`` (the grid of ``of``)."""
+    if mask is not None and not read_grid(mask, single_band=True).same_as(grid):
+        raise SarstackError(f"{mask}: insar.mask is not on the grid of {Path(of).name}")
+
+
 def _read_mask(mask: str | Path | None, window) -> np.ndarray | None:
     if mask is None:
         return None
@@ -1157,6 +1163,7 @@ def temporal_average(
     for p in paths[1:]:
         if not read_grid(p).same_as(grid):
             raise SarstackError(f"{p}: not on the grid of {Path(paths[0]).name}")
+    check_mask_grid(mask, grid, paths[0])
     with RasterWriter(
         out, grid, units=units, tags={"quantity": f"temporal mean of {len(paths)} rasters"}
     ) as w, StackReader(paths) as stack:
@@ -1192,6 +1199,7 @@ def conncomp_count(
     if not all(i.conncomp for i in ifgs):
         raise SarstackError("insar.conncomp: a conncomp raster is needed for every ifg")
     grid = read_grid(ifgs[0].need("conncomp"))
+    check_mask_grid(mask, grid, ifgs[0].need("conncomp"))
     with RasterWriter(
         out,
         grid,
@@ -1258,8 +1266,9 @@ def closure_count(
             " single-reference): no closure to check, the count is 0 wherever there is data",
             len(ifgs),
         )
-    ref_vals = reference_phase(ifgs, ref_rc, reference_window)
     grid = read_grid(ifgs[0].path)
+    check_mask_grid(mask, grid, ifgs[0].path)
+    ref_vals = reference_phase(ifgs, ref_rc, reference_window)
     first = min(i.reference for i in ifgs)
     last = max(i.secondary for i in ifgs)
     r, c = ref_rc

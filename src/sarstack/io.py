@@ -230,10 +230,33 @@ class StackReader:
         return np.stack([self.read_one(k, window) for k in range(len(self._ds))])
 
 
+#: Free space below which a failed write is reported as a full disk (bytes).
+LOW_SPACE_BYTES = 1 << 20
+
+
+def free_bytes(folder: str | Path) -> int | None:
+    """Bytes free to this user in ``folder``'s filesystem (None if unknown)."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    return st.f_bavail * st.f_frsize
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+#: Marker in the name of every staging file of :func:`atomic_output` (and the
+#: COG writer's work file beside it): the stale-file clean-up removes only these.
+STAGING_MARKER = "sarstack-staging"
+
+
+def staging_prefix(path: str | Path) -> str:
+    """Name prefix of ``path``'s staging files: ``.<name>.sarstack-staging-``."""
+    return f".{Path(path).name}.{STAGING_MARKER}-"
 
 
 @contextlib.contextmanager
@@ -244,11 +267,14 @@ def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Staging files a killed run of this same output left behind (e.g. after kill -9).
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*"):
+    # Staging files a killed run of this same output left behind (e.g. after kill -9):
+    # only names that carry the writer's own marker, never a user's ".name.notes".
+    for stale in path.parent.glob(f"{glob.escape(staging_prefix(path))}*"):
         stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix or "".join(path.suffixes) or ".tmp", dir=path.parent
+        prefix=staging_prefix(path),
+        suffix=suffix or "".join(path.suffixes) or ".tmp",
+        dir=path.parent,
     )
     os.close(fd)
     tmp_path = Path(tmp)
@@ -383,10 +409,29 @@ class RasterWriter:
         arr = np.asarray(data)
         if arr.dtype != self.dtype:
             arr = arr.astype(self.dtype)
-        if arr.ndim == 2:
-            self._ds.write(arr, band or 1, window=window)
-        else:
-            self._ds.write(arr, window=window)
+        try:
+            if arr.ndim == 2:
+                self._ds.write(arr, band or 1, window=window)
+            else:
+                self._ds.write(arr, window=window)
+        except rasterio.errors.RasterioError as e:
+            raise self._write_error(e) from None
+
+    def _write_error(self, err: BaseException) -> SarstackError:
+        """One line for a failed write. GDAL reports a full disk as an unrelated
+        TIFF error (``TIFFAppendToStrip``, ``TIFFReadDirectory``): when the
+        folder has less free space than the raster needs, that is said instead."""
+        if isinstance(err, SarstackError):
+            return err
+        need = self.grid.width * self.grid.height * self.count * self.dtype.itemsize
+        free = free_bytes(self.path.parent)
+        if free is not None and free < max(LOW_SPACE_BYTES, need):
+            return SarstackError(
+                f"{self.path}: no space left on device ({free // 1024} KiB free in "
+                f"{self.path.parent}, the raster needs up to {need // 1024} KiB)"
+            )
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return SarstackError(f"{self.path}: cannot write ({msg})")
 
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self._ds is not None and self._stack is not None
@@ -416,8 +461,12 @@ class RasterWriter:
                     BLOCKSIZE=256,
                 )
         except BaseException as err:
+            # Judge a full disk before the partial files are removed (which frees space).
+            wrapped = self._write_error(err) if isinstance(err, Exception) else None
             self._work.unlink(missing_ok=True)
             self._stack.__exit__(type(err), err, err.__traceback__)
+            if wrapped is not None and wrapped is not err:
+                raise wrapped from None
             raise
         self._work.unlink(missing_ok=True)
         self._stack.__exit__(exc_type, exc, tb)

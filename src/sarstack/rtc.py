@@ -159,12 +159,15 @@ def superset_scene(
     block_shape: Sequence[int] = (512, 512),
     resampling: str = "bilinear",
     tags: dict[str, str] | None = None,
+    fill: float | None = None,
 ) -> str:
     """Place one scene on the union grid, block by block; nodata → NaN.
 
     A scene already on the grid's lattice is padded with NaN (never
     resampled: resampling would itself shift it). Any other scene is
-    reprojected with ``resampling``. Returns ``"padded"`` or ``"reprojected"``.
+    reprojected with ``resampling``. ``fill`` is a value that is nodata
+    beside the file's own nodata tag (:func:`detect_fill`, or ``rtc.nodata``).
+    Returns ``"padded"`` or ``"reprojected"``.
     """
     src_grid = read_grid(src_path)
     off = grid_offset(src_grid, grid)
@@ -172,7 +175,16 @@ def superset_scene(
     with open_raster(src_path) as ds, RasterWriter(
         dst_path, grid, units="linear power", tags=tags
     ) as out:
-        src_nodata = ds.nodata
+        nodatas = _nodata_values(ds.nodata, fill)
+        src_nodata = nodatas[0] if len(nodatas) == 1 else ds.nodata
+        source: object = rasterio.band(ds, 1)
+        reproject_kw: dict[str, object] = {}
+        if off is None and len(nodatas) > 1:
+            # Two nodata values: GDAL's warper takes one, so both become NaN in memory first.
+            arr = ds.read(1).astype(np.float32)
+            arr[np.isin(arr, nodatas)] = np.nan
+            source, src_nodata = arr, np.nan
+            reproject_kw = {"src_transform": ds.transform, "src_crs": ds.crs}
         for win in iter_blocks(grid.shape, block_shape):
             block = np.full((int(win.height), int(win.width)), np.nan, dtype=np.float32)
             if off is not None:
@@ -185,14 +197,14 @@ def superset_scene(
                     sub = ds.read(1, window=Window(cc0, rr0, cc1 - cc0, rr1 - rr0)).astype(
                         np.float32
                     )
-                    if src_nodata is not None and not np.isnan(src_nodata):
-                        sub[sub == src_nodata] = np.nan
+                    sub[np.isin(sub, nodatas)] = np.nan
                     block[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = sub
             else:
                 rasterio.warp.reproject(
-                    source=rasterio.band(ds, 1),
+                    source=source,
                     destination=block,
                     src_nodata=src_nodata,
+                    **reproject_kw,
                     dst_transform=rasterio.windows.transform(win, grid.transform),
                     dst_crs=grid.crs,
                     dst_nodata=np.nan,
@@ -203,12 +215,31 @@ def superset_scene(
     return mode
 
 
-def superset_vrt(src_path: str | Path, dst_path: str | Path, grid: Grid) -> None:
+def _nodata_values(declared: float | None, fill: float | None) -> list[float]:
+    """The distinct non-NaN nodata values of a scene: its tag and a fill value."""
+    out: list[float] = []
+    for v in (declared, fill):
+        if v is not None and not np.isnan(v) and float(v) not in out:
+            out.append(float(v))
+    return out
+
+
+def vrt_possible(src_path: str | Path, fill: float | None) -> bool:
+    """Whether one VRT source can carry the scene's nodata (a VRT source has one value)."""
+    with open_raster(src_path) as ds:
+        return len(_nodata_values(ds.nodata, fill)) <= 1
+
+
+def superset_vrt(
+    src_path: str | Path, dst_path: str | Path, grid: Grid, fill: float | None = None
+) -> None:
     """Write a VRT that places a scene already on the union grid's lattice.
 
     Nothing is copied or resampled: the VRT pads the scene with NaN to the
-    union grid and maps the scene's own nodata value (if any) to NaN, so
-    readers see exactly the padded float32 raster a superset copy would hold.
+    union grid and maps the scene's own nodata value (if any), or ``fill``,
+    to NaN, so readers see exactly the padded float32 raster a superset copy
+    would hold. A scene with both a nodata tag and another ``fill`` value
+    needs :func:`superset_scene` (see :func:`vrt_possible`).
     """
     from xml.sax.saxutils import escape
 
@@ -217,10 +248,12 @@ def superset_vrt(src_path: str | Path, dst_path: str | Path, grid: Grid) -> None
     if off is None:
         raise SarstackError(f"{src_path}: not on the union grid's pixel lattice (needs reprojection)")
     with open_raster(src_path) as ds:
-        nodata = ds.nodata
+        nodatas = _nodata_values(ds.nodata, fill)
+    if len(nodatas) > 1:
+        raise SarstackError(f"{src_path}: two nodata values {nodatas}; a VRT holds one")
     row0, col0 = off
     srs = f"  <SRS>{escape(grid.crs.to_wkt())}</SRS>\n" if grid.crs else ""
-    nd = "" if nodata is None or np.isnan(nodata) else f"      <NODATA>{nodata!r}</NODATA>\n"
+    nd = f"      <NODATA>{nodatas[0]!r}</NODATA>\n" if nodatas else ""
     gt = ", ".join(repr(float(v)) for v in grid.transform.to_gdal())
     src_abs = escape(str(Path(src_path).resolve()))
     xml = (
@@ -243,6 +276,69 @@ def superset_vrt(src_path: str | Path, dst_path: str | Path, grid: Grid) -> None
     from sarstack.io import write_text
 
     write_text(dst_path, xml)
+
+
+# --------------------------------------------------------------------------- fill values
+
+#: A repeated extreme value is fill (undeclared nodata) when it covers more
+#: than this fraction of a scene's valid pixels (in the decimated read).
+FILL_MIN_FRACTION = 0.001
+#: Longer side of the decimated read that :func:`detect_fill` looks at.
+FILL_READ_SIDE = 1024
+#: dB values at or below this are no backscatter (1e-10 in linear power).
+DB_FLOOR = -100.0
+
+
+def detect_fill(path: str | Path, scale: str = "power") -> tuple[float | None, float]:
+    """An undeclared fill value of a scene: ``(value, fraction)``, or ``(None, 0)``.
+
+    Cheap: one decimated read (an overview where the file has them; longer
+    side :data:`FILL_READ_SIDE`). The declared nodata, NaN and values beyond
+    :data:`FILL_ABS` are left out; the smallest remaining value is fill when
+    it repeats exactly over more than :data:`FILL_MIN_FRACTION` of the
+    pixels (not all of them) and cannot be backscatter: ≤ 0 in linear power or amplitude
+    (−9999, −32768, 0 borders), ≤ :data:`DB_FLOOR` in dB. Real backscatter
+    is continuous: its smallest value does not repeat.
+    """
+    with open_raster(path) as ds:
+        f = max(1, math.ceil(max(ds.height, ds.width) / FILL_READ_SIDE))
+        shape = (max(1, math.ceil(ds.height / f)), max(1, math.ceil(ds.width / f)))
+        try:
+            v = ds.read(1, out_shape=shape, resampling=Resampling.nearest).ravel()
+        except Exception as e:  # noqa: BLE001 - rasterio raises several types on bad data
+            raise SarstackError(f"{path}: cannot read band 1 ({e})") from None
+        nodata = ds.nodata
+    with np.errstate(invalid="ignore"):
+        ok = np.abs(v.astype(np.float64)) < FILL_ABS  # False for NaN
+    if nodata is not None and not np.isnan(nodata):
+        ok &= v != nodata
+    v = v[ok]
+    if v.size == 0:
+        return None, 0.0
+    lo = v.min()
+    n = int(np.count_nonzero(v == lo))
+    fraction = n / v.size
+    impossible = lo <= 0 if scale in ("power", "amplitude") else lo <= DB_FLOOR
+    # A value covering the whole scene is not told from data here (a constant
+    # negative scene is more likely dB read as power: flatten_stats says so).
+    if n < 2 or not FILL_MIN_FRACTION < fraction < 1.0 or not impossible:
+        return None, 0.0
+    return float(lo), fraction
+
+
+def scene_fill(
+    path: str | Path, scale: str, nodata: float | None = None, name: str | Path | None = None
+) -> float | None:
+    """The value read as nodata beside the file's tag: ``nodata`` (``rtc.nodata``)
+    when given, else :func:`detect_fill`'s, with a warning naming the file."""
+    if nodata is not None:
+        return float(nodata)
+    value, fraction = detect_fill(path, scale)
+    if value is not None:
+        log.warning("%s: value %g covers %.1f %% of the scene without a nodata tag: read as "
+                    "nodata (undeclared fill; set rtc.nodata to declare it)",
+                    name or path, value, 100 * fraction)  # fmt: skip
+    return value
 
 
 # --------------------------------------------------------------------------- flatten

@@ -52,6 +52,26 @@ ENV = "../../envs/sarstack.yaml"
 BLOCK = " ".join(str(b) for b in config["block_shape"])
 
 
+def acquire_output_lock():
+    """onstart: one run per output_dir ({OUT}/.sarstack.lock; Snakemake's own lock
+    is per working directory). A second run is refused with one line."""
+    from sarstack import runlock
+
+    if workflow.is_main_process:
+        try:
+            runlock.acquire(OUT)
+        except SarstackError as e:
+            _fail(e)
+
+
+def release_output_lock():
+    """onsuccess / onerror: remove this run's output_dir lock."""
+    from sarstack import runlock
+
+    if workflow.is_main_process:
+        runlock.release(OUT)
+
+
 def _cores():
     """--cores of a local run; None without one (e.g. --lint) or for a cluster executor."""
     try:

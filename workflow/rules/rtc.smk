@@ -55,9 +55,12 @@ rule rtc_superset:
         out_dir=lambda w, output: os.path.dirname(output.index),
         resampling=config["rtc"]["resampling"],
         block=BLOCK,
+        scale=config["rtc"]["scale"],
+        nodata=opt("--nodata", config["rtc"]["nodata"]),
     shell:
         "python -m sarstack rtc_superset --scenes {input.scenes:q} --grid {input.grid:q}"
         " --chunk {wildcards.chunk} --resampling {params.resampling} --block {params.block}"
+        " --scale {params.scale} {params.nodata}"
         " --out-dir {params.out_dir:q} 2> {log:q} || sarstack_fail {log:q}"
 
 

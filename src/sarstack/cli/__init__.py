@@ -61,6 +61,13 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
     except SarstackError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:
+        # A system error on an output (no space left, read-only, permissions),
+        # e.g. from a CSV writer: one line naming the file, not a traceback.
+        if e.filename is None or e.strerror is None:
+            raise
+        print(f"error: {e.filename}: {e.strerror}", file=sys.stderr)
+        sys.exit(2)
 
 
 #: Stages, in pipeline order (each a module ``sarstack.cli.<stage>`` with ``main``).
@@ -139,6 +146,7 @@ CONFIG_OPTIONS: dict[str, dict[str, str]] = {
                        "--point-targets": "demo.rtc_point_targets"},
     "demo_insar_stack": {"--n-dates": "demo.insar_dates", "--shape": "demo.insar_shape",
                          "--seed": "demo.seed"},
+    "rtc_superset": {"--scale": "rtc.scale"},
     "rtc_aggregate": {"--min-ok-tiles": "rtc.min_ok_tiles"},
     "rtc_reflectors": {"--chip-px": "rtc.reflector_chip_px",
                        "--search-px": "rtc.reflector_search_px",

@@ -40,6 +40,11 @@ def main(argv=None):
                             " give one")  # fmt: skip
     if a.window < 1 or a.window % 2 == 0:
         raise SarstackError(f"insar.reference_window: must be an odd number >= 1, got {a.window}")
+    if a.window > min(grid.height, grid.width):
+        raise SarstackError(
+            f"insar.reference_window: {a.window} is larger than the interferograms "
+            f"({grid.height} x {grid.width} px, {ifgs[0].path})"
+        )
     key = "insar.reference_point"
     if a.lonlat is not None:
         key = "insar.reference_lonlat"

@@ -1,7 +1,9 @@
 """Put one chunk of RTC scenes on the union grid. A scene already on the
 grid's pixel lattice gets a VRT that pads it with NaN (nothing is copied or
 resampled: resampling would itself shift it); any other scene is reprojected
-to a COG. Nodata → NaN either way. Writes OUT_DIR/{YYYYMMDD}.vrt|.tif and
+to a COG. Nodata → NaN either way: the file's nodata tag and an undeclared
+fill value (a repeated impossible value such as a -9999 or 0 border, found
+on a decimated read and warned about), or --nodata (rtc.nodata). Writes OUT_DIR/{YYYYMMDD}.vrt|.tif and
 OUT_DIR/index.csv."""
 
 import argparse
@@ -22,6 +24,10 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, help="folder for this chunk's scenes")
     p.add_argument("--resampling", required=True, help="for off-grid scenes only")
     p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--scale", choices=rtc.SCALES, required=True,
+                   help="how the scenes store backscatter (what a fill value can be)")
+    p.add_argument("--nodata", type=float, default=None,
+                   help="a value that is nodata in every scene (default: detect fill values)")
     return p
 
 
@@ -36,16 +42,19 @@ def main(argv=None):
     rows = []
     for s in dates.chunk_items(scenes, a.chunk):
         src, day = s["path"], s["date"]
-        if rtc.grid_offset(io.read_grid(src), grid) is not None:
+        fill = rtc.scene_fill(src, a.scale, a.nodata)
+        if rtc.grid_offset(io.read_grid(src), grid) is not None and rtc.vrt_possible(src, fill):
             dst, mode = out / f"{s['key']}.vrt", "padded"
-            rtc.superset_vrt(src, dst, grid)
+            rtc.superset_vrt(src, dst, grid, fill=fill)
         else:
             dst = out / f"{s['key']}.tif"
             mode = rtc.superset_scene(
                 src, dst, grid, block_shape=a.block, resampling=a.resampling,
                 tags={"date": day, "start_date": day, "end_date": day, "source": Path(src).name},
+                fill=fill,
             )
-        rows.append({"date": day, "key": s["key"], "path": str(dst), "mode": mode, "source": src})
+        rows.append({"date": day, "key": s["key"], "path": str(dst), "mode": mode, "source": src,
+                     "fill": "" if fill is None else repr(fill)})
         log.info("%s (%s): %s onto %d x %d grid", Path(src).name, day, mode,
                  grid.height, grid.width)
     io.write_rows(out / "index.csv", rows)
