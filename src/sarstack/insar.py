@@ -578,6 +578,8 @@ def _solve_block(
     return out["x"], out["residual"], np.asarray(out["n_used"], np.int32), n_it
 
 
+#: Gathered outputs with one raster per date or per ifg (COGs without overviews).
+PER_ITEM_OUTPUTS = frozenset({"timeseries", "residuals"})
 #: Files of one inversion strip (tiled, uncompressed GeoTIFFs read once by the gather).
 STRIP_FILES = {
     "timeseries": "timeseries.tif",
@@ -894,6 +896,10 @@ def gather_strips(
 
     def assemble(name: str, band: int, path: Path, u: str, tags: dict, kw: dict) -> None:
         masked = keep is not None and name != "temporal_coherence"
+        # The per-date and per-ifg stacks are COGs without overviews: overviews
+        # were 3/4 of the gather's time (0.10 of 0.13 s per 1024^2 raster) for
+        # files that are read block-wise, not browsed; single rasters keep them.
+        kw = {"overviews": name not in PER_ITEM_OUTPUTS, **kw}
         with RasterWriter(path, grid, units=u, tags=tags, **kw) as w:
             for d, off in zip(strips, offsets, strict=True):
                 src = d / STRIP_FILES[name]
