@@ -164,7 +164,7 @@ def _read_window(
     except Exception as e:  # noqa: BLE001 - rasterio raises several types on bad data
         raise SarstackError(f"{path}: cannot read band {band} ({e})") from None
     if data.dtype != np.float64:
-        data = data.astype(np.float32)
+        data = data.astype(np.float32, copy=False)
     nodata = ds.nodata
     if nan_nodata and nodata is not None and not np.isnan(nodata):
         data[data == nodata] = np.nan
