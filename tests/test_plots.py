@@ -306,3 +306,105 @@ def test_series_and_network_write_pngs(tmp_path):
     plots.network(dates, [(0, 1), (1, 2), (0, 2), (2, 3)], tmp_path / "n.png")
     png_ok(tmp_path / "s.png")
     png_ok(tmp_path / "n.png")
+
+
+def legend_text(fig) -> str:
+    return "\n".join(t.get_text() for ax in fig.axes if ax.get_legend()
+                     for t in ax.get_legend().get_texts())  # fmt: skip
+
+
+def backdrop(ax) -> np.ndarray:
+    """The RGBA layer painted under the data (no data, masked, no std)."""
+    return np.asarray(ax.get_images()[0].get_array())
+
+
+def test_velocity_map_masks_pixels_without_std_and_never_says_nan(tmp_path):
+    from sarstack.cli.insar_plots import sample_points
+
+    vel = velocity()  # (40, 60), NaN in the 3 x 3 corner
+    std = np.full(vel.shape, 0.1)
+    std[np.isnan(vel)] = np.nan
+    vel[30:35, 50:60] = 50.0  # the largest velocities, fitted on two dates: no std
+    std[30:35, 50:60] = np.nan
+    vel[20, 30] = np.nan  # the centre pixel is nodata
+    std[20, 30] = np.nan
+    pts = sample_points(vel, (5, 5), std)
+    assert np.isfinite(std[pts["max velocity"]]) and vel[pts["max velocity"]] < 50
+    assert pts["max velocity"][1] == 59  # the largest of the pixels with a std
+    assert pts["centre"] != (20, 30) and np.isfinite(vel[pts["centre"]])
+    assert abs(pts["centre"][0] - 20) + abs(pts["centre"][1] - 30) == 1
+    out = tmp_path / "vel.png"
+    fig = plots.velocity_map(vel, (5, 5), "mm/year", out,
+                             {k: v for k, v in pts.items() if k != "reference"}, std=std,
+                             model="fit offset + velocity + annual")  # fmt: skip
+    png_ok(out)
+    ax = fig.axes[0]
+    legend = legend_text(fig)
+    assert "nan" not in legend.lower()
+    assert "too few dates for a std: not shown (50 px)" in legend
+    assert "no data (10 px)" in legend  # the 3 x 3 corner and the centre
+    assert "fit offset + velocity + annual" in ax.get_title()
+    data = ax.get_images()[1].get_array()
+    assert np.ma.getmaskarray(data)[30:35, 50:60].all()  # not drawn
+    assert ax.get_images()[1].get_clim()[1] < 50  # nor in the colour scale
+    rgba = backdrop(ax)
+    assert (rgba[32, 55, :3] == 0).all() and rgba[32, 55, 3] == 1  # black
+    assert rgba[0, 0, :3] == pytest.approx([0.85] * 3)  # no data: light grey
+    # A point placed on a pixel without a value says so, without "nan".
+    fig = plots.velocity_map(vel, (5, 5), "mm/year", tmp_path / "v2.png", {"x": (0, 0)}, std=std)
+    assert "x [row 0, col 0]: no value" in legend_text(fig)
+
+
+def test_velocity_map_outlines_the_far_field(tmp_path):
+    from sarstack import velocity as svel
+
+    rng = np.random.default_rng(0)
+    vel = np.where(np.arange(60) < 30, 0.0, -0.2)[None, :] + rng.normal(0, 0.002, (40, 60))
+    std = np.full(vel.shape, 0.002)
+    ff = svel.far_field(vel + 0.1, std)  # referenced on the moving half
+    assert ff is not None and ff.suspicious and ff.cols[1] <= 30
+    fig = plots.velocity_map(vel + 0.1, (5, 5), "m/year", tmp_path / "v.png", std=std,
+                             far_field=ff)  # fmt: skip
+    assert "CHECK THE REFERENCE" in fig.axes[0].get_title()
+    assert f"far field: median {ff.median:.3g} m/year" in legend_text(fig)
+    ok = svel.far_field(vel, std)
+    fig = plots.velocity_map(vel, (5, 5), "m/year", tmp_path / "v.png", std=std, far_field=ok)
+    assert "CHECK" not in fig.axes[0].get_title()
+
+
+def test_raster_and_mask_maps_tell_masked_from_nodata(tmp_path):
+    amp = np.abs(velocity())  # NaN corner = no data
+    mask = np.ones(amp.shape, np.uint8)
+    mask[10:14, 10:20] = 0
+    has = np.isfinite(amp)
+    amp[10:14, 10:20] = np.nan  # masked outputs are nodata too
+    masked = has & (mask == 0)
+    t = Affine(0.001, 0.0, -99.19, 0.0, -0.001, 19.45)
+    out = tmp_path / "amp.png"
+    fig = plots.raster_map(amp, out, title="amplitude", label="m", masked=masked, ref_rc=(30, 30),
+                           transform=t, crs=CRS.from_epsg(4326))  # fmt: skip
+    png_ok(out)
+    legend = legend_text(fig)
+    assert "masked (mask.tif = 0) (40 px)" in legend and "no data (9 px)" in legend
+    rgba = backdrop(fig.axes[0])
+    assert not np.allclose(rgba[11, 11], rgba[0, 0])  # masked and no data differ
+    assert rgba[20, 20, 3] == 0  # under a value: nothing painted
+    out = tmp_path / "mask.png"
+    fig = plots.mask_map(mask, has, out)
+    png_ok(out)
+    assert f"{int((has & (mask == 1)).sum())} of {int(has.sum())} pixels" in fig.axes[0].get_title()
+    legend = legend_text(fig)
+    assert "masked (0) (40 px)" in legend and "no data (9 px)" in legend
+    rgba = backdrop(fig.axes[0])
+    assert len({tuple(rgba[r, c]) for r, c in ((0, 0), (11, 11), (30, 30))}) == 3
+
+
+def test_model_name_from_the_velocity_tags():
+    from sarstack.cli.insar_plots import model_name
+
+    assert model_name({"model": "fit offset + velocity + annual"}) == "fit offset + velocity + annual"
+    assert model_name({"quantity": "linear LOS velocity, positive towards the radar"}) == (
+        "fit offset + velocity")
+    assert "weighted by mean correlation" in model_name(
+        {"quantity": "linear LOS velocity, positive towards the radar, dates weighted by mean"
+                     " correlation"})  # fmt: skip

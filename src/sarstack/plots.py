@@ -361,10 +361,49 @@ def _map_axes(transform: Any, crs: Any, shape: tuple[int, int]) -> dict[str, Any
             "aspect": aspect}
 
 
+#: Colours of the map pixels that carry no value: no data in the inputs,
+#: masked (insar.coherence_mask's mask.tif = 0) and fitted on too few dates
+#: to have a standard error. None is in the colour maps used.
+NODATA_COLOUR = "0.85"
+MASKED_COLOUR = "0.45"
+NO_STD_COLOUR = "k"
+
+
+def _backdrop(ax: plt.Axes, layers: Sequence[tuple[np.ndarray, str, str]],
+              kw: Mapping[str, Any]) -> list[Patch]:
+    """Paint boolean ``(mask, colour, label)`` layers under the data image
+    (whose NaN pixels are transparent); legend patches of the non-empty ones,
+    each label followed by its pixel count."""
+    from matplotlib.colors import to_rgba
+
+    shape = layers[0][0].shape
+    rgba = np.zeros((*shape, 4))
+    handles = []
+    for m, colour, label in layers:
+        if m.any():
+            rgba[m] = to_rgba(colour)
+            handles.append(Patch(facecolor=colour, edgecolor="0.3", label=f"{label} ({int(m.sum())} px)"))
+    ax.imshow(rgba, interpolation="nearest", zorder=0, **kw)
+    return handles
+
+
+def _map_kw(geo: dict[str, Any] | None) -> dict[str, Any]:
+    return {"extent": geo["extent"], "aspect": geo["aspect"]} if geo else {}
+
+
+def _label_map_axes(ax: plt.Axes, geo: dict[str, Any] | None) -> None:
+    ax.set_xlabel(geo["xlabel"] if geo else "column")
+    ax.set_ylabel(geo["ylabel"] if geo else "row")
+    if geo:
+        _no_offset(ax)
+
+
 def velocity_map(
     vel: np.ndarray, ref_rc: tuple[int, int], units: str, path: str | Path,
     points: Mapping[str, tuple[int, int]] | None = None, *,
-    transform: Any = None, crs: Any = None,
+    transform: Any = None, crs: Any = None, std: np.ndarray | None = None,
+    model: str | None = None, masked: np.ndarray | None = None,
+    far_field: Any = None,
 ) -> plt.Figure:
     """Velocity raster with the reference point (star) and sample points.
 
@@ -372,16 +411,35 @@ def velocity_map(
     a, b, c, d, e, f) the axes are map coordinates: easting/northing in km for
     a projected ``crs``, longitude/latitude for a geographic one. Without it
     (or for a rotated grid) they are pixel columns and rows.
+
+    With ``std`` (the velocity's standard error), pixels that have a velocity
+    but no standard error (fitted on two dates) are not drawn: they are
+    painted :data:`NO_STD_COLOUR` and counted in the legend, and the colour
+    scale ignores them. ``masked`` (boolean) pixels are painted
+    :data:`MASKED_COLOUR`, other pixels without a value :data:`NODATA_COLOUR`.
+    ``model`` names the fitted model in the title; ``far_field``
+    (:class:`sarstack.velocity.FarField`) is outlined and its median given.
+    A point on a pixel without a value says "no value", never "nan".
     """
     geo = _map_axes(transform, crs, vel.shape)
     h, w = vel.shape
-    fig, ax = plt.subplots(figsize=(7.5, 6.5))
-    finite = vel[np.isfinite(vel)]
+    vel = np.asarray(vel, dtype=np.float64)
+    has = np.isfinite(vel)
+    no_std = has & ~np.isfinite(std) if std is not None else np.zeros(vel.shape, bool)
+    shown = np.where(no_std, np.nan, vel)
+    masked = np.zeros(vel.shape, bool) if masked is None else (np.asarray(masked, bool) & ~has)
+    fig, ax = plt.subplots(figsize=(7.5, 6.8))
+    finite = shown[np.isfinite(shown)]
     vmax = float(np.percentile(np.abs(finite), 99)) if finite.size else 1.0
     vmax = vmax or 1.0
-    kw = {"extent": geo["extent"], "aspect": geo["aspect"]} if geo else {}
-    ax.set_facecolor("0.85")
-    im = ax.imshow(vel, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest", **kw)
+    kw = _map_kw(geo)
+    handles = _backdrop(ax, [
+        (~has & ~masked, NODATA_COLOUR, "no data"),
+        (masked, MASKED_COLOUR, "masked (mask.tif = 0)"),
+        (no_std, NO_STD_COLOUR, "too few dates for a std: not shown"),
+    ], kw)  # fmt: skip
+    im = ax.imshow(shown, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest",
+                   zorder=1, **kw)  # fmt: skip
     at = geo["at"] if geo else (lambda r, c: (float(c), float(r)))
     _colorbar(fig, ax, im, f"LOS velocity ({units}), + towards radar")
     # Markers are not clipped (a point on the edge pixel stays whole) and have
@@ -389,18 +447,102 @@ def velocity_map(
     halo = [patheffects.withStroke(linewidth=3.5, foreground="w")]
     markers = "osD^vP"
     for m, (name, (r, c)) in zip(markers * 4, (points or {}).items(), strict=False):
-        v = vel[r, c] if 0 <= r < h and 0 <= c < w else np.nan
+        v = shown[r, c] if 0 <= r < h and 0 <= c < w else np.nan
+        val = f"{v:.3g} {units}" if np.isfinite(v) else "no value"
         ax.plot(*at(r, c), m, color="k", mfc="none", mew=1.5, ms=10, ls="none", clip_on=False,
-                path_effects=halo, label=f"{name} [row {r}, col {c}]: {v:.3g} {units}")
-    ax.plot(*at(*ref_rc), "k*", ms=15, mfc="yellow", ls="none", clip_on=False,
+                path_effects=halo, label=f"{name} [row {r}, col {c}]: {val}", zorder=3)
+    ax.plot(*at(*ref_rc), "k*", ms=15, mfc="yellow", ls="none", clip_on=False, zorder=3,
             label=f"reference [row {ref_rc[0]}, col {ref_rc[1]}]")
-    ax.set_xlabel(geo["xlabel"] if geo else "column")
-    ax.set_ylabel(geo["ylabel"] if geo else "row")
-    if geo:
-        _no_offset(ax)
-    ax.set_title("LOS velocity (grey = no data)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=8,
-              frameon=False)
+    title = "LOS velocity" + (f", {model}" if model else "")
+    if far_field is not None:
+        (r0, r1), (c0, c1) = far_field.rows, far_field.cols
+        x0, y0 = at(r0 - 0.5, c0 - 0.5)
+        x1, y1 = at(r1 - 0.5, c1 - 0.5)
+        ax.add_patch(Rectangle((min(x0, x1), min(y0, y1)), abs(x1 - x0), abs(y1 - y0), fill=False,
+                               ls="--", lw=1.2, ec="k", zorder=2,
+                               label=f"far field: median {far_field.median:.3g} {units}"))  # fmt: skip
+        flag = "  CHECK THE REFERENCE" if far_field.suspicious else ""
+        title += f"\nfar field (quiet cell nearest 0) median {far_field.median:.3g} {units}{flag}"
+    _label_map_axes(ax, geo)
+    ax.set_title(title, fontsize=11)
+    pts, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=pts + handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2,
+              fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
+def raster_map(
+    data: np.ndarray, path: str | Path, *, title: str, label: str,
+    cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
+    masked: np.ndarray | None = None, ref_rc: tuple[int, int] | None = None,
+    transform: Any = None, crs: Any = None,
+) -> plt.Figure:
+    """One raster of the InSAR branch (e.g. annual amplitude or phase) on the
+    axes of :func:`velocity_map`: ``masked`` pixels (boolean, without a value)
+    :data:`MASKED_COLOUR`, other pixels without a value :data:`NODATA_COLOUR`,
+    both counted in the legend; the colour range defaults to the 1st-99th
+    percentile of the values."""
+    data = np.asarray(data, dtype=np.float64)
+    geo = _map_axes(transform, crs, data.shape)
+    has = np.isfinite(data)
+    masked = np.zeros(data.shape, bool) if masked is None else (np.asarray(masked, bool) & ~has)
+    fig, ax = plt.subplots(figsize=(7.5, 6.3))
+    kw = _map_kw(geo)
+    finite = data[has]
+    if finite.size:
+        lo, hi = np.percentile(finite, [1, 99])
+        vmin = float(lo) if vmin is None else vmin
+        vmax = float(hi) if vmax is None else vmax
+    handles = _backdrop(ax, [(~has & ~masked, NODATA_COLOUR, "no data"),
+                             (masked, MASKED_COLOUR, "masked (mask.tif = 0)")], kw)  # fmt: skip
+    im = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest", zorder=1, **kw)
+    _colorbar(fig, ax, im, label)
+    if ref_rc is not None:
+        at = geo["at"] if geo else (lambda r, c: (float(c), float(r)))
+        ax.plot(*at(*ref_rc), "k*", ms=15, mfc="yellow", ls="none", clip_on=False, zorder=3,
+                label=f"reference [row {ref_rc[0]}, col {ref_rc[1]}]")
+    if not finite.size:
+        ax.text(0.5, 0.5, "no value", ha="center", va="center", fontsize=18, color="tab:red",
+                transform=ax.transAxes)
+    _label_map_axes(ax, geo)
+    ax.set_title(title, fontsize=11)
+    pts, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=pts + handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2,
+              fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
+def mask_map(
+    mask: np.ndarray, has_data: np.ndarray, path: str | Path, *,
+    ref_rc: tuple[int, int] | None = None, transform: Any = None, crs: Any = None,
+    title: str = "Quality mask (mask.tif)",
+) -> plt.Figure:
+    """``mask.tif`` (1 = kept): kept, masked (0 where there is data) and no
+    data (``has_data`` false, e.g. NaN temporal coherence) in three colours,
+    each counted."""
+    mask = np.asarray(mask)
+    has = np.asarray(has_data, bool)
+    kept = has & (mask == 1)
+    geo = _map_axes(transform, crs, mask.shape)
+    fig, ax = plt.subplots(figsize=(7.5, 6.3))
+    kw = _map_kw(geo)
+    handles = _backdrop(ax, [(kept, "tab:green", "kept (1)"),
+                             (has & ~kept, MASKED_COLOUR, "masked (0)"),
+                             (~has, NODATA_COLOUR, "no data")], kw)  # fmt: skip
+    if ref_rc is not None:
+        at = geo["at"] if geo else (lambda r, c: (float(c), float(r)))
+        ax.plot(*at(*ref_rc), "k*", ms=15, mfc="yellow", ls="none", clip_on=False, zorder=3,
+                label=f"reference [row {ref_rc[0]}, col {ref_rc[1]}]")
+    if geo is None:
+        ax.set_xlim(-0.5, mask.shape[1] - 0.5)
+        ax.set_ylim(mask.shape[0] - 0.5, -0.5)
+    _label_map_axes(ax, geo)
+    n = int(has.sum())
+    pct = f"{kept.sum() / n:.0%}" if n else "n/a"
+    ax.set_title(f"{title}: {int(kept.sum())} of {n} pixels with data kept ({pct})", fontsize=11)
+    pts, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=pts + handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2,
+              fontsize=8, frameon=False)
     return _save(fig, path)
 
 

@@ -592,6 +592,9 @@ def output_units(name: str, units: str) -> str:
 #: The scene is cut into this many strips along each axis for the far field.
 FAR_FIELD_CELLS = 4
 
+#: Quiet cells: an interquartile range of velocity at most this times the smallest.
+FAR_FIELD_QUIET = 1.5
+
 #: Warn when the far-field median exceeds this fraction of the velocity spread ...
 FAR_FIELD_FRACTION = 0.05
 
@@ -618,10 +621,14 @@ class FarField:
     """How far from zero the quiet part of a velocity map reads.
 
     ``median``: median velocity of the well-constrained pixels of the far-field
-    cell (``rows``, ``cols``: its half-open bounds), the quietest of the
-    :data:`FAR_FIELD_CELLS` x :data:`FAR_FIELD_CELLS` cells of the scene
-    (smallest interquartile range of velocity among the cells at least half
-    well constrained); ``scatter``: that cell's robust standard deviation
+    cell (``rows``, ``cols``: its half-open bounds). The scene is cut into
+    :data:`FAR_FIELD_CELLS` x :data:`FAR_FIELD_CELLS` cells; of those at least
+    half well constrained, the quiet ones have an interquartile range of
+    velocity at most :data:`FAR_FIELD_QUIET` times the smallest, and the far
+    field is the quiet cell whose median is nearest zero (so the check flags
+    a map only when no quiet part of it reads as stable ground; a flat bowl
+    floor or an ill-constrained model does not pass for the far field while
+    a quiet cell reads zero). ``scatter``: that cell's robust standard deviation
     (IQR / 1.349); ``spread``: 98th minus 2nd percentile of the velocity over
     every well-constrained pixel; ``n_pixels``: pixels in the median.
     """
@@ -648,16 +655,17 @@ def far_field(vel: np.ndarray, std: np.ndarray) -> FarField | None:
     """The far field of a velocity map (:class:`FarField`), or None when no
     cell is at least half well constrained.
 
-    Stable ground far from the deformation is the quietest part of a scene:
-    its velocities vary least. Referenced on stable ground it reads about
-    zero; referenced on moving ground (the rim of a subsidence bowl) it reads
-    minus the reference's motion, which :attr:`FarField.suspicious` flags.
+    Stable ground far from the deformation is a quiet part of a scene: its
+    velocities vary little. Referenced on stable ground it reads about zero;
+    referenced on moving ground (the rim of a subsidence bowl) every quiet
+    part reads minus the reference's motion, which
+    :attr:`FarField.suspicious` flags.
     """
     vel = np.asarray(vel, np.float64)
     good = well_constrained(vel, std)
     if not good.any():
         return None
-    best: tuple[float, FarField] | None = None
+    cells: list[tuple[float, FarField]] = []
     rows = np.array_split(np.arange(vel.shape[0]), FAR_FIELD_CELLS)
     cols = np.array_split(np.arange(vel.shape[1]), FAR_FIELD_CELLS)
     for rr in rows:
@@ -675,10 +683,11 @@ def far_field(vel: np.ndarray, std: np.ndarray) -> FarField | None:
                 n_pixels=int(v.size), rows=(int(rr[0]), int(rr[-1]) + 1),
                 cols=(int(cc[0]), int(cc[-1]) + 1),
             )  # fmt: skip
-            if best is None or q75 - q25 < best[0]:
-                best = (float(q75 - q25), cell)
-    if best is None:
+            cells.append((float(q75 - q25), cell))
+    if not cells:
         return None
+    quiet = min(iqr for iqr, _ in cells) * FAR_FIELD_QUIET
+    # Nearest zero among the quiet cells (ties: the first in row-major order).
+    f = min((c for iqr, c in cells if iqr <= quiet), key=lambda c: abs(c.median))
     p2, p98 = np.percentile(vel[good], [2, 98])
-    f = best[1]
     return FarField(f.median, f.scatter, float(p98 - p2), f.n_pixels, f.rows, f.cols)

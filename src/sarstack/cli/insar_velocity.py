@@ -4,7 +4,7 @@ a linear fit by default; with --annual, --semiannual or --step the
 deformation model offset + velocity (+ annual, semiannual sinusoids,
 + Heaviside steps), whose amplitude, phase (day of year of the peak) and
 step rasters, each with a <name>_std.tif standard error, go to --out-dir.
-Then checks the far field (the quietest sixteenth of the scene): a WARNING
+Then checks the far field (a quiet sixteenth of the scene): a WARNING
 when its median velocity is far from zero, i.e. the reference point is likely
 on moving ground (sarstack.velocity.far_field)."""
 
@@ -76,7 +76,7 @@ def check_far_field(vel: np.ndarray, std: np.ndarray, units: str) -> svel.FarFie
         return None
     where = f"rows {ff.rows[0]}-{ff.rows[1] - 1}, cols {ff.cols[0]}-{ff.cols[1] - 1}"
     msg = (f"far-field median velocity {ff.median:.3g} {units} ({ff.n_pixels} well-constrained"
-           f" pixels of the quietest cell, {where}); velocity spread (p98 - p2) {ff.spread:.3g},"
+           f" pixels of the far-field cell, {where}); velocity spread (p98 - p2) {ff.spread:.3g},"
            f" limit {ff.limit:.3g}")  # fmt: skip
     if ff.suspicious:
         log.warning("%s: the far field moves, so the reference point is likely on moving"
