@@ -317,7 +317,7 @@ rule insar_plots:
         runtime=10,
     params:
         mask=lambda w, input, output: (
-            opt("--mask", input.mask[0]) + " " + opt("--out-mask", output.mask)
+            f"{opt('--mask', input.mask[0])} {opt('--out-mask', output.mask)}"
             if input.mask
             else ""
         ),
