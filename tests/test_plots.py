@@ -181,6 +181,20 @@ def test_tile_quiver_arrows_stay_in_their_tiles_on_plain_km_axes(tmp_path, min_o
         assert "fewer than 3 of 5 pairs" in texts(fig)
 
 
+def test_tile_quiver_names_the_crs(tmp_path):
+    from sarstack.cli.rtc_plots import crs_name
+
+    offsets = make_offsets()
+    tiles = rtc.aggregate_tiles(offsets, rtc.aggregate_pairs(offsets))
+    fig = plots.tile_quiver(tiles, centres_for(tiles), tmp_path / "q.png", crs="EPSG:32611")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "easting (km), EPSG:32611"
+    assert ax.get_ylabel() == "northing (km), EPSG:32611"
+    layout = {"crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32611"}}}
+    assert crs_name(layout) == "EPSG:32611"
+    assert crs_name({}) is None
+
+
 def test_tile_quiver_not_measurable(tmp_path):
     offsets = make_offsets().assign(status="low_correlation")
     tiles = rtc.aggregate_tiles(offsets, rtc.aggregate_pairs(offsets))
@@ -203,9 +217,26 @@ def test_offsets_vs_time_names_the_clipped_mean_and_breaks_at_gaps(tmp_path):
     labels = texts(fig)
     assert "median" not in labels
     assert "clipped mean" in labels and "unreliable pair" in labels
-    (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith("pair offset")]
-    y = np.asarray(line.get_ydata(), float)
-    assert np.isnan(y).sum() == 1 and np.isfinite(y).sum() == len(pairs) - 1
+    assert "not cumulative" in labels
+    import matplotlib.dates as mdates
+    from matplotlib.collections import LineCollection
+
+    ok = pairs[pairs["status"] == "ok"]
+    for ax, comp in zip(fig.axes, ("east", "north"), strict=True):
+        # Each ok pair is its own bar from its reference to its secondary date ...
+        (bars,) = [c for c in ax.collections if isinstance(c, LineCollection)
+                   and c.get_label().startswith("pair offset")]  # fmt: skip
+        segs = bars.get_segments()
+        assert len(segs) == len(ok) == len(pairs) - 1
+        for seg, r in zip(segs, ok.itertuples(index=False), strict=True):
+            (x0, y0), (x1, y1) = seg
+            assert x0 == pytest.approx(mdates.date2num(pd.Timestamp(r.reference_date)))
+            assert x1 == pytest.approx(mdates.date2num(pd.Timestamp(r.secondary_date)))
+            assert y0 == y1 == pytest.approx(getattr(r, f"{comp}_m"))
+        # ... and no drawn line joins one pair's offset to another's.
+        for ln in ax.get_lines():
+            joined = ln.get_linestyle() not in ("None", "", " ") and len(ln.get_xdata()) > 2
+            assert not joined, ln.get_label()
 
 
 def test_offsets_vs_time_not_measurable(tmp_path):
@@ -233,6 +264,22 @@ def test_date_offsets_marks_unconnected_dates(tmp_path):
     labels = texts(fig)
     assert plots.NOT_MEASURABLE not in labels
     assert "no estimate" in labels
+
+
+def test_date_offsets_draws_the_requirement(tmp_path):
+    # east = v, north = -v: horizontal offset √2 |v|; requirement 2 m.
+    fig = plots.date_offsets(dates_table([0.0, 1.0, 2.0, np.nan, -0.5]), tmp_path / "d.png",
+                             requirement_m=2.0)  # fmt: skip
+    axh = fig.axes[1]
+    lines = {ln.get_label(): ln for ln in axh.get_lines()}
+    assert lines["requirement 2 m"].get_ydata()[0] == pytest.approx(2.0)
+    assert list(lines["beyond"].get_ydata()) == pytest.approx([2 * math.sqrt(2)])
+    # the datum (0 m by definition) is not judged; the NaN date has no estimate
+    assert list(lines["within"].get_ydata()) == pytest.approx([math.sqrt(2), 0.5 * math.sqrt(2)])
+    assert "2 of 3 estimated dates within" in axh.get_title()
+    assert axh.get_ylim()[1] > 2 * math.sqrt(2)
+    fig = plots.date_offsets(dates_table([0.0, 1.0]), tmp_path / "d.png")
+    assert "no requirement set" in fig.axes[1].get_title()
 
 
 def test_date_offsets_not_measurable(tmp_path):
@@ -306,3 +353,185 @@ def test_series_and_network_write_pngs(tmp_path):
     plots.network(dates, [(0, 1), (1, 2), (0, 2), (2, 3)], tmp_path / "n.png")
     png_ok(tmp_path / "s.png")
     png_ok(tmp_path / "n.png")
+
+
+def legend_text(fig) -> str:
+    return "\n".join(t.get_text() for ax in fig.axes if ax.get_legend()
+                     for t in ax.get_legend().get_texts())  # fmt: skip
+
+
+def backdrop(ax) -> np.ndarray:
+    """The RGBA layer painted under the data (no data, masked, no std)."""
+    return np.asarray(ax.get_images()[0].get_array())
+
+
+def test_velocity_map_masks_pixels_without_std_and_never_says_nan(tmp_path):
+    from sarstack.cli.insar_plots import sample_points
+
+    vel = velocity()  # (40, 60), NaN in the 3 x 3 corner
+    std = np.full(vel.shape, 0.1)
+    std[np.isnan(vel)] = np.nan
+    vel[30:35, 50:60] = 50.0  # the largest velocities, fitted on two dates: no std
+    std[30:35, 50:60] = np.nan
+    vel[20, 30] = np.nan  # the centre pixel is nodata
+    std[20, 30] = np.nan
+    pts = sample_points(vel, (5, 5), std)
+    assert np.isfinite(std[pts["max velocity"]]) and vel[pts["max velocity"]] < 50
+    assert pts["max velocity"][1] == 59  # the largest of the pixels with a std
+    assert pts["centre"] != (20, 30) and np.isfinite(vel[pts["centre"]])
+    assert abs(pts["centre"][0] - 20) + abs(pts["centre"][1] - 30) == 1
+    out = tmp_path / "vel.png"
+    fig = plots.velocity_map(vel, (5, 5), "mm/year", out,
+                             {k: v for k, v in pts.items() if k != "reference"}, std=std,
+                             model="fit offset + velocity + annual")  # fmt: skip
+    png_ok(out)
+    ax = fig.axes[0]
+    legend = legend_text(fig)
+    assert "nan" not in legend.lower()
+    assert "too few dates for a std: not shown (50 px)" in legend
+    assert "no data (10 px)" in legend  # the 3 x 3 corner and the centre
+    assert "fit offset + velocity + annual" in ax.get_title()
+    data = ax.get_images()[1].get_array()
+    assert np.ma.getmaskarray(data)[30:35, 50:60].all()  # not drawn
+    assert ax.get_images()[1].get_clim()[1] < 50  # nor in the colour scale
+    rgba = backdrop(ax)
+    assert (rgba[32, 55, :3] == 0).all() and rgba[32, 55, 3] == 1  # black
+    assert rgba[0, 0, :3] == pytest.approx([0.85] * 3)  # no data: light grey
+    # A point placed on a pixel without a value says so, without "nan".
+    fig = plots.velocity_map(vel, (5, 5), "mm/year", tmp_path / "v2.png", {"x": (0, 0)}, std=std)
+    assert "x [row 0, col 0]: no value" in legend_text(fig)
+
+
+def test_velocity_map_outlines_the_far_field(tmp_path):
+    from sarstack import velocity as svel
+
+    rng = np.random.default_rng(0)
+    vel = np.where(np.arange(60) < 30, 0.0, -0.2)[None, :] + rng.normal(0, 0.002, (40, 60))
+    std = np.full(vel.shape, 0.002)
+    ff = svel.far_field(vel + 0.1, std)  # referenced on the moving half
+    assert ff is not None and ff.suspicious and ff.cols[1] <= 30
+    fig = plots.velocity_map(vel + 0.1, (5, 5), "m/year", tmp_path / "v.png", std=std,
+                             far_field=ff)  # fmt: skip
+    assert "CHECK THE REFERENCE" in fig.axes[0].get_title()
+    assert f"far field: median {ff.median:.3g} m/year" in legend_text(fig)
+    ok = svel.far_field(vel, std)
+    fig = plots.velocity_map(vel, (5, 5), "m/year", tmp_path / "v.png", std=std, far_field=ok)
+    assert "CHECK" not in fig.axes[0].get_title()
+
+
+def test_raster_and_mask_maps_tell_masked_from_nodata(tmp_path):
+    amp = np.abs(velocity())  # NaN corner = no data
+    mask = np.ones(amp.shape, np.uint8)
+    mask[10:14, 10:20] = 0
+    has = np.isfinite(amp)
+    amp[10:14, 10:20] = np.nan  # masked outputs are nodata too
+    masked = has & (mask == 0)
+    t = Affine(0.001, 0.0, -99.19, 0.0, -0.001, 19.45)
+    out = tmp_path / "amp.png"
+    fig = plots.raster_map(amp, out, title="amplitude", label="m", masked=masked, ref_rc=(30, 30),
+                           transform=t, crs=CRS.from_epsg(4326))  # fmt: skip
+    png_ok(out)
+    legend = legend_text(fig)
+    assert "masked (mask.tif = 0) (40 px)" in legend and "no data (9 px)" in legend
+    rgba = backdrop(fig.axes[0])
+    assert not np.allclose(rgba[11, 11], rgba[0, 0])  # masked and no data differ
+    assert rgba[20, 20, 3] == 0  # under a value: nothing painted
+    out = tmp_path / "mask.png"
+    fig = plots.mask_map(mask, has, out)
+    png_ok(out)
+    assert f"{int((has & (mask == 1)).sum())} of {int(has.sum())} pixels" in fig.axes[0].get_title()
+    legend = legend_text(fig)
+    assert "masked (0) (40 px)" in legend and "no data (9 px)" in legend
+    rgba = backdrop(fig.axes[0])
+    assert len({tuple(rgba[r, c]) for r, c in ((0, 0), (11, 11), (30, 30))}) == 3
+
+
+def test_model_name_from_the_velocity_tags():
+    from sarstack.cli.insar_plots import model_name
+
+    assert model_name({"model": "fit offset + velocity + annual"}) == "fit offset + velocity + annual"
+    assert model_name({"quantity": "linear LOS velocity, positive towards the radar"}) == (
+        "fit offset + velocity")
+    assert "weighted by mean correlation" in model_name(
+        {"quantity": "linear LOS velocity, positive towards the radar, dates weighted by mean"
+                     " correlation"})  # fmt: skip
+
+
+# ------------------------------------------------------------------ many stacks, absolute
+
+
+def stacks_tables(n_ok_stacks: int, n_empty: int):
+    rows, pairs = [], {}
+    for i in range(n_ok_stacks + n_empty):
+        name = f"burst_{i:02d}_with_a_long_name"
+        if i < n_ok_stacks:
+            p = rtc.aggregate_pairs(make_offsets(seed=i))
+            pairs[name] = p
+            h = np.hypot(p["east_m"], p["north_m"])
+            rows.append({"stack": name, "status": "ok", "verdict": "pass", "east_rms_m": 1.0,
+                         "north_rms_m": 1.0, "max_offset_m": float(h.max())})
+        else:
+            pairs[name] = rtc.aggregate_pairs(make_offsets(seed=i).assign(status="low_correlation"))
+            rows.append({"stack": name, "status": "ok", "verdict": "not_measurable",
+                         "east_rms_m": np.nan, "north_rms_m": np.nan, "max_offset_m": np.nan})
+    return pd.DataFrame(rows), pairs
+
+
+def test_stacks_summary_labels_styles_and_legends(tmp_path):
+    per_stack, pairs = stacks_tables(12, 2)
+    per_stack.loc[13, "status"] = "not_run"
+    out = tmp_path / "stacks.png"
+    fig = plots.stacks_summary(per_stack, pairs, out, requirement_m=10.0)
+    png_ok(out)
+    ax, axb = fig.axes[:2]
+    # 12 drawn stacks, 12 distinct (colour, marker) styles
+    drawn = [ln for ln in ax.get_lines() if ln.get_label().startswith("burst_")]
+    assert len(drawn) == 12
+    styles = {(tuple(np.round(plt_rgba(ln.get_color()), 3)), ln.get_marker()) for ln in drawn}
+    assert len(styles) == 12
+    # the stacks without offsets are labelled in their row, in words
+    words = [t.get_text() for t in axb.texts]
+    assert "not measurable: no ok pair" in words and "not_run: no offsets" in words
+    # legends sit below their axes: they overlap neither the data nor the tick labels
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)  # the saved figure is closed: a canvas to measure it on
+    canvas.draw()
+    r = canvas.get_renderer()
+    for a in (ax, axb):
+        leg = a.get_legend().get_window_extent(r)
+        assert leg.y1 <= a.xaxis.get_tightbbox(r).y0 + 0.5  # below the ticks and the x label
+        assert not leg.overlaps(a.yaxis.get_tightbbox(r))
+        assert not leg.overlaps(a.get_window_extent(r))
+
+
+def plt_rgba(c):
+    from matplotlib.colors import to_rgba
+
+    return to_rgba(c)
+
+
+def test_absolute_offsets_dates_and_the_per_scene_rule(tmp_path):
+    from sarstack import reflectors
+
+    m = pd.DataFrame({
+        "date": ["2021-01-01"] * 2 + ["2021-01-13"] * 2 + ["2021-01-25"] * 2,
+        "id": ["a", "b"] * 3, "east_m": [2, 4, 7, 9, np.nan, np.nan],
+        "north_m": [3, 5, 8, 8, np.nan, np.nan],
+        "status": ["ok"] * 4 + ["low_contrast"] * 2,
+    })
+    absolute = reflectors.summarize_offsets(m, 10.0)
+    assert list(absolute["verdict"][:2]) == ["pass", "fail"]  # |(3, 4)| = 5, |(8, 8)| = 11.3
+    out = tmp_path / "abs.png"
+    fig = plots.absolute_offsets(m, absolute, out, requirement_m=10.0)
+    png_ok(out)
+    ax = fig.axes[0]
+    title = ax.get_title()
+    assert "verdict: fail: 1 of 2 measured scenes pass, 1 not measured" in title
+    assert "a scene passes when |its mean offset| ≤ 10 m" in title
+    assert "stack passes when every scene does" in title
+    notes = {t.get_text(): t.xy for t in ax.texts}
+    assert notes["2021-01-01"] == pytest.approx((3.0, 4.0))
+    assert notes["2021-01-13"] == pytest.approx((8.0, 8.0))
+    assert "scene fails (1)" in legend_text(fig)
+    assert "stack mean (not judged)" in legend_text(fig)

@@ -429,6 +429,28 @@ def reference_inputs(
     return valid, qual, cc_all
 
 
+def phase_roughness(
+    ifgs: Sequence[Ifg], grid: Grid, *, block_shape: Sequence[int] = (512, 512)
+) -> np.ndarray:
+    """:func:`sarstack.refpoint.gradient_rate` of the interferograms, block by
+    block (each block read with a one-pixel halo, so the result does not
+    depend on the block size); radians per pixel per year, float32."""
+    years = np.array([(i.secondary - i.reference).days / svel.DAYS_PER_YEAR for i in ifgs])
+    out = np.full(grid.shape, np.nan, np.float32)
+    rows, cols = grid.shape
+    with StackReader([i.path for i in ifgs]) as phase:
+        for win in iter_blocks(grid.shape, block_shape):
+            r0, c0 = max(0, win.row_off - 1), max(0, win.col_off - 1)
+            r1 = min(rows, win.row_off + win.height + 1)
+            c1 = min(cols, win.col_off + win.width + 1)
+            g = refpoint.gradient_rate(phase.read(Window(c0, r0, c1 - c0, r1 - r0)), years)
+            dr, dc = win.row_off - r0, win.col_off - c0
+            out[win.row_off : win.row_off + win.height, win.col_off : win.col_off + win.width] = (
+                g[dr : dr + win.height, dc : dc + win.width]
+            )
+    return out
+
+
 def reference_phase(
     ifgs: Sequence[Ifg], ref_rc: tuple[int, int], window: int = 1
 ) -> np.ndarray:

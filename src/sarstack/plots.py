@@ -200,7 +200,13 @@ def tile_mean_maps(tiles: pd.DataFrame, path: str | Path, min_ok_pairs: int | No
 
 
 def offsets_vs_time(offsets: pd.DataFrame, pairs: pd.DataFrame, path: str | Path) -> plt.Figure:
-    """Per-tile ok offsets (dots) and per-pair offsets (line) against secondary date."""
+    """Per-tile ok offsets (dots, at the secondary date) and per-pair offsets.
+
+    A pair's offset is the secondary relative to the reference of that pair,
+    not a position on a cumulative series: each is drawn as its own
+    horizontal bar from the pair's reference date to its secondary date
+    (marker at the secondary date), never joined to the next pair's.
+    """
     title = "Geolocation offsets against time"
     okp = _ok(pairs)
     if not okp.any():
@@ -208,27 +214,30 @@ def offsets_vs_time(offsets: pd.DataFrame, pairs: pd.DataFrame, path: str | Path
             title, f"no pair has enough ok tiles ({len(pairs)} pairs, all unreliable)", path)
     fig, axes = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
     ok = offsets[offsets["status"] == "ok"]
-    # All pairs in date order, unreliable ones NaN: the line breaks where a pair is missing.
-    line = pairs.assign(**{f"{c}_m": pairs[f"{c}_m"].where(okp) for c in ("east", "north")})
-    line = line.sort_values("secondary_date")
+    good = pairs[okp]
+    t0 = pd.to_datetime(good["reference_date"])
+    t1 = pd.to_datetime(good["secondary_date"])
     bad_dates = pd.to_datetime(pairs.loc[~okp, "secondary_date"])
     for ax, comp in zip(axes, ("east", "north"), strict=True):
         for d in bad_dates:
             ax.axvline(d, color="0.75", ls=":", lw=1.2, zorder=0)
         ax.plot(pd.to_datetime(ok["secondary_date"]), ok[f"{comp}_m"], ".", alpha=0.3, ms=3,
-                label="ok tiles")
-        ax.plot(pd.to_datetime(line["secondary_date"]), line[f"{comp}_m"], "o-", color="k", ms=5,
-                label="pair offset: clipped mean of ok tiles")
+                label="ok tiles (at the secondary date)")
+        y = good[f"{comp}_m"].to_numpy(float)
+        ax.hlines(y, t0, t1, color="k", lw=2,
+                  label="pair offset (clipped mean of ok tiles), from reference to secondary date")
+        ax.plot(t1, y, "o", color="k", ms=4)
         ax.axhline(0, color="k", lw=0.5)
         ax.set_ylabel(f"{comp} (m)")
     handles, _ = axes[0].get_legend_handles_labels()
     if len(bad_dates):
         handles.append(Line2D([], [], color="0.75", ls=":", label="unreliable pair (no offset)"))
     # Above the data, so that it hides no point.
-    axes[0].legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3,
+    axes[0].legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2,
                    fontsize=8, frameon=False)
-    axes[-1].set_xlabel("secondary date")
-    axes[0].set_title(f"{title} (secondary relative to reference)", pad=22)
+    axes[-1].set_xlabel("date")
+    axes[0].set_title(f"{title} (secondary relative to reference, per pair: not cumulative)",
+                      pad=34)  # fmt: skip
     fig.autofmt_xdate()
     return _save(fig, path)
 
@@ -248,12 +257,14 @@ def _spacing(v: np.ndarray) -> float:
 
 
 def tile_quiver(
-    tiles: pd.DataFrame, centres: pd.DataFrame, path: str | Path, min_ok_pairs: int | None = None
+    tiles: pd.DataFrame, centres: pd.DataFrame, path: str | Path, min_ok_pairs: int | None = None,
+    crs: str | None = None,
 ) -> plt.Figure:
     """Arrows of each tile's mean anomaly (tile minus pair offset) at its centre.
 
     Map axes are easting/northing in km (longitude/latitude when the tile
-    centres are in degrees). Each arrow is centred on its tile and
+    centres are in degrees), each label followed by ``crs`` (e.g.
+    ``"EPSG:32611"``, the tile centres' CRS) when given. Each arrow is centred on its tile and
     the longest is 0.9 tile wide, so none leaves its tile. Tiles ok in fewer
     than ``min_ok_pairs`` pairs (default: half of the pairs) get a grey circle
     instead of an arrow, as in :func:`tile_mean_maps`.
@@ -305,6 +316,9 @@ def tile_quiver(
         ax.set_aspect("equal")
         ax.set_xlabel("easting (km)")
         ax.set_ylabel("northing (km)")
+    if crs:
+        ax.set_xlabel(f"{ax.get_xlabel()}, {crs}")
+        ax.set_ylabel(f"{ax.get_ylabel()}, {crs}")
     _no_offset(ax)
     ax.set_title("Tile offset minus pair offset, mean over the pairs the tile is ok in", pad=22)
     if len(few):
@@ -361,10 +375,49 @@ def _map_axes(transform: Any, crs: Any, shape: tuple[int, int]) -> dict[str, Any
             "aspect": aspect}
 
 
+#: Colours of the map pixels that carry no value: no data in the inputs,
+#: masked (insar.coherence_mask's mask.tif = 0) and fitted on too few dates
+#: to have a standard error. None is in the colour maps used.
+NODATA_COLOUR = "0.85"
+MASKED_COLOUR = "0.45"
+NO_STD_COLOUR = "k"
+
+
+def _backdrop(ax: plt.Axes, layers: Sequence[tuple[np.ndarray, str, str]],
+              kw: Mapping[str, Any]) -> list[Patch]:
+    """Paint boolean ``(mask, colour, label)`` layers under the data image
+    (whose NaN pixels are transparent); legend patches of the non-empty ones,
+    each label followed by its pixel count."""
+    from matplotlib.colors import to_rgba
+
+    shape = layers[0][0].shape
+    rgba = np.zeros((*shape, 4))
+    handles = []
+    for m, colour, label in layers:
+        if m.any():
+            rgba[m] = to_rgba(colour)
+            handles.append(Patch(facecolor=colour, edgecolor="0.3", label=f"{label} ({int(m.sum())} px)"))
+    ax.imshow(rgba, interpolation="nearest", zorder=0, **kw)
+    return handles
+
+
+def _map_kw(geo: dict[str, Any] | None) -> dict[str, Any]:
+    return {"extent": geo["extent"], "aspect": geo["aspect"]} if geo else {}
+
+
+def _label_map_axes(ax: plt.Axes, geo: dict[str, Any] | None) -> None:
+    ax.set_xlabel(geo["xlabel"] if geo else "column")
+    ax.set_ylabel(geo["ylabel"] if geo else "row")
+    if geo:
+        _no_offset(ax)
+
+
 def velocity_map(
     vel: np.ndarray, ref_rc: tuple[int, int], units: str, path: str | Path,
     points: Mapping[str, tuple[int, int]] | None = None, *,
-    transform: Any = None, crs: Any = None,
+    transform: Any = None, crs: Any = None, std: np.ndarray | None = None,
+    model: str | None = None, masked: np.ndarray | None = None,
+    far_field: Any = None,
 ) -> plt.Figure:
     """Velocity raster with the reference point (star) and sample points.
 
@@ -372,16 +425,35 @@ def velocity_map(
     a, b, c, d, e, f) the axes are map coordinates: easting/northing in km for
     a projected ``crs``, longitude/latitude for a geographic one. Without it
     (or for a rotated grid) they are pixel columns and rows.
+
+    With ``std`` (the velocity's standard error), pixels that have a velocity
+    but no standard error (fitted on two dates) are not drawn: they are
+    painted :data:`NO_STD_COLOUR` and counted in the legend, and the colour
+    scale ignores them. ``masked`` (boolean) pixels are painted
+    :data:`MASKED_COLOUR`, other pixels without a value :data:`NODATA_COLOUR`.
+    ``model`` names the fitted model in the title; ``far_field``
+    (:class:`sarstack.velocity.FarField`) is outlined and its median given.
+    A point on a pixel without a value says "no value", never "nan".
     """
     geo = _map_axes(transform, crs, vel.shape)
     h, w = vel.shape
-    fig, ax = plt.subplots(figsize=(7.5, 6.5))
-    finite = vel[np.isfinite(vel)]
+    vel = np.asarray(vel, dtype=np.float64)
+    has = np.isfinite(vel)
+    no_std = has & ~np.isfinite(std) if std is not None else np.zeros(vel.shape, bool)
+    shown = np.where(no_std, np.nan, vel)
+    masked = np.zeros(vel.shape, bool) if masked is None else (np.asarray(masked, bool) & ~has)
+    fig, ax = plt.subplots(figsize=(7.5, 6.8))
+    finite = shown[np.isfinite(shown)]
     vmax = float(np.percentile(np.abs(finite), 99)) if finite.size else 1.0
     vmax = vmax or 1.0
-    kw = {"extent": geo["extent"], "aspect": geo["aspect"]} if geo else {}
-    ax.set_facecolor("0.85")
-    im = ax.imshow(vel, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest", **kw)
+    kw = _map_kw(geo)
+    handles = _backdrop(ax, [
+        (~has & ~masked, NODATA_COLOUR, "no data"),
+        (masked, MASKED_COLOUR, "masked (mask.tif = 0)"),
+        (no_std, NO_STD_COLOUR, "too few dates for a std: not shown"),
+    ], kw)  # fmt: skip
+    im = ax.imshow(shown, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest",
+                   zorder=1, **kw)  # fmt: skip
     at = geo["at"] if geo else (lambda r, c: (float(c), float(r)))
     _colorbar(fig, ax, im, f"LOS velocity ({units}), + towards radar")
     # Markers are not clipped (a point on the edge pixel stays whole) and have
@@ -389,18 +461,102 @@ def velocity_map(
     halo = [patheffects.withStroke(linewidth=3.5, foreground="w")]
     markers = "osD^vP"
     for m, (name, (r, c)) in zip(markers * 4, (points or {}).items(), strict=False):
-        v = vel[r, c] if 0 <= r < h and 0 <= c < w else np.nan
+        v = shown[r, c] if 0 <= r < h and 0 <= c < w else np.nan
+        val = f"{v:.3g} {units}" if np.isfinite(v) else "no value"
         ax.plot(*at(r, c), m, color="k", mfc="none", mew=1.5, ms=10, ls="none", clip_on=False,
-                path_effects=halo, label=f"{name} [row {r}, col {c}]: {v:.3g} {units}")
-    ax.plot(*at(*ref_rc), "k*", ms=15, mfc="yellow", ls="none", clip_on=False,
+                path_effects=halo, label=f"{name} [row {r}, col {c}]: {val}", zorder=3)
+    ax.plot(*at(*ref_rc), "k*", ms=15, mfc="yellow", ls="none", clip_on=False, zorder=3,
             label=f"reference [row {ref_rc[0]}, col {ref_rc[1]}]")
-    ax.set_xlabel(geo["xlabel"] if geo else "column")
-    ax.set_ylabel(geo["ylabel"] if geo else "row")
-    if geo:
-        _no_offset(ax)
-    ax.set_title("LOS velocity (grey = no data)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=8,
-              frameon=False)
+    title = "LOS velocity" + (f", {model}" if model else "")
+    if far_field is not None:
+        (r0, r1), (c0, c1) = far_field.rows, far_field.cols
+        x0, y0 = at(r0 - 0.5, c0 - 0.5)
+        x1, y1 = at(r1 - 0.5, c1 - 0.5)
+        ax.add_patch(Rectangle((min(x0, x1), min(y0, y1)), abs(x1 - x0), abs(y1 - y0), fill=False,
+                               ls="--", lw=1.2, ec="k", zorder=2,
+                               label=f"far field: median {far_field.median:.3g} {units}"))  # fmt: skip
+        flag = "  CHECK THE REFERENCE" if far_field.suspicious else ""
+        title += f"\nfar field (quiet cell nearest 0) median {far_field.median:.3g} {units}{flag}"
+    _label_map_axes(ax, geo)
+    ax.set_title(title, fontsize=11)
+    pts, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=pts + handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2,
+              fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
+def raster_map(
+    data: np.ndarray, path: str | Path, *, title: str, label: str,
+    cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
+    masked: np.ndarray | None = None, ref_rc: tuple[int, int] | None = None,
+    transform: Any = None, crs: Any = None,
+) -> plt.Figure:
+    """One raster of the InSAR branch (e.g. annual amplitude or phase) on the
+    axes of :func:`velocity_map`: ``masked`` pixels (boolean, without a value)
+    :data:`MASKED_COLOUR`, other pixels without a value :data:`NODATA_COLOUR`,
+    both counted in the legend; the colour range defaults to the 1st-99th
+    percentile of the values."""
+    data = np.asarray(data, dtype=np.float64)
+    geo = _map_axes(transform, crs, data.shape)
+    has = np.isfinite(data)
+    masked = np.zeros(data.shape, bool) if masked is None else (np.asarray(masked, bool) & ~has)
+    fig, ax = plt.subplots(figsize=(7.5, 6.3))
+    kw = _map_kw(geo)
+    finite = data[has]
+    if finite.size:
+        lo, hi = np.percentile(finite, [1, 99])
+        vmin = float(lo) if vmin is None else vmin
+        vmax = float(hi) if vmax is None else vmax
+    handles = _backdrop(ax, [(~has & ~masked, NODATA_COLOUR, "no data"),
+                             (masked, MASKED_COLOUR, "masked (mask.tif = 0)")], kw)  # fmt: skip
+    im = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest", zorder=1, **kw)
+    _colorbar(fig, ax, im, label)
+    if ref_rc is not None:
+        at = geo["at"] if geo else (lambda r, c: (float(c), float(r)))
+        ax.plot(*at(*ref_rc), "k*", ms=15, mfc="yellow", ls="none", clip_on=False, zorder=3,
+                label=f"reference [row {ref_rc[0]}, col {ref_rc[1]}]")
+    if not finite.size:
+        ax.text(0.5, 0.5, "no value", ha="center", va="center", fontsize=18, color="tab:red",
+                transform=ax.transAxes)
+    _label_map_axes(ax, geo)
+    ax.set_title(title, fontsize=11)
+    pts, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=pts + handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2,
+              fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
+def mask_map(
+    mask: np.ndarray, has_data: np.ndarray, path: str | Path, *,
+    ref_rc: tuple[int, int] | None = None, transform: Any = None, crs: Any = None,
+    title: str = "Quality mask (mask.tif)",
+) -> plt.Figure:
+    """``mask.tif`` (1 = kept): kept, masked (0 where there is data) and no
+    data (``has_data`` false, e.g. NaN temporal coherence) in three colours,
+    each counted."""
+    mask = np.asarray(mask)
+    has = np.asarray(has_data, bool)
+    kept = has & (mask == 1)
+    geo = _map_axes(transform, crs, mask.shape)
+    fig, ax = plt.subplots(figsize=(7.5, 6.3))
+    kw = _map_kw(geo)
+    handles = _backdrop(ax, [(kept, "tab:green", "kept (1)"),
+                             (has & ~kept, MASKED_COLOUR, "masked (0)"),
+                             (~has, NODATA_COLOUR, "no data")], kw)  # fmt: skip
+    if ref_rc is not None:
+        at = geo["at"] if geo else (lambda r, c: (float(c), float(r)))
+        ax.plot(*at(*ref_rc), "k*", ms=15, mfc="yellow", ls="none", clip_on=False, zorder=3,
+                label=f"reference [row {ref_rc[0]}, col {ref_rc[1]}]")
+    if geo is None:
+        ax.set_xlim(-0.5, mask.shape[1] - 0.5)
+        ax.set_ylim(mask.shape[0] - 0.5, -0.5)
+    _label_map_axes(ax, geo)
+    n = int(has.sum())
+    pct = f"{kept.sum() / n:.0%}" if n else "n/a"
+    ax.set_title(f"{title}: {int(kept.sum())} of {n} pixels with data kept ({pct})", fontsize=11)
+    pts, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=pts + handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2,
+              fontsize=8, frameon=False)
     return _save(fig, path)
 
 
@@ -450,8 +606,12 @@ def network(
     return _save(fig, path)
 
 
-def date_offsets(dates_df: pd.DataFrame, path: str | Path) -> plt.Figure:
-    """Per-date offsets (network inversion of the pair offsets) with ±1 sd.
+def date_offsets(
+    dates_df: pd.DataFrame, path: str | Path, requirement_m: float | None = None
+) -> plt.Figure:
+    """Per-date offsets (network inversion of the pair offsets) with ±1 sd,
+    and below them the horizontal offset √(east² + north²) of each date
+    relative to the first, with the requirement drawn when given.
 
     The first date is the datum (0 m by definition); dates the ok pairs do not
     connect to it have no estimate and are marked. With no other date
@@ -467,22 +627,57 @@ def date_offsets(dates_df: pd.DataFrame, path: str | Path) -> plt.Figure:
         return _not_measurable(
             title, f"no date is connected to the first date {dates_df['date'].iloc[0]} by ok "
             f"pairs{used}", path)
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    for d in t[1:][~est[1:]]:
-        ax.axvline(d, color="0.75", ls=":", lw=1.2, zorder=0)
+    fig, (ax, axh) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, height_ratios=[3, 2])
+    for a in (ax, axh):
+        for d in t[1:][~est[1:]]:
+            a.axvline(d, color="0.75", ls=":", lw=1.2, zorder=0)
     for comp, fmt in (("east", "o-"), ("north", "s-")):
         ax.errorbar(t, dates_df[f"{comp}_m"], yerr=dates_df[f"{comp}_sd_m"], fmt=fmt, capsize=3,
                     ms=4, label=comp)
     ax.axhline(0, color="k", lw=0.5)
-    ax.set_ylabel(f"offset relative to {dates_df['date'].iloc[0]} (m)")
+    first = dates_df["date"].iloc[0]
+    ax.set_ylabel(f"offset relative to {first} (m)")
     sub = f"; {n_used} ok pairs" if n_used is not None else ""
     ax.set_title(f"{title}\nerror bars ±1 sd{sub}", fontsize=11)
     handles, _ = ax.get_legend_handles_labels()
     if (~est[1:]).any():
         handles.append(Line2D([], [], color="0.75", ls=":", label="no estimate (not connected)"))
     ax.legend(handles=handles, fontsize=8)
+    h = np.hypot(dates_df["east_m"].to_numpy(float), dates_df["north_m"].to_numpy(float))
+    has = est  # the datum (0 m by definition) is not judged
+    top = float(np.nanmax(h[has])) if has.any() else 0.0
+    if requirement_m:
+        top = max(top, requirement_m)
+        within = has & (h <= requirement_m)
+        beyond = has & (h > requirement_m)
+        axh.axhspan(requirement_m, 1.2 * top, color="tab:red", alpha=0.07, lw=0, zorder=0)
+        axh.axhline(requirement_m, ls="--", color="tab:red", lw=1.2,
+                    label=f"requirement {requirement_m:g} m")
+        if within.any():
+            axh.plot(t[within], h[within], "o", color="tab:green", label="within")
+        if beyond.any():
+            axh.plot(t[beyond], h[beyond], "X", color="tab:red", ms=8, label="beyond")
+        axh.set_title(f"horizontal offset relative to {first} vs requirement: "
+                      f"{int(within.sum())} of {int(has.sum())} estimated dates within",
+                      fontsize=10)  # fmt: skip
+    else:
+        axh.plot(t[has], h[has], "o", color="k", label="horizontal offset")
+        axh.set_title(f"horizontal offset relative to {first} (no requirement set)", fontsize=10)
+    axh.set_ylim(0, 1.2 * top if top > 0 else 1.0)
+    axh.set_ylabel("√(east² + north²) (m)")
+    axh.legend(fontsize=8, loc="best", ncol=3)
     fig.autofmt_xdate()
     return _save(fig, path)
+
+
+#: Marker shapes cycled every 10 stacks, so that stack k and k + 10 (same tab10 colour) differ.
+_STACK_MARKERS = "os^Dv<>PX*"
+
+
+def stack_style(i: int) -> tuple[Any, str]:
+    """Colour and marker of the ``i``-th stack: tab10 colours, a new marker
+    shape every 10 stacks (100 distinct styles)."""
+    return plt.get_cmap("tab10")(i % 10), _STACK_MARKERS[(i // 10) % len(_STACK_MARKERS)]
 
 
 def stacks_summary(
@@ -492,22 +687,26 @@ def stacks_summary(
     requirement_m: float | None = None,
 ) -> plt.Figure:
     """Across the stacks of a many-stack run: each stack's ok pair offsets
-    (east vs north, with the requirement circle) and, beside it, the
-    horizontal offsets per stack (RMS and max) with each stack's verdict;
-    stacks that failed or did not run are named, not drawn."""
+    (east vs north, with the requirement circle; one colour and marker per
+    stack, :func:`stack_style`) and, beside it, the horizontal offsets per
+    stack (RMS and max) with each stack's verdict. A stack with nothing to
+    draw (not measurable, failed or not run) has its row labelled in words.
+    Both legends sit below their axes, clear of the data and tick labels."""
     n = len(per_stack)
-    fig, (ax, axb) = plt.subplots(1, 2, figsize=(12, max(4.5, 0.35 * n + 2.5)),
+    fig, (ax, axb) = plt.subplots(1, 2, figsize=(13, max(5.0, 0.4 * n + 3.5)),
                                   width_ratios=[1, 1.2])
+    fig.subplots_adjust(wspace=0.55)
     ax.set_title("ok pair offsets, every stack")
     drawn = False
-    colours = plt.get_cmap("tab20")
     for i, name in enumerate(per_stack["stack"]):
         p = pairs.get(name)
         if p is None or not len(p):
             continue
         ok = _ok(p)
         if ok.any():
-            ax.plot(p["east_m"][ok], p["north_m"][ok], "o", ms=4, color=colours(i % 20), label=name)
+            colour, marker = stack_style(i)
+            ax.plot(p["east_m"][ok], p["north_m"][ok], marker, ms=5, color=colour, ls="none",
+                    mec="k", mew=0.3, label=name)
             drawn = True
     if requirement_m:
         t = np.linspace(0, 2 * np.pi, 200)
@@ -522,25 +721,38 @@ def stacks_summary(
     ax.set_xlabel("east offset (m)")
     ax.set_ylabel("north offset (m)")
     if drawn or requirement_m:
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12),
+                  ncol=2 if n > 6 else 1, frameon=False)  # fmt: skip
 
     y = np.arange(n)[::-1]
     rms = np.hypot(per_stack["east_rms_m"].to_numpy(float), per_stack["north_rms_m"].to_numpy(float))
     top = per_stack["max_offset_m"].to_numpy(float)
-    axb.barh(y, np.nan_to_num(rms), height=0.5, color="tab:blue", alpha=0.7, label="RMS horizontal offset")
+    colours = [stack_style(i)[0] for i in range(n)]
+    axb.barh(y, np.nan_to_num(rms), height=0.5, color=colours, alpha=0.8,
+             label="RMS horizontal offset (bar and marker: the stack's style)")
+    for k in np.flatnonzero(np.isfinite(rms)).tolist():
+        colour, marker = stack_style(k)  # the stack's marker, as on the left
+        axb.plot(rms[k], y[k], marker, color=colour, mec="k", mew=0.5, ms=7, clip_on=False)
     axb.plot(top, y, "k|", ms=12, mew=2, label="max horizontal offset")
-    right = np.nanmax(np.concatenate([top[np.isfinite(top)], [requirement_m or 0.0, 1.0]]))
+    right = float(np.nanmax(np.concatenate([top[np.isfinite(top)], [requirement_m or 0.0, 1.0]])))
     if requirement_m:
-        axb.axvline(requirement_m, ls="--", color="tab:red", lw=1.2)
+        axb.axvline(requirement_m, ls="--", color="tab:red", lw=1.2,
+                    label=f"requirement {requirement_m:g} m")
     labels = []
-    for r in per_stack.itertuples(index=False):
+    for yi, r, v in zip(y, per_stack.itertuples(index=False), rms, strict=True):
         tag = r.verdict if r.status == "ok" else r.status
         labels.append(f"{r.stack}\n{tag}")
+        if not np.isfinite(v):
+            why = ("not measurable: no ok pair" if r.status == "ok"
+                   else f"{r.status}: no offsets")  # fmt: skip
+            axb.text(0.01 * right, yi, why, va="center", ha="left", fontsize=8, color="tab:red",
+                     bbox=dict(facecolor="w", edgecolor="none", pad=1))
     axb.set_yticks(y, labels, fontsize=8)
+    axb.set_ylim(-0.7, n - 0.3)
     axb.set_xlim(0, 1.15 * right)
     axb.set_xlabel("horizontal offset of ok pairs (m)")
     axb.set_title("per stack: RMS and max offset, verdict")
-    axb.legend(fontsize=7, loc="lower right")
+    axb.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     return _save(fig, path)
 
 
@@ -553,9 +765,12 @@ def absolute_offsets(
     """Absolute geolocation offsets at point targets, east vs north (m).
 
     Small grey dots: every ok target of every scene; coloured markers: each
-    scene's mean offset (colour: date); a black cross: the stack mean; a
-    dashed red circle: the requirement, which each scene's mean is judged
-    against. ``measurements`` is ``reflectors.csv``, ``absolute`` is
+    scene's mean offset (colour: date, each labelled with its date; a red
+    edge when the scene fails); a black cross: the stack mean; a dashed red
+    circle: the requirement. The title states the rule the verdict uses:
+    each scene passes when its mean offset is within the requirement, and
+    the stack passes only when every scene does (the stack mean is not
+    judged). ``measurements`` is ``reflectors.csv``, ``absolute`` is
     ``absolute.csv`` (:func:`sarstack.reflectors.summarize_offsets`). With no
     ok target the figure says "not measurable".
     """
@@ -563,27 +778,44 @@ def absolute_offsets(
 
     title = "Absolute geolocation at point targets (measured minus expected)"
     ok = (measurements["status"] == "ok") & np.isfinite(measurements["east_m"])
-    scenes = absolute[(absolute["scope"] == "scene") & (absolute["n_ok"] > 0)]
+    all_scenes = absolute[absolute["scope"] == "scene"]
+    scenes = all_scenes[all_scenes["n_ok"] > 0]
     stack = absolute[absolute["scope"] == "stack"].iloc[0]
     if not ok.any():
-        n_scenes = int((absolute["scope"] == "scene").sum())
+        n_scenes = len(all_scenes)
         return _not_measurable(
             title, f"no point target measured ok in {n_scenes} scenes "
             f"({len(measurements)} target measurements: outside, near an edge or low contrast)",
             path)  # fmt: skip
-    fig, ax = plt.subplots(figsize=(6.5, 6))
+    fig, ax = plt.subplots(figsize=(7.5, 7.2))
     ax.plot(measurements.loc[ok, "east_m"], measurements.loc[ok, "north_m"], ".", color="0.6",
             ms=4, label=f"target ({int(ok.sum())} ok)", zorder=1)
     days = mdates.date2num(pd.to_datetime(scenes["date"]))
-    sc = ax.scatter(scenes["east_mean_m"], scenes["north_mean_m"], c=days, cmap="viridis", s=40,
-                    edgecolors="k", linewidths=0.5, label=f"scene mean ({len(scenes)})", zorder=3)
+    judged = requirement_m is not None and "passes" in scenes
+    fails = (scenes["passes"].astype(str).str.lower() == "false").to_numpy() if judged else (
+        np.zeros(len(scenes), bool))
+    sc = ax.scatter(scenes["east_mean_m"], scenes["north_mean_m"], c=days, cmap="viridis", s=45,
+                    edgecolors=["tab:red" if f else "k" for f in fails],
+                    linewidths=[2.0 if f else 0.5 for f in fails],
+                    label=f"scene mean ({len(scenes)})", zorder=3)  # fmt: skip
+    for r in scenes.itertuples(index=False):
+        # Towards the plot's centre, so that no label leaves the axes.
+        right = r.east_mean_m > 0
+        ax.annotate(str(r.date), (r.east_mean_m, r.north_mean_m), xytext=(-5 if right else 5, 4),
+                    textcoords="offset points", fontsize=7, zorder=4,
+                    ha="right" if right else "left",
+                    path_effects=[patheffects.withStroke(linewidth=2.5, foreground="w")])  # fmt: skip
     ax.plot(stack["east_mean_m"], stack["north_mean_m"], "X", color="k", ms=11,
-            label="stack mean", zorder=4)
+            label="stack mean (not judged)", zorder=4)
     extent = float(np.nanmax(np.abs(measurements.loc[ok, ["east_m", "north_m"]].to_numpy())))
     if requirement_m:
         ax.add_patch(plt.Circle((0, 0), requirement_m, fill=False, ls="--", color="tab:red",
                                 lw=1.2, label=f"requirement {requirement_m:g} m"))
         extent = max(extent, requirement_m)
+    handles, _ = ax.get_legend_handles_labels()
+    if fails.any():
+        handles.append(Line2D([], [], marker="o", ls="none", mfc="w", mec="tab:red", mew=2,
+                              label=f"scene fails ({int(fails.sum())})"))  # fmt: skip
     lim = 1.15 * extent if extent > 0 else 1.0
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
@@ -592,13 +824,21 @@ def absolute_offsets(
     ax.axvline(0, color="k", lw=0.5)
     ax.set_xlabel("east offset (m)")
     ax.set_ylabel("north offset (m)")
-    judged = (f"verdict: {stack['verdict']}" if requirement_m
-              else "no requirement set")  # fmt: skip
+    if requirement_m:
+        n_pass = int((scenes["passes"].astype(str).str.lower() == "true").sum())
+        n_unmeasured = len(all_scenes) - len(scenes)
+        more = f", {n_unmeasured} not measured" if n_unmeasured else ""
+        rule = (f"verdict: {stack['verdict']}: {n_pass} of {len(scenes)} measured scenes pass"
+                f"{more}\nrule: a scene passes when |its mean offset| ≤ {requirement_m:g} m;"
+                " the stack passes when every scene does")  # fmt: skip
+    else:
+        rule = "no requirement set"
     ax.set_title(f"{title}\nstack mean east {stack['east_mean_m']:.2f} m, north "
-                 f"{stack['north_mean_m']:.2f} m, RMS {stack['rms_m']:.2f} m; {judged}",
-                 fontsize=10)  # fmt: skip
+                 f"{stack['north_mean_m']:.2f} m, RMS of scene offsets {stack['rms_m']:.2f} m\n"
+                 f"{rule}", fontsize=9)  # fmt: skip
     if len(scenes) > 1:
         cb = _colorbar(fig, ax, sc, "scene date")
         cb.ax.yaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.09),
+              ncol=3, frameon=False)
     return _save(fig, path)

@@ -72,11 +72,135 @@ def _best_quality(mask: np.ndarray, quality: np.ndarray | None) -> tuple[int, in
     return int(r), int(c)
 
 
+#: Side (pixels) of the square neighbourhood over which the stability score
+#: averages the phase-gradient rate, and that must be wholly valid around a
+#: "well-connected" reference candidate.
+STABLE_WINDOW = 5
+
+#: Fraction of the quality candidates, lowest smoothed phase-gradient rate
+#: first, that count as stable ground.
+STABLE_FRACTION = 0.25
+
+
+def gradient_rate(phase: np.ndarray, years: np.ndarray) -> np.ndarray:
+    """Local phase-gradient rate of a stack of unwrapped interferograms.
+
+    Parameters
+    ----------
+    phase
+        ``(n_ifg, rows, cols)`` unwrapped phase (radians), NaN = nodata.
+    years
+        ``(n_ifg,)`` time span of each interferogram in years (> 0).
+
+    Returns
+    -------
+    np.ndarray
+        ``(rows, cols)`` float64: ``sum_k |grad phase_k| / sum_k dt_k`` over
+        the interferograms where the gradient is defined (radians per pixel
+        per year), NaN where it is defined in none. The gradient is the
+        central difference (one-sided next to nodata or the edge); it is
+        undefined on nodata pixels and on pixels with no valid neighbour
+        along either axis. Deformation gradients (the rim of a subsidence
+        bowl) and noisy, badly unwrapped phase both raise it; stable ground
+        keeps it low. Invariant to a constant added to any interferogram.
+    """
+    x = np.asarray(phase, dtype=np.float64)
+    t = np.asarray(years, dtype=np.float64)
+    if x.ndim != 3 or t.shape != (x.shape[0],):
+        raise SarstackError(
+            f"gradient_rate needs (n, rows, cols) phase and (n,) years, got {x.shape}, {t.shape}"
+        )
+    if not np.all(t > 0):
+        raise SarstackError("gradient_rate: every interferogram needs a positive time span")
+
+    def central(axis: int) -> np.ndarray:
+        d = np.diff(x, axis=axis)
+        pad_lo = [(0, 0)] * 3
+        pad_hi = [(0, 0)] * 3
+        pad_lo[axis] = (1, 0)
+        pad_hi[axis] = (0, 1)
+        back = np.pad(d, pad_lo, constant_values=np.nan)  # x[i] - x[i-1]
+        fwd = np.pad(d, pad_hi, constant_values=np.nan)  # x[i+1] - x[i]
+        n = np.isfinite(back).astype(np.int8) + np.isfinite(fwd)
+        s = np.nan_to_num(back) + np.nan_to_num(fwd)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n > 0, s / n, np.nan)
+
+    gr, gc = central(1), central(2)
+    mag = np.where(
+        np.isfinite(gr) & np.isfinite(gc), np.hypot(gr, gc), np.where(np.isfinite(gr), np.abs(gr), np.abs(gc))
+    )
+    mag = np.where(np.isfinite(x), mag, np.nan)
+    ok = np.isfinite(mag)
+    num = np.where(ok, mag, 0.0).sum(axis=0)
+    den = (ok * t[:, None, None]).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def _window_mean(values: np.ndarray, inside: np.ndarray, size: int) -> np.ndarray:
+    """Mean of ``values`` over the ``size`` x ``size`` window, counting only
+    finite values on ``inside`` pixels (NaN where there are none)."""
+    from scipy import ndimage
+
+    ok = inside & np.isfinite(values)
+    s = ndimage.uniform_filter(np.where(ok, values, 0.0), size=size, mode="constant")
+    n = ndimage.uniform_filter(ok.astype(np.float64), size=size, mode="constant")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 1e-12, s / np.maximum(n, 1e-12), np.nan)
+
+
+def _stable_reference(
+    allowed: np.ndarray, quality: np.ndarray | None, threshold: float, roughness: np.ndarray
+) -> tuple[int, int]:
+    """The stability rule of :func:`select_reference_point` (with ``roughness``)."""
+    from scipy import ndimage
+
+    w = STABLE_WINDOW
+    rough = _window_mean(np.asarray(roughness, dtype=np.float64), allowed, w)
+    # Well connected: the whole w x w neighbourhood is valid (outside the raster is not).
+    interior = ndimage.binary_erosion(allowed, structure=np.ones((w, w), bool), border_value=0)
+    if not interior.any():
+        log.info("no pixel has its whole %d x %d neighbourhood valid; using every valid pixel",
+                 w, w)  # fmt: skip
+        interior = allowed
+    pool = interior
+    if quality is not None:
+        with np.errstate(invalid="ignore"):
+            good = interior & (quality >= threshold)
+        if not good.any():
+            q = quality[interior]
+            cut = float(np.nanmedian(q)) if np.isfinite(q).any() else -np.inf
+            with np.errstate(invalid="ignore"):
+                good = interior & (quality >= cut)
+            log.info("no candidate pixel has quality >= %s; using the better half (quality >= %.3f)",
+                     threshold, cut)  # fmt: skip
+        if good.any():
+            pool = good
+    r_pool = np.where(pool, rough, np.nan)
+    if np.isfinite(r_pool).any():
+        cut = float(np.nanquantile(r_pool, STABLE_FRACTION))
+        with np.errstate(invalid="ignore"):
+            stable = pool & (r_pool <= cut)
+    else:
+        stable = pool
+    labels, _ = ndimage.label(stable, structure=_EIGHT)
+    region = _largest_region(labels)
+    # The most interior pixel of the region (farthest from its border), then
+    # the lowest gradient rate, then the first in row-major order.
+    depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+    rr, cc = np.nonzero(region)
+    rk = np.nan_to_num(rough[rr, cc], nan=np.inf)
+    k = np.lexsort((rr * region.shape[1] + cc, rk, -depth[rr, cc]))[0]
+    return int(rr[k]), int(cc[k])
+
+
 def select_reference_point(
     valid: np.ndarray,
     quality: np.ndarray | None = None,
     threshold: float = 0.95,
     conncomp: np.ndarray | None = None,
+    roughness: np.ndarray | None = None,
 ) -> tuple[int, int]:
     """Pick a reference pixel that is valid in every interferogram.
 
@@ -96,16 +220,28 @@ def select_reference_point(
         are restricted to the largest 8-connected region of valid pixels that
         are non-zero, with one consistent label, in every interferogram (if no
         such pixel exists the labels are ignored, with a warning).
+    roughness
+        Optional ``(rows, cols)`` phase-gradient rate (:func:`gradient_rate`).
+        With it the point is chosen on stable, well-connected, low-gradient
+        ground: candidates are the valid pixels whose whole
+        :data:`STABLE_WINDOW` neighbourhood is valid, with
+        ``quality >= threshold`` (if none: quality at least the median of
+        those pixels); of them the :data:`STABLE_FRACTION` with the lowest
+        gradient rate averaged over the neighbourhood are stable ground; the
+        point is the most interior pixel (farthest from the region's border;
+        ties: lowest gradient rate, then row-major order) of the largest
+        8-connected stable region. A rim of a deforming area (steep phase
+        gradient) or a noisy patch is never preferred to a wide quiet area.
 
     Returns
     -------
     tuple of int
-        ``(row, col)``. Among the candidates, the largest 8-connected region
-        is taken, and in it the pixel nearest the region's centroid (ties:
-        first in row-major order), which is itself in the region. If no
-        candidate passes the threshold, the valid pixel (within the conncomp
-        region, if any) with the best quality. Never a pixel that is not
-        ``valid``.
+        ``(row, col)``. Without ``roughness``: among the candidates, the
+        largest 8-connected region is taken, and in it the pixel nearest the
+        region's centroid (ties: first in row-major order), which is itself
+        in the region; if no candidate passes the threshold, the valid pixel
+        (within the conncomp region, if any) with the best quality. Never a
+        pixel that is not ``valid``.
 
     Raises
     ------
@@ -131,6 +267,12 @@ def select_reference_point(
             allowed = region
         else:
             log.warning("no valid pixel is non-zero in every conncomp layer; ignoring conncomp")
+
+    if roughness is not None:
+        roughness = np.asarray(roughness, dtype=np.float64)
+        if roughness.shape != valid.shape:
+            raise SarstackError(f"roughness has shape {roughness.shape}; expected {valid.shape}")
+        return _stable_reference(allowed, quality, threshold, roughness)
 
     if quality is None:
         candidates = allowed

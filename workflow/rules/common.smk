@@ -369,6 +369,11 @@ def insar_model():
         _fail(model_error(e))
 
 
+def insar_model_maps():
+    """The model's amplitude and phase rasters (stems) that insar_plots draws."""
+    return [n for n in insar_model().output_names() if n.endswith(("_amplitude", "_phase"))]
+
+
 def insar_model_outputs():
     """The model's rasters beyond velocity.tif / velocity_std.tif."""
     return [f"{INSAR}/{n}.tif" for n in insar_model().output_names()[2:]]

@@ -269,10 +269,25 @@ rule insar_velocity:
 rule insar_plots:
     input:
         velocity=f"{INSAR}/velocity.tif",
+        std=f"{INSAR}/velocity_std.tif",
         index=f"{INSAR}/timeseries.csv",
         ifgs=f"{INSAR}/ifgs.csv",
         reference=f"{INSAR}/reference_point.txt",
+        temporal_coherence=f"{INSAR}/temporal_coherence.tif",
+        mask=[f"{INSAR}/mask.tif"] if ICFG["coherence_mask"] is not None else [],
+        maps=[f"{INSAR}/{n}.tif" for n in insar_model_maps()],
     output:
+        **(
+            {
+                "mask": report(
+                    f"{INSAR}/plots/mask.png",
+                    category="InSAR",
+                    caption="../report/insar_mask.rst",
+                )
+            }
+            if ICFG["coherence_mask"] is not None
+            else {}
+        ),
         velocity=report(
             f"{INSAR}/plots/velocity.png", category="InSAR", caption="../report/insar_velocity.rst"
         ),
@@ -282,6 +297,14 @@ rule insar_plots:
         network=report(
             f"{INSAR}/plots/network.png", category="InSAR", caption="../report/insar_network.rst"
         ),
+        maps=[
+            report(
+                f"{INSAR}/plots/{n}.png",
+                category="InSAR",
+                caption="../report/insar_model_map.rst",
+            )
+            for n in insar_model_maps()
+        ],
     log:
         f"{LOGS}/insar/plots.log",
     benchmark:
@@ -292,10 +315,21 @@ rule insar_plots:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        mask=lambda w, input, output: (
+            f"{opt('--mask', input.mask[0])} {opt('--out-mask', output.mask)}"
+            if input.mask
+            else ""
+        ),
+        maps=lambda w, input, output: " ".join(
+            opt("--map", [t, p]) for t, p in zip(input.maps, output.maps)
+        ),
     shell:
-        "python -m sarstack insar_plots --velocity {input.velocity:q} --index {input.index:q}"
-        " --ifgs {input.ifgs:q} --reference {input.reference:q} --out-velocity {output.velocity:q}"
-        " --out-series {output.series:q} --out-network {output.network:q} 2> {log:q} || sarstack_fail {log:q}"
+        "python -m sarstack insar_plots --velocity {input.velocity:q} --std {input.std:q}"
+        " --index {input.index:q} --ifgs {input.ifgs:q} --reference {input.reference:q}"
+        " --temporal-coherence {input.temporal_coherence:q} {params.mask} {params.maps}"
+        " --out-velocity {output.velocity:q} --out-series {output.series:q}"
+        " --out-network {output.network:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_rereference:

@@ -263,10 +263,11 @@ rule rtc_dates:
         runtime=10,
     params:
         robust="--robust" if config["rtc"]["dates_method"] == "robust" else "",
+        requirement=opt("--requirement-m", RCFG["requirement_m"]),
     shell:
         "python -m sarstack rtc_dates --offsets {input.offsets:q} --pairs {input.pairs:q}"
         " --out {output.dates:q} --out-tiles {output.tiles:q} --plot {output.plot:q}"
-        " {params.robust} 2> {log:q} || sarstack_fail {log:q}"
+        " {params.robust} {params.requirement} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc_reflectors:

@@ -1,39 +1,93 @@
-"""Plots of the InSAR branch: velocity map, displacement time series at the
-reference point and a few sample points, and the pair network (PNG)."""
-
-
+"""Plots of the InSAR branch: velocity map (pixels without a standard error
+masked and counted, the fitted model named, the far field outlined),
+displacement time series at the reference and a few sample points, the pair
+network, and, when they exist, maps of the model's amplitude and phase
+rasters and of mask.tif (PNG)."""
 
 import argparse
+import logging
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from rasterio.windows import Window
 
 from sarstack import cli, insar, io, plots
+from sarstack import velocity as svel
+
+log = logging.getLogger("insar_plots")
 
 
-def sample_points(vel: np.ndarray, ref: tuple[int, int]) -> dict[str, tuple[int, int]]:
-    """Reference, fastest towards / away from the radar, and the centre pixel."""
+def sample_points(
+    vel: np.ndarray, ref: tuple[int, int], std: np.ndarray | None = None
+) -> dict[str, tuple[int, int]]:
+    """Reference, fastest towards / away from the radar, and the centre.
+
+    Only pixels with a value (and, with ``std``, a finite standard error: a
+    pixel fitted on two dates has none) are sampled: the extremes are taken
+    among them, and "centre" is the one nearest the raster's centre (ties:
+    first in row-major order). Without any such pixel, only the reference.
+    """
+    ok = np.isfinite(vel)
+    if std is not None:
+        ok &= np.isfinite(std)
     pts = {"reference": ref}
-    if np.isfinite(vel).any():
-        for name, k in (("max velocity", np.nanargmax(vel)), ("min velocity", np.nanargmin(vel))):
-            r, c = np.unravel_index(k, vel.shape)
-            pts[name] = (int(r), int(c))
-    pts["centre"] = (vel.shape[0] // 2, vel.shape[1] // 2)
+    if not ok.any():
+        return pts
+    v = np.where(ok, vel, np.nan)
+    for name, k in (("max velocity", np.nanargmax(v)), ("min velocity", np.nanargmin(v))):
+        r, c = np.unravel_index(k, vel.shape)
+        pts[name] = (int(r), int(c))
+    rr, cc = np.nonzero(ok)
+    d2 = (rr - vel.shape[0] // 2) ** 2 + (cc - vel.shape[1] // 2) ** 2
+    j = int(np.argmin(d2))
+    pts["centre"] = (int(rr[j]), int(cc[j]))
     return pts
+
+
+def model_name(tags: dict) -> str:
+    """The fitted model, from the velocity raster's tags (``model`` is
+    written by the deformation model, else ``quantity`` says the line)."""
+    if tags.get("model"):
+        return str(tags["model"])
+    how = "fit offset + velocity"
+    if "weighted by mean correlation" in tags.get("quantity", ""):
+        how += ", dates weighted by mean correlation"
+    return how
 
 
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--velocity", required=True)
+    p.add_argument("--std", required=True, help="velocity_std.tif")
     p.add_argument("--index", required=True)
     p.add_argument("--ifgs", required=True)
     p.add_argument("--reference", required=True)
+    p.add_argument("--mask", default=None, help="mask.tif (1 = kept), when insar_gather wrote one")
+    p.add_argument("--temporal-coherence", default=None,
+                   help="temporal_coherence.tif: where there is data (masked vs no data)")
+    p.add_argument("--map", nargs=2, action="append", default=[], metavar=("RASTER", "PNG"),
+                   help="also draw this model raster (amplitude or phase) to PNG (repeatable)")
+    p.add_argument("--out-mask", default=None, help="PNG of --mask")
     p.add_argument("--out-velocity", required=True)
     p.add_argument("--out-series", required=True)
     p.add_argument("--out-network", required=True)
     return p
+
+
+def _map_style(name: str, tags: dict, units: str) -> dict[str, Any]:
+    """Title, colour bar label and colour map of a model raster."""
+    quantity = tags.get("quantity", name)
+    if name.endswith("_phase"):
+        # Day of year is cyclic: a cyclic colour map over the period, with no grey
+        # in it (grey is masked / no data).
+        period = 182.625 if name.startswith("semiannual") else 365.25
+        return {"title": quantity, "label": "day of year of the peak",
+                "cmap": "hsv", "vmin": 1.0, "vmax": 1.0 + period}  # fmt: skip
+    return {"title": quantity, "label": f"{name.replace('_', ' ')} ({units})", "cmap": "viridis",
+            "vmin": 0.0}
 
 
 def main(argv=None):
@@ -42,21 +96,41 @@ def main(argv=None):
     ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
     ref = insar.read_reference_point(a.reference)
     vel = io.read_band(a.velocity)
-    units = io.raster_tags(a.velocity).get("units", "")
+    std = io.read_band(a.std)
+    tags = io.raster_tags(a.velocity)
+    units = tags.get("units", "")
+    grid = io.read_grid(a.velocity)
+    geo: dict[str, Any] = {"transform": grid.transform, "crs": grid.crs}
+    masked = None
+    if a.mask is not None:
+        keep = io.read_band(a.mask, nan_nodata=False)
+        has = (np.isfinite(io.read_band(a.temporal_coherence)) if a.temporal_coherence
+               else np.ones(keep.shape, bool))  # fmt: skip
+        masked = has & (keep == 0)
+        if a.out_mask:
+            plots.mask_map(keep, has, a.out_mask, ref_rc=ref, **geo)
+    no_std = int((np.isfinite(vel) & ~np.isfinite(std)).sum())
+    if no_std:
+        log.info("%d pixels have a velocity but no standard error (too few dates): not drawn,"
+                 " never sampled", no_std)  # fmt: skip
     index = pd.read_csv(a.index, dtype=str)
-    pts = sample_points(vel, ref)
+    pts = sample_points(vel, ref, std)
     series = {}
     for name, (r, c) in pts.items():
         vals = [io.read_band(f, Window(c, r, 1, 1))[0, 0] for f in index["path"]]
         series[f"{name} [{r}, {c}]"] = np.r_[0.0, vals]
-    grid = io.read_grid(a.velocity)
     plots.velocity_map(vel, ref, units, a.out_velocity,
-                       {k: v for k, v in pts.items() if k != "reference"},
-                       transform=grid.transform, crs=grid.crs)
+                       {k: v for k, v in pts.items() if k != "reference"}, std=std,
+                       model=model_name(tags), masked=masked,
+                       far_field=svel.far_field(vel, std), **geo)  # fmt: skip
     plots.point_series(dates, series, str(index["units"].iloc[0]), a.out_series)
     every = insar.read_ifg_table(a.ifgs, include_excluded=True)[0]
     plots.network(dates, pairs, a.out_network,
                   excluded=[(i.reference, i.secondary) for i in every if i.excluded])
+    for raster, png in a.map:
+        t = io.raster_tags(raster)
+        plots.raster_map(io.read_band(raster), png, masked=masked, ref_rc=ref,
+                         **_map_style(Path(raster).stem, t, t.get("units", "")), **geo)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Choose the reference point: the manual [row, col] or [lon, lat] if given
-(checked: valid in every interferogram), else
-automatically among pixels valid in every interferogram: quality above the
-threshold, inside the largest non-zero conncomp region, in the largest
-connected candidate region, nearest its centroid. Writes `row,col`."""
+(checked: valid in every interferogram), else automatically on stable,
+well-connected, low-gradient ground: among pixels valid in every interferogram
+(inside the largest non-zero conncomp region) whose 5 x 5 neighbourhood is
+valid, with quality above the threshold (else the better half), the quarter
+with the lowest local phase-gradient rate; the most interior pixel of the
+largest connected region of them. Writes `row,col`."""
 
 import argparse
 import logging
@@ -61,10 +63,13 @@ def main(argv=None):
             raise SarstackError(f"{key}: {e}") from None
         log.info("manual reference point [%d, %d]", r, c)
     else:
-        r, c = refpoint.select_reference_point(valid, quality, a.threshold, cc)
+        rough = insar.phase_roughness(ifgs, grid, block_shape=a.block)
+        r, c = refpoint.select_reference_point(valid, quality, a.threshold, cc, roughness=rough)
         q = f"{quality[r, c]:.3f}" if quality is not None else "n/a"
-        log.info("automatic reference point [%d, %d] (quality %s, %d pixels valid in every ifg)",
-                 r, c, q, int(valid.sum()))
+        pct = float((rough[valid] <= rough[r, c]).mean() * 100)
+        log.info("automatic reference point [%d, %d] (quality %s, phase-gradient rate %.3g"
+                 " rad/px/yr, lower than at %.0f%% of the %d pixels valid in every ifg)",
+                 r, c, q, rough[r, c], 100 - pct, int(valid.sum()))  # fmt: skip
     if a.window > 1:
         log.info("ifgs are referenced to the median of the %d x %d window around it",
                  a.window, a.window)  # fmt: skip

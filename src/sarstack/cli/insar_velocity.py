@@ -3,15 +3,20 @@
 a linear fit by default; with --annual, --semiannual or --step the
 deformation model offset + velocity (+ annual, semiannual sinusoids,
 + Heaviside steps), whose amplitude, phase (day of year of the peak) and
-step rasters, each with a <name>_std.tif standard error, go to --out-dir."""
+step rasters, each with a <name>_std.tif standard error, go to --out-dir.
+Then checks the far field (a quiet sixteenth of the scene): a WARNING
+when its median velocity is far from zero, i.e. the reference point is likely
+on moving ground (sarstack.velocity.far_field)."""
 
 import argparse
 import datetime as dt
 import logging
 
+import numpy as np
 import pandas as pd
 
-from sarstack import cli, insar
+from sarstack import cli, insar, io
+from sarstack import velocity as svel
 from sarstack.errors import SarstackError
 from sarstack.velocity import DeformationModel, model_error
 
@@ -55,6 +60,31 @@ def main(argv=None):
     )
     log.info("%s over %s .. %s written (%s)", model.describe(), dates[0],
              dt.date.fromisoformat(index["date"].iloc[-1]), units)
+    check_far_field(io.read_band(a.out), io.read_band(a.out_std), units)
+
+
+def check_far_field(vel: np.ndarray, std: np.ndarray, units: str) -> svel.FarField | None:
+    """Log the pixels without a standard error and the far-field median; a
+    WARNING when the far field moves (reference point likely on moving ground)."""
+    no_std = int((np.isfinite(vel) & ~np.isfinite(std)).sum())
+    if no_std:
+        log.info("%d pixels have a velocity but no standard error (too few dates):"
+                 " the plots mask them", no_std)  # fmt: skip
+    ff = svel.far_field(vel, std)
+    if ff is None:
+        log.info("far field: no part of the scene is well constrained; not checked")
+        return None
+    where = f"rows {ff.rows[0]}-{ff.rows[1] - 1}, cols {ff.cols[0]}-{ff.cols[1] - 1}"
+    msg = (f"far-field median velocity {ff.median:.3g} {units} ({ff.n_pixels} well-constrained"
+           f" pixels of the far-field cell, {where}); velocity spread (p98 - p2) {ff.spread:.3g},"
+           f" limit {ff.limit:.3g}")  # fmt: skip
+    if ff.suspicious:
+        log.warning("%s: the far field moves, so the reference point is likely on moving"
+                    " ground; give insar.reference_point or insar.reference_lonlat on stable"
+                    " ground", msg)  # fmt: skip
+    else:
+        log.info("%s: ok", msg)
+    return ff
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-tiles", required=True, help="dates_tiles.csv (per tile)")
     p.add_argument("--plot", required=True, help="PNG of the per-date offsets")
     p.add_argument("--robust", action="store_true", help="IRLS towards least absolute deviations")
+    p.add_argument("--requirement-m", type=float, default=None,
+                   help="requirement (m) drawn on the plot's horizontal offsets")
     return p
 
 
@@ -38,7 +40,7 @@ def main(argv=None):
     io.write_csv(a.out_tiles, tiles)
     from sarstack import plots  # matplotlib: imported when it draws
 
-    plots.date_offsets(scene, a.plot)
+    plots.date_offsets(scene, a.plot, a.requirement_m)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ def main(argv=None):
     offsets = pd.read_csv(a.offsets, dtype=dt)
     pairs = pd.read_csv(a.pairs, dtype=dt)
     tiles = pd.read_csv(a.tiles)
-    feats = io.read_json(a.geojson)["features"]
+    layout = io.read_json(a.geojson)
+    feats = layout["features"]
     centres = pd.DataFrame(
         [
             {
@@ -49,7 +50,15 @@ def main(argv=None):
     plots.pair_offsets(pairs, a.out_pair, a.requirement_m)
     plots.tile_mean_maps(tiles, a.out_tile)
     plots.offsets_vs_time(offsets, pairs, a.out_time)
-    plots.tile_quiver(tiles, centres, a.out_quiver)
+    plots.tile_quiver(tiles, centres, a.out_quiver, crs=crs_name(layout))
+
+
+def crs_name(geojson: dict) -> str | None:
+    """``"EPSG:32611"`` from a GeoJSON ``crs`` member (``urn:ogc:def:crs:EPSG::32611``), or None."""
+    name = str(geojson.get("crs", {}).get("properties", {}).get("name", ""))
+    if "EPSG::" in name:
+        return "EPSG:" + name.rsplit("::", 1)[1]
+    return name or None
 
 
 if __name__ == "__main__":
