@@ -73,8 +73,12 @@ def release_output_lock():
 
 
 def _cores():
-    """--cores of a local run; None without one (e.g. --lint) or for a cluster executor."""
+    """--cores of a local run. None for --lint, for a cluster executor (SLURM) and
+    inside the cluster's jobs, where --cores is not what the job was given: a
+    job's threads must be the same where it is planned and where it runs."""
     try:
+        if not workflow.local_exec or workflow.remote_exec:
+            return None
         n = int(workflow.cores)
     except Exception:
         return None
@@ -82,6 +86,15 @@ def _cores():
 
 
 CORES = _cores()
+#: Threads of a multi-threaded job on a cluster, where no --cores is shared out:
+#: what the job asks the scheduler for (and runs with).
+CLUSTER_JOB_THREADS = 4
+
+
+def job_threads(cap=8):
+    """Threads of a multi-threaded whole-stack job: --cores (at most ``cap``)
+    locally, CLUSTER_JOB_THREADS on a cluster."""
+    return max(1, min(cap, CORES)) if CORES else CLUSTER_JOB_THREADS
 
 
 def n_chunks(n_items, px_per_item, stage):
@@ -101,8 +114,10 @@ def chunk_threads(n_items, px_per_item, stage, share=1):
     """Threads for each of a stage's chunk jobs: the cores the chunks (of
     ``share`` stacks side by side) leave free, at most 8. Threads never change
     a result and never trigger a rerun."""
+    if not CORES:
+        return CLUSTER_JOB_THREADS
     n = n_chunks(n_items, px_per_item, stage) * share
-    return max(1, min(8, (CORES or 1) // n))
+    return max(1, min(8, CORES // n))
 
 
 def opt(flag, value):

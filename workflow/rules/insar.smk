@@ -210,7 +210,7 @@ rule insar_gather:
         f"{BENCH}/insar/gather.tsv"
     conda:
         ENV
-    threads: max(1, min(8, CORES or 1))
+    threads: job_threads()
     resources:
         mem_mb=2000,
         runtime=60,
