@@ -110,8 +110,21 @@ def test_readme_own_data_command_runs_as_written(cmd, my_yaml):
 EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def _shared_datasets(example: Path) -> list[str]:
+    """The ``../shared/data/<name>`` datasets an example config reads (relative to
+    the checkout, where its header command runs: SARSTACK_SHARED_DATA cannot move them)."""
+    return sorted(set(re.findall(r"\.\./shared/data/([^/\"'\s]+)", example.read_text())))
+
+
+@pytest.mark.parametrize("example", [
+    pytest.param(p, marks=[pytest.mark.realdata] if _shared_datasets(p) else [])
+    for p in EXAMPLES], ids=lambda p: p.name)  # fmt: skip
 def test_example_config_header_command_runs_as_written(example):
+    missing = [n for n in _shared_datasets(example)
+               if not (ROOT.parent / "shared" / "data" / n).is_dir()]  # fmt: skip
+    if missing:  # a clone without ../shared beside it: a user outside the team
+        pytest.skip(f"{example.name} reads ../shared/data/{missing[0]}, absent beside "
+                    f"this checkout ({ROOT.parent / 'shared' / 'data'})")
     header = [ln for ln in example.read_text().splitlines() if ln.startswith("#")]
     cmds = [m.group(1).strip() for ln in header if (m := re.search(r"Run: (snakemake .*)", ln))]
     assert cmds, f"{example.name}: no '# Run: snakemake ...' line in its header"
