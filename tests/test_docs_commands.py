@@ -107,6 +107,40 @@ def test_readme_own_data_command_runs_as_written(cmd, my_yaml):
             assert "insar_" not in out
 
 
+def _project_requirements() -> list:
+    """pyproject.toml's [project] dependencies: what README command 1 installs
+    (the ``test`` extra is command 2's)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [Requirement(r) for r in project["dependencies"]]
+
+
+def test_report_dependencies_come_with_command_1():
+    """README's --report line works after command 1 (``pip install -e .``): every
+    package Snakemake's HTML report needs (its ``reports`` extra) is a dependency."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    report_needs = set()
+    for r in map(Requirement, requires("snakemake") or []):
+        if r.marker is not None and r.marker.evaluate({"extra": "reports"}) \
+                and not r.marker.evaluate({"extra": ""}):  # fmt: skip
+            report_needs.add(r.name.lower())
+    assert "pygments" in report_needs  # "Python package pygments must be installed ..."
+    deps = _project_requirements()
+    names = {r.name.lower() for r in deps}
+    snakemake = next(r for r in deps if r.name.lower() == "snakemake")
+    missing = sorted(n for n in report_needs if n not in names and "reports" not in snakemake.extras)
+    assert not missing, f"--report needs {missing}: not in pyproject's [project] dependencies"
+    assert "--report" in " ".join(OWN_COMMANDS)
+
+
 EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))
 
 
