@@ -26,13 +26,13 @@ def sample_points(vel: np.ndarray, ref: tuple[int, int]) -> dict[str, tuple[int,
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
-    p.add_argument("--velocity", required=True)
-    p.add_argument("--index", required=True)
-    p.add_argument("--ifgs", required=True)
-    p.add_argument("--reference", required=True)
-    p.add_argument("--out-velocity", required=True)
-    p.add_argument("--out-series", required=True)
-    p.add_argument("--out-network", required=True)
+    p.add_argument("--velocity", required=True, help="velocity.tif from insar_velocity")
+    p.add_argument("--index", required=True, help="timeseries.csv from insar_gather")
+    p.add_argument("--ifgs", required=True, help="ifgs.csv from insar_select")
+    p.add_argument("--reference", required=True, help="reference_point.txt from insar_reference")
+    p.add_argument("--out-velocity", required=True, help="PNG: the velocity map")
+    p.add_argument("--out-series", required=True, help="PNG: displacement time series at the reference and a few sample points")
+    p.add_argument("--out-network", required=True, help="PNG: the interferogram network")
     return p
 
 

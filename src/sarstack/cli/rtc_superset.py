@@ -21,7 +21,8 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk", required=True, help="I-of-N: this job's share of the dates")
     p.add_argument("--out-dir", required=True, help="folder for this chunk's scenes")
     p.add_argument("--resampling", required=True, help="for off-grid scenes only")
-    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
+                   help="rows and columns read per block (config block_shape)")
     return p
 
 
