@@ -1,5 +1,6 @@
-"""Temporal average of a stack of rasters on one grid (NaN-aware per-pixel
-mean), e.g. the mean correlation used as reference-point quality."""
+"""Mean correlation of the interferograms, the default reference-point quality:
+the NaN-aware per-pixel temporal mean of a stack of rasters on one grid (the
+ifg table's correlation column, another column, or rasters given)."""
 
 
 
@@ -31,7 +32,7 @@ def main(argv=None):
         used = insar.read_ifg_table(a.ifgs)[0]  # network editing's exclusions left out
         paths += [str(getattr(i, a.column)) for i in used if getattr(i, a.column)]
     if not paths:
-        raise SarstackError("stack_average: no rasters to average")
+        raise SarstackError("insar_correlation_mean: no rasters to average")
     insar.temporal_average(paths, a.out, block_shape=a.block, units=a.units, mask=a.mask,
                            valid_range=(0.0, 1.0) if a.column == "correlation" else None)
 
