@@ -74,17 +74,17 @@ def shared_dataset(name: str) -> Path:
     return p
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # module fixtures may use it
 def land_burst() -> Path:
     return shared_dataset("opera_rtc_T137-292319-IW2")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # module fixtures may use it
 def sea_burst() -> Path:
     return shared_dataset("opera_rtc_T137-292318-IW1")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # module fixtures may use it
 def pyrate_crop() -> Path:
     return shared_dataset("pyrate_cropA")
 

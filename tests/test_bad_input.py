@@ -198,6 +198,27 @@ def test_rtc_bad_input(tmp_path, case):
     _rtc_case(tmp_path, make, expect)
 
 
+def test_job_error_printed_once_without_workflowerror(tmp_path):
+    """A failed job's one-line error is on the terminal exactly once (after
+    Snakemake's report of the job, with its log), and Snakemake's closing bare
+    ``WorkflowError:`` is not; the exit status stays 1."""
+    box = tmp_path / "box"
+    data = box / "data"
+    _two(data)
+    (data / "c_20200125.tif").write_bytes(b"II*\x00junk")
+    p = run_case(box, {"output_dir": str(box / "out"),
+                       "rtc": {"inputs": f"{data}/*.tif", "tiles": [2, 2]}}, "rtc")
+    text = p.stdout + p.stderr
+    assert p.returncode == 1, text[-3000:]
+    hits = [ln for ln in text.splitlines() if "not a readable raster" in ln]
+    log = box / "out" / "logs" / "rtc" / "select.log"
+    assert hits == [ln for ln in p.stderr.splitlines() if ln.startswith("error:")], text[-3000:]
+    assert len(hits) == 1 and hits[0].startswith(f"error: {data / 'c_20200125.tif'}: "), hits
+    assert hits[0].endswith(f"  [log: {log}]") and "Error in rule rtc_select" in text
+    assert "WorkflowError" not in text and "did not complete successfully" not in text
+    assert "Traceback" not in text
+
+
 def test_rtc_too_many_tiles_fails_at_select(tmp_path):
     box = tmp_path / "box"
     _two(box / "data")

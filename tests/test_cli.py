@@ -72,3 +72,32 @@ def test_moved_checkout_has_nothing_to_do(small_workflow_run, tmp_path):
                        env=dict(os.environ, PYTHONWARNINGS="ignore"))  # fmt: skip
     assert p.returncode == 0, p.stderr[-2000:]
     assert "Nothing to be done" in p.stdout + p.stderr, (p.stdout + p.stderr)[-3000:]
+
+
+def test_every_stage_option_has_help():
+    """``sarstack <stage> --help`` explains every option and positional argument."""
+    import argparse
+    import importlib
+
+    missing = []
+    for stage in cli.STAGES:
+        parser = importlib.import_module(f"sarstack.cli.{stage}").create_parser()
+        for action in parser._actions:
+            if not action.help or action.help == argparse.SUPPRESS or not action.help.strip():
+                missing.append(f"{stage} {'/'.join(action.option_strings) or action.dest}")
+    assert not missing, "options without help: " + ", ".join(missing)
+
+
+def test_each_rule_runs_the_stage_of_its_name():
+    """A rule and the stage it runs have one name (``rule X`` runs ``sarstack X``)."""
+    import re
+
+    seen = {}
+    for path in sorted((ROOT / "workflow/rules").glob("*.smk")):
+        text = path.read_text()
+        for m in re.finditer(r"^(?:rule|checkpoint) (\w+):\n(.*?)(?=^\S|\Z)", text, re.S | re.M):
+            for stage in re.findall(r"python -m sarstack (\w+)", m.group(2)):
+                seen[m.group(1)] = stage
+    assert len(seen) >= 20, seen
+    assert {r: s for r, s in seen.items() if r != s} == {}
+    assert set(seen.values()) == set(cli.STAGES)

@@ -20,7 +20,7 @@ from sarstack import rtc
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = [pytest.mark.workflow, pytest.mark.realdata]
+pytestmark = pytest.mark.workflow  # the real-data tests are marked by their fixture (conftest)
 
 
 def test_coarse_offset_finds_a_rolled_scene(tmp_path):
@@ -66,28 +66,21 @@ def _run(tmp_path: Path, name: str, pattern: str) -> tuple[pd.DataFrame, pd.Seri
 
 
 @pytest.fixture(scope="module")
-def base_pairs(tmp_path_factory, land_burst_module):
+def base_pairs(tmp_path_factory, land_burst):
     tmp = tmp_path_factory.mktemp("base")
-    pairs, summary = _run(tmp, "base", _stack(land_burst_module, tmp / "data"))
+    pairs, summary = _run(tmp, "base", _stack(land_burst, tmp / "data"))
     assert summary["verdict"] == "pass"
     return pairs
 
 
-@pytest.fixture(scope="module")
-def land_burst_module():
-    from conftest import shared_dataset
-
-    return shared_dataset("opera_rtc_T137-292319-IW2")
-
-
 @pytest.mark.parametrize("shift_px", [10, 50])
-def test_mislocated_scene_is_measured_and_fails(tmp_path, land_burst_module, base_pairs, shift_px):
+def test_mislocated_scene_is_measured_and_fails(tmp_path, land_burst, base_pairs, shift_px):
     def edit(k, ds):
         if k == 2:  # the third scene placed shift_px pixels further east
             t = ds.transform
             ds.transform = rasterio.Affine(t.a, t.b, t.c + shift_px * t.a, t.d, t.e, t.f)
 
-    pairs, summary = _run(tmp_path, "shifted", _stack(land_burst_module, tmp_path / "d", edit))
+    pairs, summary = _run(tmp_path, "shifted", _stack(land_burst, tmp_path / "d", edit))
     assert summary["verdict"] == "fail"
     px = 30.0
     into, out_of = pairs.iloc[1], pairs.iloc[2]  # scene 2 as secondary, then as reference
@@ -99,14 +92,14 @@ def test_mislocated_scene_is_measured_and_fails(tmp_path, land_burst_module, bas
     assert abs(pairs.iloc[0]["east_m"] - base_pairs.iloc[0]["east_m"]) < 0.2 * px
 
 
-def test_unmeasurable_scene_makes_verdict_incomplete(tmp_path, land_burst_module):
+def test_unmeasurable_scene_makes_verdict_incomplete(tmp_path, land_burst):
     rng = np.random.default_rng(0)
 
     def edit(k, ds):
         if k == 3:  # the last scene replaced by unrelated speckle
             ds.write(rng.gamma(4.0, 0.05, (ds.height, ds.width)).astype(ds.dtypes[0]), 1)
 
-    pairs, summary = _run(tmp_path, "noise", _stack(land_burst_module, tmp_path / "d", edit))
+    pairs, summary = _run(tmp_path, "noise", _stack(land_burst, tmp_path / "d", edit))
     assert pairs.iloc[2]["status"] == "unreliable"
     assert summary["verdict"] == "incomplete"
     assert pairs.iloc[2]["reference_date"] in summary["unmeasured_pairs"]

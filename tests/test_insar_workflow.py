@@ -1,5 +1,5 @@
-"""InSAR branch through its scripts and Snakemake: demo truth, real PyRate
-data, reference-point rules, sign and units, and bad input."""
+"""InSAR branch through its scripts and Snakemake: demo truth,
+reference-point rules, sign and units, and bad input."""
 
 from __future__ import annotations
 
@@ -111,42 +111,6 @@ def test_demo_and_reference_rules_via_snakemake(tmp_path):
     assert (out / "insar" / "reference_point.txt").read_text().strip() == "40,50"
     vel = io.read_band(out / "insar" / "velocity.tif")
     assert vel[40, 50] == 0.0
-
-
-def test_real_pyrate_crop(tmp_path, pyrate_crop):
-    g = pyrate_crop / "geotiffs"
-    out = tmp_path / "res"
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "output_dir": str(out), "rtc": {"enabled": False},
-        "insar": {"unwrapped": f"{g}/cropA_*_unw.tif", "correlation": f"{g}/cropA_*_cc.tif",
-                  "quality": str(pyrate_crop / "coherence_stats" / "coh_mean.tif"),
-                  "wavelength": 0.0555, "write_residuals": True},
-    }))
-    snakemake("insar", "--configfile", str(cfg))
-    ifgs = pd.read_csv(out / "insar" / "ifgs.csv")
-    assert len(ifgs) == 30
-    index = pd.read_csv(out / "insar" / "timeseries.csv")
-    assert len(index) == 12 and (index["units"] == "meters").all()
-    finite = np.stack([np.isfinite(io.read_band(f)) for f in ifgs["path"]])
-    valid, none = finite.all(axis=0), ~finite.any(axis=0)
-    r, c = map(int, (out / "insar" / "reference_point.txt").read_text().strip().split(","))
-    assert valid[r, c]
-    vel = io.read_band(out / "insar" / "velocity.tif")
-    assert np.isfinite(vel[valid]).all() and np.isnan(vel[none]).all()
-    # Pixels missing some ifgs are solved without them (issue 11): n_ifgs_used says how many.
-    n_used = io.read_band(out / "insar" / "n_ifgs_used.tif", nan_nodata=False)
-    np.testing.assert_array_equal(n_used[~none], finite.sum(axis=0)[~none])
-    partial = ~valid & ~none
-    assert partial.any() and np.isfinite(vel[partial]).mean() > 0.5
-    # The time series satisfy the network: residuals are small for most pixels.
-    res = np.stack([io.read_band(f) for f in sorted((out / "insar" / "residuals").glob("*.tif"))])
-    assert np.nanmedian(np.abs(res)) < 0.2  # radians
-    # Mexico City subsides: the fastest pixels move away from the radar.
-    assert np.nanpercentile(vel, 1) < -0.05  # m/yr
-
-
-# ----------------------------------------------------------------- bad input
 
 
 def _ifg(path: Path, value: float = 1.0, x0: float = 0.0, shape=(16, 16)) -> None:

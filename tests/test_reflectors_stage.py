@@ -152,7 +152,10 @@ def test_summarize_offsets_incomplete_and_no_requirement():
     assert ab.loc[0, "east_mean_m"] == 2.0 and ab.loc[0, "east_std_m"] == pytest.approx(2**0.5)
     assert ab.loc[0, "offset_m"] == pytest.approx(5**0.5)
     assert ab.loc[2, "unmeasured_dates"] == "2021-01-13"
-    assert set(rf.summarize_offsets(m, None)["verdict"]) == {"no_requirement"}
+    # Without a requirement: no_requirement where something was measured.
+    assert list(rf.summarize_offsets(m, None)["verdict"]) == [
+        "no_requirement", "not_measurable", "no_requirement"]
+    assert list(rf.summarize_offsets(m.iloc[2:], None)["verdict"]) == ["not_measurable"] * 2
 
 
 def test_windowed_file_measurement_equals_whole_image(tmp_path):

@@ -152,13 +152,37 @@ def test_aggregate_pairs_status_and_requirement():
     assert list(pairs["status"]) == ["ok", "unreliable"]
     assert pairs["east_m"].iloc[0] == pytest.approx(1.0)
     assert math.isnan(pairs["east_m"].iloc[1])  # unreliable pairs report no shift
-    assert list(pairs["passes"]) == [True, False]
+    assert list(pairs["passes"]) == [True, None]  # an unreliable pair is not judged
     # One pair could not be measured: never a pass (issue 10), and the pair is named.
     s = rtc.summarize(pairs, 5.0)
     assert s["verdict"].iloc[0] == "incomplete"
     assert s["unmeasured_pairs"].iloc[0] == "2020-01-13_2020-01-25"
     assert rtc.summarize(pairs.iloc[:1], 5.0)["verdict"].iloc[0] == "pass"
     assert rtc.summarize(pairs.iloc[1:], 5.0)["verdict"].iloc[0] == "not_measurable"
+
+
+def test_pairs_csv_passes_is_empty_for_unmeasured_pairs(tmp_path):
+    from sarstack import io
+
+    ok = _offsets("2020-01-01", "2020-01-13", [1.0] * 4, [2.0] * 4, ["ok"] * 4)
+    far = _offsets("2020-01-13", "2020-01-25", [9.0] * 4, [0.0] * 4, ["ok"] * 4)
+    bad = _offsets("2020-01-25", "2020-02-06", [0.0] * 4, [0.0] * 4, ["low_correlation"] * 4)
+    pairs = rtc.aggregate_pairs(pd.concat([ok, far, bad]), requirement_m=5.0)
+    io.write_csv(tmp_path / "pairs.csv", pairs)
+    lines = (tmp_path / "pairs.csv").read_text().splitlines()
+    col = lines[0].split(",").index("passes")
+    assert [ln.split(",")[col] for ln in lines[1:]] == ["True", "False", ""]
+
+
+def test_verdict_without_requirement():
+    """Without a requirement: not_measurable when nothing was measured, else no_requirement."""
+    ok = _offsets("2020-01-01", "2020-01-13", [1.0] * 4, [2.0] * 4, ["ok"] * 4)
+    bad = _offsets("2020-01-13", "2020-01-25", [0.0] * 4, [0.0] * 4, ["low_correlation"] * 4)
+    pairs = rtc.aggregate_pairs(pd.concat([ok, bad]))
+    assert "passes" not in pairs
+    assert rtc.summarize(pairs.iloc[1:], None)["verdict"].iloc[0] == "not_measurable"
+    assert rtc.summarize(pairs, None)["verdict"].iloc[0] == "no_requirement"
+    assert rtc.summarize(pairs.iloc[:1], None)["verdict"].iloc[0] == "no_requirement"
 
 
 def test_summary_fails_when_an_ok_pair_exceeds_requirement():

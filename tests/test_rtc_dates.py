@@ -54,7 +54,17 @@ def test_redundant_network_averages_noise_and_censors_bad_pairs():
     p = _pairs_df(pairs, D, vals, status)
     scene, _ = rtc.date_offsets(_tile_offsets(p), p)
     np.testing.assert_allclose(scene[["east_m", "north_m"]], truth, atol=0.05)
-    assert scene["n_pairs_used"].iloc[0] == len(pairs) - 1
+    assert scene["n_pairs_used"].sum() == 2 * (len(pairs) - 1)  # each pair: two dates
+
+
+def test_n_pairs_used_counts_the_pairs_of_each_date():
+    pairs = dates.make_pairs(5, "nearest:2")
+    assert pairs == [(0, 1), (0, 2), (1, 2), (1, 3), (2, 3), (2, 4), (3, 4)]
+    status = np.array(["ok"] * len(pairs), dtype=object)
+    status[2] = "unreliable"  # (1, 2): counts for neither date
+    p = _pairs_df(pairs, D, np.ones((len(pairs), 2)), status)
+    scene, _ = rtc.date_offsets(_tile_offsets(p), p)
+    assert list(scene["n_pairs_used"]) == [2, 2, 3, 3, 2]
 
 
 def test_dates_cut_off_by_unreliable_pairs_are_nan():

@@ -1,5 +1,5 @@
 """The Snakemake workflow end to end: lint, dry-runs, the demo against its
-truth, the real OPERA bursts, reruns after a config change, and bad input."""
+truth, reruns after a config change, and bad input."""
 
 from __future__ import annotations
 
@@ -49,16 +49,6 @@ def test_dry_run_demo_dag(tmp_path):
     out = p.stdout + p.stderr
     for rule in ("demo_rtc_stack", "rtc_select"):
         assert rule in out
-
-
-def test_dry_run_real_data_dag(tmp_path, land_burst):
-    cfg = write_config(tmp_path / "c.yaml", {
-        "output_dir": str(tmp_path / "out"),
-        "rtc": {"inputs": f"{land_burst}/**/*_VV.tif", "tiles": [4, 4]},
-    })
-    p = snakemake("-n", "--configfile", str(cfg))
-    out = p.stdout + p.stderr
-    assert "rtc_select" in out and "demo_rtc_stack" not in out
 
 
 def test_bad_config_value_one_line_error(tmp_path):

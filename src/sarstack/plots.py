@@ -621,7 +621,8 @@ def date_offsets(
     t = pd.to_datetime(dates_df["date"])
     est = (np.isfinite(dates_df["east_m"]) & np.isfinite(dates_df["north_m"])).to_numpy(copy=True)
     est[0] = False  # the datum is 0 by definition, not an estimate
-    n_used = int(dates_df["n_pairs_used"].max()) if "n_pairs_used" in dates_df else None
+    # n_pairs_used is per date; each used pair counts for its two dates.
+    n_used = int(dates_df["n_pairs_used"].sum()) // 2 if "n_pairs_used" in dates_df else None
     if not est.any():
         used = f" ({n_used} ok pairs)" if n_used is not None else ""
         return _not_measurable(

@@ -889,7 +889,8 @@ def summarize_offsets(
         without an ok target; the stack is ``fail`` if a measured scene
         fails, else ``not_measurable`` if no scene was measured, else
         ``incomplete`` if some scene was not, else ``pass``. Without a
-        requirement every verdict is ``no_requirement``.
+        requirement the verdict is ``no_requirement`` where something was
+        measured (``not_measurable`` where nothing was).
     """
     from sarstack.rtc import verdict
 
@@ -899,7 +900,7 @@ def summarize_offsets(
     north_all = measurements["north_m"].to_numpy(float)
     rows: list[dict[str, object]] = []
     means: list[tuple[float, float]] = []  # of the measured scenes
-    scene_passes: list[bool] = []
+    scene_passes: list[bool | None] = []  # of the measured scenes
     unmeasured: list[str] = []
     for date in sorted(set(dates)):
         sel = dates == date
@@ -911,7 +912,7 @@ def summarize_offsets(
             means.append((stats["east_mean_m"], stats["north_mean_m"]))
             if requirement_m is not None:
                 passes = bool(offset <= requirement_m)
-                scene_passes.append(passes)
+            scene_passes.append(passes)
         else:
             unmeasured.append(date)
         rows.append(
@@ -924,7 +925,7 @@ def summarize_offsets(
                 "offset_m": offset,
                 "requirement_m": requirement_m,
                 "passes": passes,
-                "verdict": verdict([] if passes is None else [passes], int(not ok.any()),
+                "verdict": verdict([passes] if ok.any() else [], int(not ok.any()),
                                    requirement_m),
                 "unmeasured_dates": "",
             }

@@ -742,7 +742,8 @@ def aggregate_pairs(
 
     A pair is ``ok`` when at least ``min_ok_tiles`` tiles are ``ok``, otherwise
     ``unreliable`` with no offset. With ``requirement_m`` each ok pair gets
-    ``passes`` = (horizontal offset magnitude ≤ requirement).
+    ``passes`` = (horizontal offset magnitude ≤ requirement); an unreliable
+    pair's ``passes`` is None (empty in pairs.csv): it was not judged.
     """
     import pandas as pd
 
@@ -772,7 +773,7 @@ def aggregate_pairs(
         for s in (STATUS_NAN, STATUS_LOWCORR, STATUS_LARGE):
             row[f"n_{s}"] = int((g["status"] == s).sum())
         if requirement_m is not None:
-            row["passes"] = bool(status == STATUS_OK and math.hypot(e, n) <= requirement_m)
+            row["passes"] = bool(math.hypot(e, n) <= requirement_m) if status == STATUS_OK else None
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -818,7 +819,7 @@ def aggregate_tiles(offsets: pd.DataFrame, pairs: pd.DataFrame | None = None) ->
 
 
 def verdict(
-    passes: Sequence[bool] | np.ndarray, n_unmeasured: int, requirement_m: float | None
+    passes: Sequence[bool | None] | np.ndarray, n_unmeasured: int, requirement_m: float | None
 ) -> str:
     """The verdict vocabulary of ``summary.csv`` (and ``absolute.csv``).
 
@@ -827,27 +828,28 @@ def verdict(
     Parameters
     ----------
     passes
-        For each *measured* item (an ok pair, a scene with ok targets),
-        whether it meets the requirement.
+        One entry per *measured* item (an ok pair, a scene with ok targets):
+        whether it meets the requirement (None without a requirement).
     n_unmeasured
         How many items could not be measured.
     requirement_m
-        The requirement; None gives ``no_requirement``.
+        The requirement; None gives ``no_requirement`` (for what was measured).
 
     Returns
     -------
     str
-        ``no_requirement`` without a requirement; else ``fail`` when a
-        measured item fails; else ``not_measurable`` when nothing was
-        measured; else ``incomplete`` when some item was not; else ``pass``.
+        ``not_measurable`` when nothing was measured (with a requirement or
+        without); else ``no_requirement`` without a requirement; else
+        ``fail`` when a measured item fails; else ``incomplete`` when some
+        item was not measured; else ``pass``.
     """
-    measured = np.asarray(passes, dtype=bool)
+    if len(passes) == 0:
+        return "not_measurable"
     if requirement_m is None:
         return "no_requirement"
-    if measured.size and not bool(measured.all()):
+    measured = np.asarray(passes, dtype=bool)
+    if not bool(measured.all()):
         return "fail"
-    if measured.size == 0:
-        return "not_measurable"
     if n_unmeasured:
         return "incomplete"
     return "pass"
@@ -857,10 +859,11 @@ def summarize(pairs: pd.DataFrame, requirement_m: float | None) -> pd.DataFrame:
     """One-row stack summary: mean/std of ok pair offsets and the verdict.
 
     The verdict is never ``pass`` on what could not be measured:
-    ``fail`` when a measured (ok) pair exceeds the requirement; else
-    ``not_measurable`` when no pair was measured; else ``incomplete`` when
-    some pair was not (its dates are listed in ``unmeasured_pairs``); else
-    ``pass``. ``no_requirement`` without a requirement (:func:`verdict`).
+    ``not_measurable`` when no pair was measured (with a requirement or
+    without); else ``no_requirement`` without a requirement; else ``fail``
+    when a measured (ok) pair exceeds the requirement; else ``incomplete``
+    when some pair was not (its dates are listed in ``unmeasured_pairs``);
+    else ``pass`` (:func:`verdict`).
     """
     import pandas as pd
 
@@ -876,7 +879,7 @@ def summarize(pairs: pd.DataFrame, requirement_m: float | None) -> pd.DataFrame:
         "max_offset_m": float(np.hypot(ok["east_m"], ok["north_m"]).max()) if len(ok) else float("nan"),
         "requirement_m": requirement_m if requirement_m is not None else float("nan"),
     }
-    passes = ok["passes"].to_numpy(bool) if requirement_m is not None else []
+    passes = ok["passes"].tolist() if requirement_m is not None else [None] * len(ok)
     out["verdict"] = verdict(passes, len(bad), requirement_m)
     out["unmeasured_pairs"] = " ".join(
         f"{r}_{s}" for r, s in zip(bad["reference_date"], bad["secondary_date"], strict=True)
@@ -1344,7 +1347,14 @@ def date_offsets(
     vals = pairs_df[["east_m", "north_m"]].to_numpy()
     sig = pairs_df[["east_se_m", "north_se_m"]].to_numpy()
     okm = np.repeat(ok[:, None], 2, axis=1) & np.isfinite(vals)
-    x, sd, n_used = invert_dates(vals, okm, pairs, len(dates), sigma=sig, robust=robust)
+    x, sd, _ = invert_dates(vals, okm, pairs, len(dates), sigma=sig, robust=robust)
+    # Pairs used for a date: the used pairs (both components weighted, as in
+    # invert_dates) that involve it. Each used pair counts for its two dates.
+    used = (okm & np.isfinite(sig)).all(axis=1)
+    n_pairs_used = np.zeros(len(dates), dtype=int)
+    for (i, j), u in zip(pairs, used, strict=True):
+        if u:
+            n_pairs_used[[i, j]] += 1
     scene = pd.DataFrame(
         {
             "date": dates,
@@ -1352,7 +1362,7 @@ def date_offsets(
             "north_m": x[:, 1],
             "east_sd_m": sd[:, 0],
             "north_sd_m": sd[:, 1],
-            "n_pairs_used": int(n_used[0]),
+            "n_pairs_used": n_pairs_used,
         }
     )
 

@@ -144,11 +144,11 @@ def _uses_conda():
         return False
 
 
-# sarstack_fail LOG: a failed job's one-line error (the last line of its log) on
-# the terminal, above Snakemake's summary, and the job's exit status 2.
-_FAIL = (
-    'set -euo pipefail; sarstack_fail() {{ echo "$(tail -n 1 "$1")  [log: $1]" >&2; return 2; }}; '
-)
+# sarstack_fail LOG: a failed stage's job exits with status 2 and prints nothing:
+# its one-line error (the last line of LOG) is printed once, at the end of the
+# run, by the onerror handler report_job_errors (which also reaches the
+# terminal when the job ran elsewhere, e.g. on SLURM).
+_FAIL = "set -euo pipefail; sarstack_fail() {{ return 2; }}; "
 # Jobs run `python -m sarstack <stage>` from this checkout's src/ (PYTHONPATH
 # set here, once), installed or not, and in a conda environment too.
 _PYENV = f'export PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / "src"))}"${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; '
@@ -531,14 +531,54 @@ def print_run_summary():
 # ---------------------------------------------------------------- errors on the terminal
 
 
+def _last_line(path):
+    """The last non-blank line of a log; None without one (or without the file)."""
+    try:
+        lines = [ln.strip() for ln in Path(path).read_text(errors="replace").splitlines()]
+    except OSError:
+        return None
+    lines = [ln for ln in lines if ln]
+    return lines[-1] if lines else None
+
+
+def _is_error_line(line):
+    """``error: ...`` (a stage's error) or ``SomeError: ...`` (a traceback's end)."""
+    return line.startswith("error:") or "Error" in line.split(":")[0]
+
+
+class _NoFinalWorkflowError:
+    """A filter on Snakemake's logger that drops its closing ``WorkflowError: At
+    least one job did not complete successfully.``: the failed jobs' errors were
+    just printed (the exit status stays non-zero)."""
+
+    def filter(self, record):
+        return "At least one job did not complete successfully" not in str(record.msg)
+
+
 def report_job_errors():
-    """onerror: repeat each failed job's one-line error (its log's last line) at the end."""
-    for log_path in sorted(Path(LOGS).rglob("*.log")) if Path(LOGS).is_dir() else []:
-        try:
-            if log_path.stat().st_mtime < _STARTED:
-                continue
-            lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
-        except OSError:
+    """onerror: each failed job's one-line error (its log's last line, with the
+    log's path) on the terminal, once, after Snakemake's own report of the job."""
+    import logging
+
+    try:  # Snakemake's failed jobs (group jobs: their members, whose logs say which)
+        failed = [
+            (Path(str(f)), not job.is_group())
+            for job in workflow.scheduler.failed
+            for member in (job.jobs if job.is_group() else [job])
+            for f in member.log
+        ]
+    except AttributeError:  # not known: the logs written in this run that end in an error
+        logs = sorted(Path(LOGS).rglob("*.log")) if Path(LOGS).is_dir() else []
+        failed = [(p, False) for p in logs if p.stat().st_mtime >= _STARTED]
+    printed = set()
+    for log_path, job_failed in failed:
+        line = _last_line(log_path)
+        if log_path in printed or not (job_failed or (line and _is_error_line(line))):
             continue
-        if lines and (lines[-1].startswith("error:") or "Error" in lines[-1].split(":")[0]):
-            print(f"{lines[-1]}  [{log_path}]", file=sys.stderr)
+        printed.add(log_path)
+        if not line:
+            line = "error: the job failed with nothing in its log"
+        elif not line.startswith("error:"):
+            line = f"error: {line}"
+        print(f"{line}  [log: {log_path}]", file=sys.stderr)
+    logging.getLogger("snakemake.logging").addFilter(_NoFinalWorkflowError())

@@ -61,7 +61,7 @@ rule insar_correlation_mean:
         block=BLOCK,
         mask=opt("--mask", ICFG["mask"]),
     shell:
-        "python -m sarstack stack_average --ifgs {input.ifgs:q} --column correlation --units 1"
+        "python -m sarstack insar_correlation_mean --ifgs {input.ifgs:q} --column correlation --units 1"
         " --block {params.block} {params.mask} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 

@@ -74,7 +74,7 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
 STAGES = (
     "rtc_select", "rtc_superset", "rtc_flatten", "rtc_tiles", "rtc_xcorr", "rtc_dates",
     "rtc_aggregate", "rtc_reflectors", "rtc_plots", "rtc_stacks_summary",
-    "insar_select", "stack_average", "insar_conncomp_count", "insar_reference",
+    "insar_select", "insar_correlation_mean", "insar_conncomp_count", "insar_reference",
     "insar_closure", "insar_invert", "insar_gather", "insar_velocity", "insar_rereference",
     "insar_plots",
     "demo_rtc_stack", "demo_rtc_check", "demo_insar_stack", "demo_insar_check",
@@ -155,7 +155,7 @@ CONFIG_OPTIONS: dict[str, dict[str, str]] = {
                        "--pixel-is-point": "rtc.reflector_pixel_is_point",
                        "--scale": "rtc.scale"},
     "insar_select": {"--date-format": "insar.date_format", "--block": "block_shape"},
-    "stack_average": {"--block": "block_shape"},
+    "insar_correlation_mean": {"--block": "block_shape"},
     "insar_conncomp_count": {"--block": "block_shape"},
     "insar_reference": {"--threshold": "insar.reference_threshold",
                         "--window": "insar.reference_window", "--block": "block_shape"},

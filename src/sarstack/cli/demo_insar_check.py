@@ -22,9 +22,10 @@ def create_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__)
     p.add_argument("--truth", required=True, help="truth.csv of the demo stack")
     p.add_argument("--index", required=True, help="time-series index from insar_invert")
-    p.add_argument("--velocity", required=True)
-    p.add_argument("--reference", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--velocity", required=True, help="velocity.tif from insar_velocity")
+    p.add_argument("--reference", required=True, help="reference_point.txt from insar_reference")
+    p.add_argument("--out", required=True,
+                   help="insar_accuracy.csv to write (error against the known velocity)")
     return p
 
 

@@ -15,9 +15,11 @@ def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--truth", required=True, help="truth CSV; the stack goes in its folder")
-    p.add_argument("--n-dates", type=int, required=True)
-    p.add_argument("--shape", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
-    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--n-dates", type=int, required=True,
+                   help="dates in the synthetic stack (config demo.insar_dates)")
+    p.add_argument("--shape", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
+                   help="rows and columns of each interferogram (config demo.insar_shape)")
+    p.add_argument("--seed", type=int, required=True, help="random seed (config demo.seed)")
     return p
 
 

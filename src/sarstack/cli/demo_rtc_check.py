@@ -79,9 +79,10 @@ def absolute_errors(truth: pd.DataFrame, absolute: pd.DataFrame, pixel_m: float)
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
-    p.add_argument("--truth", required=True)
-    p.add_argument("--pairs", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--truth", required=True, help="the known shifts (truth.csv from demo_rtc_stack)")
+    p.add_argument("--pairs", required=True, help="pairs.csv from rtc_aggregate")
+    p.add_argument("--out", required=True,
+                   help="rtc_accuracy.csv to write (error of each pair against the truth)")
     p.add_argument("--absolute", default=None,
                    help="absolute.csv from rtc_reflectors (with --out-absolute)")
     p.add_argument("--out-absolute", default=None,

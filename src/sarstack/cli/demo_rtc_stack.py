@@ -16,9 +16,11 @@ def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--truth", required=True, help="truth CSV; scenes go in its folder")
-    p.add_argument("--n-dates", type=int, required=True)
-    p.add_argument("--shape", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
-    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--n-dates", type=int, required=True,
+                   help="scenes in the synthetic stack (config demo.rtc_dates)")
+    p.add_argument("--shape", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
+                   help="rows and columns of each scene (config demo.rtc_shape)")
+    p.add_argument("--seed", type=int, required=True, help="random seed (config demo.seed)")
     p.add_argument("--looks", type=float, required=True, help="speckle equivalent number of looks")
     p.add_argument("--point-targets", type=int, required=True, metavar="N",
                    help="bright point targets (0 = none); their true positions go to "

@@ -20,9 +20,11 @@ def create_parser() -> argparse.ArgumentParser:
         required=True,
         help="odd K: median of a KxK window at the reference (1: the pixel)",
     )
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True,
+                   help="raster to write: per pixel, the triplets with a non-zero closure")
     p.add_argument("--mask", default=None, help="mask raster, 0 = bad (-> nodata)")
-    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
+                   help="rows and columns read per block (config block_shape)")
     return p
 
 

@@ -18,10 +18,13 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", required=True, help="row,col file from insar_reference")
     p.add_argument("--out-dir", required=True, help="writes timeseries/, residuals/, ...")
     p.add_argument("--index", required=True, help="output CSV: date, path, units")
-    p.add_argument("--method", choices=["L1", "L2"], required=True)
-    p.add_argument("--weighting", choices=["none", "correlation"], required=True)
+    p.add_argument("--method", choices=["L1", "L2"], required=True,
+                   help="the inversion's method (config insar.method), described in the outputs")
+    p.add_argument("--weighting", choices=["none", "correlation"], required=True,
+                   help="the inversion's weighting (config insar.weighting), described in the outputs")
     p.add_argument("--wavelength", type=float, default=None, help="metres; omit for radians")
-    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
+                   help="rows and columns read per block (config block_shape)")
     p.add_argument("--threads", type=int, required=True, help="rasters written side by side")
     p.add_argument("--coherence-mask", type=float, default=None,
                    help="write mask.tif (temporal coherence >= this) and apply it")

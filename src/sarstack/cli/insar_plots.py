@@ -60,20 +60,21 @@ def model_name(tags: dict) -> str:
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
-    p.add_argument("--velocity", required=True)
+    p.add_argument("--velocity", required=True, help="velocity.tif from insar_velocity")
     p.add_argument("--std", required=True, help="velocity_std.tif")
-    p.add_argument("--index", required=True)
-    p.add_argument("--ifgs", required=True)
-    p.add_argument("--reference", required=True)
+    p.add_argument("--index", required=True, help="timeseries.csv from insar_gather")
+    p.add_argument("--ifgs", required=True, help="ifgs.csv from insar_select")
+    p.add_argument("--reference", required=True, help="reference_point.txt from insar_reference")
     p.add_argument("--mask", default=None, help="mask.tif (1 = kept), when insar_gather wrote one")
     p.add_argument("--temporal-coherence", default=None,
                    help="temporal_coherence.tif: where there is data (masked vs no data)")
     p.add_argument("--map", nargs=2, action="append", default=[], metavar=("RASTER", "PNG"),
                    help="also draw this model raster (amplitude or phase) to PNG (repeatable)")
     p.add_argument("--out-mask", default=None, help="PNG of --mask")
-    p.add_argument("--out-velocity", required=True)
-    p.add_argument("--out-series", required=True)
-    p.add_argument("--out-network", required=True)
+    p.add_argument("--out-velocity", required=True, help="PNG: the velocity map")
+    p.add_argument("--out-series", required=True,
+                   help="PNG: displacement time series at the reference and a few sample points")
+    p.add_argument("--out-network", required=True, help="PNG: the interferogram network")
     return p
 
 

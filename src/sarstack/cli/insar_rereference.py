@@ -19,9 +19,10 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", required=True, help="time-series index from insar_invert")
     p.add_argument("--ifgs", required=True, help="ifg table (for the first date)")
     p.add_argument("--date", required=True, help="wanted reference date YYYY-MM-DD")
-    p.add_argument("--out-dir", required=True)
-    p.add_argument("--out-index", required=True)
-    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--out-dir", required=True, help="folder for the re-referenced displacement rasters")
+    p.add_argument("--out-index", required=True, help="timeseries CSV to write for them")
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
+                   help="rows and columns read per block (config block_shape)")
     return p
 
 

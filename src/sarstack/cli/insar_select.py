@@ -20,15 +20,23 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--unwrapped", required=True, help="glob of unwrapped ifgs (radians)")
     p.add_argument("--conncomp", default=None, help="optional glob of conncomp labels")
     p.add_argument("--correlation", default=None, help="optional glob of correlation rasters")
-    p.add_argument("--date-format", required=True)
+    p.add_argument("--date-format", required=True,
+                   help="strptime format of the two dates in each file name (config insar.date_format)")
     p.add_argument("--out", required=True, help="output CSV: one row per ifg")
-    p.add_argument("--exclude-dates", nargs="*", default=None, metavar="YYYY-MM-DD")
-    p.add_argument("--exclude-pairs", nargs="*", default=None, metavar="YYYYMMDD_YYYYMMDD")
-    p.add_argument("--max-temporal-baseline", type=float, default=None, metavar="DAYS")
-    p.add_argument("--min-mean-correlation", type=float, default=None)
-    p.add_argument("--start-date", default=None, metavar="YYYY-MM-DD")
-    p.add_argument("--end-date", default=None, metavar="YYYY-MM-DD")
-    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--exclude-dates", nargs="*", default=None, metavar="YYYY-MM-DD",
+                   help="leave out every interferogram with one of these dates")
+    p.add_argument("--exclude-pairs", nargs="*", default=None, metavar="YYYYMMDD_YYYYMMDD",
+                   help="leave out these interferograms (reference_secondary dates)")
+    p.add_argument("--max-temporal-baseline", type=float, default=None, metavar="DAYS",
+                   help="leave out interferograms spanning more days")
+    p.add_argument("--min-mean-correlation", type=float, default=None,
+                   help="leave out interferograms with a lower mean correlation")
+    p.add_argument("--start-date", default=None, metavar="YYYY-MM-DD",
+                   help="leave out interferograms with a date before this one")
+    p.add_argument("--end-date", default=None, metavar="YYYY-MM-DD",
+                   help="leave out interferograms with a date after this one")
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
+                   help="rows and columns read per block (config block_shape)")
     return p
 
 

@@ -30,7 +30,8 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--ifgs", required=True, help="ifg table (for the first date)")
     p.add_argument("--out", required=True, help="velocity COG")
     p.add_argument("--out-std", required=True, help="velocity standard error COG")
-    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
+                   help="rows and columns read per block (config block_shape)")
     p.add_argument("--weight-by-correlation", action="store_true",
                    help="weight each date by the mean correlation of its ifgs")
     p.add_argument("--annual", action="store_true",

@@ -19,15 +19,17 @@ def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("xcorr", nargs="+", help="per-pair CSVs from rtc_xcorr")
-    p.add_argument("--offsets", required=True)
-    p.add_argument("--pairs", required=True)
-    p.add_argument("--tiles", required=True)
-    p.add_argument("--summary", required=True)
+    p.add_argument("--offsets", required=True, help="offsets.csv to write (pair x tile)")
+    p.add_argument("--pairs", required=True,
+                   help="pairs.csv to write (per pair: offset, spread, status, passes)")
+    p.add_argument("--tiles", required=True, help="tiles.csv to write (per tile over all pairs)")
+    p.add_argument("--summary", required=True, help="summary.csv to write (the stack's verdict)")
     p.add_argument("--layout", help="tile_layout.geojson from rtc_tiles (for the two GeoJSON outputs)")
     p.add_argument("--out-geojson", help="tiles.geojson: tile polygons with offsets over time")
     p.add_argument("--out-vectors", help="tile_vectors.geojson: per tile and pair offsets")
     p.add_argument("--requirement-m", type=float, default=None, help="pass/fail threshold (m)")
-    p.add_argument("--min-ok-tiles", type=int, required=True)
+    p.add_argument("--min-ok-tiles", type=int, required=True,
+                   help="ok tiles a pair needs to be ok (config rtc.min_ok_tiles)")
     return p
 
 

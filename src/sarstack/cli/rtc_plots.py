@@ -14,15 +14,17 @@ from sarstack import cli, io, plots
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
-    p.add_argument("--offsets", required=True)
-    p.add_argument("--pairs", required=True)
-    p.add_argument("--tiles", required=True)
+    p.add_argument("--offsets", required=True, help="offsets.csv from rtc_aggregate")
+    p.add_argument("--pairs", required=True, help="pairs.csv from rtc_aggregate")
+    p.add_argument("--tiles", required=True, help="tiles.csv from rtc_aggregate")
     p.add_argument("--geojson", required=True, help="tile grid (for tile centres)")
-    p.add_argument("--requirement-m", type=float, default=None)
-    p.add_argument("--out-pair", required=True)
-    p.add_argument("--out-tile", required=True)
-    p.add_argument("--out-time", required=True)
-    p.add_argument("--out-quiver", required=True)
+    p.add_argument("--requirement-m", type=float, default=None,
+                   help="requirement drawn on the plots (m; config rtc.requirement_m)")
+    p.add_argument("--out-pair", required=True, help="PNG: per-pair offsets with the requirement")
+    p.add_argument("--out-tile", required=True, help="PNG: per-tile temporal mean maps")
+    p.add_argument("--out-time", required=True, help="PNG: offsets vs time")
+    p.add_argument("--out-quiver", required=True,
+                   help="PNG: each tile's departure from its pair's offset")
     return p
 
 

@@ -23,7 +23,8 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk", required=True, help="I-of-N: this job's share of the dates")
     p.add_argument("--out-dir", required=True, help="folder for this chunk's scenes")
     p.add_argument("--resampling", required=True, help="for off-grid scenes only")
-    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
+                   help="rows and columns read per block (config block_shape)")
     p.add_argument("--scale", choices=rtc.SCALES, required=True,
                    help="how the scenes store backscatter (what a fill value can be)")
     p.add_argument("--nodata", type=float, default=None,

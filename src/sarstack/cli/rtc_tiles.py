@@ -16,7 +16,8 @@ def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--grid", required=True, help="union grid JSON from rtc_select")
-    p.add_argument("--tiles", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--tiles", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
+                   help="tile grid, rows and columns (config rtc.tiles)")
     p.add_argument("--out", required=True, help="output GeoJSON")
     p.add_argument("flat", nargs="+", help="rtc_flatten chunk JSONs")
     return p

@@ -24,8 +24,10 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk", required=True, help="I-of-N: this job's share of the pairs")
     p.add_argument("--out", required=True, help="output CSV, one row per pair and tile")
     p.add_argument("--upsample-factor", type=int, required=True, help="precision 1/N px")
-    p.add_argument("--max-nan-fraction", type=float, required=True)
-    p.add_argument("--preprocess", choices=["default", "hann", "notebook"], required=True)
+    p.add_argument("--max-nan-fraction", type=float, required=True,
+                   help="largest invalid fraction of a tile in either scene; above: too_many_nan (config rtc.max_nan_fraction)")
+    p.add_argument("--preprocess", choices=["default", "hann", "notebook"], required=True,
+                   help="tile preprocessing preset (config rtc.preprocess)")
     p.add_argument("--refine-iterations", type=int, required=True,
                    help="re-centring passes (ignored by the notebook preset, which uses 0)")
     p.add_argument("--min-quality", type=float, required=True,

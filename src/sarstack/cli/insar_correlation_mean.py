@@ -1,5 +1,6 @@
-"""Temporal average of a stack of rasters on one grid (NaN-aware per-pixel
-mean), e.g. the mean correlation used as reference-point quality."""
+"""Mean correlation of the interferograms, the default reference-point quality:
+the NaN-aware per-pixel temporal mean of a stack of rasters on one grid (the
+ifg table's correlation column, another column, or rasters given)."""
 
 
 
@@ -14,10 +15,11 @@ def create_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__)
     p.add_argument("--ifgs", default=None, help="ifg table: average its correlation column")
     p.add_argument("--column", default="correlation", help="column of the ifg table to average")
-    p.add_argument("--out", required=True)
-    p.add_argument("--units", default=None)
+    p.add_argument("--out", required=True, help="the average raster (GeoTIFF) to write")
+    p.add_argument("--units", default=None, help="units tag of the output raster")
     p.add_argument("--mask", default=None, help="mask raster, 0 = bad (-> nodata)")
-    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"))
+    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
+                   help="rows and columns read per block (config block_shape)")
     p.add_argument("rasters", nargs="*", help="rasters to average (instead of --ifgs)")
     return p
 
@@ -30,7 +32,7 @@ def main(argv=None):
         used = insar.read_ifg_table(a.ifgs)[0]  # network editing's exclusions left out
         paths += [str(getattr(i, a.column)) for i in used if getattr(i, a.column)]
     if not paths:
-        raise SarstackError("stack_average: no rasters to average")
+        raise SarstackError("insar_correlation_mean: no rasters to average")
     insar.temporal_average(paths, a.out, block_shape=a.block, units=a.units, mask=a.mask,
                            valid_range=(0.0, 1.0) if a.column == "correlation" else None)
 
