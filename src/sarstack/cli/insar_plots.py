@@ -68,7 +68,7 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", default=None, help="mask.tif (1 = kept), when insar_gather wrote one")
     p.add_argument("--temporal-coherence", default=None,
                    help="temporal_coherence.tif: where there is data (masked vs no data)")
-    p.add_argument("--map", nargs=2, action="append", default=[], metavar=("RASTER", "PNG"),
+    p.add_argument("--map", nargs=2, action="append", metavar=("RASTER", "PNG"),
                    help="also draw this model raster (amplitude or phase) to PNG (repeatable)")
     p.add_argument("--out-mask", default=None, help="PNG of --mask")
     p.add_argument("--out-velocity", required=True, help="PNG: the velocity map")
@@ -128,7 +128,7 @@ def main(argv=None):
     every = insar.read_ifg_table(a.ifgs, include_excluded=True)[0]
     plots.network(dates, pairs, a.out_network,
                   excluded=[(i.reference, i.secondary) for i in every if i.excluded])
-    for raster, png in a.map:
+    for raster, png in a.map or []:
         t = io.raster_tags(raster)
         plots.raster_map(io.read_band(raster), png, masked=masked, ref_rc=ref,
                          **_map_style(Path(raster).stem, t, t.get("units", "")), **geo)  # fmt: skip
