@@ -35,6 +35,8 @@ checkpoint insar_select:
             if o
         ),
         block=BLOCK,
+        # Not passed on: a change of an input file's size or mtime reruns this job.
+        fingerprint=insar_select_fingerprint,
     shell:
         "python -m sarstack insar_select --unwrapped {params.unwrapped:q} {params.conncomp}"
         " {params.correlation} --date-format {params.date_format:q} {params.edit}"
