@@ -129,8 +129,11 @@ def test_rtc_scene_changed_in_place_reruns_every_stage_that_reads_it(tmp_path):
 def test_insar_ifg_changed_in_place_reruns_every_stage_that_reads_it(tmp_path):
     box = tmp_path / "box"
     synthetic.make_ifg_stack(box / "s", n_dates=5, shape=(24, 24), seed=1)
+    mask = box / "s" / "mask.tif"
+    grid = io.read_grid(box / "s" / "ifgs" / "20200101_20200113.unw.tif")
+    io.write_raster(mask, np.ones((24, 24), np.float32), grid, nodata=None)
     cfg = {"output_dir": str(box / "out"), "rtc": {"enabled": False}, "scatter": 1,
-           "insar": {"unwrapped": f"{box}/s/ifgs/*.unw.tif"}}
+           "insar": {"unwrapped": f"{box}/s/ifgs/*.unw.tif", "mask": str(mask)}}
     ok(smk(box, cfg, "insar"))
     velocity = box / "out" / "insar" / "velocity.tif"
     before = io.read_band(velocity)
@@ -144,6 +147,15 @@ def test_insar_ifg_changed_in_place_reruns_every_stage_that_reads_it(tmp_path):
     assert {"insar_select", *INSAR_RULES} <= ran(text), sorted(ran(text))
     after = io.read_band(velocity)
     assert np.nanmax(np.abs(after - before)) > 0.1
+    assert NOTHING in ok(smk(box, cfg, "insar"))
+
+    # The mask (a direct input, not in ifgs.csv) replaced by an older file: the
+    # rules that read it rerun and the newly masked corner is NaN.
+    _rewrite(mask, lambda a: np.where(np.arange(24)[:, None] + np.arange(24) < 8, 0.0, a),
+             mtime=1e9)
+    text = ok(smk(box, cfg, "insar"))
+    assert {"insar_reference", "insar_invert", "insar_velocity"} <= ran(text), sorted(ran(text))
+    assert np.isnan(io.read_band(velocity)[:3, :3]).all()
     assert NOTHING in ok(smk(box, cfg, "insar"))
 
 

@@ -184,6 +184,8 @@ def inputs_fingerprint(paths):
     check misses. One stat per file, nothing read."""
     import hashlib
 
+    if not paths:
+        return ""
     h = hashlib.sha256()
     for p in paths:
         try:
@@ -390,6 +392,13 @@ def insar_n_block_rows():
 
 def insar_strips_all(wildcards):
     return [f"{INSAR}/strips/{c}" for c in chunk_labels(insar_n_block_rows())]
+
+
+def user_files_fingerprint(*paths):
+    """Params function: the fingerprint (inputs_fingerprint) of files the config
+    names (insar.mask, insar.quality, rtc.reflectors; None when unset), so one
+    replaced in place by an older file still reruns the rules that read it."""
+    return lambda wildcards: inputs_fingerprint([p for p in paths if p])
 
 
 def insar_aux_files():

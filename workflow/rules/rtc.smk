@@ -299,6 +299,7 @@ rule rtc_reflectors:
         mem_mb=1000,
         runtime=10,
     params:
+        reflectors_fingerprint=user_files_fingerprint(RCFG["reflectors"]),
         chip=RCFG["reflector_chip_px"],
         search=RCFG["reflector_search_px"],
         pcr=RCFG["reflector_min_pcr_db"],
