@@ -30,9 +30,25 @@ def test_scene_date_missing_names_file():
         dates.parse_scene_date("nodate.tif")
 
 
-def test_invalid_calendar_date_skipped():
-    # 20201340 is not a date; the next valid one is taken.
-    assert dates.parse_scene_date("a_20201340_20200202.tif") == D(2020, 2, 2)
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a_20201340_20200202.tif",  # never skipped for the next date of the name
+        "OPERA_L2_RTC-S1_T137-292318-IW1_20211341T015854Z_20250830T120333Z_S1A_30_v1.0_VV.tif",
+        "S1A_IW_20200101T010203_20200231T010203_VV.tif",  # a later group is checked too
+    ],
+)
+def test_invalid_calendar_date_is_an_error_naming_the_file(name):
+    bad = next(t for t in ("20201340", "20211341", "20200231") if t in name)
+    with pytest.raises(SarstackError, match=f"{name}: '{bad}' is not a valid date"):
+        dates.parse_scene_date(name)
+
+
+def test_invalid_date_in_a_pair_name_is_an_error():
+    with pytest.raises(SarstackError, match="x_20200101_20201301.unw.tif: '20201301'"):
+        dates.parse_pair_dates("x_20200101_20201301.unw.tif")
+    with pytest.raises(SarstackError, match="'181301' is not a valid date"):
+        dates.parse_pair_dates("ifg_180106-181301.tif", "%y%m%d")
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ def _format_regex(date_format: str) -> str:
 
 
 def find_dates(name: str | Path, date_format: str = "%Y%m%d") -> list[dt.date]:
-    """All valid dates in a file name, in order of appearance.
+    """Every date in a file name, in order of appearance.
 
     Parameters
     ----------
@@ -61,8 +61,16 @@ def find_dates(name: str | Path, date_format: str = "%Y%m%d") -> list[dt.date]:
     Returns
     -------
     list of datetime.date
-        Candidate matches that do not parse as a real date are skipped, and a
-        match is never taken from inside a longer run of digits.
+        One per date-like group of the name: digits in the shape of
+        ``date_format`` (for ``%Y%m%d``, 8 digits, optionally followed by a
+        ``T`` time), never taken from inside a longer run of digits.
+
+    Raises
+    ------
+    SarstackError
+        Naming the file, when a date-like group is not a valid date (e.g.
+        ``20211341``): it is never skipped for the next group of the name,
+        which may be another date altogether (a processing date).
     """
     base = Path(name).name
     if date_format == "%Y%m%d":
@@ -74,14 +82,18 @@ def find_dates(name: str | Path, date_format: str = "%Y%m%d") -> list[dt.date]:
         try:
             found.append(dt.datetime.strptime(m.group(1), date_format).date())
         except ValueError:
-            continue
+            raise SarstackError(
+                f"{name}: {m.group(1)!r} is not a valid date ({date_format}); every "
+                f"{date_format} group of a file name must be a real date (rename the file)"
+            ) from None
     return found
 
 
 def parse_scene_date(name: str | Path, date_format: str = "%Y%m%d") -> dt.date:
     """Acquisition date of a scene: the first date in its name.
 
-    Works for HyP3 (``S1A_IW_20200101T...``) and OPERA
+    A date-like group that is not a valid date is an error
+    (:func:`find_dates`), wherever it stands in the name. Works for HyP3 (``S1A_IW_20200101T...``) and OPERA
     (``OPERA_L2_RTC-S1_T137-..._20211119T015854Z_20250830T120333Z_...``), whose
     second date is the processing date.
     """

@@ -288,6 +288,28 @@ def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]
             tmp_path.unlink()
 
 
+def file_fingerprint(*paths: str | Path | None) -> str:
+    """``size:mtime_ns`` of each file (``-`` for a None), space-separated.
+
+    Cheap (one ``stat`` per file, nothing read) and changed by any rewrite of
+    a file, even one that keeps its name and size. The select stages write it
+    into their tables beside each input's path, so a table's content changes
+    whenever an input changes in place, and every stage that reads the table
+    (and through it the raster) is rerun. Raises naming a missing file.
+    """
+    out = []
+    for p in paths:
+        if p is None or p == "":
+            out.append("-")
+            continue
+        try:
+            st = os.stat(p)
+        except OSError as e:
+            raise SarstackError(f"{p}: cannot stat ({e.strerror})") from None
+        out.append(f"{st.st_size}:{st.st_mtime_ns}")
+    return " ".join(out)
+
+
 def write_text(path: str | Path, text: str) -> None:
     """Atomically write a text file."""
     with atomic_output(path) as tmp:

@@ -211,6 +211,30 @@ def rtc_select_input(wildcards):
     return sorted(glob.glob(RTC_STACKS[wildcards.stack], recursive=True))
 
 
+def inputs_fingerprint(paths):
+    """Digest of each input's path, size and mtime_ns: a param of the select
+    checkpoints, so a file replaced in place reruns them even when the new file
+    is older than their outputs (cp -p, rsync -t, mv), which Snakemake's mtime
+    check misses. One stat per file, nothing read."""
+    import hashlib
+
+    if not paths:
+        return ""
+    h = hashlib.sha256()
+    for p in paths:
+        try:
+            st = os.stat(p)
+            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{p}\0missing\n".encode())
+    return h.hexdigest()
+
+
+def rtc_select_fingerprint(wildcards):
+    """The matched files' fingerprint; "" for the demo, whose scenes the workflow writes."""
+    return "" if rtc_is_demo() else inputs_fingerprint(rtc_select_input(wildcards))
+
+
 def rtc_scenes(wildcards):
     """Scenes table written by the stack's rtc_select checkpoint (date key -> path)."""
     path = checkpoints.rtc_select.get(stack=wildcards.stack).output.scenes
@@ -421,6 +445,11 @@ def insar_select_input(wildcards):
     return files
 
 
+def insar_select_fingerprint(wildcards):
+    """The matched files' fingerprint; "" for the demo, whose ifgs the workflow writes."""
+    return "" if insar_is_demo() else inputs_fingerprint(insar_select_input(wildcards))
+
+
 def insar_strip_chunks():
     """(block rows, pixels x used ifgs per block row) of the inversion scatter:
     strips are whole block rows; known after insar_select."""
@@ -437,6 +466,13 @@ def insar_strip_chunks():
 
 def insar_strips_all(wildcards):
     return [f"{INSAR}/strips/{c}" for c in chunk_labels(*insar_strip_chunks())]
+
+
+def user_files_fingerprint(*paths):
+    """Params function: the fingerprint (inputs_fingerprint) of files the config
+    names (insar.mask, insar.quality, rtc.reflectors; None when unset), so one
+    replaced in place by an older file still reruns the rules that read it."""
+    return lambda wildcards: inputs_fingerprint([p for p in paths if p])
 
 
 def insar_aux_files():

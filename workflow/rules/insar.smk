@@ -35,6 +35,8 @@ checkpoint insar_select:
             if o
         ),
         block=BLOCK,
+        # Not passed on: a change of an input file's size or mtime reruns this job.
+        fingerprint=insar_select_fingerprint,
     shell:
         "python -m sarstack insar_select --unwrapped {params.unwrapped:q} {params.conncomp}"
         " {params.correlation} --date-format {params.date_format:q} {params.edit}"
@@ -58,6 +60,7 @@ rule insar_correlation_mean:
         mem_mb=1000,
         runtime=20,
     params:
+        aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
         block=BLOCK,
         mask=opt("--mask", ICFG["mask"]),
     shell:
@@ -82,6 +85,7 @@ rule insar_conncomp_count:
         mem_mb=1000,
         runtime=20,
     params:
+        aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
         block=BLOCK,
         mask=opt("--mask", ICFG["mask"]),
     shell:
@@ -111,6 +115,7 @@ rule insar_closure:
         mem_mb=2000,
         runtime=20,
     params:
+        aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
         block=BLOCK,
         mask=opt("--mask", ICFG["mask"]),
         window=ICFG["reference_window"],
@@ -138,6 +143,7 @@ rule insar_reference:
         mem_mb=2000,
         runtime=20,
     params:
+        aux_fingerprint=user_files_fingerprint(ICFG["mask"], ICFG["quality"]),
         point=opt("--point", ICFG["reference_point"]) or opt("--lonlat", ICFG["reference_lonlat"]),
         window=ICFG["reference_window"],
         quality=opt("--quality", insar_quality()),
@@ -168,6 +174,7 @@ rule insar_invert:
         mem_mb=4000,
         runtime=60,
     params:
+        aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
         method=ICFG["method"],
         wavelength=opt("--wavelength", ICFG["wavelength"]),
         mask=opt("--mask", ICFG["mask"]),

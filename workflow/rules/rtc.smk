@@ -27,9 +27,13 @@ checkpoint rtc_select:
         pattern=rtc_pattern,
         key=lambda w: f"rtc.stacks.{STACK_NAMES[w.stack]}" if w.stack else "rtc.inputs",
         tiles=" ".join(str(t) for t in config["rtc"]["tiles"]),
+        drop="--drop-misplaced" if RCFG["misplaced"] == "drop" else "",
+        # Not passed on: a change of an input file's size or mtime reruns this job.
+        fingerprint=rtc_select_fingerprint,
     shell:
         "python -m sarstack rtc_select --inputs {params.pattern:q} --key {params.key:q}"
-        " --scenes {output.scenes:q} --grid {output.grid:q} --tiles {params.tiles} 2> {log:q} || sarstack_fail {log:q}"
+        " --scenes {output.scenes:q} --grid {output.grid:q} --tiles {params.tiles} {params.drop}"
+        " 2> {log:q} || sarstack_fail {log:q}; grep -h ' WARNING ' {log:q} >&2 || true"
 
 
 rule rtc_superset:
@@ -299,6 +303,7 @@ rule rtc_reflectors:
         mem_mb=1000,
         runtime=10,
     params:
+        reflectors_fingerprint=user_files_fingerprint(RCFG["reflectors"]),
         chip=RCFG["reflector_chip_px"],
         search=RCFG["reflector_search_px"],
         pcr=RCFG["reflector_min_pcr_db"],

@@ -2,7 +2,8 @@
 conncomp/correlation companions, apply the network editing of the config
 (excluded dates and pairs, longest temporal baseline, lowest mean correlation,
 period), check that the kept ifgs share one grid and that their network
-connects every date; writes the ifg table (excluded ifgs with their reason)."""
+connects every date; writes the ifg table (excluded ifgs with their reason, each
+ifg's files' size and mtime)."""
 
 import argparse
 import datetime as dt
@@ -60,7 +61,11 @@ def main(argv=None):
     for i in ifgs:
         if i.excluded:
             log.info("excluded %s: %s", i.key, i.excluded)
-    io.write_csv(a.out, insar.ifg_table(ifgs))
+    table = insar.ifg_table(ifgs)
+    # Size and mtime of each ifg's files (unwrapped, conncomp, correlation): a
+    # raster rewritten in place changes this table, so every stage reading it reruns.
+    table["fingerprint"] = [io.file_fingerprint(i.path, i.conncomp, i.correlation) for i in ifgs]
+    io.write_csv(a.out, table)
 
 
 def _date(text: str, key: str) -> dt.date:

@@ -46,8 +46,8 @@ def main(argv=None):
         log.info("%s: kept linear power in [%.4g, %.4g] (percentiles %g..%g); mean tile valid "
                  "fraction %.3f", s["date"], lo, hi, *a.percentiles, valid.mean())
         scenes.append({"date": s["date"], "key": s["key"], "path": s["path"],
-                       "source": s["source"], "low": lo, "high": hi,
-                       "valid": valid.round(6).tolist()})
+                       "source": s["source"], "fingerprint": s.get("fingerprint", ""),
+                       "low": lo, "high": hi, "valid": valid.round(6).tolist()})
     io.write_json(a.out, {"percentiles": list(a.percentiles), "scale": a.scale,
                           "scenes": scenes})
 

@@ -1,5 +1,7 @@
 """Select RTC scenes: glob (recursive), date each file by the first YYYYMMDD in
-its name, sort chronologically, and write the scene table and the union grid."""
+its name, sort chronologically, refuse (or drop) scenes off the stack's
+footprint, and write the scene table (with each file's size and mtime) and the
+union grid."""
 
 import argparse
 import logging
@@ -21,6 +23,9 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", required=True, help="output JSON: union grid of all scenes")
     p.add_argument("--tiles", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"),
                    help="tile grid to check against the union grid now, before any other job")
+    p.add_argument("--drop-misplaced", action="store_true",
+                   help="leave out, with a warning, scenes whose footprint does not overlap the "
+                        "stack's (rtc.misplaced: drop); default: such a scene is an error")
     return p
 
 
@@ -36,7 +41,9 @@ def main(argv=None):
     for s, g in zip(scenes, grids, strict=True):
         if g.crs is None:
             raise SarstackError(f"{s.path}: no CRS; an RTC scene must be georeferenced")
+    scenes, grids = _placed(scenes, grids, a.drop_misplaced)
     grid = rtc.union_grid(grids)
+    rtc.check_union_size(grid, grids, [s.path for s in scenes])
     if a.tiles:
         rtc.tile_layout(grid.shape, a.tiles)  # too many tiles for the grid: error now
     on_grid = sum(rtc.grid_offset(g, grid) is not None for g in grids)
@@ -46,10 +53,32 @@ def main(argv=None):
         len(scenes), scenes[0].date, scenes[-1].date, grid.height, grid.width,
         *grid.pixel_size, on_grid, len(scenes) - on_grid,
     )
-    rows = [{"date": s.date.isoformat(), "key": s.date.strftime("%Y%m%d"), "path": str(s.path)}
-            for s in scenes]
+    # fingerprint: the file's size and mtime, so that a scene rewritten in place
+    # changes this table and reruns every stage that reads it.
+    rows = [{"date": s.date.isoformat(), "key": s.date.strftime("%Y%m%d"), "path": str(s.path),
+             "fingerprint": io.file_fingerprint(s.path)} for s in scenes]
     io.write_json(a.grid, io.grid_to_dict(grid))
     io.write_rows(a.scenes, rows)
+
+
+def _placed(scenes: list, grids: list, drop: bool) -> tuple[list, list]:
+    """The scenes on the stack's footprint: a misplaced one is an error naming it,
+    or with ``drop`` left out with a warning (at least two must remain)."""
+    bad = rtc.misplaced_scenes(grids, [s.path for s in scenes])
+    if not bad:
+        return scenes, grids
+    lines = [rtc.misplaced_message(grids[k], scenes[k].path, grids) for k in bad]
+    if not drop:
+        more = f" ({len(bad) - 1} more such scenes)" if len(bad) > 1 else ""
+        raise SarstackError(f"{lines[0]}{more}; fix or remove it, or set rtc.misplaced: drop "
+                            "to leave such scenes out")  # fmt: skip
+    for line in lines:
+        log.warning("%s; left out (rtc.misplaced: drop)", line)
+    keep = [k for k in range(len(scenes)) if k not in set(bad)]
+    if len(keep) < 2:
+        raise SarstackError(f"only {len(keep)} scene left after leaving out {len(bad)} misplaced "
+                            "(rtc.misplaced: drop); need at least 2")  # fmt: skip
+    return [scenes[k] for k in keep], [grids[k] for k in keep]
 
 
 if __name__ == "__main__":

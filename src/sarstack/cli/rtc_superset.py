@@ -54,7 +54,10 @@ def main(argv=None):
                 tags={"date": day, "start_date": day, "end_date": day, "source": Path(src).name},
                 fill=fill,
             )
+        # The source's fingerprint (rtc_select) is carried on: a VRT of a scene
+        # rewritten in place is the same text, and this index must still change.
         rows.append({"date": day, "key": s["key"], "path": str(dst), "mode": mode, "source": src,
+                     "fingerprint": s.get("fingerprint", ""),
                      "fill": "" if fill is None else repr(fill)})
         log.info("%s (%s): %s onto %d x %d grid", Path(src).name, day, mode,
                  grid.height, grid.width)
