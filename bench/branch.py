@@ -19,13 +19,18 @@ modes and cases
            rtc-bursts  both real OPERA bursts (land and sea, 21 x 100² each) as two
                        stacks of one sarstack run (rtc.stacks, with stacks_summary.csv)
                        vs the notebook run once per burst, one after the other.
+           rtc-4096x24 24 synthetic scenes of 4096², rtc.tiles [8, 8] (real size).
+           rtc-many    12 stacks in one run (both real bursts and 10 synthetic stacks
+                       of 21 x 128², seeds 1-10) vs the notebook once per stack.
   insar  sarstack ``insar`` (insar.unwrapped only, rtc.enabled false) vs dolphin 0.42.9's
          timeseries.run via ``DOLPHIN_PY ../shared/anchors/dolphin_timeseries.py UNW_GLOB
          OUTDIR L1|L2 ROW COL``, both with the same reference pixel (the centre; the
          synthetic nodata block is top-left). Synthetic stacks from
          sarstack.synthetic.make_ifg_stack, nearest:3 network (3 ifgs per date):
+           insar-1024x60-L1, insar-1024x60-L2 (1024² x 174 ifgs, real size),
            insar-512x24-L1, insar-256x60-L1, insar-256x60-L2, insar-256x120-L1, and with
-           --big insar-2048x36-L1 (2048² x 102 ifgs, ~3.5 GB of inputs).
+           --big insar-2048x36-L1 (2048² x 102 ifgs, ~3.5 GB of inputs) and
+           insar-2048x60-L2 (2048² x 174 ifgs, ~6 GB).
          Skipped, with a message, when no working dolphin python is found
          (--dolphin-python, default $SARSTACK_DOLPHIN_PYTHON or /work/dolphin-env/bin/python;
          build one with ../shared/anchors/make_dolphin_env.sh DIR).
@@ -96,6 +101,7 @@ class Case:
     method: str = "L1"  # insar
     real: bool = False  # rtc: the real land burst instead of a synthetic stack
     stacks: tuple[str, ...] = ()  # rtc: real bursts (under shared/), one stack each
+    synthetic_stacks: int = 0  # rtc: and this many synthetic stacks of n_dates x shape
     big: bool = False  # only with --big (or named in --cases)
 
 
@@ -121,6 +127,39 @@ CASES: tuple[Case, ...] = (
         "both real OPERA bursts (land, sea) in one run, 21 x 100² each (tiles 4x4 / 8x8)",
         tiles=(4, 4),
         stacks=(LAND_DATA, SEA_DATA),
+    ),
+    Case(
+        "rtc-4096x24",
+        "rtc",
+        "synthetic, 24 x 4096² (tiles 8x8 both)",
+        tiles=(8, 8),
+        shape=(4096, 4096),
+        n_dates=24,
+    ),
+    Case(
+        "rtc-many",
+        "rtc",
+        "12 stacks in one run: both real bursts (21 x 100²) and 10 synthetic (21 x 128²)",
+        tiles=(4, 4),
+        stacks=(LAND_DATA, SEA_DATA),
+        synthetic_stacks=10,
+        shape=(128, 128),
+        n_dates=21,
+    ),
+    Case(
+        "insar-1024x60-L1",
+        "insar",
+        "1024² x 60 dates, nearest:3, L1",
+        shape=(1024, 1024),
+        n_dates=60,
+    ),
+    Case(
+        "insar-1024x60-L2",
+        "insar",
+        "1024² x 60 dates, nearest:3, L2",
+        shape=(1024, 1024),
+        n_dates=60,
+        method="L2",
     ),
     Case(
         "insar-512x24-L1", "insar", "512² x 24 dates, nearest:3, L1", shape=(512, 512), n_dates=24
@@ -149,6 +188,15 @@ CASES: tuple[Case, ...] = (
         "2048² x 36 dates (102 ifgs), nearest:3, L1",
         shape=(2048, 2048),
         n_dates=36,
+        big=True,
+    ),
+    Case(
+        "insar-2048x60-L2",
+        "insar",
+        "2048² x 60 dates (~174 ifgs), nearest:3, L2",
+        shape=(2048, 2048),
+        n_dates=60,
+        method="L2",
         big=True,
     ),
 )
@@ -252,14 +300,25 @@ def generated(folder: Path, make: Callable[[Path], None]) -> Path:
     return folder
 
 
-def stack_inputs(case: Case, shared: Path) -> dict[str, str]:
-    """{stack name: recursive glob} of a many-stack case (the bursts' folder names)."""
+def stack_inputs(case: Case, shared: Path, inputs: Path) -> dict[str, str]:
+    """{stack name: recursive glob} of a many-stack case: the real bursts (their
+    folder names) and ``case.synthetic_stacks`` synthetic ones (seeds 1, 2, ...)."""
     out = {}
     for rel in case.stacks:
         root = shared / rel
         if not root.is_dir():
             raise FileNotFoundError(f"{root} is missing (a real burst)")
         out[root.name.replace("opera_rtc_", "")] = str(root / "**" / "*_VV.tif")
+    for seed in range(1, case.synthetic_stacks + 1):
+
+        def make(folder: Path, seed: int = seed) -> None:
+            from sarstack import synthetic
+
+            synthetic.make_rtc_stack(folder, n_dates=case.n_dates, shape=case.shape, seed=seed,
+                                     looks=20)  # fmt: skip
+
+        name = f"rtc-{case.shape[0]}x{case.shape[1]}x{case.n_dates}-seed{seed}"
+        out[f"synth{seed:02d}"] = str(generated(inputs / name, make) / "**" / "*_VV.tif")
     return out
 
 
@@ -362,7 +421,7 @@ def run_case(case: Case, s: Settings) -> Outcome:
     prefix = cpu_prefix(s.cores)
     anchors = s.shared / "anchors"
 
-    stacks = stack_inputs(case, s.shared) if case.stacks else None
+    stacks = stack_inputs(case, s.shared, s.workdir / "inputs") if case.stacks else None
     if stacks:
         data_glob = ""
         # A user of the notebook runs it once per burst, one after the other.
@@ -664,7 +723,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated case names (default: every case of the mode,\n"
         "the big one only with --big)",
     )
-    p.add_argument("--big", action="store_true", help="add the big cases (insar-2048x36-L1)")
+    p.add_argument("--big", action="store_true", help="add the big cases (insar-2048x36-L1, insar-2048x60-L2)")
     p.add_argument("--cores", type=int, default=2, help="cores for both tools (default 2)")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds (default 3)")
     p.add_argument(
