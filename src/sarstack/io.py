@@ -421,6 +421,10 @@ class RasterWriter:
             blockxsize=max(16, bx),
             blockysize=max(16, by),
             BIGTIFF="IF_SAFER",  # uncompressed: it is only the COG's staging copy
+            # One band's tiles apart from the others': a reader of one band (the
+            # gather, one output per band of a strip) reads only that band, not
+            # every band of each tile (60x the bytes for a 60-date strip).
+            INTERLEAVE="BAND" if self.count > 1 else "PIXEL",
         )
         self._ds = rasterio.open(self._work, "w", **profile)
         return self
