@@ -269,3 +269,44 @@ def test_cropA_reference_is_on_quiet_well_connected_ground(crop_table):
     r, c = refpoint.select_reference_point(valid, quality, roughness=rough)
     assert valid[r - 2 : r + 3, c - 2 : c + 3].all()
     assert rough[r, c] <= np.nanpercentile(rough[valid], 25)
+
+
+def test_manual_point_read_at_the_pixel_agrees_with_the_full_read(tmp_path):
+    """point_valid_everywhere (the manual point's fast path) accepts exactly the
+    points the full read (reference_inputs + check_reference_point) accepts where
+    every conncomp is non-zero; elsewhere it defers to the full read."""
+    rng = np.random.default_rng(3)
+    grid = io.Grid(CRS.from_epsg(32611), Affine(30.0, 0, 5e5, 0, -30.0, 4e6), 12, 10)
+    d0 = dt.date(2020, 1, 1)
+    phase = rng.normal(size=(4, 10, 12)).astype(np.float32)
+    phase[1, 2, 3] = np.nan
+    cc = np.ones((4, 10, 12), np.uint16)
+    cc[2, 5, 6] = 0
+    mask = np.ones((10, 12), np.uint8)
+    mask[7, 8] = 0
+    io.write_raster(tmp_path / "mask.tif", mask, grid, nodata=None)
+    ifgs, plain = [], []
+    for k in range(4):
+        p, c = tmp_path / f"{k}.unw.tif", tmp_path / f"{k}.cc.tif"
+        io.write_raster(p, phase[k], grid)
+        io.write_raster(c, cc[k], grid, nodata=None)
+        day = d0 + dt.timedelta(days=12 * (k + 1))
+        ifgs.append(insar.Ifg(p, d0, day, conncomp=c))
+        plain.append(insar.Ifg(p, d0, day))
+
+    def full(stack, rc, m):
+        valid, _, cc_all = insar.reference_inputs(stack, grid, mask=m)
+        try:
+            refpoint.check_reference_point(rc, valid)
+        except SarstackError:
+            return False
+        # The manual point needs valid data; a zero conncomp label there makes the
+        # fast path defer to the full read (which then censors, not refuses).
+        return cc_all is None or bool(cc_all[rc[0], rc[1]])
+
+    m = tmp_path / "mask.tif"
+    for rc in ((0, 0), (2, 3), (5, 6), (7, 8), (9, 11), (10, 0), (-1, 4)):
+        for stack in (ifgs, plain):
+            for mk in (None, m):
+                fast = insar.point_valid_everywhere(stack, grid, rc, mask=mk)
+                assert fast == full(stack, rc, mk), (rc, stack is ifgs, mk)

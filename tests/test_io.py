@@ -91,3 +91,30 @@ def test_lonlat_to_rowcol_on_a_utm_grid():
         io.lonlat_to_rowcol(GRID, 10.0, 10.0, key="key.x")
     with pytest.raises(SarstackError, match="not \\[longitude, latitude\\]"):
         io.lonlat_to_rowcol(GRID, 500000.0, 4000000.0)
+
+
+def test_read_ahead_keeps_order_overlaps_and_raises_where_taken():
+    import threading
+
+    from sarstack.io import read_ahead
+
+    started: list[int] = []
+    ready = threading.Event()
+
+    def read(i: int) -> int:
+        started.append(i)
+        if i == 1:
+            ready.set()
+        if i == 4:
+            raise SarstackError("bad block 4")
+        return i * i
+
+    got = []
+    with pytest.raises(SarstackError, match="bad block 4"):
+        for k, v in enumerate(read_ahead(read, list(range(6)))):
+            if k == 0:
+                # The next item is read while the caller still holds the first.
+                assert ready.wait(5)
+            got.append(v)
+    assert got == [0, 1, 4, 9] and started[:5] == [0, 1, 2, 3, 4]
+    assert list(read_ahead(read, [3])) == [9] and list(read_ahead(read, [])) == []

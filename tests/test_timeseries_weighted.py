@@ -246,6 +246,22 @@ def test_temporal_coherence_consistent_and_jump():
     assert np.nanmin(ts.temporal_coherence(res1)[patch]) > coh_j[patch].max()
 
 
+def test_temporal_coherence_of_float32_residuals_within_1e5_of_exact():
+    """The inversion stage computes the coherence from float32 residuals (as
+    written); against the float64 complex mean it is within 1e-5, also for
+    residuals of tens of radians and with missing rows."""
+    rng = np.random.default_rng(21)
+    res = rng.normal(0.0, 1.5, (174, 4000))
+    res[:, :500] *= 30.0  # unwrapping-error sized residuals
+    res[rng.random(res.shape) < 0.05] = np.nan
+    res[:, 7] = np.nan
+    exact = np.abs(np.nanmean(np.exp(1j * res), axis=0))
+    got = ts.temporal_coherence(res.astype(np.float32))
+    assert got.dtype == np.float32 and np.isnan(got[7])
+    ok = ~np.isnan(exact)
+    assert np.max(np.abs(got[ok] - exact[ok])) < 1e-5
+
+
 # --------------------------------------------------------------------------- #
 # Weighted velocity
 # --------------------------------------------------------------------------- #

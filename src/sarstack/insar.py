@@ -31,6 +31,7 @@ from sarstack.io import (
     StackReader,
     iter_blocks,
     open_raster,
+    read_ahead,
     read_band,
     read_grid,
 )
@@ -490,6 +491,40 @@ def reference_phase(
     return out
 
 
+def point_valid_everywhere(
+    ifgs: Sequence[Ifg], grid: Grid, rc: Sequence[int], *, mask: str | Path | None = None
+) -> bool:
+    """Whether a manual reference point passes every check of :func:`reference_inputs`,
+    read at that pixel only (one 1 x 1 window per file instead of the stack).
+
+    True when the point is inside the grid, finite in every ifg, 1 in the mask
+    and (with conncomps) non-zero in every conncomp: then no input is empty,
+    the mask is not all 0 and no conncomp is all 0, and the full read would
+    accept the point. False sends the caller to the full read, whose errors
+    say what is wrong.
+    """
+    try:
+        r, c = (int(v) for v in rc)
+    except (TypeError, ValueError):
+        return False
+    if not (0 <= r < grid.height and 0 <= c < grid.width):
+        return False
+    if mask is not None and not read_grid(mask, single_band=True).same_as(grid):
+        return False
+    win = Window(c, r, 1, 1)
+    with StackReader([i.path for i in ifgs]) as phase:
+        if not np.isfinite(phase.read(win)).all():
+            return False
+    m = _read_mask(mask, win)
+    if m is not None and not m.all():
+        return False
+    if all(i.conncomp for i in ifgs):
+        with StackReader([i.need("conncomp") for i in ifgs], nan_nodata=False) as ccs:
+            if not (ccs.read(win) != 0).all():
+                return False
+    return True
+
+
 def _reference_block(
     win: Window,
     phase: StackReader,
@@ -685,10 +720,11 @@ def invert_strip(
                      looks=correlation_looks, threshold=correlation_threshold) as reader,
     ):  # fmt: skip
         blocks = list(iter_blocks(sgrid.shape, block_shape))
+        wins = [Window(w.col_off, w.row_off + r0, w.width, w.height) for w in blocks]
         max_it = 0
-        for k, swin in enumerate(blocks):
-            win = Window(swin.col_off, swin.row_off + r0, swin.width, swin.height)
-            flat, weights, m = reader.read(win)
+        for k, (swin, (flat, weights, m)) in enumerate(
+            zip(blocks, read_ahead(reader.read, wins), strict=True)
+        ):
             x, res, n_used, n_it = _solve_block(
                 a, pairs, flat, weights, method=method, single=single,
                 l1_tolerance=l1_tolerance, l1_max_iterations=l1_max_iterations,
@@ -819,7 +855,10 @@ class _StripOutputs:
         used = np.isfinite(res)
         total = np.where(used.any(axis=0), np.nansum(np.abs(res), axis=0), np.nan)
         self.w["residual_sum"].write(total.reshape(shape).astype(np.float32), win)
-        coh = ts.temporal_coherence(res).reshape(shape).astype(np.float32)
+        # From the residuals as written (float32): float32 sine and cosine are
+        # SIMD and 5x faster than float64 ones; the coherence, itself float32,
+        # differs from the float64 one by < 1e-5 (test_insar_workflow).
+        coh = ts.temporal_coherence(res.astype(np.float32)).reshape(shape)
         self.w["temporal_coherence"].write(coh, win)
         count = n_used.reshape(shape).astype(np.uint16)
         if mask is not None:
@@ -1309,8 +1348,9 @@ def closure_count(
     with RasterWriter(
         out, grid, dtype="uint16", nodata=COUNT_NODATA, units="count", tags=tags
     ) as w, StackReader([i.path for i in ifgs]) as stack:
-        for win in iter_blocks(grid.shape, block_shape):
-            phase = stack.read(win).astype(np.float64)
+        wins = list(iter_blocks(grid.shape, block_shape))
+        for win, block in zip(wins, read_ahead(stack.read, wins), strict=True):
+            phase = block.astype(np.float64)
             phase -= ref_vals[:, None, None]
             nonzero, measured = sclosure.closure_counts(phase, triangles)
             count = nonzero.copy()

@@ -14,10 +14,10 @@ import glob
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import rasterio
@@ -27,6 +27,9 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from sarstack.errors import SarstackError
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,35 @@ def iter_blocks(
     for r0 in range(0, rows, br):
         for c0 in range(0, cols, bc):
             yield Window(c0, r0, min(bc, cols - c0), min(br, rows - r0))
+
+
+def read_ahead(read: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+    """``read(item)`` for each item in order, the next one read while the caller
+    works on the current one.
+
+    The reads run one at a time on one helper thread (GDAL's reads and
+    decompression release the GIL), so a block loop's reading overlaps its
+    computing; at most two results are held. An exception from ``read`` is
+    raised where its result is taken.
+    """
+    if len(items) < 2:
+        yield from (read(i) for i in items)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as pool:
+        nxt = pool.submit(read, items[0])
+        for k in range(len(items)):
+            cur = nxt
+            if k + 1 < len(items):
+                # Submitted before the current result is handed out: the next
+                # read starts while the caller computes on this one.
+                nxt = pool.submit(read, items[k + 1])
+            try:
+                yield cur.result()
+            except GeneratorExit:
+                nxt.cancel()
+                raise
 
 
 def open_raster(path: str | Path) -> rasterio.io.DatasetReader:

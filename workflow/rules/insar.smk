@@ -116,7 +116,7 @@ rule insar_closure:
         runtime=20,
     params:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
-        block=BLOCK,
+        block=IBLOCK,
         mask=opt("--mask", ICFG["mask"]),
         window=ICFG["reference_window"],
     shell:

@@ -24,7 +24,7 @@ def create_parser() -> argparse.ArgumentParser:
                    help="raster to write: per pixel, the triplets with a non-zero closure")
     p.add_argument("--mask", default=None, help="mask raster, 0 = bad (-> nodata)")
     p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
-                   help="rows and columns read per block (config block_shape)")
+                   help="rows and columns read per block (config insar.block_shape: the whole stack is held per block)")
     return p
 
 

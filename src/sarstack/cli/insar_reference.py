@@ -56,6 +56,16 @@ def main(argv=None):
         lon, lat = a.lonlat
         a.point = io.lonlat_to_rowcol(grid, lon, lat, key=key)
         log.info("[lon, lat] %s is pixel [%d, %d]", a.lonlat, *a.point)
+    if a.point is not None and insar.point_valid_everywhere(ifgs, grid, a.point, mask=a.mask):
+        # Checked at the pixel itself: the stack is not read (what the full
+        # read below would accept, it accepts; else that read names the fault).
+        r, c = (int(v) for v in a.point)
+        log.info("manual reference point [%d, %d] (valid in every ifg)", r, c)
+        if a.window > 1:
+            log.info("ifgs are referenced to the median of the %d x %d window around it",
+                     a.window, a.window)  # fmt: skip
+        io.write_text(a.out, f"{r},{c}\n")
+        return
     valid, quality, cc = insar.reference_inputs(
         ifgs, grid, mask=a.mask, quality=a.quality, block_shape=a.block
     )
