@@ -86,9 +86,9 @@ def _cores():
 
 
 CORES = _cores()
-#: Threads of a multi-threaded job on a cluster, where no --cores is shared out:
-#: what the job asks the scheduler for (and runs with).
-CLUSTER_JOB_THREADS = 4
+# Threads of a multi-threaded job on a cluster (config cluster_threads): fixed
+# where the job is planned and where it runs, and at most a node's CPUs.
+CLUSTER_JOB_THREADS = int(config["cluster_threads"])
 
 
 def job_threads(cap=8):
