@@ -14,6 +14,23 @@ include: "workflow/rules/rtc.smk"
 include: "workflow/rules/insar.smk"
 
 
+# On a cluster executor (profiles/slurm) these run on the submitting host, not
+# as scheduler jobs: each reads file headers or small tables (or writes the
+# small demo stacks) in about a second, less than one scheduler round trip.
+localrules:
+    all,
+    rtc,
+    insar,
+    demo_rtc_stack,
+    demo_insar_stack,
+    rtc_select,
+    insar_select,
+    rtc_tiles,
+    rtc_stacks_summary,
+    demo_rtc_check,
+    demo_insar_check,
+
+
 rule all:
     default_target: True
     input:
