@@ -47,7 +47,10 @@ def test_real_pyrate_crop(tmp_path, pyrate_crop):
                   "quality": str(pyrate_crop / "coherence_stats" / "coh_mean.tif"),
                   "wavelength": 0.0555, "write_residuals": True},
     }))
-    snakemake("insar", "--configfile", str(cfg))
+    p = snakemake("insar", "--configfile", str(cfg))
+    # An own-data run ends with its summary on the terminal (issue 20 item 3).
+    tail = p.stderr[p.stderr.index("=== sarstack summary ==="):]
+    assert "insar: reference point row" in tail and f"{out}/insar/plots" in tail, tail
     ifgs = pd.read_csv(out / "insar" / "ifgs.csv")
     assert len(ifgs) == 30
     index = pd.read_csv(out / "insar" / "timeseries.csv")
