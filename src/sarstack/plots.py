@@ -477,6 +477,13 @@ def velocity_map(
                                label=f"far field: median {far_field.median:.3g} {units}"))  # fmt: skip
         flag = "  CHECK THE REFERENCE" if far_field.suspicious else ""
         title += f"\nfar field (quiet cell nearest 0) median {far_field.median:.3g} {units}{flag}"
+    return _finish_map(fig, ax, geo, title, handles, path)
+
+
+def _finish_map(fig: plt.Figure, ax: Any, geo: Any, title: str, handles: list,
+                path: str | Path) -> plt.Figure:
+    """The InSAR maps' common ending: axes labels, title, the legend below the
+    map (plotted points, then the backdrop's ``handles``), saved to ``path``."""
     _label_map_axes(ax, geo)
     ax.set_title(title, fontsize=11)
     pts, _ = ax.get_legend_handles_labels()
@@ -518,12 +525,7 @@ def raster_map(
     if not finite.size:
         ax.text(0.5, 0.5, "no value", ha="center", va="center", fontsize=18, color="tab:red",
                 transform=ax.transAxes)
-    _label_map_axes(ax, geo)
-    ax.set_title(title, fontsize=11)
-    pts, _ = ax.get_legend_handles_labels()
-    ax.legend(handles=pts + handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2,
-              fontsize=8, frameon=False)
-    return _save(fig, path)
+    return _finish_map(fig, ax, geo, title, handles, path)
 
 
 def mask_map(
@@ -550,14 +552,10 @@ def mask_map(
     if geo is None:
         ax.set_xlim(-0.5, mask.shape[1] - 0.5)
         ax.set_ylim(mask.shape[0] - 0.5, -0.5)
-    _label_map_axes(ax, geo)
     n = int(has.sum())
     pct = f"{kept.sum() / n:.0%}" if n else "n/a"
-    ax.set_title(f"{title}: {int(kept.sum())} of {n} pixels with data kept ({pct})", fontsize=11)
-    pts, _ = ax.get_legend_handles_labels()
-    ax.legend(handles=pts + handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2,
-              fontsize=8, frameon=False)
-    return _save(fig, path)
+    title = f"{title}: {int(kept.sum())} of {n} pixels with data kept ({pct})"
+    return _finish_map(fig, ax, geo, title, handles, path)
 
 
 def point_series(

@@ -35,6 +35,34 @@ def create_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _choose(a: argparse.Namespace, ifgs: list, grid: io.Grid, key: str) -> tuple[int, int]:
+    """The reference pixel: a manual point checked at its pixel (the stack is not
+    read) when it passes there, else from the full read of the stack (which
+    also names what is wrong with a manual point that does not pass)."""
+    if a.point is not None and insar.point_valid_everywhere(ifgs, grid, a.point, mask=a.mask):
+        r, c = (int(v) for v in a.point)
+        log.info("manual reference point [%d, %d] (valid in every ifg)", r, c)
+        return r, c
+    valid, quality, cc = insar.reference_inputs(
+        ifgs, grid, mask=a.mask, quality=a.quality, block_shape=a.block
+    )
+    if a.point is not None:
+        try:
+            r, c = refpoint.check_reference_point(a.point, valid)
+        except SarstackError as e:
+            raise SarstackError(f"{key}: {e}") from None
+        log.info("manual reference point [%d, %d]", r, c)
+        return r, c
+    rough = insar.phase_roughness(ifgs, grid, block_shape=a.block)
+    r, c = refpoint.select_reference_point(valid, quality, a.threshold, cc, roughness=rough)
+    q = f"{quality[r, c]:.3f}" if quality is not None else "n/a"
+    pct = float((rough[valid] <= rough[r, c]).mean() * 100)
+    log.info("automatic reference point [%d, %d] (quality %s, phase-gradient rate %.3g"
+             " rad/px/yr, lower than at %.0f%% of the %d pixels valid in every ifg)",
+             r, c, q, rough[r, c], 100 - pct, int(valid.sum()))  # fmt: skip
+    return r, c
+
+
 def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
@@ -56,33 +84,7 @@ def main(argv=None):
         lon, lat = a.lonlat
         a.point = io.lonlat_to_rowcol(grid, lon, lat, key=key)
         log.info("[lon, lat] %s is pixel [%d, %d]", a.lonlat, *a.point)
-    if a.point is not None and insar.point_valid_everywhere(ifgs, grid, a.point, mask=a.mask):
-        # Checked at the pixel itself: the stack is not read (what the full
-        # read below would accept, it accepts; else that read names the fault).
-        r, c = (int(v) for v in a.point)
-        log.info("manual reference point [%d, %d] (valid in every ifg)", r, c)
-        if a.window > 1:
-            log.info("ifgs are referenced to the median of the %d x %d window around it",
-                     a.window, a.window)  # fmt: skip
-        io.write_text(a.out, f"{r},{c}\n")
-        return
-    valid, quality, cc = insar.reference_inputs(
-        ifgs, grid, mask=a.mask, quality=a.quality, block_shape=a.block
-    )
-    if a.point is not None:
-        try:
-            r, c = refpoint.check_reference_point(a.point, valid)
-        except SarstackError as e:
-            raise SarstackError(f"{key}: {e}") from None
-        log.info("manual reference point [%d, %d]", r, c)
-    else:
-        rough = insar.phase_roughness(ifgs, grid, block_shape=a.block)
-        r, c = refpoint.select_reference_point(valid, quality, a.threshold, cc, roughness=rough)
-        q = f"{quality[r, c]:.3f}" if quality is not None else "n/a"
-        pct = float((rough[valid] <= rough[r, c]).mean() * 100)
-        log.info("automatic reference point [%d, %d] (quality %s, phase-gradient rate %.3g"
-                 " rad/px/yr, lower than at %.0f%% of the %d pixels valid in every ifg)",
-                 r, c, q, rough[r, c], 100 - pct, int(valid.sum()))  # fmt: skip
+    r, c = _choose(a, ifgs, grid, key)
     if a.window > 1:
         log.info("ifgs are referenced to the median of the %d x %d window around it",
                  a.window, a.window)  # fmt: skip
