@@ -234,6 +234,32 @@ def test_measure_pair_known_shift(tmp_path):
     assert df["north_m"].median() == pytest.approx(dn * 20, abs=0.02 * 20)
 
 
+def test_measure_pairs_equals_each_pair_alone(tmp_path):
+    """A chunk of pairs shares each scene's read, preparation and spectra: the
+    tables are those of measuring every pair alone, bit for bit (a nearest-2
+    network with NaN holes, one pair with a coarse offset, several tile bands)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    base = np.exp(ndimage.gaussian_filter(rng.standard_normal((160, 160)), 2.0) * 3)
+    g = _grid(0, 0, 160, 160, px=20.0)
+    paths = []
+    for k, (dr, dc) in enumerate([(0, 0), (0.3, -0.2), (-0.4, 0.5), (12, -9), (0.1, 0.1)]):
+        img = np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(base), (dr, dc))).real
+        img = np.maximum(img * rng.gamma(20, 1 / 20, img.shape), 1e-6).astype(np.float32)
+        img[5 * k : 5 * k + 9, 30:50] = np.nan
+        paths.append(tmp_path / f"s{k}.tif")
+        io.write_raster(paths[-1], img, g)
+    lay = rtc.tile_layout(g.shape, (4, 4))
+    pairs = [(0, 1), (0, 2), (1, 2), (1, 3), (2, 3), (2, 4), (3, 4)]
+    kw = dict(upsample_factor=10, max_batch_pixels=2 * 40 * 160)
+    together = rtc.measure_pairs(paths, pairs, lay, **kw)
+    assert together[3]["coarse_d_row_px"].iloc[0] != 0  # the (12, -9) scene is searched around
+    for (i, j), df in zip(pairs, together, strict=True):
+        alone = rtc.measure_pair(paths[i], paths[j], lay, **kw)
+        pd.testing.assert_frame_equal(df, alone, check_exact=True)
+
+
 def test_measure_pair_rejects_different_grids(tmp_path):
     io.write_raster(tmp_path / "r.tif", np.ones((32, 32), np.float32), _grid(0, 0, 32, 32))
     io.write_raster(tmp_path / "s.tif", np.ones((32, 32), np.float32), _grid(30, 0, 32, 32))

@@ -52,7 +52,7 @@ def test_auto_chunks_follow_the_work_not_the_cores():
     # A small stack is one job per stage; 24 dates of 4096^2 are 3 flatten jobs.
     assert chunks.n_chunks("auto", 21, 100 * 100, "flatten") == 1
     assert chunks.n_chunks("auto", 24, 4096**2, "flatten") == 3
-    assert chunks.n_chunks("auto", 23, 4096**2, "xcorr") == 12
+    assert chunks.n_chunks("auto", 23, 4096**2, "xcorr") == 6
     # Never more jobs than items, never more than MAX_CHUNKS, at least one.
     assert chunks.n_chunks("auto", 12, 8192**2, "xcorr") == 12
     assert chunks.n_chunks("auto", 5000, 8192**2, "xcorr") == chunks.MAX_CHUNKS

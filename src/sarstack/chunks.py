@@ -16,7 +16,7 @@ MAX_CHUNKS = 64
 #: each at real size, so job start-up (~1.5 s) stays small; a small stack is one job.
 CHUNK_PX = {
     "flatten": 2**27,  # scene pixels per rtc_superset/rtc_flatten job (8 scenes of 4096^2)
-    "xcorr": 2**25,  # pair pixels per rtc_xcorr job (2 pairs of 4096^2)
+    "xcorr": 2**26,  # pair pixels per rtc_xcorr job (4 pairs of 4096^2)
     "invert": 2**27,  # pixels x interferograms per insar_invert strip job
 }
 

@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -1222,6 +1222,21 @@ def measure_pair(
     sec_path: str | Path,
     layout: TileLayout,
     *,
+    clip_ref: Sequence[float] | None = None,
+    clip_sec: Sequence[float] | None = None,
+    **kwargs: Any,
+) -> pd.DataFrame:
+    """Phase-correlate every tile of one scene pair (:func:`measure_pairs` of one pair)."""
+    return measure_pairs([ref_path, sec_path], [(0, 1)], layout, clips=[clip_ref, clip_sec],
+                         **kwargs)[0]  # fmt: skip
+
+
+def measure_pairs(
+    paths: Sequence[str | Path],
+    pairs: Sequence[tuple[int, int]],
+    layout: TileLayout,
+    *,
+    clips: Sequence[Sequence[float] | None] | None = None,
     upsample_factor: int = 10,
     max_nan_fraction: float = 0.10,
     preprocess: str = "default",
@@ -1229,15 +1244,18 @@ def measure_pair(
     max_shift_px: float | None = None,
     iterations: int | None = None,
     max_batch_pixels: int = 1 << 20,
-    clip_ref: Sequence[float] | None = None,
-    clip_sec: Sequence[float] | None = None,
     scale: str = "power",
-) -> pd.DataFrame:
-    """Phase-correlate every tile of a scene pair; one row per tile.
+) -> list[pd.DataFrame]:
+    """Phase-correlate every tile of the scene pairs ``(i, j)`` of ``paths``; one
+    frame per pair, one row per tile.
 
-    Tiles are read one tile row at a time and correlated in fixed-size
-    batches (one compiled kernel per pair shape). Memory follows
-    ``max_batch_pixels`` (at least one tile row), not the scene size.
+    Tiles are read one band of tile rows at a time (``max_batch_pixels``, at
+    least one tile row) and, within a band, each scene is read, prepared and
+    Fourier transformed once for all the pairs it is in
+    (:func:`sarstack.xcorr.tile_products`), then dropped after its last pair:
+    memory follows the band and the network's neighbourhood, not the scene.
+    A pair whose secondary must be read around a coarse offset reads it for
+    itself. The results are those of measuring each pair alone, bit for bit.
     Offsets are metres east/north of the secondary relative to the
     reference, from each scene's geotransform.
 
@@ -1245,17 +1263,18 @@ def measure_pair(
     preset, which also skips the parabolic peak refinement so that it
     reproduces the original one-shot procedure).
 
-    ``clip_ref`` / ``clip_sec`` are each scene's flatten bounds
-    (:func:`flatten_stats`), applied while reading; ``scale`` how the files
-    store backscatter (:func:`to_power`).
+    ``clips`` are each scene's flatten bounds (:func:`flatten_stats`),
+    applied while reading; ``scale`` how the files store backscatter
+    (:func:`to_power`).
     """
-    import pandas as pd
-
     from sarstack import xcorr
 
-    g_ref, g_sec = read_grid(ref_path), read_grid(sec_path)
-    if not g_ref.same_as(g_sec):
-        raise SarstackError(f"{sec_path}: not on the same grid as {ref_path}")
+    names = [str(p) for p in paths]
+    clips = list(clips) if clips is not None else [None] * len(paths)
+    grids = {i: read_grid(names[i]) for pair in pairs for i in pair}
+    for i, j in pairs:
+        if not grids[i].same_as(grids[j]):
+            raise SarstackError(f"{names[j]}: not on the same grid as {names[i]}")
     pre = dict(xcorr.PRESETS[preprocess])
     taper = pre.get("taper")
     notebook = preprocess == "notebook"
@@ -1267,54 +1286,82 @@ def measure_pair(
     # Coarse to fine: a gross whole-scene offset (beyond what a tile can measure
     # reliably) is found on the decimated scenes first, and every secondary tile
     # is read around it; the tiles then measure the remainder.
-    d_row, d_col, coarse_snr = coarse_offset(
-        ref_path, sec_path, clip_ref=clip_ref, clip_sec=clip_sec, min_quality=min_q, scale=scale
-    )
-    offset = (d_row, d_col) if math.hypot(d_row, d_col) > max_shift / 2 else (0, 0)
-    if offset != (0, 0):
-        log.info("coarse offset %+d rows %+d cols (SNR %.1f): tiles searched around it",
-                 d_row, d_col, coarse_snr)
+    offsets = []
+    for i, j in pairs:
+        d_row, d_col, coarse_snr = coarse_offset(
+            names[i], names[j], clip_ref=clips[i], clip_sec=clips[j], min_quality=min_q,
+            scale=scale,
+        )  # fmt: skip
+        offset = (d_row, d_col) if math.hypot(d_row, d_col) > max_shift / 2 else (0, 0)
+        if offset != (0, 0):
+            log.info("%s: coarse offset %+d rows %+d cols (SNR %.1f): tiles searched around it",
+                     Path(names[j]).name, d_row, d_col, coarse_snr)
+        offsets.append(offset)
     rows_per_batch = max(1, min(layout.n_rows, max_batch_pixels // (th * tw * layout.n_cols)))
-    batch = rows_per_batch * layout.n_cols
+    reg: dict[str, Any] = dict(upsample_factor=upsample_factor, taper=taper,
+                               iterations=iterations, interpolate=not notebook)  # fmt: skip
+    prep: dict[str, Any] = {k: pre[k] for k in ("scale", "remove_mean", "taper") if k in pre}
+    # The last pair (in order) that uses each scene's own tiles.
+    last_use: dict[int, int] = {}
+    for k, ((i, j), off) in enumerate(zip(pairs, offsets, strict=True)):
+        last_use[i] = k
+        if off == (0, 0):
+            last_use[j] = k
 
-    shifts, peaks, pslrs, v_ref, v_sec = [], [], [], [], []
+    results: list[list[dict[str, np.ndarray]]] = [[] for _ in pairs]
     for r0 in range(0, layout.n_rows, rows_per_batch):
         r_rows = range(r0, min(r0 + rows_per_batch, layout.n_rows))
-        ref_t = np.concatenate(
-            [
-                tile_stack(read_scene(ref_path, layout.band_window(r), clip_ref, scale), layout)
-                for r in r_rows
-            ]
-        )
-        sec_t = np.concatenate(
-            [
-                tile_stack(_read_shifted(sec_path, layout.band_window(r), offset, g_ref.shape,
-                                         clip_sec, scale), layout)
-                for r in r_rows
-            ]
-        )
-        n = ref_t.shape[0]
-        if n < batch:  # pad to one fixed batch shape so the kernel compiles once
-            pad = ((0, batch - n), (0, 0), (0, 0))
-            ref_t = np.pad(ref_t, pad, constant_values=np.nan)
-            sec_t = np.pad(sec_t, pad, constant_values=np.nan)
-        res = xcorr.register_tiles(
-            ref_t, sec_t, upsample_factor=upsample_factor, iterations=iterations,
-            interpolate=not notebook, **pre
-        )
-        shifts.append(res["shift"][:n])
-        peaks.append(res["peak_corr"][:n])
-        pslrs.append(res["pslr"][:n])
-        v_ref.append(res["valid_ref"][:n])
-        v_sec.append(res["valid_mov"][:n])
-        log.info("tile rows %d-%d of %d done", r_rows[0], r_rows[-1], layout.n_rows - 1)
-
-    residual = np.concatenate(shifts).astype(float)
-    shift = residual - np.array(offset, dtype=float)  # skimage convention: minus the displacement
-    peak = np.concatenate(peaks).astype(float)
-    pslr = np.concatenate(pslrs).astype(float)
-    vr, vs = np.concatenate(v_ref), np.concatenate(v_sec)
+        live: dict[int, Any] = {}  # scene -> its band's tile products, until its last pair
+        for k, ((i, j), off) in enumerate(zip(pairs, offsets, strict=True)):
+            for s, s_off in ((i, (0, 0)), (j, off)):
+                if s_off == (0, 0) and s not in live:
+                    live[s] = _band_products(names[s], layout, r_rows, s_off, grids[s].shape,
+                                             clips[s], scale, prep)  # fmt: skip
+            mov = live[j] if off == (0, 0) else _band_products(
+                names[j], layout, r_rows, off, grids[j].shape, clips[j], scale, prep)
+            results[k].append(xcorr.register_products(live[i], mov, **reg))
+            for s in [s for s in live if last_use[s] <= k]:
+                del live[s]
+        log.info("tile rows %d-%d of %d done (%d pairs)", r_rows[0], r_rows[-1],
+                 layout.n_rows - 1, len(pairs))
     eff = xcorr.taper_efficiency(taper, th, tw)
+    return [
+        _pair_frame(res, off, grids[i].transform, layout, eff, max_nan_fraction, min_q, max_shift)
+        for res, off, (i, _) in zip(results, offsets, pairs, strict=True)
+    ]
+
+
+def _band_products(
+    path: str, layout: TileLayout, r_rows: range, offset: tuple[int, int],
+    shape: tuple[int, int], clip: Sequence[float] | None, scale: str, prep: dict[str, Any],
+) -> Any:
+    """:func:`sarstack.xcorr.tile_products` of tile rows ``r_rows`` of one scene,
+    read around ``offset``."""
+    from sarstack import xcorr
+
+    tiles = np.concatenate([
+        tile_stack(_read_shifted(path, layout.band_window(r), offset, shape, clip, scale), layout)
+        for r in r_rows
+    ])  # fmt: skip
+    return xcorr.tile_products(tiles, **prep)
+
+
+def _pair_frame(
+    parts: list[dict[str, np.ndarray]], offset: tuple[int, int], transform: Affine,
+    layout: TileLayout, eff: float, max_nan_fraction: float, min_q: float, max_shift: float,
+) -> pd.DataFrame:
+    """One pair's tile table from its bands' registration results."""
+    import pandas as pd
+
+    th, tw = layout.tile_height, layout.tile_width
+
+    def cat(key: str) -> np.ndarray:
+        return np.concatenate([p[key] for p in parts])
+
+    residual = cat("shift").astype(float)
+    shift = residual - np.array(offset, dtype=float)  # skimage convention: minus the displacement
+    peak, pslr = cat("peak_corr").astype(float), cat("pslr").astype(float)
+    vr, vs = cat("valid_ref"), cat("valid_mov")
     snr = peak / chance_peak_corr(np.minimum(vr, vs) * th * tw, th * tw, eff)
     status = classify_tiles(
         vr,
@@ -1325,7 +1372,7 @@ def measure_pair(
         min_quality=min_q,
         max_shift_px=max_shift,
     )
-    east, north = shifts_to_map(shift, g_ref.transform)
+    east, north = shifts_to_map(shift, transform)
     nan_bad = status == STATUS_NAN
     east[nan_bad] = np.nan
     north[nan_bad] = np.nan

@@ -278,8 +278,9 @@ def _rfft2(tiles: np.ndarray) -> np.ndarray:
 
 
 def _rfft2_conj(tiles: np.ndarray) -> np.ndarray:
-    """``conj(_rfft2(tiles))``, bit for bit, at the cost of one transform: ``ihfft2``
-    with ``norm="forward"`` is the unscaled backward real transform."""
+    """``conj(_rfft2(tiles))`` at the cost of one transform: ``ihfft2`` with
+    ``norm="forward"`` is the unscaled backward real transform. Equal to float32
+    rounding, not bit for bit (the last bits differ on real tiles)."""
     return sfft.ihfft2(tiles, axes=(-2, -1), norm="forward", workers=1)
 
 
@@ -750,6 +751,126 @@ def _fourier_shift(spec: np.ndarray, shift: np.ndarray, shape: tuple[int, int]) 
     return sfft.irfft(moved, n=w, axis=-1, workers=1)
 
 
+class TileProducts:
+    """One scene's tiles, prepared once for every pair the scene is in.
+
+    Built by :func:`tile_products` from raw tiles of linear power (NaN =
+    invalid): the prepared untapered tiles, the tapered tiles' energy
+    ``sum(tapered**2)`` and the valid fraction per tile; the spectra a pair
+    needs (tapered as reference, conjugate tapered and untapered as moving
+    tiles) are computed on first use and kept. A scene met in several pairs
+    (a chunk of sequential or nearest-K pairs) is read, prepared and
+    transformed once; :func:`register_products` correlates two of them with
+    the same result as :func:`register_tiles` on the raw tiles, bit for bit
+    (the conjugate spectrum is computed by :func:`_rfft2_conj` as before, not
+    as ``conj(rfft2)``, which differs in the last bits).
+    """
+
+    __slots__ = ("energy", "prepared", "valid", "_spectra", "_win")
+
+    def __init__(
+        self, prepared: np.ndarray, energy: np.ndarray, valid: np.ndarray, win: np.ndarray | None
+    ) -> None:
+        self.prepared, self.energy, self.valid, self._win = prepared, energy, valid, win
+        self._spectra: dict[tuple[str, int, int], np.ndarray] = {}
+
+    def spectrum(self, kind: str, sl: slice) -> np.ndarray:
+        """Spectrum of tiles ``sl``: ``"ref"`` rfft2 of the tapered tiles, ``"mov"`` its
+        conjugate, ``"plain"`` rfft2 of the untapered tiles (each computed once per slice).
+        ``"mov"`` comes as a fresh copy, since the correlation overwrites it."""
+        key = (kind, int(sl.start), int(sl.stop))
+        spec = self._spectra.get(key)
+        if spec is None:
+            tiles = self.prepared[sl]
+            if kind != "plain" and self._win is not None:
+                tiles = tiles * self._win
+            fn = _rfft2_conj if kind == "mov" else _rfft2
+            spec = self._spectra[key] = fn(tiles)
+        return spec.copy() if kind == "mov" else spec
+
+
+def _check_register_args(upsample_factor: int, scale: str, taper: str | None, h: int, w: int):
+    uf = int(upsample_factor)
+    if uf != upsample_factor or uf < 1:
+        raise SarstackError(f"upsample_factor must be an integer >= 1, got {upsample_factor!r}")
+    window = _taper_2d(taper, h, w)
+    scale_name = str(scale).lower()
+    if scale_name not in ("db", "linear"):
+        raise SarstackError(f"scale must be 'db' or 'linear', got {scale!r}")
+    return uf, None if window is None else window.astype(np.float32), scale_name == "db"
+
+
+def tile_products(
+    tiles: np.ndarray, *, scale: str = "db", remove_mean: bool = True, taper: str | None = "hann"
+) -> TileProducts:
+    """Prepare one scene's raw tiles ``(B, H, W)`` for :func:`register_products`."""
+    arr = np.asarray(tiles)
+    if arr.ndim != 3:
+        raise SarstackError(f"tiles must have shape (B, H, W), got {arr.shape}")
+    b, h, w = arr.shape
+    _, win, db = _check_register_args(1, scale, taper, h, w)
+    prepared = np.empty((b, h, w), dtype=np.float32)
+    energy = np.empty(b, dtype=np.float64)
+    valid = np.empty(b, dtype=np.float64)
+
+    def chunk(sl: slice) -> None:
+        prepared[sl], valid[sl] = _prepare_chunk(arr[sl], db, remove_mean, None, 1e-10)
+        energy[sl] = _energy(prepared[sl] if win is None else prepared[sl] * win)
+
+    _map_chunks(chunk, _chunk_slices(b, h * w))
+    return TileProducts(prepared, energy, valid, win)
+
+
+def register_products(
+    ref: TileProducts,
+    mov: TileProducts,
+    *,
+    upsample_factor: int = 10,
+    taper: str | None = "hann",
+    iterations: int = 1,
+    interpolate: bool = True,
+) -> dict[str, np.ndarray]:
+    """:func:`register_tiles` from two scenes' :func:`tile_products` (same ``taper``)."""
+    b, h, w = ref.prepared.shape
+    if mov.prepared.shape != (b, h, w):
+        raise SarstackError(
+            f"ref and mov must have the same (B, H, W) shape, got {(b, h, w)} and "
+            f"{mov.prepared.shape}"
+        )
+    uf, win, _ = _check_register_args(upsample_factor, "db", taper, h, w)
+    n_iter = int(iterations)
+
+    def chunk(sl: slice) -> tuple[np.ndarray, ...]:
+        ref_spec, e_ref = ref.spectrum("ref", sl), ref.energy[sl]
+        with np.errstate(invalid="ignore", over="ignore"):
+            total, peak_corr, pslr = _correlate_spectra(
+                ref_spec, mov.spectrum("mov", sl), e_ref * mov.energy[sl], (h, w), uf, 2,
+                interpolate,
+            )  # fmt: skip
+            if n_iter > 0:
+                mov_spec = mov.spectrum("plain", sl)
+                for _ in range(n_iter):
+                    moved = _fourier_shift(mov_spec, total, (h, w))
+                    if win is not None:
+                        moved *= win
+                    step, peak_corr, pslr = _correlate_spectra(
+                        ref_spec, _rfft2_conj(moved), e_ref * _energy(moved), (h, w), uf, 2,
+                        interpolate,
+                    )  # fmt: skip
+                    total = total + step
+        return total, peak_corr, pslr
+
+    parts = _map_chunks(chunk, _chunk_slices(b, h * w))
+    if not parts:
+        return {k: np.zeros((0, 2) if k == "shift" else (0,)) for k in _KEYS}
+    out = {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(_KEYS[:3])}
+    out["valid_ref"], out["valid_mov"] = ref.valid.copy(), mov.valid.copy()
+    return out
+
+
+_KEYS = ("shift", "peak_corr", "pslr", "valid_ref", "valid_mov")
+
+
 def register_tiles(
     ref: np.ndarray,
     mov: np.ndarray,
@@ -793,54 +914,20 @@ def register_tiles(
 
     Notes
     -----
+    :func:`tile_products` of both stacks, then :func:`register_products`.
     Per chunk of tiles (chunks run in parallel threads): the tapered reference
     spectrum is computed once and reused by every pass, and so is the spectrum
     of the untapered moving tiles, which each pass shifts by the running total
     in the Fourier domain; a pass then costs one inverse FFT (the shift), one
     forward FFT (after the taper) and the correlation's inverse FFT.
     """
-    uf = int(upsample_factor)
-    if uf != upsample_factor or uf < 1:
-        raise SarstackError(f"upsample_factor must be an integer >= 1, got {upsample_factor!r}")
     ref_a, mov_a = np.asarray(ref), np.asarray(mov)
     if ref_a.ndim != 3 or ref_a.shape != mov_a.shape:
         raise SarstackError(
             f"ref and mov must have the same (B, H, W) shape, got {ref_a.shape} and {mov_a.shape}"
         )
-    b, h, w = ref_a.shape
-    window = _taper_2d(taper, h, w)
-    win = None if window is None else window.astype(np.float32)
-    scale_name = str(scale).lower()
-    if scale_name not in ("db", "linear"):
-        raise SarstackError(f"scale must be 'db' or 'linear', got {scale!r}")
-    db = scale_name == "db"
-    n_iter = int(iterations)
-
-    def chunk(sl: slice) -> tuple[np.ndarray, ...]:
-        p_ref, v_ref = _prepare_chunk(ref_a[sl], db, remove_mean, None, 1e-10)
-        p_mov, v_mov = _prepare_chunk(mov_a[sl], db, remove_mean, None, 1e-10)
-        ref_w = p_ref if win is None else p_ref * win
-        mov_w = p_mov if win is None else p_mov * win
-        ref_spec, e_ref = _rfft2(ref_w), _energy(ref_w)
-        with np.errstate(invalid="ignore", over="ignore"):
-            total, peak_corr, pslr = _correlate_spectra(
-                ref_spec, _rfft2_conj(mov_w), e_ref * _energy(mov_w), (h, w), uf, 2, interpolate
-            )
-            if n_iter > 0:
-                mov_spec = _rfft2(p_mov)
-                for _ in range(n_iter):
-                    moved = _fourier_shift(mov_spec, total, (h, w))
-                    if win is not None:
-                        moved *= win
-                    step, peak_corr, pslr = _correlate_spectra(
-                        ref_spec, _rfft2_conj(moved), e_ref * _energy(moved), (h, w), uf, 2,
-                        interpolate,
-                    )  # fmt: skip
-                    total = total + step
-        return total, peak_corr, pslr, v_ref, v_mov
-
-    parts = _map_chunks(chunk, _chunk_slices(b, h * w))
-    keys = ("shift", "peak_corr", "pslr", "valid_ref", "valid_mov")
-    if not parts:
-        return {k: np.zeros((0, 2) if k == "shift" else (0,)) for k in keys}
-    return {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(keys)}
+    _check_register_args(upsample_factor, scale, taper, *ref_a.shape[1:])
+    ref_p = tile_products(ref_a, scale=scale, remove_mean=remove_mean, taper=taper)
+    mov_p = tile_products(mov_a, scale=scale, remove_mean=remove_mean, taper=taper)
+    return register_products(ref_p, mov_p, upsample_factor=upsample_factor, taper=taper,
+                             iterations=iterations, interpolate=interpolate)  # fmt: skip

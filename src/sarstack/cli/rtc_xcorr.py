@@ -57,34 +57,30 @@ def main(argv=None):
     log.info("%d pairs (chunk %s); %d x %d tiles of %d x %d px, upsample %d, preprocess %s",
              len(pairs), a.chunk, layout.n_rows, layout.n_cols, layout.tile_height,
              layout.tile_width, a.upsample_factor, a.preprocess)
-    frames = []
-    for i, j in pairs:
+    used = sorted({k for pair in pairs for k in pair})
+    index = {k: n for n, k in enumerate(used)}
+    try:
+        frames = rtc.measure_pairs(
+            [scenes[k]["path"] for k in used], [(index[i], index[j]) for i, j in pairs], layout,
+            clips=[(scenes[k]["low"], scenes[k]["high"]) for k in used],
+            upsample_factor=a.upsample_factor, max_nan_fraction=a.max_nan_fraction,
+            preprocess=a.preprocess, min_quality=a.min_quality, max_shift_px=a.max_shift_px,
+            iterations=0 if a.preprocess == "notebook" else a.refine_iterations,
+            max_batch_pixels=4 * a.block[0] * a.block[1], scale=scale,
+        )  # fmt: skip
+    except SarstackError as e:  # name the input files, not their superset VRTs
+        msg = str(e)
+        for k in used:
+            msg = msg.replace(scenes[k]["path"], scenes[k].get("source", scenes[k]["path"]))
+        raise SarstackError(msg) from None
+    for (i, j), df in zip(pairs, frames, strict=True):
         ref, sec = scenes[i], scenes[j]
-        try:
-            df = _measure(ref, sec, layout, a, scale)
-        except SarstackError as e:  # name the input files, not their superset VRTs
-            msg = str(e)
-            for sc in (ref, sec):
-                msg = msg.replace(sc["path"], sc.get("source", sc["path"]))
-            raise SarstackError(msg) from None
         df.insert(0, "secondary_date", sec["date"])
         df.insert(0, "reference_date", ref["date"])
-        frames.append(df)
         log.info("pair %s -> %s: %s", ref["date"], sec["date"],
                  df["status"].value_counts().to_dict())
     io.write_csv(a.out, pd.concat(frames, ignore_index=True))
 
-
-def _measure(ref, sec, layout, a, scale):
-    """One pair's tiles, each scene flattened on the fly at its own bounds."""
-    return rtc.measure_pair(
-        ref["path"], sec["path"], layout,
-        upsample_factor=a.upsample_factor, max_nan_fraction=a.max_nan_fraction,
-        preprocess=a.preprocess, min_quality=a.min_quality, max_shift_px=a.max_shift_px,
-        iterations=0 if a.preprocess == "notebook" else a.refine_iterations,
-        max_batch_pixels=4 * a.block[0] * a.block[1],
-        clip_ref=(ref["low"], ref["high"]), clip_sec=(sec["low"], sec["high"]), scale=scale,
-    )
 
 if __name__ == "__main__":
     cli.run(main)
