@@ -267,7 +267,9 @@ def solve_network_columns(
 
     The small-problem counterpart of :func:`sarstack.timeseries.invert_weighted`
     (same model, same outputs, no JAX), for a handful of columns such as the
-    RTC per-date offsets: each column ``p`` solves
+    RTC per-date offsets, or for many columns that share a few weight
+    patterns (pixels missing the same interferograms: one solve per pattern,
+    all its columns as right-hand sides): each column ``p`` solves
     ``min sum_k w[k, p] (values[k, p] - (x[j_k] - x[i_k]))^2`` with the first
     date fixed at 0. Rows with weight 0 are dropped for that column; dates not
     connected to the first date through the remaining rows are NaN, and the
@@ -306,22 +308,28 @@ def solve_network_columns(
     x = np.full((n, p_cols), np.nan)
     var = np.full((n, p_cols), np.nan)
     res = np.full((m, p_cols), np.nan)
-    used = np.zeros(p_cols, dtype=np.int32)
-    for p in range(p_cols):
-        rows = np.flatnonzero((w[:, p] > 0) & np.isfinite(b[:, p]))
-        used[p] = rows.size
+    # Columns with the same effective weights (a NaN observation weighs 0)
+    # share one system: solved once, with all their columns as right-hand sides.
+    w_eff = np.where(np.isfinite(b), w, 0.0)
+    used = np.count_nonzero(w_eff > 0, axis=0).astype(np.int32)
+    groups, inverse = np.unique(w_eff.T, axis=0, return_inverse=True)
+    inverse = np.asarray(inverse).reshape(-1)
+    for g, wg in enumerate(groups):
+        rows = np.flatnonzero(wg > 0)
         if rows.size == 0:
             continue
+        cols = np.flatnonzero(inverse == g)
         labels = network_components([pairs[int(k)] for k in rows], n_dates)
         reach = labels[1:] == labels[0]
-        sw = np.sqrt(w[rows, p])
+        sw = np.sqrt(wg[rows])
         a = a_full[rows]
-        sol = np.linalg.lstsq(a * sw[:, None], b[rows, p] * sw, rcond=None)[0]
-        res[rows, p] = b[rows, p] - a @ sol
+        obs = b[np.ix_(rows, cols)]
+        sol = np.linalg.lstsq(a * sw[:, None], obs * sw[:, None], rcond=None)[0]
+        res[np.ix_(rows, cols)] = obs - a @ sol
         if reach.any():
             ar = a[:, reach] * sw[:, None]
-            x[reach, p] = sol[reach]
-            var[reach, p] = np.diag(np.linalg.inv(ar.T @ ar))
+            x[np.ix_(np.flatnonzero(reach), cols)] = sol[reach]
+            var[np.ix_(np.flatnonzero(reach), cols)] = np.diag(np.linalg.inv(ar.T @ ar))[:, None]
     return NetworkSolution(x=x, residual=res, n_used=used, x_var=var)
 
 

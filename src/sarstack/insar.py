@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from affine import Affine
@@ -577,6 +577,26 @@ def _irls_l1(
     )  # fmt: skip
 
 
+#: Most distinct missing-interferogram patterns among a block's partial pixels
+#: that L2 solves pattern by pattern in NumPy (one least-squares solve each,
+#: all the pattern's pixels as right-hand sides; a frame edge or a nodata
+#: corner gives a handful); more go to the batched JAX solver, which costs an
+#: import of JAX (~1.3 s, ~150 MB) and a compile per network.
+MAX_NUMPY_PATTERNS = 64
+
+
+def _censored_l2(
+    a: np.ndarray, pairs: Sequence[tuple[int, int]], sub: np.ndarray, w: np.ndarray
+) -> Any:
+    """L2 of pixels missing some ifgs (weights 0/1 ``w``): the same model and
+    outputs by either solver, equal to float64 rounding."""
+    if len(np.unique(w.T, axis=0)) <= MAX_NUMPY_PATTERNS:
+        return sdates.solve_network_columns(pairs, a.shape[1] + 1, sub, w)
+    from sarstack import timeseries as ts  # JAX
+
+    return ts.invert_weighted(a, sub, w)
+
+
 def _solve_block(
     a: np.ndarray,
     pairs: Sequence[tuple[int, int]],
@@ -622,7 +642,7 @@ def _solve_block(
                                    l1_max_iterations=l1_max_iterations)  # fmt: skip
                 n_it = max(n_it, it)
             else:
-                out = ts.invert_weighted(a, sub, w)
+                out = _censored_l2(a, pairs, sub, w)
             x[:, partial] = out["x"]
             res[:, partial] = out["residual"]
             n_used[partial] = out["n_used"]

@@ -32,6 +32,8 @@ configures nothing. There is no file I/O here.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sarstack.dates import (
     NetworkSolution,
     check_network,
@@ -44,21 +46,44 @@ from sarstack.refpoint import (
     reference,
     select_reference_point,
 )
-from sarstack.timeseries._cholesky import _band_cholesky as _band_cholesky
-from sarstack.timeseries._cholesky import _band_solve as _band_solve
 from sarstack.timeseries._coherence import temporal_coherence
 from sarstack.timeseries._common import Inversion, LeastSquares, Method
 from sarstack.timeseries._common import _prepare as _prepare
-from sarstack.timeseries._l1 import _design as _design
-from sarstack.timeseries._l1 import _l1_certify as _l1_certify
-from sarstack.timeseries._l1 import _l1_chunk as _l1_chunk
-from sarstack.timeseries._l1 import _l1_threads as _l1_threads
-from sarstack.timeseries._l1 import invert, invert_l1
+from sarstack.timeseries._invert import invert
 from sarstack.timeseries._l2 import invert_l2
-from sarstack.timeseries._weighted import correlation_weights, invert_weighted
 from sarstack.velocity import velocity, velocity_weighted
 
-# The ``_name as _name`` imports above are private helpers that tests call as
+#: Names served by the JAX modules, imported on first use (importing JAX costs
+#: ~1.3 s and ~150 MB, which a stage that only needs L2 or the coherence
+#: never pays): name -> submodule.
+_JAX_NAMES = {
+    "_band_cholesky": "_cholesky",
+    "_band_solve": "_cholesky",
+    "_design": "_l1",
+    "_l1_certify": "_l1",
+    "_l1_chunk": "_l1",
+    "_l1_threads": "_l1",
+    "invert_l1": "_l1",
+    "correlation_weights": "_weighted",
+    "invert_weighted": "_weighted",
+}
+_JAX_MODULES = frozenset(_JAX_NAMES.values())
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _JAX_MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    module = _JAX_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+# The ``_name`` entries (above and in ``_JAX_NAMES``) are private helpers that tests call as
 # ``timeseries._name`` (not in __all__). Module constants are not re-exported:
 # patch them in the module that reads them, e.g. ``timeseries._l1._L1_BLOCK``
 # or ``timeseries._weighted._SPARSE_MAX_OPS``.

@@ -8,12 +8,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from sarstack.dates import _check_design
 from sarstack.errors import SarstackError
+from sarstack.jaxcfg import x64_enabled
 
 
 class Method(str, enum.Enum):
@@ -44,7 +43,7 @@ class LeastSquares(NamedTuple):
 def _work_dtype(*arrays: np.ndarray) -> np.dtype:
     """float64 when x64 is enabled and any input is float64, else float32."""
     want64 = any(np.asarray(a).dtype == np.float64 for a in arrays)
-    return np.dtype(np.float64 if (want64 and jax.config.read("jax_enable_x64")) else np.float32)
+    return np.dtype(np.float64 if (want64 and x64_enabled()) else np.float32)
 
 
 def _prepare(
@@ -119,6 +118,8 @@ def _run_chunks(
     list of tuple
         The further items of each call, in chunk order.
     """
+    import jax.numpy as jnp
+
     n_pix = inputs[0][0].shape[1]
     groups: list[slice | np.ndarray]
     if pixels is None:

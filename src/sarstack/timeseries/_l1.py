@@ -14,8 +14,7 @@ import numpy as np
 
 from sarstack.errors import SarstackError
 from sarstack.timeseries._cholesky import _band_cholesky, _band_solve, _half_bandwidth
-from sarstack.timeseries._common import Inversion, Method, _prepare, _run_chunks
-from sarstack.timeseries._l2 import invert_l2
+from sarstack.timeseries._common import Inversion, _prepare, _run_chunks
 
 # The package's logger ("sarstack.timeseries"), as before the split into modules.
 log = logging.getLogger(__package__)
@@ -454,26 +453,3 @@ def invert_l1(
             n_open, n_pix, tol, max_iter,
         )  # fmt: skip
     return Inversion(x_out.reshape((n, *tail)), r_out.reshape((m, *tail)), n_iter)
-
-
-def invert(
-    a: np.ndarray, phase: np.ndarray, method: Method | str = Method.L1, **kw: Any
-) -> Inversion:
-    """Network inversion by ``method`` (:class:`Method`, or ``"L1"`` / ``"L2"``).
-
-    Returns
-    -------
-    Inversion
-        ``x, residual, n_iter`` as :func:`invert_l1`; ``n_iter`` is 0 for the
-        direct L2 solve.
-    """
-    try:
-        meth = Method(str(getattr(method, "value", method)).upper())
-    except ValueError:
-        raise SarstackError(f"method {method!r} is not 'L1' or 'L2'") from None
-    if meth is Method.L2:
-        if kw:
-            raise SarstackError(f"L2 inversion takes no options, got {sorted(kw)}")
-        x, res = invert_l2(a, phase)
-        return Inversion(x, res, 0)
-    return invert_l1(a, phase, **kw)
