@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 RTC_RULES = ("rtc_superset", "rtc_flatten", "rtc_tiles", "rtc_xcorr", "rtc_aggregate",
              "rtc_plots", "rtc_dates")
-INSAR_RULES = ("insar_reference", "insar_invert", "insar_gather", "insar_closure",
+INSAR_RULES = ("insar_reference", "insar_invert", "insar_gather",
                "insar_velocity", "insar_plots")
 NOTHING = "Nothing to be done"
 

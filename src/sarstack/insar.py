@@ -664,6 +664,7 @@ STRIP_FILES = {
     "residual_sum": "residual_sum.tif",
     "temporal_coherence": "temporal_coherence.tif",
     "n_ifgs_used": "n_ifgs_used.tif",
+    "closure_nonzero_count": "closure_nonzero_count.tif",
 }
 
 
@@ -734,8 +735,17 @@ def invert_strip(
         len(ifgs), len(dates), "single-reference" if single else "redundant", r, c,
         "re-ordered (no inversion needed)" if single and not weighted else how, r0, r1 - 1,
     )  # fmt: skip
+    # The closure diagnostic (:func:`closure_count`) from the same referenced
+    # blocks: no second read of the stack.
+    from sarstack import closure as sclosure
+
+    triangles = sclosure.network_triangles(pairs)
+    _log_triangles(len(triangles), len(ifgs))
+    closure_tags = _closure_tags(dates[0], dates[-1], len(triangles), ref_rc, reference_window)
+    n_flagged = 0
     with (
-        _StripOutputs(out_dir, sgrid, len(dates), len(ifgs), write_residuals) as outputs,
+        _StripOutputs(out_dir, sgrid, len(dates), len(ifgs), write_residuals,
+                      closure_tags) as outputs,  # fmt: skip
         _BlockReader(ifgs, ref_vals, mask, weighting=weighting, censor=censor,
                      looks=correlation_looks, threshold=correlation_threshold) as reader,
     ):  # fmt: skip
@@ -751,11 +761,14 @@ def invert_strip(
             )  # fmt: skip
             max_it = max(max_it, n_it)
             disp, _ = refpoint.phase_to_displacement(x, wavelength)
-            outputs.write(swin, disp, res, n_used, m)
+            closure = _closure_block(flat, triangles, m)
+            n_flagged += _n_flagged(closure)
+            outputs.write(swin, disp, res, n_used, m, closure)
             log.info(
                 "block %d/%d done%s", k + 1, len(blocks),
                 f" (iterations <= {max_it})" if method == "L1" else "",
             )  # fmt: skip
+    log.info("%d pixels with at least one non-zero closure", n_flagged)
 
 
 class _BlockReader:
@@ -831,10 +844,12 @@ class _StripOutputs:
     of every output, residual sum and temporal coherence derived here."""
 
     def __init__(
-        self, out_dir: str | Path, grid: Grid, n_dates: int, n_ifgs: int, residuals: bool
+        self, out_dir: str | Path, grid: Grid, n_dates: int, n_ifgs: int, residuals: bool,
+        closure_tags: dict[str, str],
     ) -> None:
         self.out_dir = Path(out_dir)
         self.grid = grid
+        self.closure_tags = closure_tags
         self.counts = {"timeseries": n_dates - 1, "residual_sum": 1, "temporal_coherence": 1}
         if residuals:
             self.counts["residuals"] = n_ifgs
@@ -848,6 +863,10 @@ class _StripOutputs:
             self.w["n_ifgs_used"] = st.enter_context(
                 self._writer("n_ifgs_used", 1, dtype="uint16", nodata=COUNT_NODATA)
             )
+            self.w["closure_nonzero_count"] = st.enter_context(
+                self._writer("closure_nonzero_count", 1, dtype="uint16", nodata=COUNT_NODATA,
+                             tags=self.closure_tags)
+            )  # fmt: skip
             self._stack = st.pop_all()
         return self
 
@@ -865,6 +884,7 @@ class _StripOutputs:
         res: np.ndarray,
         n_used: np.ndarray,
         mask: np.ndarray | None,
+        closure: np.ndarray,
     ) -> None:
         from sarstack import timeseries as ts  # JAX: imported by the stages that solve
 
@@ -884,6 +904,7 @@ class _StripOutputs:
         if mask is not None:
             count[~mask] = COUNT_NODATA
         self.w["n_ifgs_used"].write(count, win)
+        self.w["closure_nonzero_count"].write(closure.reshape(shape), win)
 
 
 def describe_method(method: str, weighting: str, censor: bool) -> str:
@@ -954,6 +975,12 @@ def gather_strips(
         ("n_ifgs_used", 1, out_dir / "n_ifgs_used.tif", "count",
          {**span, "quantity": "ifgs used"}, {"dtype": "uint16", "nodata": COUNT_NODATA}),
     ]  # fmt: skip
+    closure_strip = strips[0] / STRIP_FILES["closure_nonzero_count"]
+    if closure_strip.exists():
+        with open_raster(closure_strip) as ds:
+            closure_tags = {k: v for k, v in ds.tags().items() if k != "units"}
+        outputs.append(("closure_nonzero_count", 1, out_dir / "closure_nonzero_count.tif",
+                        "count", closure_tags, {"dtype": "uint16", "nodata": COUNT_NODATA}))
     offsets = []
     r0 = 0
     for d in strips:
@@ -976,7 +1003,9 @@ def gather_strips(
                  f", regions >= {min_region_px} px" if min_region_px else "")  # fmt: skip
 
     def assemble(name: str, band: int, path: Path, u: str, tags: dict, kw: dict) -> None:
-        masked = keep is not None and name != "temporal_coherence"
+        # Not masked: the quantity the mask is made from, and the closure
+        # diagnostic (a property of the inputs, not of the solution).
+        masked = keep is not None and name not in ("temporal_coherence", "closure_nonzero_count")
         # The per-date and per-ifg stacks are COGs without overviews: overviews
         # were 3/4 of the gather's time (0.10 of 0.13 s per 1024^2 raster) for
         # files that are read block-wise, not browsed; single rasters keep them.
@@ -1345,25 +1374,13 @@ def closure_count(
         raise SarstackError(f"{len(ifgs)} interferograms but {len(pairs)} pairs")
     triangles = sclosure.network_triangles(pairs)
     n_tri = len(triangles)
-    if n_tri:
-        log.info("%d triangles in the network of %d interferograms", n_tri, len(ifgs))
-    else:
-        log.warning(
-            "the network of %d interferograms has no triangle (e.g. sequential or"
-            " single-reference): no closure to check, the count is 0 wherever there is data",
-            len(ifgs),
-        )
+    _log_triangles(n_tri, len(ifgs))
     grid = read_grid(ifgs[0].path)
     check_mask_grid(mask, grid, ifgs[0].path)
     ref_vals = reference_phase(ifgs, ref_rc, reference_window)
     first = min(i.reference for i in ifgs)
     last = max(i.secondary for i in ifgs)
-    r, c = ref_rc
-    tags = _date_tags(
-        first, last, triangles=str(n_tri), reference_point=f"{r},{c}",
-        reference_window=str(reference_window),
-        quantity="triangles with |ifg_ij + ifg_jk - ifg_ik| > pi (unwrapping errors)",
-    )  # fmt: skip
+    tags = _closure_tags(first, last, n_tri, ref_rc, reference_window)
     n_flagged = 0
     with RasterWriter(
         out, grid, dtype="uint16", nodata=COUNT_NODATA, units="count", tags=tags
@@ -1372,19 +1389,56 @@ def closure_count(
         for win, block in zip(wins, read_ahead(stack.read, wins), strict=True):
             phase = block.astype(np.float64)
             phase -= ref_vals[:, None, None]
-            nonzero, measured = sclosure.closure_counts(phase, triangles)
-            count = nonzero.copy()
-            if n_tri:
-                count[measured == 0] = COUNT_NODATA
-            else:
-                count[~np.isfinite(phase).any(axis=0)] = COUNT_NODATA
-            m = _read_mask(mask, win)
-            if m is not None:
-                count[~m] = COUNT_NODATA
-            n_flagged += int(((count > 0) & (count != COUNT_NODATA)).sum())
+            count = _closure_block(phase, triangles, _read_mask(mask, win))
+            n_flagged += _n_flagged(count)
             w.write(count, win)
     log.info("%d pixels with at least one non-zero closure", n_flagged)
     return n_tri
+
+
+def _closure_tags(
+    first: dt.date, last: dt.date, n_tri: int, ref_rc: tuple[int, int], reference_window: int
+) -> dict[str, str]:
+    r, c = ref_rc
+    return _date_tags(
+        first, last, triangles=str(n_tri), reference_point=f"{r},{c}",
+        reference_window=str(reference_window),
+        quantity="triangles with |ifg_ij + ifg_jk - ifg_ik| > pi (unwrapping errors)",
+    )  # fmt: skip
+
+
+def _closure_block(
+    phase: np.ndarray, triangles: np.ndarray, mask: np.ndarray | None
+) -> np.ndarray:
+    """The closure count raster of one block of referenced phase ``(n_ifg, ...)``:
+    nodata where no triangle is measurable (without triangles: where no ifg has
+    data) and where ``mask`` is 0."""
+    from sarstack import closure as sclosure
+
+    nonzero, measured = sclosure.closure_counts(phase, triangles)
+    count = nonzero.copy()
+    if len(triangles):
+        count[measured == 0] = COUNT_NODATA
+    else:
+        count[~np.isfinite(phase).any(axis=0)] = COUNT_NODATA
+    if mask is not None:
+        count[~mask.reshape(count.shape)] = COUNT_NODATA
+    return count
+
+
+def _n_flagged(count: np.ndarray) -> int:
+    return int(((count > 0) & (count != COUNT_NODATA)).sum())
+
+
+def _log_triangles(n_tri: int, n_ifgs: int) -> None:
+    if n_tri:
+        log.info("%d triangles in the network of %d interferograms", n_tri, n_ifgs)
+    else:
+        log.warning(
+            "the network of %d interferograms has no triangle (e.g. sequential or"
+            " single-reference): no closure to check, the count is 0 wherever there is data",
+            n_ifgs,
+        )
 
 
 def rereference_files(

@@ -93,38 +93,6 @@ rule insar_conncomp_count:
         " --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
-rule insar_closure:
-    input:
-        ifgs=f"{INSAR}/ifgs.csv",
-        reference=f"{INSAR}/reference_point.txt",
-        aux=insar_aux_files(),
-    output:
-        report(
-            f"{INSAR}/closure_nonzero_count.tif",
-            category="InSAR",
-            caption="../report/insar_closure.rst",
-        ),
-    log:
-        f"{LOGS}/insar/closure.log",
-    benchmark:
-        f"{BENCH}/insar/closure.tsv"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=20,
-    params:
-        aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
-        block=IBLOCK,
-        mask=opt("--mask", ICFG["mask"]),
-        window=ICFG["reference_window"],
-    shell:
-        "python -m sarstack insar_closure --ifgs {input.ifgs:q} --reference {input.reference:q}"
-        " --reference-window {params.window} --block {params.block} {params.mask}"
-        " --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
-
-
 rule insar_reference:
     input:
         ifgs=f"{INSAR}/ifgs.csv",
@@ -210,6 +178,11 @@ rule insar_gather:
         residual_sum=f"{INSAR}/residual_sum.tif",
         temporal_coherence=f"{INSAR}/temporal_coherence.tif",
         n_used=f"{INSAR}/n_ifgs_used.tif",
+        closure=report(
+            f"{INSAR}/closure_nonzero_count.tif",
+            category="InSAR",
+            caption="../report/insar_closure.rst",
+        ),
         index=f"{INSAR}/timeseries.csv",
     log:
         f"{LOGS}/insar/gather.log",

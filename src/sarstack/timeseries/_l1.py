@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import Any, NamedTuple, TypeAlias
+from typing import NamedTuple, TypeAlias
 
 import jax
 import jax.numpy as jnp
