@@ -47,10 +47,11 @@ def parser(description: str) -> argparse.ArgumentParser:
 #: memory would follow the machine, not the block size. Too small a cache is
 #: slow instead: inversion blocks are narrower than the inputs' tiles, so each
 #: tile row of every interferogram must stay cached while its blocks are read
-#: (102 ifgs x 512-row tiles x 2048 cols: 430 MB), else it is decompressed
-#: once per block (64 MB: the 2048^2 x 102 ifgs inversion 20 % slower, the
-#: gather 3x slower).
-GDAL_CACHE_MB = 512
+#: (174 ifgs x 256-row tiles x 1024 cols: 182 MB; 102 ifgs x 256-row tiles x
+#: 2048 cols: 214 MB), else it is decompressed once per block (64 MB: the
+#: 2048^2 x 102 ifgs inversion 20 % slower, the gather 3x slower). 384 MB
+#: keeps the 1024^2 x 60-date L2 inversion job under 1 GB (984 MB at 512).
+GDAL_CACHE_MB = 384
 
 
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:
