@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from conftest import run_script
 
 from sarstack import closure, insar, io
 from sarstack.dates import make_pairs
@@ -153,6 +152,23 @@ def test_closure_finds_known_unwrapping_errors(tmp_path, caplog):
     assert tags["triangles"] == "22" and tags["units"] == "count"
     assert tags["start_date"] == dates[0].isoformat() and tags["end_date"] == dates[-1].isoformat()
 
+    # The workflow's closure raster comes from the inversion strips (which hold
+    # the referenced blocks already) and the gather: the same file, whatever
+    # the strips.
+    strips = []
+    for label in ("1-of-2", "2-of-2"):
+        strips.append(tmp_path / "strips" / label)
+        insar.invert_strip(
+            ifgs, dates, pairs, ref, strips[-1], rows=insar.strip_rows(SHAPE[0], 16, label),
+            method="L2", wavelength=None, mask=tmp_path / "mask.tif", block_shape=(16, 24),
+            l1_tolerance=1e-4, l1_max_iterations=100, weighting="none", correlation_looks=1.0,
+            correlation_threshold=0.1, write_residuals=False,
+        )  # fmt: skip
+    insar.gather_strips(strips, ifgs, dates, ref, tmp_path / "gathered", wavelength=None,
+                        how="L2", block_shape=(16, 24))  # fmt: skip
+    count2, tags2 = _read(tmp_path / "gathered" / "closure_nonzero_count.tif")
+    assert np.array_equal(count2, count) and tags2 == tags
+
     in_patch = np.zeros(SHAPE, bool)
     for rows, cols in patches.values():
         in_patch[rows, cols] = True
@@ -186,22 +202,19 @@ def test_closure_finds_known_unwrapping_errors(tmp_path, caplog):
     assert (c3[clean] > 0).mean() >= 0.9
 
 
-def test_no_triangle_network_gives_zero_with_warning(tmp_path):
+def test_no_triangle_network_gives_zero_with_warning(tmp_path, caplog):
     ifgs, dates, pairs, df = _stack(
         tmp_path, "sequential", jump_patch=(3, slice(10, 20), slice(10, 20))
     )
-    table = tmp_path / "ifgs.csv"
-    io.write_csv(table, insar.ifg_table(ifgs))
-    (tmp_path / "reference_point.txt").write_text("30,30\n")
     mask = np.ones(SHAPE, np.uint8)
     mask[:, -2:] = 0
     io.write_raster(tmp_path / "mask.tif", mask, io.read_grid(ifgs[0].path), nodata=None)
     out = tmp_path / "closure.tif"
-    p = run_script("insar_closure.py", "--ifgs", table,
-                   "--reference", tmp_path / "reference_point.txt", "--block", 20, 32,
-                   "--mask", tmp_path / "mask.tif", "--out", out)  # fmt: skip
-    assert p.returncode == 0, p.stderr
-    assert "WARNING" in p.stderr and "no triangle" in p.stderr
+    with caplog.at_level(logging.INFO, logger="sarstack.insar"):
+        insar.closure_count(ifgs, pairs, out, ref_rc=(30, 30), block_shape=(20, 32),
+                            mask=tmp_path / "mask.tif")  # fmt: skip
+    assert "no triangle" in caplog.text
+    assert [r for r in caplog.records if r.levelno == logging.WARNING]
     count, tags = _read(out)
     assert tags["triangles"] == "0"
     # 0 wherever there is data (also on the 2 pi jump: nothing can see it), nodata where masked;
@@ -210,13 +223,8 @@ def test_no_triangle_network_gives_zero_with_warning(tmp_path):
     assert (count[:, :-2] == 0).all()
 
 
-def test_script_errors_in_one_line(tmp_path):
+def test_reference_on_nodata_is_an_error(tmp_path):
     ifgs, dates, pairs, df = _stack(tmp_path, "nearest:2")
-    table = tmp_path / "ifgs.csv"
-    io.write_csv(table, insar.ifg_table(ifgs))
-    (tmp_path / "ref.txt").write_text("0,0\n")  # nodata corner of ifg 1
-    p = run_script("insar_closure.py", "--ifgs", table, "--reference", tmp_path / "ref.txt",
-                   "--out", tmp_path / "c.tif")  # fmt: skip
-    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith("error: ")
-    assert "reference point [0, 0] is nodata" in p.stderr
+    with pytest.raises(SarstackError, match=r"reference point \[0, 0\] is nodata"):
+        insar.closure_count(ifgs, pairs, tmp_path / "c.tif", ref_rc=(0, 0))  # nodata corner
     assert not (tmp_path / "c.tif").exists()

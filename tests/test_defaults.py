@@ -54,6 +54,7 @@ MODULES = ["dates", "insar", "io", "plots", "refpoint", "rtc", "velocity", "xcor
 OTHER_MEANING = {
     ("xcorr", "prepare_tiles", "scale"): "the scale tiles are correlated in, not the files' scale",
     ("xcorr", "register_tiles", "scale"): "as prepare_tiles",
+    ("xcorr", "tile_products", "scale"): "as prepare_tiles",
     ("io", "write_raster", "nodata"): "the nodata tag an output gets, not the scenes' rtc.nodata",
 }
 # Named explicitly where the parameter's name differs from the key's.

@@ -76,7 +76,7 @@ STAGES = (
     "rtc_select", "rtc_superset", "rtc_flatten", "rtc_tiles", "rtc_xcorr", "rtc_dates",
     "rtc_aggregate", "rtc_reflectors", "rtc_plots", "rtc_stacks_summary",
     "insar_select", "insar_correlation_mean", "insar_conncomp_count", "insar_reference",
-    "insar_closure", "insar_invert", "insar_gather", "insar_velocity", "insar_rereference",
+    "insar_invert", "insar_gather", "insar_velocity", "insar_rereference",
     "insar_plots",
     "demo_rtc_stack", "demo_rtc_check", "demo_insar_stack", "demo_insar_check",
 )  # fmt: skip
@@ -160,8 +160,6 @@ CONFIG_OPTIONS: dict[str, dict[str, str]] = {
     "insar_conncomp_count": {"--block": "block_shape"},
     "insar_reference": {"--threshold": "insar.reference_threshold",
                         "--window": "insar.reference_window", "--block": "block_shape"},
-    "insar_closure": {"--reference-window": "insar.reference_window",
-                      "--block": "insar.block_shape"},
     "insar_invert": {"--block": "insar.block_shape", "--l1-tolerance": "insar.l1_tolerance",
                      "--l1-max-iterations": "insar.l1_max_iterations",
                      "--weighting": "insar.weighting",

@@ -1,1 +1,0 @@
-__import__("sarstack.cli", fromlist=["run_script"]).run_script(__file__)
