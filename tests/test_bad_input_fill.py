@@ -167,7 +167,7 @@ def test_workflow_fill_lock_and_user_files(tmp_path):
     p = run_case(box, cfg, "rtc")
     assert p.returncode == 0, p.stderr[-3000:]
     assert not lock.exists()
-    log = "".join(f.read_text() for f in (out / "logs" / "rtc").glob("superset_*.log"))
+    log = "".join(f.read_text() for f in (out / "logs" / "rtc").glob("flatten_*.log"))
     assert log.count("value -9999") == 3 and "s_20210127.tif: value -9999" in log, log
 
     notes = out / "rtc" / ".summary.csv.mynotes"

@@ -26,10 +26,9 @@ from sarstack.io import Grid
 
 ROOT = Path(__file__).resolve().parents[1]
 
-RTC_RULES = ("rtc_superset", "rtc_flatten", "rtc_tiles", "rtc_xcorr", "rtc_aggregate",
-             "rtc_plots", "rtc_dates")
+RTC_RULES = ("rtc_flatten", "rtc_tiles", "rtc_xcorr", "rtc_aggregate")
 INSAR_RULES = ("insar_reference", "insar_invert", "insar_gather",
-               "insar_velocity", "insar_plots")
+               "insar_velocity")
 NOTHING = "Nothing to be done"
 
 

@@ -27,12 +27,10 @@ pytestmark = pytest.mark.workflow
 # everything else first and leave no later stage to kill.
 STAGES = [
     ("rtc", "demo/rtc_stack"), ("rtc", "rtc/select"), ("rtc/reflectors.csv", "rtc/reflectors"),
-    ("rtc", "rtc/superset_"),
     ("rtc", "rtc/flatten_"), ("rtc", "rtc/tiles"), ("rtc", "rtc/xcorr_"),
-    ("rtc", "rtc/aggregate"), ("rtc", "rtc/dates"), ("rtc", "rtc/plots"),
+    ("rtc", "rtc/aggregate"),
     ("insar", "demo/insar_stack"), ("insar", "insar/select"), ("insar", "insar/reference"),
     ("insar", "insar/invert_"), ("insar", "insar/gather"), ("insar", "insar/velocity"),
-    ("insar", "insar/plots"),
 ]
 
 

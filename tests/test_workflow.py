@@ -121,7 +121,7 @@ def test_demo_end_to_end_matches_truth(tmp_path):
     p = snakemake("-n", "--configfile", str(cfg))
     plan = p.stdout + p.stderr
     assert "rtc_xcorr" in plan and "rtc_aggregate" in plan
-    assert "rtc_superset" not in plan and "demo_rtc_stack" not in plan
+    assert "rtc_flatten" not in plan and "demo_rtc_stack" not in plan
     # Nothing to do when nothing changed.
     p = snakemake("-n", "--configfile", str(cfg0))
     assert "Nothing to be done" in p.stdout + p.stderr

@@ -212,16 +212,49 @@ rule insar_gather:
 
 
 rule insar_velocity:
+    # insar_velocity (velocity and model rasters) then insar_plots, in one
+    # process: one start-up for the two small whole-stack stages.
     input:
         index=f"{INSAR}/timeseries.csv",
         ifgs=f"{INSAR}/ifgs.csv",
         timeseries=f"{INSAR}/timeseries",
+        reference=f"{INSAR}/reference_point.txt",
+        temporal_coherence=f"{INSAR}/temporal_coherence.tif",
+        mask=[f"{INSAR}/mask.tif"] if ICFG["coherence_mask"] is not None else [],
     output:
+        **(
+            {
+                "mask_plot": report(
+                    f"{INSAR}/plots/mask.png",
+                    category="InSAR",
+                    caption="../report/insar_mask.rst",
+                )
+            }
+            if ICFG["coherence_mask"] is not None
+            else {}
+        ),
         velocity=report(
             f"{INSAR}/velocity.tif", category="InSAR", caption="../report/insar_velocity_tif.rst"
         ),
         std=f"{INSAR}/velocity_std.tif",
         model=insar_model_outputs(),
+        velocity_plot=report(
+            f"{INSAR}/plots/velocity.png", category="InSAR", caption="../report/insar_velocity.rst"
+        ),
+        series_plot=report(
+            f"{INSAR}/plots/timeseries.png", category="InSAR", caption="../report/insar_series.rst"
+        ),
+        network_plot=report(
+            f"{INSAR}/plots/network.png", category="InSAR", caption="../report/insar_network.rst"
+        ),
+        map_plots=[
+            report(
+                f"{INSAR}/plots/{n}.png",
+                category="InSAR",
+                caption="../report/insar_model_map.rst",
+            )
+            for n in insar_model_maps()
+        ],
     log:
         f"{LOGS}/insar/velocity.log",
     benchmark:
@@ -241,77 +274,25 @@ rule insar_velocity:
         semiannual="--semiannual" if ICFG["velocity_model"]["semiannual"] else "",
         steps=opt("--step", ICFG["velocity_model"]["steps"]),
         out_dir=lambda w, output: os.path.dirname(output.velocity),
+        mask=lambda w, input, output: (
+            f"{opt('--mask', input.mask[0])} {opt('--out-mask', output.mask_plot)}"
+            if input.mask
+            else ""
+        ),
+        maps=lambda w, output: " ".join(
+            opt("--map", [f"{INSAR}/{n}.tif", p])
+            for n, p in zip(insar_model_maps(), output.map_plots)
+        ),
     shell:
         "python -m sarstack insar_velocity --index {input.index:q} --ifgs {input.ifgs:q}"
         " --out {output.velocity:q} --out-std {output.std:q} --block {params.block}"
         " {params.weighting} {params.annual} {params.semiannual} {params.steps}"
-        " --out-dir {params.out_dir:q} 2> {log:q} || sarstack_fail {log:q}"
-
-
-rule insar_plots:
-    input:
-        velocity=f"{INSAR}/velocity.tif",
-        std=f"{INSAR}/velocity_std.tif",
-        index=f"{INSAR}/timeseries.csv",
-        ifgs=f"{INSAR}/ifgs.csv",
-        reference=f"{INSAR}/reference_point.txt",
-        temporal_coherence=f"{INSAR}/temporal_coherence.tif",
-        mask=[f"{INSAR}/mask.tif"] if ICFG["coherence_mask"] is not None else [],
-        maps=[f"{INSAR}/{n}.tif" for n in insar_model_maps()],
-    output:
-        **(
-            {
-                "mask": report(
-                    f"{INSAR}/plots/mask.png",
-                    category="InSAR",
-                    caption="../report/insar_mask.rst",
-                )
-            }
-            if ICFG["coherence_mask"] is not None
-            else {}
-        ),
-        velocity=report(
-            f"{INSAR}/plots/velocity.png", category="InSAR", caption="../report/insar_velocity.rst"
-        ),
-        series=report(
-            f"{INSAR}/plots/timeseries.png", category="InSAR", caption="../report/insar_series.rst"
-        ),
-        network=report(
-            f"{INSAR}/plots/network.png", category="InSAR", caption="../report/insar_network.rst"
-        ),
-        maps=[
-            report(
-                f"{INSAR}/plots/{n}.png",
-                category="InSAR",
-                caption="../report/insar_model_map.rst",
-            )
-            for n in insar_model_maps()
-        ],
-    log:
-        f"{LOGS}/insar/plots.log",
-    benchmark:
-        f"{BENCH}/insar/plots.tsv"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    params:
-        mask=lambda w, input, output: (
-            f"{opt('--mask', input.mask[0])} {opt('--out-mask', output.mask)}"
-            if input.mask
-            else ""
-        ),
-        maps=lambda w, input, output: " ".join(
-            opt("--map", [t, p]) for t, p in zip(input.maps, output.maps)
-        ),
-    shell:
-        "python -m sarstack insar_plots --velocity {input.velocity:q} --std {input.std:q}"
+        " --out-dir {params.out_dir:q}"
+        " :: insar_plots --velocity {output.velocity:q} --std {output.std:q}"
         " --index {input.index:q} --ifgs {input.ifgs:q} --reference {input.reference:q}"
         " --temporal-coherence {input.temporal_coherence:q} {params.mask} {params.maps}"
-        " --out-velocity {output.velocity:q} --out-series {output.series:q}"
-        " --out-network {output.network:q} 2> {log:q} || sarstack_fail {log:q}"
+        " --out-velocity {output.velocity_plot:q} --out-series {output.series_plot:q}"
+        " --out-network {output.network_plot:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_rereference:

@@ -36,44 +36,19 @@ checkpoint rtc_select:
         " 2> {log:q} || sarstack_fail {log:q}; grep -h ' WARNING ' {log:q} >&2 || true"
 
 
-rule rtc_superset:
+rule rtc_flatten:
+    # rtc_superset (each scene of the chunk on the union grid) then rtc_flatten
+    # (its percentile bounds), in one process: one start-up per chunk.
     input:
         scenes=f"{RTC}/{{stack}}scenes.csv",
         grid=f"{RTC}/{{stack}}grid.json",
     output:
-        # The index is written last: a job killed before it is redone on the
-        # next run, whatever Snakemake's incomplete markers say (an empty
-        # directory() output from a kill once passed for complete).
-        index=f"{RTC}/{{stack}}superset/{{chunk}}/index.csv",
-    log:
-        f"{LOGS}/rtc/{{stack}}superset_{{chunk}}.log",
-    benchmark:
-        f"{BENCH}/rtc/{{stack}}superset_{{chunk}}.tsv"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=20,
-    params:
-        out_dir=lambda w, output: os.path.dirname(output.index),
-        resampling=config["rtc"]["resampling"],
-        block=BLOCK,
-        scale=config["rtc"]["scale"],
-        nodata=opt("--nodata", config["rtc"]["nodata"]),
-    shell:
-        "python -m sarstack rtc_superset --scenes {input.scenes:q} --grid {input.grid:q}"
-        " --chunk {wildcards.chunk} --resampling {params.resampling} --block {params.block}"
-        " --scale {params.scale} {params.nodata}"
-        " --out-dir {params.out_dir:q} 2> {log:q} || sarstack_fail {log:q}"
-
-
-rule rtc_flatten:
-    input:
+        # The superset index is written before the flatten JSON, the JSON last:
+        # a job killed before it is redone on the next run, whatever Snakemake's
+        # incomplete markers say (an empty directory() output from a kill once
+        # passed for complete).
         superset=f"{RTC}/{{stack}}superset/{{chunk}}/index.csv",
-        grid=f"{RTC}/{{stack}}grid.json",
-    output:
-        f"{RTC}/{{stack}}flat/{{chunk}}.json",
+        flat=f"{RTC}/{{stack}}flat/{{chunk}}.json",
     log:
         f"{LOGS}/rtc/{{stack}}flatten_{{chunk}}.log",
     benchmark:
@@ -85,14 +60,20 @@ rule rtc_flatten:
         mem_mb=1000,
         runtime=20,
     params:
-        percentiles=" ".join(str(p) for p in config["rtc"]["percentiles"]),
-        tiles=" ".join(str(t) for t in config["rtc"]["tiles"]),
+        out_dir=lambda w, output: os.path.dirname(output.superset),
+        resampling=config["rtc"]["resampling"],
         block=BLOCK,
         scale=config["rtc"]["scale"],
+        nodata=opt("--nodata", config["rtc"]["nodata"]),
+        percentiles=" ".join(str(p) for p in config["rtc"]["percentiles"]),
+        tiles=" ".join(str(t) for t in config["rtc"]["tiles"]),
     shell:
-        "python -m sarstack rtc_flatten --superset {input.superset:q} --grid {input.grid:q}"
+        "python -m sarstack rtc_superset --scenes {input.scenes:q} --grid {input.grid:q}"
+        " --chunk {wildcards.chunk} --resampling {params.resampling} --block {params.block}"
+        " --scale {params.scale} {params.nodata} --out-dir {params.out_dir:q}"
+        " :: rtc_flatten --superset {output.superset:q} --grid {input.grid:q}"
         " --tiles {params.tiles} --percentiles {params.percentiles} --block {params.block}"
-        " --scale {params.scale} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
+        " --scale {params.scale} --out {output.flat:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc_tiles:
@@ -152,6 +133,9 @@ rule rtc_xcorr:
 
 
 rule rtc_aggregate:
+    # rtc_aggregate (tables, verdict), rtc_dates (per-date offsets) and
+    # rtc_plots, one after the other in one process: one start-up (and one
+    # matplotlib import) per stack instead of three.
     input:
         xcorr=rtc_xcorr_all,
         layout=f"{RTC}/{{stack}}tile_layout.geojson",
@@ -172,6 +156,38 @@ rule rtc_aggregate:
             subcategory="{stack}Verdict",
             caption="../report/rtc_summary.rst",
         ),
+        dates=f"{RTC}/{{stack}}dates.csv",
+        dates_tiles=f"{RTC}/{{stack}}dates_tiles.csv",
+        date_plot=report(
+            f"{RTC}/{{stack}}plots/date_offsets.png",
+            category="RTC geolocation",
+            subcategory="{stack}Figures",
+            caption="../report/rtc_dates.rst",
+        ),
+        pair_plot=report(
+            f"{RTC}/{{stack}}plots/pair_offsets.png",
+            category="RTC geolocation",
+            subcategory="{stack}Figures",
+            caption="../report/rtc_pair_offsets.rst",
+        ),
+        tile_plot=report(
+            f"{RTC}/{{stack}}plots/tile_mean_offsets.png",
+            category="RTC geolocation",
+            subcategory="{stack}Figures",
+            caption="../report/rtc_tile_mean.rst",
+        ),
+        time_plot=report(
+            f"{RTC}/{{stack}}plots/offsets_vs_time.png",
+            category="RTC geolocation",
+            subcategory="{stack}Figures",
+            caption="../report/rtc_offsets_time.rst",
+        ),
+        quiver_plot=report(
+            f"{RTC}/{{stack}}plots/tile_quiver.png",
+            category="RTC geolocation",
+            subcategory="{stack}Figures",
+            caption="../report/rtc_quiver.rst",
+        ),
     log:
         f"{LOGS}/rtc/{{stack}}aggregate.log",
     benchmark:
@@ -185,93 +201,20 @@ rule rtc_aggregate:
     params:
         requirement=opt("--requirement-m", config["rtc"]["requirement_m"]),
         min_ok=config["rtc"]["min_ok_tiles"],
+        robust="--robust" if config["rtc"]["dates_method"] == "robust" else "",
     shell:
         "python -m sarstack rtc_aggregate {params.requirement} --min-ok-tiles {params.min_ok}"
         " --offsets {output.offsets:q} --pairs {output.pairs:q} --tiles {output.tiles:q}"
         " --summary {output.summary:q} --layout {input.layout:q} --out-geojson {output.geojson:q}"
-        " --out-vectors {output.vectors:q} {input.xcorr:q} 2> {log:q} || sarstack_fail {log:q}"
-
-
-rule rtc_plots:
-    input:
-        offsets=f"{RTC}/{{stack}}offsets.csv",
-        pairs=f"{RTC}/{{stack}}pairs.csv",
-        tiles=f"{RTC}/{{stack}}tiles.csv",
-        geojson=f"{RTC}/{{stack}}tile_layout.geojson",
-    output:
-        pair=report(
-            f"{RTC}/{{stack}}plots/pair_offsets.png",
-            category="RTC geolocation",
-            subcategory="{stack}Figures",
-            caption="../report/rtc_pair_offsets.rst",
-        ),
-        tile=report(
-            f"{RTC}/{{stack}}plots/tile_mean_offsets.png",
-            category="RTC geolocation",
-            subcategory="{stack}Figures",
-            caption="../report/rtc_tile_mean.rst",
-        ),
-        time=report(
-            f"{RTC}/{{stack}}plots/offsets_vs_time.png",
-            category="RTC geolocation",
-            subcategory="{stack}Figures",
-            caption="../report/rtc_offsets_time.rst",
-        ),
-        quiver=report(
-            f"{RTC}/{{stack}}plots/tile_quiver.png",
-            category="RTC geolocation",
-            subcategory="{stack}Figures",
-            caption="../report/rtc_quiver.rst",
-        ),
-    log:
-        f"{LOGS}/rtc/{{stack}}plots.log",
-    benchmark:
-        f"{BENCH}/rtc/{{stack}}plots.tsv"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    params:
-        requirement=opt("--requirement-m", config["rtc"]["requirement_m"]),
-    shell:
-        "python -m sarstack rtc_plots --offsets {input.offsets:q} --pairs {input.pairs:q}"
-        " --tiles {input.tiles:q} --geojson {input.geojson:q} {params.requirement}"
-        " --out-pair {output.pair:q} --out-tile {output.tile:q} --out-time {output.time:q}"
-        " --out-quiver {output.quiver:q} 2> {log:q} || sarstack_fail {log:q}"
-
-
-rule rtc_dates:
-    input:
-        offsets=f"{RTC}/{{stack}}offsets.csv",
-        pairs=f"{RTC}/{{stack}}pairs.csv",
-    output:
-        dates=f"{RTC}/{{stack}}dates.csv",
-        tiles=f"{RTC}/{{stack}}dates_tiles.csv",
-        plot=report(
-            f"{RTC}/{{stack}}plots/date_offsets.png",
-            category="RTC geolocation",
-            subcategory="{stack}Figures",
-            caption="../report/rtc_dates.rst",
-        ),
-    log:
-        f"{LOGS}/rtc/{{stack}}dates.log",
-    benchmark:
-        f"{BENCH}/rtc/{{stack}}dates.tsv"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    params:
-        robust="--robust" if config["rtc"]["dates_method"] == "robust" else "",
-        requirement=opt("--requirement-m", RCFG["requirement_m"]),
-    shell:
-        "python -m sarstack rtc_dates --offsets {input.offsets:q} --pairs {input.pairs:q}"
-        " --out {output.dates:q} --out-tiles {output.tiles:q} --plot {output.plot:q}"
-        " {params.robust} {params.requirement} 2> {log:q} || sarstack_fail {log:q}"
+        " --out-vectors {output.vectors:q} {input.xcorr:q}"
+        " :: rtc_dates --offsets {output.offsets:q} --pairs {output.pairs:q}"
+        " --out {output.dates:q} --out-tiles {output.dates_tiles:q} --plot {output.date_plot:q}"
+        " {params.robust} {params.requirement}"
+        " :: rtc_plots --offsets {output.offsets:q} --pairs {output.pairs:q}"
+        " --tiles {output.tiles:q} --geojson {input.layout:q} {params.requirement}"
+        " --out-pair {output.pair_plot:q} --out-tile {output.tile_plot:q}"
+        " --out-time {output.time_plot:q} --out-quiver {output.quiver_plot:q}"
+        " 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule rtc_reflectors:

@@ -100,8 +100,13 @@ def _stage_main(stage: str) -> Callable[[Sequence[str] | None], None]:
     return importlib.import_module(f"sarstack.cli.{stage}").main
 
 
+#: Separates the stages of one command line: ``sarstack A <args> :: B <args>``.
+CHAIN = "::"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """``sarstack <stage> ...``: dispatch to a stage (see ``sarstack --help``)."""
+    """``sarstack <stage> ...``: dispatch to a stage (see ``sarstack --help``), or to
+    several in turn, separated by ``::``."""
     from sarstack import __version__
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -109,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         width = max(map(len, STAGES))
         lines = [f"  {s:<{width}}  {_summary(s)}" for s in STAGES]
         print(
-            "usage: sarstack <stage> [options]   (sarstack <stage> --help for its options)\n\n"
+            "usage: sarstack <stage> [options] [:: <stage> [options] ...]\n"
+            "       (sarstack <stage> --help for its options; '::' runs stages in turn)\n\n"
             "RTC geolocation stability and InSAR time series for SAR image stacks;\n"
             "each stage reads files and writes files (the Snakemake workflow chains them).\n\n"
             "stages:\n" + "\n".join(lines) + "\n\noptions:\n  -h, --help  this list\n"
@@ -121,13 +127,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args[0] == "--version":
         print(f"sarstack {__version__}")
         return
-    stage = args[0].replace("-", "_")
-    if stage not in STAGES:
-        print(f"error: sarstack: unknown stage {args[0]!r} (sarstack --help lists them)",
-              file=sys.stderr)  # fmt: skip
-        sys.exit(2)
-    sys.argv[0] = f"sarstack {stage}"
-    run(_stage_main(stage), args[1:])
+    # "sarstack A ... :: B ...": the stages one after the other in this process
+    # (a rule that chains small stages pays Python's start-up and the imports
+    # once); the first failure stops the chain.
+    chain: list[list[str]] = [[]]
+    for arg in args:
+        if arg == CHAIN:
+            chain.append([])
+        else:
+            chain[-1].append(arg)
+    for part in chain:
+        stage = part[0].replace("-", "_") if part else ""
+        if stage not in STAGES:
+            print(f"error: sarstack: unknown stage {stage or CHAIN!r} (sarstack --help lists"
+                  " them)", file=sys.stderr)  # fmt: skip
+            sys.exit(2)
+    for part in chain:
+        stage = part[0].replace("-", "_")
+        sys.argv[0] = f"sarstack {stage}"
+        run(_stage_main(stage), part[1:])
 
 
 def run_script(path: str) -> None:
