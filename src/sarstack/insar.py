@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import glob
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,7 +69,9 @@ class Ifg:
 
 
 def _glob(pattern: str) -> list[Path]:
-    return sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+    from sarstack import storage
+
+    return [Path(p) for p in storage.glob_files(pattern)]
 
 
 def _by_pair(pattern: str, key: str, date_format: str) -> dict[tuple[dt.date, dt.date], Path]:

@@ -321,7 +321,8 @@ def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]
 
 
 def file_fingerprint(*paths: str | Path | None) -> str:
-    """``size:mtime_ns`` of each file (``-`` for a None), space-separated.
+    """``size:mtime_ns`` of each file (``size:ETag`` in S3, ``-`` for a None),
+    space-separated (:func:`sarstack.storage.fingerprint`).
 
     Cheap (one ``stat`` per file, nothing read) and changed by any rewrite of
     a file, even one that keeps its name and size. The select stages write it
@@ -329,17 +330,9 @@ def file_fingerprint(*paths: str | Path | None) -> str:
     whenever an input changes in place, and every stage that reads the table
     (and through it the raster) is rerun. Raises naming a missing file.
     """
-    out = []
-    for p in paths:
-        if p is None or p == "":
-            out.append("-")
-            continue
-        try:
-            st = os.stat(p)
-        except OSError as e:
-            raise SarstackError(f"{p}: cannot stat ({e.strerror})") from None
-        out.append(f"{st.st_size}:{st.st_mtime_ns}")
-    return " ".join(out)
+    from sarstack import storage
+
+    return " ".join("-" if p is None or p == "" else storage.fingerprint(p) for p in paths)
 
 
 def write_text(path: str | Path, text: str) -> None:

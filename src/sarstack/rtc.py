@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import functools
-import glob
 import logging
 import math
 from collections.abc import Sequence
@@ -72,7 +71,9 @@ class Scene:
 
 def find_scenes(pattern: str) -> list[Path]:
     """Files matching a recursive glob (``**`` allowed), sorted by path."""
-    return sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+    from sarstack import storage
+
+    return [Path(p) for p in storage.glob_files(pattern)]
 
 
 def select_scenes(paths: Sequence[str | Path], pattern: str = "") -> list[Scene]:

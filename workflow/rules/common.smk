@@ -14,6 +14,11 @@ from sarstack.config import (  # noqa: E402
     validate_config,
 )
 from sarstack.errors import SarstackError  # noqa: E402
+from sarstack.storage import configure_gdal_s3  # noqa: E402
+
+# s3:// inputs: GDAL's S3 settings from AWS_ENDPOINT_URL, set here so every job
+# (a child of this process) inherits them.
+configure_gdal_s3()
 
 
 def _fail(msg):
@@ -201,14 +206,27 @@ def rtc_pattern(wildcards):
     return RTC_STACKS[wildcards.stack]
 
 
+def rtc_matched(wildcards):
+    """The files the stack's glob matches (local, or /vsis3/ paths of an s3:// glob)."""
+    from sarstack import storage
+
+    return storage.glob_files(RTC_STACKS[wildcards.stack])
+
+
+def local_inputs(paths):
+    """The paths Snakemake can watch: S3 objects are no rule inputs (Snakemake
+    would look for local files); their fingerprints (params) rerun the select."""
+    from sarstack import storage
+
+    return [p for p in paths if not storage.is_s3(p)]
+
+
 def rtc_select_input(wildcards):
     """Demo: the generator's truth table; real data: the matched files (so new
     or updated files trigger a rerun)."""
     if rtc_is_demo():
         return f"{DEMO}/rtc/truth.csv"
-    import glob
-
-    return sorted(glob.glob(RTC_STACKS[wildcards.stack], recursive=True))
+    return local_inputs(rtc_matched(wildcards))
 
 
 def inputs_fingerprint(paths):
@@ -218,21 +236,24 @@ def inputs_fingerprint(paths):
     check misses. One stat per file, nothing read."""
     import hashlib
 
+    from sarstack import storage
+
     if not paths:
         return ""
     h = hashlib.sha256()
     for p in paths:
         try:
-            st = os.stat(p)
-            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        except OSError:
+            # size and mtime_ns (size and ETag in S3), in the digest's first form
+            size, version = storage.fingerprint(p).split(":", 1)
+            h.update(f"{p}\0{size}\0{version}\n".encode())
+        except SarstackError:
             h.update(f"{p}\0missing\n".encode())
     return h.hexdigest()
 
 
 def rtc_select_fingerprint(wildcards):
     """The matched files' fingerprint; "" for the demo, whose scenes the workflow writes."""
-    return "" if rtc_is_demo() else inputs_fingerprint(rtc_select_input(wildcards))
+    return "" if rtc_is_demo() else inputs_fingerprint(rtc_matched(wildcards))
 
 
 def rtc_scenes(wildcards):
@@ -433,21 +454,22 @@ def insar_globs():
     return (ICFG["unwrapped"], ICFG["conncomp"], ICFG["correlation"])
 
 
+def insar_matched():
+    """The files the InSAR globs match (local, or /vsis3/ paths of s3:// globs)."""
+    from sarstack import storage
+
+    return [f for pattern in insar_globs() if pattern for f in storage.glob_files(pattern)]
+
+
 def insar_select_input(wildcards):
     if insar_is_demo():
         return [f"{DEMO}/insar/truth.csv"]
-    import glob
-
-    files = []
-    for pattern in insar_globs():
-        if pattern:
-            files += sorted(glob.glob(pattern, recursive=True))
-    return files
+    return local_inputs(insar_matched())
 
 
 def insar_select_fingerprint(wildcards):
     """The matched files' fingerprint; "" for the demo, whose ifgs the workflow writes."""
-    return "" if insar_is_demo() else inputs_fingerprint(insar_select_input(wildcards))
+    return "" if insar_is_demo() else inputs_fingerprint(insar_matched())
 
 
 def insar_strip_chunks():

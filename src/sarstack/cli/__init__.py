@@ -57,6 +57,9 @@ GDAL_CACHE_MB = 384
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:
     """Call ``main(argv)``; a SarstackError becomes ``error: ...`` and exit status 2."""
     os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE_MB))
+    from sarstack.storage import configure_gdal_s3
+
+    configure_gdal_s3()
     try:
         main(argv)
     except SarstackError as e:
