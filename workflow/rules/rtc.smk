@@ -21,7 +21,8 @@ checkpoint rtc_select:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
+        # measured peak 0.11 GB (rtc-4096x24, rtc-many), with a margin
+        mem_mb=500,
         runtime=10,
     params:
         pattern=rtc_pattern,
@@ -57,7 +58,8 @@ rule rtc_flatten:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
+        # measured peak 0.17 GB at 4096², 0.39 GB at 8192², with a margin
+        mem_mb=800,
         runtime=20,
     params:
         out_dir=lambda w, output: os.path.dirname(output.superset),
@@ -90,7 +92,8 @@ rule rtc_tiles:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
+        # tables only (a few MB), with a margin
+        mem_mb=500,
         runtime=20,
     params:
         tiles=" ".join(str(t) for t in config["rtc"]["tiles"]),
@@ -113,7 +116,8 @@ rule rtc_xcorr:
         ENV
     threads: lambda wildcards: chunk_threads(*rtc_pair_chunks(wildcards), share=RTC_SHARE)
     resources:
-        mem_mb=2000,
+        # measured peak 0.26 GB at 4096², 0.42 GB at 8192² (4 and 1 pairs per job), with a margin
+        mem_mb=800,
         runtime=30,
     params:
         pairs=config["rtc"]["pairs"],
@@ -196,7 +200,8 @@ rule rtc_aggregate:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
+        # measured peak 0.16 GB (rtc-4096x24, rtc-many), with a margin
+        mem_mb=500,
         runtime=10,
     params:
         requirement=opt("--requirement-m", config["rtc"]["requirement_m"]),
@@ -288,7 +293,8 @@ rule rtc_stacks_summary:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
+        # measured peak 0.14 GB (rtc-many), with a margin
+        mem_mb=500,
         runtime=10,
     params:
         stacks=stacks_summary_args,
