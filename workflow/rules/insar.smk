@@ -118,7 +118,9 @@ rule insar_reference:
         quality=opt("--quality", insar_quality()),
         mask=opt("--mask", ICFG["mask"]),
         threshold=ICFG["reference_threshold"],
-        block=BLOCK,
+        # insar.block_shape: the reads hold every ifg of a block (897 ifgs x
+        # 512² float64 was 1.9 GB); the choice does not depend on the blocks.
+        block=IBLOCK,
     shell:
         "python -m sarstack insar_reference --ifgs {input.ifgs:q} {params.point} {params.quality}"
         " {params.mask} --threshold {params.threshold} --block {params.block} --window {params.window}"
