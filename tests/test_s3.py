@@ -79,6 +79,7 @@ def s3_server(land_burst, sea_burst):  # both skip with a reason without ../shar
 
 
 def _run(tmp: Path, stacks: dict[str, str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    tmp.mkdir(parents=True, exist_ok=True)
     cfg = write_config(tmp / "c.yaml", {
         "output_dir": str(tmp / "out"), "demo": {"enabled": False},
         "insar": {"enabled": False},

@@ -117,11 +117,14 @@ def read_ahead(read: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
 
 def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
     """Open a raster for reading, with a one-line error that names the file."""
+    from sarstack import storage
+
     p = Path(path)
-    if not p.exists():
+    remote = storage.is_s3(path)  # /vsis3/...: GDAL looks, there is no local file
+    if not remote and not p.exists():
         raise SarstackError(f"{p}: no such file")
     try:
-        return rasterio.open(p)
+        return rasterio.open(str(path) if remote else p)
     except rasterio.errors.RasterioIOError as e:
         msg = str(e).splitlines()[0] if str(e) else "unreadable"
         raise SarstackError(f"{p}: not a readable raster ({msg})") from None
