@@ -160,7 +160,8 @@ def _rerun_printed_stage_by_hand(cmd: str, out: str) -> None:
     printed = [ln.split(": ", 1)[1] for ln in out.splitlines() if ln.startswith("Shell command:")]
     assert len(printed) == 1 and printed[0].startswith(f"python -m sarstack {stage} "), out[-3000:]
     by_hand = printed[0].split(" || sarstack_fail")[0]
-    pairs = ROOT / "results" / "my_burst" / "rtc" / "pairs.csv"
+    pairs = ROOT / "results" / "my_burst" / {"insar_velocity": "insar/velocity.tif",
+                                             "rtc_aggregate": "rtc/pairs.csv"}[stage]
     before = pairs.read_bytes()
     pairs.unlink()
     venv = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",

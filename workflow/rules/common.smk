@@ -198,6 +198,42 @@ STACK_NAMES = {s: s[:-1] for s in RTC_STACKS}  # wildcard value -> name ("" for 
 RTC_SHARE = max(1, len(RTC_STACKS))
 
 
+def rtc_fused_stacks():
+    """The stacks whose every scattered stage is one chunk (from the first
+    scene's size and the number of files, read now): they run as one
+    rtc_stack job each (rtc.smk), the others as per-chunk jobs. Only the job
+    layout depends on this; results are identical for every chunk count. The
+    demo's stack does not exist yet when the DAG is built: per-chunk jobs."""
+    if rtc_is_demo() or not RCFG["fuse_small_stacks"]:
+        return set()
+    from sarstack.dates import make_pairs
+    from sarstack.io import read_grid
+
+    fused = set()
+    for stack, pattern in RTC_STACKS.items():
+        try:
+            files = _matched(pattern)
+            if len(files) < 2:
+                continue  # rtc_select says what is wrong
+            g = read_grid(files[0])
+            n_pairs = len(make_pairs(len(files), RCFG["pairs"]))
+        except SarstackError:
+            continue
+        px = g.width * g.height
+        if n_chunks(len(files), px, "flatten") == 1 and n_chunks(n_pairs, px, "xcorr") == 1:
+            fused.add(stack)
+    return fused
+
+
+def _stacks_rx(stacks):
+    """A wildcard regex matching exactly these stack values (never, when none)."""
+    import re
+
+    if not stacks:
+        return "(?!)"
+    return "(?:" + "|".join(re.escape(s) for s in sorted(stacks)) + ")"
+
+
 def rtc_has_inputs():
     return bool(RTC_STACKS)
 
@@ -206,11 +242,21 @@ def rtc_pattern(wildcards):
     return RTC_STACKS[wildcards.stack]
 
 
-def rtc_matched(wildcards):
-    """The files the stack's glob matches (local, or /vsis3/ paths of an s3:// glob)."""
+def _matched(pattern):
+    """The files a glob matches, listed once per Snakemake process."""
     from sarstack import storage
 
-    return storage.glob_files(RTC_STACKS[wildcards.stack])
+    if pattern not in _MATCHED:
+        _MATCHED[pattern] = storage.glob_files(pattern)
+    return _MATCHED[pattern]
+
+
+_MATCHED = {}
+
+
+def rtc_matched(wildcards):
+    """The files the stack's glob matches (local, or /vsis3/ paths of an s3:// glob)."""
+    return _matched(RTC_STACKS[wildcards.stack])
 
 
 def local_inputs(paths):
@@ -278,6 +324,11 @@ def rtc_grid_px(wildcards):
     return int(g["width"]) * int(g["height"])
 
 
+RTC_FUSED = rtc_fused_stacks()
+RTC_FUSED_RX = _stacks_rx(RTC_FUSED)
+RTC_CHUNKED_RX = _stacks_rx(set(RTC_STACKS) - RTC_FUSED)
+
+
 def rtc_scene_chunks(wildcards):
     """(scenes, pixels each) of the superset/flatten scatter."""
     return len(rtc_scenes(wildcards)), rtc_grid_px(wildcards), "flatten"
@@ -286,6 +337,13 @@ def rtc_scene_chunks(wildcards):
 def rtc_pair_chunks(wildcards):
     """(pairs, pixels each) of the xcorr scatter."""
     return rtc_n_pairs(wildcards), rtc_grid_px(wildcards), "xcorr"
+
+
+def rtc_labels(wildcards, chunks):
+    """Chunk labels of a stack's scatter; "1-of-1" for a fused stack (rtc_stack)."""
+    if wildcards.stack in RTC_FUSED:
+        return ["1-of-1"]
+    return chunk_labels(*chunks(wildcards))
 
 
 _TILE_WARNED = set()
@@ -301,12 +359,12 @@ def rtc_flat_all(wildcards):
         if warn:
             where = f" (stack {STACK_NAMES[wildcards.stack]})" if wildcards.stack else ""
             print(f"{warn}{where}", file=sys.stderr)
-    chunks = chunk_labels(*rtc_scene_chunks(wildcards))
+    chunks = rtc_labels(wildcards, rtc_scene_chunks)
     return [f"{RTC}/{wildcards.stack}flat/{c}.json" for c in chunks]
 
 
 def rtc_xcorr_all(wildcards):
-    chunks = chunk_labels(*rtc_pair_chunks(wildcards))
+    chunks = rtc_labels(wildcards, rtc_pair_chunks)
     return [f"{RTC}/{wildcards.stack}xcorr/{c}.csv" for c in chunks]
 
 

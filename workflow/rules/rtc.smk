@@ -7,6 +7,65 @@
 # only interface.
 
 
+# Command fragments shared by the per-chunk rules and rtc_stack (a small
+# stack's whole chain in one job); every file comes in through params.
+RTC_FLATTEN_CMD = (
+    "rtc_superset --scenes {params.scenes:q} --grid {params.grid:q}"
+    " --chunk {params.chunk} --resampling {params.resampling} --block {params.block}"
+    " --scale {params.scale} {params.nodata} --out-dir {params.superset_dir:q}"
+    " :: rtc_flatten --superset {params.superset:q} --grid {params.grid:q}"
+    " --tiles {params.tiles} --percentiles {params.percentiles} --block {params.block}"
+    " --scale {params.scale} --out {params.flat:q}"
+)
+RTC_TILES_CMD = (
+    "rtc_tiles --grid {params.grid:q} --tiles {params.tiles} --out {params.layout:q}"
+    " {params.flat:q}"
+)
+RTC_XCORR_CMD = (
+    "rtc_xcorr --flat {params.flat:q} --tiles {params.layout:q}"
+    " --pairs {params.pairs} --chunk {params.chunk} --upsample-factor {params.upsample}"
+    " --max-nan-fraction {params.max_nan} --preprocess {params.preprocess}"
+    " --refine-iterations {params.iterations} --block {params.block} --threads {threads}"
+    " {params.min_quality} {params.max_shift} --out {params.xcorr:q}"
+)
+RTC_AGGREGATE_CMD = (
+    "rtc_aggregate {params.requirement} --min-ok-tiles {params.min_ok}"
+    " --offsets {output.offsets:q} --pairs {output.pairs:q} --tiles {output.tiles:q}"
+    " --summary {output.summary:q} --layout {params.layout:q} --out-geojson {output.geojson:q}"
+    " --out-vectors {output.vectors:q} {params.xcorr:q}"
+    " :: rtc_dates --offsets {output.offsets:q} --pairs {output.pairs:q}"
+    " --out {output.dates:q} --out-tiles {output.dates_tiles:q} --plot {output.date_plot:q}"
+    " {params.robust} {params.requirement}"
+    " :: rtc_plots --offsets {output.offsets:q} --pairs {output.pairs:q}"
+    " --tiles {output.tiles:q} --geojson {params.layout:q} {params.requirement}"
+    " --out-pair {output.pair_plot:q} --out-tile {output.tile_plot:q}"
+    " --out-time {output.time_plot:q} --out-quiver {output.quiver_plot:q}"
+)
+# The stages' config values, one dict per stage (params of both kinds of rule;
+# the block shape, which two stages share, is given by each rule).
+RTC_FLATTEN_PARAMS = dict(
+    resampling=RCFG["resampling"],
+    scale=RCFG["scale"],
+    nodata=opt("--nodata", RCFG["nodata"]),
+    percentiles=" ".join(str(p) for p in RCFG["percentiles"]),
+    tiles=" ".join(str(t) for t in RCFG["tiles"]),
+)
+RTC_XCORR_PARAMS = dict(
+    pairs=RCFG["pairs"],
+    upsample=RCFG["upsample_factor"],
+    max_nan=RCFG["max_nan_fraction"],
+    preprocess=RCFG["preprocess"],
+    iterations=RCFG["refine_iterations"],
+    min_quality=opt("--min-quality", RCFG["min_quality"]),
+    max_shift=opt("--max-shift-px", RCFG["max_shift_px"]),
+)
+RTC_AGGREGATE_PARAMS = dict(
+    requirement=opt("--requirement-m", RCFG["requirement_m"]),
+    min_ok=RCFG["min_ok_tiles"],
+    robust="--robust" if RCFG["dates_method"] == "robust" else "",
+)
+
+
 checkpoint rtc_select:
     input:
         scenes=rtc_select_input,
@@ -54,6 +113,8 @@ rule rtc_flatten:
         f"{LOGS}/rtc/{{stack}}flatten_{{chunk}}.log",
     benchmark:
         f"{BENCH}/rtc/{{stack}}flatten_{{chunk}}.tsv"
+    wildcard_constraints:
+        stack=RTC_CHUNKED_RX,
     conda:
         ENV
     threads: 1
@@ -62,20 +123,16 @@ rule rtc_flatten:
         mem_mb=800,
         runtime=20,
     params:
-        out_dir=lambda w, output: os.path.dirname(output.superset),
-        resampling=config["rtc"]["resampling"],
+        **RTC_FLATTEN_PARAMS,
         block=BLOCK,
-        scale=config["rtc"]["scale"],
-        nodata=opt("--nodata", config["rtc"]["nodata"]),
-        percentiles=" ".join(str(p) for p in config["rtc"]["percentiles"]),
-        tiles=" ".join(str(t) for t in config["rtc"]["tiles"]),
+        chunk=lambda w: w.chunk,
+        scenes=lambda w, input: input.scenes,
+        grid=lambda w, input: input.grid,
+        superset=lambda w, output: output.superset,
+        superset_dir=lambda w, output: os.path.dirname(output.superset),
+        flat=lambda w, output: output.flat,
     shell:
-        "python -m sarstack rtc_superset --scenes {input.scenes:q} --grid {input.grid:q}"
-        " --chunk {wildcards.chunk} --resampling {params.resampling} --block {params.block}"
-        " --scale {params.scale} {params.nodata} --out-dir {params.out_dir:q}"
-        " :: rtc_flatten --superset {output.superset:q} --grid {input.grid:q}"
-        " --tiles {params.tiles} --percentiles {params.percentiles} --block {params.block}"
-        " --scale {params.scale} --out {output.flat:q} 2> {log:q} || sarstack_fail {log:q}"
+        f"python -m sarstack {RTC_FLATTEN_CMD} 2> {{log:q}} || sarstack_fail {{log:q}}"
 
 
 rule rtc_tiles:
@@ -83,11 +140,13 @@ rule rtc_tiles:
         grid=f"{RTC}/{{stack}}grid.json",
         flat=rtc_flat_all,
     output:
-        f"{RTC}/{{stack}}tile_layout.geojson",
+        layout=f"{RTC}/{{stack}}tile_layout.geojson",
     log:
         f"{LOGS}/rtc/{{stack}}tiles.log",
     benchmark:
         f"{BENCH}/rtc/{{stack}}tiles.tsv"
+    wildcard_constraints:
+        stack=RTC_CHUNKED_RX,
     conda:
         ENV
     threads: 1
@@ -96,10 +155,12 @@ rule rtc_tiles:
         mem_mb=500,
         runtime=20,
     params:
-        tiles=" ".join(str(t) for t in config["rtc"]["tiles"]),
+        tiles=RTC_FLATTEN_PARAMS["tiles"],
+        grid=lambda w, input: input.grid,
+        flat=lambda w, input: input.flat,
+        layout=lambda w, output: output.layout,
     shell:
-        "python -m sarstack rtc_tiles --grid {input.grid:q} --tiles {params.tiles}"
-        " --out {output:q} {input.flat:q} 2> {log:q} || sarstack_fail {log:q}"
+        f"python -m sarstack {RTC_TILES_CMD} 2> {{log:q}} || sarstack_fail {{log:q}}"
 
 
 rule rtc_xcorr:
@@ -107,11 +168,13 @@ rule rtc_xcorr:
         flat=rtc_flat_all,
         tiles=f"{RTC}/{{stack}}tile_layout.geojson",
     output:
-        f"{RTC}/{{stack}}xcorr/{{chunk}}.csv",
+        xcorr=f"{RTC}/{{stack}}xcorr/{{chunk}}.csv",
     log:
         f"{LOGS}/rtc/{{stack}}xcorr_{{chunk}}.log",
     benchmark:
         f"{BENCH}/rtc/{{stack}}xcorr_{{chunk}}.tsv"
+    wildcard_constraints:
+        stack=RTC_CHUNKED_RX,
     conda:
         ENV
     threads: lambda wildcards: chunk_threads(*rtc_pair_chunks(wildcards), share=RTC_SHARE)
@@ -120,20 +183,14 @@ rule rtc_xcorr:
         mem_mb=800,
         runtime=30,
     params:
-        pairs=config["rtc"]["pairs"],
-        upsample=config["rtc"]["upsample_factor"],
-        max_nan=config["rtc"]["max_nan_fraction"],
-        preprocess=config["rtc"]["preprocess"],
-        iterations=config["rtc"]["refine_iterations"],
+        **RTC_XCORR_PARAMS,
         block=BLOCK,
-        min_quality=opt("--min-quality", config["rtc"]["min_quality"]),
-        max_shift=opt("--max-shift-px", config["rtc"]["max_shift_px"]),
+        chunk=lambda w: w.chunk,
+        flat=lambda w, input: input.flat,
+        layout=lambda w, input: input.tiles,
+        xcorr=lambda w, output: output.xcorr,
     shell:
-        "python -m sarstack rtc_xcorr --flat {input.flat:q} --tiles {input.tiles:q}"
-        " --pairs {params.pairs} --chunk {wildcards.chunk} --upsample-factor {params.upsample}"
-        " --max-nan-fraction {params.max_nan} --preprocess {params.preprocess}"
-        " --refine-iterations {params.iterations} --block {params.block} --threads {threads}"
-        " {params.min_quality} {params.max_shift} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
+        f"python -m sarstack {RTC_XCORR_CMD} 2> {{log:q}} || sarstack_fail {{log:q}}"
 
 
 rule rtc_aggregate:
@@ -196,6 +253,8 @@ rule rtc_aggregate:
         f"{LOGS}/rtc/{{stack}}aggregate.log",
     benchmark:
         f"{BENCH}/rtc/{{stack}}aggregate.tsv"
+    wildcard_constraints:
+        stack=RTC_CHUNKED_RX,
     conda:
         ENV
     threads: 1
@@ -204,22 +263,104 @@ rule rtc_aggregate:
         mem_mb=500,
         runtime=10,
     params:
-        requirement=opt("--requirement-m", config["rtc"]["requirement_m"]),
-        min_ok=config["rtc"]["min_ok_tiles"],
-        robust="--robust" if config["rtc"]["dates_method"] == "robust" else "",
+        **RTC_AGGREGATE_PARAMS,
+        layout=lambda w, input: input.layout,
+        xcorr=lambda w, input: input.xcorr,
     shell:
-        "python -m sarstack rtc_aggregate {params.requirement} --min-ok-tiles {params.min_ok}"
-        " --offsets {output.offsets:q} --pairs {output.pairs:q} --tiles {output.tiles:q}"
-        " --summary {output.summary:q} --layout {input.layout:q} --out-geojson {output.geojson:q}"
-        " --out-vectors {output.vectors:q} {input.xcorr:q}"
-        " :: rtc_dates --offsets {output.offsets:q} --pairs {output.pairs:q}"
-        " --out {output.dates:q} --out-tiles {output.dates_tiles:q} --plot {output.date_plot:q}"
-        " {params.robust} {params.requirement}"
-        " :: rtc_plots --offsets {output.offsets:q} --pairs {output.pairs:q}"
-        " --tiles {output.tiles:q} --geojson {input.layout:q} {params.requirement}"
-        " --out-pair {output.pair_plot:q} --out-tile {output.tile_plot:q}"
-        " --out-time {output.time_plot:q} --out-quiver {output.quiver_plot:q}"
-        " 2> {log:q} || sarstack_fail {log:q}"
+        f"python -m sarstack {RTC_AGGREGATE_CMD} 2> {{log:q}} || sarstack_fail {{log:q}}"
+
+
+rule rtc_stack:
+    # A stack that needs one chunk of every scattered stage (a burst of
+    # dozens of dates: common.smk's RTC_FUSED) runs its whole chain, flatten ::
+    # tiles :: xcorr :: aggregate (with dates and plots), in one job: the same
+    # stages and files as the per-chunk rules above (results are identical for
+    # every chunk count), two jobs per stack instead of five.
+    input:
+        scenes=f"{RTC}/{{stack}}scenes.csv",
+        grid=f"{RTC}/{{stack}}grid.json",
+    output:
+        superset=f"{RTC}/{{stack}}superset/1-of-1/index.csv",
+        flat=f"{RTC}/{{stack}}flat/1-of-1.json",
+        layout=f"{RTC}/{{stack}}tile_layout.geojson",
+        xcorr=f"{RTC}/{{stack}}xcorr/1-of-1.csv",
+        geojson=f"{RTC}/{{stack}}tiles.geojson",
+        vectors=f"{RTC}/{{stack}}tile_vectors.geojson",
+        offsets=f"{RTC}/{{stack}}offsets.csv",
+        pairs=report(
+            f"{RTC}/{{stack}}pairs.csv",
+            category="RTC geolocation",
+            subcategory="{stack}Verdict",
+            caption="../report/rtc_pairs.rst",
+        ),
+        tiles=f"{RTC}/{{stack}}tiles.csv",
+        summary=report(
+            f"{RTC}/{{stack}}summary.csv",
+            category="RTC geolocation",
+            subcategory="{stack}Verdict",
+            caption="../report/rtc_summary.rst",
+        ),
+        dates=f"{RTC}/{{stack}}dates.csv",
+        dates_tiles=f"{RTC}/{{stack}}dates_tiles.csv",
+        date_plot=report(
+            f"{RTC}/{{stack}}plots/date_offsets.png",
+            category="RTC geolocation",
+            subcategory="{stack}Figures",
+            caption="../report/rtc_dates.rst",
+        ),
+        pair_plot=report(
+            f"{RTC}/{{stack}}plots/pair_offsets.png",
+            category="RTC geolocation",
+            subcategory="{stack}Figures",
+            caption="../report/rtc_pair_offsets.rst",
+        ),
+        tile_plot=report(
+            f"{RTC}/{{stack}}plots/tile_mean_offsets.png",
+            category="RTC geolocation",
+            subcategory="{stack}Figures",
+            caption="../report/rtc_tile_mean.rst",
+        ),
+        time_plot=report(
+            f"{RTC}/{{stack}}plots/offsets_vs_time.png",
+            category="RTC geolocation",
+            subcategory="{stack}Figures",
+            caption="../report/rtc_offsets_time.rst",
+        ),
+        quiver_plot=report(
+            f"{RTC}/{{stack}}plots/tile_quiver.png",
+            category="RTC geolocation",
+            subcategory="{stack}Figures",
+            caption="../report/rtc_quiver.rst",
+        ),
+    log:
+        f"{LOGS}/rtc/{{stack}}stack.log",
+    benchmark:
+        f"{BENCH}/rtc/{{stack}}stack.tsv"
+    wildcard_constraints:
+        stack=RTC_FUSED_RX,
+    conda:
+        ENV
+    threads: 1
+    resources:
+        # measured peak 0.16 GB (the 12 stacks of rtc-many), with a margin
+        mem_mb=500,
+        runtime=20,
+    params:
+        **RTC_FLATTEN_PARAMS,
+        **RTC_XCORR_PARAMS,
+        **RTC_AGGREGATE_PARAMS,
+        block=BLOCK,
+        chunk="1-of-1",
+        scenes=lambda w, input: input.scenes,
+        grid=lambda w, input: input.grid,
+        superset=lambda w, output: output.superset,
+        superset_dir=lambda w, output: os.path.dirname(output.superset),
+        flat=lambda w, output: output.flat,
+        layout=lambda w, output: output.layout,
+        xcorr=lambda w, output: output.xcorr,
+    shell:
+        f"python -m sarstack {RTC_FLATTEN_CMD} :: {RTC_TILES_CMD} :: {RTC_XCORR_CMD}"
+        f" :: {RTC_AGGREGATE_CMD} 2> {{log:q}} || sarstack_fail {{log:q}}"
 
 
 rule rtc_reflectors:
