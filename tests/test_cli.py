@@ -111,3 +111,24 @@ def test_each_rule_runs_the_stage_of_its_name():
     assert {r: s for r, s in seen.items() if r not in s and r != "rtc_stack"} == {}
     assert seen["rtc_stack"][0] == "rtc_superset" and seen["rtc_stack"][-1] == "rtc_plots"
     assert {s for stages in seen.values() for s in stages} == set(cli.STAGES)
+
+
+def test_chained_stages_run_in_turn_and_stop_at_the_first_failure(tmp_path):
+    """``sarstack A ... :: B ...``: an unknown stage anywhere is refused before
+    anything runs; a failing stage stops the chain with its one-line error."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "sarstack", "rtc_tiles", "--help", "::", "nope"],
+                       capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 2 and "unknown stage 'nope'" in p.stderr and not p.stdout
+    missing = tmp_path / "missing.json"
+    out = tmp_path / "layout.geojson"
+    p = subprocess.run(
+        [sys.executable, "-m", "sarstack", "rtc_tiles", "--grid", str(missing), "--tiles", "2",
+         "2", "--out", str(out), str(missing), "::", "rtc_tiles", "--help"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "usage:" not in p.stdout  # the second stage never ran
+    assert not out.exists()

@@ -166,3 +166,31 @@ def test_a_stack_whose_glob_matches_nothing_is_named_by_its_key(tmp_path):
     with pytest.raises(SarstackError, match=r"^rtc\.stacks\.land: no files match"):
         rtc_select.main([*argv, "--key", "rtc.stacks.land"])
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_small_stack_as_one_job_equals_the_per_stage_jobs(tmp_path):
+    """A small stack runs its chain after select as one rtc_stack job (the
+    default); rtc.fuse_small_stacks: false runs one job per stage. Every table
+    is the same, byte for byte."""
+    from sarstack import synthetic
+
+    synthetic.make_rtc_stack(tmp_path / "data", n_dates=4, shape=(96, 96), seed=5)
+    tables = ["offsets.csv", "pairs.csv", "tiles.csv", "summary.csv", "dates.csv",
+              "dates_tiles.csv", "tiles.geojson", "tile_vectors.geojson"]
+    runs = {}
+    for fuse in (True, False):
+        out = tmp_path / f"fuse-{fuse}"
+        cfg = write_config(tmp_path / f"c-{fuse}.yaml", {
+            "output_dir": str(out), "insar": {"enabled": False},
+            "rtc": {"inputs": f"{tmp_path}/data/**/*_VV.tif", "tiles": [2, 2],
+                    "fuse_small_stacks": fuse},
+        })  # fmt: skip
+        snakemake("rtc", "--configfile", str(cfg))
+        bench = {p.name for p in (out / "benchmarks" / "rtc").glob("*.tsv")}
+        if fuse:
+            assert "stack.tsv" in bench and "xcorr_1-of-1.tsv" not in bench, bench
+        else:
+            assert "stack.tsv" not in bench and "xcorr_1-of-1.tsv" in bench, bench
+        runs[fuse] = out / "rtc"
+    for name in tables:
+        assert (runs[True] / name).read_bytes() == (runs[False] / name).read_bytes(), name

@@ -535,3 +535,37 @@ def test_l1_threads_follow_the_environment(monkeypatch):
     assert ts._l1_threads() == 3
     monkeypatch.delenv("SARSTACK_THREADS")
     assert 1 <= ts._l1_threads() <= 4
+
+
+def test_l2_and_coherence_never_import_jax_and_configure_sets_its_environment():
+    """An L2 job pays no JAX import: the timeseries package loads its JAX
+    modules on first use, and configure_jax before any import only sets JAX's
+    environment variables, which JAX then reads (a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import numpy as np
+from sarstack.jaxcfg import configure_jax, x64_enabled
+configure_jax(x64=True, cache_dir=sys.argv[1])
+from sarstack import dates, timeseries as ts
+pairs = dates.make_pairs(6, "nearest:2")
+a = dates.incidence_matrix(pairs, 6)
+phase = np.random.default_rng(0).normal(size=(len(pairs), 50))
+x, res = ts.invert_l2(a, phase)
+ts.temporal_coherence(res)
+ts.invert(a, phase, "L2")
+assert x.dtype == np.float64 and x64_enabled()
+assert "jax" not in sys.modules, "L2 imported JAX"
+ts.invert_weighted  # first use of a JAX name imports it
+import jax
+assert jax.config.jax_enable_x64 and jax.config.jax_compilation_cache_dir == sys.argv[1]
+assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0
+print("ok")
+"""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        p = subprocess.run([sys.executable, "-c", code, cache], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]

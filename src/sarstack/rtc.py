@@ -1299,8 +1299,8 @@ def measure_pairs(
                      Path(names[j]).name, d_row, d_col, coarse_snr)
         offsets.append(offset)
     rows_per_batch = max(1, min(layout.n_rows, max_batch_pixels // (th * tw * layout.n_cols)))
-    reg: dict[str, Any] = dict(upsample_factor=upsample_factor, taper=taper,
-                               iterations=iterations, interpolate=not notebook)  # fmt: skip
+    reg: dict[str, Any] = dict(upsample_factor=upsample_factor, iterations=iterations,
+                               interpolate=not notebook)  # fmt: skip
     prep: dict[str, Any] = {k: pre[k] for k in ("scale", "remove_mean", "taper") if k in pre}
     # The last pair (in order) that uses each scene's own tiles.
     last_use: dict[int, int] = {}

@@ -826,18 +826,19 @@ def register_products(
     mov: TileProducts,
     *,
     upsample_factor: int = 10,
-    taper: str | None = "hann",
     iterations: int = 1,
     interpolate: bool = True,
 ) -> dict[str, np.ndarray]:
-    """:func:`register_tiles` from two scenes' :func:`tile_products` (same ``taper``)."""
+    """:func:`register_tiles` from two scenes' :func:`tile_products` (made with the
+    same taper: the re-centring passes taper the moving tiles with the reference's)."""
     b, h, w = ref.prepared.shape
     if mov.prepared.shape != (b, h, w):
         raise SarstackError(
             f"ref and mov must have the same (B, H, W) shape, got {(b, h, w)} and "
             f"{mov.prepared.shape}"
         )
-    uf, win, _ = _check_register_args(upsample_factor, "db", taper, h, w)
+    uf = _check_register_args(upsample_factor, "db", None, h, w)[0]
+    win = ref._win
     n_iter = int(iterations)
 
     def chunk(sl: slice) -> tuple[np.ndarray, ...]:
@@ -929,5 +930,5 @@ def register_tiles(
     _check_register_args(upsample_factor, scale, taper, *ref_a.shape[1:])
     ref_p = tile_products(ref_a, scale=scale, remove_mean=remove_mean, taper=taper)
     mov_p = tile_products(mov_a, scale=scale, remove_mean=remove_mean, taper=taper)
-    return register_products(ref_p, mov_p, upsample_factor=upsample_factor, taper=taper,
+    return register_products(ref_p, mov_p, upsample_factor=upsample_factor,
                              iterations=iterations, interpolate=interpolate)  # fmt: skip

@@ -514,9 +514,7 @@ def insar_globs():
 
 def insar_matched():
     """The files the InSAR globs match (local, or /vsis3/ paths of s3:// globs)."""
-    from sarstack import storage
-
-    return [f for pattern in insar_globs() if pattern for f in storage.glob_files(pattern)]
+    return [f for pattern in insar_globs() if pattern for f in _matched(pattern)]
 
 
 def insar_select_input(wildcards):
