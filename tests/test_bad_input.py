@@ -214,7 +214,7 @@ def test_job_error_printed_once_without_workflowerror(tmp_path):
     log = box / "out" / "logs" / "rtc" / "select.log"
     assert hits == [ln for ln in p.stderr.splitlines() if ln.startswith("error:")], text[-3000:]
     assert len(hits) == 1 and hits[0].startswith(f"error: {data / 'c_20200125.tif'}: "), hits
-    assert hits[0].endswith(f"  [log: {log}]") and "Error in rule rtc_select" in text
+    assert hits[0].endswith(f"  [log: {log}]") and "Error in rule rtc_batch_1" in text
     assert "WorkflowError" not in text and "did not complete successfully" not in text
     assert "Traceback" not in text
 

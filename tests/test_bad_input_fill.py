@@ -174,7 +174,7 @@ def test_workflow_fill_lock_and_user_files(tmp_path):
 
     notes = out / "rtc" / ".summary.csv.mynotes"
     notes.write_text("my notes\n")
-    p = run_case(box, cfg, "rtc", extra=("--forcerun", "rtc_aggregate", "rtc_stack"))
+    p = run_case(box, cfg, "rtc", extra=("--forcerun", "rtc_aggregate", "rtc_batch_1"))
     assert p.returncode == 0, p.stderr[-3000:]
     assert notes.read_text() == "my notes\n"
     assert not lock.exists()
@@ -185,7 +185,7 @@ def test_workflow_fill_lock_and_user_files(tmp_path):
                                     "cwd": "/elsewhere", "started": "now"}))
         before = _files(out)
         summary = (out / "rtc" / "summary.csv").stat().st_mtime_ns
-        p = run_case(box, cfg, "rtc", extra=("--forcerun", "rtc_aggregate", "rtc_stack"))
+        p = run_case(box, cfg, "rtc", extra=("--forcerun", "rtc_aggregate", "rtc_batch_1"))
         one_error(p, 2, str(lock), "in use by another run", f"pid {holder.pid}")
         assert lock.exists() and json.loads(lock.read_text())["pid"] == holder.pid
         assert (out / "rtc" / "summary.csv").stat().st_mtime_ns == summary

@@ -106,10 +106,9 @@ def test_each_rule_runs_the_stage_of_its_name():
             if stages:
                 seen[m.group(1)] = stages
     assert len(seen) >= 15, seen
-    # A rule is named after one of the stages it runs (rtc_stack: a small
-    # stack's whole chain), and every stage has a rule.
-    assert {r: s for r, s in seen.items() if r not in s and r != "rtc_stack"} == {}
-    assert seen["rtc_stack"][0] == "rtc_superset" and seen["rtc_stack"][-1] == "rtc_plots"
+    # A rule is named after one of the stages it runs, and every stage has a
+    # rule (rtc_batch_N, small stacks' whole chains, runs the RTC rules' commands).
+    assert {r: s for r, s in seen.items() if r not in s} == {}
     assert {s for stages in seen.values() for s in stages} == set(cli.STAGES)
 
 
@@ -132,3 +131,25 @@ def test_chained_stages_run_in_turn_and_stop_at_the_first_failure(tmp_path):
     assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "usage:" not in p.stdout  # the second stage never ran
     assert not out.exists()
+
+
+def test_chain_log_part_sends_what_follows_to_its_file(tmp_path):
+    """``:: --log PATH ::`` sends the following stages' logs and errors to PATH
+    (one job, several stacks, one log each); a malformed one is refused."""
+    import subprocess
+    import sys
+
+    missing = tmp_path / "missing.json"
+    first, second = tmp_path / "a" / "one.log", tmp_path / "two.log"
+    stage = ["rtc_tiles", "--grid", str(missing), "--tiles", "2", "2", "--out",
+             str(tmp_path / "layout.geojson"), str(missing)]  # fmt: skip
+    p = subprocess.run(
+        [sys.executable, "-m", "sarstack", "--log", str(first), "::", "--log", str(second),
+         "::", *stage],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert p.returncode == 2 and p.stderr == "" and first.read_text() == ""
+    assert second.read_text().strip().splitlines()[-1].startswith(f"error: {missing}")
+    p = subprocess.run([sys.executable, "-m", "sarstack", "--log", "::", "rtc_tiles"],
+                       capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 2 and "--log takes one path" in p.stderr

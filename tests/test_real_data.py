@@ -34,7 +34,7 @@ def test_dry_run_real_data_dag(tmp_path, land_burst):
     }))
     p = snakemake("-n", "--configfile", str(cfg))
     out = p.stdout + p.stderr
-    assert "rtc_select" in out and "demo_rtc_stack" not in out
+    assert "rtc_batch_1" in out and "demo_rtc_stack" not in out
 
 
 def test_real_pyrate_crop(tmp_path, pyrate_crop):

@@ -83,7 +83,8 @@ def test_last_error_picks_the_newest_error_line_since_the_start(tmp_path):
 def test_two_opera_bursts_and_a_corrupted_stack_in_one_keep_going_run(tmp_path, land_burst, sea_burst):
     """land: measurable, pass; sea: nothing measurable, said so; broken (the sea
     burst with one file truncated): fails with its one-line error while the
-    other two complete; stacks_summary.csv says which and why."""
+    other two complete, each in a job of its own (rtc.stacks_per_job: 1);
+    stacks_summary.csv says which and why."""
     broken = tmp_path / "broken"
     shutil.copytree(sea_burst, broken)
     victim = sorted(broken.rglob("*_VV.tif"))[2]
@@ -93,7 +94,7 @@ def test_two_opera_bursts_and_a_corrupted_stack_in_one_keep_going_run(tmp_path, 
         "output_dir": str(out),
         "rtc": {"stacks": {"land": f"{land_burst}/**/*_VV.tif", "sea": f"{sea_burst}/**/*_VV.tif",
                            "broken": f"{broken}/**/*_VV.tif"},
-                "tiles": [4, 4], "requirement_m": 10.0,
+                "tiles": [4, 4], "requirement_m": 10.0, "stacks_per_job": 1,
                 "reflectors": str(ROOT / "config" / "examples" / "opera_points.csv")},
     })
     p = snakemake("rtc", "--keep-going", "--configfile", str(cfg), check=False)
@@ -168,13 +169,16 @@ def test_a_stack_whose_glob_matches_nothing_is_named_by_its_key(tmp_path):
     assert not (tmp_path / "s.csv").exists()
 
 
-def test_small_stack_as_one_job_equals_the_per_stage_jobs(tmp_path):
-    """A small stack runs its chain after select as one rtc_stack job (the
-    default); rtc.fuse_small_stacks: false runs one job per stage. Every table
-    is the same, byte for byte."""
+def test_small_stacks_in_batches_equal_the_per_stage_jobs(tmp_path):
+    """Small stacks run their whole chain, select to plots, in rtc_batch_N jobs
+    of rtc.stacks_per_job stacks (the default); rtc.fuse_small_stacks: false
+    runs one job per stage and stack. Every table is the same, byte for byte,
+    and each stack keeps its own logs."""
     from sarstack import synthetic
 
-    synthetic.make_rtc_stack(tmp_path / "data", n_dates=4, shape=(96, 96), seed=5)
+    names = ("a", "b", "c")
+    for i, name in enumerate(names):
+        synthetic.make_rtc_stack(tmp_path / name, n_dates=3, shape=(64, 64), seed=5 + i)
     tables = ["offsets.csv", "pairs.csv", "tiles.csv", "summary.csv", "dates.csv",
               "dates_tiles.csv", "tiles.geojson", "tile_vectors.geojson"]
     runs = {}
@@ -182,15 +186,48 @@ def test_small_stack_as_one_job_equals_the_per_stage_jobs(tmp_path):
         out = tmp_path / f"fuse-{fuse}"
         cfg = write_config(tmp_path / f"c-{fuse}.yaml", {
             "output_dir": str(out), "insar": {"enabled": False},
-            "rtc": {"inputs": f"{tmp_path}/data/**/*_VV.tif", "tiles": [2, 2],
-                    "fuse_small_stacks": fuse},
+            "rtc": {"stacks": {n: f"{tmp_path}/{n}/**/*_VV.tif" for n in names},
+                    "tiles": [2, 2], "fuse_small_stacks": fuse, "stacks_per_job": 2},
         })  # fmt: skip
         snakemake("rtc", "--configfile", str(cfg))
-        bench = {p.name for p in (out / "benchmarks" / "rtc").glob("*.tsv")}
+        bench = {p.name for p in (out / "benchmarks" / "rtc").rglob("*.tsv")}
         if fuse:
-            assert "stack.tsv" in bench and "xcorr_1-of-1.tsv" not in bench, bench
+            assert bench == {"batch_1.tsv", "batch_2.tsv", "stacks_summary.tsv"}, bench
+            for name in names:
+                logs = out / "logs" / "rtc" / name
+                assert "rtc_xcorr" in (logs / "stack.log").read_text()
+                assert "rtc_select" in (logs / "select.log").read_text()
         else:
-            assert "stack.tsv" not in bench and "xcorr_1-of-1.tsv" in bench, bench
+            assert "batch_1.tsv" not in bench and "xcorr_1-of-1.tsv" in bench, bench
         runs[fuse] = out / "rtc"
-    for name in tables:
-        assert (runs[True] / name).read_bytes() == (runs[False] / name).read_bytes(), name
+    for name in names:
+        for table in tables:
+            fused, alone = runs[True] / name / table, runs[False] / name / table
+            assert fused.read_bytes() == alone.read_bytes(), f"{name}/{table}"
+
+
+def test_a_failed_stack_stops_its_batch_only(tmp_path):
+    """Batched small stacks (rtc.stacks_per_job: 2): a broken stack fails its
+    job, with its one-line error on the terminal; the stack sharing that job is
+    reported as not finished (and is redone on the next run), the other job's
+    stack completes."""
+    from sarstack import synthetic
+
+    names = ("a", "b", "c")
+    for i, name in enumerate(names):
+        synthetic.make_rtc_stack(tmp_path / name, n_dates=3, shape=(64, 64), seed=5 + i)
+    victim = sorted((tmp_path / "b").rglob("*_VV.tif"))[1]
+    victim.write_bytes(b"II*\x00junk")
+    out = tmp_path / "res"
+    cfg = write_config(tmp_path / "c.yaml", {
+        "output_dir": str(out), "insar": {"enabled": False},
+        "rtc": {"stacks": {n: f"{tmp_path}/{n}/**/*_VV.tif" for n in names}, "tiles": [2, 2],
+                "stacks_per_job": 2},
+    })  # fmt: skip
+    p = snakemake("rtc", "--keep-going", "--configfile", str(cfg), check=False)
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert p.returncode != 0 and len(errors) == 1 and str(victim) in errors[0], p.stderr[-3000:]
+    per = pd.read_csv(out / "rtc" / "stacks_summary.csv", keep_default_na=False).set_index("stack")
+    assert per.loc["b", "status"] == "failed" and victim.name in per.loc["b", "error"]
+    assert per.loc["a", "status"] == "not_run" and "sharing its job" in per.loc["a", "error"]
+    assert per.loc["c", "status"] == "ok" and not (out / "rtc" / "a" / "summary.csv").exists()

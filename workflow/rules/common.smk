@@ -125,6 +125,25 @@ def chunk_threads(n_items, px_per_item, stage, share=1):
     return max(1, min(8, CORES // n))
 
 
+class _CommandFormatter(__import__("string").Formatter):
+    """str.format with Snakemake's ``:q`` (shell-quoted; a list item by item)."""
+
+    def format_field(self, value, spec):
+        if spec == "q":
+            items = value if isinstance(value, (list, tuple)) else [value]
+            return " ".join(shlex.quote(str(v)) for v in items)
+        return format(value, spec)
+
+
+def format_command(template, **fields):
+    """A rule's command template filled in here, as Snakemake would fill it for
+    a job: ``fields`` maps ``params``, ``output``, ``log`` ... to dicts."""
+    from types import SimpleNamespace
+
+    ns = {k: SimpleNamespace(**v) if isinstance(v, dict) else v for k, v in fields.items()}
+    return _CommandFormatter().format(template, **ns)
+
+
 def opt(flag, value):
     """Command-line option only when the config value is set; values shell-quoted."""
     if value is None or (isinstance(value, (str, list, tuple)) and len(value) == 0):
@@ -200,8 +219,8 @@ RTC_SHARE = max(1, len(RTC_STACKS))
 
 def rtc_fused_stacks():
     """The stacks whose every scattered stage is one chunk (from the first
-    scene's size and the number of files, read now): they run as one
-    rtc_stack job each (rtc.smk), the others as per-chunk jobs. Only the job
+    scene's size and the number of files, read now): they run in rtc_batch_N
+    jobs (rtc_batches), the others as per-stage and per-chunk jobs. Only the job
     layout depends on this; results are identical for every chunk count. The
     demo's stack does not exist yet when the DAG is built: per-chunk jobs."""
     if rtc_is_demo() or not RCFG["fuse_small_stacks"]:
@@ -254,11 +273,6 @@ def _matched(pattern):
 _MATCHED = {}
 
 
-def rtc_matched(wildcards):
-    """The files the stack's glob matches (local, or /vsis3/ paths of an s3:// glob)."""
-    return _matched(RTC_STACKS[wildcards.stack])
-
-
 def local_inputs(paths):
     """The paths Snakemake can watch: S3 objects are no rule inputs (Snakemake
     would look for local files); their fingerprints (params) rerun the select."""
@@ -272,7 +286,17 @@ def rtc_select_input(wildcards):
     or updated files trigger a rerun)."""
     if rtc_is_demo():
         return f"{DEMO}/rtc/truth.csv"
-    return local_inputs(rtc_matched(wildcards))
+    return rtc_stack_inputs(wildcards.stack)
+
+
+def rtc_stack_inputs(stack):
+    """A stack's matched local files (S3 objects are not rule inputs)."""
+    return local_inputs(_matched(RTC_STACKS[stack]))
+
+
+def rtc_stack_key(stack):
+    """The config key of a stack's glob, for the one-line errors."""
+    return f"rtc.stacks.{STACK_NAMES[stack]}" if stack else "rtc.inputs"
 
 
 def inputs_fingerprint(paths):
@@ -299,7 +323,11 @@ def inputs_fingerprint(paths):
 
 def rtc_select_fingerprint(wildcards):
     """The matched files' fingerprint; "" for the demo, whose scenes the workflow writes."""
-    return "" if rtc_is_demo() else inputs_fingerprint(rtc_matched(wildcards))
+    return "" if rtc_is_demo() else rtc_stack_fingerprint(wildcards.stack)
+
+
+def rtc_stack_fingerprint(stack):
+    return inputs_fingerprint(_matched(RTC_STACKS[stack]))
 
 
 def rtc_scenes(wildcards):
@@ -325,8 +353,31 @@ def rtc_grid_px(wildcards):
 
 
 RTC_FUSED = rtc_fused_stacks()
-RTC_FUSED_RX = _stacks_rx(RTC_FUSED)
 RTC_CHUNKED_RX = _stacks_rx(set(RTC_STACKS) - RTC_FUSED)
+
+#: Most small stacks in one rtc_batch job when rtc.stacks_per_job is auto: a
+#: failed stack stops the rest of its batch, and a changed one reruns it.
+MAX_STACKS_PER_JOB = 8
+
+
+def rtc_batches():
+    """The small stacks (RTC_FUSED), in config order, in consecutive batches:
+    of rtc.stacks_per_job, or (auto) as few as hold at most MAX_STACKS_PER_JOB
+    each, their sizes within one of each other. A batch is one rtc_batch_N job
+    (rtc.smk). The batches follow from the list of small stacks alone (not
+    from --cores: a job whose command changed would rerun); only the job
+    layout depends on them."""
+    small = [s for s in RTC_STACKS if s in RTC_FUSED]
+    if not small:
+        return []
+    per = RCFG["stacks_per_job"]
+    n = -(-len(small) // (per or MAX_STACKS_PER_JOB))
+    if per:
+        return [small[i : i + per] for i in range(0, len(small), per)]
+    return [small[len(small) * i // n : len(small) * (i + 1) // n] for i in range(n)]
+
+
+RTC_BATCHES = rtc_batches()
 
 
 def rtc_scene_chunks(wildcards):
@@ -340,7 +391,7 @@ def rtc_pair_chunks(wildcards):
 
 
 def rtc_labels(wildcards, chunks):
-    """Chunk labels of a stack's scatter; "1-of-1" for a fused stack (rtc_stack)."""
+    """Chunk labels of a stack's scatter; "1-of-1" for a small stack (rtc_batch_N)."""
     if wildcards.stack in RTC_FUSED:
         return ["1-of-1"]
     return chunk_labels(*chunks(wildcards))
@@ -439,6 +490,102 @@ def demo_absolute_args(wildcards, input, output):
     if "absolute" not in output.keys():
         return ""
     return f"{opt('--absolute', input.absolute)} {opt('--out-absolute', output.absolute)}"
+
+
+# Outputs and commands of the RTC rules (rtc.smk), here for snakemake --lint.
+def rtc_aggregate_outputs(stack):
+    """rtc_aggregate's outputs (tables, verdict, plots) for one stack: "{stack}"
+    in the per-stage rule, a stack's wildcard value in rtc_batch_*."""
+    return {
+        "geojson": f"{RTC}/{stack}tiles.geojson",
+        "vectors": f"{RTC}/{stack}tile_vectors.geojson",
+        "offsets": f"{RTC}/{stack}offsets.csv",
+        "pairs": report(
+            f"{RTC}/{stack}pairs.csv",
+            category="RTC geolocation",
+            subcategory=f"{stack}Verdict",
+            caption="../report/rtc_pairs.rst",
+        ),
+        "tiles": f"{RTC}/{stack}tiles.csv",
+        "summary": report(
+            f"{RTC}/{stack}summary.csv",
+            category="RTC geolocation",
+            subcategory=f"{stack}Verdict",
+            caption="../report/rtc_summary.rst",
+        ),
+        "dates": f"{RTC}/{stack}dates.csv",
+        "dates_tiles": f"{RTC}/{stack}dates_tiles.csv",
+        "date_plot": report(
+            f"{RTC}/{stack}plots/date_offsets.png",
+            category="RTC geolocation",
+            subcategory=f"{stack}Figures",
+            caption="../report/rtc_dates.rst",
+        ),
+        "pair_plot": report(
+            f"{RTC}/{stack}plots/pair_offsets.png",
+            category="RTC geolocation",
+            subcategory=f"{stack}Figures",
+            caption="../report/rtc_pair_offsets.rst",
+        ),
+        "tile_plot": report(
+            f"{RTC}/{stack}plots/tile_mean_offsets.png",
+            category="RTC geolocation",
+            subcategory=f"{stack}Figures",
+            caption="../report/rtc_tile_mean.rst",
+        ),
+        "time_plot": report(
+            f"{RTC}/{stack}plots/offsets_vs_time.png",
+            category="RTC geolocation",
+            subcategory=f"{stack}Figures",
+            caption="../report/rtc_offsets_time.rst",
+        ),
+        "quiver_plot": report(
+            f"{RTC}/{stack}plots/tile_quiver.png",
+            category="RTC geolocation",
+            subcategory=f"{stack}Figures",
+            caption="../report/rtc_quiver.rst",
+        ),
+    }
+
+
+def rtc_batch_outputs(stack):
+    """A batched stack's files: rtc_select's, the chain's and rtc_aggregate's."""
+    return {
+        "scenes": f"{RTC}/{stack}scenes.csv",
+        "grid": f"{RTC}/{stack}grid.json",
+        "superset": f"{RTC}/{stack}superset/1-of-1/index.csv",
+        "flat": f"{RTC}/{stack}flat/1-of-1.json",
+        "layout": f"{RTC}/{stack}tile_layout.geojson",
+        "xcorr": f"{RTC}/{stack}xcorr/1-of-1.csv",
+        **rtc_aggregate_outputs(stack),
+    }
+
+
+def rtc_batch_command(stacks):
+    """The chain of a batch: per stack, its select then its chain, each part
+    logged to the stack's own log."""
+    parts = []
+    for stack in stacks:
+        out = {k: str(v) for k, v in rtc_batch_outputs(stack).items()}
+        params = RTC_SELECT_PARAMS | RTC_FLATTEN_PARAMS | RTC_XCORR_PARAMS | RTC_AGGREGATE_PARAMS
+        params |= dict(
+            pattern=RTC_STACKS[stack],
+            key=rtc_stack_key(stack),
+            block=BLOCK,
+            chunk="1-of-1",
+            superset_dir=os.path.dirname(out["superset"]),
+            **{k: out[k] for k in ("scenes", "grid", "superset", "flat", "layout", "xcorr")},
+        )
+        chain = " :: ".join(
+            [RTC_SELECT_CMD, "--log {log.stack:q}", RTC_FLATTEN_CMD, RTC_TILES_CMD,
+             RTC_XCORR_CMD, RTC_AGGREGATE_CMD]
+        )  # fmt: skip
+        parts.append(
+            f"--log {shlex.quote(f'{LOGS}/rtc/{stack}select.log')} :: "
+            + format_command(chain, params=params, output=out, threads=1,
+                             log={"stack": f"{LOGS}/rtc/{stack}stack.log"})
+        )  # fmt: skip
+    return " :: ".join(parts)
 
 
 # ---------------------------------------------------------------- targets
@@ -676,23 +823,26 @@ def report_job_errors():
 
     try:  # Snakemake's failed jobs (group jobs: their members, whose logs say which)
         failed = [
-            (Path(str(f)), not job.is_group())
+            ([Path(str(f)) for f in member.log], not job.is_group())
             for job in workflow.scheduler.failed
             for member in (job.jobs if job.is_group() else [job])
-            for f in member.log
         ]
     except AttributeError:  # not known: the logs written in this run that end in an error
         logs = sorted(Path(LOGS).rglob("*.log")) if Path(LOGS).is_dir() else []
-        failed = [(p, False) for p in logs if p.stat().st_mtime >= _STARTED]
+        failed = [([p], False) for p in logs if p.stat().st_mtime >= _STARTED]
     printed = set()
-    for log_path, job_failed in failed:
-        line = _last_line(log_path)
-        if log_path in printed or not (job_failed or (line and _is_error_line(line))):
-            continue
-        printed.add(log_path)
-        if not line:
-            line = "error: the job failed with nothing in its log"
-        elif not line.startswith("error:"):
-            line = f"error: {line}"
-        print(f"{line}  [log: {log_path}]", file=sys.stderr)
+    for logs, job_failed in failed:
+        # A job with several logs (rtc_batch_N: one per stack) names those
+        # ending in an error; a failed job with none, its first log.
+        lines = [(p, _last_line(p)) for p in logs if p not in printed]
+        hits = [(p, ln) for p, ln in lines if ln and _is_error_line(ln)]
+        if not hits and job_failed and lines:
+            hits = lines[:1]
+        for log_path, line in hits:
+            printed.add(log_path)
+            if not line:
+                line = "error: the job failed with nothing in its log"
+            elif not line.startswith("error:"):
+                line = f"error: {line}"
+            print(f"{line}  [log: {log_path}]", file=sys.stderr)
     logging.getLogger("snakemake.logging").addFilter(_NoFinalWorkflowError())

@@ -7,8 +7,12 @@
 # only interface.
 
 
-# Command fragments shared by the per-chunk rules and rtc_stack (a small
-# stack's whole chain in one job); every file comes in through params.
+# Command fragments shared by the per-stage rules and rtc_batch_* (small
+# stacks' whole chains in one job); every file comes in through params.
+RTC_SELECT_CMD = (
+    "rtc_select --inputs {params.pattern:q} --key {params.key:q}"
+    " --scenes {output.scenes:q} --grid {output.grid:q} --tiles {params.tiles} {params.drop}"
+)
 RTC_FLATTEN_CMD = (
     "rtc_superset --scenes {params.scenes:q} --grid {params.grid:q}"
     " --chunk {params.chunk} --resampling {params.resampling} --block {params.block}"
@@ -43,6 +47,10 @@ RTC_AGGREGATE_CMD = (
 )
 # The stages' config values, one dict per stage (params of both kinds of rule;
 # the block shape, which two stages share, is given by each rule).
+RTC_SELECT_PARAMS = dict(
+    tiles=" ".join(str(t) for t in RCFG["tiles"]),
+    drop="--drop-misplaced" if RCFG["misplaced"] == "drop" else "",
+)
 RTC_FLATTEN_PARAMS = dict(
     resampling=RCFG["resampling"],
     scale=RCFG["scale"],
@@ -76,6 +84,8 @@ checkpoint rtc_select:
         f"{LOGS}/rtc/{{stack}}select.log",
     benchmark:
         f"{BENCH}/rtc/{{stack}}select.tsv"
+    wildcard_constraints:
+        stack=RTC_CHUNKED_RX,
     conda:
         ENV
     threads: 1
@@ -84,16 +94,14 @@ checkpoint rtc_select:
         mem_mb=500,
         runtime=10,
     params:
+        **RTC_SELECT_PARAMS,
         pattern=rtc_pattern,
-        key=lambda w: f"rtc.stacks.{STACK_NAMES[w.stack]}" if w.stack else "rtc.inputs",
-        tiles=" ".join(str(t) for t in config["rtc"]["tiles"]),
-        drop="--drop-misplaced" if RCFG["misplaced"] == "drop" else "",
+        key=lambda w: rtc_stack_key(w.stack),
         # Not passed on: a change of an input file's size or mtime reruns this job.
         fingerprint=rtc_select_fingerprint,
     shell:
-        "python -m sarstack rtc_select --inputs {params.pattern:q} --key {params.key:q}"
-        " --scenes {output.scenes:q} --grid {output.grid:q} --tiles {params.tiles} {params.drop}"
-        " 2> {log:q} || sarstack_fail {log:q}; grep -h ' WARNING ' {log:q} >&2 || true"
+        f"python -m sarstack {RTC_SELECT_CMD} 2> {{log:q}} || sarstack_fail {{log:q}};"
+        " grep -h ' WARNING ' {log:q} >&2 || true"
 
 
 rule rtc_flatten:
@@ -201,54 +209,7 @@ rule rtc_aggregate:
         xcorr=rtc_xcorr_all,
         layout=f"{RTC}/{{stack}}tile_layout.geojson",
     output:
-        geojson=f"{RTC}/{{stack}}tiles.geojson",
-        vectors=f"{RTC}/{{stack}}tile_vectors.geojson",
-        offsets=f"{RTC}/{{stack}}offsets.csv",
-        pairs=report(
-            f"{RTC}/{{stack}}pairs.csv",
-            category="RTC geolocation",
-            subcategory="{stack}Verdict",
-            caption="../report/rtc_pairs.rst",
-        ),
-        tiles=f"{RTC}/{{stack}}tiles.csv",
-        summary=report(
-            f"{RTC}/{{stack}}summary.csv",
-            category="RTC geolocation",
-            subcategory="{stack}Verdict",
-            caption="../report/rtc_summary.rst",
-        ),
-        dates=f"{RTC}/{{stack}}dates.csv",
-        dates_tiles=f"{RTC}/{{stack}}dates_tiles.csv",
-        date_plot=report(
-            f"{RTC}/{{stack}}plots/date_offsets.png",
-            category="RTC geolocation",
-            subcategory="{stack}Figures",
-            caption="../report/rtc_dates.rst",
-        ),
-        pair_plot=report(
-            f"{RTC}/{{stack}}plots/pair_offsets.png",
-            category="RTC geolocation",
-            subcategory="{stack}Figures",
-            caption="../report/rtc_pair_offsets.rst",
-        ),
-        tile_plot=report(
-            f"{RTC}/{{stack}}plots/tile_mean_offsets.png",
-            category="RTC geolocation",
-            subcategory="{stack}Figures",
-            caption="../report/rtc_tile_mean.rst",
-        ),
-        time_plot=report(
-            f"{RTC}/{{stack}}plots/offsets_vs_time.png",
-            category="RTC geolocation",
-            subcategory="{stack}Figures",
-            caption="../report/rtc_offsets_time.rst",
-        ),
-        quiver_plot=report(
-            f"{RTC}/{{stack}}plots/tile_quiver.png",
-            category="RTC geolocation",
-            subcategory="{stack}Figures",
-            caption="../report/rtc_quiver.rst",
-        ),
+        **rtc_aggregate_outputs("{stack}"),
     log:
         f"{LOGS}/rtc/{{stack}}aggregate.log",
     benchmark:
@@ -270,97 +231,46 @@ rule rtc_aggregate:
         f"python -m sarstack {RTC_AGGREGATE_CMD} 2> {{log:q}} || sarstack_fail {{log:q}}"
 
 
-rule rtc_stack:
-    # A stack that needs one chunk of every scattered stage (a burst of
-    # dozens of dates: common.smk's RTC_FUSED) runs its whole chain, flatten ::
-    # tiles :: xcorr :: aggregate (with dates and plots), in one job: the same
-    # stages and files as the per-chunk rules above (results are identical for
-    # every chunk count), two jobs per stack instead of five.
-    input:
-        scenes=f"{RTC}/{{stack}}scenes.csv",
-        grid=f"{RTC}/{{stack}}grid.json",
-    output:
-        superset=f"{RTC}/{{stack}}superset/1-of-1/index.csv",
-        flat=f"{RTC}/{{stack}}flat/1-of-1.json",
-        layout=f"{RTC}/{{stack}}tile_layout.geojson",
-        xcorr=f"{RTC}/{{stack}}xcorr/1-of-1.csv",
-        geojson=f"{RTC}/{{stack}}tiles.geojson",
-        vectors=f"{RTC}/{{stack}}tile_vectors.geojson",
-        offsets=f"{RTC}/{{stack}}offsets.csv",
-        pairs=report(
-            f"{RTC}/{{stack}}pairs.csv",
-            category="RTC geolocation",
-            subcategory="{stack}Verdict",
-            caption="../report/rtc_pairs.rst",
-        ),
-        tiles=f"{RTC}/{{stack}}tiles.csv",
-        summary=report(
-            f"{RTC}/{{stack}}summary.csv",
-            category="RTC geolocation",
-            subcategory="{stack}Verdict",
-            caption="../report/rtc_summary.rst",
-        ),
-        dates=f"{RTC}/{{stack}}dates.csv",
-        dates_tiles=f"{RTC}/{{stack}}dates_tiles.csv",
-        date_plot=report(
-            f"{RTC}/{{stack}}plots/date_offsets.png",
-            category="RTC geolocation",
-            subcategory="{stack}Figures",
-            caption="../report/rtc_dates.rst",
-        ),
-        pair_plot=report(
-            f"{RTC}/{{stack}}plots/pair_offsets.png",
-            category="RTC geolocation",
-            subcategory="{stack}Figures",
-            caption="../report/rtc_pair_offsets.rst",
-        ),
-        tile_plot=report(
-            f"{RTC}/{{stack}}plots/tile_mean_offsets.png",
-            category="RTC geolocation",
-            subcategory="{stack}Figures",
-            caption="../report/rtc_tile_mean.rst",
-        ),
-        time_plot=report(
-            f"{RTC}/{{stack}}plots/offsets_vs_time.png",
-            category="RTC geolocation",
-            subcategory="{stack}Figures",
-            caption="../report/rtc_offsets_time.rst",
-        ),
-        quiver_plot=report(
-            f"{RTC}/{{stack}}plots/tile_quiver.png",
-            category="RTC geolocation",
-            subcategory="{stack}Figures",
-            caption="../report/rtc_quiver.rst",
-        ),
-    log:
-        f"{LOGS}/rtc/{{stack}}stack.log",
-    benchmark:
-        f"{BENCH}/rtc/{{stack}}stack.tsv"
-    wildcard_constraints:
-        stack=RTC_FUSED_RX,
-    conda:
-        ENV
-    threads: 1
-    resources:
-        # measured peak 0.16 GB (the 12 stacks of rtc-many), with a margin
-        mem_mb=500,
-        runtime=20,
-    params:
-        **RTC_FLATTEN_PARAMS,
-        **RTC_XCORR_PARAMS,
-        **RTC_AGGREGATE_PARAMS,
-        block=BLOCK,
-        chunk="1-of-1",
-        scenes=lambda w, input: input.scenes,
-        grid=lambda w, input: input.grid,
-        superset=lambda w, output: output.superset,
-        superset_dir=lambda w, output: os.path.dirname(output.superset),
-        flat=lambda w, output: output.flat,
-        layout=lambda w, output: output.layout,
-        xcorr=lambda w, output: output.xcorr,
-    shell:
-        f"python -m sarstack {RTC_FLATTEN_CMD} :: {RTC_TILES_CMD} :: {RTC_XCORR_CMD}"
-        f" :: {RTC_AGGREGATE_CMD} 2> {{log:q}} || sarstack_fail {{log:q}}"
+# Small stacks, several per job: a stack that needs one chunk of every
+# scattered stage (a burst of dozens of dates: common.smk's RTC_FUSED) runs
+# its whole chain, select :: flatten :: tiles :: xcorr :: aggregate (with dates
+# and plots), in one process, and rtc.stacks_per_job such stacks share one
+# rtc_batch_N job (RTC_BATCHES): one start-up for them all. The same stages
+# and files as the per-stage rules above (results are identical for every
+# chunk count and batch), each stack's logs in its own select.log and
+# stack.log. The rules have no wildcards: one rule per batch, its command
+# written out by common.smk's rtc_batch_command. A failed stack fails its
+# job: the batch's other stacks are redone on the next run.
+for _n, _stacks in enumerate(RTC_BATCHES, 1):
+
+    rule:
+        name:
+            f"rtc_batch_{_n}"
+        input:
+            [f for s in _stacks for f in rtc_stack_inputs(s)],
+        output:
+            [f for s in _stacks for f in rtc_batch_outputs(s).values()],
+        log:
+            **{f"select{i}": f"{LOGS}/rtc/{s}select.log" for i, s in enumerate(_stacks)},
+            **{f"stack{i}": f"{LOGS}/rtc/{s}stack.log" for i, s in enumerate(_stacks)},
+            batch=f"{LOGS}/rtc/batch_{_n}.log",
+        benchmark:
+            f"{BENCH}/rtc/batch_{_n}.tsv"
+        conda:
+            ENV
+        threads: 1
+        resources:
+            # measured peak 0.16-0.20 GB per stack (rtc-many), one stack at a time
+            mem_mb=500,
+            runtime=10 + 10 * len(_stacks),
+        params:
+            # Not passed on: a change of an input file's size or mtime reruns this job.
+            fingerprint=[rtc_stack_fingerprint(s) for s in _stacks],
+            cmd=rtc_batch_command(_stacks),
+            select_logs=" ".join(shlex.quote(f"{LOGS}/rtc/{s}select.log") for s in _stacks),
+        shell:
+            "python -m sarstack {params.cmd} 2> {log.batch:q} || sarstack_fail {log.batch:q};"
+            " grep -h ' WARNING ' {params.select_logs} >&2 || true"
 
 
 rule rtc_reflectors:

@@ -118,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         lines = [f"  {s:<{width}}  {_summary(s)}" for s in STAGES]
         print(
             "usage: sarstack <stage> [options] [:: <stage> [options] ...]\n"
-            "       (sarstack <stage> --help for its options; '::' runs stages in turn)\n\n"
+            "       (sarstack <stage> --help for its options; '::' runs stages in turn,\n"
+            "       ':: --log PATH ::' logs the stages after it to PATH)\n\n"
             "RTC geolocation stability and InSAR time series for SAR image stacks;\n"
             "each stage reads files and writes files (the Snakemake workflow chains them).\n\n"
             "stages:\n" + "\n".join(lines) + "\n\noptions:\n  -h, --help  this list\n"
@@ -133,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     # "sarstack A ... :: B ...": the stages one after the other in this process
     # (a rule that chains small stages pays Python's start-up and the imports
     # once); the first failure stops the chain.
+    # A part "--log PATH" sends what follows (the stages' logs, their errors)
+    # to PATH: one job running several stacks keeps one log per stack.
     chain: list[list[str]] = [[]]
     for arg in args:
         if arg == CHAIN:
@@ -140,15 +143,39 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             chain[-1].append(arg)
     for part in chain:
+        if part[:1] == [LOG_TO]:
+            if len(part) != 2:
+                print(f"error: sarstack: {LOG_TO} takes one path", file=sys.stderr)
+                sys.exit(2)
+            continue
         stage = part[0].replace("-", "_") if part else ""
         if stage not in STAGES:
             print(f"error: sarstack: unknown stage {stage or CHAIN!r} (sarstack --help lists"
                   " them)", file=sys.stderr)  # fmt: skip
             sys.exit(2)
     for part in chain:
+        if part[0] == LOG_TO:
+            log_to(part[1])
+            continue
         stage = part[0].replace("-", "_")
         sys.argv[0] = f"sarstack {stage}"
         run(_stage_main(stage), part[1:])
+
+
+#: A chain part ``--log PATH``: what follows is logged to PATH (see :func:`log_to`).
+LOG_TO = "--log"
+
+
+def log_to(path: str) -> None:
+    """Send this process's standard error (file descriptor 2: Python's logging
+    and errors, and GDAL's) to ``path``, created or emptied."""
+    sys.stderr.flush()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.dup2(fd, 2)
+    finally:
+        os.close(fd)
 
 
 def run_script(path: str) -> None:

@@ -71,8 +71,9 @@ def collect(name: str, folder: Path, logs: Path | None, since: float | None,
     files = {k: folder / f"{k}.csv" for k in names}
     if not all(f.is_file() for f in files.values()):
         return rtc.StackResult(name, rtc.StackOutcome.NOT_RUN,
-                               error="did not finish: the run stopped at another stack's error "
-                                     "(run with --keep-going to finish every stack)")
+                               error="did not finish: the run stopped at another stack's error, "
+                                     "or one sharing its job failed (--keep-going finishes the "
+                                     "other jobs; rtc.stacks_per_job: 1 gives each stack its own)")
     return rtc.StackResult(name, rtc.StackOutcome.OK, **{k: _read(f) for k, f in files.items()})
 
 
