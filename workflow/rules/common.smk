@@ -548,9 +548,29 @@ def rtc_aggregate_outputs(stack):
     }
 
 
-def rtc_batch_outputs(stack):
-    """A batched stack's files: rtc_select's, the chain's and rtc_aggregate's."""
+def rtc_reflectors_outputs(stack):
+    """rtc_reflectors' outputs for one stack ("{stack}" or a wildcard value)."""
     return {
+        "reflectors": f"{RTC}/{stack}reflectors.csv",
+        "absolute": report(
+            f"{RTC}/{stack}absolute.csv",
+            category="RTC geolocation",
+            subcategory=f"{stack}Absolute",
+            caption="../report/rtc_absolute.rst",
+        ),
+        "plot": report(
+            f"{RTC}/{stack}plots/absolute_offsets.png",
+            category="RTC geolocation",
+            subcategory=f"{stack}Absolute",
+            caption="../report/rtc_absolute.rst",
+        ),
+    }
+
+
+def rtc_batch_outputs(stack):
+    """A batched stack's files: rtc_select's, the chain's, rtc_aggregate's and
+    (with point targets) rtc_reflectors'."""
+    out = {
         "scenes": f"{RTC}/{stack}scenes.csv",
         "grid": f"{RTC}/{stack}grid.json",
         "superset": f"{RTC}/{stack}superset/1-of-1/index.csv",
@@ -559,6 +579,15 @@ def rtc_batch_outputs(stack):
         "xcorr": f"{RTC}/{stack}xcorr/1-of-1.csv",
         **rtc_aggregate_outputs(stack),
     }
+    if rtc_reflectors_file():
+        out |= {f"point_{k}": v for k, v in rtc_reflectors_outputs(stack).items()}
+    return out
+
+
+def rtc_batch_logs(stack):
+    """A batched stack's logs: its select, its chain and its point targets."""
+    names = ["select", "stack"] + (["reflectors"] if rtc_reflectors_file() else [])
+    return {name: f"{LOGS}/rtc/{stack}{name}.log" for name in names}
 
 
 def rtc_batch_command(stacks):
@@ -576,15 +605,16 @@ def rtc_batch_command(stacks):
             superset_dir=os.path.dirname(out["superset"]),
             **{k: out[k] for k in ("scenes", "grid", "superset", "flat", "layout", "xcorr")},
         )
-        chain = " :: ".join(
-            [RTC_SELECT_CMD, "--log {log.stack:q}", RTC_FLATTEN_CMD, RTC_TILES_CMD,
-             RTC_XCORR_CMD, RTC_AGGREGATE_CMD]
-        )  # fmt: skip
-        parts.append(
-            f"--log {shlex.quote(f'{LOGS}/rtc/{stack}select.log')} :: "
-            + format_command(chain, params=params, output=out, threads=1,
-                             log={"stack": f"{LOGS}/rtc/{stack}stack.log"})
-        )  # fmt: skip
+        chain = ["--log {log.select:q}", RTC_SELECT_CMD, "--log {log.stack:q}",
+                 RTC_FLATTEN_CMD, RTC_TILES_CMD, RTC_XCORR_CMD, RTC_AGGREGATE_CMD]  # fmt: skip
+        fields = dict(params=params, output=out, threads=1, log=rtc_batch_logs(stack))
+        parts.append(format_command(" :: ".join(chain), **fields))
+        if rtc_reflectors_file():
+            fields["input"] = {"scenes": out["scenes"], "reflectors": rtc_reflectors_file()}
+            fields["params"] = RTC_REFLECTORS_PARAMS
+            fields["output"] = {k[6:]: v for k, v in out.items() if k.startswith("point_")}
+            cmd = f"--log {{log.reflectors:q}} :: {RTC_REFLECTORS_CMD}"
+            parts.append(format_command(cmd, **fields))
     return " :: ".join(parts)
 
 

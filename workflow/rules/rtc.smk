@@ -45,6 +45,14 @@ RTC_AGGREGATE_CMD = (
     " --out-pair {output.pair_plot:q} --out-tile {output.tile_plot:q}"
     " --out-time {output.time_plot:q} --out-quiver {output.quiver_plot:q}"
 )
+RTC_REFLECTORS_CMD = (
+    "rtc_reflectors --scenes {input.scenes:q} --reflectors {input.reflectors:q}"
+    " --chip-px {params.chip} --search-px {params.search} --min-pcr-db {params.pcr}"
+    " --edge-px {params.edge}"
+    " --pixel-is-point {params.point} --scale {params.scale} {params.requirement}"
+    " --out-reflectors {output.reflectors:q} --out-absolute {output.absolute:q}"
+    " --plot {output.plot:q}"
+)
 # The stages' config values, one dict per stage (params of both kinds of rule;
 # the block shape, which two stages share, is given by each rule).
 RTC_SELECT_PARAMS = dict(
@@ -66,6 +74,15 @@ RTC_XCORR_PARAMS = dict(
     iterations=RCFG["refine_iterations"],
     min_quality=opt("--min-quality", RCFG["min_quality"]),
     max_shift=opt("--max-shift-px", RCFG["max_shift_px"]),
+)
+RTC_REFLECTORS_PARAMS = dict(
+    chip=RCFG["reflector_chip_px"],
+    search=RCFG["reflector_search_px"],
+    pcr=RCFG["reflector_min_pcr_db"],
+    edge=RCFG["reflector_edge_px"],
+    point=str(RCFG["reflector_pixel_is_point"]).lower(),
+    scale=RCFG["scale"],
+    requirement=opt("--requirement-m", RCFG["requirement_m"]),
 )
 RTC_AGGREGATE_PARAMS = dict(
     requirement=opt("--requirement-m", RCFG["requirement_m"]),
@@ -234,11 +251,11 @@ rule rtc_aggregate:
 # Small stacks, several per job: a stack that needs one chunk of every
 # scattered stage (a burst of dozens of dates: common.smk's RTC_FUSED) runs
 # its whole chain, select :: flatten :: tiles :: xcorr :: aggregate (with dates
-# and plots), in one process, and rtc.stacks_per_job such stacks share one
-# rtc_batch_N job (RTC_BATCHES): one start-up for them all. The same stages
-# and files as the per-stage rules above (results are identical for every
-# chunk count and batch), each stack's logs in its own select.log and
-# stack.log. The rules have no wildcards: one rule per batch, its command
+# and plots), then rtc_reflectors with point targets, in one process, and
+# rtc.stacks_per_job such stacks share one rtc_batch_N job (RTC_BATCHES): one
+# start-up for them all. The same stages and files as the per-stage rules
+# (results are identical for every chunk count and batch), each stack's logs
+# in its own select.log, stack.log (and reflectors.log). The rules have no wildcards: one rule per batch, its command
 # written out by common.smk's rtc_batch_command. A failed stack fails its
 # job: the batch's other stacks are redone on the next run.
 for _n, _stacks in enumerate(RTC_BATCHES, 1):
@@ -248,11 +265,15 @@ for _n, _stacks in enumerate(RTC_BATCHES, 1):
             f"rtc_batch_{_n}"
         input:
             [f for s in _stacks for f in rtc_stack_inputs(s)],
+            [rtc_reflectors_file()] if rtc_reflectors_file() else [],
         output:
             [f for s in _stacks for f in rtc_batch_outputs(s).values()],
         log:
-            **{f"select{i}": f"{LOGS}/rtc/{s}select.log" for i, s in enumerate(_stacks)},
-            **{f"stack{i}": f"{LOGS}/rtc/{s}stack.log" for i, s in enumerate(_stacks)},
+            **{
+                f"{name}{i}": path
+                for i, s in enumerate(_stacks)
+                for name, path in rtc_batch_logs(s).items()
+            },
             batch=f"{LOGS}/rtc/batch_{_n}.log",
         benchmark:
             f"{BENCH}/rtc/batch_{_n}.tsv"
@@ -266,6 +287,7 @@ for _n, _stacks in enumerate(RTC_BATCHES, 1):
         params:
             # Not passed on: a change of an input file's size or mtime reruns this job.
             fingerprint=[rtc_stack_fingerprint(s) for s in _stacks],
+            reflectors_fingerprint=user_files_fingerprint(RCFG["reflectors"]),
             cmd=rtc_batch_command(_stacks),
             select_logs=" ".join(shlex.quote(f"{LOGS}/rtc/{s}select.log") for s in _stacks),
         shell:
@@ -278,23 +300,13 @@ rule rtc_reflectors:
         scenes=f"{RTC}/{{stack}}scenes.csv",
         reflectors=lambda w: rtc_reflectors_file() or [],
     output:
-        reflectors=f"{RTC}/{{stack}}reflectors.csv",
-        absolute=report(
-            f"{RTC}/{{stack}}absolute.csv",
-            category="RTC geolocation",
-            subcategory="{stack}Absolute",
-            caption="../report/rtc_absolute.rst",
-        ),
-        plot=report(
-            f"{RTC}/{{stack}}plots/absolute_offsets.png",
-            category="RTC geolocation",
-            subcategory="{stack}Absolute",
-            caption="../report/rtc_absolute.rst",
-        ),
+        **rtc_reflectors_outputs("{stack}"),
     log:
         f"{LOGS}/rtc/{{stack}}reflectors.log",
     benchmark:
         f"{BENCH}/rtc/{{stack}}reflectors.tsv"
+    wildcard_constraints:
+        stack=RTC_CHUNKED_RX,
     conda:
         ENV
     threads: 1
@@ -302,21 +314,10 @@ rule rtc_reflectors:
         mem_mb=1000,
         runtime=10,
     params:
+        **RTC_REFLECTORS_PARAMS,
         reflectors_fingerprint=user_files_fingerprint(RCFG["reflectors"]),
-        chip=RCFG["reflector_chip_px"],
-        search=RCFG["reflector_search_px"],
-        pcr=RCFG["reflector_min_pcr_db"],
-        edge=RCFG["reflector_edge_px"],
-        point=str(RCFG["reflector_pixel_is_point"]).lower(),
-        scale=RCFG["scale"],
-        requirement=opt("--requirement-m", RCFG["requirement_m"]),
     shell:
-        "python -m sarstack rtc_reflectors --scenes {input.scenes:q} --reflectors {input.reflectors:q}"
-        " --chip-px {params.chip} --search-px {params.search} --min-pcr-db {params.pcr}"
-        " --edge-px {params.edge}"
-        " --pixel-is-point {params.point} --scale {params.scale} {params.requirement}"
-        " --out-reflectors {output.reflectors:q} --out-absolute {output.absolute:q}"
-        " --plot {output.plot:q} 2> {log:q} || sarstack_fail {log:q}"
+        f"python -m sarstack {RTC_REFLECTORS_CMD} 2> {{log:q}} || sarstack_fail {{log:q}}"
 
 
 rule rtc_stacks_summary:
