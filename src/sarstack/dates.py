@@ -16,6 +16,9 @@ import numpy as np
 
 from sarstack.errors import SarstackError
 
+#: Days in a year of decimal years (velocities per year, epochs, seasons).
+DAYS_PER_YEAR = 365.25
+
 # An 8-digit date, optionally followed by a 'T' time, not embedded in a longer digit run.
 _DATE8 = re.compile(r"(?<!\d)(\d{8})(?:T\d{2,6}Z?)?(?!\d)")
 
@@ -196,7 +199,7 @@ def network_components(pairs: Sequence[tuple[int, int]], n_dates: int) -> np.nda
 def years_since(dates: Sequence[dt.date], origin: dt.date | None = None) -> np.ndarray:
     """Decimal years (365.25 d) of each date since ``origin`` (default: first date)."""
     origin = origin or dates[0]
-    return np.array([(d - origin).days / 365.25 for d in dates], dtype=np.float64)
+    return np.array([(d - origin).days / DAYS_PER_YEAR for d in dates], dtype=np.float64)
 
 
 def chunk_slices(n_items: int, n_chunks: int) -> list[tuple[int, int]]:

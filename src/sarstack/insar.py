@@ -25,6 +25,7 @@ from sarstack import refpoint
 from sarstack import velocity as svel
 from sarstack.errors import SarstackError
 from sarstack.io import (
+    DEFAULT_BLOCK,
     Grid,
     RasterWriter,
     StackReader,
@@ -209,7 +210,7 @@ def select_ifgs(
     correlation: str | None = None,
     date_format: str = "%Y%m%d",
     edit: NetworkEdit | None = None,
-    block_shape: Sequence[int] = (512, 512),
+    block_shape: Sequence[int] = DEFAULT_BLOCK,
 ) -> tuple[list[Ifg], list[dt.date], list[tuple[int, int]], Grid]:
     """Find the interferograms, date them, edit the network, check grids and the network.
 
@@ -394,7 +395,7 @@ def reference_inputs(
     *,
     mask: str | Path | None = None,
     quality: str | Path | None = None,
-    block_shape: Sequence[int] = (512, 512),
+    block_shape: Sequence[int] = DEFAULT_BLOCK,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """2-D rasters for the reference point, built block by block.
 
@@ -432,12 +433,12 @@ def reference_inputs(
 
 
 def phase_roughness(
-    ifgs: Sequence[Ifg], grid: Grid, *, block_shape: Sequence[int] = (512, 512)
+    ifgs: Sequence[Ifg], grid: Grid, *, block_shape: Sequence[int] = DEFAULT_BLOCK
 ) -> np.ndarray:
     """:func:`sarstack.refpoint.gradient_rate` of the interferograms, block by
     block (each block read with a one-pixel halo, so the result does not
     depend on the block size); radians per pixel per year, float32."""
-    years = np.array([(i.secondary - i.reference).days / svel.DAYS_PER_YEAR for i in ifgs])
+    years = np.array([(i.secondary - i.reference).days / sdates.DAYS_PER_YEAR for i in ifgs])
     out = np.full(grid.shape, np.nan, np.float32)
     rows, cols = grid.shape
     with StackReader([i.path for i in ifgs]) as phase:
@@ -1083,7 +1084,7 @@ def velocity_files(
     out_velocity: str | Path,
     out_std: str | Path,
     *,
-    block_shape: Sequence[int] = (512, 512),
+    block_shape: Sequence[int] = DEFAULT_BLOCK,
     weight_ifgs: Sequence[Ifg] | None = None,
     model: svel.DeformationModel | None = None,
     out_dir: str | Path | None = None,
@@ -1206,7 +1207,7 @@ def _model_files(
     weight_ifgs: Sequence[Ifg] | None,
 ) -> None:
     """Block-wise :func:`sarstack.velocity.fit_model`, one COG per output (see velocity_files)."""
-    span = (dates[-1] - dates[0]).days / svel.DAYS_PER_YEAR
+    span = (dates[-1] - dates[0]).days / sdates.DAYS_PER_YEAR
     for name, on, period in (("annual", model.annual, 1.0), ("semiannual", model.semiannual, 0.5)):
         if on and span < period:
             log.warning("insar.velocity_model.%s: the series spans %.2f years, less than one"
@@ -1266,7 +1267,7 @@ def temporal_average(
     paths: Sequence[str | Path],
     out: str | Path,
     *,
-    block_shape: Sequence[int] = (512, 512),
+    block_shape: Sequence[int] = DEFAULT_BLOCK,
     units: str | None = None,
     mask: str | Path | None = None,
     valid_range: tuple[float, float] | None = None,
@@ -1307,7 +1308,7 @@ def conncomp_count(
     dates: Sequence[dt.date],
     out: str | Path,
     *,
-    block_shape: Sequence[int] = (512, 512),
+    block_shape: Sequence[int] = DEFAULT_BLOCK,
     mask: str | Path | None = None,
 ) -> None:
     """Per date, the number of interferograms with that date whose conncomp
@@ -1347,7 +1348,7 @@ def closure_count(
     *,
     ref_rc: tuple[int, int],
     reference_window: int = 1,
-    block_shape: Sequence[int] = (512, 512),
+    block_shape: Sequence[int] = DEFAULT_BLOCK,
     mask: str | Path | None = None,
 ) -> int:
     """Per pixel, the number of network triangles whose phase closure is farther than pi from zero.
@@ -1448,7 +1449,7 @@ def rereference_files(
     new_ref: dt.date,
     out_dir: str | Path,
     *,
-    block_shape: Sequence[int] = (512, 512),
+    block_shape: Sequence[int] = DEFAULT_BLOCK,
 ) -> pd.DataFrame:
     """Re-reference the time series to ``new_ref`` (an acquisition date): for
     every later date, displacement(date) − displacement(new_ref), written as

@@ -33,6 +33,7 @@ R = TypeVar("R")
 
 log = logging.getLogger(__name__)
 
+#: Default block shape (rows, cols) of the block loops (config block_shape).
 DEFAULT_BLOCK = (512, 512)
 
 

@@ -43,6 +43,7 @@ import pandas as pd
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 
+from sarstack.dates import DAYS_PER_YEAR
 from sarstack.errors import SarstackError
 from sarstack.io import Grid
 
@@ -55,7 +56,6 @@ REFLECTOR_COLUMNS = ("id", "x", "y", "crs", "east_velocity_m_yr", "north_velocit
 _WGS84 = "EPSG:4326"
 _WGS84_A = 6378137.0
 _WGS84_E2 = 6.69437999014e-3
-_DAYS_PER_YEAR = 365.25
 
 
 class ReflectorStatus(str, Enum):
@@ -371,7 +371,7 @@ def expected_positions(
     if np.any(ve != 0.0) or np.any(vn != 0.0):
         years = np.array(
             [
-                0.0 if e is None or pd.isna(e) else (day - _as_date(e)).days / _DAYS_PER_YEAR
+                0.0 if e is None or pd.isna(e) else (day - _as_date(e)).days / DAYS_PER_YEAR
                 for e in (refl["epoch"] if "epoch" in refl.columns else [None] * n)
             ]
         )

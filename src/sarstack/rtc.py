@@ -28,6 +28,7 @@ from rasterio.windows import Window
 from sarstack import dates as sdates
 from sarstack.errors import SarstackError
 from sarstack.io import (
+    DEFAULT_BLOCK,
     Grid,
     RasterWriter,
     StackReader,
@@ -254,7 +255,7 @@ def superset_scene(
     dst_path: str | Path,
     grid: Grid,
     *,
-    block_shape: Sequence[int] = (512, 512),
+    block_shape: Sequence[int] = DEFAULT_BLOCK,
     resampling: str = "bilinear",
     tags: dict[str, str] | None = None,
     fill: float | None = None,
@@ -444,7 +445,7 @@ def scene_fill(
 
 def sample_valid(
     path: str | Path,
-    block_shape: Sequence[int] = (512, 512),
+    block_shape: Sequence[int] = DEFAULT_BLOCK,
     max_samples: int = 4_000_000,
     *,
     scale: str | None = None,
@@ -503,7 +504,7 @@ def flatten_scene(
     dst_path: str | Path,
     percentiles: Sequence[float],
     *,
-    block_shape: Sequence[int] = (512, 512),
+    block_shape: Sequence[int] = DEFAULT_BLOCK,
     tags: dict[str, str] | None = None,
 ) -> tuple[float, float]:
     """Flatten outliers of one scene at its own percentiles; returns (lo, hi)."""
@@ -566,7 +567,7 @@ def flatten_stats(
     percentiles: Sequence[float],
     layout: TileLayout,
     *,
-    block_shape: Sequence[int] = (512, 512),
+    block_shape: Sequence[int] = DEFAULT_BLOCK,
     max_samples: int = 4_000_000,
     scale: str = "power",
     source: str | Path | None = None,

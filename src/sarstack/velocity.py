@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from sarstack.dates import DAYS_PER_YEAR
 from sarstack.errors import SarstackError
 
 
@@ -201,7 +202,6 @@ def model_error(err: Exception) -> SarstackError:
 SEASONAL_EPOCH = dt.date(2000, 1, 1)
 
 #: Days per year of every time axis here (``dates.years_since``).
-DAYS_PER_YEAR = 365.25
 
 #: A pixel whose normal matrix, scaled to a unit diagonal, has a Cholesky
 #: pivot below this is singular (a column within about 1e-5 rad of the span of

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import scipy.fft as sfft
 
+from sarstack.cpus import available_cpus
 from sarstack.errors import SarstackError
 
 if TYPE_CHECKING:  # annotations only: importing jax costs seconds
@@ -241,10 +242,7 @@ def _n_threads() -> int:
     env = os.environ.get(THREADS_ENV, "").strip()
     if env:
         return max(1, int(env))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return available_cpus()
 
 
 def _chunk_slices(b: int, tile_pixels: int) -> list[slice]:

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sarstack.cpus import available_cpus
 from sarstack.errors import SarstackError
 from sarstack.timeseries._cholesky import _band_cholesky, _band_solve, _half_bandwidth
 from sarstack.timeseries._common import Inversion, _prepare, _run_chunks
@@ -37,11 +38,7 @@ def _l1_threads() -> int:
     env = os.environ.get("SARSTACK_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
-    return max(1, min(4, n))
+    return max(1, min(4, available_cpus()))
 
 
 # Smallest tolerance that the float32 interior point is asked to reach before
