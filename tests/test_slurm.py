@@ -65,7 +65,20 @@ def _slurm_args() -> list[str]:
     ]  # fmt: skip
 
 
-def test_demo_through_the_slurm_profile_equals_a_local_run(tmp_path):
+def _demo_config(path: Path, out: Path, which: str) -> Path:
+    """The shipped demo (config/config.yaml: its RTC stack one rtc_batch_1 job)
+    or the small two-branch demo in two chunks per stage (scatter: 2)."""
+    if which == "scatter2":
+        return small_workflow_config(path, out, scatter=2)
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    path.write_text(yaml.safe_dump(dict(cfg, output_dir=str(out))))
+    return path
+
+
+@pytest.mark.parametrize("which", ["shipped", "scatter2"])
+def test_demo_through_the_slurm_profile_equals_a_local_run(tmp_path, which):
     why = _why_not()
     if why:
         pytest.skip(why)
@@ -73,10 +86,8 @@ def test_demo_through_the_slurm_profile_equals_a_local_run(tmp_path):
 
     for side in ("local", "slurm"):
         (tmp_path / side).mkdir()
-    local = small_workflow_config(tmp_path / "local" / "config.yaml",
-                                  tmp_path / "local" / "out", scatter=2)  # fmt: skip
-    cluster = small_workflow_config(tmp_path / "slurm" / "config.yaml",
-                                    tmp_path / "slurm" / "out", scatter=2)  # fmt: skip
+    local = _demo_config(tmp_path / "local" / "config.yaml", tmp_path / "local" / "out", which)
+    cluster = _demo_config(tmp_path / "slurm" / "config.yaml", tmp_path / "slurm" / "out", which)
     t_local = _run(local, ["--cores", str(os.cpu_count() or 2)])
     t_slurm = _run(cluster, _slurm_args())
     a, b = tmp_path / "local" / "out", tmp_path / "slurm" / "out"
@@ -84,7 +95,7 @@ def test_demo_through_the_slurm_profile_equals_a_local_run(tmp_path):
     assert len(files) > 30 and _results(b) == files
     differ = [str(f) for f in files if f.suffix != ".png" and not _same(a, b, f)]
     assert not differ, f"differ between the SLURM and the local run: {differ}"
-    print(f"\nSLURM demo: {t_slurm:.1f} s wall vs {t_local:.1f} s local "
+    print(f"\nSLURM demo ({which}): {t_slurm:.1f} s wall vs {t_local:.1f} s local "
           f"({t_slurm / t_local:.2f}x)")  # fmt: skip
 
 

@@ -219,11 +219,12 @@ RTC_SHARE = max(1, len(RTC_STACKS))
 
 def rtc_fused_stacks():
     """The stacks whose every scattered stage is one chunk (from the first
-    scene's size and the number of files, read now): they run in rtc_batch_N
-    jobs (rtc_batches), the others as per-stage and per-chunk jobs. Only the job
-    layout depends on this; results are identical for every chunk count. The
-    demo's stack does not exist yet when the DAG is built: per-chunk jobs."""
-    if rtc_is_demo() or not RCFG["fuse_small_stacks"]:
+    scene's size and the number of files, read now; for the demo, whose
+    scenes do not exist yet, from demo.rtc_dates and demo.rtc_shape): they run
+    in rtc_batch_N jobs (rtc_batches), the others as per-stage and per-chunk
+    jobs. Only the job layout depends on this; results are identical for
+    every chunk count."""
+    if not RCFG["fuse_small_stacks"]:
         return set()
     from sarstack.dates import make_pairs
     from sarstack.io import read_grid
@@ -231,15 +232,20 @@ def rtc_fused_stacks():
     fused = set()
     for stack, pattern in RTC_STACKS.items():
         try:
-            files = _matched(pattern)
-            if len(files) < 2:
-                continue  # rtc_select says what is wrong
-            g = read_grid(files[0])
-            n_pairs = len(make_pairs(len(files), RCFG["pairs"]))
+            if rtc_is_demo():
+                n_files = config["demo"]["rtc_dates"]
+                px = config["demo"]["rtc_shape"][0] * config["demo"]["rtc_shape"][1]
+            else:
+                files = _matched(pattern)
+                n_files = len(files)
+                if n_files < 2:
+                    continue  # rtc_select says what is wrong
+                g = read_grid(files[0])
+                px = g.width * g.height
+            n_pairs = len(make_pairs(n_files, RCFG["pairs"]))
         except SarstackError:
             continue
-        px = g.width * g.height
-        if n_chunks(len(files), px, "flatten") == 1 and n_chunks(n_pairs, px, "xcorr") == 1:
+        if n_chunks(n_files, px, "flatten") == 1 and n_chunks(n_pairs, px, "xcorr") == 1:
             fused.add(stack)
     return fused
 
@@ -284,13 +290,14 @@ def local_inputs(paths):
 def rtc_select_input(wildcards):
     """Demo: the generator's truth table; real data: the matched files (so new
     or updated files trigger a rerun)."""
-    if rtc_is_demo():
-        return f"{DEMO}/rtc/truth.csv"
     return rtc_stack_inputs(wildcards.stack)
 
 
 def rtc_stack_inputs(stack):
-    """A stack's matched local files (S3 objects are not rule inputs)."""
+    """A stack's matched local files (S3 objects are not rule inputs); the
+    demo's: the generator's truth table."""
+    if rtc_is_demo():
+        return [f"{DEMO}/rtc/truth.csv"]
     return local_inputs(_matched(RTC_STACKS[stack]))
 
 
@@ -323,11 +330,12 @@ def inputs_fingerprint(paths):
 
 def rtc_select_fingerprint(wildcards):
     """The matched files' fingerprint; "" for the demo, whose scenes the workflow writes."""
-    return "" if rtc_is_demo() else rtc_stack_fingerprint(wildcards.stack)
+    return rtc_stack_fingerprint(wildcards.stack)
 
 
 def rtc_stack_fingerprint(stack):
-    return inputs_fingerprint(_matched(RTC_STACKS[stack]))
+    """The matched files' fingerprint; "" for the demo, whose scenes the workflow writes."""
+    return "" if rtc_is_demo() else inputs_fingerprint(_matched(RTC_STACKS[stack]))
 
 
 def rtc_scenes(wildcards):
