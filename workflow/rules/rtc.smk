@@ -281,7 +281,8 @@ for _n, _stacks in enumerate(RTC_BATCHES, 1):
             ENV
         threads: 1
         resources:
-            # measured peak 0.16-0.20 GB per stack (rtc-many), one stack at a time
+            # measured peak 0.16-0.22 GB per stack, one stack at a time (rtc-many;
+            # 0.22 GB for 30 x 1400², near the largest stack that is batched)
             mem_mb=500,
             runtime=10 + 10 * len(_stacks),
         params:
