@@ -379,9 +379,9 @@ def rtc_batches():
     if not small:
         return []
     per = RCFG["stacks_per_job"]
-    n = -(-len(small) // (per or MAX_STACKS_PER_JOB))
     if per:
         return [small[i : i + per] for i in range(0, len(small), per)]
+    n = -(-len(small) // MAX_STACKS_PER_JOB)
     return [small[len(small) * i // n : len(small) * (i + 1) // n] for i in range(n)]
 
 
@@ -871,7 +871,8 @@ def report_job_errors():
     printed = set()
     for logs, job_failed in failed:
         # A job with several logs (rtc_batch_N: one per stack) names those
-        # ending in an error; a failed job with none, its first log.
+        # ending in an error; a failed job with none, its first log (a
+        # batch's own log, which has what came before its stacks' logs).
         lines = [(p, _last_line(p)) for p in logs if p not in printed]
         hits = [(p, ln) for p, ln in lines if ln and _is_error_line(ln)]
         if not hits and job_failed and lines:

@@ -269,12 +269,16 @@ for _n, _stacks in enumerate(RTC_BATCHES, 1):
         output:
             [f for s in _stacks for f in rtc_batch_outputs(s).values()],
         log:
+            # The batch's own log first: report_job_errors names it when a
+            # batch fails with no stack's error (e.g. killed for memory).
             **{
-                f"{name}{i}": path
-                for i, s in enumerate(_stacks)
-                for name, path in rtc_batch_logs(s).items()
+                "batch": f"{LOGS}/rtc/batch_{_n}.log",
+                **{
+                    f"{name}{i}": path
+                    for i, s in enumerate(_stacks)
+                    for name, path in rtc_batch_logs(s).items()
+                },
             },
-            batch=f"{LOGS}/rtc/batch_{_n}.log",
         benchmark:
             f"{BENCH}/rtc/batch_{_n}.tsv"
         conda:
