@@ -69,7 +69,7 @@ def _offsets(data: Path, out: Path, *superset_extra: object) -> pd.DataFrame:
            "--out", out / "flat.json")
     _stage("rtc_tiles", "--grid", out / "grid.json", "--tiles", 2, 2,
            "--out", out / "layout.geojson", out / "flat.json")
-    _stage("rtc_xcorr", "--flat", out / "flat.json", "--tiles", out / "layout.geojson",
+    _stage("rtc_xcorr", "--flat", out / "flat.json", "--grid", out / "grid.json", "--tiles", 2, 2,
            "--pairs", "sequential", "--chunk", "1-of-1", "--out", out / "xcorr.csv",
            "--upsample-factor", 10, "--max-nan-fraction", 0.5, "--preprocess", "default",
            "--refine-iterations", 1, "--min-quality", 2.0, "--block", *block)

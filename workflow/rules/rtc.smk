@@ -26,7 +26,7 @@ RTC_TILES_CMD = (
     " {params.flat:q}"
 )
 RTC_XCORR_CMD = (
-    "rtc_xcorr --flat {params.flat:q} --tiles {params.layout:q}"
+    "rtc_xcorr --flat {params.flat:q} --grid {params.grid:q} --tiles {params.tiles}"
     " --pairs {params.pairs} --chunk {params.chunk} --upsample-factor {params.upsample}"
     " --max-nan-fraction {params.max_nan} --preprocess {params.preprocess}"
     " --refine-iterations {params.iterations} --block {params.block} --threads {threads}"
@@ -67,6 +67,7 @@ RTC_FLATTEN_PARAMS = dict(
     tiles=" ".join(str(t) for t in RCFG["tiles"]),
 )
 RTC_XCORR_PARAMS = dict(
+    tiles=" ".join(str(t) for t in RCFG["tiles"]),
     pairs=RCFG["pairs"],
     upsample=RCFG["upsample_factor"],
     max_nan=RCFG["max_nan_fraction"],
@@ -191,7 +192,7 @@ rule rtc_tiles:
 rule rtc_xcorr:
     input:
         flat=rtc_flat_all,
-        tiles=f"{RTC}/{{stack}}tile_layout.geojson",
+        grid=f"{RTC}/{{stack}}grid.json",
     output:
         xcorr=f"{RTC}/{{stack}}xcorr/{{chunk}}.csv",
     log:
@@ -212,7 +213,7 @@ rule rtc_xcorr:
         block=BLOCK,
         chunk=lambda w: w.chunk,
         flat=lambda w, input: input.flat,
-        layout=lambda w, input: input.tiles,
+        grid=lambda w, input: input.grid,
         xcorr=lambda w, output: output.xcorr,
     shell:
         f"python -m sarstack {RTC_XCORR_CMD} 2> {{log:q}} || sarstack_fail {{log:q}}"

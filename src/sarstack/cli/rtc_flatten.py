@@ -1,7 +1,10 @@
 """Flatten one chunk of scenes: each scene's own NaN-aware low/high percentile
 bounds (values outside become NaN when read for correlation) and every tile's
 valid fraction after flattening. No flattened copy is written: the bounds are
-applied on the fly by rtc_xcorr."""
+applied on the fly by rtc_xcorr. Beside each big scene's superset VRT it
+leaves the scene decimated to at most 1024 px a side (``.strideN.npy``, at
+most 4 MB), which rtc_xcorr's coarse offset would otherwise read the whole
+scene for."""
 
 import argparse
 import logging
@@ -35,12 +38,17 @@ def main(argv=None):
 
     grid = io.grid_from_dict(io.read_json(a.grid))
     layout = rtc.tile_layout(grid.shape, a.tiles)
+    # A decimated copy of each big scene for rtc_xcorr's coarse offset, from
+    # the pass that samples it anyway (a scene of at most 1024 px a side is
+    # read whole there: nothing to save).
+    stride = rtc.coarse_stride(grid.shape)
     scenes = []
     for s in io.read_rows(a.superset):
+        coarse = rtc.coarse_cache_path(s["path"], stride) if stride > 1 else None
         try:
             lo, hi, valid = rtc.flatten_stats(s["path"], a.percentiles, layout,
                                               block_shape=a.block, scale=a.scale,
-                                              source=s["source"])
+                                              source=s["source"], coarse_path=coarse)
         except SarstackError as e:  # name the input file, not its superset VRT
             raise SarstackError(str(e).replace(s["path"], s["source"])) from None
         log.info("%s: kept linear power in [%.4g, %.4g] (percentiles %g..%g); mean tile valid "

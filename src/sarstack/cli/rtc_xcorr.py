@@ -19,7 +19,9 @@ def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
     p.add_argument("--flat", nargs="+", required=True, help="rtc_flatten chunk JSONs (all)")
-    p.add_argument("--tiles", required=True, help="tile grid GeoJSON from rtc_tiles")
+    p.add_argument("--grid", required=True, help="union grid JSON from rtc_select")
+    p.add_argument("--tiles", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
+                   help="tile grid, rows and columns (config rtc.tiles; the layout of rtc_tiles)")
     p.add_argument("--pairs", required=True, help="pair network: sequential, reference, nearest:K")
     p.add_argument("--chunk", required=True, help="I-of-N: this job's share of the pairs")
     p.add_argument("--out", required=True, help="output CSV, one row per pair and tile")
@@ -48,7 +50,7 @@ def main(argv=None):
     flat = [io.read_json(f) for f in a.flat]
     scenes = sorted((s for f in flat for s in f["scenes"]), key=lambda s: s["date"])
     scale = flat[0].get("scale", "power")
-    layout = rtc.layout_from_geojson(io.read_json(a.tiles))
+    layout = rtc.tile_layout(io.grid_from_dict(io.read_json(a.grid)).shape, a.tiles)
     try:
         network = dates.make_pairs(len(scenes), a.pairs)
     except SarstackError as e:
