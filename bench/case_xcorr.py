@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from functools import partial
 
 import jax
@@ -130,7 +129,7 @@ def fft_upsampled_half(ref: jax.Array, mov: jax.Array, uf: int) -> tuple[jax.Arr
 
 # --------------------------------------------------------------------------- SciPy stages
 # The same floor with the FFTs sarstack.xcorr uses now (scipy.fft / pocketfft, float32),
-# chunked and threaded like it (its public CHUNK_PIXELS and SARSTACK_XCORR_THREADS).
+# chunked and threaded like it (its public CHUNK_PIXELS and its threads argument).
 
 
 def _chunks(b: int, tile_pixels: int, threads: int) -> list[slice]:
@@ -188,27 +187,9 @@ def scipy_upsampled_half(ref: np.ndarray, mov: np.ndarray, uf: int, threads: int
     return _threaded(chunk, b, h * w, threads)
 
 
-@contextmanager
-def _xcorr_threads(n: int) -> Iterator[None]:
-    """Run ``sarstack.xcorr`` with ``n`` worker threads inside the block."""
-    old = os.environ.get(xcorr.THREADS_ENV)
-    os.environ[xcorr.THREADS_ENV] = str(n)
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ[xcorr.THREADS_ENV]
-        else:
-            os.environ[xcorr.THREADS_ENV] = old
-
-
 def _default_threads() -> int:
-    """Threads ``phase_correlate`` uses here: ``$SARSTACK_XCORR_THREADS`` or the CPUs available."""
-    n_threads = getattr(xcorr, "_n_threads", None)  # private: may be renamed
-    if n_threads is not None:
-        return int(n_threads())
-    env = os.environ.get(xcorr.THREADS_ENV, "").strip()
-    return max(1, int(env)) if env else len(os.sched_getaffinity(0))
+    """Threads ``phase_correlate`` uses here by default (``threads=None``): the CPUs available."""
+    return len(os.sched_getaffinity(0))
 
 
 # --------------------------------------------------------------------------- case
@@ -315,13 +296,6 @@ def _stage_rows(
     the XLA building blocks the previous (jitted) implementation was made of.
     """
 
-    def one_thread(fn: Callable[[], object]) -> Callable[[], object]:
-        def call() -> object:
-            with _xcorr_threads(1):
-                return fn()
-
-        return call
-
     def jax_ready(fn: Callable[[], object]) -> Callable[[], object]:
         return lambda: jax.block_until_ready(fn())
 
@@ -332,8 +306,8 @@ def _stage_rows(
         "2. 1 + upsampled DFT of the rfft half-spectrum (matmul), 1 thread": partial(
             scipy_upsampled_half, ref, mov, uf, 1
         ),
-        "3. `phase_correlate` (+ PSLR, peak_corr, NumPy post), 1 thread": one_thread(
-            partial(xcorr.phase_correlate, ref, mov, uf)
+        "3. `phase_correlate` (+ PSLR, peak_corr, NumPy post), 1 thread": partial(
+            xcorr.phase_correlate, ref, mov, uf, threads=1
         ),
         f"4. SciPy FFT-only, {threads} threads": partial(scipy_fft_only, ref, mov, threads),
         f"5. `phase_correlate`, {threads} threads (default)": partial(

@@ -72,6 +72,9 @@ EXPLICIT = [
       for f in ("locate_peak", "measure_scene", "measure_scene_file")],
     *[("reflectors", f, "pixel_is_point", "rtc.reflector_pixel_is_point")
       for f in ("expected_positions", "measure_scene", "measure_scene_file")],
+    *[("velocity", f, "uncertainty", "insar.velocity_uncertainty")
+      for f in ("velocity", "velocity_weighted", "fit_design", "fit_model")],
+    ("insar", "velocity_files", "uncertainty", "insar.velocity_uncertainty"),
 ]  # fmt: skip
 
 

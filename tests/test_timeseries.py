@@ -242,8 +242,7 @@ def test_l1_blocks_run_side_by_side_give_the_same_pixels(monkeypatch):
     phase[:, 700] = np.nan
     x1, r1, n1 = ts.invert_l1(a, phase)  # one block
     monkeypatch.setattr(ts._l1, "_L1_BLOCK", 512)  # three blocks, the last one padded
-    monkeypatch.setenv("SARSTACK_THREADS", "2")  # what the workflow sets from the rule
-    x3, r3, n3 = ts.invert_l1(a, phase)
+    x3, r3, n3 = ts.invert_l1(a, phase, threads=2)  # what the workflow passes from the rule
     np.testing.assert_allclose(x3, x1, rtol=0, atol=1e-12)
     np.testing.assert_allclose(r3, r1, rtol=0, atol=1e-12)
     assert n3 == n1  # the same chunks of 256 pixels
@@ -530,10 +529,9 @@ def test_phase_and_velocity_recovered_from_noisy_network():
     assert abs(err.mean()) < 4 * sd / np.sqrt(2000)
 
 
-def test_l1_threads_follow_the_environment(monkeypatch):
-    monkeypatch.setenv("SARSTACK_THREADS", "3")
-    assert ts._l1_threads() == 3
-    monkeypatch.delenv("SARSTACK_THREADS")
+def test_l1_threads_are_an_argument(monkeypatch):
+    monkeypatch.setenv("SARSTACK_THREADS", "3")  # the environment no longer counts
+    assert ts._l1_threads(3) == 3
     assert 1 <= ts._l1_threads() <= 4
 
 

@@ -280,7 +280,7 @@ def test_velocity_weighted_equals_weighted_polyfit():
     w[:, 1] = 0.0
     w[4, 1] = 1.0  # pixel 1: one date -> NaN
     disp[:2, 0] = [0.0, 1.0]
-    vel, std = ts.velocity_weighted(disp, t, w)
+    vel, std = ts.velocity_weighted(disp, t, w, uncertainty="white")  # the textbook oracle
     assert vel.shape == (n_pix,) and std.shape == (n_pix,)
     for p in range(2, n_pix):
         ok = np.isfinite(disp[:, p]) & (w[:, p] > 0)
@@ -302,10 +302,14 @@ def test_velocity_weighted_equals_weighted_polyfit():
     w_big[0] = 1e9
     d = disp[:, 2:].copy()
     d[0] = 0.0
-    v_inf, s_inf = ts.velocity_weighted(d, t, w_inf)
-    v_big, s_big = ts.velocity_weighted(d, t, w_big)
+    v_inf, s_inf = ts.velocity_weighted(d, t, w_inf, uncertainty="white")
+    v_big, s_big = ts.velocity_weighted(d, t, w_big, uncertainty="white")
     np.testing.assert_allclose(v_inf, v_big, rtol=1e-6)
     np.testing.assert_allclose(s_inf, s_big, rtol=1e-4)
+    # The AR(1) factor sees the huge weight's residual as sqrt(w) r ~ w^-1/2, not ~ 1/w.
+    s_inf_c = ts.velocity_weighted(d, t, w_inf)[1]
+    np.testing.assert_allclose(s_inf_c, ts.velocity_weighted(d, t, w_big)[1], rtol=1e-3)
+    assert np.all(s_inf_c >= s_inf * (1 - 1e-12))
     ok = np.isfinite(d[:, 0]) & (w_inf[:, 0] > 0)
     tt, yy, ww = t[ok][1:] - t[0], d[ok, 0][1:], w_inf[ok, 0][1:]
     np.testing.assert_allclose(v_inf[0], np.sum(ww * tt * yy) / np.sum(ww * tt * tt), rtol=1e-12)

@@ -97,7 +97,7 @@ def test_kernel_matches_lstsq_oracle(weighted):
     if weighted:
         w[rng.random(y.shape) < 0.05] = 0.0
 
-    out = svel.fit_model(y, dates, model, weights=w if weighted else None)
+    out = svel.fit_model(y, dates, model, weights=w if weighted else None, uncertainty="white")
     assert list(out) == model.output_names()
     assert all(v.dtype == np.float64 and v.shape == (n_pix,) for v in out.values())
 
@@ -246,7 +246,8 @@ def stack(tmp_path_factory):
     p = run_script("insar_invert.py", "--ifgs", out / "ifgs.csv", "--reference", out / "ref.txt",
                    "--out-dir", out, "--index", out / "ts.csv", "--method", "L2")  # fmt: skip
     assert p.returncode == 0, p.stderr
-    common = ["--index", out / "ts.csv", "--ifgs", out / "ifgs.csv", "--block", 512, 512]
+    common = ["--index", out / "ts.csv", "--ifgs", out / "ifgs.csv", "--block", 512, 512,
+              "--uncertainty", "correlated"]  # fmt: skip
     # the script in this process (its start-up is seconds); test_bad_step runs it alone
     script = load_script("insar_velocity.py")
     cli.run(script.main, list(map(str, common + ["--out", out / "lin" / "velocity.tif",
@@ -386,7 +387,7 @@ def test_bad_step_is_a_one_line_error(stack, capsys):
     out = stack / "out"
     common = ["--index", out / "ts.csv", "--ifgs", out / "ifgs.csv",
               "--out", out / "bad" / "velocity.tif", "--out-std", out / "bad" / "velocity_std.tif",
-              "--block", 512, 512]  # fmt: skip
+              "--block", 512, 512, "--uncertainty", "correlated"]  # fmt: skip
     p = run_script("insar_velocity.py", *common, "--annual", "--step", "2019-01-01")
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
@@ -403,3 +404,91 @@ def test_bad_step_is_a_one_line_error(stack, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: insar.velocity_model.steps: ") and what in err[0]
     assert not (out / "bad").exists()
+
+
+def _calibration(amp: float, noise: str, uncertainty: str, seed: int = 0) -> tuple[float, float]:
+    """(fraction of pixels within 3 std of the truth, median std) of the linear velocity of
+    a 64 x 64 x 30-date stack (12 days apart, nearest-3, L2), 0.3 rad of noise per date
+    or per ifg, with an unmodelled annual term of ``amp`` rad (left edge; half on the right)."""
+    from sarstack import dates as sd
+    from sarstack import synthetic, timeseries
+
+    sim = synthetic.simulate_ifg_stack(n_dates=30, shape=(64, 64), seasonal_amp_rad=amp,
+                                       noise_rad=0.3 if noise == "ifg" else 0.0, seed=seed,
+                                       nodata_value=np.nan)  # fmt: skip
+    n, pairs = len(sim.dates), sim.pairs
+    a = sd.incidence_matrix(pairs, n)
+    if noise == "date":
+        rng = np.random.default_rng(seed + 1)
+        ph = sim.phase + np.concatenate([np.zeros((1, 64, 64)), rng.normal(0, 0.3, (n - 1, 64, 64))])
+        ifgs = np.stack([ph[j] - ph[i] for i, j in pairs]).reshape(len(pairs), -1)
+    else:
+        ifgs = sim.ifgs.reshape(len(pairs), -1).astype(np.float64)
+    ok = np.isfinite(ifgs).all(axis=0)
+    x, res = (np.asarray(o) for o in timeseries.invert_l2(a, ifgs[:, ok]))
+    disp = -np.concatenate([np.zeros((1, x.shape[1])), x])
+    net = svel.NetworkNoise(np.linalg.inv(a.T @ a), insar.ifg_residual_std(res, n) ** 2)
+    v, s, _ = svel.velocity(disp, sd.years_since(sim.dates), uncertainty=uncertainty, network=net)
+    z = np.abs(v - sim.velocity.reshape(-1)[ok]) / s
+    return float(np.mean(z <= 3)), float(np.median(s))
+
+
+def test_velocity_std_stays_honest_when_the_model_is_incomplete():
+    """Issue 25's calibration targets on synthetic truth: >= 97 % of pixels within
+    3 std when the model matches (std at most 1.5x the textbook one there), >= 90 %
+    with an unmodelled annual term of 2 rad; the textbook ('white') std fails the
+    latter, and, with noise per interferogram, even the former."""
+    w_match, s_white = _calibration(0.0, "date", "white")
+    c_match, s_corr = _calibration(0.0, "date", "correlated")
+    assert w_match >= 0.97 and c_match >= 0.97
+    assert s_corr <= 1.5 * s_white
+    assert _calibration(2.0, "date", "correlated")[0] >= 0.90
+    assert _calibration(2.0, "date", "white")[0] < 0.5
+    assert _calibration(0.0, "ifg", "correlated")[0] >= 0.97
+    assert _calibration(0.0, "ifg", "white")[0] < 0.7
+
+
+def test_network_variance_matches_monte_carlo():
+    """The interferograms' noise through the network: the slope's variance from
+    NetworkNoise equals the empirical variance of L2-inverted pure-noise stacks."""
+    from sarstack import dates as sd
+    from sarstack import timeseries
+
+    rng = np.random.default_rng(4)
+    dates = [dt.date(2020, 1, 1) + dt.timedelta(days=12 * i) for i in range(16)]
+    pairs = sd.make_pairs(len(dates), "nearest:3")
+    a = sd.incidence_matrix(pairs, len(dates))
+    noise = rng.normal(0, 0.3, (len(pairs), 40000))
+    x = np.asarray(timeseries.invert_l2(a, noise)[0])
+    disp = np.concatenate([np.zeros((1, x.shape[1])), x])
+    t = sd.years_since(dates)
+    v = svel.velocity(disp, t, uncertainty="white")[0]
+    tc = t - t.mean()
+    net = svel.NetworkNoise(np.linalg.inv(a.T @ a), np.full(1, 0.09))
+    expect = svel.network_variance(tc / (tc @ tc), net)[0]
+    assert np.var(v) == pytest.approx(expect, rel=0.03)
+    # The model's covariance carries the same term for its velocity.
+    cov = svel.fit_design(disp[:, :5], svel.design_matrix(dates, svel.DeformationModel()),
+                          network=net._replace(noise_var=np.full(5, 0.09)))[1]  # fmt: skip
+    white = svel.fit_design(disp[:, :5], svel.design_matrix(dates, svel.DeformationModel()),
+                            uncertainty="white")[1]  # fmt: skip
+    assert np.all(cov[1, 1] >= white[1, 1] + 0.999 * expect)
+
+
+def test_ar1_variance_factor():
+    """White residuals keep the textbook error (factor near 1, never below); AR(1)
+    residuals with rho = 0.6 get about (1 + rho) / (1 - rho) = 4."""
+    rng = np.random.default_rng(9)
+    n, p = 60, 4000
+    white = rng.normal(size=(n, p))
+    f = svel.ar1_variance_factor(white, np.ones((n, p), bool))
+    assert f.min() >= 1.0 and np.median(f) < 1.15
+    e = rng.normal(size=(n, p))
+    ar = np.empty((n, p))
+    ar[0] = e[0]
+    for k in range(1, n):
+        ar[k] = 0.6 * ar[k - 1] + np.sqrt(1 - 0.36) * e[k]
+    ar -= ar.mean(axis=0)
+    assert np.median(svel.ar1_variance_factor(ar, np.ones((n, p), bool))) == pytest.approx(4.0, rel=0.15)
+    with pytest.raises(SarstackError, match="insar.velocity_uncertainty"):
+        svel.velocity(white, np.arange(n) / 30.0, uncertainty="hac")

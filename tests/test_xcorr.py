@@ -332,12 +332,11 @@ def test_results_do_not_depend_on_chunks_or_threads(monkeypatch: pytest.MonkeyPa
     power_ref, power_mov = _power_pairs(rng, 7, 48, 40)
     runs = []
     for threads, chunk in [(1, 1 << 30), (3, 1), (2, 2 * 48 * 40)]:
-        monkeypatch.setenv(xcorr.THREADS_ENV, str(threads))
         monkeypatch.setattr(xcorr, "CHUNK_PIXELS", chunk)
         runs.append(
             (
-                phase_correlate(ref, mov, 10, interpolate=True),
-                register_tiles(power_ref, power_mov, iterations=2),
+                phase_correlate(ref, mov, 10, interpolate=True, threads=threads),
+                register_tiles(power_ref, power_mov, iterations=2, threads=threads),
             )
         )
     for other in runs[1:]:

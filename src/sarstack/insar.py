@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -609,6 +609,7 @@ def _solve_block(
     single: bool,
     l1_tolerance: float,
     l1_max_iterations: int,
+    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """One block: (x, residual, n_used, iterations) by the configured method.
 
@@ -631,7 +632,9 @@ def _solve_block(
             res = np.where(full, 0.0, np.nan) * np.ones_like(flat)
             n_it = 0
         else:
-            kw = {"tol": l1_tolerance, "max_iter": l1_max_iterations} if method == "L1" else {}
+            kw: dict[str, Any] = {}
+            if method == "L1":
+                kw = {"tol": l1_tolerance, "max_iter": l1_max_iterations, "threads": threads}
             x, res, n_it = ts.invert(a, flat, method, **kw)
         n_used = np.where(full, n_ifg, 0).astype(np.int32)
         partial = finite.any(axis=0) & ~full
@@ -664,6 +667,7 @@ STRIP_FILES = {
     "timeseries": "timeseries.tif",
     "residuals": "residuals.tif",
     "residual_sum": "residual_sum.tif",
+    "ifg_residual_std": "ifg_residual_std.tif",
     "temporal_coherence": "temporal_coherence.tif",
     "n_ifgs_used": "n_ifgs_used.tif",
     "closure_nonzero_count": "closure_nonzero_count.tif",
@@ -702,6 +706,7 @@ def invert_strip(
     correlation_threshold: float,
     write_residuals: bool,
     reference_window: int = 1,
+    threads: int | None = None,
 ) -> None:
     """Invert rows ``[r0, r1)`` of the stack block by block into one strip folder.
 
@@ -717,6 +722,7 @@ def invert_strip(
     radar), residuals (one band per ifg, radians, NaN where censored; only
     with ``write_residuals``), residual sum, temporal coherence and the
     number of ifgs used. :func:`gather_strips` assembles the final COGs.
+    ``threads``: host threads of the L1 solver (None: the CPUs available).
     """
 
     out_dir = Path(out_dir)
@@ -746,8 +752,9 @@ def invert_strip(
     closure_tags = _closure_tags(dates[0], dates[-1], len(triangles), ref_rc, reference_window)
     n_flagged = 0
     with (
-        _StripOutputs(out_dir, sgrid, len(dates), len(ifgs), write_residuals,
-                      closure_tags) as outputs,  # fmt: skip
+        _StripOutputs(out_dir, sgrid, len(dates), len(ifgs), write_residuals, closure_tags,
+                      float(abs(refpoint.phase_to_displacement(np.ones(1), wavelength)[0][0]))
+                      ) as outputs,  # fmt: skip
         _BlockReader(ifgs, ref_vals, mask, weighting=weighting, censor=censor,
                      looks=correlation_looks, threshold=correlation_threshold) as reader,
     ):  # fmt: skip
@@ -759,7 +766,7 @@ def invert_strip(
         ):
             x, res, n_used, n_it = _solve_block(
                 a, pairs, flat, weights, method=method, single=single,
-                l1_tolerance=l1_tolerance, l1_max_iterations=l1_max_iterations,
+                l1_tolerance=l1_tolerance, l1_max_iterations=l1_max_iterations, threads=threads,
             )  # fmt: skip
             max_it = max(max_it, n_it)
             disp, _ = refpoint.phase_to_displacement(x, wavelength)
@@ -840,6 +847,24 @@ class _BlockReader:
         return flat, weights, m
 
 
+def ifg_residual_std(res: np.ndarray, n_dates: int, units_per_rad: float = 1.0) -> np.ndarray:
+    """Per pixel, the interferograms' noise that the network's redundancy
+    reveals: ``units_per_rad * sqrt(sum r^2 / (m - n_dates + 1))`` over the ``m``
+    finite residuals ``r`` (radians) of the pixel's ifgs; NaN where
+    ``m <= n_dates - 1`` (no redundancy: the noise is invisible there).
+
+    ``units_per_rad`` converts radians to the time series' units (``abs`` of
+    :func:`sarstack.refpoint.phase_to_displacement` of 1). The velocity stage
+    propagates it through the network (``insar.velocity_uncertainty``).
+    """
+    used = np.isfinite(res)
+    m = used.sum(axis=0)
+    ss = np.sum(np.where(used, res, 0.0).astype(np.float64) ** 2, axis=0)
+    dof = m - (n_dates - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(dof > 0, abs(units_per_rad) * np.sqrt(ss / np.maximum(dof, 1)), np.nan)
+
+
 class _StripOutputs:
     """The strip rasters of :func:`invert_strip` (:data:`STRIP_FILES`), open
     for the strip; ``write(window, disp, res, n_used, mask)`` writes one block
@@ -847,12 +872,15 @@ class _StripOutputs:
 
     def __init__(
         self, out_dir: str | Path, grid: Grid, n_dates: int, n_ifgs: int, residuals: bool,
-        closure_tags: dict[str, str],
+        closure_tags: dict[str, str], disp_scale: float = 1.0,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.grid = grid
         self.closure_tags = closure_tags
-        self.counts = {"timeseries": n_dates - 1, "residual_sum": 1, "temporal_coherence": 1}
+        self.n_dates = n_dates
+        self.disp_scale = disp_scale
+        self.counts = {"timeseries": n_dates - 1, "residual_sum": 1, "ifg_residual_std": 1,
+                       "temporal_coherence": 1}  # fmt: skip
         if residuals:
             self.counts["residuals"] = n_ifgs
         self._stack = contextlib.ExitStack()
@@ -897,6 +925,10 @@ class _StripOutputs:
         used = np.isfinite(res)
         total = np.where(used.any(axis=0), np.nansum(np.abs(res), axis=0), np.nan)
         self.w["residual_sum"].write(total.reshape(shape).astype(np.float32), win)
+        self.w["ifg_residual_std"].write(
+            ifg_residual_std(res, self.n_dates, self.disp_scale).reshape(shape).astype(np.float32),
+            win,
+        )
         # From the residuals as written (float32): float32 sine and cosine are
         # SIMD and 5x faster than float64 ones; the coherence, itself float32,
         # differs from the float64 one by < 1e-5 (test_insar_workflow).
@@ -972,6 +1004,9 @@ def gather_strips(
         ]  # fmt: skip
     outputs += [
         ("residual_sum", 1, out_dir / "residual_sum.tif", "radians", span, {}),
+        ("ifg_residual_std", 1, out_dir / "ifg_residual_std.tif", units,
+         {**span, "quantity": "interferogram noise from the network residuals: "
+          "sqrt(sum r^2 / (ifgs used - dates + 1))"}, {}),
         ("temporal_coherence", 1, out_dir / "temporal_coherence.tif", "1",
          {**span, "quantity": "temporal coherence |mean exp(j residual)| of used ifgs"}, {}),
         ("n_ifgs_used", 1, out_dir / "n_ifgs_used.tif", "count",
@@ -1088,9 +1123,17 @@ def velocity_files(
     weight_ifgs: Sequence[Ifg] | None = None,
     model: svel.DeformationModel | None = None,
     out_dir: str | Path | None = None,
+    uncertainty: str = "correlated",
+    ifg_noise: tuple[Sequence[tuple[int, int]], str | Path] | None = None,
 ) -> str:
     """Per-pixel linear velocity (units per year, 365.25 d) of the time series,
     the first date's zero included; writes velocity and its standard error.
+
+    The standard errors follow ``uncertainty`` (``insar.velocity_uncertainty``,
+    :data:`sarstack.velocity.UNCERTAINTY_METHODS`); with ``ifg_noise =
+    (pairs, ifg_residual_std.tif)`` (the network over the series' dates and
+    the inversion's noise raster) ``"correlated"`` adds the interferograms'
+    noise propagated through the network (:class:`sarstack.velocity.NetworkNoise`).
 
     With ``weight_ifgs`` (ifgs with correlation rasters) each date is weighted
     by the mean correlation of the interferograms that contain it.
@@ -1122,6 +1165,21 @@ def velocity_files(
             raise SarstackError("insar.velocity_weighting: 'correlation' needs insar.correlation")
         quantity += ", dates weighted by mean correlation"
         date_index = {d: k for k, d in enumerate(dates)}
+    svel.check_uncertainty(uncertainty)
+    date_cov = None
+    if ifg_noise is not None and uncertainty == "correlated":
+        date_cov = _network_date_cov(ifg_noise[0], len(dates))
+    noise_reader = (
+        StackReader([ifg_noise[1]]) if date_cov is not None and ifg_noise is not None
+        else contextlib.nullcontext()
+    )  # fmt: skip
+
+    def network(src: Any, win: Window) -> svel.NetworkNoise | None:
+        if date_cov is None:
+            return None
+        return svel.NetworkNoise(date_cov, src.read_one(0, win).astype(np.float64).reshape(-1) ** 2)
+
+    std_q = f"standard error of the velocity ({_UNCERTAINTY_TAG[uncertainty]})"
     if model is not None and not model.is_linear:
         try:
             model.check(dates)
@@ -1129,36 +1187,62 @@ def velocity_files(
             raise svel.model_error(e) from None
         out_dir = Path(out_velocity).parent if out_dir is None else Path(out_dir)
         paths_out = {"velocity": Path(out_velocity), "velocity_std": Path(out_std)}
-        _model_files(paths, dates, grid, units, model, paths_out, out_dir, block_shape, weight_ifgs)
+        with noise_reader as src:
+            _model_files(paths, dates, grid, units, model, paths_out, out_dir, block_shape,
+                         weight_ifgs, uncertainty, lambda win: network(src, win))  # fmt: skip
         return vunits
     tags = _date_tags(dates[0], dates[-1], quantity=quantity)
     with (
         RasterWriter(out_velocity, grid, units=vunits, tags=tags) as wv,
-        RasterWriter(
-            out_std, grid, units=vunits, tags={**tags, "quantity": "standard error of the velocity"}
-        ) as ws,
+        RasterWriter(out_std, grid, units=vunits, tags={**tags, "quantity": std_q}) as ws,
         StackReader(paths) as series,
         _correlation_reader(weight_ifgs) as cors,
+        noise_reader as noise,
     ):
         for win in iter_blocks(grid.shape, block_shape):
             y = np.concatenate([np.zeros((1, win.height, win.width)), series.read(win)])
             shape = y.shape[1:]
             flat = y.reshape(len(dates), -1).astype(np.float64)
+            net = network(noise, win)
             if weight_ifgs is None:
-                v, s = svel.velocity(flat, t)[:2]
+                v, s = svel.velocity(flat, t, uncertainty=uncertainty, network=net)[:2]
                 # Dates cut off from the network at some pixels (NaN there):
                 # those pixels are fitted on their other dates, the same line.
                 part = np.isnan(flat).any(axis=0) & np.isfinite(flat).any(axis=0)
                 if part.any():
                     sub = flat[:, part]
-                    v[part], s[part] = svel.velocity_weighted(sub, t, np.isfinite(sub) * 1.0)
+                    sub_net = None if net is None else net._replace(noise_var=net.noise_var[part])
+                    v[part], s[part] = svel.velocity_weighted(
+                        sub, t, np.isfinite(sub) * 1.0, uncertainty=uncertainty, network=sub_net
+                    )
             else:
                 v, s = svel.velocity_weighted(
-                    flat, t, _correlation_date_weights(weight_ifgs, cors, date_index, win, flat.shape)
-                )
+                    flat, t, _correlation_date_weights(weight_ifgs, cors, date_index, win, flat.shape),
+                    uncertainty=uncertainty, network=net,
+                )  # fmt: skip
             wv.write(np.asarray(v).reshape(shape).astype(np.float32), win)
             ws.write(np.asarray(s).reshape(shape).astype(np.float32), win)
     return vunits
+
+
+#: How each ``insar.velocity_uncertainty`` is described in the standard errors' tags.
+_UNCERTAINTY_TAG = {
+    "correlated": "residuals correlated from date to date (AR(1)), plus the interferograms' "
+    "noise through the network",
+    "white": "independent residuals",
+}
+
+
+def _network_date_cov(pairs: Sequence[tuple[int, int]], n_dates: int) -> np.ndarray | None:
+    """``(A^T A)^-1`` of the network over ``n_dates`` (None, with a warning, when
+    the network does not determine every date: no network term then)."""
+    a = sdates.incidence_matrix(pairs, n_dates)
+    ata = a.T @ a
+    if np.linalg.matrix_rank(ata) < n_dates - 1:
+        log.warning("insar.velocity_uncertainty: the network does not connect every date; "
+                    "the interferograms' noise is not propagated into the standard errors")
+        return None
+    return np.linalg.inv(ata)
 
 
 def _correlation_reader(weight_ifgs: Sequence[Ifg] | None) -> contextlib.AbstractContextManager:
@@ -1205,6 +1289,8 @@ def _model_files(
     out_dir: Path,
     block_shape: Sequence[int],
     weight_ifgs: Sequence[Ifg] | None,
+    uncertainty: str,
+    network: Callable[[Window], svel.NetworkNoise | None],
 ) -> None:
     """Block-wise :func:`sarstack.velocity.fit_model`, one COG per output (see velocity_files)."""
     span = (dates[-1] - dates[0]).days / sdates.DAYS_PER_YEAR
@@ -1217,6 +1303,7 @@ def _model_files(
         ", dates weighted by mean correlation" if weight_ifgs is not None else ""
     )
     tags = _date_tags(dates[0], dates[-1], model=how)
+    std_how = _UNCERTAINTY_TAG[uncertainty]
 
     def quantity(name: str) -> str:
         base = name.removesuffix("_std")
@@ -1227,7 +1314,7 @@ def _model_files(
         else:
             term, kind = base.split("_")
             q = _MODEL_QUANTITY[kind].format(term)
-        return f"standard error of the {q}" if name.endswith("_std") else q
+        return f"standard error of the {q} ({std_how})" if name.endswith("_std") else q
 
     with contextlib.ExitStack() as stack:
         writers = {
@@ -1249,7 +1336,8 @@ def _model_files(
                 if weight_ifgs is None
                 else _correlation_date_weights(weight_ifgs, cors, date_index, win, flat.shape)
             )
-            out = svel.fit_model(flat, dates, model, weights=w)
+            out = svel.fit_model(flat, dates, model, weights=w, uncertainty=uncertainty,
+                                 network=network(win))  # fmt: skip
             for name, wr in writers.items():
                 wr.write(out[name].reshape(y.shape[1:]).astype(np.float32), win)
 

@@ -1313,6 +1313,7 @@ def measure_pairs(
     iterations: int | None = None,
     max_batch_pixels: int = 1 << 20,
     scale: str = "power",
+    threads: int | None = None,
 ) -> list[pd.DataFrame]:
     """Phase-correlate every tile of the scene pairs ``(i, j)`` of ``paths``; one
     frame per pair, one row per tile.
@@ -1333,7 +1334,8 @@ def measure_pairs(
 
     ``clips`` are each scene's flatten bounds (:func:`flatten_stats`),
     applied while reading; ``scale`` how the files store backscatter
-    (:func:`to_power`).
+    (:func:`to_power`). ``threads``: worker threads for the tiles (None: the
+    CPUs this process may use); the tables do not depend on it.
     """
     from sarstack import xcorr
 
@@ -1367,8 +1369,9 @@ def measure_pairs(
         offsets.append(offset)
     rows_per_batch = max(1, min(layout.n_rows, max_batch_pixels // (th * tw * layout.n_cols)))
     reg: dict[str, Any] = dict(upsample_factor=upsample_factor, iterations=iterations,
-                               interpolate=not notebook)  # fmt: skip
+                               interpolate=not notebook, threads=threads)  # fmt: skip
     prep: dict[str, Any] = {k: pre[k] for k in ("scale", "remove_mean", "taper") if k in pre}
+    prep["threads"] = threads
     # The last pair (in order) that uses each scene's own tiles.
     last_use: dict[int, int] = {}
     for k, ((i, j), off) in enumerate(zip(pairs, offsets, strict=True)):

@@ -18,13 +18,97 @@ import numpy as np
 from sarstack.dates import DAYS_PER_YEAR
 from sarstack.errors import SarstackError
 
+#: How the standard errors of the velocity and of the model's other parameters
+#: are estimated (config ``insar.velocity_uncertainty``). ``"correlated"``: the
+#: fit residuals may be correlated from one date to the next (scaled by
+#: :func:`ar1_variance_factor`), and, given ``network``, the interferograms'
+#: noise is propagated through the network, whose dates share it
+#: (:func:`network_variance`); the two add. ``"white"``: the residuals are
+#: independent, the textbook least-squares error, honest only when the model
+#: is the whole signal and the dates' errors are independent.
+UNCERTAINTY_METHODS = ("correlated", "white")
+
+
+class NetworkNoise(NamedTuple):
+    """The interferograms' noise, for the ``network`` term of the standard errors."""
+
+    #: ``(n_dates - 1, n_dates - 1)`` covariance of the dates after the first
+    #: per unit of interferogram noise variance: ``(A^T A)^-1`` of the network's
+    #: incidence matrix ``A`` (:func:`sarstack.dates.incidence_matrix`).
+    date_cov: np.ndarray
+    #: ``(n_pixels,)`` variance of each pixel's interferogram noise in the
+    #: series' units squared (the inversion's ``ifg_residual_std`` squared);
+    #: NaN (no redundancy) adds nothing.
+    noise_var: np.ndarray
+
+
+def network_variance(coef: np.ndarray, network: NetworkNoise) -> np.ndarray:
+    """Variance that the interferograms' noise gives an estimate ``sum_t coef_t y_t``
+    of the series ``y`` (``y_0 = 0``, the datum): ``noise_var * c' C c`` over the
+    dates after the first, per pixel. ``coef`` is ``(n_dates,)`` or
+    ``(n_dates, n_pixels)``."""
+    c = np.asarray(coef, dtype=np.float64)[1:]
+    cov = np.asarray(network.date_cov, dtype=np.float64)
+    q = c @ cov @ c if c.ndim == 1 else np.einsum("tp,ts,sp->p", c, cov, c)
+    nv = np.asarray(network.noise_var, dtype=np.float64).reshape(-1)
+    return np.nan_to_num(nv, nan=0.0) * q
+#: Largest lag-1 autocorrelation :func:`ar1_variance_factor` uses (variance x 39 at most).
+AR1_MAX_RHO = 0.95
+
+
+def check_uncertainty(uncertainty: str) -> bool:
+    """True for ``"correlated"``; an error names the config key for anything but the methods."""
+    if uncertainty not in UNCERTAINTY_METHODS:
+        raise SarstackError(
+            f"insar.velocity_uncertainty: {uncertainty!r} is not one of "
+            f"{', '.join(UNCERTAINTY_METHODS)}"
+        )
+    return uncertainty == "correlated"
+
+
+def ar1_variance_factor(residual: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Variance inflation of least-squares standard errors for residuals
+    correlated from date to date, per pixel (column).
+
+    Unmodelled signal (a seasonal term the model lacks, atmosphere, slow
+    unwrapping noise) leaves residuals that persist over several dates, and
+    the textbook error ``sigma^2 (G^T G)^-1`` then claims far more precision
+    than the estimate has. Taking the residuals as a first-order
+    autoregressive process with lag-1 correlation ``rho`` (from consecutive
+    dates, both valid) shrinks the number of independent dates to
+    ``n (1 - rho) / (1 + rho)`` and multiplies the variances by
+    ``(1 + rho) / (1 - rho)``. ``rho`` is corrected for its small-sample bias
+    (``+ (1 + 4 rho) / n``), limited to ``[0, AR1_MAX_RHO]`` (white or
+    alternating residuals keep the textbook error) and taken per pixel.
+
+    ``residual`` and ``ok`` are ``(n_dates, n_pixels)`` in date order; only
+    ``ok`` entries count, and a pixel's consecutive dates are its consecutive
+    ``ok`` dates (a date it lacks is skipped, as if never acquired).
+    """
+    n_dates = ok.shape[0]
+    rz = np.where(ok, residual, 0.0)
+    # Each date's next ok date (n_dates: none), per pixel.
+    idx = np.where(ok, np.arange(n_dates)[:, None], n_dates)
+    nxt = np.minimum.accumulate(idx[::-1], axis=0)[::-1]
+    nxt = np.concatenate([nxt[1:], np.full((1, ok.shape[1]), n_dates)])
+    r_next = np.take_along_axis(np.concatenate([rz, np.zeros((1, ok.shape[1]))]), nxt, axis=0)
+    num = np.sum(rz * r_next, axis=0)
+    den = np.sum(rz * rz, axis=0)
+    n = np.maximum(np.sum(ok, axis=0), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    rho = rho + (1.0 + 4.0 * np.maximum(rho, 0.0)) / n
+    rho = np.clip(rho, 0.0, AR1_MAX_RHO)
+    return (1.0 + rho) / (1.0 - rho)
+
 
 def _out_dtype(disp: np.ndarray) -> np.dtype:
     return np.dtype(np.float64 if np.asarray(disp).dtype == np.float64 else np.float32)
 
 
 def _weighted_line(
-    t: np.ndarray, y: np.ndarray, w: np.ndarray, absolute: bool
+    t: np.ndarray, y: np.ndarray, w: np.ndarray, absolute: bool, ar1: bool,
+    network: NetworkNoise | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted slope and its standard error per column of ``y`` (see :func:`velocity_weighted`)."""
     t = t[:, None]
@@ -53,7 +137,13 @@ def _weighted_line(
         r = np.where(ok, yz - yc - slope * dt_, 0.0)
         dof = n_ok - 2
         chi2 = np.sum(wf * r * r, axis=0)
-        std = np.sqrt(chi2 / np.maximum(dof, 1) / sxx1)
+        var = chi2 / np.maximum(dof, 1) / sxx1
+        if ar1:
+            # the anchor (weighted residual 0) counts as a date: the limit of a huge weight
+            var = var * ar1_variance_factor(np.sqrt(wf) * r, ok)
+            if network is not None:
+                var = var + network_variance(wf * dt_ / sxx1, network)
+        std = np.sqrt(var)
         std_ok = good & (dof >= 1)
     return np.where(good, slope, np.nan), np.where(std_ok, std, np.nan)
 
@@ -63,13 +153,19 @@ class VelocityFit(NamedTuple):
 
     #: Slope, units per year.
     velocity: np.ndarray
-    #: Its standard error from the fit residuals.
+    #: Its standard error from the fit residuals (see ``uncertainty``).
     std: np.ndarray
     #: Fitted value at ``t = 0``.
     intercept: np.ndarray
 
 
-def velocity(disp: np.ndarray, t_years: np.ndarray) -> VelocityFit:
+def velocity(
+    disp: np.ndarray,
+    t_years: np.ndarray,
+    *,
+    uncertainty: str = "correlated",
+    network: NetworkNoise | None = None,
+) -> VelocityFit:
     """Per-pixel linear fit of a displacement series.
 
     Parameters
@@ -78,6 +174,12 @@ def velocity(disp: np.ndarray, t_years: np.ndarray) -> VelocityFit:
         ``(n_dates, ...)`` displacement, the first date's zero included.
     t_years
         ``(n_dates,)`` time of each date in years (``dates.years_since``).
+    uncertainty
+        :data:`UNCERTAINTY_METHODS`: ``"correlated"`` scales the standard error
+        by :func:`ar1_variance_factor` of the residuals and adds the
+        ``network`` term (:func:`network_variance`); ``"white"`` does neither.
+    network
+        The interferograms' noise (:class:`NetworkNoise`), or None.
 
     Returns
     -------
@@ -109,14 +211,26 @@ def velocity(disp: np.ndarray, t_years: np.ndarray) -> VelocityFit:
     ym = y.mean(axis=0)
     slope = (tc @ (y - ym)) / sxx
     intercept = ym - slope * t.mean()
-    ss = np.sum((y - (intercept + slope * t[:, None])) ** 2, axis=0)
+    r = y - (intercept + slope * t[:, None])
+    ss = np.sum(r**2, axis=0)
     std = np.sqrt(ss / (t.size - 2) / sxx) if t.size >= 3 else np.full_like(slope, np.nan)
+    if check_uncertainty(uncertainty):
+        var = std * std * ar1_variance_factor(r, np.ones(r.shape, bool))
+        if network is not None:
+            var = var + network_variance(tc / sxx, network)
+        std = np.sqrt(var)
     out = [np.where(bad, np.nan, o).astype(dtype).reshape(tail) for o in (slope, std, intercept)]
     return VelocityFit(out[0], out[1], out[2])
 
 
 def velocity_weighted(
-    disp: np.ndarray, t_years: np.ndarray, weights: np.ndarray, *, absolute: bool = False
+    disp: np.ndarray,
+    t_years: np.ndarray,
+    weights: np.ndarray,
+    *,
+    absolute: bool = False,
+    uncertainty: str = "correlated",
+    network: NetworkNoise | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel weighted linear fit of a displacement series.
 
@@ -145,6 +259,10 @@ def velocity_weighted(
         used (an infinite-weight date counts as one of them), as
         ``numpy.polyfit(t, y, 1, w=sqrt(w), cov=True)``. True: the weights are
         inverse variances and ``vel_std = 1 / sqrt(sum w (t - t_c)^2)``.
+    uncertainty, network
+        As in :func:`velocity` (relative weights only; the AR(1) factor comes
+        from the weighted residuals of the dates used (the anchor with 0), and
+        the network term from the weighted slope's coefficients).
 
     Returns
     -------
@@ -179,7 +297,7 @@ def velocity_weighted(
     y = disp.reshape(t.size, -1).astype(np.float64)
     if np.any(np.sum(np.isposinf(wt) & np.isfinite(y), axis=0) > 1):
         raise SarstackError("at most one date per pixel may have an infinite weight")
-    vel, std = _weighted_line(t, y, wt, bool(absolute))
+    vel, std = _weighted_line(t, y, wt, bool(absolute), check_uncertainty(uncertainty), network)
     tail = disp.shape[1:]
     return vel.astype(dtype).reshape(tail), std.astype(dtype).reshape(tail)
 
@@ -387,7 +505,12 @@ def _inverse_spd(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_design(
-    disp: np.ndarray, g: np.ndarray, weights: np.ndarray | None = None
+    disp: np.ndarray,
+    g: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    uncertainty: str = "correlated",
+    network: NetworkNoise | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-pixel (weighted) least squares ``disp ~ g @ params`` on each pixel's
     finite dates, with standard errors from the fit residuals.
@@ -408,6 +531,14 @@ def fit_design(
     weights
         Optional ``(n_dates, ...)`` or ``(n_dates,)`` finite non-negative
         weights; a zero or NaN weight skips the date.
+    uncertainty
+        ``"correlated"``: ``cov`` is scaled by :func:`ar1_variance_factor` of
+        the weighted residuals (one factor for every parameter), and the
+        ``network`` term added: ``noise_var * P C P^T`` with ``P = N^-1 G^T W``
+        the pixel's estimator and ``C`` the network's date covariance;
+        ``"white"``: neither.
+    network
+        The interferograms' noise (:class:`NetworkNoise`), or None.
 
     Returns
     -------
@@ -428,6 +559,7 @@ def fit_design(
             f"disp has shape {disp.shape}; expected ({g.shape[0]}, ...) to match the design matrix"
         )
     n, k = g.shape
+    ar1 = check_uncertainty(uncertainty)
     tail = disp.shape[1:]
     y = disp.reshape(n, -1).astype(np.float64)
     ok = np.isfinite(y)
@@ -467,8 +599,18 @@ def fit_design(
         p = np.einsum("ijp,jp->ip", ninv, rhs)
         r = yc - g @ p
         sigma2 = np.sum(wc * r * r, axis=0) / np.maximum(n_used[a:b] - k, 1)
+        if ar1:
+            sigma2 = sigma2 * ar1_variance_factor(np.sqrt(wc) * r, wc > 0)
+        cc = ninv * sigma2
+        if ar1 and network is not None:
+            # P = N^-1 G^T W of each pixel, on the dates after the first (the datum)
+            est = np.einsum("ijp,tj,tp->itp", ninv, g[1:], wc[1:], optimize=True)
+            q = np.einsum("itp,ts,jsp->ijp", est, network.date_cov, est, optimize=True)
+            nv = np.asarray(network.noise_var, np.float64).reshape(-1)[a:b]
+            nv = np.nan_to_num(nv, nan=0.0)
+            cc = cc + q * nv
         params[:, a:b] = np.where(good, p, np.nan)
-        cov[:, :, a:b] = np.where(good, ninv * sigma2, np.nan)
+        cov[:, :, a:b] = np.where(good, cc, np.nan)
     return params.reshape((k,) + tail), cov.reshape((k, k) + tail), n_used.reshape(tail)
 
 
@@ -497,6 +639,8 @@ def fit_model(
     model: DeformationModel,
     *,
     weights: np.ndarray | None = None,
+    uncertainty: str = "correlated",
+    network: NetworkNoise | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-pixel fit of the deformation model to a displacement series.
 
@@ -520,6 +664,8 @@ def fit_model(
     weights
         Optional relative date weights (``(n_dates,)`` or ``disp.shape``),
         finite and non-negative: weighted least squares.
+    uncertainty, network
+        How the standard errors are estimated (:func:`fit_design`).
 
     Returns
     -------
@@ -549,7 +695,9 @@ def fit_model(
             f"disp has shape {disp.shape}; expected ({len(dates)}, ...) to match the dates"
         )
     model.check(dates)
-    params, cov, _ = fit_design(disp, design_matrix(dates, model), weights)
+    params, cov, _ = fit_design(
+        disp, design_matrix(dates, model), weights, uncertainty=uncertainty, network=network
+    )
     out: dict[str, np.ndarray] = {}
     with np.errstate(invalid="ignore"):
         out["velocity"] = params[1]

@@ -21,7 +21,7 @@ spectrum is split into an in-place inverse over rows and a real inverse over
 columns, and the upsampled DFT works from that row-inverse spectrum (a
 Dirichlet row kernel, then the half-spectrum column products), so no spectrum
 is copied. Tiles are processed in chunks of at most :data:`CHUNK_PIXELS`
-pixels, spread over a pool of threads (``$SARSTACK_XCORR_THREADS``; the FFTs,
+pixels, spread over a pool of threads (each function's ``threads``; the FFTs,
 ufuncs and BLAS calls release the GIL); memory follows the chunk and batch
 size, nothing is compiled, and a tile's result does not depend on the batch,
 chunk or thread count. :func:`register_tiles` keeps each tile's reference
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -133,6 +132,7 @@ def prepare_tiles(
     remove_mean: bool = True,
     taper: str | None = "hann",
     eps: float = 1e-10,
+    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Prepare a stack of backscatter tiles for cross-correlation.
 
@@ -154,6 +154,9 @@ def prepare_tiles(
         ``"none"``: no taper. Case-insensitive.
     eps
         Floor applied to linear power before taking the logarithm.
+    threads
+        Worker threads for the chunks of tiles (None: the CPUs this process may
+        use); the result does not depend on it.
 
     Returns
     -------
@@ -186,7 +189,7 @@ def prepare_tiles(
             arr[sl], scale_name == "db", remove_mean, window, eps
         )
 
-    _map_chunks(chunk, _chunk_slices(b, h * w))
+    _map_chunks(chunk, _chunk_slices(b, h * w, threads), threads)
     return out, valid_fraction
 
 
@@ -230,35 +233,30 @@ def _prepare_chunk(
 #: the chunk's float32 tiles and complex64 spectra stay in cache-sized buffers).
 CHUNK_PIXELS = 1 << 19
 
-#: Environment variable that caps the worker threads (default: the CPUs this
-#: process may run on).
-THREADS_ENV = "SARSTACK_XCORR_THREADS"
-
 _T = TypeVar("_T")
 
 
-def _n_threads() -> int:
-    """Worker threads: ``$SARSTACK_XCORR_THREADS`` or the CPUs available to this process."""
-    env = os.environ.get(THREADS_ENV, "").strip()
-    if env:
-        return max(1, int(env))
-    return available_cpus()
+def _n_threads(threads: int | None) -> int:
+    """Worker threads: ``threads``, or the CPUs available to this process when None."""
+    return available_cpus() if threads is None else max(1, int(threads))
 
 
-def _chunk_slices(b: int, tile_pixels: int) -> list[slice]:
+def _chunk_slices(b: int, tile_pixels: int, threads: int | None) -> list[slice]:
     """Split ``b`` tiles into contiguous chunks of at most :data:`CHUNK_PIXELS` pixels
     (at least one tile each), and into at least one chunk per worker thread."""
     if b <= 0:
         return []
     per = max(1, CHUNK_PIXELS // max(tile_pixels, 1))
-    n = min(b, max(-(-b // per), _n_threads()))
+    n = min(b, max(-(-b // per), _n_threads(threads)))
     bounds = np.linspace(0, b, n + 1).round().astype(int)
     return [slice(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def _map_chunks(fn: Callable[[slice], _T], slices: Sequence[slice]) -> list[_T]:
-    """``[fn(s) for s in slices]``, spread over up to :func:`_n_threads` threads."""
-    n = min(_n_threads(), len(slices))
+def _map_chunks(
+    fn: Callable[[slice], _T], slices: Sequence[slice], threads: int | None
+) -> list[_T]:
+    """``[fn(s) for s in slices]``, spread over up to ``threads`` threads (None: the CPUs)."""
+    n = min(_n_threads(threads), len(slices))
     if n <= 1:
         return [fn(s) for s in slices]
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="sarstack-xcorr") as pool:
@@ -629,6 +627,7 @@ def phase_correlate(
     *,
     pslr_exclude: int = 2,
     interpolate: bool = False,
+    threads: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Sub-pixel translation between tile pairs, batched over the leading axis.
 
@@ -650,6 +649,9 @@ def phase_correlate(
         Refine the upsampled peak by a parabola through it and its neighbours
         (per axis), so the shift is no longer quantized to ``1/upsample_factor``.
         Off by default, which keeps the result identical to skimage.
+    threads
+        Worker threads for the chunks of tiles (None: the CPUs this process may
+        use); the result does not depend on it.
 
     Returns
     -------
@@ -689,7 +691,7 @@ def phase_correlate(
     with spacing ``1/uf`` centred on the integer peak (two batched matrix
     products with per-tile kernels, on the half spectrum), and the shift is
     refined to its maximum magnitude. Chunks of tiles run in parallel threads
-    (:data:`CHUNK_PIXELS`, ``$SARSTACK_XCORR_THREADS``). Results can differ
+    (:data:`CHUNK_PIXELS`, ``threads``: None = the CPUs available). Results can differ
     from skimage's float64 run only where two candidate peaks are equal to
     within float32 rounding.
     """
@@ -717,7 +719,7 @@ def phase_correlate(
                 _rfft2(r), _rfft2_conj(m), _energy(r) * _energy(m), (h, w), uf, exclude, interpolate
             )
 
-    parts = _map_chunks(chunk, _chunk_slices(b, h * w))
+    parts = _map_chunks(chunk, _chunk_slices(b, h * w, threads), threads)
     return {
         "shift": np.concatenate([p[0] for p in parts]),
         "peak_corr": np.concatenate([p[1] for p in parts]),
@@ -799,7 +801,12 @@ def _check_register_args(upsample_factor: int, scale: str, taper: str | None, h:
 
 
 def tile_products(
-    tiles: np.ndarray, *, scale: str = "db", remove_mean: bool = True, taper: str | None = "hann"
+    tiles: np.ndarray,
+    *,
+    scale: str = "db",
+    remove_mean: bool = True,
+    taper: str | None = "hann",
+    threads: int | None = None,
 ) -> TileProducts:
     """Prepare one scene's raw tiles ``(B, H, W)`` for :func:`register_products`."""
     arr = np.asarray(tiles)
@@ -815,7 +822,7 @@ def tile_products(
         prepared[sl], valid[sl] = _prepare_chunk(arr[sl], db, remove_mean, None, 1e-10)
         energy[sl] = _energy(prepared[sl] if win is None else prepared[sl] * win)
 
-    _map_chunks(chunk, _chunk_slices(b, h * w))
+    _map_chunks(chunk, _chunk_slices(b, h * w, threads), threads)
     return TileProducts(prepared, energy, valid, win)
 
 
@@ -826,6 +833,7 @@ def register_products(
     upsample_factor: int = 10,
     iterations: int = 1,
     interpolate: bool = True,
+    threads: int | None = None,
 ) -> dict[str, np.ndarray]:
     """:func:`register_tiles` from two scenes' :func:`tile_products` (made with the
     same taper: the re-centring passes taper the moving tiles with the reference's)."""
@@ -859,7 +867,7 @@ def register_products(
                     total = total + step
         return total, peak_corr, pslr
 
-    parts = _map_chunks(chunk, _chunk_slices(b, h * w))
+    parts = _map_chunks(chunk, _chunk_slices(b, h * w, threads), threads)
     if not parts:
         return {k: np.zeros((0, 2) if k == "shift" else (0,)) for k in _KEYS}
     out = {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(_KEYS[:3])}
@@ -880,6 +888,7 @@ def register_tiles(
     taper: str | None = "hann",
     iterations: int = 1,
     interpolate: bool = True,
+    threads: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Measure tile shifts, re-centring the moving tiles ``iterations`` times.
 
@@ -904,6 +913,9 @@ def register_tiles(
         :func:`phase_correlate`); without it every tile's shift is quantized to
         ``1/upsample_factor``, and a mean over low-noise tiles keeps that
         quantization as a bias of up to half a step.
+    threads
+        Worker threads for the chunks of tiles (None: the CPUs this process may
+        use); the result does not depend on it.
 
     Returns
     -------
@@ -926,7 +938,8 @@ def register_tiles(
             f"ref and mov must have the same (B, H, W) shape, got {ref_a.shape} and {mov_a.shape}"
         )
     _check_register_args(upsample_factor, scale, taper, *ref_a.shape[1:])
-    ref_p = tile_products(ref_a, scale=scale, remove_mean=remove_mean, taper=taper)
-    mov_p = tile_products(mov_a, scale=scale, remove_mean=remove_mean, taper=taper)
+    kw: dict[str, Any] = dict(scale=scale, remove_mean=remove_mean, taper=taper, threads=threads)
+    ref_p, mov_p = tile_products(ref_a, **kw), tile_products(mov_a, **kw)
     return register_products(ref_p, mov_p, upsample_factor=upsample_factor,
-                             iterations=iterations, interpolate=interpolate)  # fmt: skip
+                             iterations=iterations, interpolate=interpolate,
+                             threads=threads)  # fmt: skip

@@ -182,6 +182,7 @@ rule insar_gather:
         residual_sum=f"{INSAR}/residual_sum.tif",
         temporal_coherence=f"{INSAR}/temporal_coherence.tif",
         n_used=f"{INSAR}/n_ifgs_used.tif",
+        ifg_residual_std=f"{INSAR}/ifg_residual_std.tif",
         closure=report(
             f"{INSAR}/closure_nonzero_count.tif",
             category="InSAR",
@@ -225,6 +226,7 @@ rule insar_velocity:
         timeseries=f"{INSAR}/timeseries",
         reference=f"{INSAR}/reference_point.txt",
         temporal_coherence=f"{INSAR}/temporal_coherence.tif",
+        ifg_residual_std=f"{INSAR}/ifg_residual_std.tif",
         mask=[f"{INSAR}/mask.tif"] if ICFG["coherence_mask"] is not None else [],
     output:
         **(
@@ -276,6 +278,7 @@ rule insar_velocity:
         # temporaries held 1.1 GB; 64 x 512 blocks 0.5 GB, the same rasters, faster.
         block=IBLOCK,
         weighting="--weight-by-correlation" if ICFG["velocity_weighting"] == "correlation" else "",
+        uncertainty=ICFG["velocity_uncertainty"],
         annual="--annual" if ICFG["velocity_model"]["annual"] else "",
         semiannual="--semiannual" if ICFG["velocity_model"]["semiannual"] else "",
         steps=opt("--step", ICFG["velocity_model"]["steps"]),
@@ -293,6 +296,7 @@ rule insar_velocity:
         "python -m sarstack insar_velocity --index {input.index:q} --ifgs {input.ifgs:q}"
         " --out {output.velocity:q} --out-std {output.std:q} --block {params.block}"
         " {params.weighting} {params.annual} {params.semiannual} {params.steps}"
+        " --uncertainty {params.uncertainty} --ifg-residual-std {input.ifg_residual_std:q}"
         " --out-dir {params.out_dir:q}"
         " :: insar_plots --velocity {output.velocity:q} --std {output.std:q}"
         " --index {input.index:q} --ifgs {input.ifgs:q} --reference {input.reference:q}"

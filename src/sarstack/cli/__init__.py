@@ -214,7 +214,7 @@ CONFIG_OPTIONS: dict[str, dict[str, str]] = {
                      "--correlation-looks": "insar.correlation_looks",
                      "--correlation-threshold": "insar.correlation_threshold",
                      "--reference-window": "insar.reference_window"},
-    "insar_velocity": {"--block": "block_shape"},
+    "insar_velocity": {"--block": "block_shape", "--uncertainty": "insar.velocity_uncertainty"},
     "insar_rereference": {"--block": "block_shape"},
 }  # fmt: skip
 

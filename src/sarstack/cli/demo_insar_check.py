@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import rasterio
 
-from sarstack import cli, dates, insar, io, refpoint, velocity
+from sarstack import cli, dates, insar, io, refpoint, stagefiles, velocity
 
 log = logging.getLogger("demo_insar_check")
 
@@ -37,9 +37,9 @@ def main(argv=None):
     with rasterio.open(truth_dir / "truth_phase.tif") as ds:
         phase = ds.read().astype(np.float64)  # (n_dates, rows, cols)
     disp_true, _ = refpoint.phase_to_displacement(phase - phase[:, r : r + 1, c : c + 1], None)
-    tcsv = pd.read_csv(a.truth, dtype={"date": str})
+    tcsv = stagefiles.read_table(a.truth)
     t = dates.years_since([dt.date.fromisoformat(d) for d in tcsv["date"]])
-    index = pd.read_csv(a.index, dtype=str)
+    index = stagefiles.read_index(a.index)
     disp = np.stack([np.zeros(phase.shape[1:])] + [io.read_band(f) for f in index["path"]])
     err_ts = disp - disp_true
     ideal_vel = velocity.velocity(disp_true.reshape(len(t), -1), t)[0].reshape(phase.shape[1:])

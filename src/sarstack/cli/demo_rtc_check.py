@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from sarstack import cli, io, synthetic
+from sarstack import cli, io, stagefiles, synthetic
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("demo_rtc_check")
@@ -95,8 +95,8 @@ def main(argv=None):
     cli.setup_logging(a.verbose)
     if (a.absolute is None) != (a.out_absolute is None):
         raise SarstackError("demo_rtc_check: give --absolute and --out-absolute together")
-    truth = pd.read_csv(a.truth, dtype={"date": str})
-    pairs = pd.read_csv(a.pairs, dtype={"reference_date": str, "secondary_date": str})
+    truth = stagefiles.read_table(a.truth)
+    pairs = stagefiles.read_table(a.pairs)
     pixel_m = io.read_grid(truth["path"].iloc[0]).pixel_size[0]
     err = pair_errors(truth, pairs, pixel_m)
     io.write_csv(a.out, err)
@@ -107,7 +107,7 @@ def main(argv=None):
              "that the stack verdict is 'fail' (correctly: the offsets are measured, and large)",
              worst, worst * pixel_m, len(err), int((err["status"] == "ok").sum()), largest)
     if a.absolute is not None:
-        abs_err = absolute_errors(truth, pd.read_csv(a.absolute, dtype={"date": str}), pixel_m)
+        abs_err = absolute_errors(truth, stagefiles.read_table(a.absolute), pixel_m)
         io.write_csv(a.out_absolute, abs_err)
         errs = np.abs(abs_err[["err_east_px", "err_north_px"]].to_numpy())
         worst = float(np.nanmax(errs)) if np.isfinite(errs).any() else float("nan")

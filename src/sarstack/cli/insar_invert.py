@@ -7,7 +7,6 @@ COGs itself."""
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 from sarstack import cli, insar, io
@@ -54,8 +53,6 @@ def create_parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     a = create_parser().parse_args(argv)
-    if a.threads > 0:
-        os.environ["SARSTACK_THREADS"] = str(a.threads)
     cli.setup_logging(a.verbose)
     configure_jax(x64=True, cache_dir=a.jax_cache)
     ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
@@ -69,7 +66,7 @@ def main(argv=None):
         l1_tolerance=a.l1_tolerance, l1_max_iterations=a.l1_max_iterations,
         weighting=a.weighting, correlation_looks=a.correlation_looks,
         correlation_threshold=a.correlation_threshold, write_residuals=a.write_residuals,
-        reference_window=a.reference_window,
+        reference_window=a.reference_window, threads=a.threads if a.threads > 0 else None,
     )
     if a.index:
         import shutil

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from rasterio.windows import Window
 
-from sarstack import cli, insar, io, plots
+from sarstack import cli, insar, io, plots, stagefiles
 from sarstack import velocity as svel
 
 log = logging.getLogger("insar_plots")
@@ -114,7 +113,7 @@ def main(argv=None):
     if no_std:
         log.info("%d pixels have a velocity but no standard error (too few dates): not drawn,"
                  " never sampled", no_std)  # fmt: skip
-    index = pd.read_csv(a.index, dtype=str)
+    index = stagefiles.read_index(a.index)
     pts = sample_points(vel, ref, std)
     series = {}
     for name, (r, c) in pts.items():

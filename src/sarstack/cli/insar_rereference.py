@@ -5,9 +5,7 @@ import argparse
 import datetime as dt
 import logging
 
-import pandas as pd
-
-from sarstack import cli, insar, io
+from sarstack import cli, insar, io, stagefiles
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("insar_rereference")
@@ -36,7 +34,7 @@ def main(argv=None):
     _, dates, _ = insar.read_ifg_table(a.ifgs)
     ref = insar.nearest_date(dates, wanted)
     log.info("extra reference date %s (nearest acquisition to %s)", ref, wanted)
-    index = pd.read_csv(a.index, dtype=str)
+    index = stagefiles.read_index(a.index)
     new = insar.rereference_files(index, dates[0], ref, a.out_dir, block_shape=a.block)
     io.write_csv(a.out_index, new)
 

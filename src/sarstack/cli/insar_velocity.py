@@ -13,9 +13,8 @@ import datetime as dt
 import logging
 
 import numpy as np
-import pandas as pd
 
-from sarstack import cli, insar, io
+from sarstack import cli, insar, io, stagefiles
 from sarstack import velocity as svel
 from sarstack.errors import SarstackError
 from sarstack.velocity import DeformationModel, model_error
@@ -42,6 +41,11 @@ def create_parser() -> argparse.ArgumentParser:
                    help="fit a step on and after this date (repeatable): step_YYYYMMDD.tif (+ _std)")
     p.add_argument("--out-dir", default=None,
                    help="folder of the model's other rasters (default: the folder of --out)")
+    p.add_argument("--uncertainty", choices=svel.UNCERTAINTY_METHODS, required=True,
+                   help="how the standard errors are estimated (config insar.velocity_uncertainty)")
+    p.add_argument("--ifg-residual-std", default=None,
+                   help="ifg_residual_std.tif of insar_invert: the interferograms' noise, "
+                        "propagated through the network with --uncertainty correlated")
     return p
 
 
@@ -52,12 +56,13 @@ def main(argv=None):
         model = DeformationModel.from_config(a.annual, a.semiannual, a.step or ())
     except SarstackError as e:
         raise model_error(e) from None
-    index = pd.read_csv(a.index, dtype=str)
-    ifgs, dates, _ = insar.read_ifg_table(a.ifgs)
+    index = stagefiles.read_index(a.index)
+    ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
     units = insar.velocity_files(
         index, dates[0], a.out, a.out_std, block_shape=a.block,
         weight_ifgs=ifgs if a.weight_by_correlation else None,
-        model=model, out_dir=a.out_dir,
+        model=model, out_dir=a.out_dir, uncertainty=a.uncertainty,
+        ifg_noise=(pairs, a.ifg_residual_std) if a.ifg_residual_std else None,
     )
     log.info("%s over %s .. %s written (%s)", model.describe(), dates[0],
              dt.date.fromisoformat(index["date"].iloc[-1]), units)

@@ -9,7 +9,7 @@ import logging
 
 import pandas as pd
 
-from sarstack import cli, io, rtc
+from sarstack import cli, io, rtc, stagefiles
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("rtc_aggregate")
@@ -44,7 +44,7 @@ def main(argv=None):
     frames = []
     for f in a.xcorr:
         try:
-            frames.append(pd.read_csv(f, dtype={"reference_date": str, "secondary_date": str}))
+            frames.append(stagefiles.read_table(f))
         except (OSError, pd.errors.ParserError) as e:
             raise SarstackError(f"{f}: cannot read ({e})") from None
     offsets = pd.concat(frames, ignore_index=True)

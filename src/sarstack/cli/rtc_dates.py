@@ -5,9 +5,7 @@ scene and per tile. The first date is the datum (0 m)."""
 import argparse
 import logging
 
-import pandas as pd
-
-from sarstack import cli, io, rtc
+from sarstack import cli, io, rtc, stagefiles
 
 log = logging.getLogger("rtc_dates")
 
@@ -29,9 +27,8 @@ def create_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
-    dt = {"reference_date": str, "secondary_date": str}
-    offsets = pd.read_csv(a.offsets, dtype=dt)
-    pairs = pd.read_csv(a.pairs, dtype=dt)
+    offsets = stagefiles.read_table(a.offsets)
+    pairs = stagefiles.read_table(a.pairs)
     scene, tiles = rtc.date_offsets(offsets, pairs, robust=a.robust)
     for r in scene.itertuples():
         log.info("%s: east %.3f +- %.3f m, north %.3f +- %.3f m", r.date, r.east_m, r.east_sd_m,

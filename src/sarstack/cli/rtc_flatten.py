@@ -9,7 +9,7 @@ scene for."""
 import argparse
 import logging
 
-from sarstack import cli, io, rtc
+from sarstack import cli, io, rtc, stagefiles
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("rtc_flatten")
@@ -36,7 +36,7 @@ def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
 
-    grid = io.grid_from_dict(io.read_json(a.grid))
+    grid = stagefiles.read_grid(a.grid)
     layout = rtc.tile_layout(grid.shape, a.tiles)
     # A decimated copy of each big scene for rtc_xcorr's coarse offset, from
     # the pass that samples it anyway (a scene of at most 1024 px a side is

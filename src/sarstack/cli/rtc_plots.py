@@ -8,7 +8,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from sarstack import cli, io, plots
+from sarstack import cli, io, plots, stagefiles
 
 
 def create_parser() -> argparse.ArgumentParser:
@@ -32,9 +32,8 @@ def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
 
-    dt = {"reference_date": str, "secondary_date": str}
-    offsets = pd.read_csv(a.offsets, dtype=dt)
-    pairs = pd.read_csv(a.pairs, dtype=dt)
+    offsets = stagefiles.read_table(a.offsets)
+    pairs = stagefiles.read_table(a.pairs)
     tiles = pd.read_csv(a.tiles)
     layout = io.read_json(a.geojson)
     feats = layout["features"]

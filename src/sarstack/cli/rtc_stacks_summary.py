@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sarstack import cli, io, rtc
+from sarstack import cli, io, rtc, stagefiles
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("rtc_stacks_summary")
@@ -54,7 +54,7 @@ def last_error(log_dir: Path, since: float | None) -> str:
 
 def _read(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, dtype={"date": str, "reference_date": str, "secondary_date": str})
+        return stagefiles.read_table(path)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise SarstackError(f"{path}: cannot read ({e})") from None
 

@@ -10,7 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from sarstack import cli, dates, io, rtc
+from sarstack import cli, dates, io, rtc, stagefiles
 
 log = logging.getLogger("rtc_superset")
 
@@ -36,7 +36,7 @@ def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
 
-    grid = io.grid_from_dict(io.read_json(a.grid))
+    grid = stagefiles.read_grid(a.grid)
     scenes = io.read_rows(a.scenes)
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)

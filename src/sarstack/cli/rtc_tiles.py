@@ -7,7 +7,7 @@ import logging
 
 import numpy as np
 
-from sarstack import cli, io, rtc
+from sarstack import cli, io, rtc, stagefiles
 
 log = logging.getLogger("rtc_tiles")
 
@@ -27,13 +27,10 @@ def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
 
-    grid = io.grid_from_dict(io.read_json(a.grid))
+    grid = stagefiles.read_grid(a.grid)
     layout = rtc.tile_layout(grid.shape, a.tiles)
-    valid = {}
-    for f in a.flat:
-        for s in io.read_json(f)["scenes"]:
-            valid[s["date"]] = np.asarray(s["valid"], dtype=float)
-    valid = dict(sorted(valid.items()))
+    scenes, _ = stagefiles.read_flat(a.flat)
+    valid = {s["date"]: np.asarray(s["valid"], dtype=float) for s in scenes}
     io.write_json(a.out, rtc.tiles_geojson(layout, grid, valid))
     log.info("%d x %d tiles of %d x %d px; %d scenes", layout.n_rows, layout.n_cols,
              layout.tile_height, layout.tile_width, len(valid))

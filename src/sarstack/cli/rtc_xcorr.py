@@ -5,11 +5,10 @@ start-up is paid once per chunk, not once per pair."""
 
 import argparse
 import logging
-import os
 
 import pandas as pd
 
-from sarstack import cli, dates, io, rtc
+from sarstack import cli, dates, io, rtc, stagefiles
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("rtc_xcorr")
@@ -45,12 +44,9 @@ def create_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
-    os.environ["SARSTACK_XCORR_THREADS"] = str(max(1, a.threads))
 
-    flat = [io.read_json(f) for f in a.flat]
-    scenes = sorted((s for f in flat for s in f["scenes"]), key=lambda s: s["date"])
-    scale = flat[0].get("scale", "power")
-    layout = rtc.tile_layout(io.grid_from_dict(io.read_json(a.grid)).shape, a.tiles)
+    scenes, scale = stagefiles.read_flat(a.flat)
+    layout = rtc.tile_layout(stagefiles.read_grid(a.grid).shape, a.tiles)
     try:
         network = dates.make_pairs(len(scenes), a.pairs)
     except SarstackError as e:
@@ -68,7 +64,7 @@ def main(argv=None):
             upsample_factor=a.upsample_factor, max_nan_fraction=a.max_nan_fraction,
             preprocess=a.preprocess, min_quality=a.min_quality, max_shift_px=a.max_shift_px,
             iterations=0 if a.preprocess == "notebook" else a.refine_iterations,
-            max_batch_pixels=4 * a.block[0] * a.block[1], scale=scale,
+            max_batch_pixels=4 * a.block[0] * a.block[1], scale=scale, threads=max(1, a.threads),
         )  # fmt: skip
     except SarstackError as e:  # name the input files, not their superset VRTs
         msg = str(e)

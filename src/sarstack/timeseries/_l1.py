@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from typing import NamedTuple, TypeAlias
 
 import jax
@@ -32,12 +31,11 @@ _L1_CHUNK = 256
 
 # Host threads that run L1 blocks side by side: XLA keeps the small chunks of
 # one block mostly on one core (2 cores: 1.9x at 24 dates, 1.1-1.3x at 60).
-def _l1_threads() -> int:
-    """Host threads for L1 blocks: ``$SARSTACK_THREADS`` (set by the workflow from the
-    rule's ``threads``) or the CPUs this process may use, at most 4."""
-    env = os.environ.get("SARSTACK_THREADS", "")
-    if env.isdigit() and int(env) > 0:
-        return int(env)
+def _l1_threads(threads: int | None = None) -> int:
+    """Host threads for L1 blocks: ``threads`` (the workflow passes the rule's
+    ``threads``), or the CPUs this process may use, at most 4, when None."""
+    if threads is not None:
+        return max(1, int(threads))
     return max(1, min(4, available_cpus()))
 
 
@@ -330,7 +328,12 @@ def _l1_chunk(
 
 
 def invert_l1(
-    a: np.ndarray, phase: np.ndarray, *, tol: float = 1e-4, max_iter: int = 500
+    a: np.ndarray,
+    phase: np.ndarray,
+    *,
+    tol: float = 1e-4,
+    max_iter: int = 500,
+    threads: int | None = None,
 ) -> Inversion:
     """Least-absolute-deviation network inversion of every pixel at once.
 
@@ -382,6 +385,9 @@ def invert_l1(
         Relative duality-gap tolerance (see above); positive.
     max_iter
         Iteration cap per pixel, at least 1.
+    threads
+        Host threads running blocks side by side (None: the CPUs this process
+        may use, at most 4); the result does not depend on it.
 
     Returns
     -------
@@ -440,7 +446,7 @@ def invert_l1(
             _L1_BLOCK,
             dtype,
             pixels=todo,
-            threads=_l1_threads(),
+            threads=_l1_threads(threads),
         )
         n_iter = max([n_iter, *(k for (k,) in its)])
     n_open = int(np.count_nonzero(~ok))
