@@ -85,15 +85,18 @@ def ar1_variance_factor(residual: np.ndarray, ok: np.ndarray) -> np.ndarray:
     ``ok`` entries count, and a pixel's consecutive dates are its consecutive
     ``ok`` dates (a date it lacks is skipped, as if never acquired).
     """
-    n_dates = ok.shape[0]
     rz = np.where(ok, residual, 0.0)
-    # Each date's next ok date (n_dates: none), per pixel.
-    idx = np.where(ok, np.arange(n_dates)[:, None], n_dates)
-    nxt = np.minimum.accumulate(idx[::-1], axis=0)[::-1]
-    nxt = np.concatenate([nxt[1:], np.full((1, ok.shape[1]), n_dates)])
-    r_next = np.take_along_axis(np.concatenate([rz, np.zeros((1, ok.shape[1]))]), nxt, axis=0)
-    num = np.sum(rz * r_next, axis=0)
-    den = np.sum(rz * rz, axis=0)
+    num = np.einsum("tp,tp->p", rz[1:], rz[:-1])
+    part = ~ok.all(axis=0)
+    if part.any():  # pixels lacking dates: pair each ok date with the pixel's next ok date
+        okp, rp = ok[:, part], rz[:, part]
+        n_dates = okp.shape[0]
+        idx = np.where(okp, np.arange(n_dates)[:, None], n_dates)
+        nxt = np.minimum.accumulate(idx[::-1], axis=0)[::-1]
+        nxt = np.concatenate([nxt[1:], np.full((1, okp.shape[1]), n_dates)])
+        r_next = np.take_along_axis(np.concatenate([rp, np.zeros((1, okp.shape[1]))]), nxt, axis=0)
+        num[part] = np.einsum("tp,tp->p", rp, r_next)
+    den = np.einsum("tp,tp->p", rz, rz)
     n = np.maximum(np.sum(ok, axis=0), 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         rho = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
