@@ -358,3 +358,30 @@ def test_coarse_cache_from_flatten_equals_reading(tmp_path):
     rtc._strided_scene.cache_clear()
     assert rtc.coarse_offset(*paths, clip_ref=clips[0], clip_sec=clips[1]) == with_cache
     assert with_cache[:2] == (40, 0)
+
+
+def test_injected_shifts_are_recovered_with_the_right_sign(tmp_path):
+    """rtc.injection: a scene's tiles moved by a known (rows, cols) shift as they
+    are prepared; the pair's measured displacement changes by that shift (a
+    column east is one pixel east), and injected_shift depends on the seed and
+    the date only, within its bounds."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(8)
+    base = np.exp(ndimage.gaussian_filter(rng.standard_normal((128, 128)), 2.0) * 2)
+    g = _grid(0, 0, 128, 128, px=30.0)
+    paths = [tmp_path / "a.tif", tmp_path / "b.tif"]
+    for p in paths:
+        io.write_raster(p, np.maximum(base * rng.gamma(100, 1 / 100, base.shape), 1e-6).astype(np.float32), g)
+    lay = rtc.tile_layout(g.shape, (2, 2))
+    plain = rtc.measure_pairs(paths, [(0, 1)], lay)[0]
+    moved = rtc.measure_pairs(paths, [(0, 1)], lay, inject=[(0.0, 0.0), (0.3, -0.2)])[0]
+    assert (moved["status"] == "ok").all()
+    np.testing.assert_allclose(moved["d_row_px"] - plain["d_row_px"], 0.3, atol=0.02)
+    np.testing.assert_allclose(moved["d_col_px"] - plain["d_col_px"], -0.2, atol=0.02)
+    np.testing.assert_allclose(moved["east_m"] - plain["east_m"], -0.2 * 30, atol=0.6)
+    np.testing.assert_allclose(moved["north_m"] - plain["north_m"], -0.3 * 30, atol=0.6)
+    a = rtc.injected_shift("2021-01-15", 0.5, 0)
+    assert a == rtc.injected_shift("2021-01-15", 0.5, 0) != rtc.injected_shift("2021-01-15", 0.5, 1)
+    draws = np.array([rtc.injected_shift(f"2021-02-{d:02d}", 0.5, 0) for d in range(1, 29)])
+    assert np.abs(draws).max() <= 0.5 and draws.std() > 0.15

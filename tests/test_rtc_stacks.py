@@ -95,7 +95,8 @@ def test_two_opera_bursts_and_a_corrupted_stack_in_one_keep_going_run(tmp_path, 
         "rtc": {"stacks": {"land": f"{land_burst}/**/*_VV.tif", "sea": f"{sea_burst}/**/*_VV.tif",
                            "broken": f"{broken}/**/*_VV.tif"},
                 "tiles": [4, 4], "requirement_m": 10.0, "stacks_per_job": 1,
-                "reflectors": str(ROOT / "config" / "examples" / "opera_points.csv")},
+                "reflectors": str(ROOT / "config" / "examples" / "opera_points.csv"),
+                "injection": {"enabled": True}},
     })
     p = snakemake("rtc", "--keep-going", "--configfile", str(cfg), check=False)
     assert p.returncode != 0
@@ -110,6 +111,18 @@ def test_two_opera_bursts_and_a_corrupted_stack_in_one_keep_going_run(tmp_path, 
         assert summary["verdict"].iloc[0] == verdict
         assert (out / "rtc" / name / "plots" / "pair_offsets.png").is_file()
     assert not (out / "rtc" / "broken" / "summary.csv").exists()
+
+    # Injection-recovery (issue 25): the land burst gives back known shifts of up
+    # to 0.5 px within 0.05 px RMS; on the sea burst nothing is measurable, and
+    # it says so instead of giving a number.
+    land = pd.read_csv(out / "rtc" / "land" / "summary.csv").iloc[0]
+    assert land.injection_n_dates == 20 and land.injection_rms_px <= 0.05
+    assert land.injection_within_requirement == 1.0
+    inj = pd.read_csv(out / "rtc" / "land" / "injection.csv")
+    assert len(inj) == 21 and np.abs(inj["injected_east_m"]).max() > 5.0  # shifts were injected
+    assert np.sqrt(np.mean(inj["error_m"] ** 2)) == pytest.approx(land.injection_rms_m * np.sqrt(20 / 21))
+    sea = pd.read_csv(out / "rtc" / "sea" / "summary.csv", keep_default_na=False).iloc[0]
+    assert sea.injection_note == "nothing measurable" and sea.injection_rms_m == ""
 
     # Absolute geolocation on the real bursts: the listed points are not corner
     # reflectors, so nothing may be 'ok' and the verdict is not_measurable.

@@ -17,6 +17,8 @@ import pytest
 import yaml
 from conftest import SNAKEMAKE
 
+from sarstack import rtc
+
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.workflow
@@ -165,6 +167,32 @@ def _tif(path: Path, value: float = 1.0) -> None:
 
     io.write_raster(path, np.full((16, 16), value, np.float32),
                     io.Grid(CRS.from_epsg(32611), Affine(30, 0, 0, 0, -30, 0), 16, 16))
+
+
+def test_demo_injection_recovery_in_both_layouts(tmp_path):
+    """rtc.injection on the demo: injection.csv and the summary's injection_*
+    columns, the terminal line, and the same table from the batched job
+    (rtc_batch_1) and from the per-stage jobs."""
+    tables = []
+    for fuse in (True, False):
+        out = tmp_path / f"res{int(fuse)}"
+        cfg = write_config(tmp_path / f"c{int(fuse)}.yaml", {
+            "output_dir": str(out), "insar": {"enabled": False}, "demo": {"enabled": True},
+            "rtc": {"injection": {"enabled": True, "max_shift_px": 0.4, "seed": 3},
+                    "fuse_small_stacks": fuse, "requirement_m": 10.0},
+        })  # fmt: skip
+        run = snakemake("--configfile", str(cfg))
+        line = run.stderr.split("=== sarstack summary ===")[1].splitlines()[1]
+        assert re.search(r"injection-recovery over 5 dates: RMS error 0\.0[0-4]\d px", line), line
+        assert "100% of dates within the requirement" in line
+        inj = pd.read_csv(out / "rtc" / "injection.csv")
+        assert list(inj.columns) == rtc.INJECTION_COLUMNS and len(inj) == 6
+        assert inj["error_m"].iloc[0] == 0.0 and np.abs(inj["injected_north_m"]).max() > 3.0
+        summary = pd.read_csv(out / "rtc" / "summary.csv").iloc[0]
+        assert summary["injection_rms_px"] <= 0.05 and summary["injection_n_dates"] == 5
+        tables.append(inj)
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+
 
 
 @pytest.mark.parametrize(

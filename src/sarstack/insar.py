@@ -455,7 +455,10 @@ def phase_roughness(
 
 
 def reference_phase(
-    ifgs: Sequence[Ifg], ref_rc: tuple[int, int], window: int = 1
+    ifgs: Sequence[Ifg],
+    ref_rc: tuple[int, int],
+    window: int = 1,
+    ramps: tuple[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Phase of each interferogram at the reference, subtracted before the inversion.
 
@@ -469,6 +472,9 @@ def reference_phase(
         Odd size ``K`` of the square window centred on the pixel (clipped at
         the raster edges): the median of its finite values, robust to one
         noisy pixel. 1 = the pixel's own value.
+    ramps
+        ``(model, coefficients)`` of :func:`sarstack.deramp.read_ramps`: each
+        ifg's ramp is removed from the window's values first.
 
     Returns
     -------
@@ -485,8 +491,14 @@ def reference_phase(
     r1, c1 = min(grid.height, r + h + 1), min(grid.width, c + h + 1)
     win = Window(c0, r0, c1 - c0, r1 - r0)
     out = np.empty(len(ifgs), np.float64)
+    if ramps is not None:
+        from sarstack import deramp
+
+        surfaces = deramp.evaluate(ramps[1], win, grid.shape, ramps[0])
     for k, i in enumerate(ifgs):
         vals = read_band(i.path, win).astype(np.float64)
+        if ramps is not None:
+            vals -= surfaces[k]
         if not np.isfinite(vals[r - r0, c - c0]):
             raise SarstackError(f"reference point [{r}, {c}] is nodata in {i.path}")
         out[k] = np.nanmedian(vals)
@@ -707,6 +719,7 @@ def invert_strip(
     write_residuals: bool,
     reference_window: int = 1,
     threads: int | None = None,
+    ramps: tuple[str, np.ndarray] | None = None,
 ) -> None:
     """Invert rows ``[r0, r1)`` of the stack block by block into one strip folder.
 
@@ -723,6 +736,8 @@ def invert_strip(
     with ``write_residuals``), residual sum, temporal coherence and the
     number of ifgs used. :func:`gather_strips` assembles the final COGs.
     ``threads``: host threads of the L1 solver (None: the CPUs available).
+    ``ramps``: ``(model, coefficients)`` (:func:`sarstack.deramp.read_ramps`),
+    each ifg's ramp removed as it is read, before the referencing.
     """
 
     out_dir = Path(out_dir)
@@ -730,7 +745,7 @@ def invert_strip(
     r0, r1 = rows if rows is not None else (0, grid.height)
     sgrid = Grid(grid.crs, grid.transform @ Affine.translation(0, r0), grid.width, r1 - r0)
     r, c = ref_rc
-    ref_vals = reference_phase(ifgs, ref_rc, reference_window)
+    ref_vals = reference_phase(ifgs, ref_rc, reference_window, ramps)
     if weighting == "correlation" and not all(i.correlation for i in ifgs):
         raise SarstackError("insar.weighting: 'correlation' needs insar.correlation rasters")
     censor = all(i.conncomp for i in ifgs)
@@ -756,7 +771,8 @@ def invert_strip(
                       float(abs(refpoint.phase_to_displacement(np.ones(1), wavelength)[0][0]))
                       ) as outputs,  # fmt: skip
         _BlockReader(ifgs, ref_vals, mask, weighting=weighting, censor=censor,
-                     looks=correlation_looks, threshold=correlation_threshold) as reader,
+                     looks=correlation_looks, threshold=correlation_threshold, ramps=ramps,
+                     shape=grid.shape) as reader,
     ):  # fmt: skip
         blocks = list(iter_blocks(sgrid.shape, block_shape))
         wins = [Window(w.col_off, w.row_off + r0, w.width, w.height) for w in blocks]
@@ -800,9 +816,13 @@ class _BlockReader:
         censor: bool,
         looks: float,
         threshold: float,
+        ramps: tuple[str, np.ndarray] | None = None,
+        shape: tuple[int, int] | None = None,
     ) -> None:
         self.ifgs = list(ifgs)
         self.ref_vals = ref_vals
+        self.ramps = ramps
+        self.shape = shape
         self.mask = mask
         self.weighting = weighting
         self.censor = censor
@@ -829,6 +849,10 @@ class _BlockReader:
 
         n = len(self.ifgs)
         phase = self.phase.read(win).astype(np.float64)
+        if self.ramps is not None and self.shape is not None:
+            from sarstack import deramp
+
+            phase -= deramp.evaluate(self.ramps[1], win, self.shape, self.ramps[0])
         phase -= self.ref_vals[:, None, None]
         m = _read_mask(self.mask, win)
         if m is not None:

@@ -1314,6 +1314,7 @@ def measure_pairs(
     max_batch_pixels: int = 1 << 20,
     scale: str = "power",
     threads: int | None = None,
+    inject: Sequence[tuple[float, float]] | None = None,
 ) -> list[pd.DataFrame]:
     """Phase-correlate every tile of the scene pairs ``(i, j)`` of ``paths``; one
     frame per pair, one row per tile.
@@ -1335,7 +1336,10 @@ def measure_pairs(
     ``clips`` are each scene's flatten bounds (:func:`flatten_stats`),
     applied while reading; ``scale`` how the files store backscatter
     (:func:`to_power`). ``threads``: worker threads for the tiles (None: the
-    CPUs this process may use); the tables do not depend on it.
+    CPUs this process may use); the tables do not depend on it. ``inject``:
+    a ``(rows, cols)`` shift per scene moved into its tiles as they are
+    prepared (:func:`injected_shift`; nothing is written), for
+    injection-recovery.
     """
     from sarstack import xcorr
 
@@ -1372,6 +1376,7 @@ def measure_pairs(
                                interpolate=not notebook, threads=threads)  # fmt: skip
     prep: dict[str, Any] = {k: pre[k] for k in ("scale", "remove_mean", "taper") if k in pre}
     prep["threads"] = threads
+    moves: list[tuple[float, float] | None] = list(inject) if inject else [None] * len(names)
     # The last pair (in order) that uses each scene's own tiles.
     last_use: dict[int, int] = {}
     for k, ((i, j), off) in enumerate(zip(pairs, offsets, strict=True)):
@@ -1387,9 +1392,9 @@ def measure_pairs(
             for s, s_off in ((i, (0, 0)), (j, off)):
                 if s_off == (0, 0) and s not in live:
                     live[s] = _band_products(names[s], layout, r_rows, s_off, grids[s].shape,
-                                             clips[s], scale, prep)  # fmt: skip
+                                             clips[s], scale, prep, moves[s])  # fmt: skip
             mov = live[j] if off == (0, 0) else _band_products(
-                names[j], layout, r_rows, off, grids[j].shape, clips[j], scale, prep)
+                names[j], layout, r_rows, off, grids[j].shape, clips[j], scale, prep, moves[j])
             results[k].append(xcorr.register_products(live[i], mov, **reg))
             for s in [s for s in live if last_use[s] <= k]:
                 del live[s]
@@ -1405,6 +1410,7 @@ def measure_pairs(
 def _band_products(
     path: str, layout: TileLayout, r_rows: range, offset: tuple[int, int],
     shape: tuple[int, int], clip: Sequence[float] | None, scale: str, prep: dict[str, Any],
+    shift: tuple[float, float] | None = None,
 ) -> Any:
     """:func:`sarstack.xcorr.tile_products` of tile rows ``r_rows`` of one scene,
     read around ``offset``."""
@@ -1414,7 +1420,7 @@ def _band_products(
         tile_stack(_read_shifted(path, layout.band_window(r), offset, shape, clip, scale), layout)
         for r in r_rows
     ])  # fmt: skip
-    return xcorr.tile_products(tiles, **prep)
+    return xcorr.tile_products(tiles, **prep, shift=shift)
 
 
 def _pair_frame(
@@ -1604,3 +1610,75 @@ def date_offsets(
         rows, columns=["date", "tile_row", "tile_col", "east_m", "north_m", "east_sd_m", "north_sd_m"]
     )
     return scene, tile_df
+
+
+# --------------------------------------------------------------------------- injection-recovery
+
+
+def injected_shift(date: str, max_shift_px: float, seed: int) -> tuple[float, float]:
+    """The known ``(rows, cols)`` shift injected into the scene of ``date``
+    (``YYYY-MM-DD``) by ``rtc.injection``: uniform in ``[-max_shift_px,
+    max_shift_px]`` per axis, drawn from ``seed`` and the date alone, so every
+    job draws the same shift for a scene whatever its chunk."""
+    rng = np.random.default_rng([int(seed), int(str(date).replace("-", ""))])
+    d = rng.uniform(-float(max_shift_px), float(max_shift_px), 2)
+    return float(d[0]), float(d[1])
+
+
+#: Columns of ``injection.csv``.
+INJECTION_COLUMNS = ["date", "injected_east_m", "injected_north_m", "recovered_east_m",
+                     "recovered_north_m", "error_m"]  # fmt: skip
+
+
+def injection_recovery(
+    measured: pd.DataFrame,
+    injected_run: pd.DataFrame,
+    transform: Affine,
+    *,
+    max_shift_px: float,
+    seed: int,
+    requirement_m: float | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Per date, the injected offset and the one the branch recovered.
+
+    ``measured`` and ``injected_run`` are the per-date tables (:func:`date_offsets`)
+    of the stack as it is and of the same stack with each scene's tiles moved
+    by :func:`injected_shift`. The injected offset of a date is its shift minus
+    the first date's (the datum), in metres through ``transform`` (a scene
+    whose content moves one column east is one pixel width east); the
+    recovered one is ``injected_run - measured``, so the stack's own offsets
+    cancel. ``error_m`` is the distance between the two.
+
+    Returns the table (:data:`INJECTION_COLUMNS`) and a summary: ``n_dates``
+    with a recovery (the datum aside), ``rms_m``, ``max_m``, ``rms_px``,
+    ``max_px``, ``within_requirement`` (fraction of those dates with
+    ``error_m <= requirement_m``; NaN without one) and ``note`` (``"nothing
+    measurable"`` when no date was recovered).
+    """
+    import pandas as pd
+
+    m = measured.set_index("date")
+    inj = injected_run.set_index("date").reindex(m.index)
+    shifts = np.array([injected_shift(d, max_shift_px, seed) for d in m.index]).reshape(-1, 2)
+    rel = shifts - shifts[:1]
+    east = transform.a * rel[:, 1] + transform.b * rel[:, 0]
+    north = transform.d * rel[:, 1] + transform.e * rel[:, 0]
+    rec_e = (inj["east_m"] - m["east_m"]).to_numpy(dtype=float)
+    rec_n = (inj["north_m"] - m["north_m"]).to_numpy(dtype=float)
+    err = np.hypot(rec_e - east, rec_n - north)
+    table = pd.DataFrame(
+        {"date": list(m.index), "injected_east_m": east, "injected_north_m": north,
+         "recovered_east_m": rec_e, "recovered_north_m": rec_n, "error_m": err}
+    )  # fmt: skip
+    e = err[1:][np.isfinite(err[1:])]
+    px = math.sqrt(abs(transform.a * transform.e - transform.b * transform.d))
+    nan = float("nan")
+    summary: dict[str, Any] = {"n_dates": int(e.size), "rms_m": nan, "max_m": nan, "rms_px": nan,
+                               "max_px": nan, "within_requirement": nan,
+                               "note": "nothing measurable" if e.size == 0 else ""}  # fmt: skip
+    if e.size:
+        summary.update(rms_m=float(np.sqrt(np.mean(e**2))), max_m=float(e.max()))
+        summary.update(rms_px=summary["rms_m"] / px, max_px=summary["max_m"] / px)
+        if requirement_m is not None:
+            summary["within_requirement"] = float(np.mean(e <= requirement_m))
+    return table, summary

@@ -75,11 +75,23 @@ def rtc_stack_line(stack_dir: Path, name: str) -> str:
     label = f"rtc {name}" if name else "rtc"
     req = _num(s.get("requirement_m"))
     req_text = "no requirement set (rtc.requirement_m)" if math.isnan(req) else f"requirement {req:g} m"
-    return (
+    line = (
         f"{label}: verdict {s.get('verdict', '?')}; {s.get('n_pairs_ok', '?')}/"
         f"{s.get('n_pairs', '?')} pairs measured; max offset {_metres(_num(s.get('max_offset_m')))}"
         f" ({req_text})"
     )
+    if "injection_n_dates" in s:  # rtc.injection
+        if s.get("injection_note"):
+            return f"{line}; injection-recovery: {s['injection_note']}"
+        within = _num(s.get("injection_within_requirement"))
+        line += (
+            f"; injection-recovery over {s['injection_n_dates']} dates: RMS error"
+            f" {_num(s.get('injection_rms_px')):.3f} px ({_metres(_num(s.get('injection_rms_m')))}),"
+            f" largest {_num(s.get('injection_max_px')):.3f} px"
+        )
+        if not math.isnan(within):
+            line += f", {within:.0%} of dates within the requirement"
+    return line
 
 
 def rtc_lines(rtc_dir: Path, stacks: Mapping[str, str], tiles: tuple[int, int] | None,

@@ -807,8 +807,14 @@ def tile_products(
     remove_mean: bool = True,
     taper: str | None = "hann",
     threads: int | None = None,
+    shift: tuple[float, float] | None = None,
 ) -> TileProducts:
-    """Prepare one scene's raw tiles ``(B, H, W)`` for :func:`register_products`."""
+    """Prepare one scene's raw tiles ``(B, H, W)`` for :func:`register_products`.
+
+    ``shift = (rows, cols)`` moves every prepared tile's content by that many
+    pixels (circular Fourier shift of the scaled, mean-removed tile, before
+    the taper): the injection of a known offset (``rtc.injection``).
+    """
     arr = np.asarray(tiles)
     if arr.ndim != 3:
         raise SarstackError(f"tiles must have shape (B, H, W), got {arr.shape}")
@@ -820,6 +826,9 @@ def tile_products(
 
     def chunk(sl: slice) -> None:
         prepared[sl], valid[sl] = _prepare_chunk(arr[sl], db, remove_mean, None, 1e-10)
+        if shift is not None:
+            moves = np.broadcast_to(np.asarray(shift, np.float64), (prepared[sl].shape[0], 2))
+            prepared[sl] = _fourier_shift(_rfft2(prepared[sl]), moves, (h, w))
         energy[sl] = _energy(prepared[sl] if win is None else prepared[sl] * win)
 
     _map_chunks(chunk, _chunk_slices(b, h * w, threads), threads)

@@ -1,5 +1,6 @@
 # Config validation, paths and input functions shared by every rule file.
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -427,6 +428,53 @@ def rtc_xcorr_all(wildcards):
     return [f"{RTC}/{wildcards.stack}xcorr/{c}.csv" for c in chunks]
 
 
+# Injection-recovery (rtc.injection): each xcorr chunk also writes the table of
+# its pairs measured with known shifts injected, and the aggregate job ends
+# with rtc_injection, which compares them with the stack's own dates.csv.
+RTC_INJECTION = RCFG["injection"]
+
+
+def rtc_injected_path(xcorr):
+    """The injected twin of an xcorr chunk table."""
+    return re.sub(r"\.csv$", ".injected.csv", str(xcorr))
+
+
+def rtc_injected_all(wildcards):
+    return (
+        [rtc_injected_path(p) for p in rtc_xcorr_all(wildcards)] if RTC_INJECTION["enabled"] else []
+    )
+
+
+def rtc_inject_args(xcorr):
+    """rtc_xcorr's injection options for the chunk table ``xcorr`` ("" when off)."""
+    if not RTC_INJECTION["enabled"]:
+        return ""
+    return format_command(
+        "--out-injected {p:q} --inject-max-shift-px {m} --inject-seed {s}",
+        p=rtc_injected_path(xcorr),
+        m=RTC_INJECTION["max_shift_px"],
+        s=RTC_INJECTION["seed"],
+    )
+
+
+def rtc_injection_part(injected, out, grid):
+    """The aggregate chain's last part, rtc_injection ("" when off); ``out``:
+    rtc_aggregate_outputs of the stack."""
+    if not RTC_INJECTION["enabled"]:
+        return ""
+    return format_command(
+        f" :: {RTC_INJECTION_CMD}",
+        o=dict(out),
+        g=grid,
+        m=RTC_INJECTION["max_shift_px"],
+        s=RTC_INJECTION["seed"],
+        k=RCFG["min_ok_tiles"],
+        robust="--robust" if RCFG["dates_method"] == "robust" else "",
+        req=opt("--requirement-m", RCFG["requirement_m"]),
+        inj=list(injected),
+    )
+
+
 def rtc_reflectors_file():
     """The point targets of the absolute evaluation: rtc.reflectors, the demo's
     targets (demo.rtc_point_targets > 0), else None (no absolute evaluation)."""
@@ -553,6 +601,18 @@ def rtc_aggregate_outputs(stack):
             subcategory=f"{stack}Figures",
             caption="../report/rtc_quiver.rst",
         ),
+        **(
+            {
+                "injection": report(
+                    f"{RTC}/{stack}injection.csv",
+                    category="RTC geolocation",
+                    subcategory=f"{stack}Verdict",
+                    caption="../report/rtc_injection.rst",
+                )
+            }
+            if RTC_INJECTION["enabled"]
+            else {}
+        ),
     }
 
 
@@ -587,6 +647,8 @@ def rtc_batch_outputs(stack):
         "xcorr": f"{RTC}/{stack}xcorr/1-of-1.csv",
         **rtc_aggregate_outputs(stack),
     }
+    if RTC_INJECTION["enabled"]:
+        out["injected"] = rtc_injected_path(out["xcorr"])
     if rtc_reflectors_file():
         out |= {f"point_{k}": v for k, v in rtc_reflectors_outputs(stack).items()}
     return out
@@ -612,6 +674,8 @@ def rtc_batch_command(stacks):
             chunk="1-of-1",
             superset_dir=os.path.dirname(out["superset"]),
             **{k: out[k] for k in ("scenes", "grid", "superset", "flat", "layout", "xcorr")},
+            inject=rtc_inject_args(out["xcorr"]),
+            injection=rtc_injection_part([out.get("injected", "")], out, out["grid"]),
         )
         chain = ["--log {log.select:q}", RTC_SELECT_CMD, "--log {log.stack:q}",
                  RTC_FLATTEN_CMD, RTC_TILES_CMD, RTC_XCORR_CMD, RTC_AGGREGATE_CMD]  # fmt: skip
@@ -736,6 +800,11 @@ def user_files_fingerprint(*paths):
     names (insar.mask, insar.quality, rtc.reflectors; None when unset), so one
     replaced in place by an older file still reruns the rules that read it."""
     return lambda wildcards: inputs_fingerprint([p for p in paths if p])
+
+
+def insar_ramps():
+    """ramps.csv of insar_deramp when insar.deramp is on (an input of the inversion)."""
+    return [f"{INSAR}/ramps.csv"] if ICFG["deramp"] != "none" else []
 
 
 def insar_aux_files():

@@ -127,10 +127,40 @@ rule insar_reference:
         " --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
+rule insar_deramp:
+    input:
+        ifgs=f"{INSAR}/ifgs.csv",
+        aux=insar_aux_files(),
+    output:
+        report(f"{INSAR}/ramps.csv", category="InSAR", caption="../report/insar_ramps.rst"),
+    log:
+        f"{LOGS}/insar/deramp.log",
+    benchmark:
+        f"{BENCH}/insar/deramp.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        # one insar.block_shape block of every ifg at a time
+        mem_mb=1000,
+        runtime=20,
+    params:
+        aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
+        model=ICFG["deramp"],
+        min_cor=opt("--min-correlation", ICFG["deramp_min_correlation"]),
+        mask=opt("--mask", ICFG["mask"]),
+        block=IBLOCK,
+    shell:
+        "python -m sarstack insar_deramp --ifgs {input.ifgs:q} --model {params.model}"
+        " {params.min_cor} {params.mask} --block {params.block} --out {output:q}"
+        " 2> {log:q} || sarstack_fail {log:q}"
+
+
 rule insar_invert:
     input:
         ifgs=f"{INSAR}/ifgs.csv",
         reference=f"{INSAR}/reference_point.txt",
+        ramps=insar_ramps(),
         aux=insar_aux_files(),
     output:
         temp(directory(f"{INSAR}/strips/{{chunk}}")),
@@ -159,6 +189,7 @@ rule insar_invert:
         residuals="--write-residuals" if ICFG["write_residuals"] else "",
         window=ICFG["reference_window"],
         jaxcache=JAXCACHE,
+        ramps=lambda w, input: opt("--ramps", input.ramps[0] if input.ramps else None),
     shell:
         "python -m sarstack insar_invert --ifgs {input.ifgs:q} --reference {input.reference:q}"
         " --strip {wildcards.chunk} --out-dir {output:q} --method {params.method}"
@@ -166,7 +197,7 @@ rule insar_invert:
         " --l1-tolerance {params.tol} --l1-max-iterations {params.max_iter}"
         " --weighting {params.weighting} --correlation-looks {params.looks}"
         " --correlation-threshold {params.cor_threshold} {params.residuals}"
-        " --reference-window {params.window}"
+        " --reference-window {params.window} {params.ramps}"
         " --threads {threads} {params.jaxcache} 2> {log:q} || sarstack_fail {log:q}"
 
 

@@ -30,7 +30,7 @@ RTC_XCORR_CMD = (
     " --pairs {params.pairs} --chunk {params.chunk} --upsample-factor {params.upsample}"
     " --max-nan-fraction {params.max_nan} --preprocess {params.preprocess}"
     " --refine-iterations {params.iterations} --block {params.block} --threads {threads}"
-    " {params.min_quality} {params.max_shift} --out {params.xcorr:q}"
+    " {params.min_quality} {params.max_shift} --out {params.xcorr:q} {params.inject}"
 )
 RTC_AGGREGATE_CMD = (
     "rtc_aggregate {params.requirement} --min-ok-tiles {params.min_ok}"
@@ -44,6 +44,7 @@ RTC_AGGREGATE_CMD = (
     " --tiles {output.tiles:q} --geojson {params.layout:q} {params.requirement}"
     " --out-pair {output.pair_plot:q} --out-tile {output.tile_plot:q}"
     " --out-time {output.time_plot:q} --out-quiver {output.quiver_plot:q}"
+    "{params.injection}"
 )
 RTC_REFLECTORS_CMD = (
     "rtc_reflectors --scenes {input.scenes:q} --reflectors {input.reflectors:q}"
@@ -52,6 +53,13 @@ RTC_REFLECTORS_CMD = (
     " --pixel-is-point {params.point} --scale {params.scale} {params.requirement}"
     " --out-reflectors {output.reflectors:q} --out-absolute {output.absolute:q}"
     " --plot {output.plot:q}"
+)
+# Injection-recovery (rtc.injection), appended to RTC_AGGREGATE_CMD's chain by
+# common.smk's rtc_injection_part when it is on.
+RTC_INJECTION_CMD = (
+    "rtc_injection --dates {o.dates:q} --summary {o.summary:q} --grid {g:q}"
+    " --max-shift-px {m} --seed {s} --min-ok-tiles {k} {robust} {req}"
+    " --out {o.injection:q} {inj:q}"
 )
 # The stages' config values, one dict per stage (params of both kinds of rule;
 # the block shape, which two stages share, is given by each rule).
@@ -194,6 +202,11 @@ rule rtc_xcorr:
         flat=rtc_flat_all,
         grid=f"{RTC}/{{stack}}grid.json",
     output:
+        **(
+            {"injected": f"{RTC}/{{stack}}xcorr/{{chunk}}.injected.csv"}
+            if RTC_INJECTION["enabled"]
+            else {}
+        ),
         xcorr=f"{RTC}/{{stack}}xcorr/{{chunk}}.csv",
     log:
         f"{LOGS}/rtc/{{stack}}xcorr_{{chunk}}.log",
@@ -215,6 +228,7 @@ rule rtc_xcorr:
         flat=lambda w, input: input.flat,
         grid=lambda w, input: input.grid,
         xcorr=lambda w, output: output.xcorr,
+        inject=lambda w, output: rtc_inject_args(output.xcorr),
     shell:
         f"python -m sarstack {RTC_XCORR_CMD} 2> {{log:q}} || sarstack_fail {{log:q}}"
 
@@ -225,6 +239,8 @@ rule rtc_aggregate:
     # matplotlib import) per stack instead of three.
     input:
         xcorr=rtc_xcorr_all,
+        injected=rtc_injected_all,
+        grid=f"{RTC}/{{stack}}grid.json",
         layout=f"{RTC}/{{stack}}tile_layout.geojson",
     output:
         **rtc_aggregate_outputs("{stack}"),
@@ -245,6 +261,7 @@ rule rtc_aggregate:
         **RTC_AGGREGATE_PARAMS,
         layout=lambda w, input: input.layout,
         xcorr=lambda w, input: input.xcorr,
+        injection=lambda w, input, output: rtc_injection_part(input.injected, output, input.grid),
     shell:
         f"python -m sarstack {RTC_AGGREGATE_CMD} 2> {{log:q}} || sarstack_fail {{log:q}}"
 

@@ -9,7 +9,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from sarstack import cli, insar, io
+from sarstack import cli, deramp, insar, io
 from sarstack.jaxcfg import configure_jax
 
 log = logging.getLogger("insar_invert")
@@ -48,6 +48,8 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--jax-cache", default=None,
                    help="folder of JAX's compilation cache (config jax_cache_dir)")
     p.add_argument("--threads", type=int, default=0, help="host threads (0: the CPUs available)")
+    p.add_argument("--ramps", default=None,
+                   help="ramps.csv of insar_deramp: each ifg's ramp removed as it is read")
     return p
 
 
@@ -67,6 +69,7 @@ def main(argv=None):
         weighting=a.weighting, correlation_looks=a.correlation_looks,
         correlation_threshold=a.correlation_threshold, write_residuals=a.write_residuals,
         reference_window=a.reference_window, threads=a.threads if a.threads > 0 else None,
+        ramps=deramp.read_ramps(a.ramps, ifgs) if a.ramps else None,
     )
     if a.index:
         import shutil

@@ -38,6 +38,13 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
                    help="memory budget: tiles are correlated in batches of ~4 blocks of pixels")
     p.add_argument("--threads", type=int, default=1, help="threads for the tile batches")
+    p.add_argument("--out-injected", default=None,
+                   help="also measure the pairs with a known shift injected into every scene"
+                        " (rtc.injection) and write that table here")
+    p.add_argument("--inject-max-shift-px", type=float, default=None,
+                   help="with --out-injected: largest injected shift per axis (px)")
+    p.add_argument("--inject-seed", type=int, default=None,
+                   help="with --out-injected: seed of the injected shifts")
     return p
 
 
@@ -57,27 +64,44 @@ def main(argv=None):
              layout.tile_width, a.upsample_factor, a.preprocess)
     used = sorted({k for pair in pairs for k in pair})
     index = {k: n for n, k in enumerate(used)}
-    try:
-        frames = rtc.measure_pairs(
-            [scenes[k]["path"] for k in used], [(index[i], index[j]) for i, j in pairs], layout,
-            clips=[(scenes[k]["low"], scenes[k]["high"]) for k in used],
-            upsample_factor=a.upsample_factor, max_nan_fraction=a.max_nan_fraction,
-            preprocess=a.preprocess, min_quality=a.min_quality, max_shift_px=a.max_shift_px,
-            iterations=0 if a.preprocess == "notebook" else a.refine_iterations,
-            max_batch_pixels=4 * a.block[0] * a.block[1], scale=scale, threads=max(1, a.threads),
-        )  # fmt: skip
-    except SarstackError as e:  # name the input files, not their superset VRTs
-        msg = str(e)
-        for k in used:
-            msg = msg.replace(scenes[k]["path"], scenes[k].get("source", scenes[k]["path"]))
-        raise SarstackError(msg) from None
-    for (i, j), df in zip(pairs, frames, strict=True):
-        ref, sec = scenes[i], scenes[j]
-        df.insert(0, "secondary_date", sec["date"])
-        df.insert(0, "reference_date", ref["date"])
-        log.info("pair %s -> %s: %s", ref["date"], sec["date"],
-                 df["status"].value_counts().to_dict())
-    io.write_csv(a.out, pd.concat(frames, ignore_index=True))
+
+    def measure(inject: list[tuple[float, float]] | None) -> pd.DataFrame:
+        try:
+            frames = rtc.measure_pairs(
+                [scenes[k]["path"] for k in used], [(index[i], index[j]) for i, j in pairs],
+                layout, clips=[(scenes[k]["low"], scenes[k]["high"]) for k in used],
+                upsample_factor=a.upsample_factor, max_nan_fraction=a.max_nan_fraction,
+                preprocess=a.preprocess, min_quality=a.min_quality, max_shift_px=a.max_shift_px,
+                iterations=0 if a.preprocess == "notebook" else a.refine_iterations,
+                max_batch_pixels=4 * a.block[0] * a.block[1], scale=scale,
+                threads=max(1, a.threads), inject=inject,
+            )  # fmt: skip
+        except SarstackError as e:  # name the input files, not their superset VRTs
+            msg = str(e)
+            for k in used:
+                msg = msg.replace(scenes[k]["path"], scenes[k].get("source", scenes[k]["path"]))
+            raise SarstackError(msg) from None
+        for (i, j), df in zip(pairs, frames, strict=True):
+            ref, sec = scenes[i], scenes[j]
+            df.insert(0, "secondary_date", sec["date"])
+            df.insert(0, "reference_date", ref["date"])
+            if inject is None:
+                log.info("pair %s -> %s: %s", ref["date"], sec["date"],
+                         df["status"].value_counts().to_dict())  # fmt: skip
+        return pd.concat(frames, ignore_index=True)
+
+    offsets = measure(None)
+    if a.out_injected:
+        if a.inject_max_shift_px is None or a.inject_seed is None:
+            raise SarstackError("--out-injected needs --inject-max-shift-px and --inject-seed")
+        log.info("injection-recovery: the same pairs with shifts of up to %g px injected",
+                 a.inject_max_shift_px)
+        shifts = [rtc.injected_shift(scenes[k]["date"], a.inject_max_shift_px, a.inject_seed)
+                  for k in used]  # fmt: skip
+        injected = measure(shifts)
+    io.write_csv(a.out, offsets)
+    if a.out_injected:
+        io.write_csv(a.out_injected, injected)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,161 @@
+"""Ramps of interferograms (``insar.deramp``): a plane or a quadratic surface
+per interferogram, fitted by least squares on its valid pixels and removed
+before the reference point and the inversion.
+
+Orbit errors and long-wavelength atmosphere leave a ramp across an
+interferogram that the network inversion carries into the time series as a
+tilt of every date. The fit is streamed block by block (memory follows the
+block, not the scene): per interferogram the normal equations ``G^T G`` and
+``G^T z`` of its valid pixels (finite, not masked, optionally with a
+correlation at least ``min_correlation``) are summed over the blocks, then
+solved. Coordinates are the pixel centres scaled to ``[-0.5, 0.5]`` across the
+raster (``x`` along columns, ``y`` along rows), so the coefficients are
+radians across the whole scene and the system is well conditioned.
+
+The fit is linear in the phase: a stack with extra ramps added gives, after
+deramping, the same interferograms as the clean stack after deramping (up
+to rounding). The stage writes the coefficients (``ramps.csv``); the
+inversion subtracts each ramp as it reads a block (nothing else is written).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from rasterio.windows import Window
+
+from sarstack.errors import SarstackError
+from sarstack.io import StackReader, iter_blocks, read_band, read_grid
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from sarstack.insar import Ifg
+
+#: ``insar.deramp`` values; the terms of each surface, in coefficient order.
+MODELS = ("none", "linear", "quadratic")
+TERMS = {"linear": ("c0", "cx", "cy"), "quadratic": ("c0", "cx", "cy", "cxx", "cxy", "cyy")}
+#: Fewest valid pixels per coefficient for a fit; below, the ifg is refused.
+MIN_PIXELS_PER_TERM = 10
+
+
+def terms(model: str) -> tuple[str, ...]:
+    """The coefficient names of ``model`` (an error names ``insar.deramp`` otherwise)."""
+    if model not in TERMS:
+        raise SarstackError(f"insar.deramp: {model!r} is not one of {', '.join(MODELS[1:])}")
+    return TERMS[model]
+
+
+def design(win: Window, shape: Sequence[int], model: str) -> np.ndarray:
+    """``(pixels, k)`` design matrix of the surface over window ``win`` of a
+    raster of ``shape`` (rows, cols), row-major like a block read."""
+    k = len(terms(model))
+    h, w = int(shape[0]), int(shape[1])
+    y = (np.arange(int(win.row_off), int(win.row_off) + int(win.height)) + 0.5) / h - 0.5
+    x = (np.arange(int(win.col_off), int(win.col_off) + int(win.width)) + 0.5) / w - 0.5
+    yy, xx = np.meshgrid(y, x, indexing="ij")
+    cols = [np.ones_like(xx), xx, yy, xx * xx, xx * yy, yy * yy][:k]
+    return np.stack([c.reshape(-1) for c in cols], axis=1)
+
+
+def evaluate(coeffs: np.ndarray, win: Window, shape: Sequence[int], model: str) -> np.ndarray:
+    """``(n_ifg, height, width)`` ramps of ``coeffs`` ``(n_ifg, k)`` over ``win``."""
+    g = design(win, shape, model)
+    out = np.asarray(coeffs, np.float64) @ g.T
+    return out.reshape(len(coeffs), int(win.height), int(win.width))
+
+
+def fit_ramps(
+    ifgs: Sequence[Ifg],
+    model: str,
+    *,
+    block_shape: Sequence[int],
+    mask: str | Path | None = None,
+    min_correlation: float | None = None,
+) -> pd.DataFrame:
+    """One row per interferogram: ``key, reference_date, secondary_date, model,
+    n_pixels``, the coefficients (:data:`TERMS`, radians), ``ramp_rms_rad`` (of
+    the fitted surface over the pixels used: what is removed) and
+    ``residual_rms_rad`` (of the phase about it).
+
+    ``mask`` (a raster, 0 = leave out, as ``insar.mask``) and
+    ``min_correlation`` (needs each ifg's correlation raster) restrict the
+    pixels of the fit; the ramp is removed everywhere.
+    """
+    import pandas as pd
+
+    names = terms(model)
+    k = len(names)
+    grid = read_grid(ifgs[0].path)
+    n = len(ifgs)
+    nm = np.zeros((n, k, k))
+    rhs = np.zeros((n, k))
+    zz = np.zeros(n)
+    count = np.zeros(n, np.int64)
+    cor_paths = None
+    if min_correlation is not None:
+        cor_paths = [i.need("correlation") for i in ifgs]
+    cor_reader: Any = StackReader(cor_paths) if cor_paths else contextlib.nullcontext()
+    with StackReader([i.path for i in ifgs]) as phase, cor_reader as cors:
+        for win in iter_blocks(grid.shape, block_shape):
+            z = phase.read(win).astype(np.float64).reshape(n, -1)
+            ok = np.isfinite(z)
+            if mask is not None:
+                m = read_band(mask, win, nan_nodata=False).reshape(-1)
+                ok &= (np.isfinite(m) & (m != 0))[None, :]
+            if cors is not None:
+                with np.errstate(invalid="ignore"):
+                    ok &= cors.read(win).reshape(n, -1) >= min_correlation
+            g = design(win, grid.shape, model)
+            w = ok.astype(np.float64)
+            zw = np.where(ok, z, 0.0)
+            gg = (g[:, :, None] * g[:, None, :]).reshape(len(g), k * k)  # (pixels, k^2)
+            nm += (w @ gg).reshape(n, k, k)
+            rhs += zw @ g
+            zz += np.einsum("ip,ip->i", zw, zw)
+            count += ok.sum(axis=1)
+    rows = []
+    for i, ifg in enumerate(ifgs):
+        if count[i] < MIN_PIXELS_PER_TERM * k:
+            raise SarstackError(
+                f"{ifg.path}: {count[i]} valid pixels for the insar.deramp: {model} fit "
+                f"(at least {MIN_PIXELS_PER_TERM * k} needed; insar.deramp_min_correlation?)"
+            )
+        try:
+            c = np.linalg.solve(nm[i], rhs[i])
+        except np.linalg.LinAlgError:
+            raise SarstackError(
+                f"{ifg.path}: its valid pixels do not determine a {model} ramp (a line of pixels?)"
+            ) from None
+        fitted = float(c @ nm[i] @ c)
+        resid = max(float(zz[i] - 2.0 * c @ rhs[i] + fitted), 0.0)
+        rows.append({
+            "key": ifg.key, "reference_date": ifg.reference.isoformat(),
+            "secondary_date": ifg.secondary.isoformat(), "model": model, "n_pixels": int(count[i]),
+            **{name: float(v) for name, v in zip(names, c, strict=True)},
+            "ramp_rms_rad": float(np.sqrt(fitted / count[i])),
+            "residual_rms_rad": float(np.sqrt(resid / count[i])),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def read_ramps(path: str | Path, ifgs: Sequence[Ifg]) -> tuple[str, np.ndarray]:
+    """``(model, coefficients (n_ifg, k))`` of ``ramps.csv`` in the order of ``ifgs``;
+    an error names the file if an ifg has no row."""
+    from sarstack import stagefiles
+
+    table = stagefiles.read_table(path)
+    models = set(table["model"])
+    if len(models) != 1:
+        raise SarstackError(f"{path}: expected one model, found {sorted(models)}")
+    model = models.pop()
+    by_key = table.set_index("key")
+    missing = [i.key for i in ifgs if i.key not in by_key.index]
+    if missing:
+        raise SarstackError(f"{path}: no ramp for {', '.join(missing[:3])} (rerun insar_deramp)")
+    coeffs = by_key.loc[[i.key for i in ifgs], list(terms(model))].to_numpy(np.float64)
+    return model, coeffs
