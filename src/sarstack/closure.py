@@ -149,3 +149,96 @@ def closure_nonzero_count(
         :data:`COUNT_MAX`.
     """
     return closure_counts(phase, triangles, threshold=threshold)[0]
+
+
+# --------------------------------------------------------------------------- #
+# Loop-closure network QC (insar.closure_qc)
+# --------------------------------------------------------------------------- #
+
+#: Triangles whose closures are computed at once (memory: this many x one block).
+_TRI_CHUNK = 16
+
+
+def closure_sums(z: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """``(n_tri, 3)`` sums over the pixels of one block, per triangle, of its
+    closure ``z[ij] + z[jk] - z[ik]``, of its square and of the valid pixels
+    (finite in all three); ``z`` is ``(n_ifg, pixels)``. Summed over the blocks
+    of a scene they give :func:`closure_variance`. A few triangles at a time:
+    memory follows the block."""
+    out = np.zeros((len(triangles), 3))
+    for a in range(0, len(triangles), _TRI_CHUNK):
+        t = triangles[a : a + _TRI_CHUNK]
+        c = (z[t[:, 0]].astype(np.float64) + z[t[:, 1]]) - z[t[:, 2]]
+        ok = np.isfinite(c)
+        cz = np.where(ok, c, 0.0)
+        out[a : a + len(t), 0] = cz.sum(axis=1)
+        out[a : a + len(t), 1] = np.einsum("tp,tp->t", cz, cz)
+        out[a : a + len(t), 2] = ok.sum(axis=1)
+    return out
+
+
+def closure_variance(sums: np.ndarray) -> np.ndarray:
+    """Per triangle, the variance over the scene of its closure from the summed
+    :func:`closure_sums` (NaN for a triangle without a valid pixel).
+
+    The closure's mean is removed, so an unwrapping constant of an ifg does
+    not count, and what remains is what varies across the scene: a patch off
+    by 2 pi, noise."""
+    s1, s2, n = sums[:, 0], sums[:, 1], sums[:, 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = s1 / n
+        return np.where(n > 0, np.maximum(s2 / n - mean * mean, 0.0), np.nan)
+
+
+def loop_rms(
+    triangles: np.ndarray, variance: np.ndarray, n_ifgs: int, active: np.ndarray | None = None
+) -> np.ndarray:
+    """Per ifg, the RMS of its triangles' closures over the scene: ``sqrt`` of the
+    mean of the :func:`triangle_closure_spread` variances of the triangles it is
+    in (only those whose three ifgs are ``active``); NaN for an ifg in none."""
+    act = np.ones(n_ifgs, bool) if active is None else np.asarray(active, bool)
+    use = act[triangles].all(axis=1) & np.isfinite(variance)
+    acc = np.zeros(n_ifgs)
+    n = np.zeros(n_ifgs)
+    for col in range(3):
+        np.add.at(acc, triangles[use, col], variance[use])
+        np.add.at(n, triangles[use, col], 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.sqrt(acc / n), np.nan)
+
+
+def closure_exclusions(
+    pairs: Sequence[tuple[int, int]], variance: np.ndarray, max_rms: float
+) -> tuple[np.ndarray, list[int]]:
+    """Which ifgs loop-closure QC leaves out: the worst first, one at a time.
+
+    While some ifg's :func:`loop_rms` over the triangles whose three ifgs are
+    still in exceeds ``max_rms``, the worst one goes: the one in the most bad
+    triangles (closure RMS above ``max_rms``), then the highest loop RMS.
+    Leaving out the culprit of a bad triangle retires that triangle, which
+    clears the two ifgs that shared it, so they stay. The network stays connected: an ifg is only ever
+    judged on a triangle whose three ifgs are all in, i.e. it lies on a cycle,
+    and an edge on a cycle is never a bridge.
+
+    Returns the loop RMS of every ifg on the full network and the ifgs left
+    out, in the order found.
+    """
+    tri = network_triangles(pairs)
+    n = len(pairs)
+    first = loop_rms(tri, variance, n)
+    active = np.ones(n, bool)
+    out: list[int] = []
+    with np.errstate(invalid="ignore"):
+        bad_tri = np.sqrt(variance) > max_rms
+    while True:
+        rms = np.where(active, loop_rms(tri, variance, n, active), np.nan)
+        over = np.flatnonzero(rms > max_rms)
+        if not over.size:
+            return first, out
+        live = active[tri].all(axis=1) & bad_tri
+        n_bad = np.zeros(n, int)
+        for col in range(3):
+            np.add.at(n_bad, tri[live, col], 1)
+        worst = int(max(over, key=lambda k: (n_bad[k], rms[k], -k)))
+        active[worst] = False
+        out.append(worst)

@@ -56,6 +56,9 @@ class Ifg:
     correlation: Path | None = None
     #: Why network editing left it out ("" = used).
     excluded: str = ""
+    #: RMS of its triangles' closures over the scene, radians (``insar.closure_qc``;
+    #: None when not computed, NaN for an ifg in no triangle).
+    loop_rms_rad: float | None = None
 
     def need(self, kind: str) -> Path:
         """The companion raster ``kind`` ("conncomp" or "correlation"); raises if absent."""
@@ -101,6 +104,12 @@ class NetworkEdit:
         Drop ifgs whose scene-mean correlation is below it (needs correlation).
     start_date, end_date
         Keep only ifgs with both dates inside ``[start_date, end_date]``.
+    max_loop_rms_rad, loop_exclude
+        Loop-closure QC (``insar.closure_qc``): each kept ifg's loop RMS
+        (:func:`sarstack.closure.loop_rms`) is recorded, and with
+        ``loop_exclude`` the ifgs above ``max_loop_rms_rad`` are left out,
+        worst first, which never disconnects the network
+        (:func:`sarstack.closure.closure_exclusions`).
     """
 
     exclude_dates: tuple[dt.date, ...] = ()
@@ -109,6 +118,8 @@ class NetworkEdit:
     min_mean_correlation: float | None = None
     start_date: dt.date | None = None
     end_date: dt.date | None = None
+    max_loop_rms_rad: float | None = None
+    loop_exclude: bool = True
 
     @property
     def active(self) -> bool:
@@ -124,6 +135,8 @@ class NetworkEdit:
             v = getattr(self, key)
             if v is not None:
                 parts.append(f"{key}: {v}")
+        if self.max_loop_rms_rad is not None and self.loop_exclude:
+            parts.append(f"closure_qc.max_loop_rms_rad: {self.max_loop_rms_rad}")
         return ", ".join(parts)
 
     def apply_dates(self, ifgs: Sequence[Ifg]) -> list[Ifg]:
@@ -201,6 +214,44 @@ class NetworkEdit:
                 i = replace(i, excluded=why)
             out.append(i)
         return out
+
+
+def apply_closure_qc(
+    edit: NetworkEdit, ifgs: Sequence[Ifg], grid: Grid, block_shape: Sequence[int]
+) -> list[Ifg]:
+    """Loop-closure QC of the kept ifgs (see :class:`NetworkEdit`): one pass over
+    the stack, block by block, summing each triangle's closure moments."""
+    from dataclasses import replace
+
+    from sarstack import closure as sclosure
+
+    kept = [i for i in ifgs if not i.excluded]
+    dates = sorted({d for i in kept for d in (i.reference, i.secondary)})
+    index = {d: k for k, d in enumerate(dates)}
+    pairs = [(index[i.reference], index[i.secondary]) for i in kept]
+    tri = sclosure.network_triangles(pairs)
+    sums = np.zeros((len(tri), 3))
+    if len(tri):
+        with StackReader([i.path for i in kept]) as stack:
+            for win in iter_blocks(grid.shape, block_shape):
+                sums += sclosure.closure_sums(stack.read(win).reshape(len(kept), -1), tri)
+    else:
+        log.warning("insar.closure_qc: the network has no closed triangle (e.g. sequential or"
+                    " single-reference): no loop RMS, nothing excluded")  # fmt: skip
+    limit = edit.max_loop_rms_rad if edit.loop_exclude else None
+    rms, out = sclosure.closure_exclusions(
+        pairs, sclosure.closure_variance(sums), np.inf if limit is None else limit
+    )
+    gone = set(out)
+    log.info("insar.closure_qc: loop RMS median %.3g rad, largest %.3g rad; %d ifgs left out%s",
+             np.nanmedian(rms) if np.isfinite(rms).any() else np.nan,
+             np.nanmax(rms) if np.isfinite(rms).any() else np.nan, len(out),
+             f" ({', '.join(kept[k].key for k in out)})" if out else "")  # fmt: skip
+    by_key = {}
+    for k, i in enumerate(kept):
+        why = f"loop_closure {rms[k]:.3f} rad > {limit:g}" if k in gone else ""
+        by_key[i.key] = replace(i, loop_rms_rad=float(rms[k]), excluded=why)
+    return [by_key.get(i.key, i) for i in ifgs]
 
 
 def select_ifgs(
@@ -299,6 +350,9 @@ def select_ifgs(
     if edit is not None and edit.min_mean_correlation is not None:
         all_ifgs = edit.apply_correlation(all_ifgs, grid, block_shape)
         ifgs = kept(all_ifgs)
+    if edit is not None and edit.max_loop_rms_rad is not None:
+        all_ifgs = apply_closure_qc(edit, all_ifgs, grid, block_shape)
+        ifgs = kept(all_ifgs)
     dates = sorted({d for ifg in ifgs for d in (ifg.reference, ifg.secondary)})
     index = {d: k for k, d in enumerate(dates)}
     pairs = [(index[i.reference], index[i.secondary]) for i in ifgs]
@@ -320,7 +374,7 @@ def select_ifgs(
 def ifg_table(ifgs: Sequence[Ifg]) -> pd.DataFrame:
     import pandas as pd
 
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "reference_date": [i.reference.isoformat() for i in ifgs],
             "secondary_date": [i.secondary.isoformat() for i in ifgs],
@@ -332,6 +386,10 @@ def ifg_table(ifgs: Sequence[Ifg]) -> pd.DataFrame:
             "excluded_reason": [i.excluded for i in ifgs],
         }
     )
+    if any(i.loop_rms_rad is not None for i in ifgs):  # insar.closure_qc
+        table["loop_rms_rad"] = [np.nan if i.loop_rms_rad is None else i.loop_rms_rad
+                                 for i in ifgs]  # fmt: skip
+    return table
 
 
 def read_ifg_table(

@@ -32,6 +32,8 @@ checkpoint insar_select:
                 opt("--min-mean-correlation", ICFG["min_mean_correlation"]),
                 opt("--start-date", ICFG["start_date"]),
                 opt("--end-date", ICFG["end_date"]),
+                opt("--max-loop-rms-rad", ICFG["closure_qc"]["max_loop_rms_rad"]),
+                "" if ICFG["closure_qc"]["exclude"] else "--loop-report-only",
             )
             if o
         ),

@@ -36,6 +36,11 @@ def create_parser() -> argparse.ArgumentParser:
                    help="leave out interferograms with a date before this one")
     p.add_argument("--end-date", default=None, metavar="YYYY-MM-DD",
                    help="leave out interferograms with a date after this one")
+    p.add_argument("--max-loop-rms-rad", type=float, default=None,
+                   help="loop-closure QC: record each ifg's loop RMS and leave out those above"
+                        " this (config insar.closure_qc.max_loop_rms_rad)")
+    p.add_argument("--loop-report-only", action="store_true",
+                   help="loop-closure QC: record, exclude nothing (config insar.closure_qc.exclude: false)")
     p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
                    help="rows and columns read per block (config block_shape)")
     return p
@@ -51,6 +56,8 @@ def main(argv=None):
         min_mean_correlation=a.min_mean_correlation,
         start_date=_date(a.start_date, "insar.start_date") if a.start_date else None,
         end_date=_date(a.end_date, "insar.end_date") if a.end_date else None,
+        max_loop_rms_rad=a.max_loop_rms_rad,
+        loop_exclude=not a.loop_report_only,
     )
     ifgs, dates, pairs, grid = insar.select_ifgs(
         a.unwrapped, conncomp=a.conncomp, correlation=a.correlation, date_format=a.date_format,
