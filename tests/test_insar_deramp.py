@@ -22,19 +22,9 @@ def stacks(tmp_path_factory, x64):
     d = tmp_path_factory.mktemp("deramp")
     synthetic.make_ifg_stack(d / "s", n_dates=8, shape=SHAPE, network="nearest:2",
                              noise_rad=0.05, seed=2)  # fmt: skip
-    ifgs, dates, pairs, grid = insar.select_ifgs(str(d / "s" / "ifgs" / "*.unw.tif"))
-    rng = np.random.default_rng(5)
-    added = rng.normal(0, 3.0, (len(ifgs), 6))
-    ramped = []
-    (d / "r").mkdir()
-    whole = io.Window(0, 0, SHAPE[1], SHAPE[0])
-    surfaces = deramp.evaluate(added, whole, SHAPE, "quadratic")
-    for k, i in enumerate(ifgs):
-        z = io.read_band(i.path)
-        path = d / "r" / i.path.name
-        io.write_raster(path, (z + surfaces[k]).astype(np.float32), grid)
-        ramped.append(dataclasses.replace(i, path=path))
-    return ifgs, ramped, dates, pairs, added
+    ifgs, dates, pairs, _ = insar.select_ifgs(str(d / "s" / "ifgs" / "*.unw.tif"))
+    added = np.random.default_rng(5).normal(0, 3.0, (len(ifgs), 6))
+    return ifgs, _with_surfaces(ifgs, added, "quadratic", d / "r"), dates, pairs, added
 
 
 def _velocity(ifgs, dates, pairs, out, ramps):
@@ -71,6 +61,7 @@ def test_added_ramps_come_back_out(stacks, tmp_path, model):
 
 
 def _with_surfaces(ifgs, coeffs, model, d):
+    """Copies of ``ifgs`` in folder ``d`` with each one's surface of ``coeffs`` added."""
     d.mkdir()
     whole = io.Window(0, 0, SHAPE[1], SHAPE[0])
     surfaces = deramp.evaluate(coeffs, whole, SHAPE, model)
