@@ -744,6 +744,16 @@ STRIP_FILES = {
 }
 
 
+def strip_work(ifg_table: str | Path, block_rows: int) -> tuple[int, int]:
+    """The inversion scatter's items: ``(block rows of the grid, pixels x used
+    ifgs per block row)`` for the ifg table of ``insar_select`` and
+    ``insar.block_shape``'s rows; the one place the strip count starts from
+    (``strip_rows`` cuts the same block rows)."""
+    used = read_ifg_table(ifg_table)[0]  # excluded ones left out
+    grid = read_grid(used[0].path)
+    return -(-grid.height // int(block_rows)), int(block_rows) * grid.width * len(used)
+
+
 def strip_rows(height: int, block_rows: int, label: str) -> tuple[int, int]:
     """Rows ``[r0, r1)`` of strip ``label`` (``"I-of-N"``).
 

@@ -780,15 +780,10 @@ def insar_select_fingerprint(wildcards):
 def insar_strip_chunks():
     """(block rows, pixels x used ifgs per block row) of the inversion scatter:
     strips are whole block rows; known after insar_select."""
-    import math
+    from sarstack.insar import strip_work
 
-    from sarstack.insar import read_ifg_table
-    from sarstack.io import read_grid
-
-    used = read_ifg_table(checkpoints.insar_select.get().output[0])[0]  # excluded ones left out
-    grid = read_grid(used[0].path)
-    rows = int(IBLOCK.split()[0])
-    return math.ceil(grid.height / rows), rows * grid.width * len(used), "invert"
+    table = checkpoints.insar_select.get().output[0]
+    return (*strip_work(table, ICFG["block_shape"][0]), "invert")
 
 
 def insar_strips_all(wildcards):
