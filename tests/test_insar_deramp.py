@@ -103,14 +103,17 @@ def test_demo_with_deramp_runs_the_stage(tmp_path):
         out = tmp_path / mode
         cfg = write_config(tmp_path / f"{mode}.yaml", {
             "output_dir": str(out), "rtc": {"enabled": False}, "demo": {"enabled": True},
-            "insar": {"deramp": mode},
+            "insar": {"deramp": mode, "closure_qc": {"max_loop_rms_rad": 1.5, "exclude": False}},
         })  # fmt: skip
         snakemake("insar", "--configfile", str(cfg))
         outs[mode] = io.read_band(out / "insar" / "velocity.tif")
     ramps = pd.read_csv(tmp_path / "linear" / "insar" / "ramps.csv")
     ifgs = pd.read_csv(tmp_path / "linear" / "insar" / "ifgs.csv")
-    assert len(ramps) == int((ifgs.get("excluded", pd.Series([""] * len(ifgs))).fillna("") == "").sum())
+    assert len(ramps) == int(ifgs["used"].sum())
     assert (ramps["model"] == "linear").all() and (ramps["n_pixels"] > 100).all()
     assert not (tmp_path / "none" / "insar" / "ramps.csv").exists()
+    # insar.closure_qc (report only) through the workflow: every ifg keeps its row,
+    # with its loop RMS (the demo's nearest-3 network has triangles).
+    assert ifgs["used"].all() and ifgs["loop_rms_rad"].notna().all()
     ok = np.isfinite(outs["none"]) & np.isfinite(outs["linear"])
     assert ok.mean() > 0.9

@@ -194,8 +194,8 @@ def loop_rms(
     triangles: np.ndarray, variance: np.ndarray, n_ifgs: int, active: np.ndarray | None = None
 ) -> np.ndarray:
     """Per ifg, the RMS of its triangles' closures over the scene: ``sqrt`` of the
-    mean of the :func:`triangle_closure_spread` variances of the triangles it is
-    in (only those whose three ifgs are ``active``); NaN for an ifg in none."""
+    mean of the :func:`closure_variance` of the triangles it is in (only
+    those whose three ifgs are ``active``); NaN for an ifg in none."""
     act = np.ones(n_ifgs, bool) if active is None else np.asarray(active, bool)
     use = act[triangles].all(axis=1) & np.isfinite(variance)
     acc = np.zeros(n_ifgs)
@@ -216,9 +216,9 @@ def closure_exclusions(
     still in exceeds ``max_rms``, the worst one goes: the one in the most bad
     triangles (closure RMS above ``max_rms``), then the highest loop RMS.
     Leaving out the culprit of a bad triangle retires that triangle, which
-    clears the two ifgs that shared it, so they stay. The network stays connected: an ifg is only ever
-    judged on a triangle whose three ifgs are all in, i.e. it lies on a cycle,
-    and an edge on a cycle is never a bridge.
+    clears the two ifgs that shared it, so they stay. The network stays
+    connected: an ifg is only ever judged on a triangle whose three ifgs are
+    all in, i.e. it lies on a cycle, and an edge on a cycle is never a bridge.
 
     Returns the loop RMS of every ifg on the full network and the ifgs left
     out, in the order found.

@@ -29,7 +29,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from sarstack.errors import SarstackError
-from sarstack.io import StackReader, iter_blocks, read_band, read_grid
+from sarstack.io import StackReader, iter_blocks, read_grid
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,6 +88,8 @@ def fit_ramps(
     """
     import pandas as pd
 
+    from sarstack.insar import read_mask
+
     names = terms(model)
     k = len(names)
     grid = read_grid(ifgs[0].path)
@@ -104,9 +106,9 @@ def fit_ramps(
         for win in iter_blocks(grid.shape, block_shape):
             z = phase.read(win).astype(np.float64).reshape(n, -1)
             ok = np.isfinite(z)
-            if mask is not None:
-                m = read_band(mask, win, nan_nodata=False).reshape(-1)
-                ok &= (np.isfinite(m) & (m != 0))[None, :]
+            m = read_mask(mask, win)
+            if m is not None:
+                ok &= m.reshape(1, -1)
             if cors is not None:
                 with np.errstate(invalid="ignore"):
                     ok &= cors.read(win).reshape(n, -1) >= min_correlation

@@ -440,7 +440,8 @@ def check_mask_grid(mask: str | Path | None, grid: Grid, of: str | Path) -> None
         raise SarstackError(f"{mask}: insar.mask is not on the grid of {Path(of).name}")
 
 
-def _read_mask(mask: str | Path | None, window) -> np.ndarray | None:
+def read_mask(mask: str | Path | None, window) -> np.ndarray | None:
+    """``insar.mask`` over ``window`` as bool, True = keep (finite and non-zero); None without one."""
     if mask is None:
         return None
     m = read_band(mask, window, nan_nodata=False)
@@ -587,7 +588,7 @@ def point_valid_everywhere(
     with StackReader([i.path for i in ifgs]) as phase:
         if not np.isfinite(phase.read(win)).all():
             return False
-    m = _read_mask(mask, win)
+    m = read_mask(mask, win)
     if m is not None and not m.all():
         return False
     if all(i.conncomp for i in ifgs):
@@ -614,7 +615,7 @@ def _reference_block(
     ok = np.isfinite(phase.read(win))
     has_data |= ok.any(axis=(1, 2))
     v = ok.all(axis=0)
-    m = _read_mask(mask, win)
+    m = read_mask(mask, win)
     if m is not None:
         v &= m
     valid[sl] = v
@@ -922,7 +923,7 @@ class _BlockReader:
 
             phase -= deramp.evaluate(self.ramps[1], win, self.shape, self.ramps[0])
         phase -= self.ref_vals[:, None, None]
-        m = _read_mask(self.mask, win)
+        m = read_mask(self.mask, win)
         if m is not None:
             phase[:, ~m] = np.nan
         flat = phase.reshape(n, -1)
@@ -1477,7 +1478,7 @@ def temporal_average(
                 n += ok
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = np.where(n > 0, acc / n, np.nan)
-            m = _read_mask(mask, win)
+            m = read_mask(mask, win)
             if m is not None:
                 mean[~m] = np.nan
             w.write(mean.astype(np.float32), win)
@@ -1515,7 +1516,7 @@ def conncomp_count(
                 good = ccs.read_one(k, win) != 0
                 counts[index[i.reference]] += good
                 counts[index[i.secondary]] += good
-            m = _read_mask(mask, win)
+            m = read_mask(mask, win)
             if m is not None:
                 counts[:, ~m] = COUNT_NODATA
             w.write(counts, win)
@@ -1571,7 +1572,7 @@ def closure_count(
         for win, block in zip(wins, read_ahead(stack.read, wins), strict=True):
             phase = block.astype(np.float64)
             phase -= ref_vals[:, None, None]
-            count = _closure_block(phase, triangles, _read_mask(mask, win))
+            count = _closure_block(phase, triangles, read_mask(mask, win))
             n_flagged += _n_flagged(count)
             w.write(count, win)
     log.info("%d pixels with at least one non-zero closure", n_flagged)

@@ -1266,6 +1266,17 @@ def coarse_offset(
     return -lag[0] * f, -lag[1] * f, snr
 
 
+@functools.lru_cache(maxsize=256)
+def _coarse_offset_once(
+    ref: str, sec: str, clip_ref: tuple[float, float] | None,
+    clip_sec: tuple[float, float] | None, min_quality: float, scale: str,
+) -> tuple[int, int, float]:
+    """:func:`coarse_offset`, once per pair and process (``rtc.injection``
+    measures a chunk's pairs twice)."""
+    return coarse_offset(ref, sec, clip_ref=clip_ref, clip_sec=clip_sec,
+                         min_quality=min_quality, scale=scale)  # fmt: skip
+
+
 def _read_shifted(
     path: str | Path, window: Window, offset: tuple[int, int], shape: tuple[int, int],
     clip: Sequence[float] | None, scale: str,
@@ -1361,11 +1372,11 @@ def measure_pairs(
     # reliably) is found on the decimated scenes first, and every secondary tile
     # is read around it; the tiles then measure the remainder.
     offsets = []
+    key = lambda c: None if c is None else (float(c[0]), float(c[1]))  # noqa: E731
     for i, j in pairs:
-        d_row, d_col, coarse_snr = coarse_offset(
-            names[i], names[j], clip_ref=clips[i], clip_sec=clips[j], min_quality=min_q,
-            scale=scale,
-        )  # fmt: skip
+        d_row, d_col, coarse_snr = _coarse_offset_once(
+            names[i], names[j], key(clips[i]), key(clips[j]), min_q, scale
+        )
         offset = (d_row, d_col) if math.hypot(d_row, d_col) > max_shift / 2 else (0, 0)
         if offset != (0, 0):
             log.info("%s: coarse offset %+d rows %+d cols (SNR %.1f): tiles searched around it",

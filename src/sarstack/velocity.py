@@ -52,6 +52,8 @@ def network_variance(coef: np.ndarray, network: NetworkNoise) -> np.ndarray:
     q = c @ cov @ c if c.ndim == 1 else np.einsum("tp,ts,sp->p", c, cov, c)
     nv = np.asarray(network.noise_var, dtype=np.float64).reshape(-1)
     return np.nan_to_num(nv, nan=0.0) * q
+
+
 #: Largest lag-1 autocorrelation :func:`ar1_variance_factor` uses (variance x 39 at most).
 AR1_MAX_RHO = 0.95
 

@@ -468,9 +468,9 @@ def rtc_injection_part(injected, out, grid):
         g=grid,
         m=RTC_INJECTION["max_shift_px"],
         s=RTC_INJECTION["seed"],
-        k=RCFG["min_ok_tiles"],
-        robust="--robust" if RCFG["dates_method"] == "robust" else "",
-        req=opt("--requirement-m", RCFG["requirement_m"]),
+        k=RTC_AGGREGATE_PARAMS["min_ok"],
+        robust=RTC_AGGREGATE_PARAMS["robust"],
+        req=RTC_AGGREGATE_PARAMS["requirement"],
         inj=list(injected),
     )
 
