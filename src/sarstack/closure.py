@@ -116,11 +116,15 @@ def closure_counts(
     step = max(1, int(chunk_elements) // max(npix, 1))
     for t0 in range(0, len(tri), step):
         t = tri[t0 : t0 + step]
-        c = flat[t[:, 0]] + flat[t[:, 1]] - flat[t[:, 2]]  # (chunk, npix); NaN stays NaN
+        c = flat[t[:, 0]]  # (chunk, npix), a copy; NaN stays NaN
+        c += flat[t[:, 1]]
+        c -= flat[t[:, 2]]
+        np.abs(c, out=c)
         ok = np.isfinite(c)
-        measured += ok.sum(axis=0, dtype=np.uint32)
+        # count_nonzero over an axis is ~4x faster than a bool sum with a dtype
+        measured += np.count_nonzero(ok, axis=0).astype(np.uint32)
         with np.errstate(invalid="ignore"):
-            nonzero += (ok & (np.abs(c) > threshold)).sum(axis=0, dtype=np.uint32)
+            nonzero += np.count_nonzero((c > threshold) & ok, axis=0).astype(np.uint32)
     return (
         np.minimum(nonzero, COUNT_MAX).astype(np.uint16).reshape(trailing),
         np.minimum(measured, COUNT_MAX).astype(np.uint16).reshape(trailing),
