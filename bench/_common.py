@@ -193,8 +193,8 @@ def script(name: str) -> str:
 def stage_args(name: str, given: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The config-driven options of stage ``name`` at the schema's defaults
     (the stages have no defaults of their own), except those ``given``."""
-    from sarstack.cli import config_args
     from sarstack.config import load_schema, validate_config
+    from sarstack.options import config_args
 
     schema = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
     cfg = validate_config({"output_dir": "results"}, schema)

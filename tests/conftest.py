@@ -37,7 +37,7 @@ def run_script(name: str, *args: object) -> subprocess.CompletedProcess:
     """Run ``workflow/scripts/<name>`` with this Python; output captured. The
     stage's config-driven options a test leaves out get the schema's defaults."""
     script = ROOT / "workflow" / "scripts" / name
-    from sarstack.cli import config_args
+    from sarstack.options import config_args
 
     argv = [str(a) for a in args]
     if "--help" not in argv:

@@ -21,8 +21,8 @@ from conftest import run_script, schema_defaults
 from test_bad_input import _files, _rtc_tif, one_error, run_case
 
 from sarstack import io, rtc, runlock, synthetic
-from sarstack.cli import config_args
 from sarstack.errors import SarstackError
+from sarstack.options import config_args
 
 FILL = -9999.0
 

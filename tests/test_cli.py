@@ -52,7 +52,8 @@ def test_shims_are_one_line_and_no_sys_path_edits():
 def test_console_entry_and_module_run_a_stage(tmp_path):
     p = subprocess.run([sys.executable, "-m", "sarstack", "insar_select", "--unwrapped",
                         str(tmp_path / "none*.tif"), "--out", str(tmp_path / "x.csv"),
-                        "--date-format", "%Y%m%d", "--block", "512", "512"],
+                        "--date-format", "%Y%m%d", "--block", "512", "512",
+                        "--loop-exclude"],
                        capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 2 and p.stderr.startswith("error: insar.unwrapped: no files match")
 

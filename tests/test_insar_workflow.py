@@ -230,7 +230,7 @@ def test_correlation_weighted_pipeline(tmp_path):
                    point=(20, 20), cor_glob=str(tmp_path / "s" / "cor" / "*.cor.tif"))
     p = run_script("insar_velocity.py", "--index", out / "ts.csv", "--ifgs", out / "ifgs.csv",
                    "--out", out / "vw.tif", "--out-std", out / "vw_std.tif",
-                   "--weight-by-correlation")
+                   "--velocity-weighting", "correlation")
     assert p.returncode == 0, p.stderr
     with rasterio.open(tmp_path / "s" / "truth_phase.tif") as ds:
         ph = ds.read()

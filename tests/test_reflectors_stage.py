@@ -14,9 +14,10 @@ from rasterio.crs import CRS
 
 from sarstack import reflectors as rf
 from sarstack import synthetic
-from sarstack.cli import config_args, demo_rtc_check, rtc_reflectors
+from sarstack.cli import demo_rtc_check, rtc_reflectors
 from sarstack.errors import SarstackError
 from sarstack.io import Grid, write_raster, write_rows
+from sarstack.options import config_args
 
 PX = 30.0
 SHAPE = (160, 180)
@@ -257,12 +258,12 @@ def test_pixel_is_point_option_round_trips_from_the_config():
     files = ["--scenes", "s", "--reflectors", "r", "--out-reflectors", "a", "--out-absolute", "b",
              "--plot", "c"]  # fmt: skip
     argv = config_args("rtc_reflectors", schema_defaults())
-    assert argv[argv.index("--pixel-is-point") + 1] == "False"
+    assert "--no-pixel-is-point" in argv and "--pixel-is-point" not in argv
     a = rtc_reflectors.create_parser().parse_args([*argv, *files])
     assert a.pixel_is_point is False and a.chip_px == 32 and a.min_pcr_db == 15.0
     assert a.edge_px == 3 and a.scale == "power" and a.requirement_m is None
-    argv[argv.index("--pixel-is-point") + 1] = "TRUE"
+    argv[argv.index("--no-pixel-is-point")] = "--pixel-is-point"
     assert rtc_reflectors.create_parser().parse_args([*argv, *files]).pixel_is_point is True
-    argv[argv.index("--pixel-is-point") + 1] = "maybe"
+    argv.remove("--pixel-is-point")  # a boolean option is required, as every other
     with pytest.raises(SystemExit):
         rtc_reflectors.create_parser().parse_args([*argv, *files])

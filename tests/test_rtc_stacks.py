@@ -10,10 +10,12 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import schema_defaults
 from test_workflow import ROOT, snakemake, write_config
 
 from sarstack import rtc
 from sarstack.cli import rtc_stacks_summary
+from sarstack.options import config_args
 
 OK, FAILED, NOT_RUN = rtc.StackOutcome.OK, rtc.StackOutcome.FAILED, rtc.StackOutcome.NOT_RUN
 
@@ -178,7 +180,8 @@ def test_a_stack_whose_glob_matches_nothing_is_named_by_its_key(tmp_path):
     argv = ["--inputs", str(tmp_path / "none" / "*.tif"), "--scenes", str(tmp_path / "s.csv"),
             "--grid", str(tmp_path / "g.json")]
     with pytest.raises(SarstackError, match=r"^rtc\.stacks\.land: no files match"):
-        rtc_select.main([*argv, "--key", "rtc.stacks.land"])
+        rtc_select.main([*argv, "--key", "rtc.stacks.land",
+                         *config_args("rtc_select", schema_defaults())])
     assert not (tmp_path / "s.csv").exists()
 
 

@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
-from conftest import run_script
+from conftest import run_script, schema_defaults
 
 from sarstack import cli, insar, io, synthetic
 from sarstack import velocity as svel
 from sarstack.errors import SarstackError
+from sarstack.options import config_args
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH = dt.date(2000, 1, 1)
@@ -250,12 +251,17 @@ def stack(tmp_path_factory):
               "--uncertainty", "correlated"]  # fmt: skip
     # the script in this process (its start-up is seconds); test_bad_step runs it alone
     script = load_script("insar_velocity.py")
-    cli.run(script.main, list(map(str, common + ["--out", out / "lin" / "velocity.tif",
-                                                 "--out-std", out / "lin" / "velocity_std.tif"])))
-    cli.run(script.main, list(map(str, common + [
+    _run(script, list(map(str, common + ["--out", out / "lin" / "velocity.tif",
+                                         "--out-std", out / "lin" / "velocity_std.tif"])))
+    _run(script, list(map(str, common + [
         "--out", out / "mod" / "velocity.tif", "--out-std", out / "mod" / "velocity_std.tif",
         "--annual", "--step", STEP, "--out-dir", out / "extra", "--block", "40", "48"])))
     return tmp
+
+
+def _run(script, argv: list[str]) -> None:
+    """The stage in this process, its other config options at the schema's defaults."""
+    cli.run(script.main, argv + config_args("insar_velocity", schema_defaults(), given=argv))
 
 
 def truth(tmp: Path, name: str) -> np.ndarray:
@@ -399,7 +405,7 @@ def test_bad_step_is_a_one_line_error(stack, capsys):
     script = load_script("insar_velocity.py")
     for steps, what in ((["2020-08-15", "2020-08-15"], "given twice"), (["2020-8-15x"], "not a date")):
         with pytest.raises(SystemExit) as e:
-            cli.run(script.main, list(map(str, common)) + [a for s in steps for a in ("--step", s)])
+            _run(script, list(map(str, common)) + [a for s in steps for a in ("--step", s)])
         assert e.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: insar.velocity_model.steps: ") and what in err[0]

@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import SNAKEMAKE
+from conftest import SNAKEMAKE, schema_defaults
 
 from sarstack import rtc
+from sarstack.options import config_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,7 +155,8 @@ def test_demo_end_to_end_matches_truth(tmp_path):
 def _select(tmp_path: Path, pattern: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(SCRIPTS / "rtc_select.py"), "--inputs", pattern,
-         "--scenes", str(tmp_path / "out" / "scenes.csv"), "--grid", str(tmp_path / "out" / "grid.json")],
+         "--scenes", str(tmp_path / "out" / "scenes.csv"), "--grid", str(tmp_path / "out" / "grid.json"),
+         *config_args("rtc_select", schema_defaults())],
         capture_output=True, text=True,
     )
 

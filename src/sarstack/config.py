@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 from sarstack.errors import SarstackError
@@ -154,9 +153,13 @@ def _check_semantics(cfg: Mapping[str, Any]) -> None:
         raise SarstackError("config insar.min_region_px: needs insar.coherence_mask (it cleans that mask)")
 
 
-def load_schema(path: str | Path) -> dict:
+#: The config schema: every key's type, default and description, once.
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
     with open(path) as f:
-        return yaml.safe_load(f)
+        return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 README_COMMAND = "python -m sarstack.config --markdown > config/README.md"
@@ -297,6 +300,8 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
     """
     cfg = copy.deepcopy(dict(config))
     _fill_defaults(cfg, schema)
+    import jsonschema  # here: ~55 ms, which the stages' option parsers need not pay
+
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
@@ -316,6 +321,10 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
     _resolve(cfg)
     return cfg
 
+
+#: Keys that may be null in a config but never are once validated (the
+#: validation resolves them); the stages taking them require them.
+RESOLVED_KEYS = frozenset({"insar.block_shape"})
 
 #: Default inversion block rows (insar.block_shape: null): with 64 rows a
 #: 512-row stack already makes 8 strips of whole blocks for the scatter, and a
@@ -407,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.markdown == bool(a.files):
         p.error("give config files to check, or --markdown alone")
-    schema = load_schema(Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml")
+    schema = load_schema(SCHEMA_PATH)
     if a.markdown:
         sys.stdout.flush()
         sys.stdout.buffer.write(schema_markdown(schema).encode())

@@ -15,6 +15,8 @@ from sarstack.config import (  # noqa: E402
     validate_config,
 )
 from sarstack.errors import SarstackError  # noqa: E402
+from sarstack.options import config_args  # noqa: E402
+from sarstack.options import stage_opts as _stage_opts  # noqa: E402
 from sarstack.storage import configure_gdal_s3  # noqa: E402
 
 # s3:// inputs: GDAL's S3 settings from AWS_ENDPOINT_URL, set here so every job
@@ -55,7 +57,6 @@ DEMO = f"{OUT}/demo"
 BENCH = f"{OUT}/benchmarks"
 LOGS = f"{OUT}/logs"
 ENV = "../../envs/sarstack.yaml"
-BLOCK = " ".join(str(b) for b in config["block_shape"])
 
 
 def acquire_output_lock():
@@ -155,7 +156,10 @@ def opt(flag, value):
     return f"{flag} {shlex.quote(str(value))}"
 
 
-JAXCACHE = opt("--jax-cache", config["jax_cache_dir"])
+def stage_opts(stage):
+    """The stage's config-driven options (sarstack.options: the schema's keys it
+    takes, under its flags), shell-quoted, for its rule's command."""
+    return _stage_opts(stage, config)
 
 
 # Jobs call `python`. Without --sdm conda, put the interpreter that runs
@@ -466,11 +470,7 @@ def rtc_injection_part(injected, out, grid):
         f" :: {RTC_INJECTION_CMD}",
         o=dict(out),
         g=grid,
-        m=RTC_INJECTION["max_shift_px"],
-        s=RTC_INJECTION["seed"],
-        k=RTC_AGGREGATE_PARAMS["min_ok"],
-        robust=RTC_AGGREGATE_PARAMS["robust"],
-        req=RTC_AGGREGATE_PARAMS["requirement"],
+        opts=stage_opts("rtc_injection"),
         inj=list(injected),
     )
 
@@ -510,8 +510,7 @@ def write_stacks_summary_after_failure():
     for s, name in STACK_NAMES.items():
         cmd += ["--stack", name, f"{RTC}/{s}"]
     cmd += ["--logs", f"{LOGS}/rtc", "--since", str(_STARTED)]
-    if RCFG["requirement_m"] is not None:
-        cmd += ["--requirement-m", str(RCFG["requirement_m"])]
+    cmd += config_args("rtc_stacks_summary", config)
     if rtc_reflectors_file():
         cmd.append("--absolute")
     cmd += ["--out", f"{RTC}/stacks_summary.csv", "--out-overall", f"{RTC}/stacks_overall.csv"]
@@ -670,7 +669,6 @@ def rtc_batch_command(stacks):
         params |= dict(
             pattern=RTC_STACKS[stack],
             key=rtc_stack_key(stack),
-            block=BLOCK,
             chunk="1-of-1",
             superset_dir=os.path.dirname(out["superset"]),
             **{k: out[k] for k in ("scenes", "grid", "superset", "flat", "layout", "xcorr")},
@@ -721,8 +719,6 @@ def rtc_targets():
 # ---------------------------------------------------------------- InSAR helpers
 INSAR = f"{OUT}/insar"
 ICFG = config["insar"]
-# Inversion blocks (insar.block_shape, its null resolved by validate_config).
-IBLOCK = " ".join(str(b) for b in ICFG["block_shape"])
 
 
 def insar_model():

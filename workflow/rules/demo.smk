@@ -17,15 +17,10 @@ rule demo_rtc_stack:
         mem_mb=1000,
         runtime=10,
     params:
-        n_dates=config["demo"]["rtc_dates"],
-        shape=" ".join(str(s) for s in config["demo"]["rtc_shape"]),
-        seed=config["demo"]["seed"],
-        looks=config["demo"]["rtc_looks"],
-        targets=config["demo"]["rtc_point_targets"],
+        opts=stage_opts("demo_rtc_stack"),
     shell:
-        "python -m sarstack demo_rtc_stack --n-dates {params.n_dates} --shape {params.shape}"
-        " --seed {params.seed} --looks {params.looks} --point-targets {params.targets}"
-        " --truth {output.truth:q} 2> {log:q} || sarstack_fail {log:q}"
+        "python -m sarstack demo_rtc_stack {params.opts} --truth {output.truth:q}"
+        " 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule demo_rtc_check:
@@ -71,12 +66,10 @@ rule demo_insar_stack:
         mem_mb=1000,
         runtime=10,
     params:
-        n_dates=config["demo"]["insar_dates"],
-        shape=" ".join(str(s) for s in config["demo"]["insar_shape"]),
-        seed=config["demo"]["seed"],
+        opts=stage_opts("demo_insar_stack"),
     shell:
-        "python -m sarstack demo_insar_stack --n-dates {params.n_dates} --shape {params.shape}"
-        " --seed {params.seed} --truth {output.truth:q} 2> {log:q} || sarstack_fail {log:q}"
+        "python -m sarstack demo_insar_stack {params.opts} --truth {output.truth:q}"
+        " 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule demo_insar_check:

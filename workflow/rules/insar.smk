@@ -22,28 +22,13 @@ checkpoint insar_select:
         unwrapped=insar_globs()[0],
         conncomp=opt("--conncomp", insar_globs()[1]),
         correlation=opt("--correlation", insar_globs()[2]),
-        date_format=ICFG["date_format"],
-        edit=" ".join(
-            o
-            for o in (
-                opt("--exclude-dates", ICFG["exclude_dates"]),
-                opt("--exclude-pairs", ICFG["exclude_pairs"]),
-                opt("--max-temporal-baseline", ICFG["max_temporal_baseline"]),
-                opt("--min-mean-correlation", ICFG["min_mean_correlation"]),
-                opt("--start-date", ICFG["start_date"]),
-                opt("--end-date", ICFG["end_date"]),
-                opt("--max-loop-rms-rad", ICFG["closure_qc"]["max_loop_rms_rad"]),
-                "" if ICFG["closure_qc"]["exclude"] else "--loop-report-only",
-            )
-            if o
-        ),
-        block=BLOCK,
+        opts=stage_opts("insar_select"),
         # Not passed on: a change of an input file's size or mtime reruns this job.
         fingerprint=insar_select_fingerprint,
     shell:
-        "python -m sarstack insar_select --unwrapped {params.unwrapped:q} {params.conncomp}"
-        " {params.correlation} --date-format {params.date_format:q} {params.edit}"
-        " --block {params.block} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
+        "python -m sarstack insar_select {params.opts} --unwrapped {params.unwrapped:q}"
+        " {params.conncomp} {params.correlation} --out {output:q}"
+        " 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_correlation_mean:
@@ -64,11 +49,10 @@ rule insar_correlation_mean:
         runtime=20,
     params:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
-        block=BLOCK,
-        mask=opt("--mask", ICFG["mask"]),
+        opts=stage_opts("insar_correlation_mean"),
     shell:
-        "python -m sarstack insar_correlation_mean --ifgs {input.ifgs:q} --column correlation --units 1"
-        " --block {params.block} {params.mask} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
+        "python -m sarstack insar_correlation_mean {params.opts} --ifgs {input.ifgs:q}"
+        " --column correlation --units 1 --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_conncomp_count:
@@ -89,10 +73,9 @@ rule insar_conncomp_count:
         runtime=20,
     params:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
-        block=BLOCK,
-        mask=opt("--mask", ICFG["mask"]),
+        opts=stage_opts("insar_conncomp_count"),
     shell:
-        "python -m sarstack insar_conncomp_count --ifgs {input.ifgs:q} --block {params.block} {params.mask}"
+        "python -m sarstack insar_conncomp_count {params.opts} --ifgs {input.ifgs:q}"
         " --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
@@ -115,17 +98,12 @@ rule insar_reference:
         runtime=20,
     params:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"], ICFG["quality"]),
-        point=opt("--point", ICFG["reference_point"]) or opt("--lonlat", ICFG["reference_lonlat"]),
-        window=ICFG["reference_window"],
+        # --block is insar.block_shape: the reads hold every ifg of a block (897
+        # ifgs x 512² float64 was 1.9 GB); the choice does not depend on the blocks.
+        opts=stage_opts("insar_reference"),
         quality=opt("--quality", insar_quality()),
-        mask=opt("--mask", ICFG["mask"]),
-        threshold=ICFG["reference_threshold"],
-        # insar.block_shape: the reads hold every ifg of a block (897 ifgs x
-        # 512² float64 was 1.9 GB); the choice does not depend on the blocks.
-        block=IBLOCK,
     shell:
-        "python -m sarstack insar_reference --ifgs {input.ifgs:q} {params.point} {params.quality}"
-        " {params.mask} --threshold {params.threshold} --block {params.block} --window {params.window}"
+        "python -m sarstack insar_reference {params.opts} --ifgs {input.ifgs:q} {params.quality}"
         " --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
@@ -148,13 +126,9 @@ rule insar_deramp:
         runtime=20,
     params:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
-        model=ICFG["deramp"],
-        min_cor=opt("--min-correlation", ICFG["deramp_min_correlation"]),
-        mask=opt("--mask", ICFG["mask"]),
-        block=IBLOCK,
+        opts=stage_opts("insar_deramp"),
     shell:
-        "python -m sarstack insar_deramp --ifgs {input.ifgs:q} --model {params.model}"
-        " {params.min_cor} {params.mask} --block {params.block} --out {output:q}"
+        "python -m sarstack insar_deramp {params.opts} --ifgs {input.ifgs:q} --out {output:q}"
         " 2> {log:q} || sarstack_fail {log:q}"
 
 
@@ -179,28 +153,12 @@ rule insar_invert:
         runtime=60,
     params:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
-        method=ICFG["method"],
-        wavelength=opt("--wavelength", ICFG["wavelength"]),
-        mask=opt("--mask", ICFG["mask"]),
-        block=IBLOCK,
-        tol=ICFG["l1_tolerance"],
-        max_iter=ICFG["l1_max_iterations"],
-        weighting=ICFG["weighting"],
-        looks=ICFG["correlation_looks"],
-        cor_threshold=ICFG["correlation_threshold"],
-        residuals="--write-residuals" if ICFG["write_residuals"] else "",
-        window=ICFG["reference_window"],
-        jaxcache=JAXCACHE,
+        opts=stage_opts("insar_invert"),
         ramps=lambda w, input: opt("--ramps", input.ramps[0] if input.ramps else None),
     shell:
-        "python -m sarstack insar_invert --ifgs {input.ifgs:q} --reference {input.reference:q}"
-        " --strip {wildcards.chunk} --out-dir {output:q} --method {params.method}"
-        " {params.wavelength} {params.mask} --block {params.block}"
-        " --l1-tolerance {params.tol} --l1-max-iterations {params.max_iter}"
-        " --weighting {params.weighting} --correlation-looks {params.looks}"
-        " --correlation-threshold {params.cor_threshold} {params.residuals}"
-        " --reference-window {params.window} {params.ramps}"
-        " --threads {threads} {params.jaxcache} 2> {log:q} || sarstack_fail {log:q}"
+        "python -m sarstack insar_invert {params.opts} --ifgs {input.ifgs:q}"
+        " --reference {input.reference:q} --strip {wildcards.chunk} --out-dir {output:q}"
+        " {params.ramps} --threads {threads} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_gather:
@@ -235,19 +193,11 @@ rule insar_gather:
         runtime=60,
     params:
         out_dir=lambda w, output: os.path.dirname(output.index),
-        method=ICFG["method"],
-        weighting=ICFG["weighting"],
-        wavelength=opt("--wavelength", ICFG["wavelength"]),
-        block=IBLOCK,
-        mask=opt("--coherence-mask", ICFG["coherence_mask"])
-        + " "
-        + opt("--min-region-px", ICFG["min_region_px"]),
+        opts=stage_opts("insar_gather"),
     shell:
-        "python -m sarstack insar_gather {input.strips:q} --ifgs {input.ifgs:q}"
+        "python -m sarstack insar_gather {params.opts} {input.strips:q} --ifgs {input.ifgs:q}"
         " --reference {input.reference:q} --out-dir {params.out_dir:q}"
-        " --index {output.index:q} --method {params.method} --weighting {params.weighting}"
-        " {params.wavelength} --block {params.block} {params.mask} --threads {threads}"
-        " 2> {log:q} || sarstack_fail {log:q}"
+        " --index {output.index:q} --threads {threads} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_velocity:
@@ -307,14 +257,10 @@ rule insar_velocity:
         mem_mb=1000,
         runtime=20,
     params:
-        # insar.block_shape, not the top-level 512 x 512: 60 dates x 512² float64
-        # temporaries held 1.1 GB; 64 x 512 blocks 0.5 GB, the same rasters, faster.
-        block=IBLOCK,
-        weighting="--weight-by-correlation" if ICFG["velocity_weighting"] == "correlation" else "",
-        uncertainty=ICFG["velocity_uncertainty"],
-        annual="--annual" if ICFG["velocity_model"]["annual"] else "",
-        semiannual="--semiannual" if ICFG["velocity_model"]["semiannual"] else "",
-        steps=opt("--step", ICFG["velocity_model"]["steps"]),
+        # --block is insar.block_shape, not the top-level 512 x 512: 60 dates x
+        # 512² float64 temporaries held 1.1 GB; 64 x 512 blocks 0.5 GB, the same
+        # rasters, faster.
+        opts=stage_opts("insar_velocity"),
         out_dir=lambda w, output: os.path.dirname(output.velocity),
         mask=lambda w, input, output: (
             f"{opt('--mask', input.mask[0])} {opt('--out-mask', output.mask_plot)}"
@@ -326,10 +272,9 @@ rule insar_velocity:
             for n, p in zip(insar_model_maps(), output.map_plots)
         ),
     shell:
-        "python -m sarstack insar_velocity --index {input.index:q} --ifgs {input.ifgs:q}"
-        " --out {output.velocity:q} --out-std {output.std:q} --block {params.block}"
-        " {params.weighting} {params.annual} {params.semiannual} {params.steps}"
-        " --uncertainty {params.uncertainty} --ifg-residual-std {input.ifg_residual_std:q}"
+        "python -m sarstack insar_velocity {params.opts} --index {input.index:q}"
+        " --ifgs {input.ifgs:q} --out {output.velocity:q} --out-std {output.std:q}"
+        " --ifg-residual-std {input.ifg_residual_std:q}"
         " --out-dir {params.out_dir:q}"
         " :: insar_plots --velocity {output.velocity:q} --std {output.std:q}"
         " --index {input.index:q} --ifgs {input.ifgs:q} --reference {input.reference:q}"
@@ -357,11 +302,10 @@ rule insar_rereference:
         mem_mb=1000,
         runtime=20,
     params:
-        date=ICFG["extra_reference_date"],
-        block=BLOCK,
+        opts=stage_opts("insar_rereference"),
     shell:
-        "python -m sarstack insar_rereference --index {input.index:q} --ifgs {input.ifgs:q} --date {params.date}"
-        " --out-dir {output.timeseries:q} --out-index {output.index:q} --block {params.block}"
+        "python -m sarstack insar_rereference {params.opts} --index {input.index:q}"
+        " --ifgs {input.ifgs:q} --out-dir {output.timeseries:q} --out-index {output.index:q}"
         " 2> {log:q} || sarstack_fail {log:q}"
 
 

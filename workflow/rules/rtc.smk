@@ -10,93 +10,62 @@
 # Command fragments shared by the per-stage rules and rtc_batch_* (small
 # stacks' whole chains in one job); every file comes in through params.
 RTC_SELECT_CMD = (
-    "rtc_select --inputs {params.pattern:q} --key {params.key:q}"
-    " --scenes {output.scenes:q} --grid {output.grid:q} --tiles {params.tiles} {params.drop}"
+    "rtc_select {params.opts_select} --inputs {params.pattern:q} --key {params.key:q}"
+    " --scenes {output.scenes:q} --grid {output.grid:q}"
 )
 RTC_FLATTEN_CMD = (
-    "rtc_superset --scenes {params.scenes:q} --grid {params.grid:q}"
-    " --chunk {params.chunk} --resampling {params.resampling} --block {params.block}"
-    " --scale {params.scale} {params.nodata} --out-dir {params.superset_dir:q}"
-    " :: rtc_flatten --superset {params.superset:q} --grid {params.grid:q}"
-    " --tiles {params.tiles} --percentiles {params.percentiles} --block {params.block}"
-    " --scale {params.scale} --out {params.flat:q}"
+    "rtc_superset {params.opts_superset} --scenes {params.scenes:q} --grid {params.grid:q}"
+    " --chunk {params.chunk} --out-dir {params.superset_dir:q}"
+    " :: rtc_flatten {params.opts_flatten} --superset {params.superset:q}"
+    " --grid {params.grid:q} --out {params.flat:q}"
 )
 RTC_TILES_CMD = (
-    "rtc_tiles --grid {params.grid:q} --tiles {params.tiles} --out {params.layout:q}"
+    "rtc_tiles {params.opts_tiles} --grid {params.grid:q} --out {params.layout:q}"
     " {params.flat:q}"
 )
 RTC_XCORR_CMD = (
-    "rtc_xcorr --flat {params.flat:q} --grid {params.grid:q} --tiles {params.tiles}"
-    " --pairs {params.pairs} --chunk {params.chunk} --upsample-factor {params.upsample}"
-    " --max-nan-fraction {params.max_nan} --preprocess {params.preprocess}"
-    " --refine-iterations {params.iterations} --block {params.block} --threads {threads}"
-    " {params.min_quality} {params.max_shift} --out {params.xcorr:q} {params.inject}"
+    "rtc_xcorr {params.opts_xcorr} --flat {params.flat:q} --grid {params.grid:q}"
+    " --chunk {params.chunk} --threads {threads} --out {params.xcorr:q} {params.inject}"
 )
 RTC_AGGREGATE_CMD = (
-    "rtc_aggregate {params.requirement} --min-ok-tiles {params.min_ok}"
+    "rtc_aggregate {params.opts_aggregate}"
     " --offsets {output.offsets:q} --pairs {output.pairs:q} --tiles {output.tiles:q}"
     " --summary {output.summary:q} --layout {params.layout:q} --out-geojson {output.geojson:q}"
     " --out-vectors {output.vectors:q} {params.xcorr:q}"
     " :: rtc_dates --offsets {output.offsets:q} --pairs {output.pairs:q}"
     " --out {output.dates:q} --out-tiles {output.dates_tiles:q} --plot {output.date_plot:q}"
-    " {params.robust} {params.requirement}"
+    " {params.opts_dates}"
     " :: rtc_plots --offsets {output.offsets:q} --pairs {output.pairs:q}"
-    " --tiles {output.tiles:q} --geojson {params.layout:q} {params.requirement}"
+    " --tiles {output.tiles:q} --geojson {params.layout:q} {params.opts_plots}"
     " --out-pair {output.pair_plot:q} --out-tile {output.tile_plot:q}"
     " --out-time {output.time_plot:q} --out-quiver {output.quiver_plot:q}"
     "{params.injection}"
 )
 RTC_REFLECTORS_CMD = (
-    "rtc_reflectors --scenes {input.scenes:q} --reflectors {input.reflectors:q}"
-    " --chip-px {params.chip} --search-px {params.search} --min-pcr-db {params.pcr}"
-    " --edge-px {params.edge}"
-    " --pixel-is-point {params.point} --scale {params.scale} {params.requirement}"
-    " --out-reflectors {output.reflectors:q} --out-absolute {output.absolute:q}"
+    "rtc_reflectors {params.opts_reflectors} --scenes {input.scenes:q}"
+    " --reflectors {input.reflectors:q} --out-reflectors {output.reflectors:q} --out-absolute {output.absolute:q}"
     " --plot {output.plot:q}"
 )
 # Injection-recovery (rtc.injection), appended to RTC_AGGREGATE_CMD's chain by
 # common.smk's rtc_injection_part when it is on.
 RTC_INJECTION_CMD = (
-    "rtc_injection --dates {o.dates:q} --summary {o.summary:q} --grid {g:q}"
-    " --max-shift-px {m} --seed {s} --min-ok-tiles {k} {robust} {req}"
+    "rtc_injection {opts} --dates {o.dates:q} --summary {o.summary:q} --grid {g:q}"
     " --out {o.injection:q} {inj:q}"
 )
-# The stages' config values, one dict per stage (params of both kinds of rule;
-# the block shape, which two stages share, is given by each rule).
-RTC_SELECT_PARAMS = dict(
-    tiles=" ".join(str(t) for t in RCFG["tiles"]),
-    drop="--drop-misplaced" if RCFG["misplaced"] == "drop" else "",
-)
+# The stages' config-driven options (sarstack.options), as params of both
+# kinds of rule.
+RTC_SELECT_PARAMS = dict(opts_select=stage_opts("rtc_select"))
 RTC_FLATTEN_PARAMS = dict(
-    resampling=RCFG["resampling"],
-    scale=RCFG["scale"],
-    nodata=opt("--nodata", RCFG["nodata"]),
-    percentiles=" ".join(str(p) for p in RCFG["percentiles"]),
-    tiles=" ".join(str(t) for t in RCFG["tiles"]),
+    opts_superset=stage_opts("rtc_superset"),
+    opts_flatten=stage_opts("rtc_flatten"),
+    opts_tiles=stage_opts("rtc_tiles"),
 )
-RTC_XCORR_PARAMS = dict(
-    tiles=" ".join(str(t) for t in RCFG["tiles"]),
-    pairs=RCFG["pairs"],
-    upsample=RCFG["upsample_factor"],
-    max_nan=RCFG["max_nan_fraction"],
-    preprocess=RCFG["preprocess"],
-    iterations=RCFG["refine_iterations"],
-    min_quality=opt("--min-quality", RCFG["min_quality"]),
-    max_shift=opt("--max-shift-px", RCFG["max_shift_px"]),
-)
-RTC_REFLECTORS_PARAMS = dict(
-    chip=RCFG["reflector_chip_px"],
-    search=RCFG["reflector_search_px"],
-    pcr=RCFG["reflector_min_pcr_db"],
-    edge=RCFG["reflector_edge_px"],
-    point=str(RCFG["reflector_pixel_is_point"]).lower(),
-    scale=RCFG["scale"],
-    requirement=opt("--requirement-m", RCFG["requirement_m"]),
-)
+RTC_XCORR_PARAMS = dict(opts_xcorr=stage_opts("rtc_xcorr"))
+RTC_REFLECTORS_PARAMS = dict(opts_reflectors=stage_opts("rtc_reflectors"))
 RTC_AGGREGATE_PARAMS = dict(
-    requirement=opt("--requirement-m", RCFG["requirement_m"]),
-    min_ok=RCFG["min_ok_tiles"],
-    robust="--robust" if RCFG["dates_method"] == "robust" else "",
+    opts_aggregate=stage_opts("rtc_aggregate"),
+    opts_dates=stage_opts("rtc_dates"),
+    opts_plots=stage_opts("rtc_plots"),
 )
 
 
@@ -158,7 +127,6 @@ rule rtc_flatten:
         runtime=20,
     params:
         **RTC_FLATTEN_PARAMS,
-        block=BLOCK,
         chunk=lambda w: w.chunk,
         scenes=lambda w, input: input.scenes,
         grid=lambda w, input: input.grid,
@@ -189,7 +157,7 @@ rule rtc_tiles:
         mem_mb=500,
         runtime=20,
     params:
-        tiles=RTC_FLATTEN_PARAMS["tiles"],
+        opts_tiles=RTC_FLATTEN_PARAMS["opts_tiles"],
         grid=lambda w, input: input.grid,
         flat=lambda w, input: input.flat,
         layout=lambda w, output: output.layout,
@@ -223,7 +191,6 @@ rule rtc_xcorr:
         runtime=30,
     params:
         **RTC_XCORR_PARAMS,
-        block=BLOCK,
         chunk=lambda w: w.chunk,
         flat=lambda w, input: input.flat,
         grid=lambda w, input: input.grid,
@@ -373,10 +340,10 @@ rule rtc_stacks_summary:
         runtime=10,
     params:
         stacks=stacks_summary_args,
-        requirement=opt("--requirement-m", RCFG["requirement_m"]),
+        opts=stage_opts("rtc_stacks_summary"),
         absolute="--absolute" if rtc_reflectors_file() else "",
     shell:
-        "python -m sarstack rtc_stacks_summary {params.stacks} {params.requirement} {params.absolute}"
+        "python -m sarstack rtc_stacks_summary {params.opts} {params.stacks} {params.absolute}"
         " --out {output.summary:q} --out-overall {output.overall:q} --plot {output.plot:q}"
         " 2> {log:q} || sarstack_fail {log:q}"
 

@@ -15,9 +15,8 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from sarstack.errors import SarstackError
 
@@ -184,60 +183,3 @@ def run_script(path: str) -> None:
     stage = Path(path).stem
     sys.argv[0] = f"sarstack {stage}"
     run(_stage_main(stage), sys.argv[1:])
-
-
-#: The config key behind each config-driven option of a stage. The rules pass
-#: these from the config; the stages have no defaults of their own for them.
-#: :func:`config_args` builds them from a config (e.g. the schema's defaults,
-#: for tests and benchmarks that run a stage by hand).
-CONFIG_OPTIONS: dict[str, dict[str, str]] = {
-    "demo_rtc_stack": {"--n-dates": "demo.rtc_dates", "--shape": "demo.rtc_shape",
-                       "--seed": "demo.seed", "--looks": "demo.rtc_looks",
-                       "--point-targets": "demo.rtc_point_targets"},
-    "demo_insar_stack": {"--n-dates": "demo.insar_dates", "--shape": "demo.insar_shape",
-                         "--seed": "demo.seed"},
-    "rtc_superset": {"--scale": "rtc.scale"},
-    "rtc_aggregate": {"--min-ok-tiles": "rtc.min_ok_tiles"},
-    "rtc_injection": {"--min-ok-tiles": "rtc.min_ok_tiles",
-                      "--max-shift-px": "rtc.injection.max_shift_px",
-                      "--seed": "rtc.injection.seed"},
-    "rtc_reflectors": {"--chip-px": "rtc.reflector_chip_px",
-                       "--search-px": "rtc.reflector_search_px",
-                       "--min-pcr-db": "rtc.reflector_min_pcr_db",
-                       "--edge-px": "rtc.reflector_edge_px",
-                       "--pixel-is-point": "rtc.reflector_pixel_is_point",
-                       "--scale": "rtc.scale"},
-    "insar_select": {"--date-format": "insar.date_format", "--block": "block_shape"},
-    "insar_correlation_mean": {"--block": "block_shape"},
-    "insar_conncomp_count": {"--block": "block_shape"},
-    "insar_deramp": {"--block": "block_shape", "--model": "insar.deramp"},
-    "insar_reference": {"--threshold": "insar.reference_threshold",
-                        "--window": "insar.reference_window", "--block": "block_shape"},
-    "insar_invert": {"--block": "insar.block_shape", "--l1-tolerance": "insar.l1_tolerance",
-                     "--l1-max-iterations": "insar.l1_max_iterations",
-                     "--weighting": "insar.weighting",
-                     "--correlation-looks": "insar.correlation_looks",
-                     "--correlation-threshold": "insar.correlation_threshold",
-                     "--reference-window": "insar.reference_window"},
-    "insar_velocity": {"--block": "block_shape", "--uncertainty": "insar.velocity_uncertainty"},
-    "insar_rereference": {"--block": "block_shape"},
-}  # fmt: skip
-
-
-def config_value(cfg: Mapping[str, Any], key: str) -> Any:
-    """The value of dotted ``key`` (e.g. ``"insar.block_shape"``) in a config."""
-    value: Any = cfg
-    for part in key.split("."):
-        value = value[part]
-    return value
-
-
-def config_args(stage: str, cfg: Mapping[str, Any], given: Sequence[str] = ()) -> list[str]:
-    """The stage's config-driven options from a validated config, except those in ``given``."""
-    argv: list[str] = []
-    for flag, key in CONFIG_OPTIONS.get(stage, {}).items():
-        if flag in given:
-            continue
-        value = config_value(cfg, key)
-        argv += [flag, *(map(str, value) if isinstance(value, list) else [str(value)])]
-    return argv

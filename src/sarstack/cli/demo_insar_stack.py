@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from sarstack import cli, synthetic
+from sarstack import cli, options, synthetic
 
 log = logging.getLogger("demo_insar_stack")
 
@@ -14,12 +14,8 @@ log = logging.getLogger("demo_insar_stack")
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "demo_insar_stack")
     p.add_argument("--truth", required=True, help="truth CSV; the stack goes in its folder")
-    p.add_argument("--n-dates", type=int, required=True,
-                   help="dates in the synthetic stack (config demo.insar_dates)")
-    p.add_argument("--shape", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
-                   help="rows and columns of each interferogram (config demo.insar_shape)")
-    p.add_argument("--seed", type=int, required=True, help="random seed (config demo.seed)")
     return p
 
 

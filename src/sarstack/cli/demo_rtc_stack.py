@@ -7,7 +7,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from sarstack import cli, synthetic
+from sarstack import cli, options, synthetic
 
 log = logging.getLogger("demo_rtc_stack")
 
@@ -15,16 +15,8 @@ log = logging.getLogger("demo_rtc_stack")
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "demo_rtc_stack")
     p.add_argument("--truth", required=True, help="truth CSV; scenes go in its folder")
-    p.add_argument("--n-dates", type=int, required=True,
-                   help="scenes in the synthetic stack (config demo.rtc_dates)")
-    p.add_argument("--shape", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
-                   help="rows and columns of each scene (config demo.rtc_shape)")
-    p.add_argument("--seed", type=int, required=True, help="random seed (config demo.seed)")
-    p.add_argument("--looks", type=float, required=True, help="speckle equivalent number of looks")
-    p.add_argument("--point-targets", type=int, required=True, metavar="N",
-                   help="bright point targets (0 = none); their true positions go to "
-                        "reflectors.csv in the truth CSV's folder")  # fmt: skip
     return p
 
 

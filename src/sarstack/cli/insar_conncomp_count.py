@@ -5,18 +5,16 @@ component at each pixel: one uint16 band per date."""
 
 import argparse
 
-from sarstack import cli, insar
+from sarstack import cli, insar, options
 
 
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "insar_conncomp_count")
     p.add_argument("--ifgs", required=True, help="ifg table from insar_select (with conncomp)")
     p.add_argument("--out", required=True,
                    help="raster to write: per date, the interferograms with a valid connected component at each pixel")
-    p.add_argument("--mask", default=None, help="mask raster, 0 = bad (-> nodata)")
-    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
-                   help="rows and columns read per block (config block_shape)")
     return p
 
 

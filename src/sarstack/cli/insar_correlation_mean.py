@@ -6,20 +6,18 @@ ifg table's correlation column, another column, or rasters given)."""
 
 import argparse
 
-from sarstack import cli, insar
+from sarstack import cli, insar, options
 from sarstack.errors import SarstackError
 
 
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "insar_correlation_mean")
     p.add_argument("--ifgs", default=None, help="ifg table: average its correlation column")
     p.add_argument("--column", default="correlation", help="column of the ifg table to average")
     p.add_argument("--out", required=True, help="the average raster (GeoTIFF) to write")
     p.add_argument("--units", default=None, help="units tag of the output raster")
-    p.add_argument("--mask", default=None, help="mask raster, 0 = bad (-> nodata)")
-    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
-                   help="rows and columns read per block (config block_shape)")
     p.add_argument("rasters", nargs="*", help="rasters to average (instead of --ifgs)")
     return p
 

@@ -5,7 +5,7 @@ and the time-series index table."""
 import argparse
 import logging
 
-from sarstack import cli, insar, io
+from sarstack import cli, insar, io, options
 
 log = logging.getLogger("insar_gather")
 
@@ -13,23 +13,13 @@ log = logging.getLogger("insar_gather")
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "insar_gather")
     p.add_argument("strips", nargs="+", help="strip folders from insar_invert, in row order")
     p.add_argument("--ifgs", required=True, help="ifg table from insar_select")
     p.add_argument("--reference", required=True, help="row,col file from insar_reference")
     p.add_argument("--out-dir", required=True, help="writes timeseries/, residuals/, ...")
     p.add_argument("--index", required=True, help="output CSV: date, path, units")
-    p.add_argument("--method", choices=["L1", "L2"], required=True,
-                   help="the inversion's method (config insar.method), described in the outputs")
-    p.add_argument("--weighting", choices=["none", "correlation"], required=True,
-                   help="the inversion's weighting (config insar.weighting), described in the outputs")
-    p.add_argument("--wavelength", type=float, default=None, help="metres; omit for radians")
-    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
-                   help="rows and columns read per block (config block_shape)")
     p.add_argument("--threads", type=int, required=True, help="rasters written side by side")
-    p.add_argument("--coherence-mask", type=float, default=None,
-                   help="write mask.tif (temporal coherence >= this) and apply it")
-    p.add_argument("--min-region-px", type=int, default=None,
-                   help="mask: drop kept regions smaller than this (pixels)")
     return p
 
 

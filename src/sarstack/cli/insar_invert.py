@@ -9,7 +9,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from sarstack import cli, deramp, insar, io
+from sarstack import cli, deramp, insar, io, options
 from sarstack.jaxcfg import configure_jax
 
 log = logging.getLogger("insar_invert")
@@ -18,35 +18,15 @@ log = logging.getLogger("insar_invert")
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "insar_invert")
     p.add_argument("--ifgs", required=True, help="ifg table from insar_select")
     p.add_argument("--reference", required=True, help="row,col file from insar_reference")
     p.add_argument("--strip", default="1-of-1", help="I-of-N: this job's rows (whole block rows)")
     p.add_argument("--out-dir", required=True, help="strip folder (final folder with --index)")
     p.add_argument("--index", default=None,
                    help="also gather: write the final COGs and this time-series table")
-    p.add_argument("--method", choices=["L1", "L2"], required=True,
-                   help="network inversion: L1 (robust) or L2 (config insar.method)")
-    p.add_argument("--wavelength", type=float, default=None, help="metres; omit for radians")
-    p.add_argument("--mask", default=None, help="mask raster, 0 = left out")
-    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
-                   help="rows and columns of the inversion blocks (config insar.block_shape)")
-    p.add_argument("--l1-tolerance", type=float, required=True,
-                   help="L1 convergence tolerance (config insar.l1_tolerance)")
-    p.add_argument("--l1-max-iterations", type=int, required=True,
-                   help="L1 iteration limit (config insar.l1_max_iterations)")
-    p.add_argument("--weighting", choices=["none", "correlation"], required=True,
-                   help="weights of the interferograms (config insar.weighting)")
-    p.add_argument("--correlation-looks", type=float, required=True,
-                   help="looks behind the correlation, for its weights (config insar.correlation_looks)")
-    p.add_argument("--correlation-threshold", type=float, required=True,
-                   help="correlation under which a pixel is left out (config insar.correlation_threshold)")
-    p.add_argument("--write-residuals", action="store_true", help="keep per-ifg residuals")
-    p.add_argument("--reference-window", type=int, required=True,
-                   help="odd K: reference each ifg to the KxK median around the point")
     p.add_argument("--coherence-mask", type=float, default=None, help="with --index: mask.tif")
     p.add_argument("--min-region-px", type=int, default=None, help="with --index: mask regions")
-    p.add_argument("--jax-cache", default=None,
-                   help="folder of JAX's compilation cache (config jax_cache_dir)")
     p.add_argument("--threads", type=int, default=0, help="host threads (0: the CPUs available)")
     p.add_argument("--ramps", default=None,
                    help="ramps.csv of insar_deramp: each ifg's ramp removed as it is read")

@@ -9,7 +9,7 @@ largest connected region of them. Writes `row,col`."""
 import argparse
 import logging
 
-from sarstack import cli, insar, io, refpoint
+from sarstack import cli, insar, io, options, refpoint
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("insar_reference")
@@ -18,20 +18,10 @@ log = logging.getLogger("insar_reference")
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "insar_reference")
     p.add_argument("--ifgs", required=True, help="ifg table from insar_select")
     p.add_argument("--out", required=True, help="output text file: row,col")
-    p.add_argument("--point", type=int, nargs=2, default=None, metavar=("ROW", "COL"),
-                   help="fixed reference pixel instead of the automatic choice")
-    p.add_argument("--lonlat", type=float, nargs=2, default=None, metavar=("LON", "LAT"),
-                   help="reference point in degrees (WGS84), converted with the rasters' CRS")
-    p.add_argument("--window", type=int, required=True,
-                   help="odd K: the inversion references each ifg to the KxK median (logged)")
     p.add_argument("--quality", default=None, help="quality raster (default: mean correlation)")
-    p.add_argument("--mask", default=None, help="mask raster, 0 = bad")
-    p.add_argument("--threshold", type=float, required=True,
-                   help="least quality of a reference candidate (config insar.reference_threshold)")
-    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
-                   help="rows and columns read per block (config block_shape)")
     return p
 
 

@@ -5,7 +5,7 @@ import argparse
 import datetime as dt
 import logging
 
-from sarstack import cli, insar, io, stagefiles
+from sarstack import cli, insar, io, options, stagefiles
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("insar_rereference")
@@ -14,19 +14,19 @@ log = logging.getLogger("insar_rereference")
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "insar_rereference")
     p.add_argument("--index", required=True, help="time-series index from insar_invert")
     p.add_argument("--ifgs", required=True, help="ifg table (for the first date)")
-    p.add_argument("--date", required=True, help="wanted reference date YYYY-MM-DD")
     p.add_argument("--out-dir", required=True, help="folder for the re-referenced displacement rasters")
     p.add_argument("--out-index", required=True, help="timeseries CSV to write for them")
-    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
-                   help="rows and columns read per block (config block_shape)")
     return p
 
 
 def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
+    if a.date is None:
+        raise SarstackError("insar.extra_reference_date: not set (--date), nothing to re-reference to")
     try:
         wanted = dt.date.fromisoformat(a.date)
     except ValueError:

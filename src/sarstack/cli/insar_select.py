@@ -9,7 +9,7 @@ import argparse
 import datetime as dt
 import logging
 
-from sarstack import cli, insar, io
+from sarstack import cli, insar, io, options
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("insar_select")
@@ -18,31 +18,11 @@ log = logging.getLogger("insar_select")
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "insar_select")
     p.add_argument("--unwrapped", required=True, help="glob of unwrapped ifgs (radians)")
     p.add_argument("--conncomp", default=None, help="optional glob of conncomp labels")
     p.add_argument("--correlation", default=None, help="optional glob of correlation rasters")
-    p.add_argument("--date-format", required=True,
-                   help="strptime format of the two dates in each file name (config insar.date_format)")
     p.add_argument("--out", required=True, help="output CSV: one row per ifg")
-    p.add_argument("--exclude-dates", nargs="*", default=None, metavar="YYYY-MM-DD",
-                   help="leave out every interferogram with one of these dates")
-    p.add_argument("--exclude-pairs", nargs="*", default=None, metavar="YYYYMMDD_YYYYMMDD",
-                   help="leave out these interferograms (reference_secondary dates)")
-    p.add_argument("--max-temporal-baseline", type=float, default=None, metavar="DAYS",
-                   help="leave out interferograms spanning more days")
-    p.add_argument("--min-mean-correlation", type=float, default=None,
-                   help="leave out interferograms with a lower mean correlation")
-    p.add_argument("--start-date", default=None, metavar="YYYY-MM-DD",
-                   help="leave out interferograms with a date before this one")
-    p.add_argument("--end-date", default=None, metavar="YYYY-MM-DD",
-                   help="leave out interferograms with a date after this one")
-    p.add_argument("--max-loop-rms-rad", type=float, default=None,
-                   help="loop-closure QC: record each ifg's loop RMS and leave out those above"
-                        " this (config insar.closure_qc.max_loop_rms_rad)")
-    p.add_argument("--loop-report-only", action="store_true",
-                   help="loop-closure QC: record, exclude nothing (config insar.closure_qc.exclude: false)")
-    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
-                   help="rows and columns read per block (config block_shape)")
     return p
 
 
@@ -57,7 +37,7 @@ def main(argv=None):
         start_date=_date(a.start_date, "insar.start_date") if a.start_date else None,
         end_date=_date(a.end_date, "insar.end_date") if a.end_date else None,
         max_loop_rms_rad=a.max_loop_rms_rad,
-        loop_exclude=not a.loop_report_only,
+        loop_exclude=a.loop_exclude,
     )
     ifgs, dates, pairs, grid = insar.select_ifgs(
         a.unwrapped, conncomp=a.conncomp, correlation=a.correlation, date_format=a.date_format,

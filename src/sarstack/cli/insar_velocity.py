@@ -14,7 +14,7 @@ import logging
 
 import numpy as np
 
-from sarstack import cli, insar, io, stagefiles
+from sarstack import cli, insar, io, options, stagefiles
 from sarstack import velocity as svel
 from sarstack.errors import SarstackError
 from sarstack.velocity import DeformationModel, model_error
@@ -25,24 +25,13 @@ log = logging.getLogger("insar_velocity")
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "insar_velocity")
     p.add_argument("--index", required=True, help="time-series index CSV from insar_invert")
     p.add_argument("--ifgs", required=True, help="ifg table (for the first date)")
     p.add_argument("--out", required=True, help="velocity COG")
     p.add_argument("--out-std", required=True, help="velocity standard error COG")
-    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
-                   help="rows and columns read per block (config block_shape)")
-    p.add_argument("--weight-by-correlation", action="store_true",
-                   help="weight each date by the mean correlation of its ifgs")
-    p.add_argument("--annual", action="store_true",
-                   help="fit an annual sinusoid: annual_amplitude.tif, annual_phase.tif (+ _std)")
-    p.add_argument("--semiannual", action="store_true",
-                   help="fit a semiannual sinusoid: semiannual_amplitude.tif, semiannual_phase.tif (+ _std)")
-    p.add_argument("--step", action="extend", nargs="+", default=None, metavar="YYYY-MM-DD",
-                   help="fit a step on and after this date (repeatable): step_YYYYMMDD.tif (+ _std)")
     p.add_argument("--out-dir", default=None,
                    help="folder of the model's other rasters (default: the folder of --out)")
-    p.add_argument("--uncertainty", choices=svel.UNCERTAINTY_METHODS, required=True,
-                   help="how the standard errors are estimated (config insar.velocity_uncertainty)")
     p.add_argument("--ifg-residual-std", default=None,
                    help="ifg_residual_std.tif of insar_invert: the interferograms' noise, "
                         "propagated through the network with --uncertainty correlated")
@@ -60,7 +49,7 @@ def main(argv=None):
     ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
     units = insar.velocity_files(
         index, dates[0], a.out, a.out_std, block_shape=a.block,
-        weight_ifgs=ifgs if a.weight_by_correlation else None,
+        weight_ifgs=ifgs if a.velocity_weighting == "correlation" else None,
         model=model, out_dir=a.out_dir, uncertainty=a.uncertainty,
         ifg_noise=(pairs, a.ifg_residual_std) if a.ifg_residual_std else None,
     )

@@ -9,7 +9,7 @@ import logging
 
 import pandas as pd
 
-from sarstack import cli, io, rtc, stagefiles
+from sarstack import cli, io, options, rtc, stagefiles
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("rtc_aggregate")
@@ -18,6 +18,7 @@ log = logging.getLogger("rtc_aggregate")
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "rtc_aggregate")
     p.add_argument("xcorr", nargs="+", help="per-pair CSVs from rtc_xcorr")
     p.add_argument("--offsets", required=True, help="offsets.csv to write (pair x tile)")
     p.add_argument("--pairs", required=True,
@@ -27,9 +28,6 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", help="tile_layout.geojson from rtc_tiles (for the two GeoJSON outputs)")
     p.add_argument("--out-geojson", help="tiles.geojson: tile polygons with offsets over time")
     p.add_argument("--out-vectors", help="tile_vectors.geojson: per tile and pair offsets")
-    p.add_argument("--requirement-m", type=float, default=None, help="pass/fail threshold (m)")
-    p.add_argument("--min-ok-tiles", type=int, required=True,
-                   help="ok tiles a pair needs to be ok (config rtc.min_ok_tiles)")
     return p
 
 

@@ -5,7 +5,7 @@ scene and per tile. The first date is the datum (0 m)."""
 import argparse
 import logging
 
-from sarstack import cli, io, rtc, stagefiles
+from sarstack import cli, io, options, rtc, stagefiles
 
 log = logging.getLogger("rtc_dates")
 
@@ -13,14 +13,12 @@ log = logging.getLogger("rtc_dates")
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "rtc_dates")
     p.add_argument("--offsets", required=True, help="offsets.csv from rtc_aggregate")
     p.add_argument("--pairs", required=True, help="pairs.csv from rtc_aggregate")
     p.add_argument("--out", required=True, help="dates.csv (whole scene)")
     p.add_argument("--out-tiles", required=True, help="dates_tiles.csv (per tile)")
     p.add_argument("--plot", required=True, help="PNG of the per-date offsets")
-    p.add_argument("--robust", action="store_true", help="IRLS towards least absolute deviations")
-    p.add_argument("--requirement-m", type=float, default=None,
-                   help="requirement (m) drawn on the plot's horizontal offsets")
     return p
 
 
@@ -29,7 +27,7 @@ def main(argv=None):
     cli.setup_logging(a.verbose)
     offsets = stagefiles.read_table(a.offsets)
     pairs = stagefiles.read_table(a.pairs)
-    scene, tiles = rtc.date_offsets(offsets, pairs, robust=a.robust)
+    scene, tiles = rtc.date_offsets(offsets, pairs, robust=a.dates_method == "robust")
     for r in scene.itertuples():
         log.info("%s: east %.3f +- %.3f m, north %.3f +- %.3f m", r.date, r.east_m, r.east_sd_m,
                  r.north_m, r.north_sd_m)

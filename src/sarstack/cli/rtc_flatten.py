@@ -9,7 +9,7 @@ scene for."""
 import argparse
 import logging
 
-from sarstack import cli, io, rtc, stagefiles
+from sarstack import cli, io, options, rtc, stagefiles
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("rtc_flatten")
@@ -18,16 +18,9 @@ log = logging.getLogger("rtc_flatten")
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "rtc_flatten")
     p.add_argument("--superset", required=True, help="index.csv of one rtc_superset chunk")
     p.add_argument("--grid", required=True, help="union grid JSON from rtc_select")
-    p.add_argument("--tiles", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
-                   help="tile grid, rows and columns (config rtc.tiles)")
-    p.add_argument("--percentiles", type=float, nargs=2, required=True, metavar=("LO", "HI"),
-                   help="low and high percentile bounds of each scene; values outside become NaN (config rtc.percentiles)")
-    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
-                   help="rows and columns read per block (config block_shape)")
-    p.add_argument("--scale", choices=rtc.SCALES, required=True,
-                   help="how the scenes store backscatter (converted to linear power)")
     p.add_argument("--out", required=True, help="output JSON: bounds and tile valid fractions")
     return p
 

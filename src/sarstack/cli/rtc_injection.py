@@ -11,7 +11,7 @@ import logging
 
 import pandas as pd
 
-from sarstack import cli, io, rtc, stagefiles
+from sarstack import cli, io, options, rtc, stagefiles
 
 log = logging.getLogger("rtc_injection")
 
@@ -22,16 +22,10 @@ SUMMARY_KEYS = ("n_dates", "rms_m", "max_m", "rms_px", "max_px", "within_require
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "rtc_injection")
     p.add_argument("--dates", required=True, help="dates.csv of the stack (rtc_dates)")
     p.add_argument("--summary", required=True, help="summary.csv of the stack (updated)")
     p.add_argument("--grid", required=True, help="union grid JSON (pixel size, orientation)")
-    p.add_argument("--max-shift-px", type=float, required=True,
-                   help="largest injected shift per axis (config rtc.injection.max_shift_px)")
-    p.add_argument("--seed", type=int, required=True, help="config rtc.injection.seed")
-    p.add_argument("--min-ok-tiles", type=int, required=True,
-                   help="ok tiles a pair needs to be ok (config rtc.min_ok_tiles)")
-    p.add_argument("--robust", action="store_true", help="as rtc_dates --robust")
-    p.add_argument("--requirement-m", type=float, default=None, help="pass/fail threshold (m)")
     p.add_argument("--out", required=True, help="injection.csv")
     p.add_argument("xcorr", nargs="+", help="rtc_xcorr --out-injected tables")
     return p
@@ -43,7 +37,7 @@ def main(argv=None):
     offsets = pd.concat([stagefiles.read_table(f) for f in a.xcorr], ignore_index=True)
     offsets = offsets.sort_values(["reference_date", "secondary_date", "tile_row", "tile_col"])
     pairs = rtc.aggregate_pairs(offsets, min_ok_tiles=a.min_ok_tiles, requirement_m=a.requirement_m)
-    injected_run, _ = rtc.date_offsets(offsets, pairs, robust=a.robust)
+    injected_run, _ = rtc.date_offsets(offsets, pairs, robust=a.dates_method == "robust")
     table, s = rtc.injection_recovery(
         stagefiles.read_table(a.dates), injected_run, stagefiles.read_grid(a.grid).transform,
         max_shift_px=a.max_shift_px, seed=a.seed, requirement_m=a.requirement_m,

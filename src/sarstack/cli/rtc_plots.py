@@ -8,18 +8,17 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from sarstack import cli, io, plots, stagefiles
+from sarstack import cli, io, options, plots, stagefiles
 
 
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "rtc_plots")
     p.add_argument("--offsets", required=True, help="offsets.csv from rtc_aggregate")
     p.add_argument("--pairs", required=True, help="pairs.csv from rtc_aggregate")
     p.add_argument("--tiles", required=True, help="tiles.csv from rtc_aggregate")
     p.add_argument("--geojson", required=True, help="tile grid (for tile centres)")
-    p.add_argument("--requirement-m", type=float, default=None,
-                   help="requirement drawn on the plots (m; config rtc.requirement_m)")
     p.add_argument("--out-pair", required=True, help="PNG: per-pair offsets with the requirement")
     p.add_argument("--out-tile", required=True, help="PNG: per-tile temporal mean maps")
     p.add_argument("--out-time", required=True, help="PNG: offsets vs time")

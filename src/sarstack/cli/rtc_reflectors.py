@@ -5,7 +5,7 @@ verdict against the requirement) and a scatter plot of the offsets.
 
 Conventions (see :mod:`sarstack.reflectors`): offsets are measured minus
 expected, ``east_m`` along +x and ``north_m`` along +y of the scene's map CRS
-(metres), positions pixel-is-area unless ``--pixel-is-point true``.
+(metres), positions pixel-is-area unless ``--pixel-is-point``.
 
 Outputs
 -------
@@ -38,69 +38,21 @@ import contextlib
 import logging
 from pathlib import Path
 
-from sarstack import cli, io, reflectors, rtc
+from sarstack import cli, io, options, reflectors
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("rtc_reflectors")
 
 
-def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("true", "yes", "1"):
-        return True
-    if value in ("false", "no", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
-
-
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "rtc_reflectors")
     p.add_argument("--scenes", required=True, help="scenes.csv from rtc_select (date, key, path)")
     p.add_argument(
         "--reflectors",
         required=True,
         help="point-target CSV: id and lon, lat or x, y, crs (sarstack.reflectors)",
-    )
-    p.add_argument(
-        "--chip-px", type=int, required=True, help="chip size around each expected position (px)"
-    )
-    p.add_argument(
-        "--search-px",
-        type=float,
-        required=True,
-        help="radius around each expected position the peak is searched in (px)",
-    )
-    p.add_argument(
-        "--min-pcr-db",
-        type=float,
-        required=True,
-        help="below this peak-to-clutter ratio a target is low_contrast (dB)",
-    )
-    p.add_argument(
-        "--edge-px",
-        type=int,
-        required=True,
-        help="a target this close to the raster edge or nodata is near_edge (px)",
-    )
-    p.add_argument(
-        "--pixel-is-point",
-        type=_bool,
-        required=True,
-        metavar="{true,false}",
-        help="the transforms refer to pixel centres, not corners",
-    )
-    p.add_argument(
-        "--scale",
-        choices=rtc.SCALES,
-        required=True,
-        help="how the scenes store backscatter (read as linear power)",
-    )
-    p.add_argument(
-        "--requirement-m",
-        type=float,
-        default=None,
-        help="pass/fail threshold on each scene's horizontal absolute offset (m)",
     )
     p.add_argument("--out-reflectors", required=True, help="reflectors.csv (scene x target)")
     p.add_argument("--out-absolute", required=True, help="absolute.csv (per scene and stack)")

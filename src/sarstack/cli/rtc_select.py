@@ -6,7 +6,7 @@ union grid."""
 import argparse
 import logging
 
-from sarstack import cli, io, rtc
+from sarstack import cli, io, options, rtc
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("rtc_select")
@@ -15,17 +15,13 @@ log = logging.getLogger("rtc_select")
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "rtc_select")
     p.add_argument("--inputs", required=True, help="recursive glob of RTC GeoTIFFs ('**' allowed)")
     p.add_argument("--key", default=None,
                    help="the config key of the glob, named in errors (the workflow passes "
                         "rtc.inputs or rtc.stacks.NAME)")
     p.add_argument("--scenes", required=True, help="output CSV: date, key, path")
     p.add_argument("--grid", required=True, help="output JSON: union grid of all scenes")
-    p.add_argument("--tiles", type=int, nargs=2, default=None, metavar=("ROWS", "COLS"),
-                   help="tile grid to check against the union grid now, before any other job")
-    p.add_argument("--drop-misplaced", action="store_true",
-                   help="leave out, with a warning, scenes whose footprint does not overlap the "
-                        "stack's (rtc.misplaced: drop); default: such a scene is an error")
     return p
 
 
@@ -41,7 +37,7 @@ def main(argv=None):
     for s, g in zip(scenes, grids, strict=True):
         if g.crs is None:
             raise SarstackError(f"{s.path}: no CRS; an RTC scene must be georeferenced")
-    scenes, grids = _placed(scenes, grids, a.drop_misplaced)
+    scenes, grids = _placed(scenes, grids, a.misplaced == "drop")
     grid = rtc.union_grid(grids)
     rtc.check_union_size(grid, grids, [s.path for s in scenes])
     if a.tiles:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sarstack import cli, io, rtc, stagefiles
+from sarstack import cli, io, options, rtc, stagefiles
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("rtc_stacks_summary")
@@ -21,13 +21,13 @@ log = logging.getLogger("rtc_stacks_summary")
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "rtc_stacks_summary")
     p.add_argument("--stack", nargs=2, action="append", required=True, metavar=("NAME", "DIR"),
                    help="a stack's name and its output folder (repeat per stack)")
     p.add_argument("--logs", help="folder of the stacks' logs (LOGS/NAME/*.log); with --since, "
                    "a stack whose log has an error since then is reported as failed")
     p.add_argument("--since", type=float, default=None,
                    help="start of the run (seconds since the epoch) for --logs")
-    p.add_argument("--requirement-m", type=float, default=None, help="pass/fail threshold (m)")
     p.add_argument("--absolute", action="store_true",
                    help="the stacks have an absolute evaluation (absolute.csv) to summarize")
     p.add_argument("--out", required=True, help="stacks_summary.csv")

@@ -10,7 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from sarstack import cli, dates, io, rtc, stagefiles
+from sarstack import cli, dates, io, options, rtc, stagefiles
 
 log = logging.getLogger("rtc_superset")
 
@@ -18,17 +18,11 @@ log = logging.getLogger("rtc_superset")
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "rtc_superset")
     p.add_argument("--scenes", required=True, help="scene table from rtc_select")
     p.add_argument("--grid", required=True, help="union grid JSON from rtc_select")
     p.add_argument("--chunk", required=True, help="I-of-N: this job's share of the dates")
     p.add_argument("--out-dir", required=True, help="folder for this chunk's scenes")
-    p.add_argument("--resampling", required=True, help="for off-grid scenes only")
-    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
-                   help="rows and columns read per block (config block_shape)")
-    p.add_argument("--scale", choices=rtc.SCALES, required=True,
-                   help="how the scenes store backscatter (what a fill value can be)")
-    p.add_argument("--nodata", type=float, default=None,
-                   help="a value that is nodata in every scene (default: detect fill values)")
     return p
 
 

@@ -7,7 +7,7 @@ import logging
 
 import numpy as np
 
-from sarstack import cli, io, rtc, stagefiles
+from sarstack import cli, io, options, rtc, stagefiles
 
 log = logging.getLogger("rtc_tiles")
 
@@ -15,9 +15,8 @@ log = logging.getLogger("rtc_tiles")
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "rtc_tiles")
     p.add_argument("--grid", required=True, help="union grid JSON from rtc_select")
-    p.add_argument("--tiles", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
-                   help="tile grid, rows and columns (config rtc.tiles)")
     p.add_argument("--out", required=True, help="output GeoJSON")
     p.add_argument("flat", nargs="+", help="rtc_flatten chunk JSONs")
     return p

@@ -8,7 +8,7 @@ import logging
 
 import pandas as pd
 
-from sarstack import cli, dates, io, rtc, stagefiles
+from sarstack import cli, dates, io, options, rtc, stagefiles
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("rtc_xcorr")
@@ -17,26 +17,11 @@ log = logging.getLogger("rtc_xcorr")
 def create_parser() -> argparse.ArgumentParser:
     """The stage's command-line parser."""
     p = cli.parser(__doc__)
+    options.add_config_options(p, "rtc_xcorr")
     p.add_argument("--flat", nargs="+", required=True, help="rtc_flatten chunk JSONs (all)")
     p.add_argument("--grid", required=True, help="union grid JSON from rtc_select")
-    p.add_argument("--tiles", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
-                   help="tile grid, rows and columns (config rtc.tiles; the layout of rtc_tiles)")
-    p.add_argument("--pairs", required=True, help="pair network: sequential, reference, nearest:K")
     p.add_argument("--chunk", required=True, help="I-of-N: this job's share of the pairs")
     p.add_argument("--out", required=True, help="output CSV, one row per pair and tile")
-    p.add_argument("--upsample-factor", type=int, required=True, help="precision 1/N px")
-    p.add_argument("--max-nan-fraction", type=float, required=True,
-                   help="largest invalid fraction of a tile in either scene; above: too_many_nan (config rtc.max_nan_fraction)")
-    p.add_argument("--preprocess", choices=["default", "hann", "notebook"], required=True,
-                   help="tile preprocessing preset (config rtc.preprocess)")
-    p.add_argument("--refine-iterations", type=int, required=True,
-                   help="re-centring passes (ignored by the notebook preset, which uses 0)")
-    p.add_argument("--min-quality", type=float, required=True,
-                   help="minimum correlation SNR for ok (rtc.min_quality)")
-    p.add_argument("--max-shift-px", type=float, default=None,
-                   help="largest believable shift (default: a quarter of the tile size)")
-    p.add_argument("--block", type=int, nargs=2, required=True, metavar=("ROWS", "COLS"),
-                   help="memory budget: tiles are correlated in batches of ~4 blocks of pixels")
     p.add_argument("--threads", type=int, default=1, help="threads for the tile batches")
     p.add_argument("--out-injected", default=None,
                    help="also measure the pairs with a known shift injected into every scene"
