@@ -392,11 +392,14 @@ def sarstack_config(
 ) -> dict:
     """The case's config (merged by Snakemake over config/config.yaml)."""
     cfg: dict = {"output_dir": str(out), "jax_cache_dir": str(cache)}
+    # pairs: the notebook's nearest-date pairs, so both measure the same pairs
     if stacks:
-        cfg["rtc"] = {"enabled": True, "stacks": stacks, "tiles": list(case.tiles)}
+        cfg["rtc"] = {"enabled": True, "stacks": stacks, "tiles": list(case.tiles),
+                      "pairs": "sequential"}  # fmt: skip
         cfg["insar"] = {"enabled": False}
     elif case.branch == "rtc":
-        cfg["rtc"] = {"enabled": True, "inputs": data_glob, "tiles": list(case.tiles)}
+        cfg["rtc"] = {"enabled": True, "inputs": data_glob, "tiles": list(case.tiles),
+                      "pairs": "sequential"}  # fmt: skip
         cfg["insar"] = {"enabled": False}
     else:
         cfg["rtc"] = {"enabled": False}

@@ -79,10 +79,10 @@ def test_networks():
     assert dates.make_pairs(4, "sequential") == [(0, 1), (1, 2), (2, 3)]
     assert dates.make_pairs(4, "reference") == [(0, 1), (0, 2), (0, 3)]
     assert dates.make_pairs(4, "nearest:2") == [(0, 1), (0, 2), (1, 2), (1, 3), (2, 3)]
-    with pytest.raises(SarstackError, match="is not 'sequential', 'reference' or 'nearest:K'"):
+    with pytest.raises(SarstackError, match="is not 'sequential', 'reference', 'nearest:K' or 'sequential\\+long:K'"):
         dates.make_pairs(4, "nearest:0")
     with pytest.raises(SarstackError, match="at least 2"):
-        dates.make_pairs(1)
+        dates.make_pairs(1, "sequential")
 
 
 def test_incidence_matrix_models_differences():

@@ -122,3 +122,83 @@ def test_date_sd_covers_the_truth(tmp_path):
     assert np.mean(z <= 3) >= 0.90
     # Neither too small nor inflated: 0.67 for a calibrated Gaussian error (0.64 measured).
     assert 0.35 < np.median(z) < 1.3
+
+
+# ---- issue 27 item 3: a verdict that sees drift, long pairs that measure it
+
+
+def test_long_network_adds_every_kth_and_first_last_pairs():
+    pairs = dates.make_pairs(10, "sequential+long:4")
+    assert set(dates.make_pairs(10, "sequential")) < set(pairs)
+    assert {(0, 4), (4, 8), (0, 9)} == set(pairs) - set(dates.make_pairs(10, "sequential"))
+    assert pairs == sorted(pairs) and len(set(pairs)) == len(pairs)
+    assert dates.make_pairs(2, "sequential+long:4") == [(0, 1)]
+    with pytest.raises(dates.SarstackError, match="sequential\\+long:K"):
+        dates.parse_network("sequential+long:0")
+
+
+def test_long_pairs_measure_the_last_date_directly():
+    """The sequential chain's error grows as a random walk (sigma sqrt(n) at the
+    last date); the first-last pair bounds it."""
+    n = 25
+    d = [str(np.datetime64("2021-01-01") + 12 * k) for k in range(n)]
+    sd = {}
+    for spec in ("sequential", "sequential+long:4"):
+        pairs = dates.make_pairs(n, spec)
+        p = _pairs_df(pairs, d, np.zeros((len(pairs), 2)), se=1.0)
+        scene, _ = rtc.date_offsets(_tile_offsets(p, 1), p)
+        sd[spec] = float(scene["east_sd_m"].iloc[-1])
+    assert sd["sequential"] == pytest.approx(np.sqrt(n - 1), rel=1e-6)
+    assert sd["sequential+long:4"] < 1.0  # 0.91: the first-last pair and the chain
+
+
+def _drifting(n=13, step=(1.0, -1.0), spec="sequential", seed=0):
+    """Every date ``step`` m further from the first: each pair small, the last
+    date (n-1) x step away."""
+    rng = np.random.default_rng(seed)
+    d = [str(np.datetime64("2022-01-01") + 12 * k) for k in range(n)]
+    truth = np.arange(n)[:, None] * np.asarray(step)[None, :]
+    pairs = dates.make_pairs(n, spec)
+    vals = np.array([truth[j] - truth[i] for i, j in pairs]) + rng.normal(0, 0.05, (len(pairs), 2))
+    p = _pairs_df(pairs, d, vals)
+    scene, _ = rtc.date_offsets(_tile_offsets(p, 1), p)
+    return p, scene
+
+
+def test_every_pair_passes_yet_the_stack_fails_on_drift():
+    p, scene = _drifting()
+    p["passes"] = np.hypot(p["east_m"], p["north_m"]) <= 6.0
+    summary = rtc.summarize(p, 6.0)
+    assert summary["verdict"].iloc[0] == "pass"  # the pairs' criterion alone
+    out = rtc.judge_dates(summary, scene, 6.0).iloc[0]
+    assert out["pairs_verdict"] == "pass" and out["dates_verdict"] == "fail"
+    assert out["verdict"] == "fail" and out["failed_criteria"] == "dates"
+    assert out["max_date_offset_date"] == scene["date"].iloc[-1]
+    assert out["max_date_offset_m"] == pytest.approx(12 * np.sqrt(2), abs=0.5)
+    assert 0 < out["max_date_offset_sd_m"] < 1.0
+    # dates 5.. are beyond 6 m (k sqrt(2) > 6 for k >= 5)
+    assert out["n_dates_over_requirement"] == 8
+
+
+def test_a_stable_stack_passes_both_criteria_and_no_requirement_stays_so():
+    p, scene = _drifting(step=(0.0, 0.0), spec="sequential+long:4")
+    p["passes"] = np.hypot(p["east_m"], p["north_m"]) <= 6.0
+    out = rtc.judge_dates(rtc.summarize(p, 6.0), scene, 6.0).iloc[0]
+    assert (out["verdict"], out["dates_verdict"], out["failed_criteria"]) == ("pass", "pass", "")
+    out = rtc.judge_dates(rtc.summarize(p, None), scene, None).iloc[0]
+    assert out["verdict"] == "no_requirement" and out["failed_criteria"] == ""
+
+
+def test_drift_with_long_pairs_fails_both_criteria():
+    p, scene = _drifting(spec="sequential+long:4")
+    p["passes"] = np.hypot(p["east_m"], p["north_m"]) <= 6.0
+    out = rtc.judge_dates(rtc.summarize(p, 6.0), scene, 6.0).iloc[0]
+    assert out["failed_criteria"] == "pairs dates" and out["verdict"] == "fail"
+
+
+def test_combined_verdict_never_passes_what_was_not_measured():
+    assert rtc.combine_verdicts("not_measurable", "not_measurable") == "not_measurable"
+    assert rtc.combine_verdicts("pass", "incomplete") == "incomplete"
+    assert rtc.combine_verdicts("incomplete", "fail") == "fail"
+    assert rtc.combine_verdicts("pass", "not_measurable") == "incomplete"
+    assert rtc.combine_verdicts("pass", "pass") == "pass"

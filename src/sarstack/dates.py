@@ -135,26 +135,39 @@ def check_unique(dates: Sequence[dt.date], names: Sequence[str | Path]) -> None:
 
 
 def parse_network(spec: str) -> tuple[str, int]:
-    """Validate a pair-network spec: ``sequential``, ``reference`` or ``nearest:K``."""
+    """Validate a pair-network spec: ``sequential``, ``reference``, ``nearest:K``
+    or ``sequential+long:K``."""
     if spec in ("sequential", "reference"):
         return spec, 1
-    m = re.fullmatch(r"nearest:(\d+)", spec)
-    if m and int(m.group(1)) >= 1:
-        return "nearest", int(m.group(1))
-    raise SarstackError(f"network {spec!r} is not 'sequential', 'reference' or 'nearest:K' (K >= 1)")
+    m = re.fullmatch(r"(nearest|sequential\+long):(\d+)", spec)
+    if m and int(m.group(2)) >= 1:
+        return m.group(1), int(m.group(2))
+    raise SarstackError(
+        f"network {spec!r} is not 'sequential', 'reference', 'nearest:K' or 'sequential+long:K'"
+        " (K >= 1)"
+    )
 
 
-def make_pairs(n_dates: int, spec: str = "sequential") -> list[tuple[int, int]]:
+def make_pairs(n_dates: int, spec: str) -> list[tuple[int, int]]:
     """Index pairs ``(i, j)``, ``i < j``, of a date-sorted stack.
 
     ``sequential``: each date with the next; ``reference``: every date against
-    the first; ``nearest:K``: each date with its K following dates.
+    the first; ``nearest:K``: each date with its K following dates;
+    ``sequential+long:K``: the sequential pairs plus long ones that measure
+    drift directly instead of accumulating it through the chain: every K-th
+    date with the date K later (dates 0-K, K-2K, ...) and the first with the
+    last (the cal/val notebook's network).
     """
     kind, k = parse_network(spec)
     if n_dates < 2:
         raise SarstackError(f"a pair network needs at least 2 dates, got {n_dates}")
     if kind == "reference":
         return [(0, j) for j in range(1, n_dates)]
+    if kind == "sequential+long":
+        pairs = {(i, i + 1) for i in range(n_dates - 1)}
+        pairs |= {(i, i + k) for i in range(0, n_dates - k, k)}
+        pairs.add((0, n_dates - 1))
+        return sorted(pairs)
     return [(i, j) for i in range(n_dates) for j in range(i + 1, min(i + k, n_dates - 1) + 1)]
 
 

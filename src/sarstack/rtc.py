@@ -1031,6 +1031,72 @@ def summarize(pairs: pd.DataFrame, requirement_m: float | None) -> pd.DataFrame:
     return pd.DataFrame([out])
 
 
+#: summary.csv's criteria, in the order ``failed_criteria`` names them.
+CRITERIA = ("pairs", "dates")
+
+
+def combine_verdicts(pairs_verdict: str, dates_verdict: str) -> str:
+    """The stack's verdict from its two criteria (:func:`verdict` vocabulary):
+    ``not_measurable`` when no pair was measured, ``no_requirement`` without a
+    requirement, ``fail`` when either fails, ``incomplete`` when either could
+    not judge all it should, else ``pass``."""
+    both = (pairs_verdict, dates_verdict)
+    if pairs_verdict == "not_measurable":
+        return "not_measurable"
+    if "no_requirement" in both:
+        return "no_requirement"
+    if "fail" in both:
+        return "fail"
+    if "incomplete" in both or "not_measurable" in both:
+        return "incomplete"
+    return "pass"
+
+
+def judge_dates(
+    summary: pd.DataFrame, scene: pd.DataFrame, requirement_m: float | None
+) -> pd.DataFrame:
+    """``summary`` (one row, :func:`summarize`) with the per-date criterion.
+
+    A pair network passes when every pair is within the requirement, yet the
+    dates may drift away from the first one a little at each pair (OPERA's
+    requirement is on each product's geolocation, not on pairs). Each later
+    date's horizontal offset relative to the first date (``dates.csv`` of
+    :func:`date_offsets`, with its 1-sigma) is judged against the requirement
+    too. Adds ``max_date_offset_m`` (the largest), ``max_date_offset_date``,
+    ``max_date_offset_sd_m`` (its 1-sigma, propagated from east and north),
+    ``n_dates_over_requirement``, ``pairs_verdict``, ``dates_verdict`` and
+    ``failed_criteria`` (the criteria that fail, space-separated: ``pairs``,
+    ``dates``), and sets ``verdict`` to :func:`combine_verdicts` of the two.
+    A date without an offset (no measured pair reaches it) is unmeasured.
+    """
+    out = summary.copy()
+    later = scene.sort_values("date").iloc[1:]  # the first date is the datum (0 m)
+    east, north = later["east_m"].to_numpy(float), later["north_m"].to_numpy(float)
+    r = np.hypot(east, north)
+    measured = np.isfinite(r)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sd = np.hypot(east * later["east_sd_m"].to_numpy(float),
+                      north * later["north_sd_m"].to_numpy(float)) / r  # fmt: skip
+    if measured.any():
+        k = int(np.nanargmax(np.where(measured, r, -1.0)))
+        worst = (float(r[k]), str(later["date"].iloc[k]), float(sd[k]) if r[k] > 0 else 0.0)
+    else:
+        worst = (float("nan"), "", float("nan"))
+    passes = list(r[measured] <= requirement_m) if requirement_m is not None else [None] * int(measured.sum())
+    pairs_verdict = str(out["verdict"].iloc[0])
+    dates_verdict = verdict(passes, int((~measured).sum()), requirement_m)
+    out["max_date_offset_m"], out["max_date_offset_date"], out["max_date_offset_sd_m"] = worst
+    out["n_dates_over_requirement"] = (
+        int(np.sum(r[measured] > requirement_m)) if requirement_m is not None else 0
+    )
+    out["pairs_verdict"] = pairs_verdict
+    out["dates_verdict"] = dates_verdict
+    failed = [c for c, v in zip(CRITERIA, (pairs_verdict, dates_verdict), strict=True) if v == "fail"]
+    out["failed_criteria"] = " ".join(failed)
+    out["verdict"] = combine_verdicts(pairs_verdict, dates_verdict)
+    return out
+
+
 class StackOutcome(str, enum.Enum):
     """How one stack of a many-stack run ended (``status`` in stacks_summary.csv)."""
 

@@ -80,6 +80,14 @@ def rtc_stack_line(stack_dir: Path, name: str) -> str:
         f"{s.get('n_pairs', '?')} pairs measured; max offset {_metres(_num(s.get('max_offset_m')))}"
         f" ({req_text})"
     )
+    failed = s.get("failed_criteria", "")
+    if failed:  # which criterion: a pair beyond the requirement, or a date drifted beyond it
+        line += f"; failed: {failed}"
+    if "dates" in failed.split():
+        line += (
+            f" (date {s.get('max_date_offset_date')} is {_metres(_num(s.get('max_date_offset_m')))}"
+            f" +- {_metres(_num(s.get('max_date_offset_sd_m')))} from the first date)"
+        )
     if "injection_n_dates" in s:  # rtc.injection
         if s.get("injection_note"):
             return f"{line}; injection-recovery: {s['injection_note']}"

@@ -34,7 +34,7 @@ RTC_AGGREGATE_CMD = (
     " --out-vectors {output.vectors:q} {params.xcorr:q}"
     " :: rtc_dates --offsets {output.offsets:q} --pairs {output.pairs:q}"
     " --out {output.dates:q} --out-tiles {output.dates_tiles:q} --plot {output.date_plot:q}"
-    " {params.opts_dates}"
+    " --summary {output.summary:q} {params.opts_dates}"
     " :: rtc_plots --offsets {output.offsets:q} --pairs {output.pairs:q}"
     " --tiles {output.tiles:q} --geojson {params.layout:q} {params.opts_plots}"
     " --out-pair {output.pair_plot:q} --out-tile {output.tile_plot:q}"

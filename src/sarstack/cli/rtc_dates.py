@@ -1,6 +1,8 @@
 """Per-date geolocation offsets: invert the per-pair offsets over the pair
 network (incidence-matrix least squares, optionally robust), for the whole
-scene and per tile. The first date is the datum (0 m)."""
+scene and per tile. The first date is the datum (0 m). With --summary, the
+stack's verdict also judges each date's offset relative to the first date
+(sarstack.rtc.judge_dates): summary.csv says which criterion failed."""
 
 import argparse
 import logging
@@ -19,6 +21,8 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="dates.csv (whole scene)")
     p.add_argument("--out-tiles", required=True, help="dates_tiles.csv (per tile)")
     p.add_argument("--plot", required=True, help="PNG of the per-date offsets")
+    p.add_argument("--summary", default=None,
+                   help="summary.csv of rtc_aggregate: the per-date criterion added (updated)")
     return p
 
 
@@ -33,6 +37,15 @@ def main(argv=None):
                  r.north_m, r.north_sd_m)
     io.write_csv(a.out, scene)
     io.write_csv(a.out_tiles, tiles)
+    if a.summary:
+        summary = rtc.judge_dates(stagefiles.read_table(a.summary), scene, a.requirement_m)
+        s = summary.iloc[0]
+        if s["dates_verdict"] == "fail":
+            log.warning("%d dates are farther than %g m from the first date; the farthest, %s,"
+                        " by %.2f +- %.2f m (the pairs' verdict: %s)",
+                        s["n_dates_over_requirement"], a.requirement_m, s["max_date_offset_date"],
+                        s["max_date_offset_m"], s["max_date_offset_sd_m"], s["pairs_verdict"])  # fmt: skip
+        io.write_csv(a.summary, summary)
     from sarstack import plots  # matplotlib: imported when it draws
 
     plots.date_offsets(scene, a.plot, a.requirement_m)
