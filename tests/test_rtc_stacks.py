@@ -196,7 +196,7 @@ def test_small_stacks_in_batches_equal_the_per_stage_jobs(tmp_path):
     for i, name in enumerate(names):
         synthetic.make_rtc_stack(tmp_path / name, n_dates=3, shape=(64, 64), seed=5 + i)
     tables = ["offsets.csv", "pairs.csv", "tiles.csv", "summary.csv", "dates.csv",
-              "dates_tiles.csv", "tiles.geojson", "tile_vectors.geojson"]
+              "dates_tiles.csv", "date_events.csv", "tiles.geojson", "tile_vectors.geojson"]
     runs = {}
     for fuse in (True, False):
         out = tmp_path / f"fuse-{fuse}"

@@ -36,7 +36,7 @@ def test_every_scatter_gives_identical_outputs(small_workflow_run):
     assert len(list((three / "benchmarks" / "insar").glob("invert_*-of-3.tsv"))) == 3
     assert [p.name for p in (one / "rtc" / "xcorr").glob("*.csv")] == ["1-of-1.csv"]
     for f in ("offsets.csv", "pairs.csv", "tiles.csv", "summary.csv", "dates.csv",
-              "dates_tiles.csv", "tiles.geojson", "tile_vectors.geojson"):
+              "dates_tiles.csv", "date_events.csv", "tiles.geojson", "tile_vectors.geojson"):
         assert filecmp.cmp(one / "rtc" / f, three / "rtc" / f, shallow=False), f
     rasters = sorted(p.relative_to(one / "insar") for p in (one / "insar").rglob("*.tif"))
     assert len(rasters) > 20 and any("residuals" in str(p) for p in rasters)

@@ -605,11 +605,16 @@ def network(
 
 
 def date_offsets(
-    dates_df: pd.DataFrame, path: str | Path, requirement_m: float | None = None
+    dates_df: pd.DataFrame,
+    path: str | Path,
+    requirement_m: float | None = None,
+    events: pd.DataFrame | None = None,
 ) -> plt.Figure:
     """Per-date offsets (network inversion of the pair offsets) with ±1 sd,
     and below them the horizontal offset √(east² + north²) of each date
-    relative to the first, with the requirement drawn when given.
+    relative to the first, with the requirement drawn when given. Steps of
+    ``events`` (``date_events.csv``) are marked at their dates with what
+    changed there; a drift is named in the title.
 
     The first date is the datum (0 m by definition); dates the ok pairs do not
     connect to it have no estimate and are marked. With no other date
@@ -634,13 +639,26 @@ def date_offsets(
         ax.errorbar(t, dates_df[f"{comp}_m"], yerr=dates_df[f"{comp}_sd_m"], fmt=fmt, capsize=3,
                     ms=4, label=comp)
     ax.axhline(0, color="k", lw=0.5)
+    drift = ""
+    for ev in (events.itertuples() if events is not None else ()):
+        if ev.kind == "drift":
+            drift = f"; drift {np.hypot(ev.east_m, ev.north_m):.1f} m over the stack"
+            continue
+        for a in (ax, axh):
+            a.axvline(pd.Timestamp(ev.date), color="tab:purple", ls="--", lw=1.3, zorder=1)
+        ax.annotate(f"step {np.hypot(ev.east_m, ev.north_m):.1f} m\n{ev.note}",
+                    (pd.Timestamp(ev.date), 1.0), xycoords=("data", "axes fraction"),
+                    xytext=(3, -3), textcoords="offset points", va="top", fontsize=7,
+                    color="tab:purple")  # fmt: skip
     first = dates_df["date"].iloc[0]
     ax.set_ylabel(f"offset relative to {first} (m)")
     sub = f"; {n_used} ok pairs" if n_used is not None else ""
-    ax.set_title(f"{title}\nerror bars ±1 sd{sub}", fontsize=11)
+    ax.set_title(f"{title}\nerror bars ±1 sd{sub}{drift}", fontsize=11)
     handles, _ = ax.get_legend_handles_labels()
     if (~est[1:]).any():
         handles.append(Line2D([], [], color="0.75", ls=":", label="no estimate (not connected)"))
+    if events is not None and (events["kind"] == "step").any():
+        handles.append(Line2D([], [], color="tab:purple", ls="--", label="step (date_events.csv)"))
     ax.legend(handles=handles, fontsize=8)
     h = np.hypot(dates_df["east_m"].to_numpy(float), dates_df["north_m"].to_numpy(float))
     has = est  # the datum (0 m by definition) is not judged

@@ -88,6 +88,15 @@ def rtc_stack_line(stack_dir: Path, name: str) -> str:
             f" (date {s.get('max_date_offset_date')} is {_metres(_num(s.get('max_date_offset_m')))}"
             f" +- {_metres(_num(s.get('max_date_offset_sd_m')))} from the first date)"
         )
+    events = stack_dir / "date_events.csv"
+    if events.exists():
+        found = _read_rows(events)
+        if found:
+            line += "; events: " + ", ".join(
+                f"{e['kind']} {e['date']} ({_metres(math.hypot(_num(e['east_m']), _num(e['north_m'])))}"
+                f"{', ' + e['note'] if e['kind'] == 'step' else ''})"
+                for e in found
+            )
     if "injection_n_dates" in s:  # rtc.injection
         if s.get("injection_note"):
             return f"{line}; injection-recovery: {s['injection_note']}"

@@ -570,6 +570,12 @@ def rtc_aggregate_outputs(stack):
         ),
         "dates": f"{RTC}/{stack}dates.csv",
         "dates_tiles": f"{RTC}/{stack}dates_tiles.csv",
+        "events": report(
+            f"{RTC}/{stack}date_events.csv",
+            category="RTC geolocation",
+            subcategory=f"{stack}Verdict",
+            caption="../report/rtc_events.rst",
+        ),
         "date_plot": report(
             f"{RTC}/{stack}plots/date_offsets.png",
             category="RTC geolocation",

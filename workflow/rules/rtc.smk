@@ -34,7 +34,8 @@ RTC_AGGREGATE_CMD = (
     " --out-vectors {output.vectors:q} {params.xcorr:q}"
     " :: rtc_dates --offsets {output.offsets:q} --pairs {output.pairs:q}"
     " --out {output.dates:q} --out-tiles {output.dates_tiles:q} --plot {output.date_plot:q}"
-    " --summary {output.summary:q} {params.opts_dates}"
+    " --summary {output.summary:q} --scenes {params.scenes:q} --out-events {output.events:q}"
+    " {params.opts_dates}"
     " :: rtc_plots --offsets {output.offsets:q} --pairs {output.pairs:q}"
     " --tiles {output.tiles:q} --geojson {params.layout:q} {params.opts_plots}"
     " --out-pair {output.pair_plot:q} --out-tile {output.tile_plot:q}"
@@ -209,6 +210,7 @@ rule rtc_aggregate:
         injected=rtc_injected_all,
         grid=f"{RTC}/{{stack}}grid.json",
         layout=f"{RTC}/{{stack}}tile_layout.geojson",
+        scenes=f"{RTC}/{{stack}}scenes.csv",
     output:
         **rtc_aggregate_outputs("{stack}"),
     log:
@@ -227,6 +229,7 @@ rule rtc_aggregate:
     params:
         **RTC_AGGREGATE_PARAMS,
         layout=lambda w, input: input.layout,
+        scenes=lambda w, input: input.scenes,
         xcorr=lambda w, input: input.xcorr,
         injection=lambda w, input, output: rtc_injection_part(input.injected, output, input.grid),
     shell:

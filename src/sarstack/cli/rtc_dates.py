@@ -2,7 +2,10 @@
 network (incidence-matrix least squares, optionally robust), for the whole
 scene and per tile. The first date is the datum (0 m). With --summary, the
 stack's verdict also judges each date's offset relative to the first date
-(sarstack.rtc.judge_dates): summary.csv says which criterion failed."""
+(sarstack.rtc.judge_dates): summary.csv says which criterion failed. With
+--out-events, steps and drift in the geolocation are searched for on the pairs
+and attributed to the platform or product version that changed
+(sarstack.events): date_events.csv, marked on the plot."""
 
 import argparse
 import logging
@@ -21,6 +24,10 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="dates.csv (whole scene)")
     p.add_argument("--out-tiles", required=True, help="dates_tiles.csv (per tile)")
     p.add_argument("--plot", required=True, help="PNG of the per-date offsets")
+    p.add_argument("--scenes", default=None,
+                   help="scenes.csv of rtc_select: platform and version per date, for --out-events")
+    p.add_argument("--out-events", default=None,
+                   help="date_events.csv: steps and drift, attributed (sarstack.events)")
     p.add_argument("--summary", default=None,
                    help="summary.csv of rtc_aggregate: the per-date criterion added (updated)")
     return p
@@ -37,6 +44,21 @@ def main(argv=None):
                  r.north_m, r.north_sd_m)
     io.write_csv(a.out, scene)
     io.write_csv(a.out_tiles, tiles)
+    found = None
+    if a.out_events:
+        from sarstack import events
+
+        scenes = stagefiles.read_table(a.scenes) if a.scenes else None
+        found = events.find_events(pairs, scenes, significance=a.event_significance)
+        if not events.redundant(pairs):
+            log.info("no search for steps and drift: the ok pairs close no loop, so a scene's"
+                     " own error and a pair's cannot be told apart (rtc.pairs: sequential+long:K"
+                     " adds the pairs that do)")  # fmt: skip
+        for r in found.itertuples():
+            log.warning("%s %s: east %.2f m, north %.2f m (+- %.2f m), false-alarm probability"
+                        " %.2g; %s", r.kind, r.date, r.east_m, r.north_m, r.sigma_m,
+                        r.significance, r.note)  # fmt: skip
+        io.write_csv(a.out_events, found)
     if a.summary:
         summary = rtc.judge_dates(stagefiles.read_table(a.summary), scene, a.requirement_m)
         s = summary.iloc[0]
@@ -48,7 +70,7 @@ def main(argv=None):
         io.write_csv(a.summary, summary)
     from sarstack import plots  # matplotlib: imported when it draws
 
-    plots.date_offsets(scene, a.plot, a.requirement_m)
+    plots.date_offsets(scene, a.plot, a.requirement_m, events=found)
 
 
 if __name__ == "__main__":
