@@ -56,7 +56,8 @@ def _run(tmp_path: Path, name: str, pattern: str) -> tuple[pd.DataFrame, pd.Seri
     out = tmp_path / f"out_{name}"
     cfg = tmp_path / f"{name}.yaml"
     cfg.write_text(yaml.safe_dump({"output_dir": str(out), "rtc": {
-        "inputs": pattern, "tiles": [4, 4], "requirement_m": 10.0}}))
+        "inputs": pattern, "tiles": [4, 4], "requirement_m": 10.0,
+        "pairs": "sequential"}}))  # the pairs are indexed below
     p = subprocess.run([*SNAKEMAKE, "rtc", "--cores", "2",
                         "--configfile", str(cfg)], cwd=ROOT, capture_output=True, text=True,
                        env=dict(os.environ, PYTHONWARNINGS="ignore"))

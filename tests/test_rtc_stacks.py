@@ -104,10 +104,11 @@ def test_two_opera_bursts_and_a_corrupted_stack_in_one_keep_going_run(tmp_path, 
     assert p.returncode != 0
     assert f"{victim}" in p.stderr and "stacks_summary.csv" in p.stderr  # one line, on the terminal
 
-    for name, verdict, n_ok in (("land", "pass", 20), ("sea", "not_measurable", 0)):
+    for name, verdict, n_ok in (("land", "pass", 26), ("sea", "not_measurable", 0)):
         pairs = pd.read_csv(out / "rtc" / name / "pairs.csv")
         summary = pd.read_csv(out / "rtc" / name / "summary.csv")
-        assert len(pairs) == 20 and int((pairs["status"] == "ok").sum()) == n_ok
+        # 21 dates, the default network sequential+long:4: 20 + 5 + first-last
+        assert len(pairs) == 26 and int((pairs["status"] == "ok").sum()) == n_ok
         ok = pairs[pairs["status"] == "ok"]
         assert (np.hypot(ok["east_m"], ok["north_m"]) < 30.0).all()  # sub-pixel at 30 m
         assert summary["verdict"].iloc[0] == verdict
@@ -141,7 +142,7 @@ def test_two_opera_bursts_and_a_corrupted_stack_in_one_keep_going_run(tmp_path, 
     per = per.loc[["land", "sea", "broken"]]  # in config order (here sorted by the YAML dump)
     assert list(per["status"]) == ["ok", "ok", "failed"]
     assert list(per["verdict"]) == ["pass", "not_measurable", "not_measurable"]
-    assert per.loc["land", "n_pairs"] == "20" and per.loc["land", "n_pairs_ok"] == "20"
+    assert per.loc["land", "n_pairs"] == "26" and per.loc["land", "n_pairs_ok"] == "26"
     assert per.loc["sea", "n_pairs_ok"] == "0" and per.loc["land", "n_dates"] == "21"
     assert victim.name in per.loc["broken", "error"] and per.loc["land", "error"] == ""
     assert list(per["absolute_verdict"]) == ["not_measurable"] * 3
@@ -168,7 +169,7 @@ def test_two_opera_bursts_and_a_corrupted_stack_in_one_keep_going_run(tmp_path, 
         assert pr["east_mean_m"] == pytest.approx(row.east_mean_m)
         assert pr["north_spread_m"] == pytest.approx(row.north_spread_m) and pr["n_ok"] == row.n_ok
     vectors = json.loads((out / "rtc" / "land" / "tile_vectors.geojson").read_text())
-    assert len(vectors["features"]) == 20 * 16
+    assert len(vectors["features"]) == 26 * 16
     v = vectors["features"][0]["properties"]
     assert v["azimuth_deg"] == pytest.approx(np.degrees(np.arctan2(v["east_m"], v["north_m"])) % 360)
 
