@@ -202,3 +202,49 @@ def test_combined_verdict_never_passes_what_was_not_measured():
     assert rtc.combine_verdicts("incomplete", "fail") == "fail"
     assert rtc.combine_verdicts("pass", "not_measurable") == "incomplete"
     assert rtc.combine_verdicts("pass", "pass") == "pass"
+
+
+# ---- issue 27 item 4: OPERA's requirement as a preset
+
+
+def test_a_fraction_within_the_requirement_passes_never_on_what_was_not_measured():
+    v = rtc.verdict
+    assert v([True] * 8 + [False] * 2, 0, 6.0, 0.8) == "pass"
+    assert v([True] * 7 + [False] * 3, 0, 6.0, 0.8) == "fail"
+    assert v([True] * 8 + [False] * 2, 0, 6.0) == "fail"  # every item, without a fraction
+    # 8 of 9 measured pass, 1 unmeasured: 8 >= 0.8 * 10 -> pass even if it failed
+    assert v([True] * 8 + [False], 1, 6.0, 0.8) == "pass"
+    # 7 of 8 measured pass, 2 unmeasured: 7 < 8 of 10, 7 >= 6.4 of 8 -> incomplete
+    assert v([True] * 7 + [False], 2, 6.0, 0.8) == "incomplete"
+    assert v([], 3, 6.0, 0.8) == "not_measurable" and v([True], 0, None, 0.8) == "no_requirement"
+
+
+def test_opera_preset_sets_six_metres_and_eighty_percent_and_names_a_contradiction():
+    from conftest import ROOT
+
+    from sarstack.config import load_schema, validate_config
+    from sarstack.errors import SarstackError
+
+    schema = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+    cfg = validate_config({"output_dir": "x", "rtc": {"requirement": "opera"}}, schema)
+    assert cfg["rtc"]["requirement_m"] == 6.0 and cfg["rtc"]["min_fraction_within"] == 0.8
+    cfg = validate_config({"output_dir": "x", "rtc": {"requirement": "opera",
+                                                       "min_fraction_within": 0.9}}, schema)
+    assert cfg["rtc"]["min_fraction_within"] == 0.9
+    with pytest.raises(SarstackError, match=r"^config rtc.requirement_m: 7.*rtc.requirement: opera"):
+        validate_config({"output_dir": "x", "rtc": {"requirement": "opera", "requirement_m": 7}},
+                        schema)
+
+
+def test_drifting_dates_under_the_opera_fraction():
+    """12 later dates drifting 1.41 m per date: 4 (dates 1-4) within 6 m, 33 %
+    < 80 %: fail; the first 4 dates only: pass."""
+    p, scene = _drifting()
+    p["passes"] = np.hypot(p["east_m"], p["north_m"]) <= 6.0
+    out = rtc.judge_dates(rtc.summarize(p, 6.0, 0.8), scene, 6.0, 0.8).iloc[0]
+    assert out["dates_verdict"] == "fail" and out["n_dates_judged"] == 12
+    assert out["n_dates_within"] == 4
+    p, scene = _drifting(n=5, spec="sequential+long:4")
+    p["passes"] = np.hypot(p["east_m"], p["north_m"]) <= 6.0
+    out = rtc.judge_dates(rtc.summarize(p, 6.0, 0.8), scene, 6.0, 0.8).iloc[0]
+    assert (out["verdict"], out["n_dates_within"]) == ("pass", 4)

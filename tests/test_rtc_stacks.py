@@ -248,3 +248,28 @@ def test_a_failed_stack_stops_its_batch_only(tmp_path):
     assert per.loc["b", "status"] == "failed" and victim.name in per.loc["b", "error"]
     assert per.loc["a", "status"] == "not_run" and "sharing its job" in per.loc["a", "error"]
     assert per.loc["c", "status"] == "ok" and not (out / "rtc" / "a" / "summary.csv").exists()
+
+
+@pytest.mark.workflow
+def test_opera_preset_on_the_two_shared_bursts(tmp_path, land_burst, sea_burst):
+    """rtc.requirement: opera: 6 m, met by >= 80 % of the products. The land
+    burst's products are all within; the sea burst measures nothing and says
+    so; across the stacks the cal/val criterion is met on the land burst's 20
+    products."""
+    out = tmp_path / "res"
+    cfg = write_config(tmp_path / "c.yaml", {
+        "output_dir": str(out), "insar": {"enabled": False},
+        "rtc": {"stacks": {"land": f"{land_burst}/**/*_VV.tif", "sea": f"{sea_burst}/**/*_VV.tif"},
+                "tiles": [4, 4], "requirement": "opera"},
+    })  # fmt: skip
+    p = snakemake("rtc", "--configfile", str(cfg))
+    land = pd.read_csv(out / "rtc" / "land" / "summary.csv").iloc[0]
+    assert land.requirement_m == 6.0 and land.verdict == "pass"
+    assert (land.n_dates_judged, land.n_dates_within) == (20, 20)
+    sea = pd.read_csv(out / "rtc" / "sea" / "summary.csv").iloc[0]
+    assert sea.verdict == "not_measurable" and sea.n_dates_judged == 0
+    overall = pd.read_csv(out / "rtc" / "stacks_overall.csv").iloc[0]
+    assert overall.min_fraction_within == 0.8 and overall.requirement_m == 6.0
+    assert (overall.n_dates_judged, overall.fraction_dates_within) == (20, 1.0)
+    assert overall.calval_met == "yes"
+    assert "calval_met yes" in p.stdout + p.stderr  # the terminal summary

@@ -324,7 +324,7 @@ def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dic
 
 #: Keys that may be null in a config but never are once validated (the
 #: validation resolves them); the stages taking them require them.
-RESOLVED_KEYS = frozenset({"insar.block_shape"})
+RESOLVED_KEYS = frozenset({"insar.block_shape"})  # (rtc.requirement_m stays nullable)
 
 #: Default inversion block rows (insar.block_shape: null): with 64 rows a
 #: 512-row stack already makes 8 strips of whole blocks for the scatter, and a
@@ -333,10 +333,20 @@ RESOLVED_KEYS = frozenset({"insar.block_shape"})
 INSAR_BLOCK_ROWS = 64
 
 
+#: rtc.requirement presets: the keys each sets. OPERA's RTC-S1 cal/val
+#: requirement: geolocation within 6 m (20 % of the 30 m posting), met by at
+#: least 80 % of the validation products.
+REQUIREMENT_PRESETS: dict[str, dict[str, float]] = {
+    "opera": {"requirement_m": 6.0, "min_fraction_within": 0.8},
+}
+
+
 def _resolve(cfg: dict) -> None:
     """Resolve the "null = derived from other keys" defaults, once, after validation.
 
-    ``insar.block_shape: null`` becomes ``[min(64, block rows), block cols]``.
+    ``insar.block_shape: null`` becomes ``[min(64, block rows), block cols]``;
+    ``rtc.requirement: opera`` sets ``rtc.requirement_m`` (which must be null
+    or the preset's) and ``rtc.min_fraction_within`` where it is null.
     (``scatter: auto`` follows the stack's size and ``rtc.max_shift_px: null``
     the tile size: they are resolved where those are known.)
     """
@@ -344,6 +354,19 @@ def _resolve(cfg: dict) -> None:
     if isinstance(ins, dict) and ins.get("block_shape") is None and "block_shape" in cfg:
         rows, cols = cfg["block_shape"]
         ins["block_shape"] = [min(INSAR_BLOCK_ROWS, rows), cols]
+    rtc = cfg.get("rtc")
+    if isinstance(rtc, dict) and rtc.get("requirement") in REQUIREMENT_PRESETS:
+        name = rtc["requirement"]
+        preset = REQUIREMENT_PRESETS[name]
+        given = rtc.get("requirement_m")
+        if given is not None and float(given) != preset["requirement_m"]:
+            raise SarstackError(
+                f"config rtc.requirement_m: {given} contradicts rtc.requirement: {name}"
+                f" ({preset['requirement_m']:g} m); leave one of them out"
+            )
+        rtc["requirement_m"] = preset["requirement_m"]
+        if rtc.get("min_fraction_within") is None:
+            rtc["min_fraction_within"] = preset["min_fraction_within"]
 
 
 class _ConfigLoader(yaml.SafeLoader):

@@ -849,7 +849,8 @@ def _stats(east: np.ndarray, north: np.ndarray) -> dict[str, float]:
 
 
 def summarize_offsets(
-    measurements: pd.DataFrame, requirement_m: float | None = None
+    measurements: pd.DataFrame, requirement_m: float | None = None,
+    min_fraction: float | None = None,
 ) -> pd.DataFrame:
     """Absolute geolocation per scene and for the stack, with verdicts.
 
@@ -943,7 +944,7 @@ def summarize_offsets(
             "offset_m": math.hypot(stats["east_mean_m"], stats["north_mean_m"]),
             "requirement_m": requirement_m,
             "passes": None,
-            "verdict": verdict(scene_passes, len(unmeasured), requirement_m),
+            "verdict": verdict(scene_passes, len(unmeasured), requirement_m, min_fraction),
             "unmeasured_dates": " ".join(unmeasured),
         }
     )

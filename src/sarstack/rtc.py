@@ -963,7 +963,10 @@ def aggregate_tiles(offsets: pd.DataFrame, pairs: pd.DataFrame | None = None) ->
 
 
 def verdict(
-    passes: Sequence[bool | None] | np.ndarray, n_unmeasured: int, requirement_m: float | None
+    passes: Sequence[bool | None] | np.ndarray,
+    n_unmeasured: int,
+    requirement_m: float | None,
+    min_fraction: float | None = None,
 ) -> str:
     """The verdict vocabulary of ``summary.csv`` (and ``absolute.csv``).
 
@@ -978,20 +981,31 @@ def verdict(
         How many items could not be measured.
     requirement_m
         The requirement; None gives ``no_requirement`` (for what was measured).
+    min_fraction
+        Fraction of the items that must meet the requirement (config
+        ``rtc.min_fraction_within``; OPERA: 0.8); None = every item.
 
     Returns
     -------
     str
         ``not_measurable`` when nothing was measured (with a requirement or
-        without); else ``no_requirement`` without a requirement; else
-        ``fail`` when a measured item fails; else ``incomplete`` when some
-        item was not measured; else ``pass``.
+        without); else ``no_requirement`` without a requirement. Every item
+        required: ``fail`` when a measured item fails, else ``incomplete``
+        when some item was not measured, else ``pass``. A fraction required:
+        ``pass`` when enough items pass even counting every unmeasured one
+        as failing, ``fail`` when too few of the measured ones pass, else
+        ``incomplete``.
     """
     if len(passes) == 0:
         return "not_measurable"
     if requirement_m is None:
         return "no_requirement"
     measured = np.asarray(passes, dtype=bool)
+    if min_fraction is not None:
+        n_pass = int(measured.sum())
+        if n_pass >= min_fraction * (len(measured) + n_unmeasured):
+            return "pass"
+        return "fail" if n_pass < min_fraction * len(measured) else "incomplete"
     if not bool(measured.all()):
         return "fail"
     if n_unmeasured:
@@ -999,7 +1013,9 @@ def verdict(
     return "pass"
 
 
-def summarize(pairs: pd.DataFrame, requirement_m: float | None) -> pd.DataFrame:
+def summarize(
+    pairs: pd.DataFrame, requirement_m: float | None, min_fraction: float | None = None
+) -> pd.DataFrame:
     """One-row stack summary: mean/std of ok pair offsets and the verdict.
 
     The verdict is never ``pass`` on what could not be measured:
@@ -1024,7 +1040,7 @@ def summarize(pairs: pd.DataFrame, requirement_m: float | None) -> pd.DataFrame:
         "requirement_m": requirement_m if requirement_m is not None else float("nan"),
     }
     passes = ok["passes"].tolist() if requirement_m is not None else [None] * len(ok)
-    out["verdict"] = verdict(passes, len(bad), requirement_m)
+    out["verdict"] = verdict(passes, len(bad), requirement_m, min_fraction)
     out["unmeasured_pairs"] = " ".join(
         f"{r}_{s}" for r, s in zip(bad["reference_date"], bad["secondary_date"], strict=True)
     )
@@ -1053,7 +1069,10 @@ def combine_verdicts(pairs_verdict: str, dates_verdict: str) -> str:
 
 
 def judge_dates(
-    summary: pd.DataFrame, scene: pd.DataFrame, requirement_m: float | None
+    summary: pd.DataFrame,
+    scene: pd.DataFrame,
+    requirement_m: float | None,
+    min_fraction: float | None = None,
 ) -> pd.DataFrame:
     """``summary`` (one row, :func:`summarize`) with the per-date criterion.
 
@@ -1064,7 +1083,9 @@ def judge_dates(
     :func:`date_offsets`, with its 1-sigma) is judged against the requirement
     too. Adds ``max_date_offset_m`` (the largest), ``max_date_offset_date``,
     ``max_date_offset_sd_m`` (its 1-sigma, propagated from east and north),
-    ``n_dates_over_requirement``, ``pairs_verdict``, ``dates_verdict`` and
+    ``n_dates_over_requirement``, ``n_dates_judged`` and ``n_dates_within``
+    (the later dates measured, and within the requirement: OPERA counts
+    products), ``pairs_verdict``, ``dates_verdict`` and
     ``failed_criteria`` (the criteria that fail, space-separated: ``pairs``,
     ``dates``), and sets ``verdict`` to :func:`combine_verdicts` of the two.
     A date without an offset (no measured pair reaches it) is unmeasured.
@@ -1084,10 +1105,14 @@ def judge_dates(
         worst = (float("nan"), "", float("nan"))
     passes = list(r[measured] <= requirement_m) if requirement_m is not None else [None] * int(measured.sum())
     pairs_verdict = str(out["verdict"].iloc[0])
-    dates_verdict = verdict(passes, int((~measured).sum()), requirement_m)
+    dates_verdict = verdict(passes, int((~measured).sum()), requirement_m, min_fraction)
     out["max_date_offset_m"], out["max_date_offset_date"], out["max_date_offset_sd_m"] = worst
     out["n_dates_over_requirement"] = (
         int(np.sum(r[measured] > requirement_m)) if requirement_m is not None else 0
+    )
+    out["n_dates_judged"] = int(measured.sum())
+    out["n_dates_within"] = (
+        int(np.sum(r[measured] <= requirement_m)) if requirement_m is not None else 0
     )
     out["pairs_verdict"] = pairs_verdict
     out["dates_verdict"] = dates_verdict
@@ -1123,7 +1148,7 @@ def _rms(values: np.ndarray) -> float:
 
 
 def summarize_stacks(
-    stacks: Sequence[StackResult], requirement_m: float | None
+    stacks: Sequence[StackResult], requirement_m: float | None, min_fraction: float | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-stack and overall tables of a many-stack run.
 
@@ -1143,9 +1168,15 @@ def summarize_stacks(
     overall
         One row: ``n_stacks``, ``n_stacks_ok`` (completed), ``n_stacks_pass``,
         ``fraction_stacks_pass`` (of all stacks), ``n_pairs_ok``,
-        ``n_pairs_within``, ``fraction_pairs_within`` (of the ok pairs) and
-        ``requirement_m``. Fractions are NaN without a requirement or a
-        denominator.
+        ``n_pairs_within``, ``fraction_pairs_within`` (of the ok pairs),
+        ``n_dates_judged``, ``n_dates_within``, ``fraction_dates_within``
+        (each stack's later dates, i.e. products, measured and within the
+        requirement relative to its first date), ``requirement_m``,
+        ``min_fraction_within`` and ``calval_met``: ``yes`` when the fraction
+        of products within the requirement reaches ``min_fraction`` (every
+        product when None), ``no`` when it does not, empty without a
+        requirement or a product. Fractions are NaN without a requirement or
+        a denominator.
     """
     import pandas as pd
 
@@ -1180,6 +1211,11 @@ def summarize_stacks(
                 max_offset_m=float(np.hypot(east, north).max()) if len(ok) else nan,
                 verdict=str(summary["verdict"].iloc[0]),
             )
+            judged = summary.get("n_dates_judged")  # summary.csv of rtc_dates' criterion
+            if judged is not None and requirement_m is not None:
+                nj, nw = int(judged.iloc[0]), int(summary["n_dates_within"].iloc[0])
+                row.update(n_dates_judged=nj, n_dates_within=nw,
+                           fraction_dates_within=nw / nj if nj else nan)  # fmt: skip
         else:
             row.update(n_pairs=nan, n_pairs_ok=nan, n_pairs_within=nan, fraction_pairs_within=nan,
                        east_mean_m=nan,
@@ -1198,13 +1234,22 @@ def summarize_stacks(
             )
         rows.append(row)
     per_stack = pd.DataFrame(rows)
-    for col in ("n_dates", "n_pairs", "n_pairs_ok", "n_pairs_within", "absolute_n_ok"):
+    for col in ("n_dates_judged", "n_dates_within", "fraction_dates_within"):
+        if col not in per_stack:
+            per_stack[col] = nan
+    for col in ("n_dates", "n_pairs", "n_pairs_ok", "n_pairs_within", "absolute_n_ok",
+                "n_dates_judged", "n_dates_within"):
         if col in per_stack:
             per_stack[col] = per_stack[col].astype("Int64")  # counts; empty where not known
     done = per_stack[per_stack["status"] == StackOutcome.OK.value]
     n_ok_pairs = int(done["n_pairs_ok"].sum()) if len(done) else 0
     n_within = int(done["n_pairs_within"].sum()) if len(done) and requirement_m is not None else 0
     n_pass = int((per_stack["verdict"] == "pass").sum())
+    n_judged = int(done["n_dates_judged"].sum()) if len(done) else 0
+    n_dates_within = int(done["n_dates_within"].sum()) if len(done) else 0
+    frac_dates = n_dates_within / n_judged if n_judged and requirement_m is not None else nan
+    need = min_fraction if min_fraction is not None else 1.0
+    calval = "" if math.isnan(frac_dates) else ("yes" if frac_dates >= need else "no")
     overall = pd.DataFrame([{
         "n_stacks": len(per_stack),
         "n_stacks_ok": len(done),
@@ -1213,7 +1258,12 @@ def summarize_stacks(
         "n_pairs_ok": n_ok_pairs,
         "n_pairs_within": n_within if requirement_m is not None else nan,
         "fraction_pairs_within": n_within / n_ok_pairs if n_ok_pairs and requirement_m is not None else nan,
+        "n_dates_judged": n_judged,
+        "n_dates_within": n_dates_within if requirement_m is not None else nan,
+        "fraction_dates_within": frac_dates,
         "requirement_m": requirement_m if requirement_m is not None else nan,
+        "min_fraction_within": min_fraction if min_fraction is not None else nan,
+        "calval_met": calval,
     }])  # fmt: skip
     return per_stack, overall
 

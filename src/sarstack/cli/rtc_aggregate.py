@@ -49,7 +49,7 @@ def main(argv=None):
     offsets = offsets.sort_values(["reference_date", "secondary_date", "tile_row", "tile_col"])
     pairs = rtc.aggregate_pairs(offsets, min_ok_tiles=a.min_ok_tiles, requirement_m=a.requirement_m)
     tiles = rtc.aggregate_tiles(offsets, pairs)
-    summary = rtc.summarize(pairs, a.requirement_m)
+    summary = rtc.summarize(pairs, a.requirement_m, a.min_fraction_within)
     for _, r in pairs.iterrows():
         log.info("%s -> %s: %s east %.3f m north %.3f m (%d/%d tiles ok)", r.reference_date,
                  r.secondary_date, r.status, r.east_m, r.north_m, r.n_ok, r.n_tiles)

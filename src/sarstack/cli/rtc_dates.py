@@ -60,7 +60,8 @@ def main(argv=None):
                         r.significance, r.note)  # fmt: skip
         io.write_csv(a.out_events, found)
     if a.summary:
-        summary = rtc.judge_dates(stagefiles.read_table(a.summary), scene, a.requirement_m)
+        summary = rtc.judge_dates(stagefiles.read_table(a.summary), scene, a.requirement_m,
+                                  a.min_fraction_within)
         s = summary.iloc[0]
         if s["dates_verdict"] == "fail":
             log.warning("%d dates are farther than %g m from the first date; the farthest, %s,"

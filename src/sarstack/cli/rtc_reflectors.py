@@ -104,7 +104,7 @@ def main(argv=None):
                  f" ({others})" if others else "", means)  # fmt: skip
         frames.append(m)
     measurements = pd.concat(frames, ignore_index=True)
-    absolute = reflectors.summarize_offsets(measurements, a.requirement_m)
+    absolute = reflectors.summarize_offsets(measurements, a.requirement_m, a.min_fraction_within)
     stack = absolute.iloc[-1]
     log.info("stack: %d/%d target measurements ok in %d of %d scenes; mean east %.2f m, north "
              "%.2f m, RMS %.2f m; verdict: %s", stack.n_ok, stack.n_targets,

@@ -83,7 +83,7 @@ def main(argv=None):
     t0 = time.time()
     logs = Path(a.logs) if a.logs else None
     results = [collect(name, Path(folder), logs, a.since, a.absolute) for name, folder in a.stack]
-    per_stack, overall = rtc.summarize_stacks(results, a.requirement_m)
+    per_stack, overall = rtc.summarize_stacks(results, a.requirement_m, a.min_fraction_within)
     for r in per_stack.itertuples(index=False):
         if r.status == "ok":
             log.info("%s: %s, %d of %d pairs ok", r.stack, r.verdict, r.n_pairs_ok, r.n_pairs)
@@ -93,6 +93,11 @@ def main(argv=None):
     log.info("%d stacks, %d completed, %d pass; %s of the ok pairs within the requirement",
              o.n_stacks, o.n_stacks_ok, o.n_stacks_pass,
              "n/a" if pd.isna(o.fraction_pairs_within) else f"{o.fraction_pairs_within:.1%}")
+    if o.calval_met:
+        log.info("cal/val across stacks: %.1f%% of %d products within %g m (%s needed): %s",
+                 100 * o.fraction_dates_within, o.n_dates_judged, a.requirement_m,
+                 "all" if a.min_fraction_within is None else f"{a.min_fraction_within:.0%}",
+                 "met" if o.calval_met == "yes" else "not met")  # fmt: skip
     io.write_csv(a.out, per_stack)
     io.write_csv(a.out_overall, overall)
     from sarstack import plots  # matplotlib: imported when it draws
