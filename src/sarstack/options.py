@@ -54,6 +54,7 @@ STAGE_OPTIONS: dict[str, dict[str, str]] = {
                       "--max-shift-px": "rtc.injection.max_shift_px",
                       "--seed": "rtc.injection.seed", "--dates-method": "rtc.dates_method",
                       "--requirement-m": "rtc.requirement_m"},
+    "rtc_terrain": {"--tiles": "rtc.tiles", "--dem": "rtc.dem", "--incidence": "rtc.incidence"},
     "rtc_reflectors": {"--chip-px": "rtc.reflector_chip_px",
                        "--search-px": "rtc.reflector_search_px",
                        "--min-pcr-db": "rtc.reflector_min_pcr_db",

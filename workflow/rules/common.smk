@@ -461,6 +461,30 @@ def rtc_inject_args(xcorr):
     )
 
 
+RTC_TERRAIN = bool(RCFG["dem"] or RCFG["incidence"])
+
+
+def rtc_terrain_part(out, grid, stack):
+    """The aggregate chain's terrain split, rtc_terrain ("" without rtc.dem or
+    rtc.incidence); ``out``: rtc_aggregate_outputs of the stack."""
+    if not RTC_TERRAIN:
+        return ""
+    return format_command(
+        " :: rtc_terrain {opts} --offsets {o.offsets:q} --grid {g:q} --stack {s:q} --out {o.terrain:q}",
+        opts=stage_opts("rtc_terrain"),
+        o=dict(out),
+        g=grid,
+        s=STACK_NAMES.get(stack, stack.rstrip("/")),
+    )
+
+
+def rtc_terrain_fingerprint(stack):
+    """The fingerprint of the stack's DEM and incidence rasters ("{stack}" filled in)."""
+    name = STACK_NAMES.get(stack, stack.rstrip("/"))
+    paths = [p.replace("{stack}", name) for p in (RCFG["dem"], RCFG["incidence"]) if p]
+    return inputs_fingerprint([p for p in paths if os.path.exists(p)])
+
+
 def rtc_injection_part(injected, out, grid):
     """The aggregate chain's last part, rtc_injection ("" when off); ``out``:
     rtc_aggregate_outputs of the stack."""
@@ -570,6 +594,18 @@ def rtc_aggregate_outputs(stack):
         ),
         "dates": f"{RTC}/{stack}dates.csv",
         "dates_tiles": f"{RTC}/{stack}dates_tiles.csv",
+        **(
+            {
+                "terrain": report(
+                    f"{RTC}/{stack}terrain_split.csv",
+                    category="RTC geolocation",
+                    subcategory=f"{stack}Verdict",
+                    caption="../report/rtc_terrain.rst",
+                )
+            }
+            if RTC_TERRAIN
+            else {}
+        ),
         "events": report(
             f"{RTC}/{stack}date_events.csv",
             category="RTC geolocation",
@@ -680,6 +716,7 @@ def rtc_batch_command(stacks):
             **{k: out[k] for k in ("scenes", "grid", "superset", "flat", "layout", "xcorr")},
             inject=rtc_inject_args(out["xcorr"]),
             injection=rtc_injection_part([out.get("injected", "")], out, out["grid"]),
+            terrain=rtc_terrain_part(out, out["grid"], stack),
         )
         chain = ["--log {log.select:q}", RTC_SELECT_CMD, "--log {log.stack:q}",
                  RTC_FLATTEN_CMD, RTC_TILES_CMD, RTC_XCORR_CMD, RTC_AGGREGATE_CMD]  # fmt: skip

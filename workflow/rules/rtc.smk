@@ -40,7 +40,7 @@ RTC_AGGREGATE_CMD = (
     " --tiles {output.tiles:q} --geojson {params.layout:q} {params.opts_plots}"
     " --out-pair {output.pair_plot:q} --out-tile {output.tile_plot:q}"
     " --out-time {output.time_plot:q} --out-quiver {output.quiver_plot:q}"
-    "{params.injection}"
+    "{params.injection}{params.terrain}"
 )
 RTC_REFLECTORS_CMD = (
     "rtc_reflectors {params.opts_reflectors} --scenes {input.scenes:q}"
@@ -232,6 +232,9 @@ rule rtc_aggregate:
         scenes=lambda w, input: input.scenes,
         xcorr=lambda w, input: input.xcorr,
         injection=lambda w, input, output: rtc_injection_part(input.injected, output, input.grid),
+        terrain=lambda w, input, output: rtc_terrain_part(output, input.grid, w.stack),
+        # Not passed on: the DEM or incidence raster replaced reruns this job.
+        terrain_fingerprint=lambda w: rtc_terrain_fingerprint(w.stack),
     shell:
         f"python -m sarstack {RTC_AGGREGATE_CMD} 2> {{log:q}} || sarstack_fail {{log:q}}"
 
@@ -281,6 +284,7 @@ for _n, _stacks in enumerate(RTC_BATCHES, 1):
             # Not passed on: a change of an input file's size or mtime reruns this job.
             fingerprint=[rtc_stack_fingerprint(s) for s in _stacks],
             reflectors_fingerprint=user_files_fingerprint(RCFG["reflectors"]),
+            terrain_fingerprint=[rtc_terrain_fingerprint(s) for s in _stacks],
             cmd=rtc_batch_command(_stacks),
             select_logs=" ".join(shlex.quote(f"{LOGS}/rtc/{s}select.log") for s in _stacks),
         shell:

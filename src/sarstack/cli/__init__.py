@@ -76,7 +76,8 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
 #: Stages, in pipeline order (each a module ``sarstack.cli.<stage>`` with ``main``).
 STAGES = (
     "rtc_select", "rtc_superset", "rtc_flatten", "rtc_tiles", "rtc_xcorr", "rtc_dates",
-    "rtc_aggregate", "rtc_injection", "rtc_reflectors", "rtc_plots", "rtc_stacks_summary",
+    "rtc_aggregate", "rtc_injection", "rtc_terrain", "rtc_reflectors", "rtc_plots",
+    "rtc_stacks_summary",
     "insar_select", "insar_correlation_mean", "insar_conncomp_count", "insar_deramp",
     "insar_reference",
     "insar_invert", "insar_gather", "insar_velocity", "insar_rereference",
