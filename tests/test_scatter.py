@@ -38,6 +38,8 @@ def test_every_scatter_gives_identical_outputs(small_workflow_run):
     for f in ("offsets.csv", "pairs.csv", "tiles.csv", "summary.csv", "dates.csv",
               "dates_tiles.csv", "date_events.csv", "tiles.geojson", "tile_vectors.geojson"):
         assert filecmp.cmp(one / "rtc" / f, three / "rtc" / f, shallow=False), f
+    for f in ("insar/ifg_residuals.csv", "insar/closure_triangles.csv", "quality/dates.csv"):
+        assert filecmp.cmp(one / f, three / f, shallow=False), f
     rasters = sorted(p.relative_to(one / "insar") for p in (one / "insar").rglob("*.tif"))
     assert len(rasters) > 20 and any("residuals" in str(p) for p in rasters)
     for rel in rasters:

@@ -76,6 +76,7 @@ def closure_counts(
     *,
     threshold: float = np.pi,
     chunk_elements: int = _CHUNK_ELEMENTS,
+    totals: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel, the triangles with a non-zero closure and the measurable ones.
 
@@ -91,6 +92,11 @@ def closure_counts(
         Triangles are processed in chunks of about this many
         ``triangles x pixels`` elements, so memory stays bounded for dense
         networks.
+    totals
+        Optional ``(n_tri, 2)`` int64 array, incremented in place with each
+        triangle's pixels of non-zero closure (column 0) and measurable pixels
+        (column 1): the per-triangle view of the same counts, for block-wise
+        sums over a scene.
 
     Returns
     -------
@@ -124,7 +130,11 @@ def closure_counts(
         # count_nonzero over an axis is ~4x faster than a bool sum with a dtype
         measured += np.count_nonzero(ok, axis=0).astype(np.uint32)
         with np.errstate(invalid="ignore"):
-            nonzero += np.count_nonzero((c > threshold) & ok, axis=0).astype(np.uint32)
+            bad = (c > threshold) & ok
+        nonzero += np.count_nonzero(bad, axis=0).astype(np.uint32)
+        if totals is not None:
+            totals[t0 : t0 + len(t), 0] += np.count_nonzero(bad, axis=1)
+            totals[t0 : t0 + len(t), 1] += np.count_nonzero(ok, axis=1)
     return (
         np.minimum(nonzero, COUNT_MAX).astype(np.uint16).reshape(trailing),
         np.minimum(measured, COUNT_MAX).astype(np.uint16).reshape(trailing),

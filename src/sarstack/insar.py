@@ -835,6 +835,13 @@ def invert_strip(
     _log_triangles(len(triangles), len(ifgs))
     closure_tags = _closure_tags(dates[0], dates[-1], len(triangles), ref_rc, reference_window)
     n_flagged = 0
+    # Scene sums for the per-date quality table: each ifg's squared residuals
+    # and finite pixels, each triangle's non-zero and measurable closures.
+    # Residual sums are kept per block (summed in block order by the gather,
+    # so the tables are identical for every strip count).
+    res_ss: list[np.ndarray] = []
+    res_n: list[np.ndarray] = []
+    tri_totals = np.zeros((len(triangles), 2), np.int64)
     with (
         _StripOutputs(out_dir, sgrid, len(dates), len(ifgs), write_residuals, closure_tags,
                       float(abs(refpoint.phase_to_displacement(np.ones(1), wavelength)[0][0]))
@@ -855,14 +862,74 @@ def invert_strip(
             )  # fmt: skip
             max_it = max(max_it, n_it)
             disp, _ = refpoint.phase_to_displacement(x, wavelength)
-            closure = _closure_block(flat, triangles, m)
+            closure = _closure_block(flat, triangles, m, tri_totals)
             n_flagged += _n_flagged(closure)
+            finite = np.isfinite(res)
+            res_ss.append(np.sum(np.square(res), axis=1, where=finite))
+            res_n.append(np.count_nonzero(finite, axis=1))
             outputs.write(swin, disp, res, n_used, m, closure)
             log.info(
                 "block %d/%d done%s", k + 1, len(blocks),
                 f" (iterations <= {max_it})" if method == "L1" else "",
             )  # fmt: skip
     log.info("%d pixels with at least one non-zero closure", n_flagged)
+    write_strip_stats(out_dir, ifgs, res_ss, res_n, triangles, tri_totals)
+
+
+#: The strips' scene sums (CSV), summed over the strips by the gather.
+STRIP_STATS = {"ifgs": "ifg_stats.csv", "triangles": "triangle_stats.csv"}
+
+
+def write_strip_stats(
+    out_dir: Path, ifgs: Sequence[Ifg], res_ss: Sequence[np.ndarray],
+    res_n: Sequence[np.ndarray], triangles: np.ndarray, tri_totals: np.ndarray,
+) -> None:
+    """A strip's per-block, per-ifg residual sums and per-triangle closure counts."""
+    import pandas as pd
+
+    from sarstack.io import write_csv
+
+    n_ifg = len(ifgs)
+    write_csv(out_dir / STRIP_STATS["ifgs"], pd.DataFrame({
+        "block": np.repeat(np.arange(len(res_ss)), n_ifg), "ifg": np.tile(np.arange(n_ifg), len(res_ss)),
+        "res_ss_rad2": np.concatenate(res_ss) if res_ss else np.zeros(0),
+        "n_px": np.concatenate(res_n) if res_n else np.zeros(0, np.int64)}))  # fmt: skip
+    tri = np.asarray(triangles, np.int64).reshape(-1, 3)
+    write_csv(out_dir / STRIP_STATS["triangles"], pd.DataFrame(
+        {"ifg_a": tri[:, 0], "ifg_b": tri[:, 1], "ifg_c": tri[:, 2],
+         "nonzero_px": tri_totals[:, 0], "measured_px": tri_totals[:, 1]}))  # fmt: skip
+
+
+def gather_stats(strips: Sequence[str | Path], ifgs: Sequence[Ifg], out_dir: str | Path) -> None:
+    """The strips' scene sums as two tables in ``out_dir``: ``ifg_residuals.csv``
+    (per ifg: its dates, RMS residual over the scene in radians and the
+    pixels behind it) and ``closure_triangles.csv`` (per triangle: its three
+    ifgs, pixels with a non-zero closure, measurable pixels and their ratio)."""
+    import pandas as pd
+
+    from sarstack.io import write_csv
+
+    paths = [Path(d) for d in strips]
+    blocks = pd.concat([pd.read_csv(d / STRIP_STATS["ifgs"]) for d in paths], ignore_index=True)
+    ss, n = np.zeros(len(ifgs)), np.zeros(len(ifgs), np.int64)
+    for k, g in blocks.groupby("ifg", sort=True):  # block order: the same sums for every N
+        for v in g["res_ss_rad2"].to_numpy(float):
+            ss[int(k)] += v
+        n[int(k)] = int(g["n_px"].sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rms = np.sqrt(ss / n)
+    keys = [f"{i.reference.isoformat()}_{i.secondary.isoformat()}" for i in ifgs]
+    write_csv(Path(out_dir) / "ifg_residuals.csv", pd.DataFrame({
+        "reference_date": [i.reference.isoformat() for i in ifgs],
+        "secondary_date": [i.secondary.isoformat() for i in ifgs],
+        "residual_rms_rad": rms, "n_px": n}))  # fmt: skip
+    tri = [pd.read_csv(d / STRIP_STATS["triangles"]) for d in paths]
+    t = pd.DataFrame({col: [keys[k] for k in tri[0][col]] for col in ("ifg_a", "ifg_b", "ifg_c")})
+    t["nonzero_px"] = np.sum([x["nonzero_px"].to_numpy(np.int64) for x in tri], axis=0)
+    t["measured_px"] = np.sum([x["measured_px"].to_numpy(np.int64) for x in tri], axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t["fraction_nonzero"] = t["nonzero_px"] / t["measured_px"]
+    write_csv(Path(out_dir) / "closure_triangles.csv", t)
 
 
 class _BlockReader:
@@ -1596,14 +1663,15 @@ def _closure_tags(
 
 
 def _closure_block(
-    phase: np.ndarray, triangles: np.ndarray, mask: np.ndarray | None
+    phase: np.ndarray, triangles: np.ndarray, mask: np.ndarray | None,
+    totals: np.ndarray | None = None,
 ) -> np.ndarray:
     """The closure count raster of one block of referenced phase ``(n_ifg, ...)``:
     nodata where no triangle is measurable (without triangles: where no ifg has
     data) and where ``mask`` is 0."""
     from sarstack import closure as sclosure
 
-    nonzero, measured = sclosure.closure_counts(phase, triangles)
+    nonzero, measured = sclosure.closure_counts(phase, triangles, totals=totals)
     count = nonzero.copy()
     if len(triangles):
         count[measured == 0] = COUNT_NODATA

@@ -101,6 +101,8 @@ STAGE_OPTIONS: dict[str, dict[str, str]] = {
                        "--annual": "insar.velocity_model.annual",
                        "--semiannual": "insar.velocity_model.semiannual",
                        "--step": "insar.velocity_model.steps"},
+    "quality_dates": {"--residual-mads": "quality.residual_mads",
+                      "--closure-fraction": "quality.closure_fraction"},
     "insar_rereference": {"--block": "block_shape", "--date": "insar.extra_reference_date"},
 }  # fmt: skip
 

@@ -1234,9 +1234,14 @@ def summarize_stacks(
             )
         rows.append(row)
     per_stack = pd.DataFrame(rows)
-    for col in ("n_dates_judged", "n_dates_within", "fraction_dates_within"):
+    # The products' columns after the verdict, whichever stack came first.
+    products = ["n_dates_judged", "n_dates_within", "fraction_dates_within"]
+    for col in products:
         if col not in per_stack:
             per_stack[col] = nan
+    cols = [c for c in per_stack.columns if c not in products]
+    at = cols.index("verdict") + 1
+    per_stack = per_stack[cols[:at] + products + cols[at:]]
     for col in ("n_dates", "n_pairs", "n_pairs_ok", "n_pairs_within", "absolute_n_ok",
                 "n_dates_judged", "n_dates_within"):
         if col in per_stack:

@@ -470,7 +470,7 @@ def rtc_terrain_part(out, grid, stack):
     if not RTC_TERRAIN:
         return ""
     return format_command(
-        " :: rtc_terrain {opts} --offsets {o.offsets:q} --grid {g:q} --stack {s:q} --out {o.terrain:q}",
+        f" :: {RTC_TERRAIN_CMD}",
         opts=stage_opts("rtc_terrain"),
         o=dict(out),
         g=grid,
@@ -890,7 +890,49 @@ def all_targets():
                 f"note: {name} branch skipped: {key} is not set (demo.enabled: true runs the demo)",
                 file=sys.stderr,
             )
+    if quality_runs():
+        out.append(f"{QUALITY}/dates.csv")
     return out
+
+
+QUALITY = f"{OUT}/quality"
+
+
+def quality_runs():
+    """The per-date quality table is made when a branch runs (target all)."""
+    return (RCFG["enabled"] and rtc_has_inputs()) or (ICFG["enabled"] and insar_has_inputs())
+
+
+def quality_inputs():
+    """quality_dates' tables: each RTC stack's dates and events, the InSAR
+    ifg table and the gather's per-ifg and per-triangle sums (where run)."""
+    out = {}
+    if RCFG["enabled"] and rtc_has_inputs():
+        out["rtc"] = [f"{RTC}/{s}{f}" for s in RTC_STACKS for f in ("dates.csv", "date_events.csv")]
+    if ICFG["enabled"] and insar_has_inputs():
+        out |= {
+            "ifgs": f"{INSAR}/ifgs.csv",
+            "residuals": f"{INSAR}/ifg_residuals.csv",
+            "triangles": f"{INSAR}/closure_triangles.csv",
+        }
+    return out
+
+
+def quality_args(wildcards, input):
+    """quality_dates' input options (quoted)."""
+    args = []
+    if "rtc" in input.keys():
+        for s in RTC_STACKS:
+            args += [
+                "--rtc",
+                STACK_NAMES[s] or "rtc",
+                f"{RTC}/{s}dates.csv",
+                f"{RTC}/{s}date_events.csv",
+            ]
+    if "ifgs" in input.keys():
+        args += ["--ifgs", input.ifgs, "--ifg-residuals", input.residuals]
+        args += ["--closure-triangles", input.triangles]
+    return " ".join(shlex.quote(str(a)) for a in args)
 
 
 def branch_targets(name):

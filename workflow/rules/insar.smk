@@ -174,6 +174,8 @@ rule insar_gather:
         temporal_coherence=f"{INSAR}/temporal_coherence.tif",
         n_used=f"{INSAR}/n_ifgs_used.tif",
         ifg_residual_std=f"{INSAR}/ifg_residual_std.tif",
+        ifg_residuals=f"{INSAR}/ifg_residuals.csv",
+        closure_triangles=f"{INSAR}/closure_triangles.csv",
         closure=report(
             f"{INSAR}/closure_nonzero_count.tif",
             category="InSAR",
@@ -312,3 +314,32 @@ rule insar_rereference:
 rule insar:
     input:
         branch_targets("insar"),
+
+
+rule quality_dates:
+    # Both branches' per-date quality in one table (sarstack.quality).
+    input:
+        **quality_inputs(),
+    output:
+        report(
+            f"{QUALITY}/dates.csv",
+            category="Quality",
+            caption="../report/quality_dates.rst",
+        ),
+    log:
+        f"{LOGS}/quality/dates.log",
+    benchmark:
+        f"{BENCH}/quality/dates.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        # tables only, with a margin
+        mem_mb=500,
+        runtime=10,
+    params:
+        opts=stage_opts("quality_dates"),
+        inputs=quality_args,
+    shell:
+        "python -m sarstack quality_dates {params.opts} {params.inputs} --out {output:q}"
+        " 2> {log:q} || sarstack_fail {log:q}"

@@ -53,6 +53,12 @@ RTC_INJECTION_CMD = (
     "rtc_injection {opts} --dates {o.dates:q} --summary {o.summary:q} --grid {g:q}"
     " --out {o.injection:q} {inj:q}"
 )
+# Terrain vs timing (rtc.dem / rtc.incidence), appended to RTC_AGGREGATE_CMD's
+# chain by common.smk's rtc_terrain_part when either is set.
+RTC_TERRAIN_CMD = (
+    "rtc_terrain {opts} --offsets {o.offsets:q} --grid {g:q} --stack {s:q}"
+    " --out {o.terrain:q}"
+)
 # The stages' config-driven options (sarstack.options), as params of both
 # kinds of rule.
 RTC_SELECT_PARAMS = dict(opts_select=stage_opts("rtc_select"))

@@ -34,6 +34,7 @@ def main(argv=None):
         coherence_mask=a.coherence_mask, min_region_px=a.min_region_px,
     )
     io.write_csv(a.index, index)
+    insar.gather_stats(a.strips, ifgs, a.out_dir)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ def main(argv=None):
                                     coherence_mask=a.coherence_mask,
                                     min_region_px=a.min_region_px)
         io.write_csv(a.index, index)
+        insar.gather_stats([strip_dir], ifgs, a.out_dir)
         shutil.rmtree(strip_dir)
 
 

@@ -18,7 +18,8 @@ def create_parser() -> argparse.ArgumentParser:
     options.add_config_options(p, "rtc_terrain")
     p.add_argument("--offsets", required=True, help="offsets.csv of rtc_aggregate (pair x tile)")
     p.add_argument("--grid", required=True, help="union grid JSON of rtc_select")
-    p.add_argument("--stack", default="", help="the stack's name, for {stack} in --dem/--incidence")
+    p.add_argument("--stack", default=None,
+                   help="the stack's name, for {stack} in --dem/--incidence")
     p.add_argument("--out", required=True, help="terrain_split.csv")
     return p
 
@@ -28,7 +29,7 @@ def main(argv=None):
     cli.setup_logging(a.verbose)
 
     def named(path):
-        return path.replace("{stack}", a.stack) if path else None
+        return path.replace("{stack}", a.stack or "") if path else None
 
     grid = stagefiles.read_grid(a.grid)
     layout = rtc.tile_layout(grid.shape, a.tiles)
