@@ -17,32 +17,11 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import pandas as pd
 
-from sarstack import dates as sdates
-from sarstack import events
+from sarstack import events, synthetic
 
 CASES = [(0.5, 0.9, 1.0), (3.0, 0.9, 1.0), (3.0, 0.3, 1.0), (1.0, 2.0, 1.0), (1.0, 0.9, 0.5),
          (1.0, 0.9, 2.0)]  # fmt: skip
-
-
-def stack(rng, *, n=30, jitter=1.0, meas=0.9, se_factor=1.0, step=None, k=15, drift=0.0,
-          spec="sequential+long:4"):
-    ds = pd.date_range("2021-01-03", periods=n, freq="12D").strftime("%Y-%m-%d")
-    truth = rng.normal(0, jitter, (n, 2))
-    if step is not None:
-        truth[k:, 0] += step
-    truth[:, 0] += drift * np.arange(n) * 12 / 365.25
-    pairs = sdates.make_pairs(n, spec)
-    y = np.array([truth[j] - truth[i] for i, j in pairs]) + rng.normal(0, meas, (len(pairs), 2))
-    p = pd.DataFrame({"reference_date": [ds[i] for i, _ in pairs],
-                      "secondary_date": [ds[j] for _, j in pairs],
-                      "east_m": y[:, 0], "north_m": y[:, 1], "east_se_m": meas * se_factor,
-                      "north_se_m": meas * se_factor, "status": "ok"})  # fmt: skip
-    plat = ["S1A" if q < k else "S1C" for q in range(n)]
-    scenes = pd.DataFrame({"date": ds, "path": [f"/d/{pl}_IW_{d.replace('-', '')}T1_VV.tif"
-                                                for pl, d in zip(plat, ds, strict=True)]})
-    return p, scenes, ds
 
 
 def main() -> None:
@@ -55,10 +34,10 @@ def main() -> None:
     print("| scene jitter | pair error | se as stated | false alarms | step found and attributed"
           " | drift found |\n|---|---|---|---|---|---|")
     for jitter, meas, f in CASES:
-        kw = dict(jitter=jitter, meas=meas, se_factor=f, spec=a.network)
+        kw = dict(jitter=jitter, meas=meas, se_factor=f, network=a.network)
 
         def run(kw=kw, **extra):
-            p, scenes, ds = stack(rng, **kw, **extra)
+            p, scenes, ds = synthetic.simulate_event_pairs(rng, **kw, **extra)
             return events.find_events(p, scenes, significance=a.significance), ds
 
         fa = np.mean([len(run()[0]) > 0 for _ in range(a.stacks)])
@@ -67,7 +46,7 @@ def main() -> None:
             found, ds = run(step=18.0)
             hits.append(any(r.kind == "step" and r.date == ds[15] and r.note == "platform S1A -> S1C"
                             for r in found.itertuples()))  # fmt: skip
-        drift = np.mean([(run(drift=10.0)[0]["kind"] == "drift").any() for _ in range(a.stacks)])
+        drift = np.mean([(run(drift_m_per_yr=10.0)[0]["kind"] == "drift").any() for _ in range(a.stacks)])
         print(f"| {jitter:g} m | {meas:g} m | x{f:g} | {fa:.0%} | {np.mean(hits):.0%} | {drift:.0%} |",
               flush=True)  # fmt: skip
 

@@ -7,30 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sarstack import dates, events
+from sarstack import events, synthetic
 
 PX = 30.0  # OPERA / HyP3 RTC pixel (m)
 
 
-def _stack(rng, *, n=30, jitter=1.0, meas=0.9, step=None, k=15, drift_m_per_yr=0.0,
-           spec="sequential+long:4", platforms=("S1A", "S1C")):
-    """Pairs of a stack whose scenes each have their own geolocation error
-    (``jitter``, m) measured with pair noise ``meas`` (m); optionally a step
-    (east, m) from date k on, the first S1C date, and a drift (east)."""
-    ds = pd.date_range("2021-01-03", periods=n, freq="12D").strftime("%Y-%m-%d")
-    truth = rng.normal(0, jitter, (n, 2))
-    if step is not None:
-        truth[k:, 0] += step
-    truth[:, 0] += drift_m_per_yr * np.arange(n) * 12 / 365.25
-    pairs = dates.make_pairs(n, spec)
-    y = np.array([truth[j] - truth[i] for i, j in pairs]) + rng.normal(0, meas, (len(pairs), 2))
-    p = pd.DataFrame({"reference_date": [ds[i] for i, _ in pairs],
-                      "secondary_date": [ds[j] for _, j in pairs],
-                      "east_m": y[:, 0], "north_m": y[:, 1], "east_se_m": meas,
-                      "north_se_m": meas, "status": "ok"})  # fmt: skip
-    names = [f"/data/{platforms[q >= k]}_IW_{d.replace('-', '')}T184544_DVP_RTC30_G_gpuned_13FA_VV.tif"
-             for q, d in enumerate(ds)]  # fmt: skip
-    return p, pd.DataFrame({"date": ds, "path": names}), ds
+def _stack(rng, *, spec="sequential+long:4", **kw):
+    """(pairs, scenes, dates) of synthetic.simulate_event_pairs."""
+    return synthetic.simulate_event_pairs(rng, network=spec, **kw)
 
 
 def test_platform_and_version_from_hyp3_and_opera_names():
