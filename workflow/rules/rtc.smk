@@ -56,8 +56,7 @@ RTC_INJECTION_CMD = (
 # Terrain vs timing (rtc.dem / rtc.incidence), appended to RTC_AGGREGATE_CMD's
 # chain by common.smk's rtc_terrain_part when either is set.
 RTC_TERRAIN_CMD = (
-    "rtc_terrain {opts} --offsets {o.offsets:q} --grid {g:q} --stack {s:q}"
-    " --out {o.terrain:q}"
+    "rtc_terrain {opts} --offsets {o.offsets:q} --grid {g:q} --stack {s:q} --out {o.terrain:q}"
 )
 # The stages' config-driven options (sarstack.options), as params of both
 # kinds of rule.
