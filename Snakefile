@@ -27,6 +27,7 @@ localrules:
     insar_select,
     rtc_tiles,
     rtc_stacks_summary,
+    quality_dates,
     demo_rtc_check,
     demo_insar_check,
 
