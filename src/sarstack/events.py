@@ -159,7 +159,7 @@ def find_events(
         One row per event, most significant first: ``date`` (a step's first
         date; a drift's first date; a platform's first date), ``kind``
         (``step`` | ``drift`` | ``platform``: the scenes of one platform offset
-        from those of the most frequent one, interleaved in time),
+        from those of the first date's platform, interleaved in time),
         ``east_m``/``north_m`` (the step or the platform's offset; for a drift
         its total over the stack), ``sigma_m`` (their 1-sigma, the mean of the two components'),
         ``significance`` (the Bonferroni-corrected p-value), the platforms on
