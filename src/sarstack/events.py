@@ -25,6 +25,7 @@ at most :data:`MAX_EVENTS` times. Pure NumPy; small matrices (pairs x pairs).
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from collections.abc import Sequence
@@ -45,8 +46,6 @@ MAX_EVENTS = 3
 #: Columns of date_events.csv (kind: step | drift | platform).
 COLUMNS = ["date", "kind", "east_m", "north_m", "sigma_m", "significance",
            "platform_before", "platform_after", "note"]  # fmt: skip
-
-_DAYS_PER_YEAR = 365.25
 
 
 def scene_platform(path: str | Path) -> str:
@@ -178,7 +177,9 @@ def find_events(
     b[np.arange(m), j] += 1.0
     b[np.arange(m), i] -= 1.0
     bbt = b @ b.T
-    t = np.array([np.datetime64(d, "D").astype(float) for d in dates]) / _DAYS_PER_YEAR
+    from sarstack.dates import years_since
+
+    t = years_since([dt.date.fromisoformat(d) for d in dates])  # t[0] = 0
     platform, version = _scene_info(dates, scenes)
     candidates: list[tuple[str, int, np.ndarray]] = [("drift", 0, b @ (t - t[0]))]
     # A platform's own offset (S1B scenes against S1A's, interleaved in time),
