@@ -377,3 +377,16 @@ def test_reference_window_larger_than_the_scene(tmp_path):
     p, out = _insar_run(tmp_path, reference_window=25)
     one_error(p, 1, "insar.reference_window", "25", "24 x 24")
     assert not (out / "insar" / "velocity.tif").exists()
+
+
+def test_flatten_threads_give_the_same_json(tmp_path):
+    """rtc_flatten spreads a chunk's scenes over its threads: same JSON, same order."""
+    (tmp_path / "data").mkdir()
+    (out := tmp_path / "out").mkdir()
+    _offsets(_fill_stack(tmp_path / "data", declared=True), out)
+    one = (out / "flat.json").read_text()
+    _stage("rtc_flatten", "--superset", out / "sup" / "index.csv", "--grid", out / "grid.json",
+           "--tiles", 2, 2, "--percentiles", 1, 99, "--block", 512, 512, "--scale", "power",
+           "--threads", 3, "--out", out / "flat3.json")
+    assert (out / "flat3.json").read_text() == one
+    assert len(json.loads(one)["scenes"]) == 3

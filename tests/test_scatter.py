@@ -51,12 +51,13 @@ def test_every_scatter_gives_identical_outputs(small_workflow_run):
 def test_auto_chunks_follow_the_work_not_the_cores():
     from sarstack import chunks
 
-    # A small stack is one job per stage; 24 dates of 4096^2 are 3 flatten jobs.
+    # A small stack is one job per stage; 24 dates of 4096^2 are 2 flatten jobs.
     assert chunks.n_chunks("auto", 21, 100 * 100, "flatten") == 1
-    assert chunks.n_chunks("auto", 24, 4096**2, "flatten") == 3
-    assert chunks.n_chunks("auto", 23, 4096**2, "xcorr") == 6
+    assert chunks.n_chunks("auto", 24, 4096**2, "flatten") == 2
+    assert chunks.n_chunks("auto", 23, 4096**2, "xcorr") == 2
+    assert chunks.n_chunks("auto", 12, 8192**2, "flatten") == 3
     # Never more jobs than items, never more than MAX_CHUNKS, at least one.
-    assert chunks.n_chunks("auto", 12, 8192**2, "xcorr") == 12
+    assert chunks.n_chunks("auto", 12, 8192**2, "xcorr") == 4
     assert chunks.n_chunks("auto", 5000, 8192**2, "xcorr") == chunks.MAX_CHUNKS
     assert chunks.n_chunks("auto", 0, 10, "invert") == 1
     # A number fixes the count (capped at the items).

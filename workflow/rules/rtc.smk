@@ -17,7 +17,7 @@ RTC_FLATTEN_CMD = (
     "rtc_superset {params.opts_superset} --scenes {params.scenes:q} --grid {params.grid:q}"
     " --chunk {params.chunk} --out-dir {params.superset_dir:q}"
     " :: rtc_flatten {params.opts_flatten} --superset {params.superset:q}"
-    " --grid {params.grid:q} --out {params.flat:q}"
+    " --grid {params.grid:q} --threads {threads} --out {params.flat:q}"
 )
 RTC_TILES_CMD = (
     "rtc_tiles {params.opts_tiles} --grid {params.grid:q} --out {params.layout:q}"
@@ -126,7 +126,7 @@ rule rtc_flatten:
         stack=RTC_CHUNKED_RX,
     conda:
         ENV
-    threads: 1
+    threads: lambda wildcards: chunk_threads(*rtc_scene_chunks(wildcards), share=RTC_SHARE)
     resources:
         # measured peak 0.17 GB at 4096², 0.39 GB at 8192², with a margin
         mem_mb=800,
