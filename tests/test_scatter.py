@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sarstack import dates, io
+from sarstack import chunks, dates, io
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,14 +18,14 @@ pytestmark = pytest.mark.workflow
 def test_chunk_slices_cover_items_once():
     for n_items in range(1, 12):
         for n in range(1, 15):
-            s = dates.chunk_slices(n_items, n)
+            s = chunks.chunk_slices(n_items, n)
             assert len(s) == min(n, n_items)
             assert [i for a, b in s for i in range(a, b)] == list(range(n_items))
             sizes = [b - a for a, b in s]
             assert max(sizes) - min(sizes) <= 1
-    assert dates.chunk_items(list("abcdefg"), "2-of-3") == list("de")  # sizes 3, 2, 2
+    assert chunks.chunk_items(list("abcdefg"), "2-of-3") == list("de")  # sizes 3, 2, 2
     with pytest.raises(dates.SarstackError):
-        dates.parse_chunk("4-of-3")
+        chunks.parse_chunk("4-of-3")
 
 
 def test_every_scatter_gives_identical_outputs(small_workflow_run):
@@ -49,8 +49,6 @@ def test_every_scatter_gives_identical_outputs(small_workflow_run):
 
 
 def test_auto_chunks_follow_the_work_not_the_cores():
-    from sarstack import chunks
-
     # A small stack is one job per stage; 24 dates of 4096^2 are 2 flatten jobs.
     assert chunks.n_chunks("auto", 21, 100 * 100, "flatten") == 1
     assert chunks.n_chunks("auto", 24, 4096**2, "flatten") == 2

@@ -13,7 +13,6 @@ import rasterio
 from skimage.filters import window
 from skimage.registration import phase_cross_correlation
 
-from sarstack import synthetic
 from sarstack.dates import parse_scene_date
 from sarstack.errors import SarstackError
 from sarstack.io import read_band, read_grid
@@ -233,8 +232,8 @@ def test_simulation_matches_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     """simulate_rtc_stack alone (no I/O) gives exactly what make_rtc_stack writes."""
     kw: dict = dict(n_dates=3, shape=(48, 64), seed=4, nodata=float("nan"), frame_jitter_px=4)
     with monkeypatch.context() as m:
-        m.setattr(synthetic, "write_raster", _no_io)
-        m.setattr(synthetic, "write_csv", _no_io)
+        m.setattr("sarstack.synthetic.rtc.write_raster", _no_io)
+        m.setattr("sarstack.synthetic.rtc.write_csv", _no_io)
         sim = simulate_rtc_stack(**kw)
     truth = make_rtc_stack(tmp_path, **kw)
     assert sim.images.shape == (3, 48, 64) and sim.images.dtype == np.float32

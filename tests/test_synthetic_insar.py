@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sarstack import dates, synthetic
+from sarstack import dates
 from sarstack import timeseries as ts
 from sarstack.errors import SarstackError
 from sarstack.io import raster_tags, read_band, read_grid
@@ -143,8 +143,8 @@ def test_simulation_matches_files(tmp_path, monkeypatch):
     kw = dict(n_dates=5, shape=(24, 20), seed=2, wavelength=0.0555, annual_amplitude_rad=0.5,
               steps=[("2020-01-25", 1.0)], jump_patch=(2, slice(0, 4), slice(5, 9)))  # fmt: skip
     with monkeypatch.context() as m:
-        m.setattr(synthetic, "write_raster", _no_io)
-        m.setattr(synthetic, "write_csv", _no_io)
+        m.setattr("sarstack.synthetic.insar.write_raster", _no_io)
+        m.setattr("sarstack.synthetic.insar.write_csv", _no_io)
         sim = simulate_ifg_stack(**kw)
     df = make_ifg_stack(tmp_path, **kw)
     n_ifg = len(df)

@@ -10,6 +10,11 @@ than items; the stages' results are identical for every count (tested).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
+from sarstack.errors import SarstackError
+
 #: At most this many chunk jobs per stage under ``auto``.
 MAX_CHUNKS = 64
 #: Pixels of work per chunk job under ``auto``, by stage: about 5-12 s of work
@@ -33,6 +38,47 @@ def n_chunks(scatter: int | str, n_items: int, px_per_item: int, stage: str) -> 
 
 
 def chunk_labels(scatter: int | str, n_items: int, px_per_item: int, stage: str) -> list[str]:
-    """The chunk labels ``I-of-N`` of a stage (see :func:`sarstack.dates.chunk_items`)."""
+    """The chunk labels ``I-of-N`` of a stage (see :func:`chunk_items`)."""
     n = n_chunks(scatter, n_items, px_per_item, stage)
     return [f"{i}-of-{n}" for i in range(1, n + 1)]
+
+
+def chunk_slices(n_items: int, n_chunks: int) -> list[tuple[int, int]]:
+    """Split ``range(n_items)`` into ``n_chunks`` contiguous, balanced slices.
+
+    The first ``n_items % n_chunks`` slices hold one item more; ``n_chunks``
+    larger than ``n_items`` is reduced to ``n_items`` (no empty chunk).
+
+    Returns
+    -------
+    list of (start, stop)
+        Half-open index ranges, in order, covering every item once.
+    """
+    if n_items < 1:
+        return []
+    n = max(1, min(int(n_chunks), n_items))
+    size, extra = divmod(n_items, n)
+    out, start = [], 0
+    for k in range(n):
+        stop = start + size + (1 if k < extra else 0)
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def parse_chunk(label: str) -> tuple[int, int]:
+    """``"2-of-5"`` → ``(2, 5)`` (1-based chunk number, number of chunks)."""
+    m = re.fullmatch(r"(\d+)-of-(\d+)", str(label))
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise SarstackError(f"chunk {label!r} is not 'I-of-N' with 1 <= I <= N")
+    return int(m.group(1)), int(m.group(2))
+
+
+def chunk_items(items: Sequence, label: str) -> list:
+    """The items of chunk ``label`` (``"I-of-N"``) of a sequence, per :func:`chunk_slices`."""
+    i, n = parse_chunk(label)
+    slices = chunk_slices(len(items), n)
+    if i > len(slices):
+        raise SarstackError(f"chunk {label}: only {len(slices)} chunks for {len(items)} items")
+    s0, s1 = slices[i - 1]
+    return list(items[s0:s1])

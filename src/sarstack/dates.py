@@ -215,47 +215,6 @@ def years_since(dates: Sequence[dt.date], origin: dt.date | None = None) -> np.n
     return np.array([(d - origin).days / DAYS_PER_YEAR for d in dates], dtype=np.float64)
 
 
-def chunk_slices(n_items: int, n_chunks: int) -> list[tuple[int, int]]:
-    """Split ``range(n_items)`` into ``n_chunks`` contiguous, balanced slices.
-
-    The first ``n_items % n_chunks`` slices hold one item more; ``n_chunks``
-    larger than ``n_items`` is reduced to ``n_items`` (no empty chunk).
-
-    Returns
-    -------
-    list of (start, stop)
-        Half-open index ranges, in order, covering every item once.
-    """
-    if n_items < 1:
-        return []
-    n = max(1, min(int(n_chunks), n_items))
-    size, extra = divmod(n_items, n)
-    out, start = [], 0
-    for k in range(n):
-        stop = start + size + (1 if k < extra else 0)
-        out.append((start, stop))
-        start = stop
-    return out
-
-
-def parse_chunk(label: str) -> tuple[int, int]:
-    """``"2-of-5"`` → ``(2, 5)`` (1-based chunk number, number of chunks)."""
-    m = re.fullmatch(r"(\d+)-of-(\d+)", str(label))
-    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
-        raise SarstackError(f"chunk {label!r} is not 'I-of-N' with 1 <= I <= N")
-    return int(m.group(1)), int(m.group(2))
-
-
-def chunk_items(items: Sequence, label: str) -> list:
-    """The items of chunk ``label`` (``"I-of-N"``) of a sequence, per :func:`chunk_slices`."""
-    i, n = parse_chunk(label)
-    slices = chunk_slices(len(items), n)
-    if i > len(slices):
-        raise SarstackError(f"chunk {label}: only {len(slices)} chunks for {len(items)} items")
-    s0, s1 = slices[i - 1]
-    return list(items[s0:s1])
-
-
 class NetworkSolution(NamedTuple):
     """Result of a weighted network solve (:func:`solve_network_columns`,
     ``timeseries.invert_weighted``); fields are also read by name,

@@ -14,6 +14,7 @@ from rasterio.windows import Window
 
 from sarstack import cli, insar, io, plots, stagefiles
 from sarstack import velocity as svel
+from sarstack.dates import DAYS_PER_YEAR
 
 log = logging.getLogger("insar_plots")
 
@@ -83,7 +84,7 @@ def _map_style(name: str, tags: dict, units: str) -> dict[str, Any]:
     if name.endswith("_phase"):
         # Day of year is cyclic: a cyclic colour map over the period, with no grey
         # in it (grey is masked / no data).
-        period = 182.625 if name.startswith("semiannual") else 365.25
+        period = DAYS_PER_YEAR / (2 if name.startswith("semiannual") else 1)
         return {"title": quantity, "label": "day of year of the peak",
                 "cmap": "hsv", "vmin": 1.0, "vmax": 1.0 + period}  # fmt: skip
     return {"title": quantity, "label": f"{name.replace('_', ' ')} ({units})", "cmap": "viridis",

@@ -10,7 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from sarstack import cli, dates, io, options, rtc, stagefiles
+from sarstack import chunks, cli, io, options, rtc, stagefiles
 
 log = logging.getLogger("rtc_superset")
 
@@ -35,7 +35,7 @@ def main(argv=None):
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for s in dates.chunk_items(scenes, a.chunk):
+    for s in chunks.chunk_items(scenes, a.chunk):
         src, day = s["path"], s["date"]
         fill = rtc.scene_fill(src, a.scale, a.nodata)
         if rtc.grid_offset(io.read_grid(src), grid) is not None and rtc.vrt_possible(src, fill):

@@ -8,7 +8,7 @@ import logging
 
 import pandas as pd
 
-from sarstack import cli, dates, io, options, rtc, stagefiles
+from sarstack import chunks, cli, dates, io, options, rtc, stagefiles
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("rtc_xcorr")
@@ -43,7 +43,7 @@ def main(argv=None):
         network = dates.make_pairs(len(scenes), a.pairs)
     except SarstackError as e:
         raise SarstackError(f"rtc.pairs: {e}") from None
-    pairs = dates.chunk_items(network, a.chunk)
+    pairs = chunks.chunk_items(network, a.chunk)
     log.info("%d pairs (chunk %s); %d x %d tiles of %d x %d px, upsample %d, preprocess %s",
              len(pairs), a.chunk, layout.n_rows, layout.n_cols, layout.tile_height,
              layout.tile_width, a.upsample_factor, a.preprocess)

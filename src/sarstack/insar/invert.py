@@ -1,0 +1,486 @@
+"""insar_invert: invert one strip of rows block by block (reference, solve,
+residuals, closure) into the strip's rasters and scene sums."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from affine import Affine
+from rasterio.windows import Window
+
+from sarstack import chunks, refpoint
+from sarstack import dates as sdates
+from sarstack.errors import SarstackError
+from sarstack.insar.common import COUNT_NODATA, check_range
+from sarstack.insar.diagnostics import _closure_block, _closure_tags, _log_triangles, _n_flagged
+from sarstack.insar.reference import read_mask, reference_phase
+from sarstack.insar.select import Ifg, read_ifg_table
+from sarstack.io import (
+    Grid,
+    RasterWriter,
+    StackReader,
+    iter_blocks,
+    read_ahead,
+    read_grid,
+)
+
+log = logging.getLogger(__package__)
+
+
+def _irls_l1(
+    a: np.ndarray,
+    flat: np.ndarray,
+    weights: np.ndarray,
+    *,
+    l1_tolerance: float,
+    l1_max_iterations: int,
+) -> tuple[sdates.NetworkSolution, int]:
+    """L1 of a censored / weighted system: :func:`sarstack.dates.irls_l1` over
+    ``timeseries.invert_weighted`` (residual floor 1e-4 of the median phase)."""
+    from sarstack import timeseries as ts  # JAX: imported by the stages that solve
+
+    return sdates.irls_l1(
+        lambda w: ts.invert_weighted(a, flat, w), weights, flat,
+        floor=1e-4, max_iter=l1_max_iterations, tol=l1_tolerance,
+    )  # fmt: skip
+
+
+#: Most distinct missing-interferogram patterns among a block's partial pixels
+#: that L2 solves pattern by pattern in NumPy (one least-squares solve each,
+#: all the pattern's pixels as right-hand sides; a frame edge or a nodata
+#: corner gives a handful); more go to the batched JAX solver, which costs an
+#: import of JAX (~1.3 s, ~150 MB) and a compile per network.
+MAX_NUMPY_PATTERNS = 64
+
+
+def _censored_l2(
+    a: np.ndarray, pairs: Sequence[tuple[int, int]], sub: np.ndarray, w: np.ndarray
+) -> Any:
+    """L2 of pixels missing some ifgs (weights 0/1 ``w``): the same model and
+    outputs by either solver, equal to float64 rounding."""
+    if len(np.unique(w.T, axis=0)) <= MAX_NUMPY_PATTERNS:
+        return sdates.solve_network_columns(pairs, a.shape[1] + 1, sub, w)
+    from sarstack import timeseries as ts  # JAX
+
+    return ts.invert_weighted(a, sub, w)
+
+
+def _solve_block(
+    a: np.ndarray,
+    pairs: Sequence[tuple[int, int]],
+    flat: np.ndarray,
+    weights: np.ndarray | None,
+    *,
+    method: str,
+    single: bool,
+    l1_tolerance: float,
+    l1_max_iterations: int,
+    threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """One block: (x, residual, n_used, iterations) by the configured method.
+
+    Without weights, pixels valid in every ifg go through the plain L2 / L1
+    kernels (single-reference networks are only re-ordered), and pixels
+    missing some ifgs through the censored solver (missing ifgs dropped for
+    that pixel only; dates cut off from the first date are NaN there). With
+    weights (correlation and/or conncomp censoring) every pixel goes through
+    the censored, weighted solver. L1 on the censored system is iteratively
+    reweighted least squares (:func:`_irls_l1`).
+    """
+    from sarstack import timeseries as ts  # JAX: imported by the stages that solve
+
+    n_ifg = flat.shape[0]
+    finite = np.isfinite(flat)
+    full = finite.all(axis=0)
+    if weights is None:
+        if single:
+            x = sdates.single_reference_series(pairs, flat)
+            res = np.where(full, 0.0, np.nan) * np.ones_like(flat)
+            n_it = 0
+        else:
+            kw: dict[str, Any] = {}
+            if method == "L1":
+                kw = {"tol": l1_tolerance, "max_iter": l1_max_iterations, "threads": threads}
+            x, res, n_it = ts.invert(a, flat, method, **kw)
+        n_used = np.where(full, n_ifg, 0).astype(np.int32)
+        partial = finite.any(axis=0) & ~full
+        if partial.any():
+            x, res = np.array(x), np.array(res)  # writable copies of the kernels' outputs
+            sub = flat[:, partial]
+            w = np.isfinite(sub).astype(flat.dtype)
+            if method == "L1":
+                out, it = _irls_l1(a, sub, w, l1_tolerance=l1_tolerance,
+                                   l1_max_iterations=l1_max_iterations)  # fmt: skip
+                n_it = max(n_it, it)
+            else:
+                out = _censored_l2(a, pairs, sub, w)
+            x[:, partial] = out["x"]
+            res[:, partial] = out["residual"]
+            n_used[partial] = out["n_used"]
+        return x, res, n_used, n_it
+    if method == "L1":
+        out, n_it = _irls_l1(a, flat, weights, l1_tolerance=l1_tolerance,
+                             l1_max_iterations=l1_max_iterations)  # fmt: skip
+    else:
+        out, n_it = ts.invert_weighted(a, flat, weights), 0
+    return out["x"], out["residual"], np.asarray(out["n_used"], np.int32), n_it
+
+
+#: Gathered outputs with one raster per date or per ifg (COGs without overviews).
+PER_ITEM_OUTPUTS = frozenset({"timeseries", "residuals"})
+
+
+#: Files of one inversion strip (tiled, uncompressed GeoTIFFs read once by the gather).
+STRIP_FILES = {
+    "timeseries": "timeseries.tif",
+    "residuals": "residuals.tif",
+    "residual_sum": "residual_sum.tif",
+    "ifg_residual_std": "ifg_residual_std.tif",
+    "temporal_coherence": "temporal_coherence.tif",
+    "n_ifgs_used": "n_ifgs_used.tif",
+    "closure_nonzero_count": "closure_nonzero_count.tif",
+}
+
+
+def strip_work(ifg_table: str | Path, block_rows: int) -> tuple[int, int]:
+    """The inversion scatter's items: ``(block rows of the grid, pixels x used
+    ifgs per block row)`` for the ifg table of ``insar_select`` and
+    ``insar.block_shape``'s rows; the one place the strip count starts from
+    (``strip_rows`` cuts the same block rows)."""
+    used = read_ifg_table(ifg_table)[0]  # excluded ones left out
+    grid = read_grid(used[0].path)
+    return -(-grid.height // int(block_rows)), int(block_rows) * grid.width * len(used)
+
+
+def strip_rows(height: int, block_rows: int, label: str) -> tuple[int, int]:
+    """Rows ``[r0, r1)`` of strip ``label`` (``"I-of-N"``).
+
+    Strips are made of whole block rows, so every block (and with it every
+    per-block solver decision) is the same whatever the number of strips:
+    the outputs are identical for every N.
+    """
+    n_blocks = -(-height // block_rows)
+    blocks = chunks.chunk_items(list(range(n_blocks)), label)
+    b0, b1 = blocks[0], blocks[-1] + 1
+    return b0 * block_rows, min(b1 * block_rows, height)
+
+
+def invert_strip(
+    ifgs: Sequence[Ifg],
+    dates: Sequence[dt.date],
+    pairs: Sequence[tuple[int, int]],
+    ref_rc: tuple[int, int],
+    out_dir: str | Path,
+    *,
+    rows: tuple[int, int] | None = None,
+    method: str,
+    wavelength: float | None,
+    mask: str | Path | None,
+    block_shape: Sequence[int],
+    l1_tolerance: float,
+    l1_max_iterations: int,
+    weighting: str,
+    correlation_looks: float,
+    correlation_threshold: float,
+    write_residuals: bool,
+    reference_window: int = 1,
+    threads: int | None = None,
+    ramps: tuple[str, np.ndarray] | None = None,
+) -> None:
+    """Invert rows ``[r0, r1)`` of the stack block by block into one strip folder.
+
+    Interferograms are referenced to ``ref_rc`` first (each ifg minus its
+    value there), then inverted per pixel. With conncomp rasters an ifg
+    whose label is 0 at a pixel is dropped for that pixel only (censored
+    least squares; dates it cuts off from the first date are nodata there).
+    ``weighting="correlation"`` weights each ifg by its inverse Cramér-Rao
+    phase variance. The mask (0 = bad) makes a pixel nodata in every output.
+
+    Writes :data:`STRIP_FILES` into ``out_dir`` on the strip's own grid:
+    displacement (one band per date after the first, positive towards the
+    radar), residuals (one band per ifg, radians, NaN where censored; only
+    with ``write_residuals``), residual sum, temporal coherence and the
+    number of ifgs used. :func:`gather_strips` assembles the final COGs.
+    ``threads``: host threads of the L1 solver (None: the CPUs available).
+    ``ramps``: ``(model, coefficients)`` (:func:`sarstack.deramp.read_ramps`),
+    each ifg's ramp removed as it is read, before the referencing.
+    """
+
+    out_dir = Path(out_dir)
+    grid = read_grid(ifgs[0].path)
+    r0, r1 = rows if rows is not None else (0, grid.height)
+    sgrid = Grid(grid.crs, grid.transform @ Affine.translation(0, r0), grid.width, r1 - r0)
+    r, c = ref_rc
+    ref_vals = reference_phase(ifgs, ref_rc, reference_window, ramps)
+    if weighting == "correlation" and not all(i.correlation for i in ifgs):
+        raise SarstackError("insar.weighting: 'correlation' needs insar.correlation rasters")
+    censor = all(i.conncomp for i in ifgs)
+    weighted = weighting == "correlation" or censor
+    a = sdates.incidence_matrix(pairs, len(dates))
+    single = sdates.is_single_reference(pairs, len(dates))
+    how = describe_method(method, weighting, censor)
+    log.info(
+        "%d ifgs over %d dates, %s network, reference pixel [%d, %d], %s; rows %d-%d",
+        len(ifgs), len(dates), "single-reference" if single else "redundant", r, c,
+        "re-ordered (no inversion needed)" if single and not weighted else how, r0, r1 - 1,
+    )  # fmt: skip
+    # The closure diagnostic (:func:`closure_count`) from the same referenced
+    # blocks: no second read of the stack.
+    from sarstack import closure as sclosure
+
+    triangles = sclosure.network_triangles(pairs)
+    _log_triangles(len(triangles), len(ifgs))
+    closure_tags = _closure_tags(dates[0], dates[-1], len(triangles), ref_rc, reference_window)
+    n_flagged = 0
+    # Scene sums for the per-date quality table: each ifg's squared residuals
+    # and finite pixels, each triangle's non-zero and measurable closures.
+    # Residual sums are kept per block (summed in block order by the gather,
+    # so the tables are identical for every strip count).
+    res_ss: list[np.ndarray] = []
+    res_n: list[np.ndarray] = []
+    tri_totals = np.zeros((len(triangles), 2), np.int64)
+    with (
+        _StripOutputs(out_dir, sgrid, len(dates), len(ifgs), write_residuals, closure_tags,
+                      float(abs(refpoint.phase_to_displacement(np.ones(1), wavelength)[0][0]))
+                      ) as outputs,  # fmt: skip
+        _BlockReader(ifgs, ref_vals, mask, weighting=weighting, censor=censor,
+                     looks=correlation_looks, threshold=correlation_threshold, ramps=ramps,
+                     shape=grid.shape) as reader,
+    ):  # fmt: skip
+        blocks = list(iter_blocks(sgrid.shape, block_shape))
+        wins = [Window(w.col_off, w.row_off + r0, w.width, w.height) for w in blocks]
+        max_it = 0
+        for k, (swin, (flat, weights, m)) in enumerate(
+            zip(blocks, read_ahead(reader.read, wins), strict=True)
+        ):
+            x, res, n_used, n_it = _solve_block(
+                a, pairs, flat, weights, method=method, single=single,
+                l1_tolerance=l1_tolerance, l1_max_iterations=l1_max_iterations, threads=threads,
+            )  # fmt: skip
+            max_it = max(max_it, n_it)
+            disp, _ = refpoint.phase_to_displacement(x, wavelength)
+            closure = _closure_block(flat, triangles, m, tri_totals)
+            n_flagged += _n_flagged(closure)
+            finite = np.isfinite(res)
+            res_ss.append(np.sum(np.square(res), axis=1, where=finite))
+            res_n.append(np.count_nonzero(finite, axis=1))
+            outputs.write(swin, disp, res, n_used, m, closure)
+            log.info(
+                "block %d/%d done%s", k + 1, len(blocks),
+                f" (iterations <= {max_it})" if method == "L1" else "",
+            )  # fmt: skip
+    log.info("%d pixels with at least one non-zero closure", n_flagged)
+    write_strip_stats(out_dir, ifgs, res_ss, res_n, triangles, tri_totals)
+
+
+#: The strips' scene sums (CSV), summed over the strips by the gather.
+STRIP_STATS = {"ifgs": "ifg_stats.csv", "triangles": "triangle_stats.csv"}
+
+
+def write_strip_stats(
+    out_dir: Path, ifgs: Sequence[Ifg], res_ss: Sequence[np.ndarray],
+    res_n: Sequence[np.ndarray], triangles: np.ndarray, tri_totals: np.ndarray,
+) -> None:
+    """A strip's per-block, per-ifg residual sums and per-triangle closure counts."""
+    import pandas as pd
+
+    from sarstack.io import write_csv
+
+    n_ifg = len(ifgs)
+    write_csv(out_dir / STRIP_STATS["ifgs"], pd.DataFrame({
+        "block": np.repeat(np.arange(len(res_ss)), n_ifg), "ifg": np.tile(np.arange(n_ifg), len(res_ss)),
+        "res_ss_rad2": np.concatenate(res_ss) if res_ss else np.zeros(0),
+        "n_px": np.concatenate(res_n) if res_n else np.zeros(0, np.int64)}))  # fmt: skip
+    tri = np.asarray(triangles, np.int64).reshape(-1, 3)
+    write_csv(out_dir / STRIP_STATS["triangles"], pd.DataFrame(
+        {"ifg_a": tri[:, 0], "ifg_b": tri[:, 1], "ifg_c": tri[:, 2],
+         "nonzero_px": tri_totals[:, 0], "measured_px": tri_totals[:, 1]}))  # fmt: skip
+
+
+class _BlockReader:
+    """The inversion's inputs for one window: referenced phase, weights, mask.
+
+    Holds every ifg (and companion) open while the strip is inverted
+    (:class:`sarstack.io.StackReader`); ``read(window)`` returns the phase
+    ``(n_ifg, pixels)`` in float64 minus each ifg's reference value (NaN where
+    nodata or masked), the weights (None unless correlation-weighted or
+    conncomp-censored) and the mask of the window (None without one).
+    """
+
+    def __init__(
+        self,
+        ifgs: Sequence[Ifg],
+        ref_vals: np.ndarray,
+        mask: str | Path | None,
+        *,
+        weighting: str,
+        censor: bool,
+        looks: float,
+        threshold: float,
+        ramps: tuple[str, np.ndarray] | None = None,
+        shape: tuple[int, int] | None = None,
+    ) -> None:
+        self.ifgs = list(ifgs)
+        self.ref_vals = ref_vals
+        self.ramps = ramps
+        self.shape = shape
+        self.mask = mask
+        self.weighting = weighting
+        self.censor = censor
+        self.looks = looks
+        self.threshold = threshold
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> _BlockReader:
+        with self._stack as st:
+            self.phase = st.enter_context(StackReader([i.path for i in self.ifgs]))
+            self.cor = (st.enter_context(StackReader([i.need("correlation") for i in self.ifgs]))
+                        if self.weighting == "correlation" else None)  # fmt: skip
+            self.cc = (st.enter_context(StackReader([i.need("conncomp") for i in self.ifgs],
+                                                    nan_nodata=False))
+                       if self.censor else None)  # fmt: skip
+            self._stack = st.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def read(self, win: Window) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        from sarstack import timeseries as ts  # JAX: imported by the stages that solve
+
+        n = len(self.ifgs)
+        phase = self.phase.read(win).astype(np.float64)
+        if self.ramps is not None and self.shape is not None:
+            from sarstack import deramp
+
+            phase -= deramp.evaluate(self.ramps[1], win, self.shape, self.ramps[0])
+        phase -= self.ref_vals[:, None, None]
+        m = read_mask(self.mask, win)
+        if m is not None:
+            phase[:, ~m] = np.nan
+        flat = phase.reshape(n, -1)
+        if self.cor is None and self.cc is None:
+            return flat, None, m
+        weights = np.ones_like(flat)
+        if self.cor is not None:
+            cor = self.cor.read(win)
+            for p, layer in zip(self.cor.paths, cor, strict=True):
+                check_range(layer, p, 0.0, 1.0, "correlation")
+            weights = ts.correlation_weights(cor.reshape(flat.shape), self.looks, self.threshold)
+        if self.cc is not None:
+            weights = weights * (self.cc.read(win).reshape(flat.shape) != 0)
+        return flat, weights, m
+
+
+def ifg_residual_std(res: np.ndarray, n_dates: int, units_per_rad: float = 1.0) -> np.ndarray:
+    """Per pixel, the interferograms' noise that the network's redundancy
+    reveals: ``units_per_rad * sqrt(sum r^2 / (m - n_dates + 1))`` over the ``m``
+    finite residuals ``r`` (radians) of the pixel's ifgs; NaN where
+    ``m <= n_dates - 1`` (no redundancy: the noise is invisible there).
+
+    ``units_per_rad`` converts radians to the time series' units (``abs`` of
+    :func:`sarstack.refpoint.phase_to_displacement` of 1). The velocity stage
+    propagates it through the network (``insar.velocity_uncertainty``).
+    """
+    used = np.isfinite(res)
+    m = np.count_nonzero(used, axis=0)
+    sq = np.square(res, dtype=np.float64)
+    ss = np.sum(sq, axis=0, where=used)
+    del sq
+    dof = m - (n_dates - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(dof > 0, abs(units_per_rad) * np.sqrt(ss / np.maximum(dof, 1)), np.nan)
+
+
+class _StripOutputs:
+    """The strip rasters of :func:`invert_strip` (:data:`STRIP_FILES`), open
+    for the strip; ``write(window, disp, res, n_used, mask)`` writes one block
+    of every output, residual sum and temporal coherence derived here."""
+
+    def __init__(
+        self, out_dir: str | Path, grid: Grid, n_dates: int, n_ifgs: int, residuals: bool,
+        closure_tags: dict[str, str], disp_scale: float = 1.0,
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.grid = grid
+        self.closure_tags = closure_tags
+        self.n_dates = n_dates
+        self.disp_scale = disp_scale
+        self.counts = {"timeseries": n_dates - 1, "residual_sum": 1, "ifg_residual_std": 1,
+                       "temporal_coherence": 1}  # fmt: skip
+        if residuals:
+            self.counts["residuals"] = n_ifgs
+        self._stack = contextlib.ExitStack()
+        self.w: dict[str, RasterWriter] = {}
+
+    def __enter__(self) -> _StripOutputs:
+        with self._stack as st:
+            for name, count in self.counts.items():
+                self.w[name] = st.enter_context(self._writer(name, count))
+            self.w["n_ifgs_used"] = st.enter_context(
+                self._writer("n_ifgs_used", 1, dtype="uint16", nodata=COUNT_NODATA)
+            )
+            self.w["closure_nonzero_count"] = st.enter_context(
+                self._writer("closure_nonzero_count", 1, dtype="uint16", nodata=COUNT_NODATA,
+                             tags=self.closure_tags)
+            )  # fmt: skip
+            self._stack = st.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.__exit__(*exc)  # type: ignore[arg-type]
+
+    def _writer(self, name: str, count: int, **kw: object) -> RasterWriter:
+        return RasterWriter(self.out_dir / STRIP_FILES[name], self.grid, count=count, cog=False,
+                            **kw)  # type: ignore[arg-type]  # fmt: skip
+
+    def write(
+        self,
+        win: Window,
+        disp: np.ndarray,
+        res: np.ndarray,
+        n_used: np.ndarray,
+        mask: np.ndarray | None,
+        closure: np.ndarray,
+    ) -> None:
+        from sarstack import timeseries as ts  # JAX: imported by the stages that solve
+
+        shape = (int(win.height), int(win.width))
+        self.w["timeseries"].write(disp.reshape(-1, *shape).astype(np.float32), win)
+        if "residuals" in self.w:
+            self.w["residuals"].write(res.reshape(-1, *shape).astype(np.float32), win)
+        used = np.isfinite(res)
+        # A sum over the finite rows: the same sum as nansum, without its copy.
+        absres = np.abs(res)
+        total = np.where(used.any(axis=0), np.sum(absres, axis=0, where=~np.isnan(absres)), np.nan)
+        del absres
+        self.w["residual_sum"].write(total.reshape(shape).astype(np.float32), win)
+        self.w["ifg_residual_std"].write(
+            ifg_residual_std(res, self.n_dates, self.disp_scale).reshape(shape).astype(np.float32),
+            win,
+        )
+        # From the residuals as written (float32): float32 sine and cosine are
+        # SIMD and 5x faster than float64 ones; the coherence, itself float32,
+        # differs from the float64 one by < 1e-5 (test_insar_workflow).
+        coh = ts.temporal_coherence(res.astype(np.float32)).reshape(shape)
+        self.w["temporal_coherence"].write(coh, win)
+        count = n_used.reshape(shape).astype(np.uint16)
+        if mask is not None:
+            count[~mask] = COUNT_NODATA
+        self.w["n_ifgs_used"].write(count, win)
+        self.w["closure_nonzero_count"].write(closure.reshape(shape), win)
+
+
+def describe_method(method: str, weighting: str, censor: bool) -> str:
+    """Human-readable inversion method, e.g. ``"L1, conncomp-censored"``."""
+    return (
+        f"{method}"
+        + (", correlation-weighted" if weighting == "correlation" else "")
+        + (", conncomp-censored" if censor else "")
+    )

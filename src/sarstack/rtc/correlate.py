@@ -1,0 +1,350 @@
+"""rtc_xcorr: the coarse offset, then the per-tile sub-pixel offsets of every
+pair of a chunk, each scene read and transformed once."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from affine import Affine
+from rasterio.windows import Window
+
+from sarstack.errors import SarstackError
+from sarstack.io import (
+    read_grid,
+)
+from sarstack.rtc.aggregate import STATUS_NAN, classify_tiles
+from sarstack.rtc.flatten import coarse_cache_path, coarse_stride, flatten_block, read_scene
+from sarstack.rtc.tiles import TileLayout, shifts_to_map, tile_stack
+
+if TYPE_CHECKING:  # pandas is imported where tables are built: stages without tables start faster
+    import pandas as pd
+
+log = logging.getLogger(__package__)
+
+
+#: Default minimum correlation SNR (peak correlation over its chance level).
+DEFAULT_MIN_QUALITY = 2.0
+
+
+def chance_peak_corr(n_pixels: np.ndarray, n_lags: int, efficiency: float = 1.0) -> np.ndarray:
+    """Typical normalized correlation peak of two *unrelated* tiles.
+
+    The maximum over ``n_lags`` lags of a correlation estimated from
+    ``n_eff`` independent samples is about ``sqrt(2 ln(n_lags) / n_eff)``;
+    a taper lowers ``n_eff`` by its ``efficiency``
+    (:func:`sarstack.xcorr.taper_efficiency`).
+    """
+    n_eff = np.maximum(np.asarray(n_pixels, dtype=float) * efficiency, 1.0)
+    return np.sqrt(2.0 * np.log(max(n_lags, 2)) / n_eff)
+
+
+@functools.lru_cache(maxsize=8)
+def _strided_scene(
+    path: str, stride: int, clip: tuple[float, float] | None, scale: str
+) -> np.ndarray:
+    """Every ``stride``-th pixel of a flattened scene (cached: a chunk job meets each scene twice).
+
+    Taken from the decimated copy ``rtc_flatten`` saved beside the scene
+    (:func:`coarse_cache_path`) when there is one, else read.
+    """
+    g = read_grid(path)
+    cached = coarse_cache_path(path, stride)
+    out: np.ndarray | None = None
+    if cached.exists():
+        dec = np.load(cached)
+        if dec.shape == (-(-g.height // stride), -(-g.width // stride)):
+            out = dec if clip is None else flatten_block(dec, clip[0], clip[1])
+    if out is None:
+        rows = []
+        for r0 in range(0, g.height, 512 - 512 % stride):
+            h = min(512 - 512 % stride, g.height - r0)
+            rows.append(read_scene(path, Window(0, r0, g.width, h), clip, scale)[::stride, ::stride])
+        out = np.concatenate(rows)
+    out.setflags(write=False)
+    return out
+
+
+def coarse_offset(
+    ref_path: str | Path,
+    sec_path: str | Path,
+    *,
+    clip_ref: Sequence[float] | None = None,
+    clip_sec: Sequence[float] | None = None,
+    max_side: int = 1024,
+    min_quality: float = DEFAULT_MIN_QUALITY,
+    scale: str = "power",
+) -> tuple[int, int, float]:
+    """Whole-scene integer displacement of the secondary relative to the reference.
+
+    The coarse step of a coarse-to-fine search: both scenes, decimated so the
+    longer side is at most ``max_side``, in dB with their mean removed, NaN
+    set to zero and a Hann taper, are cross-correlated by FFT. The peak's
+    lag, scaled back to full-resolution pixels, is the displacement
+    ``(d_row, d_col)`` of the secondary's features (``+1`` column = one pixel
+    further along the grid's columns). It is returned only when the peak is
+    ``min_quality`` times above the level two unrelated scenes would reach by
+    chance; otherwise ``(0, 0)``.
+
+    Returns
+    -------
+    d_row, d_col : int
+        Displacement in full-resolution pixels (0, 0 when not significant).
+    snr : float
+        Peak correlation over its chance level.
+    """
+    from sarstack import xcorr
+
+    g = read_grid(ref_path)
+    f = coarse_stride(g.shape, max_side)
+    key = lambda c: None if c is None else (float(c[0]), float(c[1]))  # noqa: E731
+    a = _strided_scene(str(ref_path), f, key(clip_ref), scale)
+    b = _strided_scene(str(sec_path), f, key(clip_sec), scale)
+
+    def prep(x: np.ndarray) -> tuple[np.ndarray, int]:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.where(x > 0, 10.0 * np.log10(x), np.nan)
+        ok = np.isfinite(y)
+        if not ok.any():
+            return np.zeros_like(y, dtype=np.float64), 0
+        y = np.where(ok, y - y[ok].mean(), 0.0)
+        w = np.outer(np.hanning(y.shape[0]), np.hanning(y.shape[1]))
+        return y * w, int(ok.sum())
+
+    pa, na = prep(a)
+    pb, nb = prep(b)
+    norm = math.sqrt(float((pa * pa).sum()) * float((pb * pb).sum()))
+    if norm == 0.0:
+        return 0, 0, 0.0
+    corr = np.fft.irfft2(np.fft.rfft2(pa) * np.conj(np.fft.rfft2(pb)), s=pa.shape) / norm
+    k = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    lag = [int(k[i]) if k[i] <= corr.shape[i] // 2 else int(k[i]) - corr.shape[i] for i in (0, 1)]
+    eff = xcorr.taper_efficiency("hann", *pa.shape)
+    snr = float(corr[k] / chance_peak_corr(np.array(min(na, nb)), corr.size, eff))
+    if not snr >= min_quality:
+        return 0, 0, snr
+    return -lag[0] * f, -lag[1] * f, snr
+
+
+@functools.lru_cache(maxsize=256)
+def _coarse_offset_once(
+    ref: str, sec: str, clip_ref: tuple[float, float] | None,
+    clip_sec: tuple[float, float] | None, min_quality: float, scale: str,
+) -> tuple[int, int, float]:
+    """:func:`coarse_offset`, once per pair and process (``rtc.injection``
+    measures a chunk's pairs twice)."""
+    return coarse_offset(ref, sec, clip_ref=clip_ref, clip_sec=clip_sec,
+                         min_quality=min_quality, scale=scale)  # fmt: skip
+
+
+def _read_shifted(
+    path: str | Path, window: Window, offset: tuple[int, int], shape: tuple[int, int],
+    clip: Sequence[float] | None, scale: str,
+) -> np.ndarray:
+    """``window`` moved by ``offset`` (rows, cols); NaN where it leaves the grid."""
+    if offset == (0, 0):
+        return read_scene(path, window, clip, scale)
+    h, w = int(window.height), int(window.width)
+    r0, c0 = int(window.row_off) + offset[0], int(window.col_off) + offset[1]
+    out = np.full((h, w), np.nan, np.float32)
+    rr0, cc0 = max(r0, 0), max(c0, 0)
+    rr1, cc1 = min(r0 + h, shape[0]), min(c0 + w, shape[1])
+    if rr1 > rr0 and cc1 > cc0:
+        out[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = read_scene(
+            path, Window(cc0, rr0, cc1 - cc0, rr1 - rr0), clip, scale
+        )
+    return out
+
+
+def measure_pair(
+    ref_path: str | Path,
+    sec_path: str | Path,
+    layout: TileLayout,
+    *,
+    clip_ref: Sequence[float] | None = None,
+    clip_sec: Sequence[float] | None = None,
+    **kwargs: Any,
+) -> pd.DataFrame:
+    """Phase-correlate every tile of one scene pair (:func:`measure_pairs` of one pair)."""
+    return measure_pairs([ref_path, sec_path], [(0, 1)], layout, clips=[clip_ref, clip_sec],
+                         **kwargs)[0]  # fmt: skip
+
+
+def measure_pairs(
+    paths: Sequence[str | Path],
+    pairs: Sequence[tuple[int, int]],
+    layout: TileLayout,
+    *,
+    clips: Sequence[Sequence[float] | None] | None = None,
+    upsample_factor: int = 10,
+    max_nan_fraction: float = 0.10,
+    preprocess: str = "default",
+    min_quality: float | None = None,
+    max_shift_px: float | None = None,
+    iterations: int | None = None,
+    max_batch_pixels: int = 1 << 20,
+    scale: str = "power",
+    threads: int | None = None,
+    inject: Sequence[tuple[float, float]] | None = None,
+) -> list[pd.DataFrame]:
+    """Phase-correlate every tile of the scene pairs ``(i, j)`` of ``paths``; one
+    frame per pair, one row per tile.
+
+    Tiles are read one band of tile rows at a time (``max_batch_pixels``, at
+    least one tile row) and, within a band, each scene is read, prepared and
+    Fourier transformed once for all the pairs it is in
+    (:func:`sarstack.xcorr.tile_products`), then dropped after its last pair:
+    memory follows the band and the network's neighbourhood, not the scene.
+    A pair whose secondary must be read around a coarse offset reads it for
+    itself. The results are those of measuring each pair alone, bit for bit.
+    Offsets are metres east/north of the secondary relative to the
+    reference, from each scene's geotransform.
+
+    ``iterations`` re-centring passes (default 1; 0 for the ``notebook``
+    preset, which also skips the parabolic peak refinement so that it
+    reproduces the original one-shot procedure).
+
+    ``clips`` are each scene's flatten bounds (:func:`flatten_stats`),
+    applied while reading; ``scale`` how the files store backscatter
+    (:func:`to_power`). ``threads``: worker threads for the tiles (None: the
+    CPUs this process may use); the tables do not depend on it. ``inject``:
+    a ``(rows, cols)`` shift per scene moved into its tiles as they are
+    prepared (:func:`injected_shift`; nothing is written), for
+    injection-recovery.
+    """
+    from sarstack import xcorr
+
+    names = [str(p) for p in paths]
+    clips = list(clips) if clips is not None else [None] * len(paths)
+    grids = {i: read_grid(names[i]) for pair in pairs for i in pair}
+    for i, j in pairs:
+        if not grids[i].same_as(grids[j]):
+            raise SarstackError(f"{names[j]}: not on the same grid as {names[i]}")
+    pre = dict(xcorr.PRESETS[preprocess])
+    taper = pre.get("taper")
+    notebook = preprocess == "notebook"
+    if iterations is None:
+        iterations = 0 if notebook else 1
+    th, tw = layout.tile_height, layout.tile_width
+    max_shift = max_shift_px if max_shift_px is not None else min(th, tw) / 4.0
+    min_q = DEFAULT_MIN_QUALITY if min_quality is None else min_quality
+    # Coarse to fine: a gross whole-scene offset (beyond what a tile can measure
+    # reliably) is found on the decimated scenes first, and every secondary tile
+    # is read around it; the tiles then measure the remainder.
+    offsets = []
+    key = lambda c: None if c is None else (float(c[0]), float(c[1]))  # noqa: E731
+    for i, j in pairs:
+        d_row, d_col, coarse_snr = _coarse_offset_once(
+            names[i], names[j], key(clips[i]), key(clips[j]), min_q, scale
+        )
+        offset = (d_row, d_col) if math.hypot(d_row, d_col) > max_shift / 2 else (0, 0)
+        if offset != (0, 0):
+            log.info("%s: coarse offset %+d rows %+d cols (SNR %.1f): tiles searched around it",
+                     Path(names[j]).name, d_row, d_col, coarse_snr)
+        offsets.append(offset)
+    rows_per_batch = max(1, min(layout.n_rows, max_batch_pixels // (th * tw * layout.n_cols)))
+    reg: dict[str, Any] = dict(upsample_factor=upsample_factor, iterations=iterations,
+                               interpolate=not notebook, threads=threads)  # fmt: skip
+    prep: dict[str, Any] = {k: pre[k] for k in ("scale", "remove_mean", "taper") if k in pre}
+    prep["threads"] = threads
+    moves: list[tuple[float, float] | None] = list(inject) if inject else [None] * len(names)
+    # The last pair (in order) that uses each scene's own tiles.
+    last_use: dict[int, int] = {}
+    for k, ((i, j), off) in enumerate(zip(pairs, offsets, strict=True)):
+        last_use[i] = k
+        if off == (0, 0):
+            last_use[j] = k
+
+    results: list[list[dict[str, np.ndarray]]] = [[] for _ in pairs]
+    for r0 in range(0, layout.n_rows, rows_per_batch):
+        r_rows = range(r0, min(r0 + rows_per_batch, layout.n_rows))
+        live: dict[int, Any] = {}  # scene -> its band's tile products, until its last pair
+        for k, ((i, j), off) in enumerate(zip(pairs, offsets, strict=True)):
+            for s, s_off in ((i, (0, 0)), (j, off)):
+                if s_off == (0, 0) and s not in live:
+                    live[s] = _band_products(names[s], layout, r_rows, s_off, grids[s].shape,
+                                             clips[s], scale, prep, moves[s])  # fmt: skip
+            mov = live[j] if off == (0, 0) else _band_products(
+                names[j], layout, r_rows, off, grids[j].shape, clips[j], scale, prep, moves[j])
+            results[k].append(xcorr.register_products(live[i], mov, **reg))
+            for s in [s for s in live if last_use[s] <= k]:
+                del live[s]
+        log.info("tile rows %d-%d of %d done (%d pairs)", r_rows[0], r_rows[-1],
+                 layout.n_rows - 1, len(pairs))
+    eff = xcorr.taper_efficiency(taper, th, tw)
+    return [
+        _pair_frame(res, off, grids[i].transform, layout, eff, max_nan_fraction, min_q, max_shift)
+        for res, off, (i, _) in zip(results, offsets, pairs, strict=True)
+    ]
+
+
+def _band_products(
+    path: str, layout: TileLayout, r_rows: range, offset: tuple[int, int],
+    shape: tuple[int, int], clip: Sequence[float] | None, scale: str, prep: dict[str, Any],
+    shift: tuple[float, float] | None = None,
+) -> Any:
+    """:func:`sarstack.xcorr.tile_products` of tile rows ``r_rows`` of one scene,
+    read around ``offset``."""
+    from sarstack import xcorr
+
+    tiles = np.concatenate([
+        tile_stack(_read_shifted(path, layout.band_window(r), offset, shape, clip, scale), layout)
+        for r in r_rows
+    ])  # fmt: skip
+    return xcorr.tile_products(tiles, **prep, shift=shift)
+
+
+def _pair_frame(
+    parts: list[dict[str, np.ndarray]], offset: tuple[int, int], transform: Affine,
+    layout: TileLayout, eff: float, max_nan_fraction: float, min_q: float, max_shift: float,
+) -> pd.DataFrame:
+    """One pair's tile table from its bands' registration results."""
+    import pandas as pd
+
+    th, tw = layout.tile_height, layout.tile_width
+
+    def cat(key: str) -> np.ndarray:
+        return np.concatenate([p[key] for p in parts])
+
+    residual = cat("shift").astype(float)
+    shift = residual - np.array(offset, dtype=float)  # skimage convention: minus the displacement
+    peak, pslr = cat("peak_corr").astype(float), cat("pslr").astype(float)
+    vr, vs = cat("valid_ref"), cat("valid_mov")
+    snr = peak / chance_peak_corr(np.minimum(vr, vs) * th * tw, th * tw, eff)
+    status = classify_tiles(
+        vr,
+        vs,
+        snr,
+        residual,
+        max_nan_fraction=max_nan_fraction,
+        min_quality=min_q,
+        max_shift_px=max_shift,
+    )
+    east, north = shifts_to_map(shift, transform)
+    nan_bad = status == STATUS_NAN
+    east[nan_bad] = np.nan
+    north[nan_bad] = np.nan
+    rr, cc = np.divmod(np.arange(layout.n_rows * layout.n_cols), layout.n_cols)
+    return pd.DataFrame(
+        {
+            "tile_row": rr,
+            "tile_col": cc,
+            "east_m": east,
+            "north_m": north,
+            "d_col_px": np.where(nan_bad, np.nan, -shift[:, 1]),
+            "d_row_px": np.where(nan_bad, np.nan, -shift[:, 0]),
+            "status": status,
+            "peak_corr": np.where(nan_bad, np.nan, peak),
+            "snr": np.where(nan_bad, np.nan, snr),
+            "pslr_db": np.where(nan_bad, np.nan, pslr),
+            "valid_reference": vr,
+            "valid_secondary": vs,
+            "coarse_d_row_px": offset[0],
+            "coarse_d_col_px": offset[1],
+        }
+    )
