@@ -117,6 +117,25 @@ def chunk_labels(n_items, px_per_item, stage):
     return _labels(config["scatter"], n_items, px_per_item, stage)
 
 
+def insar_gather_outputs():
+    """The insar_gather rule's rasters, from the output spec
+    (sarstack.insar.INVERSION_OUTPUTS): a folder for a raster per date or per
+    ifg, a file otherwise, those behind an inversion option only when it is on."""
+    from sarstack.insar.outputs import INVERSION_OUTPUTS
+
+    out = {}
+    for o in INVERSION_OUTPUTS:
+        if o.option is not None and not ICFG[o.option]:
+            continue
+        path = f"{INSAR}/{o.final}"
+        if o.per != "pixel":
+            path = directory(path)
+        elif o.report:
+            path = report(path, category="InSAR", caption=f"../report/{o.report}")
+        out[o.name] = path
+    return out
+
+
 def chunk_threads(n_items, px_per_item, stage, share=1):
     """Threads for each of a stage's chunk jobs: the cores the chunks (of
     ``share`` stacks side by side) leave free, at most 8. Threads never change

@@ -167,20 +167,11 @@ rule insar_gather:
         reference=f"{INSAR}/reference_point.txt",
         strips=insar_strips_all,
     output:
-        **({"residuals": directory(f"{INSAR}/residuals")} if ICFG["write_residuals"] else {}),
         **({"mask": f"{INSAR}/mask.tif"} if ICFG["coherence_mask"] is not None else {}),
-        timeseries=directory(f"{INSAR}/timeseries"),
-        residual_sum=f"{INSAR}/residual_sum.tif",
-        temporal_coherence=f"{INSAR}/temporal_coherence.tif",
-        n_used=f"{INSAR}/n_ifgs_used.tif",
-        ifg_residual_std=f"{INSAR}/ifg_residual_std.tif",
+        # the rasters of sarstack.insar.INVERSION_OUTPUTS that are on
+        **insar_gather_outputs(),
         ifg_residuals=f"{INSAR}/ifg_residuals.csv",
         closure_triangles=f"{INSAR}/closure_triangles.csv",
-        closure=report(
-            f"{INSAR}/closure_nonzero_count.tif",
-            category="InSAR",
-            caption="../report/insar_closure.rst",
-        ),
         index=f"{INSAR}/timeseries.csv",
     log:
         f"{LOGS}/insar/gather.log",

@@ -21,12 +21,9 @@ from sarstack.insar.gather import (  # noqa: F401
 )
 from sarstack.insar.invert import (  # noqa: F401
     MAX_NUMPY_PATTERNS,
-    PER_ITEM_OUTPUTS,
-    STRIP_FILES,
     STRIP_STATS,
     _solve_block,
     describe_method,
-    ifg_residual_std,
     invert_strip,
     strip_rows,
     strip_work,
@@ -34,6 +31,14 @@ from sarstack.insar.invert import (  # noqa: F401
 )
 from sarstack.insar.model import (  # noqa: F401
     velocity_files,
+)
+from sarstack.insar.outputs import (  # noqa: F401
+    INVERSION_OUTPUTS,
+    OUTPUTS_BY_NAME,
+    InversionOutput,
+    SolvedBlock,
+    StripOutputs,
+    ifg_residual_std,
 )
 from sarstack.insar.reference import (  # noqa: F401
     check_mask_grid,

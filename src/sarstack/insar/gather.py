@@ -14,8 +14,10 @@ from rasterio.windows import Window
 
 from sarstack import refpoint
 from sarstack.errors import SarstackError
+from sarstack.insar import outputs as spec
 from sarstack.insar.common import COUNT_NODATA, _date_tags
-from sarstack.insar.invert import PER_ITEM_OUTPUTS, STRIP_FILES, STRIP_STATS
+from sarstack.insar.invert import STRIP_STATS
+from sarstack.insar.outputs import OUTPUTS_BY_NAME, InversionOutput
 from sarstack.insar.select import Ifg
 from sarstack.io import (
     Grid,
@@ -101,41 +103,34 @@ def gather_strips(
     _, units = refpoint.phase_to_displacement(np.zeros(1), wavelength)
     common = {"reference_point": f"{r},{c}", "method": how}
     span = _date_tags(first, dates[-1], **common)
-    disp_q = "line-of-sight displacement, positive towards the radar"
-    ts_paths = [out_dir / "timeseries" / f"{first:%Y%m%d}_{d:%Y%m%d}.tif" for d in dates[1:]]
-    # (strip file, band) -> (final path, units, tags, writer options)
-    outputs: list[tuple[str, int, Path, str, dict, dict]] = [
-        ("timeseries", b + 1, p, units, _date_tags(first, d, **common, quantity=disp_q), {})
-        for b, (p, d) in enumerate(zip(ts_paths, dates[1:], strict=True))
-    ]
-    if (strips[0] / STRIP_FILES["residuals"]).exists():
-        outputs += [
-            ("residuals", b + 1, out_dir / "residuals" / f"{i.key}.tif", "radians",
-             _date_tags(i.reference, i.secondary, **common,
-                        quantity="network residual (ifg - model)"), {})
-            for b, i in enumerate(ifgs)
-        ]  # fmt: skip
-    outputs += [
-        ("residual_sum", 1, out_dir / "residual_sum.tif", "radians", span, {}),
-        ("ifg_residual_std", 1, out_dir / "ifg_residual_std.tif", units,
-         {**span, "quantity": "interferogram noise from the network residuals: "
-          "sqrt(sum r^2 / (ifgs used - dates + 1))"}, {}),
-        ("temporal_coherence", 1, out_dir / "temporal_coherence.tif", "1",
-         {**span, "quantity": "temporal coherence |mean exp(j residual)| of used ifgs"}, {}),
-        ("n_ifgs_used", 1, out_dir / "n_ifgs_used.tif", "count",
-         {**span, "quantity": "ifgs used"}, {"dtype": "uint16", "nodata": COUNT_NODATA}),
+    first_strip = strips[0]
+
+    def files(o: InversionOutput) -> list[tuple[Path, dict[str, str]]]:
+        """The final file of each band of ``o`` with its tags."""
+        q = {} if o.quantity is None else {"quantity": o.quantity}
+        if o.per == "date":
+            return [(out_dir / o.final / f"{first:%Y%m%d}_{d:%Y%m%d}.tif",
+                     _date_tags(first, d, **common, **q)) for d in dates[1:]]  # fmt: skip
+        if o.per == "ifg":
+            return [(out_dir / o.final / f"{i.key}.tif",
+                     _date_tags(i.reference, i.secondary, **common, **q)) for i in ifgs]  # fmt: skip
+        if o.tags_from_strip:
+            with open_raster(first_strip / o.strip_file) as ds:
+                return [(out_dir / o.final, {k: v for k, v in ds.tags().items() if k != "units"})]
+        return [(out_dir / o.final, {**span, **q})]
+
+    # (output, band) -> (final path, units, tags); the outputs the strips hold
+    outputs: list[tuple[InversionOutput, int, Path, str, dict]] = [
+        (o, b + 1, path, units if o.units == "displacement" else o.units, tags)
+        for o in spec.INVERSION_OUTPUTS if (first_strip / o.strip_file).exists()
+        for b, (path, tags) in enumerate(files(o))
     ]  # fmt: skip
-    closure_strip = strips[0] / STRIP_FILES["closure_nonzero_count"]
-    if closure_strip.exists():
-        with open_raster(closure_strip) as ds:
-            closure_tags = {k: v for k, v in ds.tags().items() if k != "units"}
-        outputs.append(("closure_nonzero_count", 1, out_dir / "closure_nonzero_count.tif",
-                        "count", closure_tags, {"dtype": "uint16", "nodata": COUNT_NODATA}))
+    ts_paths = [p for o, _, p, _, _ in outputs if o.name == "timeseries"]
     offsets = []
     r0 = 0
     for d in strips:
         offsets.append(r0)
-        r0 += read_grid(d / STRIP_FILES["residual_sum"]).height
+        r0 += read_grid(d / OUTPUTS_BY_NAME["residual_sum"].strip_file).height
     if r0 != grid.height:
         raise SarstackError(f"{strips[0].parent}: strips cover {r0} of {grid.height} rows")
     keep = None
@@ -152,17 +147,17 @@ def gather_strips(
                  keep.size, coherence_mask,
                  f", regions >= {min_region_px} px" if min_region_px else "")  # fmt: skip
 
-    def assemble(name: str, band: int, path: Path, u: str, tags: dict, kw: dict) -> None:
-        # Not masked: the quantity the mask is made from, and the closure
-        # diagnostic (a property of the inputs, not of the solution).
-        masked = keep is not None and name not in ("temporal_coherence", "closure_nonzero_count")
+    def assemble(o: InversionOutput, band: int, path: Path, u: str, tags: dict) -> None:
+        # Not masked (o.masked False): the quantity the mask is made from, and
+        # the closure diagnostic (a property of the inputs, not of the solution).
+        masked = keep is not None and o.masked
         # The per-date and per-ifg stacks are COGs without overviews: overviews
         # were 3/4 of the gather's time (0.10 of 0.13 s per 1024^2 raster) for
         # files that are read block-wise, not browsed; single rasters keep them.
-        kw = {"overviews": name not in PER_ITEM_OUTPUTS, **kw}
-        with RasterWriter(path, grid, units=u, tags=tags, **kw) as w:
+        kw = {"overviews": o.per == "pixel", **o.writer_options()}
+        with RasterWriter(path, grid, units=u, tags=tags, **kw) as w:  # type: ignore[arg-type]
             for d, off in zip(strips, offsets, strict=True):
-                src = d / STRIP_FILES[name]
+                src = d / o.strip_file
                 with open_raster(src) as ds:
                     for win in iter_blocks((ds.height, ds.width), block_shape):
                         out_win = Window(win.col_off, win.row_off + off, win.width, win.height)
@@ -206,7 +201,7 @@ def _coherence_mask(
     """Whole-scene bool mask from the strips' temporal coherence (see :func:`gather_strips`)."""
     keep = np.zeros(grid.shape, bool)
     for d, off in zip(strip_dirs, offsets, strict=True):
-        with open_raster(d / STRIP_FILES["temporal_coherence"]) as ds:
+        with open_raster(d / OUTPUTS_BY_NAME["temporal_coherence"].strip_file) as ds:
             for win in iter_blocks((ds.height, ds.width), block_shape):
                 tc = ds.read(1, window=win)
                 with np.errstate(invalid="ignore"):

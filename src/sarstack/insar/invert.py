@@ -17,13 +17,13 @@ from rasterio.windows import Window
 from sarstack import chunks, refpoint
 from sarstack import dates as sdates
 from sarstack.errors import SarstackError
-from sarstack.insar.common import COUNT_NODATA, check_range
+from sarstack.insar.common import check_range
 from sarstack.insar.diagnostics import _closure_block, _closure_tags, _log_triangles, _n_flagged
+from sarstack.insar.outputs import SolvedBlock, StripOutputs
 from sarstack.insar.reference import read_mask, reference_phase
 from sarstack.insar.select import Ifg, read_ifg_table
 from sarstack.io import (
     Grid,
-    RasterWriter,
     StackReader,
     iter_blocks,
     read_ahead,
@@ -132,22 +132,6 @@ def _solve_block(
     return out["x"], out["residual"], np.asarray(out["n_used"], np.int32), n_it
 
 
-#: Gathered outputs with one raster per date or per ifg (COGs without overviews).
-PER_ITEM_OUTPUTS = frozenset({"timeseries", "residuals"})
-
-
-#: Files of one inversion strip (tiled, uncompressed GeoTIFFs read once by the gather).
-STRIP_FILES = {
-    "timeseries": "timeseries.tif",
-    "residuals": "residuals.tif",
-    "residual_sum": "residual_sum.tif",
-    "ifg_residual_std": "ifg_residual_std.tif",
-    "temporal_coherence": "temporal_coherence.tif",
-    "n_ifgs_used": "n_ifgs_used.tif",
-    "closure_nonzero_count": "closure_nonzero_count.tif",
-}
-
-
 def strip_work(ifg_table: str | Path, block_rows: int) -> tuple[int, int]:
     """The inversion scatter's items: ``(block rows of the grid, pixels x used
     ifgs per block row)`` for the ifg table of ``insar_select`` and
@@ -202,7 +186,8 @@ def invert_strip(
     ``weighting="correlation"`` weights each ifg by its inverse Cramér-Rao
     phase variance. The mask (0 = bad) makes a pixel nodata in every output.
 
-    Writes :data:`STRIP_FILES` into ``out_dir`` on the strip's own grid:
+    Writes the :data:`~sarstack.insar.outputs.INVERSION_OUTPUTS` into ``out_dir``
+    on the strip's own grid:
     displacement (one band per date after the first, positive towards the
     radar), residuals (one band per ifg, radians, NaN where censored; only
     with ``write_residuals``), residual sum, temporal coherence and the
@@ -245,10 +230,10 @@ def invert_strip(
     res_ss: list[np.ndarray] = []
     res_n: list[np.ndarray] = []
     tri_totals = np.zeros((len(triangles), 2), np.int64)
+    disp_scale = float(abs(refpoint.phase_to_displacement(np.ones(1), wavelength)[0][0]))
     with (
-        _StripOutputs(out_dir, sgrid, len(dates), len(ifgs), write_residuals, closure_tags,
-                      float(abs(refpoint.phase_to_displacement(np.ones(1), wavelength)[0][0]))
-                      ) as outputs,  # fmt: skip
+        StripOutputs(out_dir, sgrid, len(dates), len(ifgs), {"write_residuals": write_residuals},
+                     {"closure_nonzero_count": closure_tags}) as outputs,  # fmt: skip
         _BlockReader(ifgs, ref_vals, mask, weighting=weighting, censor=censor,
                      looks=correlation_looks, threshold=correlation_threshold, ramps=ramps,
                      shape=grid.shape) as reader,
@@ -270,7 +255,8 @@ def invert_strip(
             finite = np.isfinite(res)
             res_ss.append(np.sum(np.square(res), axis=1, where=finite))
             res_n.append(np.count_nonzero(finite, axis=1))
-            outputs.write(swin, disp, res, n_used, m, closure)
+            outputs.write(swin, SolvedBlock((int(swin.height), int(swin.width)), disp, res,
+                                            n_used, m, closure, len(dates), disp_scale))
             log.info(
                 "block %d/%d done%s", k + 1, len(blocks),
                 f" (iterations <= {max_it})" if method == "L1" else "",
@@ -376,105 +362,6 @@ class _BlockReader:
         if self.cc is not None:
             weights = weights * (self.cc.read(win).reshape(flat.shape) != 0)
         return flat, weights, m
-
-
-def ifg_residual_std(res: np.ndarray, n_dates: int, units_per_rad: float = 1.0) -> np.ndarray:
-    """Per pixel, the interferograms' noise that the network's redundancy
-    reveals: ``units_per_rad * sqrt(sum r^2 / (m - n_dates + 1))`` over the ``m``
-    finite residuals ``r`` (radians) of the pixel's ifgs; NaN where
-    ``m <= n_dates - 1`` (no redundancy: the noise is invisible there).
-
-    ``units_per_rad`` converts radians to the time series' units (``abs`` of
-    :func:`sarstack.refpoint.phase_to_displacement` of 1). The velocity stage
-    propagates it through the network (``insar.velocity_uncertainty``).
-    """
-    used = np.isfinite(res)
-    m = np.count_nonzero(used, axis=0)
-    sq = np.square(res, dtype=np.float64)
-    ss = np.sum(sq, axis=0, where=used)
-    del sq
-    dof = m - (n_dates - 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(dof > 0, abs(units_per_rad) * np.sqrt(ss / np.maximum(dof, 1)), np.nan)
-
-
-class _StripOutputs:
-    """The strip rasters of :func:`invert_strip` (:data:`STRIP_FILES`), open
-    for the strip; ``write(window, disp, res, n_used, mask)`` writes one block
-    of every output, residual sum and temporal coherence derived here."""
-
-    def __init__(
-        self, out_dir: str | Path, grid: Grid, n_dates: int, n_ifgs: int, residuals: bool,
-        closure_tags: dict[str, str], disp_scale: float = 1.0,
-    ) -> None:
-        self.out_dir = Path(out_dir)
-        self.grid = grid
-        self.closure_tags = closure_tags
-        self.n_dates = n_dates
-        self.disp_scale = disp_scale
-        self.counts = {"timeseries": n_dates - 1, "residual_sum": 1, "ifg_residual_std": 1,
-                       "temporal_coherence": 1}  # fmt: skip
-        if residuals:
-            self.counts["residuals"] = n_ifgs
-        self._stack = contextlib.ExitStack()
-        self.w: dict[str, RasterWriter] = {}
-
-    def __enter__(self) -> _StripOutputs:
-        with self._stack as st:
-            for name, count in self.counts.items():
-                self.w[name] = st.enter_context(self._writer(name, count))
-            self.w["n_ifgs_used"] = st.enter_context(
-                self._writer("n_ifgs_used", 1, dtype="uint16", nodata=COUNT_NODATA)
-            )
-            self.w["closure_nonzero_count"] = st.enter_context(
-                self._writer("closure_nonzero_count", 1, dtype="uint16", nodata=COUNT_NODATA,
-                             tags=self.closure_tags)
-            )  # fmt: skip
-            self._stack = st.pop_all()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.__exit__(*exc)  # type: ignore[arg-type]
-
-    def _writer(self, name: str, count: int, **kw: object) -> RasterWriter:
-        return RasterWriter(self.out_dir / STRIP_FILES[name], self.grid, count=count, cog=False,
-                            **kw)  # type: ignore[arg-type]  # fmt: skip
-
-    def write(
-        self,
-        win: Window,
-        disp: np.ndarray,
-        res: np.ndarray,
-        n_used: np.ndarray,
-        mask: np.ndarray | None,
-        closure: np.ndarray,
-    ) -> None:
-        from sarstack import timeseries as ts  # JAX: imported by the stages that solve
-
-        shape = (int(win.height), int(win.width))
-        self.w["timeseries"].write(disp.reshape(-1, *shape).astype(np.float32), win)
-        if "residuals" in self.w:
-            self.w["residuals"].write(res.reshape(-1, *shape).astype(np.float32), win)
-        used = np.isfinite(res)
-        # A sum over the finite rows: the same sum as nansum, without its copy.
-        absres = np.abs(res)
-        total = np.where(used.any(axis=0), np.sum(absres, axis=0, where=~np.isnan(absres)), np.nan)
-        del absres
-        self.w["residual_sum"].write(total.reshape(shape).astype(np.float32), win)
-        self.w["ifg_residual_std"].write(
-            ifg_residual_std(res, self.n_dates, self.disp_scale).reshape(shape).astype(np.float32),
-            win,
-        )
-        # From the residuals as written (float32): float32 sine and cosine are
-        # SIMD and 5x faster than float64 ones; the coherence, itself float32,
-        # differs from the float64 one by < 1e-5 (test_insar_workflow).
-        coh = ts.temporal_coherence(res.astype(np.float32)).reshape(shape)
-        self.w["temporal_coherence"].write(coh, win)
-        count = n_used.reshape(shape).astype(np.uint16)
-        if mask is not None:
-            count[~mask] = COUNT_NODATA
-        self.w["n_ifgs_used"].write(count, win)
-        self.w["closure_nonzero_count"].write(closure.reshape(shape), win)
 
 
 def describe_method(method: str, weighting: str, censor: bool) -> str:

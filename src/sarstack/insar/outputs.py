@@ -1,0 +1,191 @@
+"""The inversion's output rasters, declared once (:data:`INVERSION_OUTPUTS`).
+
+Each entry names a raster and says what it holds: its bands (one per date
+after the first, one per interferogram, or one), type, nodata, units and
+quantity, whether the coherence mask applies, and how a solved block makes
+it. ``insar_invert`` writes every entry block by block into its strip folder
+(:class:`StripOutputs`), ``insar_gather`` assembles the strips into the final
+COGs from the same entries (:func:`sarstack.insar.gather_strips`), and the
+``insar_gather`` rule's outputs are derived from them (``common.smk``,
+``insar_gather_outputs``). A new inversion raster is one entry here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+
+from sarstack.insar.common import COUNT_NODATA
+from sarstack.io import Grid, RasterWriter
+
+
+@dataclass(frozen=True)
+class SolvedBlock:
+    """One solved block as the outputs need it: ``disp`` ``(dates - 1, px)``
+    in the time series' units, ``res`` ``(ifgs, px)`` in radians (NaN where
+    censored), ``n_used`` ``(px,)``, the mask (True = kept) or None, the
+    closure count ``(px,)``, the number of dates and the radians-to-units
+    factor of the time series."""
+
+    shape: tuple[int, int]
+    disp: np.ndarray
+    res: np.ndarray
+    n_used: np.ndarray
+    mask: np.ndarray | None
+    closure: np.ndarray
+    n_dates: int
+    disp_scale: float
+
+
+@dataclass(frozen=True)
+class InversionOutput:
+    """One output raster of the inversion (see the module's docstring).
+
+    ``per``: ``"date"`` (a band per date after the first, gathered into
+    ``{name}/{first}_{date}.tif``), ``"ifg"`` (a band per interferogram,
+    ``{name}/{ref}_{sec}.tif``) or ``"pixel"`` (one band, ``{name}.tif``).
+    ``units``: ``"displacement"`` stands for the time series' units (radians,
+    or metres with a wavelength). ``quantity``: the raster's ``quantity`` tag
+    (None: the date span's tags only; for ``per="date"``/``"ifg"`` each file
+    gets its own dates). ``masked``: nodata where the coherence mask drops a
+    pixel. ``tags_from_strip``: the final raster carries the strip file's tags
+    (set by the inversion). ``option``: the inversion option that turns it on
+    (None: always written). ``make``: the block's values, ``(bands, px)`` or
+    ``(px,)``, already in ``dtype``.
+    """
+
+    name: str
+    per: str
+    units: str
+    quantity: str | None
+    make: Callable[[SolvedBlock], np.ndarray]
+    dtype: str = "float32"
+    nodata: int | None = None
+    masked: bool = True
+    tags_from_strip: bool = False
+    option: str | None = None
+    report: str | None = None
+
+    @property
+    def strip_file(self) -> str:
+        return f"{self.name}.tif"
+
+    @property
+    def final(self) -> str:
+        """The gathered file (``per="pixel"``) or folder, relative to the InSAR folder."""
+        return self.name if self.per != "pixel" else f"{self.name}.tif"
+
+    def bands(self, n_dates: int, n_ifgs: int) -> int:
+        return {"date": n_dates - 1, "ifg": n_ifgs, "pixel": 1}[self.per]
+
+    def writer_options(self) -> dict[str, object]:
+        return {"dtype": self.dtype, "nodata": self.nodata} if self.nodata is not None else {}
+
+
+def ifg_residual_std(res: np.ndarray, n_dates: int, units_per_rad: float = 1.0) -> np.ndarray:
+    """Per pixel, the interferograms' noise that the network's redundancy
+    reveals: ``units_per_rad * sqrt(sum r^2 / (m - n_dates + 1))`` over the ``m``
+    finite residuals ``r`` (radians) of the pixel's ifgs; NaN where
+    ``m <= n_dates - 1`` (no redundancy: the noise is invisible there).
+
+    ``units_per_rad`` converts radians to the time series' units (``abs`` of
+    :func:`sarstack.refpoint.phase_to_displacement` of 1). The velocity stage
+    propagates it through the network (``insar.velocity_uncertainty``).
+    """
+    used = np.isfinite(res)
+    m = np.count_nonzero(used, axis=0)
+    sq = np.square(res, dtype=np.float64)
+    ss = np.sum(sq, axis=0, where=used)
+    del sq
+    dof = m - (n_dates - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(dof > 0, abs(units_per_rad) * np.sqrt(ss / np.maximum(dof, 1)), np.nan)
+
+
+def _residual_sum(b: SolvedBlock) -> np.ndarray:
+    # A sum over the finite rows: the same sum as nansum, without its copy.
+    absres = np.abs(b.res)
+    used = np.isfinite(b.res).any(axis=0)
+    return np.where(used, np.sum(absres, axis=0, where=~np.isnan(absres)), np.nan).astype(
+        np.float32
+    )
+
+
+def _temporal_coherence(b: SolvedBlock) -> np.ndarray:
+    from sarstack import timeseries as ts  # JAX: imported by the stages that solve
+
+    # From the residuals as written (float32): float32 sine and cosine are
+    # SIMD and 5x faster than float64 ones; the coherence, itself float32,
+    # differs from the float64 one by < 1e-5 (test_insar_workflow).
+    return ts.temporal_coherence(b.res.astype(np.float32))
+
+
+def _n_used(b: SolvedBlock) -> np.ndarray:
+    count = b.n_used.astype(np.uint16)
+    if b.mask is not None:
+        count[~b.mask.reshape(count.shape)] = COUNT_NODATA
+    return count
+
+
+#: Every output raster of the inversion, in the order the gather writes them.
+INVERSION_OUTPUTS: tuple[InversionOutput, ...] = (
+    InversionOutput("timeseries", "date", "displacement",
+                    "line-of-sight displacement, positive towards the radar",
+                    lambda b: b.disp.astype(np.float32)),
+    InversionOutput("residuals", "ifg", "radians", "network residual (ifg - model)",
+                    lambda b: b.res.astype(np.float32), option="write_residuals"),
+    InversionOutput("residual_sum", "pixel", "radians", None, _residual_sum),
+    InversionOutput("ifg_residual_std", "pixel", "displacement",
+                    "interferogram noise from the network residuals: "
+                    "sqrt(sum r^2 / (ifgs used - dates + 1))",
+                    lambda b: ifg_residual_std(b.res, b.n_dates, b.disp_scale).astype(np.float32)),
+    InversionOutput("temporal_coherence", "pixel", "1",
+                    "temporal coherence |mean exp(j residual)| of used ifgs",
+                    _temporal_coherence, masked=False),
+    InversionOutput("n_ifgs_used", "pixel", "count", "ifgs used", _n_used,
+                    dtype="uint16", nodata=COUNT_NODATA),
+    InversionOutput("closure_nonzero_count", "pixel", "count", None,
+                    lambda b: b.closure, dtype="uint16", nodata=COUNT_NODATA, masked=False,
+                    tags_from_strip=True, report="insar_closure.rst"),
+)  # fmt: skip
+#: The entries by name.
+OUTPUTS_BY_NAME = {o.name: o for o in INVERSION_OUTPUTS}
+
+
+class StripOutputs:
+    """The strip rasters of :func:`sarstack.insar.invert_strip`, open for the
+    strip: one band-interleaved staging GeoTIFF per :data:`INVERSION_OUTPUTS`
+    entry that is on; ``write(window, block)`` writes one block of each."""
+
+    def __init__(
+        self, out_dir: str | Path, grid: Grid, n_dates: int, n_ifgs: int,
+        options: dict[str, bool], tags: dict[str, dict[str, str]],
+    ) -> None:  # fmt: skip
+        self.outputs = [o for o in INVERSION_OUTPUTS if o.option is None or options[o.option]]
+        self.out_dir, self.grid, self.tags = Path(out_dir), grid, tags
+        self.n_dates, self.n_ifgs = n_dates, n_ifgs
+        self._stack = contextlib.ExitStack()
+        self.w: dict[str, RasterWriter] = {}
+
+    def __enter__(self) -> StripOutputs:
+        with self._stack as st:
+            for o in self.outputs:
+                self.w[o.name] = st.enter_context(RasterWriter(
+                    self.out_dir / o.strip_file, self.grid, count=o.bands(self.n_dates, self.n_ifgs),
+                    cog=False, tags=self.tags.get(o.name), **o.writer_options()))  # type: ignore[arg-type]  # fmt: skip
+            self._stack = st.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.__exit__(*exc)  # type: ignore[arg-type]
+
+    def write(self, win: Window, block: SolvedBlock) -> None:
+        for o in self.outputs:
+            values = o.make(block)
+            self.w[o.name].write(values.reshape(-1, *block.shape) if o.per != "pixel"
+                                 else values.reshape(block.shape), win)  # fmt: skip

@@ -1,0 +1,69 @@
+"""The inversion's output spec: a new raster is one entry of INVERSION_OUTPUTS."""
+
+from __future__ import annotations
+
+import numpy as np
+import rasterio
+
+from sarstack import insar
+from sarstack.insar import outputs as spec
+from sarstack.synthetic import make_ifg_stack
+
+SHAPE = (40, 36)
+
+
+def test_a_new_raster_is_one_entry(tmp_path, monkeypatch):
+    """One entry (the largest |residual| per pixel) is written by every strip,
+    gathered with its units and quantity, and listed by the workflow's rule
+    helper; the existing rasters are unchanged by it."""
+    make_ifg_stack(tmp_path / "stack", n_dates=8, shape=SHAPE, network="nearest:3",
+                   noise_rad=0.3, seed=2)  # fmt: skip
+    ifgs, dates, pairs, _ = insar.select_ifgs(str(tmp_path / "stack" / "ifgs" / "*.unw.tif"))
+    ref = (20, 18)
+
+    def run(out):
+        strips = []
+        for label in ("1-of-2", "2-of-2"):
+            strips.append(out / "strips" / label)
+            insar.invert_strip(
+                ifgs, dates, pairs, ref, strips[-1], rows=insar.strip_rows(SHAPE[0], 8, label),
+                method="L2", wavelength=None, mask=None, block_shape=(8, 36),
+                l1_tolerance=1e-4, l1_max_iterations=100, weighting="none",
+                correlation_looks=1.0, correlation_threshold=0.1, write_residuals=True,
+            )  # fmt: skip
+        insar.gather_strips(strips, ifgs, dates, ref, out / "gathered", wavelength=None,
+                            how="L2", block_shape=(8, 36))  # fmt: skip
+        return out / "gathered"
+
+    before = run(tmp_path / "before")
+    new = spec.InversionOutput(
+        "max_abs_residual", "pixel", "radians", "largest |network residual|",
+        lambda b: np.nanmax(np.abs(b.res), axis=0).astype(np.float32),
+    )  # fmt: skip
+    monkeypatch.setattr(spec, "INVERSION_OUTPUTS", (*spec.INVERSION_OUTPUTS, new))
+    after = run(tmp_path / "after")
+
+    assert all((s / "max_abs_residual.tif").exists() for s in (tmp_path / "after" / "strips").iterdir())
+    with rasterio.open(after / "max_abs_residual.tif") as ds:
+        got, tags = ds.read(1), ds.tags()
+    assert tags["units"] == "radians" and tags["quantity"] == "largest |network residual|"
+    res = []
+    for i in ifgs:
+        with rasterio.open(after / "residuals" / f"{i.key}.tif") as ds:
+            res.append(ds.read(1))
+    np.testing.assert_array_equal(got, np.nanmax(np.abs(np.array(res)), axis=0))
+    # the others are the same files' contents as without the entry
+    for name in ("residual_sum.tif", "temporal_coherence.tif", "n_ifgs_used.tif",
+                 "ifg_residual_std.tif", "closure_nonzero_count.tif"):  # fmt: skip
+        with rasterio.open(before / name) as a, rasterio.open(after / name) as b:
+            np.testing.assert_array_equal(a.read(), b.read())
+            assert a.tags() == b.tags()
+    assert not (before / "max_abs_residual.tif").exists()
+
+
+def test_spec_names_every_gathered_raster_once():
+    names = [o.name for o in spec.INVERSION_OUTPUTS]
+    assert len(names) == len(set(names))
+    assert {o.per for o in spec.INVERSION_OUTPUTS} <= {"date", "ifg", "pixel"}
+    assert spec.OUTPUTS_BY_NAME["timeseries"].final == "timeseries"
+    assert spec.OUTPUTS_BY_NAME["n_ifgs_used"].final == "n_ifgs_used.tif"
