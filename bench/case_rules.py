@@ -38,7 +38,7 @@ HOOK = str(REPO / "bench" / "_jax_hook.py")
 PROFILE_FUNCS = {
     "insar_invert.py": [
         ("read inputs (`io.read_band`)", "sarstack/io.py", "read_band"),
-        ("inversion (`insar._solve_block`)", "sarstack/insar.py", "_solve_block"),
+        ("inversion (`insar._solve_block`)", "sarstack/insar/invert.py", "_solve_block"),
         ("temporal coherence", "sarstack/timeseries/_coherence.py", "temporal_coherence"),
         ("write blocks (`RasterWriter.write`)", "sarstack/io.py", "write"),
         ("finish COGs (`RasterWriter.__exit__`)", "sarstack/io.py", "__exit__"),
@@ -47,9 +47,9 @@ PROFILE_FUNCS = {
     ],
     "rtc_xcorr.py": [
         ("read inputs (`io.read_band`)", "sarstack/io.py", "read_band"),
-        ("tile preparation (`xcorr.prepare_tiles`)", "sarstack/xcorr.py", "prepare_tiles"),
-        ("phase correlation (`xcorr.phase_correlate`)", "sarstack/xcorr.py", "phase_correlate"),
-        ("re-centring shift (`xcorr._fourier_shift`)", "sarstack/xcorr.py", "_fourier_shift"),
+        ("tile preparation (`xcorr.prepare_tiles`)", "sarstack/xcorr/tiles.py", "prepare_tiles"),
+        ("phase correlation (`xcorr.phase_correlate`)", "sarstack/xcorr/register.py", "phase_correlate"),
+        ("re-centring shift (`xcorr._fourier_shift`)", "sarstack/xcorr/register.py", "_fourier_shift"),
         ("XLA compile / cache load", "jax/_src/compiler.py", "compile_or_get_cached"),
         ("imports", "<frozen importlib._bootstrap>", "_find_and_load"),
     ],
