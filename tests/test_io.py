@@ -58,6 +58,44 @@ def test_iter_blocks_tile_the_grid_once():
     assert (seen == 1).all()
 
 
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_process_blocks_reads_computes_and_writes_every_block_once(tmp_path, prefetch):
+    """The one block loop: each block read, passed to the function and its
+    results written (at the block moved by ``offset``), in row-major order."""
+    arrays, paths = _stack(tmp_path, n=2)
+    seen, order = np.zeros(GRID.shape, int), []
+    top = (GRID.height // 2, 0)  # a strip of the lower half, written into the whole raster
+    strip = (GRID.height - top[0], GRID.width)
+    out_a, out_b = tmp_path / "a.tif", tmp_path / "b.tif"
+    with io.StackReader(paths) as stack, io.RasterWriter(out_a, GRID) as wa, \
+            io.RasterWriter(out_b, GRID) as wb:  # fmt: skip
+
+        def read(win):
+            return stack.read(Window(win.col_off, win.row_off + top[0], win.width, win.height))
+
+        def func(win, block):
+            seen[win.row_off : win.row_off + win.height, win.col_off : win.col_off + win.width] += 1
+            order.append((win.row_off, win.col_off))
+            return block[0] + block[1], block[0] * 0 + len(order)
+
+        n = io.process_blocks(strip, (8, 12), func, read=read, writers=[wa, wb], offset=top,
+                              prefetch=prefetch)  # fmt: skip
+    assert n == io.count_blocks(strip, (8, 12)) == len(order) == 2 * 4  # 15 x 40 px
+    assert (seen[: strip[0]] == 1).all() and order == sorted(order)
+    with rasterio.open(out_a) as a, rasterio.open(out_b) as b:
+        got, label = a.read(1), b.read(1)
+    lower = slice(top[0], None)
+    np.testing.assert_array_equal(got[lower], (arrays[0] + arrays[1])[lower])
+    assert np.isnan(got[: top[0]]).all()  # nothing written above the strip
+    assert label[top[0], 0] == 1 and label[-1, -1] == 8
+
+
+def test_process_blocks_needs_one_result_per_writer(tmp_path):
+    with io.RasterWriter(tmp_path / "a.tif", GRID) as wa, io.RasterWriter(tmp_path / "b.tif", GRID) as wb, \
+            pytest.raises(SarstackError, match="3 results for 2 writers"):  # fmt: skip
+        io.process_blocks(GRID.shape, (16, 16), lambda win: (1, 2, 3), writers=[wa, wb])
+
+
 def test_raster_writer_is_atomic_and_tags(tmp_path):
     out = tmp_path / "o.tif"
     with pytest.raises(RuntimeError), io.RasterWriter(out, GRID, units="meters") as w:

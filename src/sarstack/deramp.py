@@ -29,7 +29,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from sarstack.errors import SarstackError
-from sarstack.io import StackReader, iter_blocks, read_grid
+from sarstack.io import StackReader, process_blocks, read_grid
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -103,7 +103,8 @@ def fit_ramps(
         cor_paths = [i.need("correlation") for i in ifgs]
     cor_reader: Any = StackReader(cor_paths) if cor_paths else contextlib.nullcontext()
     with StackReader([i.path for i in ifgs]) as phase, cor_reader as cors:
-        for win in iter_blocks(grid.shape, block_shape):
+        def ramp_block(win: Window) -> None:
+            nonlocal count, nm, rhs, zz
             z = phase.read(win).astype(np.float64).reshape(n, -1)
             ok = np.isfinite(z)
             m = read_mask(mask, win)
@@ -120,6 +121,8 @@ def fit_ramps(
             rhs += zw @ g
             zz += np.einsum("ip,ip->i", zw, zw)
             count += ok.sum(axis=1)
+
+        process_blocks(grid.shape, block_shape, ramp_block)
     rows = []
     for i, ifg in enumerate(ifgs):
         if count[i] < MIN_PIXELS_PER_TERM * k:

@@ -87,6 +87,56 @@ def iter_blocks(
             yield Window(c0, r0, min(bc, cols - c0), min(br, rows - r0))
 
 
+def count_blocks(shape: tuple[int, int], block_shape: Sequence[int] = DEFAULT_BLOCK) -> int:
+    """How many windows :func:`iter_blocks` gives (for progress logs)."""
+    br, bc = int(block_shape[0]), int(block_shape[1])
+    return -(-int(shape[0]) // br) * -(-int(shape[1]) // bc)
+
+
+def process_blocks(
+    shape: tuple[int, int],
+    block_shape: Sequence[int],
+    func: Callable[..., Any],
+    *,
+    read: Callable[[Window], Any] | None = None,
+    writers: Sequence[RasterWriter] = (),
+    offset: tuple[int, int] = (0, 0),
+    prefetch: bool = False,
+) -> int:
+    """The one block loop: ``func`` over the blocks of a raster of ``shape``.
+
+    For each window of :func:`iter_blocks` (row-major), ``data = read(window)``
+    when ``read`` is given, then ``func(window, data)`` (``func(window)``
+    without ``read``). With ``writers``, ``func`` returns one array per writer
+    (a single array for one writer), each written at the window moved by
+    ``offset`` (rows, cols): a strip's blocks into the whole raster. With
+    ``prefetch`` the next block is read while ``func`` works on this one
+    (:func:`read_ahead`). Whatever else ``func`` does (sums, counts, its own
+    writes) it keeps in its closure. Memory follows ``block_shape``. Returns
+    the number of blocks.
+    """
+    wins = list(iter_blocks(shape, block_shape))
+    if read is None:
+        blocks: Iterator[Any] = iter([None] * len(wins))
+    elif prefetch:
+        blocks = read_ahead(read, wins)
+    else:
+        blocks = (read(w) for w in wins)
+    dr, dc = int(offset[0]), int(offset[1])
+    for win, data in zip(wins, blocks, strict=True):
+        out = func(win) if read is None else func(win, data)
+        if not writers:
+            continue
+        outs = (out,) if len(writers) == 1 else tuple(out)
+        if len(outs) != len(writers):
+            raise SarstackError(f"process_blocks: {len(outs)} results for {len(writers)} writers")
+        dest = win if (dr, dc) == (0, 0) else Window(win.col_off + dc, win.row_off + dr,
+                                                      win.width, win.height)  # fmt: skip
+        for w, arr in zip(writers, outs, strict=True):
+            w.write(arr, dest)
+    return len(wins)
+
+
 def read_ahead(read: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
     """``read(item)`` for each item in order, the next one read while the caller
     works on the current one.

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from rasterio.windows import Window
 
 from sarstack.errors import SarstackError
 from sarstack.insar.common import COUNT_NODATA, _date_tags, check_range
@@ -18,8 +19,7 @@ from sarstack.io import (
     DEFAULT_BLOCK,
     RasterWriter,
     StackReader,
-    iter_blocks,
-    read_ahead,
+    process_blocks,
     read_grid,
 )
 
@@ -48,7 +48,7 @@ def temporal_average(
     with RasterWriter(
         out, grid, units=units, tags={"quantity": f"temporal mean of {len(paths)} rasters"}
     ) as w, StackReader(paths) as stack:
-        for win in iter_blocks(grid.shape, block_shape):
+        def mean_block(win: Window) -> None:
             acc = np.zeros((win.height, win.width))
             n = np.zeros((win.height, win.width), np.int32)
             for k, p in enumerate(paths):
@@ -64,6 +64,8 @@ def temporal_average(
             if m is not None:
                 mean[~m] = np.nan
             w.write(mean.astype(np.float32), win)
+
+        process_blocks(grid.shape, block_shape, mean_block)
 
 
 def conncomp_count(
@@ -92,7 +94,8 @@ def conncomp_count(
         descriptions=[d.isoformat() for d in dates],
     ) as w, StackReader([i.need("conncomp") for i in ifgs], nan_nodata=False) as ccs:
         index = {d: k for k, d in enumerate(dates)}
-        for win in iter_blocks(grid.shape, block_shape):
+
+        def count_block(win: Window) -> None:
             counts = np.zeros((len(dates), win.height, win.width), np.uint16)
             for k, i in enumerate(ifgs):
                 good = ccs.read_one(k, win) != 0
@@ -102,6 +105,8 @@ def conncomp_count(
             if m is not None:
                 counts[:, ~m] = COUNT_NODATA
             w.write(counts, win)
+
+        process_blocks(grid.shape, block_shape, count_block)
 
 
 def closure_count(
@@ -150,13 +155,17 @@ def closure_count(
     with RasterWriter(
         out, grid, dtype="uint16", nodata=COUNT_NODATA, units="count", tags=tags
     ) as w, StackReader([i.path for i in ifgs]) as stack:
-        wins = list(iter_blocks(grid.shape, block_shape))
-        for win, block in zip(wins, read_ahead(stack.read, wins), strict=True):
+
+        def closure_block(win: Window, block: np.ndarray) -> np.ndarray:
+            nonlocal n_flagged
             phase = block.astype(np.float64)
             phase -= ref_vals[:, None, None]
             count = _closure_block(phase, triangles, read_mask(mask, win))
             n_flagged += _n_flagged(count)
-            w.write(count, win)
+            return count
+
+        process_blocks(grid.shape, block_shape, closure_block, read=stack.read, writers=[w],
+                       prefetch=True)  # fmt: skip
     log.info("%d pixels with at least one non-zero closure", n_flagged)
     return n_tri
 

@@ -22,8 +22,8 @@ from sarstack.insar.select import Ifg
 from sarstack.io import (
     Grid,
     RasterWriter,
-    iter_blocks,
     open_raster,
+    process_blocks,
     read_grid,
 )
 
@@ -141,8 +141,8 @@ def gather_strips(
                      + (f", regions >= {min_region_px} px" if min_region_px else "")}
         with RasterWriter(out_dir / "mask.tif", grid, dtype="uint8", nodata=None, units="1",
                           tags=mask_tags) as w:  # fmt: skip
-            for win in iter_blocks(grid.shape, block_shape):
-                w.write(_window_of(keep, win).astype(np.uint8), win)
+            process_blocks(grid.shape, block_shape, lambda win: _window_of(keep, win).astype(np.uint8),
+                           writers=[w])  # fmt: skip
         log.info("mask: %d of %d pixels kept (temporal coherence >= %g%s)", int(keep.sum()),
                  keep.size, coherence_mask,
                  f", regions >= {min_region_px} px" if min_region_px else "")  # fmt: skip
@@ -157,15 +157,7 @@ def gather_strips(
         kw = {"overviews": o.per == "pixel", **o.writer_options()}
         with RasterWriter(path, grid, units=u, tags=tags, **kw) as w:  # type: ignore[arg-type]
             for d, off in zip(strips, offsets, strict=True):
-                src = d / o.strip_file
-                with open_raster(src) as ds:
-                    for win in iter_blocks((ds.height, ds.width), block_shape):
-                        out_win = Window(win.col_off, win.row_off + off, win.width, win.height)
-                        data = ds.read(band, window=win)
-                        if masked and keep is not None:
-                            drop = ~_window_of(keep, out_win)
-                            data[drop] = COUNT_NODATA if data.dtype == np.uint16 else np.nan
-                        w.write(data, out_win)
+                _copy_strip(d / o.strip_file, band, w, off, keep if masked else None, block_shape)
 
     if threads > 1:
         from concurrent.futures import ThreadPoolExecutor
@@ -189,6 +181,41 @@ def _window_of(full: np.ndarray, win: Window) -> np.ndarray:
     return full[win.row_off : win.row_off + win.height, win.col_off : win.col_off + win.width]
 
 
+def _copy_strip(
+    src: Path, band: int, w: RasterWriter, off: int, keep: np.ndarray | None,
+    block_shape: Sequence[int],
+) -> None:  # fmt: skip
+    """Band ``band`` of a strip file into the gathered raster from row ``off`` on,
+    nodata where ``keep`` (the whole scene's mask) is False."""
+    with open_raster(src) as ds:
+
+        def piece(win: Window, data: np.ndarray) -> np.ndarray:
+            if keep is not None:
+                drop = ~_window_of(keep, Window(win.col_off, win.row_off + off, win.width,
+                                                win.height))  # fmt: skip
+                data[drop] = COUNT_NODATA if data.dtype == np.uint16 else np.nan
+            return data
+
+        process_blocks((ds.height, ds.width), block_shape, piece,
+                       read=lambda win: ds.read(band, window=win), writers=[w], offset=(off, 0))  # fmt: skip
+
+
+def _threshold_strip(
+    src: Path, off: int, keep: np.ndarray, threshold: float, block_shape: Sequence[int]
+) -> None:
+    """``keep`` (the whole scene) from row ``off`` on: the strip's temporal
+    coherence ``src`` at least ``threshold``."""
+    with open_raster(src) as ds:
+
+        def mark(win: Window, tc: np.ndarray) -> None:
+            with np.errstate(invalid="ignore"):
+                _window_of(keep, Window(win.col_off, win.row_off + off, win.width,
+                                        win.height))[:] = tc >= threshold  # fmt: skip
+
+        process_blocks((ds.height, ds.width), block_shape, mark,
+                       read=lambda win: ds.read(1, window=win))  # fmt: skip
+
+
 def _coherence_mask(
     strip_dirs: Sequence[Path],
     offsets: Sequence[int],
@@ -201,12 +228,8 @@ def _coherence_mask(
     """Whole-scene bool mask from the strips' temporal coherence (see :func:`gather_strips`)."""
     keep = np.zeros(grid.shape, bool)
     for d, off in zip(strip_dirs, offsets, strict=True):
-        with open_raster(d / OUTPUTS_BY_NAME["temporal_coherence"].strip_file) as ds:
-            for win in iter_blocks((ds.height, ds.width), block_shape):
-                tc = ds.read(1, window=win)
-                with np.errstate(invalid="ignore"):
-                    _window_of(keep, Window(win.col_off, win.row_off + off, win.width,
-                                            win.height))[:] = tc >= threshold  # fmt: skip
+        _threshold_strip(d / OUTPUTS_BY_NAME["temporal_coherence"].strip_file, off, keep,
+                         threshold, block_shape)  # fmt: skip
     if min_region_px and min_region_px > 1:
         from scipy import ndimage
 

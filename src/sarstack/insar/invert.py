@@ -25,8 +25,8 @@ from sarstack.insar.select import Ifg, read_ifg_table
 from sarstack.io import (
     Grid,
     StackReader,
-    iter_blocks,
-    read_ahead,
+    count_blocks,
+    process_blocks,
     read_grid,
 )
 
@@ -238,12 +238,12 @@ def invert_strip(
                      looks=correlation_looks, threshold=correlation_threshold, ramps=ramps,
                      shape=grid.shape) as reader,
     ):  # fmt: skip
-        blocks = list(iter_blocks(sgrid.shape, block_shape))
-        wins = [Window(w.col_off, w.row_off + r0, w.width, w.height) for w in blocks]
-        max_it = 0
-        for k, (swin, (flat, weights, m)) in enumerate(
-            zip(blocks, read_ahead(reader.read, wins), strict=True)
-        ):
+        n_blocks = count_blocks(sgrid.shape, block_shape)
+        max_it = done = 0
+
+        def solve(swin: Window, block: tuple[np.ndarray, np.ndarray | None, np.ndarray | None]) -> None:
+            nonlocal max_it, done, n_flagged
+            flat, weights, m = block
             x, res, n_used, n_it = _solve_block(
                 a, pairs, flat, weights, method=method, single=single,
                 l1_tolerance=l1_tolerance, l1_max_iterations=l1_max_iterations, threads=threads,
@@ -257,10 +257,15 @@ def invert_strip(
             res_n.append(np.count_nonzero(finite, axis=1))
             outputs.write(swin, SolvedBlock((int(swin.height), int(swin.width)), disp, res,
                                             n_used, m, closure, len(dates), disp_scale))
+            done += 1
             log.info(
-                "block %d/%d done%s", k + 1, len(blocks),
+                "block %d/%d done%s", done, n_blocks,
                 f" (iterations <= {max_it})" if method == "L1" else "",
             )  # fmt: skip
+
+        # The strip's blocks, read at their rows in the whole stack.
+        process_blocks(sgrid.shape, block_shape, solve, prefetch=True,
+                       read=lambda w: reader.read(Window(w.col_off, w.row_off + r0, w.width, w.height)))  # fmt: skip
     log.info("%d pixels with at least one non-zero closure", n_flagged)
     write_strip_stats(out_dir, ifgs, res_ss, res_n, triangles, tri_totals)
 

@@ -23,7 +23,7 @@ from sarstack.io import (
     Grid,
     RasterWriter,
     StackReader,
-    iter_blocks,
+    process_blocks,
     read_grid,
 )
 
@@ -119,7 +119,7 @@ def velocity_files(
         _correlation_reader(weight_ifgs) as cors,
         noise_reader as noise,
     ):
-        for win in iter_blocks(grid.shape, block_shape):
+        def velocity_block(win: Window) -> None:
             y = np.concatenate([np.zeros((1, win.height, win.width)), series.read(win)])
             shape = y.shape[1:]
             flat = y.reshape(len(dates), -1).astype(np.float64)
@@ -142,6 +142,8 @@ def velocity_files(
                 )  # fmt: skip
             wv.write(np.asarray(v).reshape(shape).astype(np.float32), win)
             ws.write(np.asarray(s).reshape(shape).astype(np.float32), win)
+
+        process_blocks(grid.shape, block_shape, velocity_block)
     return vunits
 
 
@@ -248,7 +250,8 @@ def _model_files(
         }  # fmt: skip
         series = stack.enter_context(StackReader(paths))
         cors = stack.enter_context(_correlation_reader(weight_ifgs))
-        for win in iter_blocks(grid.shape, block_shape):
+
+        def model_block(win: Window) -> None:
             y = np.concatenate([np.zeros((1, win.height, win.width)), series.read(win)])
             flat = y.reshape(len(dates), -1).astype(np.float64)
             w = (
@@ -260,3 +263,5 @@ def _model_files(
                                  network=network(win))  # fmt: skip
             for name, wr in writers.items():
                 wr.write(out[name].reshape(y.shape[1:]).astype(np.float32), win)
+
+        process_blocks(grid.shape, block_shape, model_block)

@@ -23,7 +23,7 @@ from sarstack.io import (
     Grid,
     RasterWriter,
     StackReader,
-    iter_blocks,
+    process_blocks,
     read_band,
     read_grid,
 )
@@ -87,9 +87,13 @@ def reference_inputs(
         phase = st.enter_context(StackReader([i.path for i in ifgs]))
         ccs = (st.enter_context(StackReader([i.need("conncomp") for i in ifgs], nan_nodata=False))
                if cc_all is not None else None)  # fmt: skip
-        for win in iter_blocks(grid.shape, block_shape):
+
+        def scan_block(win: Window) -> None:
+            nonlocal mask_any
             mask_any |= _reference_block(win, phase, ccs, mask, quality, valid, cc_all, qual,
                                          has_data, has_cc)  # fmt: skip
+
+        process_blocks(grid.shape, block_shape, scan_block)
     if not has_data.all():
         raise SarstackError(f"{ifgs[int(np.argmin(has_data))].path}: no valid pixel (all nodata)")
     if mask is not None and not mask_any:
@@ -110,7 +114,7 @@ def phase_roughness(
     out = np.full(grid.shape, np.nan, np.float32)
     rows, cols = grid.shape
     with StackReader([i.path for i in ifgs]) as phase:
-        for win in iter_blocks(grid.shape, block_shape):
+        def roughness_block(win: Window) -> None:
             r0, c0 = max(0, win.row_off - 1), max(0, win.col_off - 1)
             r1 = min(rows, win.row_off + win.height + 1)
             c1 = min(cols, win.col_off + win.width + 1)
@@ -119,6 +123,8 @@ def phase_roughness(
             out[win.row_off : win.row_off + win.height, win.col_off : win.col_off + win.width] = (
                 g[dr : dr + win.height, dc : dc + win.width]
             )
+
+        process_blocks(grid.shape, block_shape, roughness_block)
     return out
 
 
@@ -278,12 +284,15 @@ def rereference_files(
         ]
         series = stack.enter_context(StackReader([paths[d] for d in later]))
         base_in = None if new_ref == first else stack.enter_context(StackReader([paths[new_ref]]))
-        for win in iter_blocks(grid.shape, block_shape):
+
+        def rereference_block(win: Window) -> None:
             base = (
                 np.zeros((win.height, win.width)) if base_in is None else base_in.read_one(0, win)
             )
             for k, w in enumerate(writers):
                 w.write((series.read_one(k, win) - base).astype(np.float32), win)
+
+        process_blocks(grid.shape, block_shape, rereference_block)
     import pandas as pd
 
     return pd.DataFrame(

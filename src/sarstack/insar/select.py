@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from rasterio.windows import Window
 
 from sarstack import dates as sdates
 from sarstack.errors import SarstackError
@@ -19,7 +20,7 @@ from sarstack.io import (
     DEFAULT_BLOCK,
     Grid,
     StackReader,
-    iter_blocks,
+    process_blocks,
     read_grid,
 )
 
@@ -176,17 +177,7 @@ class NetworkEdit:
         kept = [i for i in ifgs if not i.excluded]
         if not all(i.correlation for i in kept):
             raise SarstackError("insar.min_mean_correlation needs insar.correlation rasters")
-        means = {}
-        for i in kept:
-            acc, n = 0.0, 0
-            with StackReader([i.need("correlation")]) as one:
-                for win in iter_blocks(grid.shape, block_shape):
-                    b = one.read_one(0, win)
-                    check_range(b, i.need("correlation"), 0.0, 1.0, "correlation")
-                    ok = np.isfinite(b)
-                    acc += float(b[ok].sum(dtype=np.float64))
-                    n += int(ok.sum())
-            means[i.key] = acc / n if n else float("nan")
+        means = {i.key: _mean_correlation(i.need("correlation"), grid, block_shape) for i in kept}
         limit = self.min_mean_correlation
         if limit is None:
             return list(ifgs)
@@ -198,6 +189,22 @@ class NetworkEdit:
                 i = replace(i, excluded=why)
             out.append(i)
         return out
+
+
+def _mean_correlation(path: str | Path, grid: Grid, block_shape: Sequence[int]) -> float:
+    """The mean of a correlation raster's finite values (NaN if none), checked to lie in [0, 1]."""
+    acc, n = 0.0, 0
+    with StackReader([path]) as one:
+
+        def add(win: Window, b: np.ndarray) -> None:
+            nonlocal acc, n
+            check_range(b, path, 0.0, 1.0, "correlation")
+            ok = np.isfinite(b)
+            acc += float(b[ok].sum(dtype=np.float64))
+            n += int(ok.sum())
+
+        process_blocks(grid.shape, block_shape, add, read=lambda win: one.read_one(0, win))
+    return acc / n if n else float("nan")
 
 
 def apply_closure_qc(
@@ -217,8 +224,12 @@ def apply_closure_qc(
     sums = np.zeros((len(tri), 3))
     if len(tri):
         with StackReader([i.path for i in kept]) as stack:
-            for win in iter_blocks(grid.shape, block_shape):
-                sums += sclosure.closure_sums(stack.read(win).reshape(len(kept), -1), tri)
+
+            def add_sums(win: Window, block: np.ndarray) -> None:
+                nonlocal sums
+                sums += sclosure.closure_sums(block.reshape(len(kept), -1), tri)
+
+            process_blocks(grid.shape, block_shape, add_sums, read=stack.read)
     else:
         log.warning("insar.closure_qc: the network has no closed triangle (e.g. sequential or"
                     " single-reference): no loop RMS, nothing excluded")  # fmt: skip

@@ -18,8 +18,8 @@ from sarstack.io import (
     RasterWriter,
     StackReader,
     atomic_output,
-    iter_blocks,
     open_raster,
+    process_blocks,
     read_band,
     read_grid,
 )
@@ -120,7 +120,8 @@ def sample_valid(
     dec = np.full((-(-g.height // f), -(-g.width // f)), np.nan, np.float32) if coarse is not None else None
     parts, n_fill = [], 0
     with StackReader([path]) as src:
-        for win in iter_blocks(g.shape, block_shape):
+        def sample_block(win: Window) -> None:
+            nonlocal n_fill
             b = src.read_one(0, win)
             if scale is not None:
                 with np.errstate(invalid="ignore"):
@@ -138,6 +139,8 @@ def sample_valid(
                 d = b[r_f::f, c_f::f]
                 r_d, c_d = (int(win.row_off) + r_f) // f, (int(win.col_off) + c_f) // f
                 dec[r_d:r_d + d.shape[0], c_d:c_d + d.shape[1]] = d
+
+        process_blocks(g.shape, block_shape, sample_block)
     if coarse is not None and dec is not None:
         coarse.append(dec)
     if n_fill:
@@ -180,8 +183,10 @@ def flatten_scene(
         RasterWriter(dst_path, grid, units="linear power", tags=all_tags) as out,
         StackReader([src_path]) as src,
     ):
-        for win in iter_blocks(grid.shape, block_shape):
+        def flatten_out_block(win: Window) -> None:
             out.write(flatten_block(src.read_one(0, win), lo, hi), win)
+
+        process_blocks(grid.shape, block_shape, flatten_out_block)
     return lo, hi
 
 

@@ -18,8 +18,8 @@ from sarstack.io import (
     DEFAULT_BLOCK,
     Grid,
     RasterWriter,
-    iter_blocks,
     open_raster,
+    process_blocks,
     read_grid,
 )
 from sarstack.rtc.select import grid_offset
@@ -61,7 +61,8 @@ def superset_scene(
             arr[np.isin(arr, nodatas)] = np.nan
             source, src_nodata = arr, np.nan
             reproject_kw = {"src_transform": ds.transform, "src_crs": ds.crs}
-        for win in iter_blocks(grid.shape, block_shape):
+
+        def warp_block(win: Window) -> None:
             block = np.full((int(win.height), int(win.width)), np.nan, dtype=np.float32)
             if off is not None:
                 r0 = int(win.row_off) - off[0]
@@ -88,6 +89,8 @@ def superset_scene(
                 )
             block[~np.isfinite(block)] = np.nan
             out.write(block, win)
+
+        process_blocks(grid.shape, block_shape, warp_block)
     return mode
 
 
