@@ -158,3 +158,15 @@ def test_chain_log_part_sends_what_follows_to_its_file(tmp_path):
     p = subprocess.run([sys.executable, "-m", "sarstack", "--log", "::", "rtc_tiles"],
                        capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 2 and "--log takes one path" in p.stderr
+
+
+def test_stages_keep_freed_memory_on_glibc():
+    """Every stage asks glibc to keep large freed arrays (fewer page faults per
+    block); where the C library is not glibc it says so instead of failing."""
+    import platform
+
+    from sarstack import cli
+
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's malloc only")
+    assert cli.keep_freed_memory() is True

@@ -53,9 +53,38 @@ def parser(description: str) -> argparse.ArgumentParser:
 GDAL_CACHE_MB = 384
 
 
+#: glibc's malloc returns every large array (above 128 kB-32 MB, its moving
+#: threshold) to the system when freed, so each block of a stage's loop maps
+#: fresh pages and the kernel zeroes them: in the 1024^2 x 60-date L2 inversion
+#: 3-4 s of each strip's 5 s were system time. Large arrays from the heap,
+#: kept after they are freed, make the next block reuse the same pages: strips
+#: 6.0-6.3 -> 4.3-4.7 s, the branch 15.2-16.4 -> 13.8-14.0 s, each job's peak
+#: memory unchanged (the same arrays, alive at the same time).
+MALLOC_MMAP_THRESHOLD = 1 << 30
+MALLOC_TRIM_THRESHOLD = (1 << 31) - 1
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc (Linux) to serve large arrays from its heap and keep
+    them when freed (see :data:`MALLOC_MMAP_THRESHOLD`); False where it cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+        return bool(libc.mallopt(m_mmap_threshold, MALLOC_MMAP_THRESHOLD)) and bool(
+            libc.mallopt(m_trim_threshold, MALLOC_TRIM_THRESHOLD)
+        )
+    except (OSError, AttributeError):  # not glibc (e.g. musl): its own defaults
+        return False
+
+
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:
     """Call ``main(argv)``; a SarstackError becomes ``error: ...`` and exit status 2."""
     os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE_MB))
+    keep_freed_memory()
     from sarstack.storage import configure_gdal_s3
 
     configure_gdal_s3()
