@@ -7,7 +7,8 @@ from pathlib import Path
 
 import rasterio
 
-from sarstack import dates, insar, io, rtc, synthetic
+from sarstack import insar, io, rtc, synthetic
+from sarstack import network as snet
 
 
 @dataclass
@@ -31,7 +32,7 @@ class RtcInputs:
 def dates_for(n_ifgs: int, network: str = "nearest:3") -> int:
     """Fewest dates whose ``network`` has at least ``n_ifgs`` interferograms."""
     n = 3
-    while len(dates.make_pairs(n, network)) < n_ifgs:
+    while len(snet.make_pairs(n, network)) < n_ifgs:
         n += 1
     return n
 

@@ -12,7 +12,7 @@ import numpy as np
 from _common import CaseResult, Table, Target, ratio, time_call
 from scipy.optimize import linprog
 
-from sarstack import dates
+from sarstack import network as snet
 from sarstack import timeseries as ts
 
 MIN_WEIGHTED_SPEEDUP = 100.0
@@ -38,8 +38,8 @@ class Problem:
 def make_problem(side: int, n_dates: int, network: str, seed: int = 0) -> Problem:
     """A block of ``side²`` pixels: trend + seasonal + noise, 2π jumps in a few ifgs."""
     rng = np.random.default_rng(seed)
-    pairs = dates.make_pairs(n_dates, network)
-    a = dates.incidence_matrix(pairs, n_dates)
+    pairs = snet.make_pairs(n_dates, network)
+    a = snet.incidence_matrix(pairs, n_dates)
     m, n_px = len(pairs), side * side
     t = np.arange(n_dates) * 12.0 / 365.25
     vel = rng.normal(0.0, 3.0, n_px)

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sarstack import dates, io, rtc, synthetic, xcorr
+from sarstack import io, rtc, synthetic, xcorr
+from sarstack import network as snet
 from sarstack.jaxcfg import configure_jax
 
 
@@ -36,7 +37,7 @@ def run_stack(tmp: Path, seed: int, shape, tiles, uf: int, looks: float) -> list
     layout = rtc.tile_layout(grid.shape, tiles)
     px = grid.pixel_size[0]
     rows = []
-    for i, j in dates.make_pairs(len(scenes), "sequential"):
+    for i, j in snet.make_pairs(len(scenes), "sequential"):
         true_e = (truth.east_m[j] - truth.east_m[i]) / px
         true_n = (truth.north_m[j] - truth.north_m[i]) / px
         for preset, iterations in [(p, it) for p in xcorr.PRESETS for it in (0, 1)]:

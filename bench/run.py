@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--invert-network",
         default="nearest:3",
-        help="pair network as dates.make_pairs (default nearest:3: 84 ifgs)",
+        help="pair network as network.make_pairs (default nearest:3: 84 ifgs)",
     )
     p.add_argument(
         "--oracle-pixels",

@@ -27,6 +27,7 @@ import numpy as np
 
 from sarstack import dates as sdates
 from sarstack import insar, synthetic, timeseries, velocity
+from sarstack import network as snet
 
 
 def _series(
@@ -35,7 +36,7 @@ def _series(
     """(n_dates, pixels) displacement from an L2 inversion of the simulated ifgs,
     and the interferograms' noise as ``insar_invert`` writes it (``ifg_residual_std``)."""
     n = len(sim.dates)
-    a = sdates.incidence_matrix(sim.pairs, n)
+    a = snet.incidence_matrix(sim.pairs, n)
     if noise in ("date", "both"):
         phase = sim.phase + np.concatenate(
             [np.zeros((1, *sim.phase.shape[1:])), rng.normal(0, 0.3, (n - 1, *sim.phase.shape[1:]))]

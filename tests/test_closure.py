@@ -8,8 +8,8 @@ import pytest
 import rasterio
 
 from sarstack import closure, insar, io
-from sarstack.dates import make_pairs
 from sarstack.errors import SarstackError
+from sarstack.network import make_pairs
 from sarstack.synthetic import make_ifg_stack
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from sarstack import dates
+from sarstack import network as snet
 from sarstack.errors import SarstackError
 
 D = dt.date
@@ -76,24 +77,24 @@ def test_check_unique_names_both_files():
 
 
 def test_networks():
-    assert dates.make_pairs(4, "sequential") == [(0, 1), (1, 2), (2, 3)]
-    assert dates.make_pairs(4, "reference") == [(0, 1), (0, 2), (0, 3)]
-    assert dates.make_pairs(4, "nearest:2") == [(0, 1), (0, 2), (1, 2), (1, 3), (2, 3)]
+    assert snet.make_pairs(4, "sequential") == [(0, 1), (1, 2), (2, 3)]
+    assert snet.make_pairs(4, "reference") == [(0, 1), (0, 2), (0, 3)]
+    assert snet.make_pairs(4, "nearest:2") == [(0, 1), (0, 2), (1, 2), (1, 3), (2, 3)]
     with pytest.raises(SarstackError, match="is not 'sequential', 'reference', 'nearest:K' or 'sequential\\+long:K'"):
-        dates.make_pairs(4, "nearest:0")
+        snet.make_pairs(4, "nearest:0")
     with pytest.raises(SarstackError, match="at least 2"):
-        dates.make_pairs(1, "sequential")
+        snet.make_pairs(1, "sequential")
 
 
 def test_incidence_matrix_models_differences():
     pairs = [(0, 1), (1, 2), (0, 2)]
-    a = dates.incidence_matrix(pairs, 3)
+    a = snet.incidence_matrix(pairs, 3)
     x = np.array([0.0, 2.0, 5.0])  # first date is the datum
     np.testing.assert_allclose(a @ x[1:], [2.0, 3.0, 5.0])
 
 
 def test_network_components():
-    labels = dates.network_components([(0, 1), (2, 3)], 4)
+    labels = snet.network_components([(0, 1), (2, 3)], 4)
     assert labels[0] == labels[1] != labels[2] == labels[3]
 
 

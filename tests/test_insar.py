@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sarstack import dates as sdates
 from sarstack import insar, io, synthetic
+from sarstack import network as snet
 
 SHAPE = (24, 24)
 REF = (12, 3)
@@ -43,7 +43,7 @@ def _invert(stack, out, ifgs=None, **kw):
 def test_l2_equals_least_squares(stack, tmp_path):
     _, ifgs, dates, pairs, _, phase = stack
     x, n_used = _invert(stack, tmp_path)
-    a = sdates.incidence_matrix(pairs, len(dates))
+    a = snet.incidence_matrix(pairs, len(dates))
     full = np.isfinite(phase).all(axis=0)
     want = np.linalg.lstsq(a, phase[:, full], rcond=None)[0]
     np.testing.assert_allclose(x[:, full], want, atol=2e-5)
@@ -55,7 +55,7 @@ def test_l1_equals_the_l1_kernel(stack, tmp_path):
 
     _, _, dates, pairs, _, phase = stack
     x, _ = _invert(stack, tmp_path, method="L1")
-    a = sdates.incidence_matrix(pairs, len(dates))
+    a = snet.incidence_matrix(pairs, len(dates))
     full = np.isfinite(phase).all(axis=0)
     want = ts.invert(a, phase[:, full], "L1", tol=1e-6, max_iter=300).x
     np.testing.assert_allclose(x[:, full], want, atol=1e-4)
@@ -67,7 +67,7 @@ def test_correlation_weighted_equals_invert_weighted(stack, tmp_path):
     _, ifgs, dates, pairs, _, phase = stack
     x, _ = _invert(stack, tmp_path, weighting="correlation")
     cor = np.stack([io.read_band(i.correlation) for i in ifgs]).astype(np.float64)
-    a = sdates.incidence_matrix(pairs, len(dates))
+    a = snet.incidence_matrix(pairs, len(dates))
     want = ts.invert_weighted(a, phase, ts.correlation_weights(cor, 4.0, 0.0)).x
     np.testing.assert_allclose(x, want, atol=2e-5, equal_nan=True)
     plain, _ = _invert(stack, tmp_path / "plain")
@@ -92,7 +92,7 @@ def test_conncomp_censoring_and_mask(stack, tmp_path):
     mask[:4, 18:] = 0
     io.write_raster(tmp_path / "mask.tif", mask, grid, nodata=None)
     x, n_used = _invert(stack, tmp_path / "o", ifgs=cc_ifgs, mask=tmp_path / "mask.tif")
-    a = sdates.incidence_matrix(pairs, len(dates))
+    a = snet.incidence_matrix(pairs, len(dates))
     w = np.ones_like(phase)
     w[2, 15:20, 15:20] = 0
     want = ts.invert_weighted(a, phase, w).x

@@ -10,6 +10,7 @@ import pytest
 from conftest import pipeline
 
 from sarstack import dates, io, synthetic, velocity
+from sarstack import network as snet
 
 N_DATES = 20
 SHAPE = (48, 64)
@@ -50,7 +51,7 @@ def test_missing_ifgs_dropped_per_pixel_matches_lstsq_oracle(tmp_path):
     vel = io.read_band(out / "velocity.tif")
 
     # Oracle: per pixel, lstsq on the ifgs it has (referenced at REF), by NaN pattern.
-    a = dates.incidence_matrix(pairs, N_DATES)
+    a = snet.incidence_matrix(pairs, N_DATES)
     b = phase - phase[:, REF[0], REF[1]][:, None, None]
     flat = b.reshape(len(pairs), -1)
     finite = np.isfinite(flat)
@@ -99,8 +100,8 @@ def test_solve_block_partial_pixels_match_censored_solver(method, x64):
     from sarstack import insar
     from sarstack import timeseries as ts
 
-    pairs = dates.make_pairs(8, "nearest:3")
-    a = dates.incidence_matrix(pairs, 8)
+    pairs = snet.make_pairs(8, "nearest:3")
+    a = snet.incidence_matrix(pairs, 8)
     rng = np.random.default_rng(2)
     flat = a @ rng.normal(size=(7, 40)) + rng.normal(0, 0.05, (len(pairs), 40))
     flat[3, :10] = np.nan

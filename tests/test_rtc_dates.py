@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from sarstack import dates, rtc
+from sarstack import network as snet
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -33,7 +34,7 @@ D = ["2020-01-01", "2020-01-13", "2020-01-25", "2020-02-06", "2020-02-18"]
 
 
 def test_sequential_reproduces_cumulative_sum():
-    pairs = dates.make_pairs(5, "sequential")
+    pairs = snet.make_pairs(5, "sequential")
     vals = np.array([[1.0, -2.0], [0.5, 1.0], [-3.0, 0.25], [2.0, 2.0]])
     p = _pairs_df(pairs, D, vals)
     scene, tiles = rtc.date_offsets(_tile_offsets(p), p)
@@ -46,7 +47,7 @@ def test_sequential_reproduces_cumulative_sum():
 def test_redundant_network_averages_noise_and_censors_bad_pairs():
     rng = np.random.default_rng(3)
     truth = np.c_[np.r_[0, rng.normal(size=4)], np.r_[0, rng.normal(size=4)]] * 10
-    pairs = dates.make_pairs(5, "nearest:2")
+    pairs = snet.make_pairs(5, "nearest:2")
     vals = np.array([truth[j] - truth[i] for i, j in pairs]) + rng.normal(0, 0.01, (len(pairs), 2))
     status = np.array(["ok"] * len(pairs), dtype=object)
     vals[2] += 500.0  # a wild pair, flagged unreliable
@@ -58,7 +59,7 @@ def test_redundant_network_averages_noise_and_censors_bad_pairs():
 
 
 def test_n_pairs_used_counts_the_pairs_of_each_date():
-    pairs = dates.make_pairs(5, "nearest:2")
+    pairs = snet.make_pairs(5, "nearest:2")
     assert pairs == [(0, 1), (0, 2), (1, 2), (1, 3), (2, 3), (2, 4), (3, 4)]
     status = np.array(["ok"] * len(pairs), dtype=object)
     status[2] = "unreliable"  # (1, 2): counts for neither date
@@ -68,7 +69,7 @@ def test_n_pairs_used_counts_the_pairs_of_each_date():
 
 
 def test_dates_cut_off_by_unreliable_pairs_are_nan():
-    pairs = dates.make_pairs(5, "sequential")
+    pairs = snet.make_pairs(5, "sequential")
     vals = np.ones((4, 2))
     p = _pairs_df(pairs, D, vals, np.array(["ok", "unreliable", "ok", "ok"], dtype=object))
     scene, _ = rtc.date_offsets(_tile_offsets(p), p)
@@ -79,7 +80,7 @@ def test_dates_cut_off_by_unreliable_pairs_are_nan():
 def test_robust_resists_an_outlier_pair_marked_ok():
     rng = np.random.default_rng(4)
     truth = np.c_[np.r_[0, rng.normal(size=4)], np.r_[0, rng.normal(size=4)]] * 10
-    pairs = dates.make_pairs(5, "nearest:3")
+    pairs = snet.make_pairs(5, "nearest:3")
     vals = np.array([truth[j] - truth[i] for i, j in pairs])
     vals[1] += 30.0
     p = _pairs_df(pairs, D, vals)
@@ -104,7 +105,7 @@ def test_date_sd_covers_the_truth(tmp_path):
         paths = list(truth["path"])
         layout = rtc.tile_layout(io.read_grid(paths[0]).shape, (3, 3))
         clips = [rtc.flatten_stats(p, (1, 99), layout)[:2] for p in paths]
-        pairs = dates.make_pairs(len(paths), "sequential")
+        pairs = snet.make_pairs(len(paths), "sequential")
         frames = rtc.measure_pairs(paths, pairs, layout, clips=clips, threads=1)
         for (i, j), df in zip(pairs, frames, strict=True):
             df.insert(0, "secondary_date", truth["date"].iloc[j])
@@ -128,13 +129,13 @@ def test_date_sd_covers_the_truth(tmp_path):
 
 
 def test_long_network_adds_every_kth_and_first_last_pairs():
-    pairs = dates.make_pairs(10, "sequential+long:4")
-    assert set(dates.make_pairs(10, "sequential")) < set(pairs)
-    assert {(0, 4), (4, 8), (0, 9)} == set(pairs) - set(dates.make_pairs(10, "sequential"))
+    pairs = snet.make_pairs(10, "sequential+long:4")
+    assert set(snet.make_pairs(10, "sequential")) < set(pairs)
+    assert {(0, 4), (4, 8), (0, 9)} == set(pairs) - set(snet.make_pairs(10, "sequential"))
     assert pairs == sorted(pairs) and len(set(pairs)) == len(pairs)
-    assert dates.make_pairs(2, "sequential+long:4") == [(0, 1)]
+    assert snet.make_pairs(2, "sequential+long:4") == [(0, 1)]
     with pytest.raises(dates.SarstackError, match="sequential\\+long:K"):
-        dates.parse_network("sequential+long:0")
+        snet.parse_network("sequential+long:0")
 
 
 def test_long_pairs_measure_the_last_date_directly():
@@ -144,7 +145,7 @@ def test_long_pairs_measure_the_last_date_directly():
     d = [str(np.datetime64("2021-01-01") + 12 * k) for k in range(n)]
     sd = {}
     for spec in ("sequential", "sequential+long:4"):
-        pairs = dates.make_pairs(n, spec)
+        pairs = snet.make_pairs(n, spec)
         p = _pairs_df(pairs, d, np.zeros((len(pairs), 2)), se=1.0)
         scene, _ = rtc.date_offsets(_tile_offsets(p, 1), p)
         sd[spec] = float(scene["east_sd_m"].iloc[-1])
@@ -158,7 +159,7 @@ def _drifting(n=13, step=(1.0, -1.0), spec="sequential", seed=0):
     rng = np.random.default_rng(seed)
     d = [str(np.datetime64("2022-01-01") + 12 * k) for k in range(n)]
     truth = np.arange(n)[:, None] * np.asarray(step)[None, :]
-    pairs = dates.make_pairs(n, spec)
+    pairs = snet.make_pairs(n, spec)
     vals = np.array([truth[j] - truth[i] for i, j in pairs]) + rng.normal(0, 0.05, (len(pairs), 2))
     p = _pairs_df(pairs, d, vals)
     scene, _ = rtc.date_offsets(_tile_offsets(p, 1), p)

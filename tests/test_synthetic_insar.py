@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from sarstack import dates
+from sarstack import network as snet
 from sarstack import timeseries as ts
 from sarstack.errors import SarstackError
 from sarstack.io import raster_tags, read_band, read_grid
@@ -22,7 +23,7 @@ def _read_stack(df: pd.DataFrame, col: str = "path") -> np.ndarray:
 @pytest.mark.parametrize("nodata", [0.0, np.nan])
 def test_files_names_and_nodata(tmp_path, nodata):
     df = make_ifg_stack(tmp_path, n_dates=5, shape=(32, 24), nodata_value=nodata, seed=1)
-    pairs = dates.make_pairs(5, "nearest:3")
+    pairs = snet.make_pairs(5, "nearest:3")
     assert list(zip(df.reference_index, df.secondary_index, strict=True)) == pairs
     for row in df.itertuples():
         d1, d2 = dates.parse_pair_dates(row.path)
@@ -47,7 +48,7 @@ def test_values_match_truth(tmp_path):
     truth = np.stack([read_band(tmp_path / "a" / "truth_phase.tif", band=b + 1) for b in range(n)])
     truth = truth.astype(np.float64)
     ifg = _read_stack(df)
-    model = np.stack([truth[j] - truth[i] for i, j in dates.make_pairs(n, "nearest:3")])
+    model = np.stack([truth[j] - truth[i] for i, j in snet.make_pairs(n, "nearest:3")])
     diff = ifg - model
     assert np.nanstd(diff) == pytest.approx(0.2, rel=0.05)
     assert abs(np.nanmean(diff)) < 0.01
@@ -107,7 +108,7 @@ def test_end_to_end_velocity_and_unwrapping_error(tmp_path):
     valid = np.all(np.isfinite(ifg), axis=0)
     ref = ts.select_reference_point(valid, np.nanmean(cor, axis=0), threshold=0.5)
     assert valid[ref]
-    a = dates.incidence_matrix(pairs, n)
+    a = snet.incidence_matrix(pairs, n)
     all_dates = sorted(set(df.reference_date) | set(df.secondary_date))
     t = dates.years_since([pd.Timestamp(d).date() for d in all_dates])
     truth_vel = read_band(tmp_path / "truth_velocity.tif").astype(np.float64)

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from affine import Affine
 
-from sarstack import dates, io, rtc, synthetic, terrain
+from sarstack import io, rtc, synthetic, terrain
+from sarstack import network as snet
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -29,7 +30,7 @@ def test_a_known_constant_and_terrain_coefficient_are_recovered():
     rng = np.random.default_rng(1)
     term = rng.uniform(0, 800, (5, 5))  # h cot(theta), m
     d = ["2021-01-03", "2021-01-15", "2021-01-27", "2021-02-08"]
-    pairs = dates.make_pairs(4, "nearest:2")
+    pairs = snet.make_pairs(4, "nearest:2")
     timing = rng.normal(0, 3, (len(pairs), 2))
     coef = rng.normal(0, 0.01, (len(pairs), 2))
     off = _offsets(term, pairs, d, timing, coef, noise=0.05)

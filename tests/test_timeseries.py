@@ -10,6 +10,7 @@ import pytest
 from scipy.optimize import linprog
 
 from sarstack import dates
+from sarstack import network as snet
 from sarstack import timeseries as ts
 from sarstack.errors import SarstackError
 
@@ -21,8 +22,8 @@ pytestmark = pytest.mark.usefixtures("x64")
 
 
 def _network(n_dates: int = N_DATES, spec: str = NETWORK):
-    pairs = dates.make_pairs(n_dates, spec)
-    return pairs, dates.incidence_matrix(pairs, n_dates)
+    pairs = snet.make_pairs(n_dates, spec)
+    return pairs, snet.incidence_matrix(pairs, n_dates)
 
 
 def _stack(a, n_pix, noise, seed, outlier_frac=0.0):
@@ -48,7 +49,7 @@ def test_l2_equals_lstsq_per_pixel():
     n = 9
     pairs = [(i, i + 1) for i in range(n - 1)]  # spanning chain, then random extras
     pairs += [tuple(sorted(rng.choice(n, 2, replace=False))) for _ in range(14)]
-    a = dates.incidence_matrix(pairs, n)
+    a = snet.incidence_matrix(pairs, n)
     phase = rng.normal(0.0, 3.0, (len(pairs), 7, 5))
     x, res = ts.invert_l2(a, phase)
     assert x.shape == (n - 1, 7, 5) and res.shape == phase.shape
@@ -171,10 +172,10 @@ def test_l1_longer_network_reaches_optimum():
 def _patchy_network_stack(n_dates, n_pix, seed):
     """nearest:3 plus random longer pairs, and 2 pi unwrapping errors on pixel patches."""
     rng = np.random.default_rng(seed)
-    pairs = dates.make_pairs(n_dates, "nearest:3")
+    pairs = snet.make_pairs(n_dates, "nearest:3")
     extra = {tuple(sorted(rng.choice(n_dates, 2, replace=False))) for _ in range(n_dates // 3)}
     pairs += sorted(extra - set(pairs))
-    a = dates.incidence_matrix(pairs, n_dates)
+    a = snet.incidence_matrix(pairs, n_dates)
     truth = np.cumsum(rng.normal(0.0, 1.0, (n_dates - 1, n_pix)), axis=0)
     phase = a @ truth + rng.normal(0.0, 0.3, (len(pairs), n_pix))
     for k in rng.choice(len(pairs), size=max(2, len(pairs) // 8), replace=False):
@@ -333,10 +334,10 @@ def test_single_reference_needs_no_inversion():
     assert ts.is_single_reference(pairs)
     assert ts.is_single_reference(pairs, n_dates=6)
     assert not ts.is_single_reference(pairs, n_dates=7)  # date 6 missing
-    assert not ts.is_single_reference(dates.make_pairs(n, "sequential"))
+    assert not ts.is_single_reference(snet.make_pairs(n, "sequential"))
     assert not ts.is_single_reference([*pairs, (1, 2)])
     assert not ts.is_single_reference([(0, 1), (0, 1), (0, 3)])
-    a = dates.incidence_matrix(pairs, n)
+    a = snet.incidence_matrix(pairs, n)
     phase = np.random.default_rng(9).normal(size=(5, 4, 3))
     phase[2, 1, 1] = np.nan
     x = ts.single_reference_series(pairs, phase)
@@ -346,7 +347,7 @@ def test_single_reference_needs_no_inversion():
     np.testing.assert_allclose(x[2][~np.isnan(x[2])], phase[0][~np.isnan(x[2])])  # date 3
     np.testing.assert_allclose(np.nan_to_num(res), 0.0, atol=1e-12)
     with pytest.raises(SarstackError, match="not single-reference"):
-        ts.single_reference_series(dates.make_pairs(n, "sequential"), phase)
+        ts.single_reference_series(snet.make_pairs(n, "sequential"), phase)
 
 
 def test_disconnected_network_names_dates():
@@ -358,8 +359,8 @@ def test_disconnected_network_names_dates():
     assert msg.startswith("the interferogram network is disconnected: dates ")
     assert "2020-02-06, 2020-02-18, 2020-03-01 not connected to 2020-01-01" in msg
     assert "\n" not in msg
-    ts.check_network(dates.make_pairs(6, "sequential"), 6, d)  # connected: no error
-    a = dates.incidence_matrix(pairs, 6)
+    ts.check_network(snet.make_pairs(6, "sequential"), 6, d)  # connected: no error
+    a = snet.incidence_matrix(pairs, 6)
     for method in ("L1", "L2"):
         with pytest.raises(SarstackError, match=r"dates #3, #4, #5 not connected to #0"):
             ts.invert(a, np.zeros((3, 2)), method=method)
@@ -548,8 +549,8 @@ import numpy as np
 from sarstack.jaxcfg import configure_jax, x64_enabled
 configure_jax(x64=True, cache_dir=sys.argv[1])
 from sarstack import dates, timeseries as ts
-pairs = dates.make_pairs(6, "nearest:2")
-a = dates.incidence_matrix(pairs, 6)
+pairs = snet.make_pairs(6, "nearest:2")
+a = snet.incidence_matrix(pairs, 6)
 phase = np.random.default_rng(0).normal(size=(len(pairs), 50))
 x, res = ts.invert_l2(a, phase)
 ts.temporal_coherence(res)

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from sarstack import dates
+from sarstack import network as snet
 from sarstack import timeseries as ts
 from sarstack.errors import SarstackError
 
@@ -26,8 +26,8 @@ def path(request, monkeypatch):
 
 
 def _network(n_dates: int = N_DATES, spec: str = NETWORK):
-    pairs = dates.make_pairs(n_dates, spec)
-    return pairs, dates.incidence_matrix(pairs, n_dates)
+    pairs = snet.make_pairs(n_dates, spec)
+    return pairs, snet.incidence_matrix(pairs, n_dates)
 
 
 def _random_network(seed: int = 0, n: int = 9, extra: int = 14):
@@ -36,7 +36,7 @@ def _random_network(seed: int = 0, n: int = 9, extra: int = 14):
     pairs = [(i, i + 1) for i in range(n - 1)]
     pairs += [tuple(int(v) for v in sorted(rng.choice(n, 2, replace=False))) for _ in range(extra)]
     pairs = [pairs[k] for k in rng.permutation(len(pairs))]
-    return pairs, dates.incidence_matrix(pairs, n)
+    return pairs, snet.incidence_matrix(pairs, n)
 
 
 def _stack(a, n_pix, noise, seed):
@@ -53,7 +53,7 @@ def _wlstsq(a, b, w):
 
 
 def _is_connected(pairs, n_dates):
-    comp = dates.network_components(pairs, n_dates)
+    comp = snet.network_components(pairs, n_dates)
     return bool(np.all(comp == comp[0]))
 
 
@@ -191,7 +191,7 @@ def test_cut_off_dates_are_nan_and_others_exact(path):
             np.testing.assert_allclose(out["x_var"][np.array(keep) - 1, p], var, rtol=1e-10)
         assert np.all(np.isnan(res[~used, p])) and not np.any(np.isnan(res[used, p]))
         # Pairs among the lost dates keep the residuals of their own (datum-free) fit.
-        a_full = dates.incidence_matrix(pairs, N_DATES)
+        a_full = snet.incidence_matrix(pairs, N_DATES)
         sw = np.sqrt(w[used, p])
         x_mn = np.linalg.lstsq(a_full[used] * sw[:, None], phase[used, p] * sw, rcond=None)[0]
         np.testing.assert_allclose(res[used, p], phase[used, p] - a_full[used] @ x_mn, atol=1e-9)
@@ -393,7 +393,7 @@ def test_invert_weighted_input_checks():
         ts.invert_weighted(a, phase, np.ones((a.shape[0], 3, 4)))
     with pytest.raises(SarstackError, match="incidence matrix"):
         ts.invert_weighted(2.0 * a, phase, np.ones_like(phase))
-    a_cut = dates.incidence_matrix([(0, 1), (2, 3)], 4)
+    a_cut = snet.incidence_matrix([(0, 1), (2, 3)], 4)
     with pytest.raises(SarstackError, match=r"dates #2, #3 not connected"):
         ts.invert_weighted(a_cut, phase[:2], np.ones_like(phase[:2]))
     with pytest.raises(SarstackError, match="residual"):
@@ -412,19 +412,19 @@ def test_weighted_float32():
 
 
 def test_numpy_network_solver_matches_invert_weighted():
-    """dates.solve_network_columns (NumPy, used for the RTC per-date offsets)
+    """snet.solve_network_columns (NumPy, used for the RTC per-date offsets)
     gives the JAX solver's x, residual, n_used and x_var, including censored
     rows, dates cut off by censoring (NaN) and NaN columns."""
     rng = np.random.default_rng(1)
     for trial in range(12):
         n = int(rng.integers(3, 12))
-        pairs = dates.make_pairs(n, f"nearest:{rng.integers(1, 4)}")
+        pairs = snet.make_pairs(n, f"nearest:{rng.integers(1, 4)}")
         b = rng.normal(size=(len(pairs), 7))
         w = rng.uniform(0.1, 2.0, size=b.shape) * (rng.uniform(size=b.shape) > 0.35)
         b[0, 6] = np.nan
         b[:, 5] = np.nan
-        got = dates.solve_network_columns(pairs, n, b, w)
-        want = ts.invert_weighted(dates.incidence_matrix(pairs, n), b, w)
+        got = snet.solve_network_columns(pairs, n, b, w)
+        want = ts.invert_weighted(snet.incidence_matrix(pairs, n), b, w)
         for key in ("x", "residual", "n_used", "x_var"):
             np.testing.assert_allclose(got[key], want[key], atol=1e-9, err_msg=f"{trial} {key}")
     assert np.isnan(got["x"][:, 5]).all() and (got["n_used"][5] == 0)  # the NaN column

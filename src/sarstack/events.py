@@ -121,7 +121,7 @@ def redundant(pairs: pd.DataFrame) -> bool:
     """Whether the usable pairs close a loop (more pairs than the dates they
     connect, less one): without one, a date's own jitter and a pair's error
     cannot be told apart, and no event test keeps its false-alarm rate."""
-    from sarstack.dates import network_components
+    from sarstack.network import network_components
 
     ok = _usable(pairs)
     used = sorted(set(ok["reference_date"]) | set(ok["secondary_date"]))

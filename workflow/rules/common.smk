@@ -250,7 +250,7 @@ def rtc_fused_stacks():
     every chunk count."""
     if not RCFG["fuse_small_stacks"]:
         return set()
-    from sarstack.dates import make_pairs
+    from sarstack.network import make_pairs
     from sarstack.io import read_grid
 
     fused = set()
@@ -369,7 +369,7 @@ def rtc_scenes(wildcards):
 
 
 def rtc_n_pairs(wildcards):
-    from sarstack.dates import make_pairs
+    from sarstack.network import make_pairs
 
     return len(make_pairs(len(rtc_scenes(wildcards)), RCFG["pairs"]))
 

@@ -8,7 +8,8 @@ import logging
 
 import pandas as pd
 
-from sarstack import chunks, cli, dates, io, options, rtc, stagefiles
+from sarstack import chunks, cli, io, options, rtc, stagefiles
+from sarstack import network as snet
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("rtc_xcorr")
@@ -40,7 +41,7 @@ def main(argv=None):
     scenes, scale = stagefiles.read_flat(a.flat)
     layout = rtc.tile_layout(stagefiles.read_grid(a.grid).shape, a.tiles)
     try:
-        network = dates.make_pairs(len(scenes), a.pairs)
+        network = snet.make_pairs(len(scenes), a.pairs)
     except SarstackError as e:
         raise SarstackError(f"rtc.pairs: {e}") from None
     pairs = chunks.chunk_items(network, a.chunk)

@@ -15,7 +15,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from sarstack import chunks, refpoint
-from sarstack import dates as sdates
+from sarstack import network as snet
 from sarstack.errors import SarstackError
 from sarstack.insar.common import check_range
 from sarstack.insar.diagnostics import _closure_block, _closure_tags, _log_triangles, _n_flagged
@@ -40,12 +40,12 @@ def _irls_l1(
     *,
     l1_tolerance: float,
     l1_max_iterations: int,
-) -> tuple[sdates.NetworkSolution, int]:
-    """L1 of a censored / weighted system: :func:`sarstack.dates.irls_l1` over
+) -> tuple[snet.NetworkSolution, int]:
+    """L1 of a censored / weighted system: :func:`sarstack.network.irls_l1` over
     ``timeseries.invert_weighted`` (residual floor 1e-4 of the median phase)."""
     from sarstack import timeseries as ts  # JAX: imported by the stages that solve
 
-    return sdates.irls_l1(
+    return snet.irls_l1(
         lambda w: ts.invert_weighted(a, flat, w), weights, flat,
         floor=1e-4, max_iter=l1_max_iterations, tol=l1_tolerance,
     )  # fmt: skip
@@ -65,7 +65,7 @@ def _censored_l2(
     """L2 of pixels missing some ifgs (weights 0/1 ``w``): the same model and
     outputs by either solver, equal to float64 rounding."""
     if len(np.unique(w.T, axis=0)) <= MAX_NUMPY_PATTERNS:
-        return sdates.solve_network_columns(pairs, a.shape[1] + 1, sub, w)
+        return snet.solve_network_columns(pairs, a.shape[1] + 1, sub, w)
     from sarstack import timeseries as ts  # JAX
 
     return ts.invert_weighted(a, sub, w)
@@ -100,7 +100,7 @@ def _solve_block(
     full = finite.all(axis=0)
     if weights is None:
         if single:
-            x = sdates.single_reference_series(pairs, flat)
+            x = snet.single_reference_series(pairs, flat)
             res = np.where(full, 0.0, np.nan) * np.ones_like(flat)
             n_it = 0
         else:
@@ -207,8 +207,8 @@ def invert_strip(
         raise SarstackError("insar.weighting: 'correlation' needs insar.correlation rasters")
     censor = all(i.conncomp for i in ifgs)
     weighted = weighting == "correlation" or censor
-    a = sdates.incidence_matrix(pairs, len(dates))
-    single = sdates.is_single_reference(pairs, len(dates))
+    a = snet.incidence_matrix(pairs, len(dates))
+    single = snet.is_single_reference(pairs, len(dates))
     how = describe_method(method, weighting, censor)
     log.info(
         "%d ifgs over %d dates, %s network, reference pixel [%d, %d], %s; rows %d-%d",

@@ -14,6 +14,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from sarstack import dates as sdates
+from sarstack import network as snet
 from sarstack import velocity as svel
 from sarstack.errors import SarstackError
 from sarstack.insar.common import _date_tags
@@ -158,7 +159,7 @@ _UNCERTAINTY_TAG = {
 def _network_date_cov(pairs: Sequence[tuple[int, int]], n_dates: int) -> np.ndarray | None:
     """``(A^T A)^-1`` of the network over ``n_dates`` (None, with a warning, when
     the network does not determine every date: no network term then)."""
-    a = sdates.incidence_matrix(pairs, n_dates)
+    a = snet.incidence_matrix(pairs, n_dates)
     ata = a.T @ a
     if np.linalg.matrix_rank(ata) < n_dates - 1:
         log.warning("insar.velocity_uncertainty: the network does not connect every date; "

@@ -14,6 +14,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from sarstack import dates as sdates
+from sarstack import network as snet
 from sarstack.errors import SarstackError
 from sarstack.insar.common import check_range
 from sarstack.io import (
@@ -358,11 +359,11 @@ def select_ifgs(
                  n_out, len(all_ifgs), len(dates),
                  f" (dropped: {', '.join(map(str, gone))})" if gone else "")  # fmt: skip
         try:
-            sdates.check_network(pairs, len(dates), dates)
+            snet.check_network(pairs, len(dates), dates)
         except SarstackError as e:
             raise SarstackError(f"after network editing ({edit.describe()}): {e}") from None
     else:
-        sdates.check_network(pairs, len(dates), dates)
+        snet.check_network(pairs, len(dates), dates)
     return all_ifgs, dates, pairs, grid
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sarstack import dates as sdates
+from sarstack import network as snet
 from sarstack.rtc.aggregate import STATUS_OK
 
 if TYPE_CHECKING:  # pandas is imported where tables are built: stages without tables start faster
@@ -31,7 +31,7 @@ def invert_dates(
 
     The same incidence-matrix least squares as the InSAR inversion
     (:func:`sarstack.timeseries.invert_weighted`), here in NumPy through
-    :func:`sarstack.dates.solve_network_columns` (a few columns need no
+    :func:`sarstack.network.solve_network_columns` (a few columns need no
     JAX): each column of ``values`` (n_pairs, P) is one series (east or
     north, whole scene or one tile); pairs that are not ``ok`` are censored
     for that column only, and dates cut off from the first date by censoring
@@ -60,7 +60,6 @@ def invert_dates(
         deviation from the network (NaN without ``sigma`` unless the fit has
         redundancy: then from the residual scatter); ``n_used`` (P,) pairs used.
     """
-    from sarstack import dates as sdates
 
     vals = np.where(ok, np.nan_to_num(np.asarray(values, dtype=np.float64)), 0.0)
     w0 = ok.astype(np.float64)
@@ -68,11 +67,11 @@ def invert_dates(
         s = np.asarray(sigma, dtype=np.float64)
         # A zero spread (identical tiles) must not become an infinite weight.
         w0 = np.where(ok & np.isfinite(s), 1.0 / np.maximum(s, 1e-3) ** 2, 0.0)
-    def solve(w: np.ndarray) -> sdates.NetworkSolution:
-        return sdates.solve_network_columns(pairs, n_dates, vals, w)
+    def solve(w: np.ndarray) -> snet.NetworkSolution:
+        return snet.solve_network_columns(pairs, n_dates, vals, w)
 
     if robust:
-        res, _ = sdates.irls_l1(solve, w0, vals[ok], floor=1e-3, max_iter=irls_iterations)
+        res, _ = snet.irls_l1(solve, w0, vals[ok], floor=1e-3, max_iter=irls_iterations)
     else:
         res = solve(w0)
     x = res["x"]

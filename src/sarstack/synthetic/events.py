@@ -39,7 +39,8 @@ def simulate_event_pairs(
     date of ``platforms[1]``; dates before ``k`` are ``platforms[0]``); with
     ``drift_m_per_yr``, an east drift.
     """
-    from sarstack.dates import DAYS_PER_YEAR, make_pairs
+    from sarstack.dates import DAYS_PER_YEAR
+    from sarstack.network import make_pairs
 
     ds = [str(d.date()) for d in pd.date_range("2021-01-03", periods=n, freq="12D")]
     truth = rng.normal(0, jitter, (n, 2))

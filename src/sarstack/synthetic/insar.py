@@ -157,7 +157,7 @@ def simulate_ifg_stack(
     noise_rad
         Standard deviation of the interferogram noise (radians).
     network
-        Pair network, as :func:`sarstack.dates.make_pairs`.
+        Pair network, as :func:`sarstack.network.make_pairs`.
     nodata_value
         Nodata value of the interferograms and correlations (0.0 or NaN);
         valid pixels never equal it.
@@ -191,7 +191,8 @@ def simulate_ifg_stack(
     SarstackError
         On invalid arguments.
     """
-    from sarstack.dates import make_pairs, years_since
+    from sarstack.dates import years_since
+    from sarstack.network import make_pairs
 
     if n_dates < 2:
         raise SarstackError(f"n_dates must be at least 2, got {n_dates}")

@@ -5,7 +5,7 @@ Conventions
 * A pair network is a list of ``(i, j)`` date indices (reference ``i``,
   secondary ``j``) into a date-sorted stack; an interferogram of pair
   ``(i, j)`` measures ``phase[j] - phase[i]``.
-* ``A = sarstack.dates.incidence_matrix(pairs, n_dates)`` has shape
+* ``A = sarstack.network.incidence_matrix(pairs, n_dates)`` has shape
   ``(n_ifg, n_dates - 1)``; the unknowns are the phases of the later dates
   relative to the first date, whose phase is fixed at zero.
 * Stacks are ``(n_ifg, rows, cols)`` or flattened ``(n_ifg, n_pixels)``;
@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sarstack.dates import (
+from sarstack.network import (
     NetworkSolution,
     check_network,
     is_single_reference,

@@ -10,9 +10,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from sarstack.dates import _check_design
 from sarstack.errors import SarstackError
 from sarstack.jaxcfg import x64_enabled
+from sarstack.network import _check_design
 
 
 class Method(str, enum.Enum):

@@ -377,7 +377,7 @@ def invert_l1(
     ----------
     a
         Design matrix ``(n_ifg, n_dates - 1)`` of full column rank, normally
-        ``dates.incidence_matrix(pairs, n_dates)``; shared by all pixels.
+        ``snet.incidence_matrix(pairs, n_dates)``; shared by all pixels.
     phase
         ``(n_ifg, ...)`` unwrapped phase; a pixel with NaN in any
         interferogram is NaN in both outputs.

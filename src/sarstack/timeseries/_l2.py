@@ -21,7 +21,7 @@ def invert_l2(a: np.ndarray, phase: np.ndarray) -> LeastSquares:
     ----------
     a
         Design matrix ``(n_ifg, n_dates - 1)`` of full column rank, normally
-        ``dates.incidence_matrix(pairs, n_dates)``; shared by all pixels.
+        ``snet.incidence_matrix(pairs, n_dates)``; shared by all pixels.
     phase
         ``(n_ifg, ...)`` unwrapped phase; NaN = nodata.
 

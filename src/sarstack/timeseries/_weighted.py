@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sarstack.dates import NetworkSolution, _pairs_from_incidence
 from sarstack.errors import SarstackError
+from sarstack.network import NetworkSolution, _pairs_from_incidence
 from sarstack.timeseries._cholesky import _dense_solve, _elimination_plan, _key, _sparse_solve
 from sarstack.timeseries._common import _prepare, _run_chunks
 
@@ -198,7 +198,7 @@ def invert_weighted(a: np.ndarray, phase: np.ndarray, weights: np.ndarray) -> Ne
     ----------
     a
         Incidence matrix ``(n_ifg, n_dates - 1)`` of a connected network
-        (``dates.incidence_matrix``); shared by all pixels.
+        (``snet.incidence_matrix``); shared by all pixels.
     phase
         ``(n_ifg, ...)`` unwrapped phase. NaN (a missing observation) drops
         that interferogram for that pixel only, like a zero weight.

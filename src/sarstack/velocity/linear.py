@@ -25,7 +25,7 @@ class NetworkNoise(NamedTuple):
 
     #: ``(n_dates - 1, n_dates - 1)`` covariance of the dates after the first
     #: per unit of interferogram noise variance: ``(A^T A)^-1`` of the network's
-    #: incidence matrix ``A`` (:func:`sarstack.dates.incidence_matrix`).
+    #: incidence matrix ``A`` (:func:`sarstack.network.incidence_matrix`).
     date_cov: np.ndarray
     #: ``(n_pixels,)`` variance of each pixel's interferogram noise in the
     #: series' units squared (the inversion's ``ifg_residual_std`` squared);
