@@ -548,7 +548,7 @@ import sys
 import numpy as np
 from sarstack.jaxcfg import configure_jax, x64_enabled
 configure_jax(x64=True, cache_dir=sys.argv[1])
-from sarstack import dates, timeseries as ts
+from sarstack import network as snet, timeseries as ts
 pairs = snet.make_pairs(6, "nearest:2")
 a = snet.incidence_matrix(pairs, 6)
 phase = np.random.default_rng(0).normal(size=(len(pairs), 50))

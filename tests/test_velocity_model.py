@@ -417,13 +417,14 @@ def _calibration(amp: float, noise: str, uncertainty: str, seed: int = 0) -> tup
     a 64 x 64 x 30-date stack (12 days apart, nearest-3, L2), 0.3 rad of noise per date
     or per ifg, with an unmodelled annual term of ``amp`` rad (left edge; half on the right)."""
     from sarstack import dates as sd
+    from sarstack import network as snet
     from sarstack import synthetic, timeseries
 
     sim = synthetic.simulate_ifg_stack(n_dates=30, shape=(64, 64), seasonal_amp_rad=amp,
                                        noise_rad=0.3 if noise == "ifg" else 0.0, seed=seed,
                                        nodata_value=np.nan)  # fmt: skip
     n, pairs = len(sim.dates), sim.pairs
-    a = sd.incidence_matrix(pairs, n)
+    a = snet.incidence_matrix(pairs, n)
     if noise == "date":
         rng = np.random.default_rng(seed + 1)
         ph = sim.phase + np.concatenate([np.zeros((1, 64, 64)), rng.normal(0, 0.3, (n - 1, 64, 64))])
@@ -458,12 +459,13 @@ def test_network_variance_matches_monte_carlo():
     """The interferograms' noise through the network: the slope's variance from
     NetworkNoise equals the empirical variance of L2-inverted pure-noise stacks."""
     from sarstack import dates as sd
+    from sarstack import network as snet
     from sarstack import timeseries
 
     rng = np.random.default_rng(4)
     dates = [dt.date(2020, 1, 1) + dt.timedelta(days=12 * i) for i in range(16)]
-    pairs = sd.make_pairs(len(dates), "nearest:3")
-    a = sd.incidence_matrix(pairs, len(dates))
+    pairs = snet.make_pairs(len(dates), "nearest:3")
+    a = snet.incidence_matrix(pairs, len(dates))
     noise = rng.normal(0, 0.3, (len(pairs), 40000))
     x = np.asarray(timeseries.invert_l2(a, noise)[0])
     disp = np.concatenate([np.zeros((1, x.shape[1])), x])
