@@ -1,6 +1,7 @@
 """File I/O, kept apart from the kernels.
 
-One block iterator (:func:`iter_blocks`), one atomic raster writer
+The block engine (:func:`process_blocks`, from :mod:`sarstack.blocks`), the
+stack reader (:class:`StackReader`), one atomic raster writer
 (:class:`RasterWriter` / :func:`write_raster`) and one atomic text/CSV writer
 (:func:`atomic_output`). Every output goes to a temporary file in the target
 folder first and is renamed into place only when complete, so a failed job
@@ -14,10 +15,10 @@ import glob
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -26,15 +27,16 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
+# The block engine lives in sarstack.blocks; io re-exports it, so a stage
+# imports its readers, writers and loop from one place.
+from sarstack.blocks import DEFAULT_BLOCK as DEFAULT_BLOCK
+from sarstack.blocks import count_blocks as count_blocks
+from sarstack.blocks import iter_blocks as iter_blocks
+from sarstack.blocks import process_blocks as process_blocks
+from sarstack.blocks import read_ahead as read_ahead
 from sarstack.errors import SarstackError
 
-T = TypeVar("T")
-R = TypeVar("R")
-
 log = logging.getLogger(__name__)
-
-#: Default block shape (rows, cols) of the block loops (config block_shape).
-DEFAULT_BLOCK = (512, 512)
 
 
 @dataclass(frozen=True)
@@ -69,101 +71,6 @@ class Grid:
             and self.crs == other.crs
             and self.transform.almost_equals(other.transform, precision=tol)
         )
-
-
-def iter_blocks(
-    shape: tuple[int, int], block_shape: Sequence[int] = DEFAULT_BLOCK
-) -> Iterator[Window]:
-    """Windows that tile a raster of ``shape`` in row-major order.
-
-    Edge windows are clipped to the raster, so every pixel is visited once.
-    """
-    rows, cols = shape
-    br, bc = int(block_shape[0]), int(block_shape[1])
-    if br < 1 or bc < 1:
-        raise SarstackError(f"block_shape {tuple(block_shape)} must be positive")
-    for r0 in range(0, rows, br):
-        for c0 in range(0, cols, bc):
-            yield Window(c0, r0, min(bc, cols - c0), min(br, rows - r0))
-
-
-def count_blocks(shape: tuple[int, int], block_shape: Sequence[int] = DEFAULT_BLOCK) -> int:
-    """How many windows :func:`iter_blocks` gives (for progress logs)."""
-    br, bc = int(block_shape[0]), int(block_shape[1])
-    return -(-int(shape[0]) // br) * -(-int(shape[1]) // bc)
-
-
-def process_blocks(
-    shape: tuple[int, int],
-    block_shape: Sequence[int],
-    func: Callable[..., Any],
-    *,
-    read: Callable[[Window], Any] | None = None,
-    writers: Sequence[RasterWriter] = (),
-    offset: tuple[int, int] = (0, 0),
-    prefetch: bool = False,
-) -> int:
-    """The one block loop: ``func`` over the blocks of a raster of ``shape``.
-
-    For each window of :func:`iter_blocks` (row-major), ``data = read(window)``
-    when ``read`` is given, then ``func(window, data)`` (``func(window)``
-    without ``read``). With ``writers``, ``func`` returns one array per writer
-    (a single array for one writer), each written at the window moved by
-    ``offset`` (rows, cols): a strip's blocks into the whole raster. With
-    ``prefetch`` the next block is read while ``func`` works on this one
-    (:func:`read_ahead`). Whatever else ``func`` does (sums, counts, its own
-    writes) it keeps in its closure. Memory follows ``block_shape``. Returns
-    the number of blocks.
-    """
-    wins = list(iter_blocks(shape, block_shape))
-    if read is None:
-        blocks: Iterator[Any] = iter([None] * len(wins))
-    elif prefetch:
-        blocks = read_ahead(read, wins)
-    else:
-        blocks = (read(w) for w in wins)
-    dr, dc = int(offset[0]), int(offset[1])
-    for win, data in zip(wins, blocks, strict=True):
-        out = func(win) if read is None else func(win, data)
-        if not writers:
-            continue
-        outs = (out,) if len(writers) == 1 else tuple(out)
-        if len(outs) != len(writers):
-            raise SarstackError(f"process_blocks: {len(outs)} results for {len(writers)} writers")
-        dest = win if (dr, dc) == (0, 0) else Window(win.col_off + dc, win.row_off + dr,
-                                                      win.width, win.height)  # fmt: skip
-        for w, arr in zip(writers, outs, strict=True):
-            w.write(arr, dest)
-    return len(wins)
-
-
-def read_ahead(read: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
-    """``read(item)`` for each item in order, the next one read while the caller
-    works on the current one.
-
-    The reads run one at a time on one helper thread (GDAL's reads and
-    decompression release the GIL), so a block loop's reading overlaps its
-    computing; at most two results are held. An exception from ``read`` is
-    raised where its result is taken.
-    """
-    if len(items) < 2:
-        yield from (read(i) for i in items)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as pool:
-        nxt = pool.submit(read, items[0])
-        for k in range(len(items)):
-            cur = nxt
-            if k + 1 < len(items):
-                # Submitted before the current result is handed out: the next
-                # read starts while the caller computes on this one.
-                nxt = pool.submit(read, items[k + 1])
-            try:
-                yield cur.result()
-            except GeneratorExit:
-                nxt.cancel()
-                raise
 
 
 def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
