@@ -103,49 +103,21 @@ def gather_strips(
     _, units = refpoint.phase_to_displacement(np.zeros(1), wavelength)
     common = {"reference_point": f"{r},{c}", "method": how}
     span = _date_tags(first, dates[-1], **common)
-    first_strip = strips[0]
-
-    def files(o: InversionOutput) -> list[tuple[Path, dict[str, str]]]:
-        """The final file of each band of ``o`` with its tags."""
-        q = {} if o.quantity is None else {"quantity": o.quantity}
-        if o.per == "date":
-            return [(out_dir / o.final / f"{first:%Y%m%d}_{d:%Y%m%d}.tif",
-                     _date_tags(first, d, **common, **q)) for d in dates[1:]]  # fmt: skip
-        if o.per == "ifg":
-            return [(out_dir / o.final / f"{i.key}.tif",
-                     _date_tags(i.reference, i.secondary, **common, **q)) for i in ifgs]  # fmt: skip
-        if o.tags_from_strip:
-            with open_raster(first_strip / o.strip_file) as ds:
-                return [(out_dir / o.final, {k: v for k, v in ds.tags().items() if k != "units"})]
-        return [(out_dir / o.final, {**span, **q})]
-
     # (output, band) -> (final path, units, tags); the outputs the strips hold
     outputs: list[tuple[InversionOutput, int, Path, str, dict]] = [
         (o, b + 1, path, units if o.units == "displacement" else o.units, tags)
-        for o in spec.INVERSION_OUTPUTS if (first_strip / o.strip_file).exists()
-        for b, (path, tags) in enumerate(files(o))
+        for o in spec.INVERSION_OUTPUTS if (strips[0] / o.strip_file).exists()
+        for b, (path, tags) in enumerate(_gathered_files(o, out_dir, strips[0], dates, ifgs,
+                                                         common, span))
     ]  # fmt: skip
     ts_paths = [p for o, _, p, _, _ in outputs if o.name == "timeseries"]
-    offsets = []
-    r0 = 0
-    for d in strips:
-        offsets.append(r0)
-        r0 += read_grid(d / OUTPUTS_BY_NAME["residual_sum"].strip_file).height
-    if r0 != grid.height:
-        raise SarstackError(f"{strips[0].parent}: strips cover {r0} of {grid.height} rows")
+    offsets = _strip_offsets(strips, grid)
     keep = None
     if coherence_mask is not None:
         keep = _coherence_mask(strips, offsets, grid, ref_rc, coherence_mask, min_region_px,
                                block_shape)  # fmt: skip
-        mask_tags = {**span, "quantity": f"1 = kept: temporal coherence >= {coherence_mask:g}"
-                     + (f", regions >= {min_region_px} px" if min_region_px else "")}
-        with RasterWriter(out_dir / "mask.tif", grid, dtype="uint8", nodata=None, units="1",
-                          tags=mask_tags) as w:  # fmt: skip
-            process_blocks(grid.shape, block_shape, lambda win: _window_of(keep, win).astype(np.uint8),
-                           writers=[w])  # fmt: skip
-        log.info("mask: %d of %d pixels kept (temporal coherence >= %g%s)", int(keep.sum()),
-                 keep.size, coherence_mask,
-                 f", regions >= {min_region_px} px" if min_region_px else "")  # fmt: skip
+        _write_mask(out_dir / "mask.tif", keep, grid, span, coherence_mask, min_region_px,
+                    block_shape)  # fmt: skip
 
     def assemble(o: InversionOutput, band: int, path: Path, u: str, tags: dict) -> None:
         # Not masked (o.masked False): the quantity the mask is made from, and
@@ -175,6 +147,50 @@ def gather_strips(
         {"date": [d.isoformat() for d in dates[1:]], "path": [str(p) for p in ts_paths],
          "units": units}
     )  # fmt: skip
+
+
+def _gathered_files(
+    o: InversionOutput, out_dir: Path, first_strip: Path, dates: Sequence[dt.date],
+    ifgs: Sequence[Ifg], common: dict[str, str], span: dict[str, str],
+) -> list[tuple[Path, dict[str, str]]]:  # fmt: skip
+    """The final file of each band of ``o`` with its tags."""
+    first = dates[0]
+    q = {} if o.quantity is None else {"quantity": o.quantity}
+    if o.per == "date":
+        return [(out_dir / o.final / f"{first:%Y%m%d}_{d:%Y%m%d}.tif",
+                 _date_tags(first, d, **common, **q)) for d in dates[1:]]  # fmt: skip
+    if o.per == "ifg":
+        return [(out_dir / o.final / f"{i.key}.tif",
+                 _date_tags(i.reference, i.secondary, **common, **q)) for i in ifgs]  # fmt: skip
+    if o.tags_from_strip:
+        with open_raster(first_strip / o.strip_file) as ds:
+            return [(out_dir / o.final, {k: v for k, v in ds.tags().items() if k != "units"})]
+    return [(out_dir / o.final, {**span, **q})]
+
+
+def _strip_offsets(strips: Sequence[Path], grid: Grid) -> list[int]:
+    """Each strip's first row in the whole raster; the strips must cover it."""
+    offsets, r0 = [], 0
+    for d in strips:
+        offsets.append(r0)
+        r0 += read_grid(d / OUTPUTS_BY_NAME["residual_sum"].strip_file).height
+    if r0 != grid.height:
+        raise SarstackError(f"{strips[0].parent}: strips cover {r0} of {grid.height} rows")
+    return offsets
+
+
+def _write_mask(
+    path: Path, keep: np.ndarray, grid: Grid, span: dict[str, str], threshold: float,
+    min_region_px: int | None, block_shape: Sequence[int],
+) -> None:  # fmt: skip
+    """``mask.tif`` (uint8, 1 = kept) from the whole scene's mask."""
+    regions = f", regions >= {min_region_px} px" if min_region_px else ""
+    tags = {**span, "quantity": f"1 = kept: temporal coherence >= {threshold:g}" + regions}
+    with RasterWriter(path, grid, dtype="uint8", nodata=None, units="1", tags=tags) as w:
+        process_blocks(grid.shape, block_shape, lambda win: _window_of(keep, win).astype(np.uint8),
+                       writers=[w])  # fmt: skip
+    log.info("mask: %d of %d pixels kept (temporal coherence >= %g%s)", int(keep.sum()),
+             keep.size, threshold, regions)  # fmt: skip
 
 
 def _window_of(full: np.ndarray, win: Window) -> np.ndarray:
