@@ -20,7 +20,8 @@ MAX_CHUNKS = 64
 #: Pixels of work per chunk job under ``auto``, by stage: about 5-12 s of work
 #: each at real size on one core, so job start-up (~1 s of imports) stays small;
 #: a small stack is one job. The flatten and xcorr jobs spread their scenes and
-#: tile bands over their threads, so fewer, fuller jobs still fill a large node.
+#: tile bands over their threads, so fewer, fuller jobs can still fill a large
+#: node (measured on the 2-core VM only).
 CHUNK_PX = {
     "flatten": 2**28,  # scene pixels per rtc_superset/rtc_flatten job (16 scenes of 4096^2)
     "xcorr": 3 * 2**26,  # pair pixels per rtc_xcorr job (12 pairs of 4096^2)

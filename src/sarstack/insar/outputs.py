@@ -84,7 +84,8 @@ class InversionOutput:
         return {"date": n_dates - 1, "ifg": n_ifgs, "pixel": 1}[self.per]
 
     def writer_options(self) -> dict[str, object]:
-        return {"dtype": self.dtype, "nodata": self.nodata} if self.nodata is not None else {}
+        """The raster writer's type and nodata (None: the writer's own, NaN)."""
+        return {"dtype": self.dtype, **({} if self.nodata is None else {"nodata": self.nodata})}
 
 
 def ifg_residual_std(res: np.ndarray, n_dates: int, units_per_rad: float = 1.0) -> np.ndarray:
