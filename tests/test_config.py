@@ -23,6 +23,11 @@ def test_new_insar_keys_have_defaults(tmp_path):
     assert ins["velocity_model"] == {"annual": False, "semiannual": False, "steps": []}
     assert ins["reference_window"] == 1 and ins["reference_lonlat"] is None
     assert ins["coherence_mask"] is None and ins["min_region_px"] is None
+    assert ins["troposphere"] == {"delays": None, "kind": "zenith", "units": "m",
+                                  "incidence": None, "incidence_deg": None}  # fmt: skip
+    # Set up as a whole (kind zenith with a constant angle, metres with a wavelength): valid.
+    _validate(tmp_path, {"wavelength": 0.0555, "troposphere": {"delays": "d/*.tif",
+                                                               "incidence_deg": 39.5}})
 
 
 @pytest.mark.parametrize(("insar", "key"), [
@@ -42,6 +47,13 @@ def test_new_insar_keys_have_defaults(tmp_path):
     ({"reference_window": 0}, "insar.reference_window"),
     ({"reference_point": [1, 2], "reference_lonlat": [-99.1, 19.4]}, "insar.reference_lonlat"),
     ({"reference_lonlat": [-99.1]}, "insar.reference_lonlat"),
+    ({"troposphere": {"delays": "d/*.tif", "kind": "los"}}, "insar.troposphere.units"),
+    ({"wavelength": 0.0555, "troposphere": {"delays": "d/*.tif"}}, "insar.troposphere.incidence"),
+    ({"troposphere": {"delays": "d/*.tif", "units": "rad", "incidence": "i.tif",
+                      "incidence_deg": 30}}, "insar.troposphere.incidence"),
+    ({"troposphere": {"incidence_deg": 90}}, "insar.troposphere.incidence_deg"),
+    ({"troposphere": {"kind": "slant"}}, "insar.troposphere.kind"),
+    ({"troposphere": {"delay": "d/*.tif"}}, "insar.troposphere.delay"),
 ])  # fmt: skip
 def test_bad_insar_key_is_named(tmp_path, insar, key):
     with pytest.raises(SarstackError, match=key.replace(".", r"\.")):

@@ -151,6 +151,14 @@ def _check_semantics(cfg: Mapping[str, Any]) -> None:
         raise SarstackError(f"config insar.reference_window: {k} must be odd (the window is centred on the point)")
     if ins.get("min_region_px") is not None and ins.get("coherence_mask") is None:
         raise SarstackError("config insar.min_region_px: needs insar.coherence_mask (it cleans that mask)")
+    tropo = ins.get("troposphere") or {}
+    if tropo.get("delays"):
+        from sarstack import troposphere
+
+        troposphere.check_options(kind=tropo.get("kind", "zenith"), units=tropo.get("units", "m"),
+                                  incidence=tropo.get("incidence"),
+                                  incidence_deg=tropo.get("incidence_deg"),
+                                  wavelength=ins.get("wavelength"), prefix="config ")  # fmt: skip
 
 
 #: The config schema: every key's type, default and description, once.

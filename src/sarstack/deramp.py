@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from sarstack.insar import Ifg
+    from sarstack.troposphere import IfgDelays
 
 #: ``insar.deramp`` values; the terms of each surface, in coefficient order.
 MODELS = ("none", "linear", "quadratic")
@@ -76,6 +77,7 @@ def fit_ramps(
     block_shape: Sequence[int],
     mask: str | Path | None = None,
     min_correlation: float | None = None,
+    troposphere: IfgDelays | None = None,
 ) -> pd.DataFrame:
     """One row per interferogram: ``key, reference_date, secondary_date, model,
     n_pixels``, the coefficients (:data:`TERMS`, radians), ``ramp_rms_rad`` (of
@@ -84,7 +86,10 @@ def fit_ramps(
 
     ``mask`` (a raster, 0 = leave out, as ``insar.mask``) and
     ``min_correlation`` (needs each ifg's correlation raster) restrict the
-    pixels of the fit; the ramp is removed everywhere.
+    pixels of the fit; the ramp is removed everywhere. ``troposphere``
+    (:class:`sarstack.troposphere.IfgDelays`): the ramps are fitted to the
+    phase minus each ifg's delay difference, the phase the inversion corrects
+    (so a ramp of the delays is not removed twice).
     """
     import pandas as pd
 
@@ -102,10 +107,13 @@ def fit_ramps(
     if min_correlation is not None:
         cor_paths = [i.need("correlation") for i in ifgs]
     cor_reader: Any = StackReader(cor_paths) if cor_paths else contextlib.nullcontext()
-    with StackReader([i.path for i in ifgs]) as phase, cor_reader as cors:
+    tropo: Any = troposphere if troposphere is not None else contextlib.nullcontext()
+    with StackReader([i.path for i in ifgs]) as phase, cor_reader as cors, tropo as delays:
         def ramp_block(win: Window) -> None:
             nonlocal count, nm, rhs, zz
             z = phase.read(win).astype(np.float64).reshape(n, -1)
+            if delays is not None:
+                z -= delays.read(win).reshape(n, -1)
             ok = np.isfinite(z)
             m = read_mask(mask, win)
             if m is not None:

@@ -860,6 +860,27 @@ def insar_ramps():
     return [f"{INSAR}/ramps.csv"] if ICFG["deramp"] != "none" else []
 
 
+def insar_troposphere():
+    """The per-date delay folder of insar_troposphere when insar.troposphere.delays
+    is set (an input of the deramp fit and the inversion); [] when off."""
+    return [f"{INSAR}/troposphere"] if ICFG["troposphere"]["delays"] else []
+
+
+def insar_troposphere_inputs():
+    """The delay rasters and the incidence raster the config names (local ones:
+    S3 objects are no rule inputs; their fingerprints rerun the stage)."""
+    tropo = ICFG["troposphere"]
+    if not tropo["delays"]:
+        return []
+    files = list(_matched(tropo["delays"])) + ([tropo["incidence"]] if tropo["incidence"] else [])
+    return local_inputs(files)
+
+
+def insar_troposphere_fingerprint(wildcards):
+    """The delay and incidence rasters' fingerprint: one replaced in place reruns the stage."""
+    return inputs_fingerprint(insar_troposphere_inputs())
+
+
 def insar_aux_files():
     return [f for f in (ICFG["mask"],) if f]
 

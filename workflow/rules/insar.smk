@@ -107,10 +107,43 @@ rule insar_reference:
         " --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
+rule insar_troposphere:
+    input:
+        ifgs=f"{INSAR}/ifgs.csv",
+        delays=insar_troposphere_inputs,
+    output:
+        delays=directory(f"{INSAR}/troposphere"),
+        table=report(
+            f"{INSAR}/troposphere.csv",
+            category="InSAR",
+            caption="../report/insar_troposphere.rst",
+        ),
+    log:
+        f"{LOGS}/insar/troposphere.log",
+    benchmark:
+        f"{BENCH}/insar/troposphere.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        # one insar.block_shape block of every ifg and every date's delay at a time
+        mem_mb=1000,
+        runtime=20,
+    params:
+        # Not passed on: a delay or incidence raster replaced in place reruns this job.
+        fingerprint=insar_troposphere_fingerprint,
+        opts=stage_opts("insar_troposphere"),
+    shell:
+        "python -m sarstack insar_troposphere {params.opts} --ifgs {input.ifgs:q}"
+        " --out-dir {output.delays:q} --out {output.table:q}"
+        " 2> {log:q} || sarstack_fail {log:q}"
+
+
 rule insar_deramp:
     input:
         ifgs=f"{INSAR}/ifgs.csv",
         aux=insar_aux_files(),
+        troposphere=insar_troposphere(),
     output:
         report(f"{INSAR}/ramps.csv", category="InSAR", caption="../report/insar_ramps.rst"),
     log:
@@ -127,9 +160,12 @@ rule insar_deramp:
     params:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
         opts=stage_opts("insar_deramp"),
+        troposphere=lambda w, input: opt(
+            "--troposphere", input.troposphere[0] if input.troposphere else None
+        ),
     shell:
         "python -m sarstack insar_deramp {params.opts} --ifgs {input.ifgs:q} --out {output:q}"
-        " 2> {log:q} || sarstack_fail {log:q}"
+        " {params.troposphere} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_invert:
@@ -137,6 +173,7 @@ rule insar_invert:
         ifgs=f"{INSAR}/ifgs.csv",
         reference=f"{INSAR}/reference_point.txt",
         ramps=insar_ramps(),
+        troposphere=insar_troposphere(),
         aux=insar_aux_files(),
     output:
         temp(directory(f"{INSAR}/strips/{{chunk}}")),
@@ -155,10 +192,14 @@ rule insar_invert:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
         opts=stage_opts("insar_invert"),
         ramps=lambda w, input: opt("--ramps", input.ramps[0] if input.ramps else None),
+        troposphere=lambda w, input: opt(
+            "--troposphere", input.troposphere[0] if input.troposphere else None
+        ),
     shell:
         "python -m sarstack insar_invert {params.opts} --ifgs {input.ifgs:q}"
         " --reference {input.reference:q} --strip {wildcards.chunk} --out-dir {output:q}"
-        " {params.ramps} --threads {threads} 2> {log:q} || sarstack_fail {log:q}"
+        " {params.ramps} {params.troposphere} --threads {threads} 2> {log:q}"
+        " || sarstack_fail {log:q}"
 
 
 rule insar_gather:

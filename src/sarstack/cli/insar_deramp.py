@@ -7,7 +7,7 @@ Streamed block by block: memory follows the block, not the scene."""
 import argparse
 import logging
 
-from sarstack import cli, deramp, insar, io, options
+from sarstack import cli, deramp, insar, io, options, troposphere
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("insar_deramp")
@@ -19,17 +19,22 @@ def create_parser() -> argparse.ArgumentParser:
     options.add_config_options(p, "insar_deramp")
     p.add_argument("--ifgs", required=True, help="ifg table from insar_select")
     p.add_argument("--out", required=True, help="ramps.csv: the coefficients per ifg")
+    p.add_argument("--troposphere", default=None,
+                   help="folder of insar_troposphere's per-date delays: the ramps are fitted"
+                        " to the phase minus each ifg's d_sec - d_ref")
     return p
 
 
 def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
-    ifgs, _, _ = insar.read_ifg_table(a.ifgs)
+    ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
     if a.model == "none":
         raise SarstackError("insar.deramp: none, so there is no ramp to fit (--model)")
+    tropo = (troposphere.IfgDelays(a.troposphere, dates, pairs, io.read_grid(ifgs[0].path))
+             if a.troposphere else None)  # fmt: skip
     table = deramp.fit_ramps(ifgs, a.model, block_shape=a.block, mask=a.mask,
-                             min_correlation=a.min_correlation)  # fmt: skip
+                             min_correlation=a.min_correlation, troposphere=tropo)  # fmt: skip
     io.write_csv(a.out, table)
     worst = table.loc[table["ramp_rms_rad"].idxmax()]
     log.info("%d %s ramps fitted; median RMS removed %.3g rad, largest %.3g rad (%s)",

@@ -9,7 +9,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from sarstack import cli, deramp, insar, io, options
+from sarstack import cli, deramp, insar, io, options, troposphere
 from sarstack.jaxcfg import configure_jax
 
 log = logging.getLogger("insar_invert")
@@ -30,6 +30,9 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="host threads (0: the CPUs available)")
     p.add_argument("--ramps", default=None,
                    help="ramps.csv of insar_deramp: each ifg's ramp removed as it is read")
+    p.add_argument("--troposphere", default=None,
+                   help="folder of insar_troposphere's per-date delays: each ifg's"
+                        " d_sec - d_ref removed as it is read")
     return p
 
 
@@ -38,7 +41,8 @@ def main(argv=None):
     cli.setup_logging(a.verbose)
     configure_jax(x64=True, cache_dir=a.jax_cache)
     ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
-    height = io.read_grid(ifgs[0].path).height
+    grid = io.read_grid(ifgs[0].path)
+    height = grid.height
     rows = insar.strip_rows(height, a.block[0], a.strip)
     ref_rc = insar.read_reference_point(a.reference)
     strip_dir = Path(a.out_dir) / ".strip" if a.index else Path(a.out_dir)
@@ -50,6 +54,8 @@ def main(argv=None):
         correlation_threshold=a.correlation_threshold, write_residuals=a.write_residuals,
         reference_window=a.reference_window, threads=a.threads if a.threads > 0 else None,
         ramps=deramp.read_ramps(a.ramps, ifgs) if a.ramps else None,
+        troposphere=(troposphere.IfgDelays(a.troposphere, dates, pairs, grid)
+                     if a.troposphere else None),
     )
     if a.index:
         import shutil

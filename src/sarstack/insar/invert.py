@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from affine import Affine
@@ -29,6 +29,9 @@ from sarstack.io import (
     process_blocks,
     read_grid,
 )
+
+if TYPE_CHECKING:
+    from sarstack.troposphere import IfgDelays
 
 log = logging.getLogger(__package__)
 
@@ -176,6 +179,7 @@ def invert_strip(
     reference_window: int = 1,
     threads: int | None = None,
     ramps: tuple[str, np.ndarray] | None = None,
+    troposphere: IfgDelays | None = None,
 ) -> None:
     """Invert rows ``[r0, r1)`` of the stack block by block into one strip folder.
 
@@ -195,6 +199,8 @@ def invert_strip(
     ``threads``: host threads of the L1 solver (None: the CPUs available).
     ``ramps``: ``(model, coefficients)`` (:func:`sarstack.deramp.read_ramps`),
     each ifg's ramp removed as it is read, before the referencing.
+    ``troposphere``: :class:`sarstack.troposphere.IfgDelays`, each ifg's delay
+    difference ``d_sec - d_ref`` removed as it is read, before the referencing.
     """
 
     out_dir = Path(out_dir)
@@ -202,7 +208,7 @@ def invert_strip(
     r0, r1 = rows if rows is not None else (0, grid.height)
     sgrid = Grid(grid.crs, grid.transform @ Affine.translation(0, r0), grid.width, r1 - r0)
     r, c = ref_rc
-    ref_vals = reference_phase(ifgs, ref_rc, reference_window, ramps)
+    ref_vals = reference_phase(ifgs, ref_rc, reference_window, ramps, troposphere)
     if weighting == "correlation" and not all(i.correlation for i in ifgs):
         raise SarstackError("insar.weighting: 'correlation' needs insar.correlation rasters")
     censor = all(i.conncomp for i in ifgs)
@@ -236,7 +242,7 @@ def invert_strip(
                      {"closure_nonzero_count": closure_tags}) as outputs,  # fmt: skip
         _BlockReader(ifgs, ref_vals, mask, weighting=weighting, censor=censor,
                      looks=correlation_looks, threshold=correlation_threshold, ramps=ramps,
-                     shape=grid.shape) as reader,
+                     shape=grid.shape, troposphere=troposphere) as reader,
     ):  # fmt: skip
         n_blocks = count_blocks(sgrid.shape, block_shape)
         max_it = done = 0
@@ -316,10 +322,12 @@ class _BlockReader:
         threshold: float,
         ramps: tuple[str, np.ndarray] | None = None,
         shape: tuple[int, int] | None = None,
+        troposphere: IfgDelays | None = None,
     ) -> None:
         self.ifgs = list(ifgs)
         self.ref_vals = ref_vals
         self.ramps = ramps
+        self.troposphere = troposphere
         self.shape = shape
         self.mask = mask
         self.weighting = weighting
@@ -336,6 +344,8 @@ class _BlockReader:
             self.cc = (st.enter_context(StackReader([i.need("conncomp") for i in self.ifgs],
                                                     nan_nodata=False))
                        if self.censor else None)  # fmt: skip
+            if self.troposphere is not None:
+                st.enter_context(self.troposphere)
             self._stack = st.pop_all()
         return self
 
@@ -351,6 +361,8 @@ class _BlockReader:
             from sarstack import deramp
 
             phase -= deramp.evaluate(self.ramps[1], win, self.shape, self.ramps[0])
+        if self.troposphere is not None:
+            phase -= self.troposphere.read(win)
         phase -= self.ref_vals[:, None, None]
         m = read_mask(self.mask, win)
         if m is not None:

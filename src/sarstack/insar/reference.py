@@ -31,6 +31,8 @@ from sarstack.io import (
 if TYPE_CHECKING:  # pandas is imported where tables are built: most stages never need it
     import pandas as pd
 
+    from sarstack.troposphere import IfgDelays
+
 log = logging.getLogger(__package__)
 
 
@@ -133,6 +135,7 @@ def reference_phase(
     ref_rc: tuple[int, int],
     window: int = 1,
     ramps: tuple[str, np.ndarray] | None = None,
+    troposphere: IfgDelays | None = None,
 ) -> np.ndarray:
     """Phase of each interferogram at the reference, subtracted before the inversion.
 
@@ -149,6 +152,10 @@ def reference_phase(
     ramps
         ``(model, coefficients)`` of :func:`sarstack.deramp.read_ramps`: each
         ifg's ramp is removed from the window's values first.
+    troposphere
+        :class:`sarstack.troposphere.IfgDelays`: each ifg's delay difference
+        is removed from the window's values first (an error names the delay
+        rasters when they have no value at the point).
 
     Returns
     -------
@@ -169,12 +176,21 @@ def reference_phase(
         from sarstack import deramp
 
         surfaces = deramp.evaluate(ramps[1], win, grid.shape, ramps[0])
+    delays = troposphere.read(win) if troposphere is not None else None
     for k, i in enumerate(ifgs):
         vals = read_band(i.path, win).astype(np.float64)
         if ramps is not None:
             vals -= surfaces[k]
         if not np.isfinite(vals[r - r0, c - c0]):
             raise SarstackError(f"reference point [{r}, {c}] is nodata in {i.path}")
+        if delays is not None and troposphere is not None:
+            if not np.isfinite(delays[k, r - r0, c - c0]):
+                raise SarstackError(
+                    f"reference point [{r}, {c}] has no troposphere delay in "
+                    f"{troposphere.source(k)} (insar.troposphere.delays do not cover it; "
+                    "choose insar.reference_point inside them)"
+                )
+            vals -= delays[k]
         out[k] = np.nanmedian(vals)
     return out
 
