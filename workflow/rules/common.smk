@@ -866,7 +866,7 @@ def insar_troposphere():
     return [f"{INSAR}/troposphere"] if ICFG["troposphere"]["delays"] else []
 
 
-def insar_troposphere_inputs():
+def insar_troposphere_inputs(wildcards=None):
     """The delay rasters and the incidence raster the config names (local ones:
     S3 objects are no rule inputs; their fingerprints rerun the stage)."""
     tropo = ICFG["troposphere"]
