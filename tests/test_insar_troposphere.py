@@ -266,3 +266,38 @@ def test_workflow_corrects_to_the_clean_velocity(stack, tmp_path):
     assert len(table) == len(ifgs) and (table["no_delay_px"] == 0).all()
     assert len(list((tmp_path / "fixed" / "insar" / "troposphere").glob("*.tif"))) == len(dates)
     assert not (tmp_path / "clean" / "insar" / "troposphere.csv").exists()
+
+
+def test_stage_runs_alone_and_names_missing_dates(stack, tmp_path, capsys):
+    """insar_troposphere from its command line (options from a config, as the rule
+    passes them): the folder and the table; a missing date is one line naming it,
+    exit status 2, nothing written."""
+    import pandas as pd
+    from conftest import schema_defaults
+
+    from sarstack import cli, options
+
+    d, ifgs, dates, pairs, grid = stack
+    table = tmp_path / "ifgs.csv"
+    io.write_csv(table, insar.ifg_table(ifgs))
+    pattern = _write_dates(tmp_path / "delays", dates, [np.full(SHAPE, 0.01 * k) for k in
+                                                       range(len(dates))], grid, "ztd")  # fmt: skip
+    cfg = schema_defaults()
+    cfg["insar"]["wavelength"] = WAVELENGTH
+    cfg["insar"]["troposphere"].update(delays=pattern, incidence_deg=35.0)
+    argv = [*options.config_args("insar_troposphere", cfg), "--ifgs", str(table),
+            "--out-dir", str(tmp_path / "tropo"), "--out", str(tmp_path / "troposphere.csv")]
+    cli.main(["insar_troposphere", *argv])
+    got = pd.read_csv(tmp_path / "troposphere.csv")
+    want = 0.01 * 4 * np.pi / WAVELENGTH / np.cos(np.deg2rad(35.0))  # per step of the date index
+    steps = [(s - r) for r, s in pairs]
+    np.testing.assert_allclose(got["correction_mean_rad"], np.array(steps) * want, rtol=1e-9)
+    (tmp_path / "delays" / f"{dates[-1]:%Y%m%d}.ztd.tif").unlink()
+    argv[-4:] = ["--out-dir", str(tmp_path / "again"), "--out", str(tmp_path / "again.csv")]
+    with pytest.raises(SystemExit) as e:
+        cli.main(["insar_troposphere", *argv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"error: insar.troposphere.delays: no delay raster for 1 of the 7 dates: "
+                   f"{dates[-1].isoformat()} (glob {pattern!r})")  # fmt: skip
+    assert not (tmp_path / "again").exists() and not (tmp_path / "again.csv").exists()
