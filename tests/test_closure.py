@@ -79,6 +79,18 @@ def test_closure_count_matches_brute_force_oracle():
     np.testing.assert_array_equal(closure.closure_nonzero_count(phase[:, 2], tri), want[2])
     none = closure.closure_nonzero_count(phase, np.zeros((0, 3), np.int64))
     assert none.shape == (6, 7) and not none.any()
+    # every phase finite (the unmasked path): the same counts and per-triangle totals
+    full = np.nan_to_num(phase, nan=0.7)
+    want_full, want_full_measured = _oracle(full, pairs)
+    totals = np.zeros((len(tri), 2), np.int64)
+    nonzero, measured = closure.closure_counts(full, tri, chunk_elements=50, totals=totals)
+    np.testing.assert_array_equal(nonzero, want_full)
+    np.testing.assert_array_equal(measured, want_full_measured)
+    assert (measured == len(tri)).all() and 0 < nonzero.max() < len(tri)
+    slow = np.zeros_like(totals)
+    with_nan = np.concatenate([full, np.full((len(pairs), 1, 7), np.nan)], axis=1)
+    closure.closure_counts(with_nan, tri, chunk_elements=50, totals=slow)  # the masked path
+    np.testing.assert_array_equal(totals, slow)
 
 
 # ------------------------------------------------------------------ files

@@ -208,7 +208,6 @@ def invert_strip(
     r0, r1 = rows if rows is not None else (0, grid.height)
     sgrid = Grid(grid.crs, grid.transform @ Affine.translation(0, r0), grid.width, r1 - r0)
     r, c = ref_rc
-    ref_vals = reference_phase(ifgs, ref_rc, reference_window, ramps, troposphere)
     if weighting == "correlation" and not all(i.correlation for i in ifgs):
         raise SarstackError("insar.weighting: 'correlation' needs insar.correlation rasters")
     censor = all(i.conncomp for i in ifgs)
@@ -237,13 +236,17 @@ def invert_strip(
     res_n: list[np.ndarray] = []
     tri_totals = np.zeros((len(triangles), 2), np.int64)
     disp_scale = float(abs(refpoint.phase_to_displacement(np.ones(1), wavelength)[0][0]))
-    with (
-        StripOutputs(out_dir, sgrid, len(dates), len(ifgs), {"write_residuals": write_residuals},
-                     {"closure_nonzero_count": closure_tags}) as outputs,  # fmt: skip
-        _BlockReader(ifgs, ref_vals, mask, weighting=weighting, censor=censor,
-                     looks=correlation_looks, threshold=correlation_threshold, ramps=ramps,
-                     shape=grid.shape, troposphere=troposphere) as reader,
-    ):  # fmt: skip
+    with contextlib.ExitStack() as st:
+        reader = st.enter_context(_BlockReader(
+            ifgs, None, mask, weighting=weighting, censor=censor, looks=correlation_looks,
+            threshold=correlation_threshold, ramps=ramps, shape=grid.shape,
+            troposphere=troposphere))  # fmt: skip
+        # The reference values from the files already open (no second open of each).
+        reader.ref_vals = reference_phase(ifgs, ref_rc, reference_window, ramps,
+                                          troposphere, reader=reader.phase)  # fmt: skip
+        outputs = st.enter_context(StripOutputs(
+            out_dir, sgrid, len(dates), len(ifgs), {"write_residuals": write_residuals},
+            {"closure_nonzero_count": closure_tags}))  # fmt: skip
         n_blocks = count_blocks(sgrid.shape, block_shape)
         max_it = done = 0
 
@@ -258,11 +261,19 @@ def invert_strip(
             disp, _ = refpoint.phase_to_displacement(x, wavelength)
             closure = _closure_block(flat, triangles, m, tri_totals)
             n_flagged += _n_flagged(closure)
-            finite = np.isfinite(res)
-            res_ss.append(np.sum(np.square(res), axis=1, where=finite))
-            res_n.append(np.count_nonzero(finite, axis=1))
+            # One pass says whether every residual is finite (a sum is NaN
+            # otherwise): then the sums below skip their masks, same values.
+            complete = bool(np.isfinite(np.sum(res, dtype=np.float64)))
+            if complete:
+                res_ss.append(np.sum(np.square(res), axis=1))
+                res_n.append(np.full(res.shape[0], res.shape[1], np.intp))
+            else:
+                finite = np.isfinite(res)
+                res_ss.append(np.sum(np.square(res), axis=1, where=finite))
+                res_n.append(np.count_nonzero(finite, axis=1))
             outputs.write(swin, SolvedBlock((int(swin.height), int(swin.width)), disp, res,
-                                            n_used, m, closure, len(dates), disp_scale))
+                                            n_used, m, closure, len(dates), disp_scale,
+                                            complete))  # fmt: skip
             done += 1
             log.info(
                 "block %d/%d done%s", done, n_blocks,
@@ -313,7 +324,7 @@ class _BlockReader:
     def __init__(
         self,
         ifgs: Sequence[Ifg],
-        ref_vals: np.ndarray,
+        ref_vals: np.ndarray | None,
         mask: str | Path | None,
         *,
         weighting: str,
@@ -363,6 +374,8 @@ class _BlockReader:
             phase -= deramp.evaluate(self.ramps[1], win, self.shape, self.ramps[0])
         if self.troposphere is not None:
             phase -= self.troposphere.read(win)
+        if self.ref_vals is None:
+            raise RuntimeError("the reference values are set before the first read")
         phase -= self.ref_vals[:, None, None]
         m = read_mask(self.mask, win)
         if m is not None:

@@ -40,6 +40,9 @@ class SolvedBlock:
     closure: np.ndarray
     n_dates: int
     disp_scale: float
+    #: Every residual finite (no nodata, censored or masked pixel in the
+    #: block): the sums skip their masks, the same values.
+    complete: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,9 @@ class InversionOutput:
         return {"dtype": self.dtype, **({} if self.nodata is None else {"nodata": self.nodata})}
 
 
-def ifg_residual_std(res: np.ndarray, n_dates: int, units_per_rad: float = 1.0) -> np.ndarray:
+def ifg_residual_std(
+    res: np.ndarray, n_dates: int, units_per_rad: float = 1.0, complete: bool = False
+) -> np.ndarray:
     """Per pixel, the interferograms' noise that the network's redundancy
     reveals: ``units_per_rad * sqrt(sum r^2 / (m - n_dates + 1))`` over the ``m``
     finite residuals ``r`` (radians) of the pixel's ifgs; NaN where
@@ -97,11 +102,16 @@ def ifg_residual_std(res: np.ndarray, n_dates: int, units_per_rad: float = 1.0) 
     ``units_per_rad`` converts radians to the time series' units (``abs`` of
     :func:`sarstack.refpoint.phase_to_displacement` of 1). The velocity stage
     propagates it through the network (``insar.velocity_uncertainty``).
+    ``complete``: every residual is finite (the same result, without the masks).
     """
-    used = np.isfinite(res)
-    m = np.count_nonzero(used, axis=0)
     sq = np.square(res, dtype=np.float64)
-    ss = np.sum(sq, axis=0, where=used)
+    if complete:
+        m = np.full(res.shape[1:], res.shape[0], np.intp)
+        ss = np.sum(sq, axis=0)
+    else:
+        used = np.isfinite(res)
+        m = np.count_nonzero(used, axis=0)
+        ss = np.sum(sq, axis=0, where=used)
     del sq
     dof = m - (n_dates - 1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -111,6 +121,8 @@ def ifg_residual_std(res: np.ndarray, n_dates: int, units_per_rad: float = 1.0) 
 def _residual_sum(b: SolvedBlock) -> np.ndarray:
     # A sum over the finite rows: the same sum as nansum, without its copy.
     absres = np.abs(b.res)
+    if b.complete:
+        return np.sum(absres, axis=0).astype(np.float32)
     used = np.isfinite(b.res).any(axis=0)
     return np.where(used, np.sum(absres, axis=0, where=~np.isnan(absres)), np.nan).astype(
         np.float32
@@ -144,7 +156,8 @@ INVERSION_OUTPUTS: tuple[InversionOutput, ...] = (
     InversionOutput("ifg_residual_std", "pixel", "displacement",
                     "interferogram noise from the network residuals: "
                     "sqrt(sum r^2 / (ifgs used - dates + 1))",
-                    lambda b: ifg_residual_std(b.res, b.n_dates, b.disp_scale).astype(np.float32)),
+                    lambda b: ifg_residual_std(b.res, b.n_dates, b.disp_scale,
+                                               b.complete).astype(np.float32)),
     InversionOutput("temporal_coherence", "pixel", "1",
                     "temporal coherence |mean exp(j residual)| of used ifgs",
                     _temporal_coherence, masked=False),

@@ -136,6 +136,7 @@ def reference_phase(
     window: int = 1,
     ramps: tuple[str, np.ndarray] | None = None,
     troposphere: IfgDelays | None = None,
+    reader: StackReader | None = None,
 ) -> np.ndarray:
     """Phase of each interferogram at the reference, subtracted before the inversion.
 
@@ -156,6 +157,9 @@ def reference_phase(
         :class:`sarstack.troposphere.IfgDelays`: each ifg's delay difference
         is removed from the window's values first (an error names the delay
         rasters when they have no value at the point).
+    reader
+        The ifgs already held open (:class:`sarstack.io.StackReader` of their
+        paths, in order): the same values without opening every file again.
 
     Returns
     -------
@@ -178,7 +182,7 @@ def reference_phase(
         surfaces = deramp.evaluate(ramps[1], win, grid.shape, ramps[0])
     delays = troposphere.read(win) if troposphere is not None else None
     for k, i in enumerate(ifgs):
-        vals = read_band(i.path, win).astype(np.float64)
+        vals = (read_band(i.path, win) if reader is None else reader.read_one(k, win)).astype(np.float64)
         if ramps is not None:
             vals -= surfaces[k]
         if not np.isfinite(vals[r - r0, c - c0]):
