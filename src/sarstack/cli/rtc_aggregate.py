@@ -1,4 +1,5 @@
-"""Aggregate per-pair tile offsets: offsets.csv (pair x tile), pairs.csv (robust
+"""Aggregate per-pair tile offsets: offsets.csv (pair x tile, tiles that
+disagree with their pair or their neighbours marked as outliers), pairs.csv (robust
 per-pair offset, spread, counts, status, pass/fail), tiles.csv (per tile over
 time) and summary.csv (stack verdict against the requirement); with --layout
 also the map-ready tiles.geojson (tile polygons with their offsets over time)
@@ -47,6 +48,13 @@ def main(argv=None):
             raise SarstackError(f"{f}: cannot read ({e})") from None
     offsets = pd.concat(frames, ignore_index=True)
     offsets = offsets.sort_values(["reference_date", "secondary_date", "tile_row", "tile_col"])
+    offsets = rtc.mark_outliers(offsets, sigma=a.outlier_sigma, floor_px=a.outlier_floor_px,
+                                min_keep=a.min_ok_tiles)
+    n_out = offsets["status"].isin([rtc.STATUS_OUT_CONSENSUS, rtc.STATUS_OUT_NEIGHBOURS]).sum()
+    if n_out:
+        log.info("%d tile offsets are outliers (%s), left out of their pairs", n_out,
+                 ", ".join(f"{s}: {k}" for s, k in offsets["status"].value_counts().items()
+                           if s.startswith("outlier")))  # fmt: skip
     pairs = rtc.aggregate_pairs(offsets, min_ok_tiles=a.min_ok_tiles, requirement_m=a.requirement_m)
     tiles = rtc.aggregate_tiles(offsets, pairs)
     summary = rtc.summarize(pairs, a.requirement_m, a.min_fraction_within)

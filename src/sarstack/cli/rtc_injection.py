@@ -36,6 +36,8 @@ def main(argv=None):
     cli.setup_logging(a.verbose)
     offsets = pd.concat([stagefiles.read_table(f) for f in a.xcorr], ignore_index=True)
     offsets = offsets.sort_values(["reference_date", "secondary_date", "tile_row", "tile_col"])
+    offsets = rtc.mark_outliers(offsets, sigma=a.outlier_sigma, floor_px=a.outlier_floor_px,
+                                min_keep=a.min_ok_tiles)
     pairs = rtc.aggregate_pairs(offsets, min_ok_tiles=a.min_ok_tiles, requirement_m=a.requirement_m)
     injected_run, _ = rtc.date_offsets(offsets, pairs, robust=a.dates_method == "robust")
     table, s = rtc.injection_recovery(

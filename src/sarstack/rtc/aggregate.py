@@ -24,6 +24,8 @@ class TileStatus(str, enum.Enum):
     TOO_MANY_NAN = "too_many_nan"
     LOW_CORRELATION = "low_correlation"
     SHIFT_TOO_LARGE = "shift_too_large"
+    OUTLIER_CONSENSUS = "outlier_consensus"
+    OUTLIER_NEIGHBOURS = "outlier_neighbours"
 
 
 # The statuses as the plain strings stored in tables and files.
@@ -37,6 +39,24 @@ STATUS_LOWCORR = TileStatus.LOW_CORRELATION.value
 
 
 STATUS_LARGE = TileStatus.SHIFT_TOO_LARGE.value
+
+
+STATUS_OUT_CONSENSUS = TileStatus.OUTLIER_CONSENSUS.value
+
+
+STATUS_OUT_NEIGHBOURS = TileStatus.OUTLIER_NEIGHBOURS.value
+
+
+#: Every tile status but ``ok``, in the order they are checked (pairs.csv's ``n_<status>`` columns).
+REJECTED_STATUSES = (STATUS_NAN, STATUS_LOWCORR, STATUS_LARGE, STATUS_OUT_CONSENSUS,
+                     STATUS_OUT_NEIGHBOURS)  # fmt: skip
+
+#: The outlier test runs on a pair with at least this many ok tiles (fewer:
+#: no robust consensus can be told from an outlier; every tile stays ok).
+MIN_OUTLIER_TILES = 4
+
+#: A tile's neighbour median needs at least this many ok neighbours (of 8).
+MIN_NEIGHBOURS = 3
 
 
 def classify_tiles(
@@ -64,6 +84,131 @@ def classify_tiles(
     status[low] = STATUS_LOWCORR
     status[nan_bad] = STATUS_NAN
     return status
+
+
+def _robust_sigma(resid: np.ndarray, floor: float) -> float:
+    """1.4826·median(|resid|), at least ``floor``."""
+    return max(1.4826 * float(np.median(np.abs(resid))), floor)
+
+
+def _neighbour_medians(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median of each cell's finite 8-neighbours (NaN beyond the edges) and their count."""
+    h, w = grid.shape
+    pad = np.full((h + 2, w + 2), np.nan)
+    pad[1:-1, 1:-1] = grid
+    nb = np.stack([pad[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w]
+                   for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) != (0, 0)])  # fmt: skip
+    count = np.isfinite(nb).sum(axis=0)
+    med = np.full((h, w), np.nan)
+    some = count > 0
+    med[some] = np.nanmedian(nb[:, some], axis=0)
+    return med, count
+
+
+def _detrend(grid: np.ndarray) -> np.ndarray:
+    """``grid`` less a plane whose slopes are the medians of the differences
+    between adjacent finite cells along rows and along columns (0 where there
+    are none): the neighbour median of a smoothly varying field is then not
+    biased at the grid's edges, where a tile's neighbours lie on one side."""
+    with np.errstate(invalid="ignore"):
+        dc, dr = np.diff(grid, axis=1), np.diff(grid, axis=0)
+    g_c = float(np.median(dc[np.isfinite(dc)])) if np.isfinite(dc).any() else 0.0
+    g_r = float(np.median(dr[np.isfinite(dr)])) if np.isfinite(dr).any() else 0.0
+    r, c = np.indices(grid.shape)
+    return grid - g_r * r - g_c * c
+
+
+def outlier_tiles(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    dx: np.ndarray,
+    dy: np.ndarray,
+    candidate: np.ndarray,
+    *,
+    sigma: float,
+    floor: float,
+    min_keep: int = 1,
+) -> np.ndarray:
+    """Which of one pair's tiles disagree with the pair, and why (0 none, 1 consensus, 2 neighbours).
+
+    Among the ``candidate`` tiles (those ok so far) with finite offsets
+    ``(dx, dy)`` (any unit, e.g. px along columns and rows):
+
+    1. *consensus*: a tile departs from the candidates' median by more than
+       ``sigma`` robust σ in either component, σ = 1.4826·MAD of that
+       component, at least ``floor`` (a perfectly consistent pair has MAD 0:
+       the floor keeps it from rejecting tiles on quantization);
+    2. *neighbours*: a tile left after (1) that has at least
+       :data:`MIN_NEIGHBOURS` such tiles among its 8 neighbours departs from
+       their median by more than ``sigma`` σ in either component, σ =
+       1.4826·median|tile − neighbour median| over those tiles, at least
+       ``floor``. This finds a local disagreement (a tile on a moving
+       feature) in a pair whose offsets vary smoothly across the scene,
+       which inflates the consensus σ. The offsets are first detrended by
+       a plane (:func:`_detrend`), so that an edge tile of a ramp is not
+       taken for an outlier.
+
+    The test is skipped (all 0) with fewer than :data:`MIN_OUTLIER_TILES`
+    candidates, and its result dropped when it would leave fewer than
+    ``min_keep`` tiles: with so few tiles an outlier cannot be told from the
+    consensus. ``rows``/``cols`` are the tiles' grid positions.
+    """
+    rows, cols = np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)
+    v = np.stack([np.asarray(dx, dtype=float), np.asarray(dy, dtype=float)], axis=1)
+    use = np.asarray(candidate, dtype=bool) & np.isfinite(v).all(axis=1)
+    code = np.zeros(len(v), dtype=np.int8)
+    if int(use.sum()) < MIN_OUTLIER_TILES:
+        return code
+    resid = v[use] - np.median(v[use], axis=0)
+    scale = np.array([_robust_sigma(resid[:, k], floor) for k in (0, 1)])
+    bad = np.zeros(len(v), dtype=bool)
+    bad[use] = (np.abs(resid) > sigma * scale).any(axis=1)
+    code[bad] = 1
+    kept = use & ~bad
+    shape = (int(rows.max()) + 1, int(cols.max()) + 1)
+    nb_resid = np.full(v.shape, np.nan)
+    for k in (0, 1):
+        grid = np.full(shape, np.nan)
+        grid[rows[kept], cols[kept]] = v[kept, k]
+        flat = _detrend(grid)
+        med, count = _neighbour_medians(flat)
+        enough = kept & (count[rows, cols] >= MIN_NEIGHBOURS)
+        at = (rows[enough], cols[enough])
+        nb_resid[enough, k] = flat[at] - med[at]
+    tested = np.isfinite(nb_resid).all(axis=1)
+    if int(tested.sum()) >= MIN_OUTLIER_TILES:
+        scale = np.array([_robust_sigma(nb_resid[tested, k], floor) for k in (0, 1)])
+        far = np.zeros(len(v), dtype=bool)
+        far[tested] = (np.abs(nb_resid[tested]) > sigma * scale).any(axis=1)
+        code[far] = 2
+    if int((use & (code == 0)).sum()) < min_keep:
+        code[:] = 0
+    return code
+
+
+def mark_outliers(
+    offsets: pd.DataFrame, *, sigma: float | None, floor_px: float, min_keep: int = 1
+) -> pd.DataFrame:
+    """``offsets`` (pair × tile, rtc_xcorr's tables) with each pair's outlier
+    tiles' ``status`` set to ``outlier_consensus`` or ``outlier_neighbours``
+    (:func:`outlier_tiles` on ``d_col_px``, ``d_row_px`` among the ``ok``
+    tiles, σ floor ``floor_px``). ``sigma`` None: unchanged (no test)."""
+    if sigma is None or offsets.empty:
+        return offsets
+    out = offsets.copy()
+    status = out["status"].to_numpy(dtype=object).copy()
+    keys = ["reference_date", "secondary_date"]
+    for _, idx in out.groupby(keys, sort=True).indices.items():
+        g = out.iloc[idx]
+        code = outlier_tiles(
+            g["tile_row"].to_numpy(), g["tile_col"].to_numpy(), g["d_col_px"].to_numpy(),
+            g["d_row_px"].to_numpy(), (g["status"] == STATUS_OK).to_numpy(), sigma=sigma,
+            floor=floor_px, min_keep=min_keep,
+        )  # fmt: skip
+        status[idx[code == 1]] = STATUS_OUT_CONSENSUS
+        status[idx[code == 2]] = STATUS_OUT_NEIGHBOURS
+    out["status"] = status
+    return out
 
 
 def robust_stats(values: np.ndarray, clip: float = 3.0) -> tuple[float, float]:
@@ -119,7 +264,7 @@ def aggregate_pairs(
             "n_tiles": len(g),
             "status": status,
         }
-        for s in (STATUS_NAN, STATUS_LOWCORR, STATUS_LARGE):
+        for s in REJECTED_STATUSES:
             row[f"n_{s}"] = int((g["status"] == s).sum())
         if requirement_m is not None:
             row["passes"] = bool(math.hypot(e, n) <= requirement_m) if status == STATUS_OK else None
