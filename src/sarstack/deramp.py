@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from sarstack.insar import Ifg
     from sarstack.troposphere import IfgDelays
+    from sarstack.unwrap import IfgAmbiguities
 
 #: ``insar.deramp`` values; the terms of each surface, in coefficient order.
 MODELS = ("none", "linear", "quadratic")
@@ -78,6 +79,7 @@ def fit_ramps(
     mask: str | Path | None = None,
     min_correlation: float | None = None,
     troposphere: IfgDelays | None = None,
+    unwrap: IfgAmbiguities | None = None,
 ) -> pd.DataFrame:
     """One row per interferogram: ``key, reference_date, secondary_date, model,
     n_pixels``, the coefficients (:data:`TERMS`, radians), ``ramp_rms_rad`` (of
@@ -89,7 +91,9 @@ def fit_ramps(
     pixels of the fit; the ramp is removed everywhere. ``troposphere``
     (:class:`sarstack.troposphere.IfgDelays`): the ramps are fitted to the
     phase minus each ifg's delay difference, the phase the inversion corrects
-    (so a ramp of the delays is not removed twice).
+    (so a ramp of the delays is not removed twice). ``unwrap``
+    (:class:`sarstack.unwrap.IfgAmbiguities`): each ifg's ``2 pi U`` is added
+    first, so a corrected 2 pi patch does not tilt the fit.
     """
     import pandas as pd
 
@@ -108,10 +112,16 @@ def fit_ramps(
         cor_paths = [i.need("correlation") for i in ifgs]
     cor_reader: Any = StackReader(cor_paths) if cor_paths else contextlib.nullcontext()
     tropo: Any = troposphere if troposphere is not None else contextlib.nullcontext()
-    with StackReader([i.path for i in ifgs]) as phase, cor_reader as cors, tropo as delays:
+    cyc: Any = unwrap if unwrap is not None else contextlib.nullcontext()
+    with (
+        StackReader([i.path for i in ifgs]) as phase, cor_reader as cors, tropo as delays,
+        cyc as cycles,
+    ):
         def ramp_block(win: Window) -> None:
             nonlocal count, nm, rhs, zz
             z = phase.read(win).astype(np.float64).reshape(n, -1)
+            if cycles is not None:
+                z += cycles.read(win).reshape(n, -1)
             if delays is not None:
                 z -= delays.read(win).reshape(n, -1)
             ok = np.isfinite(z)

@@ -85,6 +85,8 @@ STAGE_OPTIONS: dict[str, dict[str, str]] = {
                           "--incidence-deg": "insar.troposphere.incidence_deg",
                           "--wavelength": "insar.wavelength",
                           "--date-format": "insar.date_format", "--block": "insar.block_shape"},
+    "insar_unwrap_correction": {"--method": "insar.unwrap_correction",
+                                "--block": "insar.block_shape"},
     "insar_deramp": {"--block": "insar.block_shape", "--model": "insar.deramp",
                      "--min-correlation": "insar.deramp_min_correlation",
                      "--mask": "insar.mask"},

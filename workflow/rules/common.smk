@@ -893,6 +893,12 @@ def insar_ramps():
     return [f"{INSAR}/ramps.csv"] if ICFG["deramp"] != "none" else []
 
 
+def insar_unwrap():
+    """unwrap_ambiguity.tif of insar_unwrap_correction when insar.unwrap_correction
+    is on (an input of the deramp fit and the inversion); [] when off."""
+    return [f"{INSAR}/unwrap_ambiguity.tif"] if ICFG["unwrap_correction"] != "none" else []
+
+
 def insar_troposphere():
     """The per-date delay folder of insar_troposphere when insar.troposphere.delays
     is set (an input of the deramp fit and the inversion); [] when off."""

@@ -139,11 +139,46 @@ rule insar_troposphere:
         " 2> {log:q} || sarstack_fail {log:q}"
 
 
+rule insar_unwrap_correction:
+    input:
+        ifgs=f"{INSAR}/ifgs.csv",
+    output:
+        ambiguity=f"{INSAR}/unwrap_ambiguity.tif",
+        counts=report(
+            f"{INSAR}/unwrap_corrected_count.tif",
+            category="InSAR",
+            caption="../report/insar_unwrap_count.rst",
+        ),
+        table=report(
+            f"{INSAR}/unwrap_correction.csv",
+            category="InSAR",
+            caption="../report/insar_unwrap_correction.rst",
+        ),
+    log:
+        f"{LOGS}/insar/unwrap_correction.log",
+    benchmark:
+        f"{BENCH}/insar/unwrap_correction.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        # one insar.block_shape block of every ifg and its triangles' closures at a time
+        mem_mb=2000,
+        runtime=60,
+    params:
+        opts=stage_opts("insar_unwrap_correction"),
+    shell:
+        "python -m sarstack insar_unwrap_correction {params.opts} --ifgs {input.ifgs:q}"
+        " --out {output.ambiguity:q} --out-count {output.counts:q} --out-table {output.table:q}"
+        " 2> {log:q} || sarstack_fail {log:q}"
+
+
 rule insar_deramp:
     input:
         ifgs=f"{INSAR}/ifgs.csv",
         aux=insar_aux_files(),
         troposphere=insar_troposphere(),
+        unwrap=insar_unwrap(),
     output:
         report(f"{INSAR}/ramps.csv", category="InSAR", caption="../report/insar_ramps.rst"),
     log:
@@ -163,9 +198,10 @@ rule insar_deramp:
         troposphere=lambda w, input: opt(
             "--troposphere", input.troposphere[0] if input.troposphere else None
         ),
+        unwrap=lambda w, input: opt("--unwrap", input.unwrap[0] if input.unwrap else None),
     shell:
         "python -m sarstack insar_deramp {params.opts} --ifgs {input.ifgs:q} --out {output:q}"
-        " {params.troposphere} 2> {log:q} || sarstack_fail {log:q}"
+        " {params.troposphere} {params.unwrap} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_invert:
@@ -174,6 +210,7 @@ rule insar_invert:
         reference=f"{INSAR}/reference_point.txt",
         ramps=insar_ramps(),
         troposphere=insar_troposphere(),
+        unwrap=insar_unwrap(),
         aux=insar_aux_files(),
     output:
         temp(directory(f"{INSAR}/strips/{{chunk}}")),
@@ -195,10 +232,11 @@ rule insar_invert:
         troposphere=lambda w, input: opt(
             "--troposphere", input.troposphere[0] if input.troposphere else None
         ),
+        unwrap=lambda w, input: opt("--unwrap", input.unwrap[0] if input.unwrap else None),
     shell:
         "python -m sarstack insar_invert {params.opts} --ifgs {input.ifgs:q}"
         " --reference {input.reference:q} --strip {wildcards.chunk} --out-dir {output:q}"
-        " {params.ramps} {params.troposphere} --threads {threads} 2> {log:q}"
+        " {params.ramps} {params.troposphere} {params.unwrap} --threads {threads} 2> {log:q}"
         " || sarstack_fail {log:q}"
 
 

@@ -109,7 +109,7 @@ STAGES = (
     "rtc_aggregate", "rtc_injection", "rtc_terrain", "rtc_reflectors", "rtc_plots",
     "rtc_stacks_summary",
     "insar_select", "insar_correlation_mean", "insar_conncomp_count", "insar_troposphere",
-    "insar_deramp", "insar_reference",
+    "insar_unwrap_correction", "insar_deramp", "insar_reference",
     "insar_invert", "insar_gather", "insar_velocity", "insar_rereference",
     "insar_plots", "quality_dates",
     "demo_rtc_stack", "demo_rtc_check", "demo_insar_stack", "demo_insar_check",

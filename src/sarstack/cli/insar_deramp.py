@@ -7,7 +7,7 @@ Streamed block by block: memory follows the block, not the scene."""
 import argparse
 import logging
 
-from sarstack import cli, deramp, insar, io, options, troposphere
+from sarstack import cli, deramp, insar, io, options, troposphere, unwrap
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("insar_deramp")
@@ -22,6 +22,9 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--troposphere", default=None,
                    help="folder of insar_troposphere's per-date delays: the ramps are fitted"
                         " to the phase minus each ifg's d_sec - d_ref")
+    p.add_argument("--unwrap", default=None,
+                   help="unwrap_ambiguity.tif of insar_unwrap_correction: the ramps are fitted"
+                        " to the phase plus each ifg's 2 pi x cycles")
     return p
 
 
@@ -31,10 +34,13 @@ def main(argv=None):
     ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
     if a.model == "none":
         raise SarstackError("insar.deramp: none, so there is no ramp to fit (--model)")
-    tropo = (troposphere.IfgDelays(a.troposphere, dates, pairs, io.read_grid(ifgs[0].path))
+    grid = io.read_grid(ifgs[0].path)
+    tropo = (troposphere.IfgDelays(a.troposphere, dates, pairs, grid)
              if a.troposphere else None)  # fmt: skip
+    cycles = unwrap.IfgAmbiguities(a.unwrap, ifgs, grid) if a.unwrap else None
     table = deramp.fit_ramps(ifgs, a.model, block_shape=a.block, mask=a.mask,
-                             min_correlation=a.min_correlation, troposphere=tropo)  # fmt: skip
+                             min_correlation=a.min_correlation, troposphere=tropo,
+                             unwrap=cycles)  # fmt: skip
     io.write_csv(a.out, table)
     worst = table.loc[table["ramp_rms_rad"].idxmax()]
     log.info("%d %s ramps fitted; median RMS removed %.3g rad, largest %.3g rad (%s)",

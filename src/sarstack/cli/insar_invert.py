@@ -9,7 +9,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from sarstack import cli, deramp, insar, io, options, troposphere
+from sarstack import cli, deramp, insar, io, options, troposphere, unwrap
 from sarstack.jaxcfg import configure_jax
 
 log = logging.getLogger("insar_invert")
@@ -33,6 +33,9 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--troposphere", default=None,
                    help="folder of insar_troposphere's per-date delays: each ifg's"
                         " d_sec - d_ref removed as it is read")
+    p.add_argument("--unwrap", default=None,
+                   help="unwrap_ambiguity.tif of insar_unwrap_correction: each ifg's"
+                        " 2 pi x cycles added as it is read")
     return p
 
 
@@ -56,6 +59,7 @@ def main(argv=None):
         ramps=deramp.read_ramps(a.ramps, ifgs) if a.ramps else None,
         troposphere=(troposphere.IfgDelays(a.troposphere, dates, pairs, grid)
                      if a.troposphere else None),
+        unwrap=unwrap.IfgAmbiguities(a.unwrap, ifgs, grid) if a.unwrap else None,
     )
     if a.index:
         import shutil

@@ -32,6 +32,7 @@ from sarstack.io import (
 
 if TYPE_CHECKING:
     from sarstack.troposphere import IfgDelays
+    from sarstack.unwrap import IfgAmbiguities
 
 log = logging.getLogger(__package__)
 
@@ -180,6 +181,7 @@ def invert_strip(
     threads: int | None = None,
     ramps: tuple[str, np.ndarray] | None = None,
     troposphere: IfgDelays | None = None,
+    unwrap: IfgAmbiguities | None = None,
 ) -> None:
     """Invert rows ``[r0, r1)`` of the stack block by block into one strip folder.
 
@@ -201,6 +203,8 @@ def invert_strip(
     each ifg's ramp removed as it is read, before the referencing.
     ``troposphere``: :class:`sarstack.troposphere.IfgDelays`, each ifg's delay
     difference ``d_sec - d_ref`` removed as it is read, before the referencing.
+    ``unwrap``: :class:`sarstack.unwrap.IfgAmbiguities`, each ifg's ``2 pi U``
+    (unwrapping-error correction) added as it is read, first.
     """
 
     out_dir = Path(out_dir)
@@ -240,10 +244,10 @@ def invert_strip(
         reader = st.enter_context(_BlockReader(
             ifgs, None, mask, weighting=weighting, censor=censor, looks=correlation_looks,
             threshold=correlation_threshold, ramps=ramps, shape=grid.shape,
-            troposphere=troposphere))  # fmt: skip
+            troposphere=troposphere, unwrap=unwrap))  # fmt: skip
         # The reference values from the files already open (no second open of each).
         reader.ref_vals = reference_phase(ifgs, ref_rc, reference_window, ramps,
-                                          troposphere, reader=reader.phase)  # fmt: skip
+                                          troposphere, unwrap, reader=reader.phase)  # fmt: skip
         outputs = st.enter_context(StripOutputs(
             out_dir, sgrid, len(dates), len(ifgs), {"write_residuals": write_residuals},
             {"closure_nonzero_count": closure_tags}))  # fmt: skip
@@ -316,7 +320,8 @@ class _BlockReader:
 
     Holds every ifg (and companion) open while the strip is inverted
     (:class:`sarstack.io.StackReader`); ``read(window)`` returns the phase
-    ``(n_ifg, pixels)`` in float64 minus each ifg's reference value (NaN where
+    ``(n_ifg, pixels)`` in float64 (plus its unwrapping correction, minus its
+    ramp and its delays) minus each ifg's reference value (NaN where
     nodata or masked), the weights (None unless correlation-weighted or
     conncomp-censored) and the mask of the window (None without one).
     """
@@ -334,8 +339,10 @@ class _BlockReader:
         ramps: tuple[str, np.ndarray] | None = None,
         shape: tuple[int, int] | None = None,
         troposphere: IfgDelays | None = None,
+        unwrap: IfgAmbiguities | None = None,
     ) -> None:
         self.ifgs = list(ifgs)
+        self.unwrap = unwrap
         self.ref_vals = ref_vals
         self.ramps = ramps
         self.troposphere = troposphere
@@ -357,6 +364,8 @@ class _BlockReader:
                        if self.censor else None)  # fmt: skip
             if self.troposphere is not None:
                 st.enter_context(self.troposphere)
+            if self.unwrap is not None:
+                st.enter_context(self.unwrap)
             self._stack = st.pop_all()
         return self
 
@@ -368,6 +377,8 @@ class _BlockReader:
 
         n = len(self.ifgs)
         phase = self.phase.read(win).astype(np.float64)
+        if self.unwrap is not None:
+            phase += self.unwrap.read(win)
         if self.ramps is not None and self.shape is not None:
             from sarstack import deramp
 

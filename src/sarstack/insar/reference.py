@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pandas is imported where tables are built: most stages neve
     import pandas as pd
 
     from sarstack.troposphere import IfgDelays
+    from sarstack.unwrap import IfgAmbiguities
 
 log = logging.getLogger(__package__)
 
@@ -136,6 +137,7 @@ def reference_phase(
     window: int = 1,
     ramps: tuple[str, np.ndarray] | None = None,
     troposphere: IfgDelays | None = None,
+    unwrap: IfgAmbiguities | None = None,
     reader: StackReader | None = None,
 ) -> np.ndarray:
     """Phase of each interferogram at the reference, subtracted before the inversion.
@@ -157,6 +159,9 @@ def reference_phase(
         :class:`sarstack.troposphere.IfgDelays`: each ifg's delay difference
         is removed from the window's values first (an error names the delay
         rasters when they have no value at the point).
+    unwrap
+        :class:`sarstack.unwrap.IfgAmbiguities`: each ifg's ``2 pi U`` is
+        added to the window's values first (the phase the inversion reads).
     reader
         The ifgs already held open (:class:`sarstack.io.StackReader` of their
         paths, in order): the same values without opening every file again.
@@ -181,8 +186,11 @@ def reference_phase(
 
         surfaces = deramp.evaluate(ramps[1], win, grid.shape, ramps[0])
     delays = troposphere.read(win) if troposphere is not None else None
+    cycles = unwrap.read(win) if unwrap is not None else None
     for k, i in enumerate(ifgs):
         vals = (read_band(i.path, win) if reader is None else reader.read_one(k, win)).astype(np.float64)
+        if cycles is not None:
+            vals += cycles[k]
         if ramps is not None:
             vals -= surfaces[k]
         if not np.isfinite(vals[r - r0, c - c0]):
