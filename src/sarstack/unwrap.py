@@ -27,7 +27,11 @@ triangle with a missing phase at a pixel is left out of that pixel's
 programme (part of its pattern), and an ifg in none of the pixel's measured
 triangles keeps ``U = 0``. At most :data:`MAX_PATTERNS` patterns are solved
 per block, the most frequent first; the pixels of rarer ones are left
-uncorrected and counted (``unsolved_px``; a warning says how many).
+uncorrected and counted (``unsolved_px``; a warning says how many). One
+programme takes about 10 ms for 30 ifgs (12 dates, ``nearest:3``), 15 ms for
+285 ifgs (60 dates, ``nearest:5``) and 85 ms for 545 ifgs (``nearest:10``),
+so a block at the cap costs 20 s to 3 min. Memory: the block's integer
+closures, ``n_tri x pixels`` int16.
 
 **Limits.** An ifg in no closed triangle of the network (every ifg of a
 sequential, nearest-1 or single-reference network; the first and last
@@ -269,13 +273,12 @@ class IfgAmbiguities:
     manager (held open) or not (each read opens it)."""
 
     def __init__(self, path: str | Path, ifgs: Sequence[Ifg], grid: Grid) -> None:
+        from sarstack.io import Grid as RasterGrid
         from sarstack.io import open_raster
 
         self.path = Path(path)
         with open_raster(self.path) as ds:
-            from sarstack.io import Grid as _Grid
-
-            if not _Grid(ds.crs, ds.transform, ds.width, ds.height).same_as(grid):
+            if not RasterGrid(ds.crs, ds.transform, ds.width, ds.height).same_as(grid):
                 raise SarstackError(f"{self.path}: not on the interferograms' grid "
                                     "(rerun insar_unwrap_correction)")  # fmt: skip
             keys = [i.key for i in ifgs]
