@@ -42,7 +42,8 @@ cancels in its closure, or an ifg in a single triangle (the ends of a
 nearest-2 network), can be explained as well by another ifg and is then fixed
 on whichever ifg the solver picks. Errors in so many ifgs that another set of
 fewer cycles closes the triangles are "corrected" wrongly; the closures then
-still vanish. Ambiguities are bounded to ``max |k| + 1`` cycles per ifg.
+still vanish. Ambiguities are bounded to ``max |k| + 1`` cycles per ifg, and
+written as int8 (beyond +-127 cycles, clipped: no real unwrapper is that far).
 
 Closures do not change with per-date delays, with the reference point, or
 with smooth per-ifg surfaces summed over a triangle, so the ambiguities are
