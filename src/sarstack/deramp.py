@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from sarstack.insar import Ifg
+    from sarstack.insar.injection import InjectedPhase
     from sarstack.troposphere import IfgDelays
     from sarstack.unwrap import IfgAmbiguities
 
@@ -80,6 +81,7 @@ def fit_ramps(
     min_correlation: float | None = None,
     troposphere: IfgDelays | None = None,
     unwrap: IfgAmbiguities | None = None,
+    injection: InjectedPhase | None = None,
 ) -> pd.DataFrame:
     """One row per interferogram: ``key, reference_date, secondary_date, model,
     n_pixels``, the coefficients (:data:`TERMS`, radians), ``ramp_rms_rad`` (of
@@ -94,6 +96,9 @@ def fit_ramps(
     (so a ramp of the delays is not removed twice). ``unwrap``
     (:class:`sarstack.unwrap.IfgAmbiguities`): each ifg's ``2 pi U`` is added
     first, so a corrected 2 pi patch does not tilt the fit.
+    ``injection``
+    (:class:`sarstack.insar.injection.InjectedPhase`, insar.injection): fitted
+    to the phase with the injected signal added, as the inversion reads it.
     """
     import pandas as pd
 
@@ -122,6 +127,8 @@ def fit_ramps(
             z = phase.read(win).astype(np.float64).reshape(n, -1)
             if cycles is not None:
                 z += cycles.read(win).reshape(n, -1)
+            if injection is not None:
+                z += injection.read(win).reshape(n, -1)
             if delays is not None:
                 z -= delays.read(win).reshape(n, -1)
             ok = np.isfinite(z)
@@ -171,14 +178,20 @@ def read_ramps(path: str | Path, ifgs: Sequence[Ifg]) -> tuple[str, np.ndarray]:
     an error names the file if an ifg has no row."""
     from sarstack import stagefiles
 
-    table = stagefiles.read_table(path)
+    return ramp_coefficients(stagefiles.read_table(path), ifgs, str(path))
+
+
+def ramp_coefficients(table: pd.DataFrame, ifgs: Sequence[Ifg],
+                      source: str = "ramps") -> tuple[str, np.ndarray]:  # fmt: skip
+    """``(model, coefficients (n_ifg, k))`` of a :func:`fit_ramps` table in the
+    order of ``ifgs``; an error names ``source`` if an ifg has no row."""
     models = set(table["model"])
     if len(models) != 1:
-        raise SarstackError(f"{path}: expected one model, found {sorted(models)}")
+        raise SarstackError(f"{source}: expected one model, found {sorted(models)}")
     model = models.pop()
     by_key = table.set_index("key")
     missing = [i.key for i in ifgs if i.key not in by_key.index]
     if missing:
-        raise SarstackError(f"{path}: no ramp for {', '.join(missing[:3])} (rerun insar_deramp)")
+        raise SarstackError(f"{source}: no ramp for {', '.join(missing[:3])} (rerun insar_deramp)")
     coeffs = by_key.loc[[i.key for i in ifgs], list(terms(model))].to_numpy(np.float64)
     return model, coeffs

@@ -3,8 +3,8 @@
 The workflow's ``onsuccess`` handler prints these lines at the end of every run
 that wrote a branch's results: per RTC stack its verdict, pairs measured and the
 largest offset against the requirement; for the InSAR branch the reference
-point, the dates and interferograms used and the velocity range of the
-well-constrained pixels; and where the tables, plots and report are. Only files
+point, the dates and interferograms used, the velocity range of the
+well-constrained pixels and the injection-recovery (insar.injection); and where the tables, plots and report are. Only files
 written by this run (modified at or after ``since``) are summarised, so a rerun
 that did nothing, or stopped early (``--until``), never repeats an old verdict
 as if it were new.
@@ -185,8 +185,24 @@ def insar_lines(insar_dir: Path, since: float | None) -> list[str]:
     if n_no_std:
         text += f"; {n_no_std} pixels with too few dates for a std left out"
     lines.append(text)
+    injection = insar_dir / "injection.csv"
+    if _fresh(injection, since):  # insar.injection
+        lines += [insar_injection_line(r) for r in _read_rows(injection) if r["coherence_bin"] == "all"]
     lines.append(f"insar rasters: {insar_dir}/velocity.tif; plots: {insar_dir}/plots/")
     return lines
+
+
+def insar_injection_line(row: Mapping[str, str]) -> str:
+    """The injection-recovery of one quantity, from its ``all`` row of injection.csv."""
+    name, units = row["quantity"], row["units"]
+    if int(row["n_px"]) == 0:
+        return f"insar injection-recovery of the {name}: nothing measurable (no pixel in both runs)"
+    return (
+        f"insar injection-recovery of the {name} (bowl of peak {_num(row['injected_peak']):.3g}"
+        f" {units}) over {row['n_px']} pixels: RMS error {_num(row['rms_error']):.3g},"
+        f" largest {_num(row['max_abs_error']):.3g} {units}; {_num(row['within_std']):.0%} within"
+        f" the reported std, {_num(row['within_3std']):.0%} within 3 std"
+    )
 
 
 def run_summary(out_dir: Path, stacks: Mapping[str, str], tiles: tuple[int, int] | None,

@@ -949,6 +949,8 @@ def insar_targets():
         out.append(f"{INSAR}/conncomp_count.tif")
     if ICFG["extra_reference_date"]:
         out.append(f"{INSAR}/timeseries_rereferenced.csv")
+    if ICFG["injection"]["enabled"]:
+        out.append(f"{INSAR}/injection.csv")
     if insar_is_demo():
         out.append(f"{DEMO}/insar_accuracy.csv")
     return out

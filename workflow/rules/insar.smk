@@ -355,6 +355,55 @@ rule insar_velocity:
         " --out-network {output.network_plot:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
+rule insar_injection:
+    # insar.injection: a known bowl added to the ifgs as they are read, the
+    # inversion, gather and velocity fit run again in one job (scratch folder
+    # removed), recovered minus injected against the stack's own velocity.
+    input:
+        ifgs=f"{INSAR}/ifgs.csv",
+        reference=f"{INSAR}/reference_point.txt",
+        troposphere=insar_troposphere(),
+        aux=insar_aux_files(),
+        velocity=f"{INSAR}/velocity.tif",
+        std=f"{INSAR}/velocity_std.tif",
+        model=insar_model_outputs(),
+        temporal_coherence=f"{INSAR}/temporal_coherence.tif",
+    output:
+        table=report(
+            f"{INSAR}/injection.csv", category="InSAR", caption="../report/insar_injection.rst"
+        ),
+        error=report(
+            f"{INSAR}/injection_error.tif",
+            category="InSAR",
+            caption="../report/insar_injection_error.rst",
+        ),
+    log:
+        f"{LOGS}/insar/injection.log",
+    benchmark:
+        f"{BENCH}/insar/injection.tsv"
+    conda:
+        ENV
+    threads: job_threads()
+    resources:
+        # one strip of the whole stack, block by block (insar_invert's 2 GB), then the gather
+        mem_mb=2000,
+        runtime=120,
+    params:
+        aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
+        opts=stage_opts("insar_injection"),
+        velocity_dir=lambda w, input: os.path.dirname(input.velocity),
+        troposphere=lambda w, input: opt(
+            "--troposphere", input.troposphere[0] if input.troposphere else None
+        ),
+    shell:
+        "python -m sarstack insar_injection {params.opts} --ifgs {input.ifgs:q}"
+        " --reference {input.reference:q} {params.troposphere}"
+        " --velocity-dir {params.velocity_dir:q}"
+        " --temporal-coherence {input.temporal_coherence:q} --out {output.table:q}"
+        " --out-error {output.error:q} --threads {threads} 2> {log:q}"
+        " || sarstack_fail {log:q}"
+
+
 rule insar_rereference:
     input:
         index=f"{INSAR}/timeseries.csv",

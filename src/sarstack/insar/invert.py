@@ -31,6 +31,7 @@ from sarstack.io import (
 )
 
 if TYPE_CHECKING:
+    from sarstack.insar.injection import InjectedPhase
     from sarstack.troposphere import IfgDelays
     from sarstack.unwrap import IfgAmbiguities
 
@@ -182,6 +183,7 @@ def invert_strip(
     ramps: tuple[str, np.ndarray] | None = None,
     troposphere: IfgDelays | None = None,
     unwrap: IfgAmbiguities | None = None,
+    injection: InjectedPhase | None = None,
 ) -> None:
     """Invert rows ``[r0, r1)`` of the stack block by block into one strip folder.
 
@@ -205,6 +207,9 @@ def invert_strip(
     difference ``d_sec - d_ref`` removed as it is read, before the referencing.
     ``unwrap``: :class:`sarstack.unwrap.IfgAmbiguities`, each ifg's ``2 pi U``
     (unwrapping-error correction) added as it is read, first.
+    ``injection``: :class:`sarstack.insar.injection.InjectedPhase` (insar.injection),
+    each ifg's injected phase added to its raw phase as it is read, the
+    reference values included.
     """
 
     out_dir = Path(out_dir)
@@ -244,7 +249,8 @@ def invert_strip(
         reader = st.enter_context(_BlockReader(
             ifgs, None, mask, weighting=weighting, censor=censor, looks=correlation_looks,
             threshold=correlation_threshold, ramps=ramps, shape=grid.shape,
-            troposphere=troposphere, unwrap=unwrap))  # fmt: skip
+            troposphere=troposphere, unwrap=unwrap,
+            injection=injection))  # fmt: skip
         # The reference values from the files already open (no second open of each).
         reader.ref_vals = reference_phase(ifgs, ref_rc, reference_window, ramps,
                                           troposphere, unwrap, reader=reader.phase)  # fmt: skip
@@ -323,7 +329,8 @@ class _BlockReader:
     ``(n_ifg, pixels)`` in float64 (plus its unwrapping correction, minus its
     ramp and its delays) minus each ifg's reference value (NaN where
     nodata or masked), the weights (None unless correlation-weighted or
-    conncomp-censored) and the mask of the window (None without one).
+    conncomp-censored) and the mask of the window (None without one). With
+    ``injection`` the raw phase comes with the injected phase added.
     """
 
     def __init__(
@@ -340,9 +347,11 @@ class _BlockReader:
         shape: tuple[int, int] | None = None,
         troposphere: IfgDelays | None = None,
         unwrap: IfgAmbiguities | None = None,
+        injection: InjectedPhase | None = None,
     ) -> None:
         self.ifgs = list(ifgs)
         self.unwrap = unwrap
+        self.injection = injection
         self.ref_vals = ref_vals
         self.ramps = ramps
         self.troposphere = troposphere
@@ -356,7 +365,11 @@ class _BlockReader:
 
     def __enter__(self) -> _BlockReader:
         with self._stack as st:
-            self.phase = st.enter_context(StackReader([i.path for i in self.ifgs]))
+            self.phase: Any = st.enter_context(StackReader([i.path for i in self.ifgs]))
+            if self.injection is not None:  # the raw phase plus the injected signal
+                from sarstack.insar.injection import InjectedStack
+
+                self.phase = InjectedStack(self.phase, self.injection)
             self.cor = (st.enter_context(StackReader([i.need("correlation") for i in self.ifgs]))
                         if self.weighting == "correlation" else None)  # fmt: skip
             self.cc = (st.enter_context(StackReader([i.need("conncomp") for i in self.ifgs],

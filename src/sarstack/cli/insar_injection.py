@@ -1,0 +1,107 @@
+"""Injection-recovery (insar.injection): a known deformation (a Gaussian bowl of
+given peak velocity, optionally a step) added to every interferogram as it is
+read, then the same inversion (one strip of the whole stack, the same blocks),
+gather and velocity fit as the stack's own run (the ramps of insar.deramp fitted
+again to the phase with the signal, as insar_deramp fits them), in a scratch folder removed at
+the end; writes injection_error.tif (recovered minus injected velocity, the
+recovered one being the injected run's velocity minus the stack's own) and
+injection.csv (RMS, largest and mean error and the share within 1 and 3
+reported standard errors, over the scene and per temporal-coherence bin)."""
+
+import argparse
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from sarstack import cli, deramp, insar, io, options, refpoint, troposphere
+from sarstack.errors import SarstackError
+from sarstack.insar import injection as inj
+from sarstack.jaxcfg import configure_jax
+from sarstack.velocity import DeformationModel, model_error
+
+log = logging.getLogger("insar_injection")
+
+
+def create_parser() -> argparse.ArgumentParser:
+    """The stage's command-line parser."""
+    p = cli.parser(__doc__)
+    options.add_config_options(p, "insar_injection")
+    p.add_argument("--ifgs", required=True, help="ifg table from insar_select")
+    p.add_argument("--reference", required=True, help="row,col file from insar_reference")
+    p.add_argument("--troposphere", default=None,
+                   help="folder of insar_troposphere's per-date delays (as the inversion)")
+    p.add_argument("--velocity-dir", required=True,
+                   help="folder of the stack's own velocity.tif, velocity_std.tif and model rasters")
+    p.add_argument("--temporal-coherence", required=True, help="temporal_coherence.tif (the bins)")
+    p.add_argument("--out", required=True, help="injection.csv")
+    p.add_argument("--out-error", required=True, help="injection_error.tif")
+    p.add_argument("--threads", type=int, default=0, help="host threads (0: the CPUs available)")
+    return p
+
+
+def main(argv=None):
+    a = create_parser().parse_args(argv)
+    cli.setup_logging(a.verbose)
+    try:
+        model = DeformationModel.from_config(a.annual, a.semiannual, a.step or ())
+    except SarstackError as e:
+        raise model_error(e) from None
+    ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
+    grid = io.read_grid(ifgs[0].path)
+    ref_rc = insar.read_reference_point(a.reference)
+    own = Path(a.velocity_dir)
+    velocity = a.velocity if a.velocity is not None else inj.auto_velocity(own / "velocity_std.tif")
+    bowl = inj.Bowl.from_config(grid.shape, velocity=velocity, sigma=a.sigma, centre=a.centre,
+                                seed=a.seed, step=a.inject_step, step_date=a.inject_step_date)  # fmt: skip
+    phase = inj.InjectedPhase(bowl, dates, pairs, a.wavelength)
+    step_name = f"step_{bowl.step_date:%Y%m%d}" if bowl.step and bowl.step_date else None
+    if step_name and bowl.step_date not in model.steps:
+        log.warning("%s.step_date %s is not in insar.velocity_model.steps: the step is not"
+                    " fitted and biases the recovered velocity", inj.KEY, bowl.step_date)  # fmt: skip
+    units = refpoint.phase_to_displacement(np.zeros(1), a.wavelength)[1]
+    log.info("injecting a %s", bowl.describe(units))
+    configure_jax(x64=True, cache_dir=a.jax_cache)
+    threads = a.threads if a.threads > 0 else None
+    tropo = (troposphere.IfgDelays(a.troposphere, dates, pairs, grid)
+             if a.troposphere else None)  # fmt: skip
+    ramps = None
+    if a.deramp != "none":  # refitted with the signal: the deramp may take part of it away
+        ramps = deramp.ramp_coefficients(deramp.fit_ramps(
+            ifgs, a.deramp, block_shape=a.block, mask=a.mask,
+            min_correlation=a.deramp_min_correlation, troposphere=tropo, injection=phase), ifgs)  # fmt: skip
+    invert = dict(
+        method=a.method, wavelength=a.wavelength, mask=a.mask, block_shape=a.block,
+        l1_tolerance=a.l1_tolerance, l1_max_iterations=a.l1_max_iterations,
+        weighting=a.weighting, correlation_looks=a.correlation_looks,
+        correlation_threshold=a.correlation_threshold, reference_window=a.reference_window,
+        threads=threads, ramps=ramps, troposphere=tropo,
+    )  # fmt: skip
+    gather = dict(threads=max(1, a.threads), coherence_mask=a.coherence_mask,
+                  min_region_px=a.min_region_px)  # fmt: skip
+    vel = dict(weight_ifgs=ifgs if a.velocity_weighting == "correlation" else None, model=model,
+               uncertainty=a.uncertainty)  # fmt: skip
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".injection-", dir=Path(a.out).parent))
+    try:
+        run = inj.injected_run(ifgs, dates, pairs, ref_rc, phase, scratch, invert=invert,
+                               gather=gather, velocity=vel)  # fmt: skip
+        quantities = [("velocity", run["velocity"], own / "velocity.tif", own / "velocity_std.tif")]
+        if step_name and step_name in run:
+            quantities.append(("step", run[step_name], own / f"{step_name}.tif",
+                               own / f"{step_name}_std.tif"))  # fmt: skip
+        table = inj.recovery_files(bowl, ref_rc, dates, grid, quantities, a.temporal_coherence,
+                                   a.out_error, units=units, block_shape=a.block)  # fmt: skip
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    io.write_csv(a.out, table)
+    for q in table[table["coherence_bin"] == "all"].itertuples():
+        log.info("injection-recovery of the %s (peak %.3g %s) over %d pixels: RMS error %.3g,"
+                 " largest %.3g, %.0f %% within the reported std", q.quantity, q.injected_peak,
+                 q.units, q.n_px, q.rms_error, q.max_abs_error, 100 * q.within_std)  # fmt: skip
+
+
+if __name__ == "__main__":
+    cli.run(main)
