@@ -150,10 +150,14 @@ def _window_mean(values: np.ndarray, inside: np.ndarray, size: int) -> np.ndarra
         return np.where(n > 1e-12, s / np.maximum(n, 1e-12), np.nan)
 
 
-def _stable_reference(
+def stable_ground(
     allowed: np.ndarray, quality: np.ndarray | None, threshold: float, roughness: np.ndarray
-) -> tuple[int, int]:
-    """The stability rule of :func:`select_reference_point` (with ``roughness``)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates of the stability rule of :func:`select_reference_point`:
+    ``(stable, rough)``, the mask of the stable, well-connected, low-gradient
+    pixels (of every region) and the gradient rate averaged over
+    :data:`STABLE_WINDOW`. The automatic reference point and its alternatives
+    (:func:`alternative_points`) are both chosen among them."""
     from scipy import ndimage
 
     w = STABLE_WINDOW
@@ -184,15 +188,94 @@ def _stable_reference(
             stable = pool & (r_pool <= cut)
     else:
         stable = pool
+    return stable, rough
+
+
+def _depth(region: np.ndarray) -> np.ndarray:
+    """Distance of each pixel of ``region`` to its border (0 outside)."""
+    from scipy import ndimage
+
+    return ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+
+
+def _stable_reference(
+    allowed: np.ndarray, quality: np.ndarray | None, threshold: float, roughness: np.ndarray
+) -> tuple[int, int]:
+    """The stability rule of :func:`select_reference_point` (with ``roughness``)."""
+    from scipy import ndimage
+
+    stable, rough = stable_ground(allowed, quality, threshold, roughness)
     labels, _ = ndimage.label(stable, structure=_EIGHT)
     region = _largest_region(labels)
     # The most interior pixel of the region (farthest from its border), then
     # the lowest gradient rate, then the first in row-major order.
-    depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+    depth = _depth(region)
     rr, cc = np.nonzero(region)
     rk = np.nan_to_num(rough[rr, cc], nan=np.inf)
     k = np.lexsort((rr * region.shape[1] + cc, rk, -depth[rr, cc]))[0]
     return int(rr[k]), int(cc[k])
+
+
+#: Alternative reference points keep at least this depth (pixels from the
+#: border of their stable region) where any candidate has it: not on the rim
+#: of a quiet patch.
+ALTERNATIVE_MIN_DEPTH = 2.0
+
+
+def alternative_points(
+    valid: np.ndarray,
+    ref_rc: tuple[int, int],
+    n: int,
+    quality: np.ndarray | None = None,
+    threshold: float = 0.95,
+    conncomp: np.ndarray | None = None,
+    roughness: np.ndarray | None = None,
+) -> list[tuple[int, int]]:
+    """``n`` alternative reference points, chosen like the automatic one and
+    spread apart: the candidates of :func:`select_reference_point` (valid in
+    every ifg, inside the conncomp region; with ``roughness`` the stable,
+    well-connected, low-gradient ground of :func:`stable_ground`, of every
+    region, at least :data:`ALTERNATIVE_MIN_DEPTH` from its border where
+    possible; without it the quality candidates), picked by farthest-point
+    sampling from ``ref_rc``: each next point is the candidate farthest from
+    the reference and the points already picked (ties: deeper inside its
+    region, then row-major order). Deterministic; distinct from ``ref_rc``
+    and from each other; fewer than ``n`` when there are fewer candidates."""
+    valid = np.asarray(valid, dtype=bool)
+    allowed = valid
+    if conncomp is not None:
+        region = _conncomp_region(conncomp, valid)
+        if region.any():
+            allowed = region
+    if roughness is not None:
+        cand, _ = stable_ground(allowed, quality, threshold, np.asarray(roughness, np.float64))
+        depth = _depth(cand)  # within its own region: regions touch only across non-candidates
+        if (depth >= ALTERNATIVE_MIN_DEPTH).any():
+            cand = cand & (depth >= ALTERNATIVE_MIN_DEPTH)
+    else:
+        cand = allowed
+        if quality is not None:
+            with np.errstate(invalid="ignore"):
+                good = allowed & (np.asarray(quality, np.float64) >= threshold)
+            if good.any():
+                cand = good
+        depth = _depth(cand)
+    cand = cand.copy()
+    cand[ref_rc] = False
+    rr, cc = np.nonzero(cand)
+    if rr.size == 0 or n <= 0:
+        return []
+    d = depth[rr, cc]
+    nearest = np.hypot(rr - ref_rc[0], cc - ref_rc[1])
+    picked: list[tuple[int, int]] = []
+    order = rr * cand.shape[1] + cc
+    for _ in range(min(n, rr.size)):
+        k = int(np.lexsort((order, -d, -nearest))[0])
+        if nearest[k] <= 0:
+            break
+        picked.append((int(rr[k]), int(cc[k])))
+        nearest = np.minimum(nearest, np.hypot(rr - rr[k], cc - cc[k]))
+    return picked
 
 
 def select_reference_point(

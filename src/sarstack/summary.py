@@ -161,6 +161,29 @@ def _velocity_range(velocity: Path, std: Path) -> tuple[float, float, int, int, 
     return float(lo), float(hi), int(good.sum()), int((has_v & ~good).sum()), units
 
 
+def reference_sensitivity_line(raster: Path, table: Path) -> str:
+    """The line of insar.reference_sensitivity: the offset spread (the standard
+    deviation, ddof 1, of the K + 1 maps' shifts) and the shape part's median and
+    95th percentile (read decimated, as the velocity range)."""
+    import numpy as np
+    import rasterio
+
+    rows = _read_rows(table)
+    shifts = [v for v in (_num(r.get("shift")) for r in rows) if not math.isnan(v)]
+    spread = float(np.std(shifts, ddof=1)) if len(shifts) >= 2 else math.nan
+    units = rows[0].get("units", "") if rows else ""
+    with rasterio.open(raster) as src:
+        step = max(1, math.ceil(src.height / 1024))
+        shape = (max(1, src.height // step), max(1, src.width // step))
+        sd = src.read(1, out_shape=shape, masked=True).astype("float64").filled(np.nan)
+    fin = sd[np.isfinite(sd)]
+    p50, p95 = np.percentile(fin, [50, 95]) if fin.size else (math.nan, math.nan)
+    how = rows[-1].get("method", "") if rows else ""
+    return (f"insar reference sensitivity ({len(rows) - 1} alternative points, {how}): offset"
+            f" spread {spread:.3g} {units} (the whole map could shift by this); shape spread"
+            f" median {p50:.3g}, 95th percentile {p95:.3g} {units} ({raster.name})")
+
+
 def insar_lines(insar_dir: Path, since: float | None) -> list[str]:
     """The InSAR part: reference point, dates and ifgs used, velocity range, where things are."""
     velocity = insar_dir / "velocity.tif"
@@ -188,6 +211,9 @@ def insar_lines(insar_dir: Path, since: float | None) -> list[str]:
     injection = insar_dir / "injection.csv"
     if _fresh(injection, since):  # insar.injection
         lines += [insar_injection_line(r) for r in _read_rows(injection) if r["coherence_bin"] == "all"]
+    sens = insar_dir / "reference_sensitivity.csv"
+    if _fresh(sens, since) and (insar_dir / "reference_sensitivity.tif").exists():
+        lines.append(reference_sensitivity_line(insar_dir / "reference_sensitivity.tif", sens))
     lines.append(f"insar rasters: {insar_dir}/velocity.tif; plots: {insar_dir}/plots/")
     return lines
 

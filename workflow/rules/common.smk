@@ -951,6 +951,8 @@ def insar_targets():
         out.append(f"{INSAR}/timeseries_rereferenced.csv")
     if ICFG["injection"]["enabled"]:
         out.append(f"{INSAR}/injection.csv")
+    if ICFG["reference_sensitivity"]["enabled"]:
+        out.append(f"{INSAR}/reference_sensitivity.tif")
     if insar_is_demo():
         out.append(f"{DEMO}/insar_accuracy.csv")
     return out

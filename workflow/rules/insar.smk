@@ -404,6 +404,63 @@ rule insar_injection:
         " || sarstack_fail {log:q}"
 
 
+rule insar_reference_sensitivity:
+    # insar.reference_sensitivity: the chain again with K alternative reference points.
+    input:
+        ifgs=f"{INSAR}/ifgs.csv",
+        reference=f"{INSAR}/reference_point.txt",
+        quality=insar_quality(),
+        ramps=insar_ramps(),
+        troposphere=insar_troposphere(),
+        unwrap=insar_unwrap(),
+        aux=insar_aux_files(),
+        velocity=f"{INSAR}/velocity.tif",
+        n_used=f"{INSAR}/n_ifgs_used.tif",
+    output:
+        raster=report(
+            f"{INSAR}/reference_sensitivity.tif",
+            category="InSAR",
+            caption="../report/insar_reference_sensitivity_tif.rst",
+        ),
+        table=report(
+            f"{INSAR}/reference_sensitivity.csv",
+            category="InSAR",
+            caption="../report/insar_reference_sensitivity_table.rst",
+        ),
+        plot=report(
+            f"{INSAR}/plots/reference_sensitivity.png",
+            category="InSAR",
+            caption="../report/insar_reference_sensitivity.rst",
+        ),
+    log:
+        f"{LOGS}/insar/reference_sensitivity.log",
+    benchmark:
+        f"{BENCH}/insar/reference_sensitivity.tsv"
+    conda:
+        ENV
+    threads: job_threads()
+    resources:
+        # one inversion strip of the whole stack at a time (as insar_invert), the
+        # reference candidates' rasters (as insar_reference), with a margin
+        mem_mb=2000,
+        runtime=120,
+    params:
+        aux_fingerprint=user_files_fingerprint(ICFG["mask"], ICFG["quality"]),
+        opts=stage_opts("insar_reference_sensitivity"),
+        quality=opt("--quality", insar_quality()),
+        ramps=lambda w, input: opt("--ramps", input.ramps[0] if input.ramps else None),
+        troposphere=lambda w, input: opt(
+            "--troposphere", input.troposphere[0] if input.troposphere else None
+        ),
+        unwrap=lambda w, input: opt("--unwrap", input.unwrap[0] if input.unwrap else None),
+    shell:
+        "python -m sarstack insar_reference_sensitivity {params.opts} --ifgs {input.ifgs:q}"
+        " --reference {input.reference:q} {params.quality} {params.ramps} {params.troposphere}"
+        " {params.unwrap} --velocity {input.velocity:q} --n-used {input.n_used:q}"
+        " --out {output.raster:q} --out-table {output.table:q} --out-plot {output.plot:q}"
+        " --threads {threads} 2> {log:q} || sarstack_fail {log:q}"
+
+
 rule insar_rereference:
     input:
         index=f"{INSAR}/timeseries.csv",

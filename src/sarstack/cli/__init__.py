@@ -110,7 +110,8 @@ STAGES = (
     "rtc_stacks_summary",
     "insar_select", "insar_correlation_mean", "insar_conncomp_count", "insar_troposphere",
     "insar_unwrap_correction", "insar_deramp", "insar_reference",
-    "insar_invert", "insar_gather", "insar_velocity", "insar_injection", "insar_rereference",
+    "insar_invert", "insar_gather", "insar_velocity", "insar_injection",
+    "insar_reference_sensitivity", "insar_rereference",
     "insar_plots", "quality_dates",
     "demo_rtc_stack", "demo_rtc_check", "demo_insar_stack", "demo_insar_check",
 )  # fmt: skip

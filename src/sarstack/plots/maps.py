@@ -189,12 +189,13 @@ def raster_map(
     data: np.ndarray, path: str | Path, *, title: str, label: str,
     cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
     masked: np.ndarray | None = None, ref_rc: tuple[int, int] | None = None,
-    transform: Any = None, crs: Any = None,
+    transform: Any = None, crs: Any = None, points: Sequence[tuple[int, int]] = (),
 ) -> plt.Figure:
     """One raster of the InSAR branch (e.g. annual amplitude or phase) on the
     axes of :func:`velocity_map`: ``masked`` pixels (boolean, without a value)
     :data:`MASKED_COLOUR`, other pixels without a value :data:`NODATA_COLOUR`,
-    both counted in the legend; the colour range defaults to the 1st-99th
+    both counted in the legend; ``points`` (row, col) are marked as alternative
+    reference points; the colour range defaults to the 1st-99th
     percentile of the values."""
     data = np.asarray(data, dtype=np.float64)
     geo = _map_axes(transform, crs, data.shape)
@@ -215,6 +216,11 @@ def raster_map(
         at = geo["at"] if geo else (lambda r, c: (float(c), float(r)))
         ax.plot(*at(*ref_rc), "k*", ms=15, mfc="yellow", ls="none", clip_on=False, zorder=3,
                 label=f"reference [row {ref_rc[0]}, col {ref_rc[1]}]")
+    if len(points):
+        at = geo["at"] if geo else (lambda r, c: (float(c), float(r)))
+        xy = np.array([at(r, c) for r, c in points])
+        ax.plot(xy[:, 0], xy[:, 1], "k^", ms=9, mfc="cyan", ls="none", clip_on=False, zorder=3,
+                label=f"{len(points)} alternative reference points")
     if not finite.size:
         ax.text(0.5, 0.5, "no value", ha="center", va="center", fontsize=18, color="tab:red",
                 transform=ax.transAxes)

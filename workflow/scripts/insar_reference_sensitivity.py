@@ -1,0 +1,1 @@
+__import__("sarstack.cli", fromlist=["run_script"]).run_script(__file__)
