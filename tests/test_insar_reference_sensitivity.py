@@ -174,3 +174,18 @@ def test_summary_line(stack, tmp_path):
     line = summary.reference_sensitivity_line(tmp_path / "rs.tif", tmp_path / "rs.csv")
     assert line.startswith(f"insar reference sensitivity ({K} alternative points")
     assert "offset spread" in line and "shape" in line
+
+
+def test_dry_run_has_the_job_only_when_on(tmp_path):
+    """Off by default: no job; on: the job, after insar_velocity, with the points."""
+    from test_workflow import snakemake, write_config
+
+    for on in (False, True):
+        cfg = {"output_dir": str(tmp_path / "o"), "rtc": {"enabled": False}, "demo": {"enabled": True}}
+        if on:
+            cfg["insar"] = {"reference_sensitivity": {"enabled": True, "points": 2}}
+        path = write_config(tmp_path / f"{on}.yaml", cfg)
+        p = snakemake("insar", "-n", "-p", "--configfile", str(path))
+        text = p.stdout + p.stderr
+        assert ("rule insar_reference_sensitivity" in text) is on
+        assert ("--points 2" in text) is on
