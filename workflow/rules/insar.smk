@@ -363,6 +363,7 @@ rule insar_injection:
         ifgs=f"{INSAR}/ifgs.csv",
         reference=f"{INSAR}/reference_point.txt",
         troposphere=insar_troposphere(),
+        unwrap=insar_unwrap(),
         aux=insar_aux_files(),
         velocity=f"{INSAR}/velocity.tif",
         std=f"{INSAR}/velocity_std.tif",
@@ -395,9 +396,10 @@ rule insar_injection:
         troposphere=lambda w, input: opt(
             "--troposphere", input.troposphere[0] if input.troposphere else None
         ),
+        unwrap=lambda w, input: opt("--unwrap", input.unwrap[0] if input.unwrap else None),
     shell:
         "python -m sarstack insar_injection {params.opts} --ifgs {input.ifgs:q}"
-        " --reference {input.reference:q} {params.troposphere}"
+        " --reference {input.reference:q} {params.troposphere} {params.unwrap}"
         " --velocity-dir {params.velocity_dir:q}"
         " --temporal-coherence {input.temporal_coherence:q} --out {output.table:q}"
         " --out-error {output.error:q} --threads {threads} 2> {log:q}"

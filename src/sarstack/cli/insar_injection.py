@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sarstack import cli, deramp, insar, io, options, refpoint, troposphere
+from sarstack import cli, deramp, insar, io, options, refpoint, troposphere, unwrap
 from sarstack.errors import SarstackError
+from sarstack.insar import chain
 from sarstack.insar import injection as inj
 from sarstack.jaxcfg import configure_jax
 from sarstack.velocity import DeformationModel, model_error
@@ -33,6 +34,8 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", required=True, help="row,col file from insar_reference")
     p.add_argument("--troposphere", default=None,
                    help="folder of insar_troposphere's per-date delays (as the inversion)")
+    p.add_argument("--unwrap", default=None,
+                   help="unwrap_ambiguity.tif of insar_unwrap_correction (as the inversion)")
     p.add_argument("--velocity-dir", required=True,
                    help="folder of the stack's own velocity.tif, velocity_std.tif and model rasters")
     p.add_argument("--temporal-coherence", required=True, help="temporal_coherence.tif (the bins)")
@@ -64,30 +67,21 @@ def main(argv=None):
     units = refpoint.phase_to_displacement(np.zeros(1), a.wavelength)[1]
     log.info("injecting a %s", bowl.describe(units))
     configure_jax(x64=True, cache_dir=a.jax_cache)
-    threads = a.threads if a.threads > 0 else None
     tropo = (troposphere.IfgDelays(a.troposphere, dates, pairs, grid)
              if a.troposphere else None)  # fmt: skip
+    cycles = unwrap.IfgAmbiguities(a.unwrap, ifgs, grid) if a.unwrap else None
     ramps = None
     if a.deramp != "none":  # refitted with the signal: the deramp may take part of it away
         ramps = deramp.ramp_coefficients(deramp.fit_ramps(
             ifgs, a.deramp, block_shape=a.block, mask=a.mask,
-            min_correlation=a.deramp_min_correlation, troposphere=tropo, injection=phase), ifgs)  # fmt: skip
-    invert = dict(
-        method=a.method, wavelength=a.wavelength, mask=a.mask, block_shape=a.block,
-        l1_tolerance=a.l1_tolerance, l1_max_iterations=a.l1_max_iterations,
-        weighting=a.weighting, correlation_looks=a.correlation_looks,
-        correlation_threshold=a.correlation_threshold, reference_window=a.reference_window,
-        threads=threads, ramps=ramps, troposphere=tropo,
-    )  # fmt: skip
-    gather = dict(threads=max(1, a.threads), coherence_mask=a.coherence_mask,
-                  min_region_px=a.min_region_px)  # fmt: skip
-    vel = dict(weight_ifgs=ifgs if a.velocity_weighting == "correlation" else None, model=model,
-               uncertainty=a.uncertainty)  # fmt: skip
+            min_correlation=a.deramp_min_correlation, troposphere=tropo, unwrap=cycles,
+            injection=phase), ifgs)  # fmt: skip
+    invert, gather, vel = chain.chain_options(a, ifgs, dates, pairs, grid, ramps=ramps)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".injection-", dir=Path(a.out).parent))
     try:
-        run = inj.injected_run(ifgs, dates, pairs, ref_rc, phase, scratch, invert=invert,
-                               gather=gather, velocity=vel)  # fmt: skip
+        run = chain.run_chain(ifgs, dates, pairs, ref_rc, scratch, invert=invert, gather=gather,
+                              velocity=vel, injection=phase)  # fmt: skip
         quantities = [("velocity", run["velocity"], own / "velocity.tif", own / "velocity_std.tif")]
         if step_name and step_name in run:
             quantities.append(("step", run[step_name], own / f"{step_name}.tif",

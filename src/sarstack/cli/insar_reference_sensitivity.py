@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sarstack import cli, deramp, insar, io, options, refpoint, troposphere, unwrap
+from sarstack import cli, insar, io, options, refpoint
 from sarstack.errors import SarstackError
+from sarstack.insar import chain
 from sarstack.insar import sensitivity as sens
 from sarstack.velocity import DeformationModel, model_error
 
@@ -58,8 +59,8 @@ def main(argv=None):
     cli.setup_logging(a.verbose)
     if a.points < 1:
         raise SarstackError(f"{KEY}.points: must be at least 1, got {a.points}")
-    try:
-        model = DeformationModel.from_config(a.annual, a.semiannual, a.step or ())
+    try:  # before any work: a bad model is an error naming its key
+        DeformationModel.from_config(a.annual, a.semiannual, a.step or ())
     except SarstackError as e:
         raise model_error(e) from None
     ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
@@ -92,27 +93,13 @@ def main(argv=None):
             from sarstack.jaxcfg import configure_jax
 
             configure_jax(x64=True, cache_dir=a.jax_cache)
-            threads = a.threads if a.threads > 0 else None
-            invert = dict(
-                method=a.method, wavelength=a.wavelength, mask=a.mask, block_shape=a.block,
-                l1_tolerance=a.l1_tolerance, l1_max_iterations=a.l1_max_iterations,
-                weighting=a.weighting, correlation_looks=a.correlation_looks,
-                correlation_threshold=a.correlation_threshold,
-                reference_window=a.reference_window, threads=threads,
-                ramps=deramp.read_ramps(a.ramps, ifgs) if a.ramps else None,
-                troposphere=(troposphere.IfgDelays(a.troposphere, dates, pairs, grid)
-                             if a.troposphere else None),
-                unwrap=unwrap.IfgAmbiguities(a.unwrap, ifgs, grid) if a.unwrap else None,
-            )  # fmt: skip
-            gather = dict(threads=max(1, a.threads), coherence_mask=a.coherence_mask,
-                          min_region_px=a.min_region_px)  # fmt: skip
-            vel = dict(weight_ifgs=ifgs if a.velocity_weighting == "correlation" else None,
-                       model=model, uncertainty=a.uncertainty)  # fmt: skip
+            invert, gather, vel = chain.chain_options(a, ifgs, dates, pairs, grid)
             runs = []
             for k, rc in enumerate(points):
                 t0 = time.perf_counter()
-                runs.append(sens.chain_run(ifgs, dates, pairs, rc, scratch / f"ref{k}",
-                                           invert=invert, gather=gather, velocity=vel))  # fmt: skip
+                runs.append(chain.run_chain(ifgs, dates, pairs, rc, scratch / f"ref{k}",
+                                            invert=invert, gather=gather,
+                                            velocity=vel)["velocity"])  # fmt: skip
                 log.info("reference [%d, %d]: inverted again in %.1f s", *rc,
                          time.perf_counter() - t0)  # fmt: skip
         table = sens.sensitivity_files(a.velocity, runs, points, ref_rc, a.out,

@@ -22,12 +22,10 @@ Two parts, kept apart on purpose:
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rasterio.windows import Window
@@ -49,42 +47,6 @@ log = logging.getLogger(__package__)
 
 #: Columns of reference_sensitivity.csv, one row per reference (the run's own first).
 SENSITIVITY_COLUMNS = ["role", "row", "col", "velocity_main", "shift", "units", "method"]
-
-
-def chain_run(
-    ifgs: Sequence[Any],
-    dates: Sequence[dt.date],
-    pairs: Sequence[tuple[int, int]],
-    ref_rc: tuple[int, int],
-    scratch: str | Path,
-    *,
-    invert: dict[str, Any],
-    gather: dict[str, Any],
-    velocity: dict[str, Any],
-) -> Path:
-    """The inversion, gather and velocity fit of the stack referenced to
-    ``ref_rc``, in ``scratch`` (the caller removes it): one strip of the whole
-    grid (:func:`~sarstack.insar.invert_strip` with ``invert``'s options, the
-    same blocks, so the same per-block solver decisions as the run's own
-    strips), :func:`~sarstack.insar.gather_strips` (``gather``'s options: the
-    coherence mask) and :func:`~sarstack.insar.velocity_files`
-    (``velocity``'s: weighting, model, uncertainty). Returns the velocity
-    raster. Memory follows ``invert["block_shape"]`` as in the stages."""
-    from sarstack.insar.gather import gather_strips
-    from sarstack.insar.invert import describe_method, invert_strip
-    from sarstack.insar.model import velocity_files
-
-    scratch = Path(scratch)
-    strip, run = scratch / "strip", scratch / "run"
-    invert_strip(ifgs, dates, pairs, ref_rc, strip, write_residuals=False, **invert)
-    how = describe_method(invert["method"], invert["weighting"], all(i.conncomp for i in ifgs))
-    index = gather_strips([strip], ifgs, dates, ref_rc, run, wavelength=invert["wavelength"],
-                          how=how, block_shape=invert["block_shape"], **gather)  # fmt: skip
-    shutil.rmtree(strip)  # the staging rasters: only the series is read again
-    out = scratch / "velocity.tif"
-    velocity_files(index, dates[0], out, scratch / "velocity_std.tif",
-                   block_shape=invert["block_shape"], out_dir=scratch, **velocity)  # fmt: skip
-    return out
 
 
 def shift_is_exact(
