@@ -78,7 +78,12 @@ def test_ramps_table_and_errors(stacks, tmp_path):
     ifgs = stacks[0]
     table = deramp.fit_ramps(ifgs, "linear", block_shape=(16, 24))
     assert list(table.columns) == ["key", "reference_date", "secondary_date", "model", "n_pixels",
-                                   "c0", "cx", "cy", "ramp_rms_rad", "residual_rms_rad"]  # fmt: skip
+                                   "c0", "cx", "cy", "ramp_rms_rad", "residual_rms_rad",
+                                   "phase_std_rad"]  # fmt: skip
+    for i, row in zip(ifgs, table.itertuples(), strict=True):
+        z = io.read_band(i.path).astype(np.float64)
+        assert row.n_pixels == np.isfinite(z).sum()
+        assert row.phase_std_rad == pytest.approx(np.nanstd(z), rel=1e-6)
     path = tmp_path / "ramps.csv"
     io.write_csv(path, table)
     model, coeffs = deramp.read_ramps(path, ifgs[::-1])

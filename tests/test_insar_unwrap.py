@@ -174,6 +174,40 @@ def test_error_at_the_reference_point_is_corrected_there_too(stack, tmp_path):
     assert np.abs(v_fix - v_clean).max() <= 1e-3 and cc.max() == 0
 
 
+def test_closures_of_the_referenced_phase_ignore_per_ifg_constants(stack, tmp_path):
+    """Real ifgs carry a constant per ifg that is not a whole number of cycles
+    (PyRate's cropA: triangles closing at -1.53 cycles over the scene), which
+    the reference point takes out. The closures are taken of the referenced
+    phase: the same cycles and closure counts as without the constants, where
+    the raw closures, rounding either way from pixel to pixel, go wrong."""
+    d, ifgs, dirty, dates, pairs, grid, err = stack
+    rng = np.random.default_rng(3)
+    shifted = []
+    (tmp_path / "shifted").mkdir()
+    for i in dirty:
+        path = tmp_path / "shifted" / i.path.name
+        phase = io.read_band(i.path).astype(np.float64) + rng.uniform(-np.pi, np.pi)
+        io.write_raster(path, phase.astype(np.float32), grid, nodata=0.0)
+        shifted.append(dataclasses.replace(i, path=path))
+    ref = insar.reference_phase(shifted, REF)
+    closures = (tmp_path / "before.tif", tmp_path / "after.tif")
+    table, totals = unwrap.write_corrections(shifted, pairs, tmp_path / "u.tif", tmp_path / "n.tif",
+                                             block_shape=(16, 56), reference=ref,
+                                             out_closures=closures)  # fmt: skip
+    np.testing.assert_array_equal(io.read_band(tmp_path / "n.tif"), (err != 0).sum(axis=0))
+    tri = closure.network_triangles(pairs)
+    k = unwrap.closure_integers(np.stack([io.read_band(i.path).astype(np.float64).ravel()
+                                          for i in dirty]), tri)  # fmt: skip
+    before = ((k != 0) & (k != unwrap.UNMEASURED)).sum(axis=0).reshape(SHAPE)
+    np.testing.assert_array_equal(io.read_band(closures[0]), before)
+    assert before.sum() > 0 and not io.read_band(closures[1]).any()
+    assert totals["closures_before"] == before.sum() and totals["closures_after"] == 0
+    # the raw closures of the shifted stack: wrong cycles on pixels with no error
+    _, raw = unwrap.write_corrections(shifted, pairs, tmp_path / "u2.tif", tmp_path / "n2.tif",
+                                      block_shape=(16, 56))  # fmt: skip
+    assert (io.read_band(tmp_path / "n2.tif") != (err != 0).sum(axis=0)).mean() > 0.1
+
+
 def test_deramp_fit_sees_the_corrected_phase(stack, tmp_path):
     from sarstack import deramp
 
@@ -283,4 +317,8 @@ def test_workflow_corrects_to_the_clean_velocity(stack, tmp_path):
         vel[name] = io.read_band(out / "insar" / "velocity.tif")
     assert (np.abs(vel["fixed"] - vel["clean"]) <= 1e-3).mean() >= 0.95
     assert (tmp_path / "fixed" / "insar" / "unwrap_corrected_count.tif").exists()
+    assert (tmp_path / "fixed" / "insar" / "plots" / "unwrap_correction.png").stat().st_size > 0
+    after = io.read_band(tmp_path / "fixed" / "insar" / "closure_count_after.tif")
+    cc = io.read_band(tmp_path / "fixed" / "insar" / "closure_nonzero_count.tif")
+    np.testing.assert_array_equal(after, cc)  # the inversion counts the same closures
     assert not (tmp_path / "clean" / "insar" / "unwrap_correction.csv").exists()

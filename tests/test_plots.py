@@ -535,3 +535,65 @@ def test_absolute_offsets_dates_and_the_per_scene_rule(tmp_path):
     assert notes["2021-01-13"] == pytest.approx((8.0, 8.0))
     assert "scene fails (1)" in legend_text(fig)
     assert "stack mean (not judged)" in legend_text(fig)
+
+
+# ------------------------------------------------------- InSAR corrections
+def _ifg_rows(n: int) -> pd.DataFrame:
+    d = pd.to_datetime(DATES)
+    rows = [(d[i], d[i + s]) for s in (1, 2) for i in range(len(d) - s)][:n]
+    return pd.DataFrame({"key": [f"{a:%Y%m%d}_{b:%Y%m%d}" for a, b in rows],
+                         "reference_date": [f"{a:%Y-%m-%d}" for a, _ in rows],
+                         "secondary_date": [f"{b:%Y-%m-%d}" for _, b in rows]})  # fmt: skip
+
+
+def test_ramp_range_over_the_scene():
+    lin = pd.DataFrame({"cx": [2.0, -1.0], "cy": [-3.0, 0.5]})
+    np.testing.assert_allclose(plots.ramp_peak_to_peak(lin), [5.0, 1.5])
+    quad = pd.DataFrame({"cx": [0.0, 1.0], "cy": [0.0, 0.0], "cxx": [4.0, 0.0], "cxy": [0.0, 2.0],
+                         "cyy": [0.0, 0.0]})  # fmt: skip
+    # 4 x^2 over [-0.5, 0.5]: 0 to 1; x + 2 x y: -1 to 1 at the corners
+    np.testing.assert_allclose(plots.ramp_peak_to_peak(quad), [1.0, 2.0])
+
+
+def test_ramps_figure_names_the_spread_and_the_time_span(tmp_path):
+    t = _ifg_rows(7)
+    span = (pd.to_datetime(t["secondary_date"]) - pd.to_datetime(t["reference_date"])).dt.days
+    t = t.assign(model="linear", n_pixels=100, c0=1.0, cx=0.1 * span, cy=0.0, ramp_rms_rad=1.0,
+                 residual_rms_rad=[0.5] * 6 + [3.0], phase_std_rad=[2.0] * 7)  # fmt: skip
+    fig = plots.ramps(t, tmp_path / "ramps.png")
+    png_ok(tmp_path / "ramps.png")
+    txt = texts(fig)
+    assert "medians 2 -> 0.5 rad" in txt and f"largest {0.1 * span.max():.3g} rad" in txt
+    assert "r = 1.00; grows with it: deformation?" in txt and "grew (1 ifgs)" in txt
+
+
+def test_troposphere_figure_counts_the_ifgs_it_helped(tmp_path):
+    t = _ifg_rows(5).assign(n_pixels=100, no_delay_px=0, correction_mean_rad=0.0,
+                            correction_std_rad=0.4, phase_std_before_rad=[1.0, 1.0, 1.0, 1.0, 0.2],
+                            phase_std_after_rad=[0.5, 0.6, 0.7, 0.8, 0.4])  # fmt: skip
+    fig = plots.troposphere(t, tmp_path / "tropo.png")
+    png_ok(tmp_path / "tropo.png")
+    txt = texts(fig)
+    assert "medians 1 -> 0.6 rad" in txt and "4 of 5 ifgs reduced" in txt
+    assert "grew (1 ifgs)" in txt
+
+
+def test_unwrap_correction_figure_counts_before_and_after(tmp_path):
+    corrected = np.zeros((20, 30))
+    corrected[2:5, 3:7] = 1  # 12 px
+    corrected[0, 0] = np.nan
+    before = np.zeros((20, 30))
+    before[2:5, 3:7] = 3
+    before[10, 10] = 2
+    after = np.zeros((20, 30))
+    after[10, 10] = 2
+    t = _ifg_rows(4).assign(n_triangles=[2, 0, 1, 1], corrected_px=[12, 0, 0, 0],
+                            cycles_added=[12, 0, 0, 0], cycles_removed=0)  # fmt: skip
+    fig = plots.unwrap_correction(corrected, before, after, t, tmp_path / "u.png",
+                                  transform=Affine(30.0, 0, 5e5, 0, -30.0, 4e6),
+                                  crs=CRS.from_epsg(32611), ref_rc=(15, 20))  # fmt: skip
+    png_ok(tmp_path / "u.png")
+    txt = texts(fig)
+    assert "12 ifg-pixels, on 12 px" in txt
+    assert "sum 38, on 13 px" in txt and "sum 2, on 1 px" in txt
+    assert "cannot be corrected (1)" in txt and "1 of 4 ifgs corrected somewhere" in txt

@@ -85,8 +85,9 @@ def fit_ramps(
 ) -> pd.DataFrame:
     """One row per interferogram: ``key, reference_date, secondary_date, model,
     n_pixels``, the coefficients (:data:`TERMS`, radians), ``ramp_rms_rad`` (of
-    the fitted surface over the pixels used: what is removed) and
-    ``residual_rms_rad`` (of the phase about it).
+    the fitted surface over the pixels used: what is removed),
+    ``residual_rms_rad`` (of the phase about it: its spread after) and
+    ``phase_std_rad`` (the phase's std about its mean: its spread before).
 
     ``mask`` (a raster, 0 = leave out, as ``insar.mask``) and
     ``min_correlation`` (needs each ifg's correlation raster) restrict the
@@ -162,6 +163,7 @@ def fit_ramps(
                 f"{ifg.path}: its valid pixels do not determine a {model} ramp (a line of pixels?)"
             ) from None
         fitted = float(c @ nm[i] @ c)
+        mean = float(rhs[i, 0] / count[i])  # the design's first column is 1
         resid = max(float(zz[i] - 2.0 * c @ rhs[i] + fitted), 0.0)
         rows.append({
             "key": ifg.key, "reference_date": ifg.reference.isoformat(),
@@ -169,6 +171,7 @@ def fit_ramps(
             **{name: float(v) for name, v in zip(names, c, strict=True)},
             "ramp_rms_rad": float(np.sqrt(fitted / count[i])),
             "residual_rms_rad": float(np.sqrt(resid / count[i])),
+            "phase_std_rad": float(np.sqrt(max(zz[i] / count[i] - mean * mean, 0.0))),
         })  # fmt: skip
     return pd.DataFrame(rows)
 

@@ -45,10 +45,15 @@ fewer cycles closes the triangles are "corrected" wrongly; the closures then
 still vanish. Ambiguities are bounded to ``max |k| + 1`` cycles per ifg, and
 written as int8 (beyond +-127 cycles, clipped: no real unwrapper is that far).
 
-Closures do not change with per-date delays, with the reference point, or
-with smooth per-ifg surfaces summed over a triangle, so the ambiguities are
-computed from the raw phase; the inversion, the reference values and the
-deramp fit then add ``2 pi U`` as they read each ifg.
+Closures do not change with per-date delays, nor (up to a plane) with
+per-ifg ramps, but they do with a constant per ifg that is not a whole number
+of cycles, which real ifgs carry (PyRate's cropA: a triangle closing at -1.53
+cycles over the whole scene, rounding either way from pixel to pixel) and the
+reference point takes out. So the stage takes the closures of the phase
+minus each ifg's value at the reference point, the closures the inversion
+counts (:func:`write_corrections`' ``reference``); the inversion, the
+reference values and the deramp fit then add ``2 pi U`` to the raw phase as
+they read each ifg.
 """
 
 from __future__ import annotations
@@ -153,6 +158,7 @@ def ambiguities(
     *,
     max_patterns: int = MAX_PATTERNS,
     tmat: np.ndarray | None = None,
+    k: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Per ifg and pixel, the integer ambiguity ``U`` of ``phase`` ``(n_ifg,
     pixels)`` (int8, ``phase + 2 pi U`` is the corrected phase), and the block's
@@ -160,7 +166,8 @@ def ambiguities(
     ``closed_px`` (of them, every measured closure zero after the correction),
     ``unsolved_px`` (left uncorrected beyond ``max_patterns``), ``patterns``
     (distinct patterns), ``nonzero_after_px`` (pixels still with a non-zero
-    integer closure)."""
+    integer closure). ``k``: the integer closures of ``phase``
+    (:func:`closure_integers`) when the caller has them already."""
     n_ifg, npix = phase.shape
     tri = np.asarray(triangles, np.int64).reshape(-1, 3)
     u = np.zeros((n_ifg, npix), np.int8)
@@ -170,7 +177,8 @@ def ambiguities(
         return u, stats
     if tmat is None:
         tmat = incidence(tri, n_ifg)
-    k = closure_integers(phase, tri)
+    if k is None:
+        k = closure_integers(phase, tri)
     flagged = ((k != 0) & (k != UNMEASURED)).any(axis=0)
     idx = np.flatnonzero(flagged)
     stats["flagged_px"] = len(idx)
@@ -201,6 +209,16 @@ def correct(phase: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.asarray(phase, np.float64) + (2.0 * np.pi) * u
 
 
+def closure_count(k: np.ndarray) -> np.ndarray:
+    """Per pixel, the measured triangles of integer closures ``k`` ``(n_tri,
+    pixels)`` that are non-zero (uint16; :data:`COUNT_NODATA` where no triangle
+    is measured)."""
+    meas = k != UNMEASURED
+    out = ((k != 0) & meas).sum(axis=0).astype(np.uint16)
+    out[~meas.any(axis=0)] = COUNT_NODATA
+    return out
+
+
 def write_corrections(
     ifgs: Sequence[Ifg],
     pairs: Sequence[tuple[int, int]],
@@ -209,14 +227,31 @@ def write_corrections(
     *,
     block_shape: Sequence[int],
     max_patterns: int = MAX_PATTERNS,
+    reference: np.ndarray | None = None,
+    out_closures: tuple[str | Path, str | Path] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Stage ``insar_unwrap_correction``: block by block, the ambiguities of the
-    raw phase of ``ifgs`` into ``out`` (one int8 band per ifg, its key the band
+    phase of ``ifgs`` (minus ``reference``) into ``out`` (one int8 band per ifg, its key the band
     description; ``2 pi U`` is added to the ifg) and the number of corrected
     ifgs per pixel into ``out_count`` (uint16, :data:`COUNT_NODATA` where no
     ifg has a phase). Returns the per-ifg table (:data:`COLUMNS`) and the
-    scene's counts (:func:`ambiguities`). Both rasters are written atomically:
-    on an error neither is left."""
+    scene's counts (:func:`ambiguities`, plus ``closures_before`` and
+    ``closures_after``: the non-zero integer closures summed over the pixels).
+
+    ``reference`` ``(n_ifg,)``: each ifg's phase at the reference point
+    (:func:`sarstack.insar.reference_phase` of the raw phase), subtracted before
+    the closures are taken, so that they are the closures of the phase the
+    inversion references. Without it, an ifg whose phase carries a constant
+    that is not a whole number of cycles (unwrappers and processors leave
+    one) gives its triangles a closure near an odd multiple of pi over the
+    whole scene, which rounds either way from pixel to pixel. The cycles are
+    still added to the raw phase: a constant per ifg does not change them.
+    ``out_closures`` ``(before, after)``: per pixel, the triangles with a
+    non-zero integer closure before and after the correction
+    (:func:`closure_count`). Every raster is written atomically: on an error
+    none is left."""
+    import contextlib
+
     import pandas as pd
 
     from sarstack import closure
@@ -227,36 +262,55 @@ def write_corrections(
     tri = closure.network_triangles(pairs)
     tmat = incidence(tri, n)
     n_tri = np.abs(tmat).sum(axis=0).astype(np.int64)
+    ref = None if reference is None else np.asarray(reference, np.float64).reshape(n, 1)
     corrected = np.zeros(n, np.int64)
     added = np.zeros(n, np.int64)
     removed = np.zeros(n, np.int64)
     totals = {"flagged_px": 0, "closed_px": 0, "unsolved_px": 0, "patterns": 0,
-              "nonzero_after_px": 0}  # fmt: skip
+              "nonzero_after_px": 0, "closures_before": 0, "closures_after": 0}  # fmt: skip
     tags = {"quantity": "unwrapping ambiguity", "method": "closure",
             "note": "the ifg's phase + 2 pi x this value is the corrected phase"}  # fmt: skip
-    with (
-        StackReader([i.path for i in ifgs]) as stack,
-        RasterWriter(out, grid, count=n, dtype="int8", nodata=None, units="cycles", tags=tags,
-                     descriptions=[i.key for i in ifgs], overviews=False) as w_u,  # fmt: skip
-        RasterWriter(out_count, grid, dtype="uint16", nodata=COUNT_NODATA, units="count",
-                     tags={"quantity": "ifgs corrected by insar.unwrap_correction"}) as w_n,  # fmt: skip
-    ):
+    with contextlib.ExitStack() as st:
+        stack = st.enter_context(StackReader([i.path for i in ifgs]))
+        w_u = st.enter_context(RasterWriter(
+            out, grid, count=n, dtype="int8", nodata=None, units="cycles", tags=tags,
+            descriptions=[i.key for i in ifgs], overviews=False))  # fmt: skip
+        w_n = st.enter_context(RasterWriter(
+            out_count, grid, dtype="uint16", nodata=COUNT_NODATA, units="count",
+            tags={"quantity": "ifgs corrected by insar.unwrap_correction"}))  # fmt: skip
+        writers = [w_u, w_n]
+        for path, when in zip(out_closures or (), ("before", "after"), strict=False):
+            writers.append(st.enter_context(RasterWriter(
+                path, grid, dtype="uint16", nodata=COUNT_NODATA, units="count",
+                tags={"quantity": f"triangles with a non-zero closure {when} "
+                                  "insar.unwrap_correction"})))  # fmt: skip
 
-        def block(win: Window, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def block(win: Window, data: np.ndarray) -> tuple[np.ndarray, ...]:
             h, w = int(win.height), int(win.width)
             flat = data.astype(np.float64).reshape(n, -1)
-            u, st = ambiguities(flat, tri, max_patterns=max_patterns, tmat=tmat)
-            for key in totals:
-                totals[key] += st[key]
+            if ref is not None:
+                flat -= ref
+            k = closure_integers(flat, tri)
+            u, stats = ambiguities(flat, tri, max_patterns=max_patterns, tmat=tmat, k=k)
+            for key in stats:
+                totals[key] += stats[key]
             nz = u != 0
             corrected[:] += nz.sum(axis=1)
             added[:] += np.where(u > 0, u, 0).sum(axis=1, dtype=np.int64)
             removed[:] += np.where(u < 0, -u, 0).sum(axis=1, dtype=np.int64)
             count = nz.sum(axis=0).astype(np.uint16)
             count[~np.isfinite(flat).any(axis=0)] = COUNT_NODATA
-            return u.reshape(n, h, w), count.reshape(h, w)
+            before = closure_count(k)
+            k_after = np.where(k == UNMEASURED, k, k + tmat.astype(np.int64) @ u.astype(np.int64))
+            after = closure_count(k_after)
+            for key, c in (("closures_before", before), ("closures_after", after)):
+                totals[key] += int(c[c != COUNT_NODATA].sum(dtype=np.int64))
+            res = [u.reshape(n, h, w), count.reshape(h, w)]
+            if out_closures:
+                res += [before.reshape(h, w), after.reshape(h, w)]
+            return tuple(res)
 
-        process_blocks(grid.shape, block_shape, block, read=stack.read, writers=[w_u, w_n],
+        process_blocks(grid.shape, block_shape, block, read=stack.read, writers=writers,
                        prefetch=True)  # fmt: skip
     table = pd.DataFrame({
         "key": [i.key for i in ifgs], "reference_date": [i.reference.isoformat() for i in ifgs],

@@ -118,6 +118,11 @@ rule insar_troposphere:
             category="InSAR",
             caption="../report/insar_troposphere.rst",
         ),
+        plot=report(
+            f"{INSAR}/plots/troposphere.png",
+            category="InSAR",
+            caption="../report/insar_troposphere_plot.rst",
+        ),
     log:
         f"{LOGS}/insar/troposphere.log",
     benchmark:
@@ -135,13 +140,15 @@ rule insar_troposphere:
         opts=stage_opts("insar_troposphere"),
     shell:
         "python -m sarstack insar_troposphere {params.opts} --ifgs {input.ifgs:q}"
-        " --out-dir {output.delays:q} --out {output.table:q}"
+        " --out-dir {output.delays:q} --out {output.table:q} --out-plot {output.plot:q}"
         " 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_unwrap_correction:
     input:
         ifgs=f"{INSAR}/ifgs.csv",
+        # the closures are taken of the phase referenced to it, as the inversion's
+        reference=f"{INSAR}/reference_point.txt",
     output:
         ambiguity=f"{INSAR}/unwrap_ambiguity.tif",
         counts=report(
@@ -153,6 +160,13 @@ rule insar_unwrap_correction:
             f"{INSAR}/unwrap_correction.csv",
             category="InSAR",
             caption="../report/insar_unwrap_correction.rst",
+        ),
+        closures_before=f"{INSAR}/closure_count_before.tif",
+        closures_after=f"{INSAR}/closure_count_after.tif",
+        plot=report(
+            f"{INSAR}/plots/unwrap_correction.png",
+            category="InSAR",
+            caption="../report/insar_unwrap_plot.rst",
         ),
     log:
         f"{LOGS}/insar/unwrap_correction.log",
@@ -169,8 +183,10 @@ rule insar_unwrap_correction:
         opts=stage_opts("insar_unwrap_correction"),
     shell:
         "python -m sarstack insar_unwrap_correction {params.opts} --ifgs {input.ifgs:q}"
-        " --out {output.ambiguity:q} --out-count {output.counts:q} --out-table {output.table:q}"
-        " 2> {log:q} || sarstack_fail {log:q}"
+        " --reference {input.reference:q} --out {output.ambiguity:q} --out-count {output.counts:q}"
+        " --out-table {output.table:q}"
+        " --out-closures {output.closures_before:q} {output.closures_after:q}"
+        " --out-plot {output.plot:q} 2> {log:q} || sarstack_fail {log:q}"
 
 
 rule insar_deramp:
@@ -180,7 +196,12 @@ rule insar_deramp:
         troposphere=insar_troposphere(),
         unwrap=insar_unwrap(),
     output:
-        report(f"{INSAR}/ramps.csv", category="InSAR", caption="../report/insar_ramps.rst"),
+        table=report(f"{INSAR}/ramps.csv", category="InSAR", caption="../report/insar_ramps.rst"),
+        plot=report(
+            f"{INSAR}/plots/ramps.png",
+            category="InSAR",
+            caption="../report/insar_ramps_plot.rst",
+        ),
     log:
         f"{LOGS}/insar/deramp.log",
     benchmark:
@@ -200,7 +221,8 @@ rule insar_deramp:
         ),
         unwrap=lambda w, input: opt("--unwrap", input.unwrap[0] if input.unwrap else None),
     shell:
-        "python -m sarstack insar_deramp {params.opts} --ifgs {input.ifgs:q} --out {output:q}"
+        "python -m sarstack insar_deramp {params.opts} --ifgs {input.ifgs:q}"
+        " --out {output.table:q} --out-plot {output.plot:q}"
         " {params.troposphere} {params.unwrap} 2> {log:q} || sarstack_fail {log:q}"
 
 

@@ -25,6 +25,9 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--unwrap", default=None,
                    help="unwrap_ambiguity.tif of insar_unwrap_correction: the ramps are fitted"
                         " to the phase plus each ifg's 2 pi x cycles")
+    p.add_argument("--out-plot", default=None,
+                   help="plots/ramps.png: per ifg the ramp's range over the scene and the"
+                        " phase's spread before and after")
     return p
 
 
@@ -42,6 +45,10 @@ def main(argv=None):
                              min_correlation=a.min_correlation, troposphere=tropo,
                              unwrap=cycles)  # fmt: skip
     io.write_csv(a.out, table)
+    if a.out_plot:
+        from sarstack import plots
+
+        plots.ramps(table, a.out_plot)
     worst = table.loc[table["ramp_rms_rad"].idxmax()]
     log.info("%d %s ramps fitted; median RMS removed %.3g rad, largest %.3g rad (%s)",
              len(table), a.model, table["ramp_rms_rad"].median(), worst["ramp_rms_rad"],

@@ -22,6 +22,8 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True,
                    help="folder of the per-date line-of-sight delays (radians), replaced whole")
     p.add_argument("--out", required=True, help="troposphere.csv: the correction per ifg")
+    p.add_argument("--out-plot", default=None,
+                   help="plots/troposphere.png: per ifg the phase's std before and after")
     return p
 
 
@@ -37,6 +39,10 @@ def main(argv=None):
         date_format=a.date_format, block_shape=a.block,
     )  # fmt: skip
     io.write_csv(a.out, table)
+    if a.out_plot:
+        from sarstack import plots
+
+        plots.troposphere(table, a.out_plot)
     lost = int(table["no_delay_px"].sum())
     if lost:
         log.warning("%d ifg pixels have no delay (outside the delay rasters or their nodata) "

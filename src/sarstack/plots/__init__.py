@@ -11,6 +11,12 @@ from sarstack.plots.common import (  # noqa: F401
     PAIR_OFFSET,
     default_min_ok_pairs,
 )
+from sarstack.plots.corrections import (  # noqa: F401
+    ramp_peak_to_peak,
+    ramps,
+    troposphere,
+    unwrap_correction,
+)
 from sarstack.plots.maps import (  # noqa: F401
     MASKED_COLOUR,
     NO_STD_COLOUR,
