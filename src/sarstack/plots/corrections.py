@@ -138,7 +138,7 @@ def _before_after(ax: plt.Axes, x: np.ndarray, before: np.ndarray, after: np.nda
     if grew.any():
         ax.plot([], [], "-", color="tab:red", label=f"grew ({int(grew.sum())} ifgs)")
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0))  # never over the data
 
 
 def ramps(table: pd.DataFrame, path: str | Path) -> plt.Figure:
