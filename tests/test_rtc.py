@@ -9,7 +9,6 @@ import pytest
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.windows import Window
 
 from sarstack import io, rtc
 from sarstack.errors import SarstackError
@@ -53,36 +52,6 @@ def test_superset_pads_without_resampling_and_masks_nodata(tmp_path):
     assert np.isnan(placed[0, 0])  # nodata -> NaN, not -9999
     np.testing.assert_array_equal(placed.ravel()[1:], data.ravel()[1:])  # bit-exact: not resampled
     assert np.isnan(arr).sum() == arr.size - 24
-
-
-@pytest.mark.parametrize("nodata, fill, dtype", [
-    (-9999.0, None, "float32"), (None, 0.0, "float32"), (None, None, "float32"),
-    (0.0, None, "float64"),  # not float32: read by GDAL as before
-])  # fmt: skip
-def test_padding_vrt_read_from_its_source_equals_gdal(tmp_path, nodata, fill, dtype):
-    """rtc.read_padded (a padding VRT read from its source) gives GDAL's VRT
-    values bit for bit: the nodata or fill value and the padding NaN."""
-    rng = np.random.default_rng(5)
-    data = rng.gamma(2.0, 0.05, size=(37, 29)).astype(dtype)
-    data[3:6, :4] = nodata if nodata is not None else (fill if fill is not None else np.nan)
-    data[10, 10] = np.nan
-    src = tmp_path / "s.tif"
-    g = _grid(300, 600, 37, 29)
-    io.write_raster(src, data, g, nodata=nodata)
-    union = rtc.union_grid([g, _grid(300 - 7 * 30, 600 + 5 * 30, 41, 33)])
-    vrt = tmp_path / "s.vrt"
-    rtc.superset_vrt(src, vrt, union, fill=fill)
-    wins = [Window(0, 0, union.width, union.height), Window(3, 2, 10, 9),
-            Window(union.width - 4, union.height - 6, 4, 6), Window(0, union.height - 3, 5, 3)]  # fmt: skip
-    for win in wins:
-        got = rtc.read_padded(vrt, win)
-        if dtype != "float32":
-            assert got is None
-            continue
-        want = io.read_band(vrt, win)
-        assert got is not None and got.dtype == want.dtype == np.float32
-        np.testing.assert_array_equal(got, want)
-    assert rtc.read_padded(src, wins[0]) is None  # not a VRT
 
 
 def test_superset_reprojects_off_grid_scene(tmp_path):

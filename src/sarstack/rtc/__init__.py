@@ -81,7 +81,6 @@ from sarstack.rtc.stacks import (  # noqa: F401
     summarize_stacks,
 )
 from sarstack.rtc.superset import (  # noqa: F401
-    read_padded,
     superset_scene,
     superset_vrt,
     vrt_possible,

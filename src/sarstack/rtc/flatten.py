@@ -119,11 +119,10 @@ def sample_valid(
     f = coarse_stride(g.shape)
     dec = np.full((-(-g.height // f), -(-g.width // f)), np.nan, np.float32) if coarse is not None else None
     parts, n_fill = [], 0
-    padded = str(path).endswith(".vrt")
     with StackReader([path]) as src:
         def sample_block(win: Window) -> None:
             nonlocal n_fill
-            b = _read_raw(path, win) if padded else src.read_one(0, win)
+            b = src.read_one(0, win)
             if scale is not None:
                 with np.errstate(invalid="ignore"):
                     fill = np.abs(b) >= FILL_ABS
@@ -211,18 +210,6 @@ def to_power(values: np.ndarray, scale: str) -> np.ndarray:
     raise SarstackError(f"rtc.scale: {scale!r} is not one of {', '.join(SCALES)}")
 
 
-def _read_raw(path: str | Path, window: Window | None) -> np.ndarray:
-    """A window of a scene as stored (float32, nodata NaN): a padding VRT of
-    ``rtc_superset`` from its source directly, anything else through GDAL."""
-    if window is not None:
-        from sarstack.rtc.superset import read_padded
-
-        out = read_padded(path, window)
-        if out is not None:
-            return out
-    return read_band(path, window)
-
-
 def read_scene(
     path: str | Path,
     window: Window | None = None,
@@ -235,7 +222,7 @@ def read_scene(
     With ``clip = (lo, hi)`` (linear power) values outside it become NaN too
     (the flatten step applied on the fly, so no flattened copy is written).
     """
-    b = _read_raw(path, window)
+    b = read_band(path, window)
     with np.errstate(invalid="ignore"):
         b[~(np.abs(b) < FILL_ABS)] = np.nan
     b = to_power(b, scale)

@@ -3,12 +3,9 @@ else a resampled copy), nodata and fill values declared."""
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import rasterio
@@ -158,78 +155,3 @@ def superset_vrt(
     from sarstack.io import write_text
 
     write_text(dst_path, xml)
-
-
-class _Pad(NamedTuple):
-    """What a padding VRT of :func:`superset_vrt` says: its source, where the
-    source sits on the union grid, and the source value read as nodata."""
-
-    source: str
-    row0: int
-    col0: int
-    height: int
-    width: int
-    nodata: float | None
-
-
-@functools.lru_cache(maxsize=1024)
-def _pad_of(path: str, mtime_ns: int, size: int) -> _Pad | None:
-    """The padding of a VRT written by :func:`superset_vrt`, None for any other
-    raster (then GDAL reads it). Cached by path, mtime and size."""
-    import xml.etree.ElementTree as ET
-
-    if not path.endswith(".vrt"):
-        return None
-    try:
-        root = ET.parse(path).getroot()
-        bands = root.findall("VRTRasterBand")
-        srcs = bands[0].findall("ComplexSource") if len(bands) == 1 else []
-        if (len(srcs) != 1 or bands[0].get("dataType") != "Float32" or len(list(bands[0])) != 2
-                or bands[0].findtext("NoDataValue") != "nan"):  # fmt: skip
-            return None
-        src = srcs[0]
-        sr, dr = src.find("SrcRect"), src.find("DstRect")
-        if (src.findtext("SourceBand") != "1" or sr is None or dr is None
-                or sr.get("xOff") != "0" or sr.get("yOff") != "0"
-                or (sr.get("xSize"), sr.get("ySize")) != (dr.get("xSize"), dr.get("ySize"))
-                or {c.tag for c in src} - {"SourceFilename", "SourceBand", "SrcRect", "DstRect", "NODATA"}):  # fmt: skip
-            return None
-        source = str(src.findtext("SourceFilename"))
-        nd = src.findtext("NODATA")
-        with open_raster(source) as ds:
-            if ds.count < 1 or ds.dtypes[0] != "float32" or (ds.width, ds.height) != (
-                int(str(sr.get("xSize"))), int(str(sr.get("ySize")))):  # fmt: skip
-                return None
-        return _Pad(source, int(str(dr.get("yOff"))), int(str(dr.get("xOff"))),
-                    int(str(sr.get("ySize"))), int(str(sr.get("xSize"))),
-                    None if nd is None else float(nd))  # fmt: skip
-    except (ET.ParseError, ValueError, IndexError):
-        return None
-
-
-def read_padded(path: str | Path, window: Window) -> np.ndarray | None:
-    """``window`` of a padding VRT of :func:`superset_vrt` read from its source
-    directly (float32, nodata and padding NaN), None when ``path`` is not one.
-
-    The same values as GDAL's VRT read (the source's ``NODATA`` value and the
-    padding become NaN), without the per-pixel work of a VRT source with a
-    nodata value: about 1.6x faster on 4096² float32 scenes.
-    """
-    st = os.stat(path)
-    pad = _pad_of(str(path), st.st_mtime_ns, st.st_size)
-    if pad is None:
-        return None
-    r0, c0 = int(window.row_off), int(window.col_off)
-    h, w = int(window.height), int(window.width)
-    out = np.full((h, w), np.nan, np.float32)
-    rr0, rr1 = max(r0, pad.row0), min(r0 + h, pad.row0 + pad.height)
-    cc0, cc1 = max(c0, pad.col0), min(c0 + w, pad.col0 + pad.width)
-    if rr0 < rr1 and cc0 < cc1:
-        from sarstack.io import read_band
-
-        data = read_band(pad.source, Window(cc0 - pad.col0, rr0 - pad.row0, cc1 - cc0, rr1 - rr0),
-                         nan_nodata=False)  # fmt: skip
-        if pad.nodata is not None:
-            data[data == np.float32(pad.nodata)] = np.nan
-        out[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = data
-    return out
