@@ -105,22 +105,24 @@ def _cap_slurm_polling():
     a group job that ends at 21 s was seen at 45 s, the most of the 2-4x that
     the demo took on a one-node cluster. The back-off is kept, capped at the
     profile's interval (profiles/slurm: 2 s; a site that wants fewer queries
-    sets a larger one there). Main process only; a no-op with other executors
-    or a plugin without that attribute."""
+    sets a larger one there). Main process only. The executor is not known yet
+    when the Snakefile is read (workflow.executor_plugin is None then), so the
+    plugin's class is patched whenever it is installed: only its instances
+    read the property; a no-op without the plugin or that attribute."""
     try:
-        if workflow.local_exec or not workflow.is_main_process:
+        if not workflow.is_main_process:
             return
         from snakemake_executor_plugin_slurm import Executor
-
-        cap = float(workflow.remote_execution_settings.seconds_between_status_checks)
     except Exception:
         return
     prop = getattr(Executor, "next_seconds_between_status_checks", None)
-    if not isinstance(prop, property) or prop.fset is None or cap <= 0:
+    if not isinstance(prop, property) or prop.fset is None:
         return
 
     def capped(self, value, _set=prop.fset):
-        _set(self, value if value is None else min(value, cap))
+        # the profile's interval, known once the executor runs (not at parse time)
+        cap = self.workflow.remote_execution_settings.seconds_between_status_checks
+        _set(self, value if value is None or not cap or cap <= 0 else min(value, cap))
 
     Executor.next_seconds_between_status_checks = property(prop.fget, capped)
 
