@@ -119,7 +119,7 @@ def main(argv=None):
 
     grid = io.read_grid(a.out)
     raster_map(sd, a.out_plot, title=(f"Reference sensitivity ({len(points)} alternative points;"
-                                      f" offset spread {spread:.3g})"),
+                                      f" offset spread {spread:.3g} {units})"),
                label=f"std of the re-referenced velocity ({units})", cmap="magma", vmin=0.0,
                ref_rc=ref_rc, transform=grid.transform, crs=grid.crs, points=points)  # fmt: skip
 
