@@ -3,6 +3,7 @@ tiles' valid fractions; reading a scene flattened and in linear power."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Sequence
@@ -101,6 +102,7 @@ def sample_valid(
     scale: str | None = None,
     name: str | Path | None = None,
     coarse: list[np.ndarray] | None = None,
+    reader: StackReader | None = None,
 ) -> np.ndarray:
     """Valid (finite) values of a raster, streamed by block.
 
@@ -113,13 +115,17 @@ def sample_valid(
     With a list ``coarse`` (and ``scale``), the same pass also appends the
     scene decimated for :func:`coarse_offset` (every :func:`coarse_stride`-th
     pixel, unclipped), equal to what that function would read itself.
+
+    ``reader``: the raster already held open (a :class:`StackReader` of
+    ``path`` alone), e.g. for a second pass that then finds its blocks in
+    GDAL's cache.
     """
     g = read_grid(path)
     stride = max(1, math.ceil(math.sqrt(g.width * g.height / max_samples)))
     f = coarse_stride(g.shape)
     dec = np.full((-(-g.height // f), -(-g.width // f)), np.nan, np.float32) if coarse is not None else None
     parts, n_fill = [], 0
-    with StackReader([path]) as src:
+    with contextlib.nullcontext(reader) if reader is not None else StackReader([path]) as src:
         def sample_block(win: Window) -> None:
             nonlocal n_fill
             b = src.read_one(0, win)
@@ -215,14 +221,16 @@ def read_scene(
     window: Window | None = None,
     clip: Sequence[float] | None = None,
     scale: str = "power",
+    reader: StackReader | None = None,
 ) -> np.ndarray:
     """One window of a scene as float32 linear power: nodata, non-finite and fill values → NaN.
 
     ``scale`` says how the file stores backscatter (see :func:`to_power`).
     With ``clip = (lo, hi)`` (linear power) values outside it become NaN too
     (the flatten step applied on the fly, so no flattened copy is written).
+    ``reader``: ``path`` already held open (a :class:`StackReader` of it alone).
     """
-    b = read_band(path, window)
+    b = read_band(path, window) if reader is None else reader.read_one(0, window)
     with np.errstate(invalid="ignore"):
         b[~(np.abs(b) < FILL_ABS)] = np.nan
     b = to_power(b, scale)
@@ -261,7 +269,21 @@ def flatten_stats(
     """
     name = source or path  # the file a user knows, in errors and warnings
     coarse: list[np.ndarray] | None = [] if coarse_path is not None else None
-    values = sample_valid(path, block_shape, max_samples, scale=scale, name=name, coarse=coarse)
+    # Both passes through one open dataset: the second finds the scene's
+    # decompressed blocks in GDAL's cache (up to GDAL_CACHEMAX, 5 % of the RAM
+    # by default) instead of decompressing them again.
+    with StackReader([path]) as src:
+        return _flatten_stats(path, src, percentiles, layout, block_shape, max_samples, scale,
+                              name, coarse, coarse_path)  # fmt: skip
+
+
+def _flatten_stats(
+    path: str | Path, src: StackReader, percentiles: Sequence[float], layout: TileLayout,
+    block_shape: Sequence[int], max_samples: int, scale: str, name: str | Path,
+    coarse: list[np.ndarray] | None, coarse_path: str | Path | None,
+) -> tuple[float, float, np.ndarray]:  # fmt: skip
+    values = sample_valid(path, block_shape, max_samples, scale=scale, name=name, coarse=coarse,
+                          reader=src)  # fmt: skip
     if coarse_path is not None and coarse:
         with atomic_output(coarse_path, suffix=".npy") as tmp:
             np.save(tmp, coarse[0])
@@ -276,7 +298,7 @@ def flatten_stats(
     lo, hi = percentile_bounds(values, percentiles)
     valid = np.zeros((layout.n_rows, layout.n_cols))
     for r in range(layout.n_rows):
-        tiles = tile_stack(read_scene(path, layout.band_window(r), (lo, hi), scale), layout)
+        tiles = tile_stack(read_scene(path, layout.band_window(r), (lo, hi), scale, src), layout)
         valid[r] = np.isfinite(tiles).mean(axis=(1, 2))
     return lo, hi, valid
 
