@@ -170,3 +170,17 @@ def test_stages_keep_freed_memory_on_glibc():
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         pytest.skip("glibc's malloc only")
     assert cli.keep_freed_memory() is True
+
+
+def test_flatten_bounds_gdal_cache_unless_the_user_set_it(monkeypatch):
+    """rtc_flatten reads each scene twice through one open dataset; GDAL's
+    block cache is bounded for it (memory follows the chunk, not the scene),
+    and a user's own GDAL_CACHEMAX wins."""
+    from sarstack import cli
+
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    cli.bound_gdal_cache()
+    assert os.environ["GDAL_CACHEMAX"] == str(cli.FLATTEN_GDAL_CACHE_MB)
+    monkeypatch.setenv("GDAL_CACHEMAX", "64")
+    cli.bound_gdal_cache()
+    assert os.environ["GDAL_CACHEMAX"] == "64"

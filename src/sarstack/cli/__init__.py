@@ -139,6 +139,21 @@ def _stage_main(stage: str) -> Callable[[Sequence[str] | None], None]:
 CHAIN = "::"
 
 
+#: GDAL's block cache for the stages that read a scene twice through one open
+#: dataset (rtc_flatten), MB: the second pass finds the decompressed blocks
+#: there (64 MB for a 4096² float32 scene, 256 MB for 8192²); a bound of its
+#: own keeps memory from following the scene (GDAL's default is 5 % of the RAM).
+FLATTEN_GDAL_CACHE_MB = 512
+
+
+def bound_gdal_cache(mb: int = FLATTEN_GDAL_CACHE_MB) -> None:
+    """Set GDAL_CACHEMAX to ``mb`` for this process unless the user set it.
+    Call before the first read (GDAL reads the setting once)."""
+    import os
+
+    os.environ.setdefault("GDAL_CACHEMAX", str(int(mb)))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``sarstack <stage> ...``: dispatch to a stage (see ``sarstack --help``), or to
     several in turn, separated by ``::``."""
@@ -174,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             chain.append([])
         else:
             chain[-1].append(arg)
+    if any(part[:1] == ["rtc_flatten"] for part in chain):
+        bound_gdal_cache()
     for part in chain:
         if part[:1] == [LOG_TO]:
             if len(part) != 2:
