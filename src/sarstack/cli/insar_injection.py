@@ -16,12 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sarstack import cli, deramp, insar, io, options, refpoint, troposphere, unwrap
-from sarstack.errors import SarstackError
+from sarstack import cli, deramp, insar, io, options, refpoint
 from sarstack.insar import chain
 from sarstack.insar import injection as inj
 from sarstack.jaxcfg import configure_jax
-from sarstack.velocity import DeformationModel, model_error
 
 log = logging.getLogger("insar_injection")
 
@@ -32,28 +30,23 @@ def create_parser() -> argparse.ArgumentParser:
     options.add_config_options(p, "insar_injection")
     p.add_argument("--ifgs", required=True, help="ifg table from insar_select")
     p.add_argument("--reference", required=True, help="row,col file from insar_reference")
-    p.add_argument("--troposphere", default=None,
-                   help="folder of insar_troposphere's per-date delays (as the inversion)")
-    p.add_argument("--unwrap", default=None,
-                   help="unwrap_ambiguity.tif of insar_unwrap_correction (as the inversion)")
+    chain.add_chain_arguments(p)
     p.add_argument("--velocity-dir", required=True,
                    help="folder of the stack's own velocity.tif, velocity_std.tif and model rasters")
     p.add_argument("--temporal-coherence", required=True, help="temporal_coherence.tif (the bins)")
     p.add_argument("--out", required=True, help="injection.csv")
     p.add_argument("--out-error", required=True, help="injection_error.tif")
-    p.add_argument("--threads", type=int, default=0, help="host threads (0: the CPUs available)")
     return p
 
 
 def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
-    try:
-        model = DeformationModel.from_config(a.annual, a.semiannual, a.step or ())
-    except SarstackError as e:
-        raise model_error(e) from None
     ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
     grid = io.read_grid(ifgs[0].path)
+    # The chain's options (the model checked first): the ramps are refitted below.
+    invert, gather, vel = chain.chain_options(a, ifgs, dates, pairs, grid)
+    model = vel["model"]
     ref_rc = insar.read_reference_point(a.reference)
     own = Path(a.velocity_dir)
     velocity = a.velocity if a.velocity is not None else inj.auto_velocity(own / "velocity_std.tif")
@@ -67,16 +60,11 @@ def main(argv=None):
     units = refpoint.phase_to_displacement(np.zeros(1), a.wavelength)[1]
     log.info("injecting a %s", bowl.describe(units))
     configure_jax(x64=True, cache_dir=a.jax_cache)
-    tropo = (troposphere.IfgDelays(a.troposphere, dates, pairs, grid)
-             if a.troposphere else None)  # fmt: skip
-    cycles = unwrap.IfgAmbiguities(a.unwrap, ifgs, grid) if a.unwrap else None
-    ramps = None
     if a.deramp != "none":  # refitted with the signal: the deramp may take part of it away
-        ramps = deramp.ramp_coefficients(deramp.fit_ramps(
+        invert["ramps"] = deramp.ramp_coefficients(deramp.fit_ramps(
             ifgs, a.deramp, block_shape=a.block, mask=a.mask,
-            min_correlation=a.deramp_min_correlation, troposphere=tropo, unwrap=cycles,
-            injection=phase), ifgs)  # fmt: skip
-    invert, gather, vel = chain.chain_options(a, ifgs, dates, pairs, grid, ramps=ramps)
+            min_correlation=a.deramp_min_correlation, troposphere=invert["troposphere"],
+            unwrap=invert["unwrap"], injection=phase), ifgs)  # fmt: skip
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".injection-", dir=Path(a.out).parent))
     try:

@@ -37,18 +37,14 @@ def create_parser() -> argparse.ArgumentParser:
     options.add_config_options(p, "insar_reference_sensitivity")
     p.add_argument("--ifgs", required=True, help="ifg table from insar_select")
     p.add_argument("--reference", required=True, help="row,col file from insar_reference")
+    chain.add_chain_arguments(p)
     p.add_argument("--quality", default=None, help="quality raster of insar_reference")
     p.add_argument("--ramps", default=None, help="ramps.csv of insar_deramp (as the inversion)")
-    p.add_argument("--troposphere", default=None,
-                   help="folder of insar_troposphere's per-date delays (as the inversion)")
-    p.add_argument("--unwrap", default=None,
-                   help="unwrap_ambiguity.tif of insar_unwrap_correction (as the inversion)")
     p.add_argument("--velocity", required=True, help="the run's own velocity.tif")
     p.add_argument("--n-used", required=True, help="the run's own n_ifgs_used.tif")
     p.add_argument("--out", required=True, help="reference_sensitivity.tif")
     p.add_argument("--out-table", required=True, help="reference_sensitivity.csv")
     p.add_argument("--out-plot", required=True, help="the map, PNG")
-    p.add_argument("--threads", type=int, default=0, help="host threads (0: the CPUs available)")
     p.add_argument("--always-invert", action="store_true",
                    help="invert again even where the exact shift would do (a check)")
     return p

@@ -16,6 +16,17 @@ import numpy as np
 from sarstack.io import Grid
 
 
+def add_chain_arguments(p: Any) -> None:
+    """The files a stage running the chain needs beside the config options
+    (``argparse`` parser ``p``): the corrections the inversion applies, and
+    the host threads."""
+    p.add_argument("--troposphere", default=None,
+                   help="folder of insar_troposphere's per-date delays (as the inversion)")
+    p.add_argument("--unwrap", default=None,
+                   help="unwrap_ambiguity.tif of insar_unwrap_correction (as the inversion)")
+    p.add_argument("--threads", type=int, default=0, help="host threads (0: the CPUs available)")
+
+
 def chain_options(
     a: Any, ifgs: Sequence[Any], dates: Sequence[dt.date], pairs: Sequence[tuple[int, int]],
     grid: Grid, *, ramps: tuple[str, np.ndarray] | None = None,
