@@ -243,6 +243,135 @@ else:
     shell.prefix(f"{_PYENV}{_FAIL}")
 
 
+# ---------------------------------------------------------------- rule boilerplate
+# Every rule's log, benchmark, resources and failure hook come from here:
+#
+#     log:
+#         stage_log("insar/select"),
+#     benchmark:
+#         stage_benchmark("insar/select")
+#     resources:
+#         **stage_resources("insar_select"),
+#     shell:
+#         stage_shell("python -m sarstack insar_select ... --out {output:q}")
+
+
+def stage_log(name):
+    """A job's log, {output_dir}/logs/NAME.log; NAME as "insar/select" or
+    "rtc/{stack}flatten_{chunk}" (wildcards as they are, not doubled)."""
+    return f"{LOGS}/{name}.log"
+
+
+def stage_benchmark(name):
+    """A job's benchmark table, {output_dir}/benchmarks/NAME.tsv (NAME as stage_log's)."""
+    return f"{BENCH}/{name}.tsv"
+
+
+def stage_shell(cmd, log="log", warnings_from=None):
+    """A rule's command: ``cmd`` with its stderr to the job's log and, when it
+    fails, the failure hook of _FAIL (above). ``log``: the log's field
+    ("log.batch" for a job with several logs); ``warnings_from``: logs whose
+    WARNING lines are then copied to the terminal. The returned text is what
+    Snakemake compares to rerun a job whose code changed: a change here reruns
+    every finished job (tests/test_rule_boilerplate.py pins it)."""
+    hook = f" 2> {{{log}:q}} || sarstack_fail {{{log}:q}}"
+    if warnings_from:
+        hook += f"; grep -h ' WARNING ' {warnings_from} >&2 || true"
+    return cmd + hook
+
+
+def _sized(mem_mb, runtime):
+    """STAGE_RESOURCES' entries of one memory size; ``runtime``: minutes per stage."""
+    return {stage: dict(mem_mb=mem_mb, runtime=minutes) for stage, minutes in runtime.items()}
+
+
+# Each rule's job resources, grouped by memory: mem_mb (MB, with the peak or
+# the data it rests on) and runtime (minutes; rtc_batch_N's is (fixed, per
+# stack)). A cluster executor (profiles/slurm) asks for them.
+STAGE_RESOURCES = {
+    **_sized(
+        mem_mb=500,
+        runtime={
+            "demo_rtc_check": 5,
+            # measured peak 0.11 GB (insar-1024x60), with a margin
+            "insar_select": 10,
+            # tables only, with a margin
+            "quality_dates": 10,
+            # measured peak 0.11 GB (rtc-4096x24, rtc-many), with a margin
+            "rtc_select": 10,
+            # tables only (a few MB), with a margin
+            "rtc_tiles": 20,
+            # measured peak 0.16 GB (rtc-4096x24, rtc-many), with a margin
+            "rtc_aggregate": 10,
+            # measured peak 0.16-0.22 GB per stack, one stack at a time (rtc-many;
+            # 0.22 GB for 30 x 1400², near the largest stack that is batched)
+            "rtc_batch": (10, 10),
+            # measured peak 0.14 GB (rtc-many), with a margin
+            "rtc_stacks_summary": 10,
+        },
+    ),
+    **_sized(
+        mem_mb=800,
+        runtime={
+            # measured peak 0.17 GB at 4096², 0.39 GB at 8192², with a margin
+            "rtc_flatten": 20,
+            # measured peak 0.26 GB at 4096², 0.42 GB at 8192² (4 and 1 pairs per
+            # job), with a margin
+            "rtc_xcorr": 30,
+        },
+    ),
+    **_sized(
+        mem_mb=1000,
+        runtime={
+            "demo_rtc_stack": 10,
+            "demo_insar_stack": 10,
+            "demo_insar_check": 5,
+            "insar_correlation_mean": 20,
+            "insar_conncomp_count": 20,
+            # one insar.block_shape block of every ifg and every date's delay at a time
+            "insar_troposphere": 20,
+            # one insar.block_shape block of every ifg at a time
+            "insar_deramp": 20,
+            # measured peak 0.18 GB (insar-1024x60); the coherence mask holds 1
+            # byte per pixel, with a margin
+            "insar_gather": 60,
+            # measured peak 0.46 GB (insar-1024x60, with the plots), with a margin
+            "insar_velocity": 20,
+            "insar_rereference": 20,
+            "rtc_reflectors": 10,
+        },
+    ),
+    **_sized(
+        mem_mb=2000,
+        runtime={
+            # every ifg of one insar.block_shape block at a time (897 ifgs x 512²
+            # float64 was 1.9 GB)
+            "insar_reference": 20,
+            # one insar.block_shape block of every ifg and its triangles' closures at a time
+            "insar_unwrap_correction": 60,
+            # measured peak 0.94 GB at L2, 1.27 GB at L1 (insar-1024x60), with a margin
+            "insar_invert": 60,
+            # one strip of the whole stack, block by block (insar_invert's 2 GB), then the gather
+            "insar_injection": 120,
+            # one inversion strip of the whole stack at a time (as insar_invert), the
+            # reference candidates' rasters (as insar_reference), with a margin
+            "insar_reference_sensitivity": 120,
+        },
+    ),
+}
+
+
+def stage_resources(stage, stacks=1):
+    """A rule's ``resources:`` (``**stage_resources("insar_select")``): the
+    stage's mem_mb and runtime in STAGE_RESOURCES, a (fixed, per stack) runtime
+    that of a job of ``stacks`` stacks."""
+    res = dict(STAGE_RESOURCES[stage])
+    if isinstance(res["runtime"], tuple):
+        fixed, per_stack = res["runtime"]
+        res["runtime"] = fixed + per_stack * stacks
+    return res
+
+
 wildcard_constraints:
     date=r"\d{8}",
     chunk=r"\d+-of-\d+",
@@ -752,7 +881,7 @@ def rtc_batch_outputs(stack):
 def rtc_batch_logs(stack):
     """A batched stack's logs: its select, its chain and its point targets."""
     names = ["select", "stack"] + (["reflectors"] if rtc_reflectors_file() else [])
-    return {name: f"{LOGS}/rtc/{stack}{name}.log" for name in names}
+    return {name: stage_log(f"rtc/{stack}{name}") for name in names}
 
 
 def rtc_batch_command(stacks):

@@ -7,20 +7,18 @@ rule demo_rtc_stack:
         **DEMO_RTC_REFLECTORS,
         truth=f"{DEMO}/rtc/truth.csv",
     log:
-        f"{LOGS}/demo/rtc_stack.log",
+        stage_log("demo/rtc_stack"),
     benchmark:
-        f"{BENCH}/demo/rtc_stack.tsv"
+        stage_benchmark("demo/rtc_stack")
     conda:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **stage_resources("demo_rtc_stack"),
     params:
         opts=stage_opts("demo_rtc_stack"),
     shell:
-        "python -m sarstack demo_rtc_stack {params.opts} --truth {output.truth:q}"
-        " 2> {log:q} || sarstack_fail {log:q}"
+        stage_shell("python -m sarstack demo_rtc_stack {params.opts} --truth {output.truth:q}")
 
 
 rule demo_rtc_check:
@@ -36,40 +34,39 @@ rule demo_rtc_check:
             caption="../report/demo_rtc_accuracy.rst",
         ),
     log:
-        f"{LOGS}/demo/rtc_check.log",
+        stage_log("demo/rtc_check"),
     benchmark:
-        f"{BENCH}/demo/rtc_check.tsv"
+        stage_benchmark("demo/rtc_check")
     conda:
         ENV
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        **stage_resources("demo_rtc_check"),
     params:
         absolute=demo_absolute_args,
     shell:
-        "python -m sarstack demo_rtc_check --truth {input.truth:q} --pairs {input.pairs:q}"
-        " {params.absolute} --out {output.accuracy:q} 2> {log:q} || sarstack_fail {log:q}"
+        stage_shell(
+            "python -m sarstack demo_rtc_check --truth {input.truth:q} --pairs {input.pairs:q}"
+            " {params.absolute} --out {output.accuracy:q}"
+        )
 
 
 rule demo_insar_stack:
     output:
         truth=f"{DEMO}/insar/truth.csv",
     log:
-        f"{LOGS}/demo/insar_stack.log",
+        stage_log("demo/insar_stack"),
     benchmark:
-        f"{BENCH}/demo/insar_stack.tsv"
+        stage_benchmark("demo/insar_stack")
     conda:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **stage_resources("demo_insar_stack"),
     params:
         opts=stage_opts("demo_insar_stack"),
     shell:
-        "python -m sarstack demo_insar_stack {params.opts} --truth {output.truth:q}"
-        " 2> {log:q} || sarstack_fail {log:q}"
+        stage_shell("python -m sarstack demo_insar_stack {params.opts} --truth {output.truth:q}")
 
 
 rule demo_insar_check:
@@ -85,15 +82,16 @@ rule demo_insar_check:
             caption="../report/demo_insar_accuracy.rst",
         ),
     log:
-        f"{LOGS}/demo/insar_check.log",
+        stage_log("demo/insar_check"),
     benchmark:
-        f"{BENCH}/demo/insar_check.tsv"
+        stage_benchmark("demo/insar_check")
     conda:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **stage_resources("demo_insar_check"),
     shell:
-        "python -m sarstack demo_insar_check --truth {input.truth:q} --index {input.index:q}"
-        " --velocity {input.velocity:q} --reference {input.reference:q} --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
+        stage_shell(
+            "python -m sarstack demo_insar_check --truth {input.truth:q} --index {input.index:q}"
+            " --velocity {input.velocity:q} --reference {input.reference:q} --out {output:q}"
+        )

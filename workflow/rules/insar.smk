@@ -8,16 +8,14 @@ checkpoint insar_select:
     output:
         f"{INSAR}/ifgs.csv",
     log:
-        f"{LOGS}/insar/select.log",
+        stage_log("insar/select"),
     benchmark:
-        f"{BENCH}/insar/select.tsv"
+        stage_benchmark("insar/select")
     conda:
         ENV
     threads: 1
     resources:
-        # measured peak 0.11 GB (insar-1024x60), with a margin
-        mem_mb=500,
-        runtime=10,
+        **stage_resources("insar_select"),
     params:
         unwrapped=insar_globs()[0],
         conncomp=opt("--conncomp", insar_globs()[1]),
@@ -26,9 +24,10 @@ checkpoint insar_select:
         # Not passed on: a change of an input file's size or mtime reruns this job.
         fingerprint=insar_select_fingerprint,
     shell:
-        "python -m sarstack insar_select {params.opts} --unwrapped {params.unwrapped:q}"
-        " {params.conncomp} {params.correlation} --out {output:q}"
-        " 2> {log:q} || sarstack_fail {log:q}"
+        stage_shell(
+            "python -m sarstack insar_select {params.opts} --unwrapped {params.unwrapped:q}"
+            " {params.conncomp} {params.correlation} --out {output:q}"
+        )
 
 
 rule insar_correlation_mean:
@@ -38,21 +37,22 @@ rule insar_correlation_mean:
     output:
         f"{INSAR}/correlation_mean.tif",
     log:
-        f"{LOGS}/insar/correlation_mean.log",
+        stage_log("insar/correlation_mean"),
     benchmark:
-        f"{BENCH}/insar/correlation_mean.tsv"
+        stage_benchmark("insar/correlation_mean")
     conda:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=20,
+        **stage_resources("insar_correlation_mean"),
     params:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
         opts=stage_opts("insar_correlation_mean"),
     shell:
-        "python -m sarstack insar_correlation_mean {params.opts} --ifgs {input.ifgs:q}"
-        " --column correlation --units 1 --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
+        stage_shell(
+            "python -m sarstack insar_correlation_mean {params.opts} --ifgs {input.ifgs:q}"
+            " --column correlation --units 1 --out {output:q}"
+        )
 
 
 rule insar_conncomp_count:
@@ -62,21 +62,22 @@ rule insar_conncomp_count:
     output:
         f"{INSAR}/conncomp_count.tif",
     log:
-        f"{LOGS}/insar/conncomp_count.log",
+        stage_log("insar/conncomp_count"),
     benchmark:
-        f"{BENCH}/insar/conncomp_count.tsv"
+        stage_benchmark("insar/conncomp_count")
     conda:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=20,
+        **stage_resources("insar_conncomp_count"),
     params:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
         opts=stage_opts("insar_conncomp_count"),
     shell:
-        "python -m sarstack insar_conncomp_count {params.opts} --ifgs {input.ifgs:q}"
-        " --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
+        stage_shell(
+            "python -m sarstack insar_conncomp_count {params.opts} --ifgs {input.ifgs:q}"
+            " --out {output:q}"
+        )
 
 
 rule insar_reference:
@@ -87,15 +88,14 @@ rule insar_reference:
     output:
         f"{INSAR}/reference_point.txt",
     log:
-        f"{LOGS}/insar/reference.log",
+        stage_log("insar/reference"),
     benchmark:
-        f"{BENCH}/insar/reference.tsv"
+        stage_benchmark("insar/reference")
     conda:
         ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=20,
+        **stage_resources("insar_reference"),
     params:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"], ICFG["quality"]),
         # --block is insar.block_shape: the reads hold every ifg of a block (897
@@ -103,8 +103,10 @@ rule insar_reference:
         opts=stage_opts("insar_reference"),
         quality=opt("--quality", insar_quality()),
     shell:
-        "python -m sarstack insar_reference {params.opts} --ifgs {input.ifgs:q} {params.quality}"
-        " --out {output:q} 2> {log:q} || sarstack_fail {log:q}"
+        stage_shell(
+            "python -m sarstack insar_reference {params.opts} --ifgs {input.ifgs:q}"
+            " {params.quality} --out {output:q}"
+        )
 
 
 rule insar_troposphere:
@@ -124,24 +126,23 @@ rule insar_troposphere:
             caption="../report/insar_troposphere_plot.rst",
         ),
     log:
-        f"{LOGS}/insar/troposphere.log",
+        stage_log("insar/troposphere"),
     benchmark:
-        f"{BENCH}/insar/troposphere.tsv"
+        stage_benchmark("insar/troposphere")
     conda:
         ENV
     threads: 1
     resources:
-        # one insar.block_shape block of every ifg and every date's delay at a time
-        mem_mb=1000,
-        runtime=20,
+        **stage_resources("insar_troposphere"),
     params:
         # Not passed on: a delay or incidence raster replaced in place reruns this job.
         fingerprint=insar_troposphere_fingerprint,
         opts=stage_opts("insar_troposphere"),
     shell:
-        "python -m sarstack insar_troposphere {params.opts} --ifgs {input.ifgs:q}"
-        " --out-dir {output.delays:q} --out {output.table:q} --out-plot {output.plot:q}"
-        " 2> {log:q} || sarstack_fail {log:q}"
+        stage_shell(
+            "python -m sarstack insar_troposphere {params.opts} --ifgs {input.ifgs:q}"
+            " --out-dir {output.delays:q} --out {output.table:q} --out-plot {output.plot:q}"
+        )
 
 
 rule insar_unwrap_correction:
@@ -169,24 +170,24 @@ rule insar_unwrap_correction:
             caption="../report/insar_unwrap_plot.rst",
         ),
     log:
-        f"{LOGS}/insar/unwrap_correction.log",
+        stage_log("insar/unwrap_correction"),
     benchmark:
-        f"{BENCH}/insar/unwrap_correction.tsv"
+        stage_benchmark("insar/unwrap_correction")
     conda:
         ENV
     threads: 1
     resources:
-        # one insar.block_shape block of every ifg and its triangles' closures at a time
-        mem_mb=2000,
-        runtime=60,
+        **stage_resources("insar_unwrap_correction"),
     params:
         opts=stage_opts("insar_unwrap_correction"),
     shell:
-        "python -m sarstack insar_unwrap_correction {params.opts} --ifgs {input.ifgs:q}"
-        " --reference {input.reference:q} --out {output.ambiguity:q} --out-count {output.counts:q}"
-        " --out-table {output.table:q}"
-        " --out-closures {output.closures_before:q} {output.closures_after:q}"
-        " --out-plot {output.plot:q} 2> {log:q} || sarstack_fail {log:q}"
+        stage_shell(
+            "python -m sarstack insar_unwrap_correction {params.opts} --ifgs {input.ifgs:q}"
+            " --reference {input.reference:q} --out {output.ambiguity:q}"
+            " --out-count {output.counts:q} --out-table {output.table:q}"
+            " --out-closures {output.closures_before:q} {output.closures_after:q}"
+            " --out-plot {output.plot:q}"
+        )
 
 
 rule insar_deramp:
@@ -203,16 +204,14 @@ rule insar_deramp:
             caption="../report/insar_ramps_plot.rst",
         ),
     log:
-        f"{LOGS}/insar/deramp.log",
+        stage_log("insar/deramp"),
     benchmark:
-        f"{BENCH}/insar/deramp.tsv"
+        stage_benchmark("insar/deramp")
     conda:
         ENV
     threads: 1
     resources:
-        # one insar.block_shape block of every ifg at a time
-        mem_mb=1000,
-        runtime=20,
+        **stage_resources("insar_deramp"),
     params:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
         opts=stage_opts("insar_deramp"),
@@ -221,9 +220,11 @@ rule insar_deramp:
         ),
         unwrap=lambda w, input: opt("--unwrap", input.unwrap[0] if input.unwrap else None),
     shell:
-        "python -m sarstack insar_deramp {params.opts} --ifgs {input.ifgs:q}"
-        " --out {output.table:q} --out-plot {output.plot:q}"
-        " {params.troposphere} {params.unwrap} 2> {log:q} || sarstack_fail {log:q}"
+        stage_shell(
+            "python -m sarstack insar_deramp {params.opts} --ifgs {input.ifgs:q}"
+            " --out {output.table:q} --out-plot {output.plot:q}"
+            " {params.troposphere} {params.unwrap}"
+        )
 
 
 rule insar_invert:
@@ -237,16 +238,14 @@ rule insar_invert:
     output:
         temp(directory(f"{INSAR}/strips/{{chunk}}")),
     log:
-        f"{LOGS}/insar/invert_{{chunk}}.log",
+        stage_log("insar/invert_{chunk}"),
     benchmark:
-        f"{BENCH}/insar/invert_{{chunk}}.tsv"
+        stage_benchmark("insar/invert_{chunk}")
     conda:
         ENV
     threads: lambda wildcards: chunk_threads(*insar_strip_chunks())
     resources:
-        # measured peak 0.94 GB at L2, 1.27 GB at L1 (insar-1024x60), with a margin
-        mem_mb=2000,
-        runtime=60,
+        **stage_resources("insar_invert"),
     params:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
         opts=stage_opts("insar_invert"),
@@ -256,10 +255,11 @@ rule insar_invert:
         ),
         unwrap=lambda w, input: opt("--unwrap", input.unwrap[0] if input.unwrap else None),
     shell:
-        "python -m sarstack insar_invert {params.opts} --ifgs {input.ifgs:q}"
-        " --reference {input.reference:q} --strip {wildcards.chunk} --out-dir {output:q}"
-        " {params.ramps} {params.troposphere} {params.unwrap} --threads {threads} 2> {log:q}"
-        " || sarstack_fail {log:q}"
+        stage_shell(
+            "python -m sarstack insar_invert {params.opts} --ifgs {input.ifgs:q}"
+            " --reference {input.reference:q} --strip {wildcards.chunk} --out-dir {output:q}"
+            " {params.ramps} {params.troposphere} {params.unwrap} --threads {threads}"
+        )
 
 
 rule insar_gather:
@@ -275,23 +275,23 @@ rule insar_gather:
         closure_triangles=f"{INSAR}/closure_triangles.csv",
         index=f"{INSAR}/timeseries.csv",
     log:
-        f"{LOGS}/insar/gather.log",
+        stage_log("insar/gather"),
     benchmark:
-        f"{BENCH}/insar/gather.tsv"
+        stage_benchmark("insar/gather")
     conda:
         ENV
     threads: job_threads()
     resources:
-        # measured peak 0.18 GB (insar-1024x60); the coherence mask holds 1 byte per pixel, with a margin
-        mem_mb=1000,
-        runtime=60,
+        **stage_resources("insar_gather"),
     params:
         out_dir=lambda w, output: os.path.dirname(output.index),
         opts=stage_opts("insar_gather"),
     shell:
-        "python -m sarstack insar_gather {params.opts} {input.strips:q} --ifgs {input.ifgs:q}"
-        " --reference {input.reference:q} --out-dir {params.out_dir:q}"
-        " --index {output.index:q} --threads {threads} 2> {log:q} || sarstack_fail {log:q}"
+        stage_shell(
+            "python -m sarstack insar_gather {params.opts} {input.strips:q} --ifgs {input.ifgs:q}"
+            " --reference {input.reference:q} --out-dir {params.out_dir:q}"
+            " --index {output.index:q} --threads {threads}"
+        )
 
 
 rule insar_velocity:
@@ -340,16 +340,14 @@ rule insar_velocity:
             for n in insar_model_maps()
         ],
     log:
-        f"{LOGS}/insar/velocity.log",
+        stage_log("insar/velocity"),
     benchmark:
-        f"{BENCH}/insar/velocity.tsv"
+        stage_benchmark("insar/velocity")
     conda:
         ENV
     threads: 1
     resources:
-        # measured peak 0.46 GB (insar-1024x60, with the plots), with a margin
-        mem_mb=1000,
-        runtime=20,
+        **stage_resources("insar_velocity"),
     params:
         # --block is insar.block_shape, not the top-level 512 x 512: 60 dates x
         # 512² float64 temporaries held 1.1 GB; 64 x 512 blocks 0.5 GB, the same
@@ -366,15 +364,17 @@ rule insar_velocity:
             for n, p in zip(insar_model_maps(), output.map_plots)
         ),
     shell:
-        "python -m sarstack insar_velocity {params.opts} --index {input.index:q}"
-        " --ifgs {input.ifgs:q} --out {output.velocity:q} --out-std {output.std:q}"
-        " --ifg-residual-std {input.ifg_residual_std:q}"
-        " --out-dir {params.out_dir:q}"
-        " :: insar_plots --velocity {output.velocity:q} --std {output.std:q}"
-        " --index {input.index:q} --ifgs {input.ifgs:q} --reference {input.reference:q}"
-        " --temporal-coherence {input.temporal_coherence:q} {params.mask} {params.maps}"
-        " --out-velocity {output.velocity_plot:q} --out-series {output.series_plot:q}"
-        " --out-network {output.network_plot:q} 2> {log:q} || sarstack_fail {log:q}"
+        stage_shell(
+            "python -m sarstack insar_velocity {params.opts} --index {input.index:q}"
+            " --ifgs {input.ifgs:q} --out {output.velocity:q} --out-std {output.std:q}"
+            " --ifg-residual-std {input.ifg_residual_std:q}"
+            " --out-dir {params.out_dir:q}"
+            " :: insar_plots --velocity {output.velocity:q} --std {output.std:q}"
+            " --index {input.index:q} --ifgs {input.ifgs:q} --reference {input.reference:q}"
+            " --temporal-coherence {input.temporal_coherence:q} {params.mask} {params.maps}"
+            " --out-velocity {output.velocity_plot:q} --out-series {output.series_plot:q}"
+            " --out-network {output.network_plot:q}"
+        )
 
 
 rule insar_injection:
@@ -401,16 +401,14 @@ rule insar_injection:
             caption="../report/insar_injection_error.rst",
         ),
     log:
-        f"{LOGS}/insar/injection.log",
+        stage_log("insar/injection"),
     benchmark:
-        f"{BENCH}/insar/injection.tsv"
+        stage_benchmark("insar/injection")
     conda:
         ENV
     threads: job_threads()
     resources:
-        # one strip of the whole stack, block by block (insar_invert's 2 GB), then the gather
-        mem_mb=2000,
-        runtime=120,
+        **stage_resources("insar_injection"),
     params:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
         opts=stage_opts("insar_injection"),
@@ -420,12 +418,13 @@ rule insar_injection:
         ),
         unwrap=lambda w, input: opt("--unwrap", input.unwrap[0] if input.unwrap else None),
     shell:
-        "python -m sarstack insar_injection {params.opts} --ifgs {input.ifgs:q}"
-        " --reference {input.reference:q} {params.troposphere} {params.unwrap}"
-        " --velocity-dir {params.velocity_dir:q}"
-        " --temporal-coherence {input.temporal_coherence:q} --out {output.table:q}"
-        " --out-error {output.error:q} --threads {threads} 2> {log:q}"
-        " || sarstack_fail {log:q}"
+        stage_shell(
+            "python -m sarstack insar_injection {params.opts} --ifgs {input.ifgs:q}"
+            " --reference {input.reference:q} {params.troposphere} {params.unwrap}"
+            " --velocity-dir {params.velocity_dir:q}"
+            " --temporal-coherence {input.temporal_coherence:q} --out {output.table:q}"
+            " --out-error {output.error:q} --threads {threads}"
+        )
 
 
 rule insar_reference_sensitivity:
@@ -457,17 +456,14 @@ rule insar_reference_sensitivity:
             caption="../report/insar_reference_sensitivity.rst",
         ),
     log:
-        f"{LOGS}/insar/reference_sensitivity.log",
+        stage_log("insar/reference_sensitivity"),
     benchmark:
-        f"{BENCH}/insar/reference_sensitivity.tsv"
+        stage_benchmark("insar/reference_sensitivity")
     conda:
         ENV
     threads: job_threads()
     resources:
-        # one inversion strip of the whole stack at a time (as insar_invert), the
-        # reference candidates' rasters (as insar_reference), with a margin
-        mem_mb=2000,
-        runtime=120,
+        **stage_resources("insar_reference_sensitivity"),
     params:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"], ICFG["quality"]),
         opts=stage_opts("insar_reference_sensitivity"),
@@ -478,11 +474,13 @@ rule insar_reference_sensitivity:
         ),
         unwrap=lambda w, input: opt("--unwrap", input.unwrap[0] if input.unwrap else None),
     shell:
-        "python -m sarstack insar_reference_sensitivity {params.opts} --ifgs {input.ifgs:q}"
-        " --reference {input.reference:q} {params.quality} {params.ramps} {params.troposphere}"
-        " {params.unwrap} --velocity {input.velocity:q} --n-used {input.n_used:q}"
-        " --out {output.raster:q} --out-table {output.table:q} --out-plot {output.plot:q}"
-        " --threads {threads} 2> {log:q} || sarstack_fail {log:q}"
+        stage_shell(
+            "python -m sarstack insar_reference_sensitivity {params.opts} --ifgs {input.ifgs:q}"
+            " --reference {input.reference:q} {params.quality} {params.ramps} {params.troposphere}"
+            " {params.unwrap} --velocity {input.velocity:q} --n-used {input.n_used:q}"
+            " --out {output.raster:q} --out-table {output.table:q} --out-plot {output.plot:q}"
+            " --threads {threads}"
+        )
 
 
 rule insar_rereference:
@@ -494,21 +492,21 @@ rule insar_rereference:
         timeseries=directory(f"{INSAR}/timeseries_rereferenced"),
         index=f"{INSAR}/timeseries_rereferenced.csv",
     log:
-        f"{LOGS}/insar/rereference.log",
+        stage_log("insar/rereference"),
     benchmark:
-        f"{BENCH}/insar/rereference.tsv"
+        stage_benchmark("insar/rereference")
     conda:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=20,
+        **stage_resources("insar_rereference"),
     params:
         opts=stage_opts("insar_rereference"),
     shell:
-        "python -m sarstack insar_rereference {params.opts} --index {input.index:q}"
-        " --ifgs {input.ifgs:q} --out-dir {output.timeseries:q} --out-index {output.index:q}"
-        " 2> {log:q} || sarstack_fail {log:q}"
+        stage_shell(
+            "python -m sarstack insar_rereference {params.opts} --index {input.index:q}"
+            " --ifgs {input.ifgs:q} --out-dir {output.timeseries:q} --out-index {output.index:q}"
+        )
 
 
 rule insar:
@@ -527,19 +525,18 @@ rule quality_dates:
             caption="../report/quality_dates.rst",
         ),
     log:
-        f"{LOGS}/quality/dates.log",
+        stage_log("quality/dates"),
     benchmark:
-        f"{BENCH}/quality/dates.tsv"
+        stage_benchmark("quality/dates")
     conda:
         ENV
     threads: 1
     resources:
-        # tables only, with a margin
-        mem_mb=500,
-        runtime=10,
+        **stage_resources("quality_dates"),
     params:
         opts=stage_opts("quality_dates"),
         inputs=quality_args,
     shell:
-        "python -m sarstack quality_dates {params.opts} {params.inputs} --out {output:q}"
-        " 2> {log:q} || sarstack_fail {log:q}"
+        stage_shell(
+            "python -m sarstack quality_dates {params.opts} {params.inputs} --out {output:q}"
+        )

@@ -82,18 +82,16 @@ checkpoint rtc_select:
         scenes=f"{RTC}/{{stack}}scenes.csv",
         grid=f"{RTC}/{{stack}}grid.json",
     log:
-        f"{LOGS}/rtc/{{stack}}select.log",
+        stage_log("rtc/{stack}select"),
     benchmark:
-        f"{BENCH}/rtc/{{stack}}select.tsv"
+        stage_benchmark("rtc/{stack}select")
     wildcard_constraints:
         stack=RTC_CHUNKED_RX,
     conda:
         ENV
     threads: 1
     resources:
-        # measured peak 0.11 GB (rtc-4096x24, rtc-many), with a margin
-        mem_mb=500,
-        runtime=10,
+        **stage_resources("rtc_select"),
     params:
         **RTC_SELECT_PARAMS,
         pattern=rtc_pattern,
@@ -101,8 +99,7 @@ checkpoint rtc_select:
         # Not passed on: a change of an input file's size or mtime reruns this job.
         fingerprint=rtc_select_fingerprint,
     shell:
-        f"python -m sarstack {RTC_SELECT_CMD} 2> {{log:q}} || sarstack_fail {{log:q}};"
-        " grep -h ' WARNING ' {log:q} >&2 || true"
+        stage_shell(f"python -m sarstack {RTC_SELECT_CMD}", warnings_from="{log:q}")
 
 
 rule rtc_flatten:
@@ -119,18 +116,16 @@ rule rtc_flatten:
         superset=f"{RTC}/{{stack}}superset/{{chunk}}/index.csv",
         flat=f"{RTC}/{{stack}}flat/{{chunk}}.json",
     log:
-        f"{LOGS}/rtc/{{stack}}flatten_{{chunk}}.log",
+        stage_log("rtc/{stack}flatten_{chunk}"),
     benchmark:
-        f"{BENCH}/rtc/{{stack}}flatten_{{chunk}}.tsv"
+        stage_benchmark("rtc/{stack}flatten_{chunk}")
     wildcard_constraints:
         stack=RTC_CHUNKED_RX,
     conda:
         ENV
     threads: lambda wildcards: chunk_threads(*rtc_scene_chunks(wildcards), share=RTC_SHARE)
     resources:
-        # measured peak 0.17 GB at 4096², 0.39 GB at 8192², with a margin
-        mem_mb=800,
-        runtime=20,
+        **stage_resources("rtc_flatten"),
     params:
         **RTC_FLATTEN_PARAMS,
         chunk=lambda w: w.chunk,
@@ -140,7 +135,7 @@ rule rtc_flatten:
         superset_dir=lambda w, output: os.path.dirname(output.superset),
         flat=lambda w, output: output.flat,
     shell:
-        f"python -m sarstack {RTC_FLATTEN_CMD} 2> {{log:q}} || sarstack_fail {{log:q}}"
+        stage_shell(f"python -m sarstack {RTC_FLATTEN_CMD}")
 
 
 rule rtc_tiles:
@@ -150,25 +145,23 @@ rule rtc_tiles:
     output:
         layout=f"{RTC}/{{stack}}tile_layout.geojson",
     log:
-        f"{LOGS}/rtc/{{stack}}tiles.log",
+        stage_log("rtc/{stack}tiles"),
     benchmark:
-        f"{BENCH}/rtc/{{stack}}tiles.tsv"
+        stage_benchmark("rtc/{stack}tiles")
     wildcard_constraints:
         stack=RTC_CHUNKED_RX,
     conda:
         ENV
     threads: 1
     resources:
-        # tables only (a few MB), with a margin
-        mem_mb=500,
-        runtime=20,
+        **stage_resources("rtc_tiles"),
     params:
         opts_tiles=RTC_FLATTEN_PARAMS["opts_tiles"],
         grid=lambda w, input: input.grid,
         flat=lambda w, input: input.flat,
         layout=lambda w, output: output.layout,
     shell:
-        f"python -m sarstack {RTC_TILES_CMD} 2> {{log:q}} || sarstack_fail {{log:q}}"
+        stage_shell(f"python -m sarstack {RTC_TILES_CMD}")
 
 
 rule rtc_xcorr:
@@ -183,18 +176,16 @@ rule rtc_xcorr:
         ),
         xcorr=f"{RTC}/{{stack}}xcorr/{{chunk}}.csv",
     log:
-        f"{LOGS}/rtc/{{stack}}xcorr_{{chunk}}.log",
+        stage_log("rtc/{stack}xcorr_{chunk}"),
     benchmark:
-        f"{BENCH}/rtc/{{stack}}xcorr_{{chunk}}.tsv"
+        stage_benchmark("rtc/{stack}xcorr_{chunk}")
     wildcard_constraints:
         stack=RTC_CHUNKED_RX,
     conda:
         ENV
     threads: lambda wildcards: chunk_threads(*rtc_pair_chunks(wildcards), share=RTC_SHARE)
     resources:
-        # measured peak 0.26 GB at 4096², 0.42 GB at 8192² (4 and 1 pairs per job), with a margin
-        mem_mb=800,
-        runtime=30,
+        **stage_resources("rtc_xcorr"),
     params:
         **RTC_XCORR_PARAMS,
         chunk=lambda w: w.chunk,
@@ -203,7 +194,7 @@ rule rtc_xcorr:
         xcorr=lambda w, output: output.xcorr,
         inject=lambda w, output: rtc_inject_args(output.xcorr),
     shell:
-        f"python -m sarstack {RTC_XCORR_CMD} 2> {{log:q}} || sarstack_fail {{log:q}}"
+        stage_shell(f"python -m sarstack {RTC_XCORR_CMD}")
 
 
 rule rtc_aggregate:
@@ -219,18 +210,16 @@ rule rtc_aggregate:
     output:
         **rtc_aggregate_outputs("{stack}"),
     log:
-        f"{LOGS}/rtc/{{stack}}aggregate.log",
+        stage_log("rtc/{stack}aggregate"),
     benchmark:
-        f"{BENCH}/rtc/{{stack}}aggregate.tsv"
+        stage_benchmark("rtc/{stack}aggregate")
     wildcard_constraints:
         stack=RTC_CHUNKED_RX,
     conda:
         ENV
     threads: 1
     resources:
-        # measured peak 0.16 GB (rtc-4096x24, rtc-many), with a margin
-        mem_mb=500,
-        runtime=10,
+        **stage_resources("rtc_aggregate"),
     params:
         **RTC_AGGREGATE_PARAMS,
         layout=lambda w, input: input.layout,
@@ -241,7 +230,7 @@ rule rtc_aggregate:
         # Not passed on: the DEM or incidence raster replaced reruns this job.
         terrain_fingerprint=lambda w: rtc_terrain_fingerprint(w.stack),
     shell:
-        f"python -m sarstack {RTC_AGGREGATE_CMD} 2> {{log:q}} || sarstack_fail {{log:q}}"
+        stage_shell(f"python -m sarstack {RTC_AGGREGATE_CMD}")
 
 
 # Small stacks, several per job: a stack that needs one chunk of every
@@ -268,7 +257,7 @@ for _n, _stacks in enumerate(RTC_BATCHES, 1):
             # The batch's own log first: report_job_errors names it when a
             # batch fails with no stack's error (e.g. killed for memory).
             **{
-                "batch": f"{LOGS}/rtc/batch_{_n}.log",
+                "batch": stage_log(f"rtc/batch_{_n}"),
                 **{
                     f"{name}{i}": path
                     for i, s in enumerate(_stacks)
@@ -276,25 +265,25 @@ for _n, _stacks in enumerate(RTC_BATCHES, 1):
                 },
             },
         benchmark:
-            f"{BENCH}/rtc/batch_{_n}.tsv"
+            stage_benchmark(f"rtc/batch_{_n}")
         conda:
             ENV
         threads: 1
         resources:
-            # measured peak 0.16-0.22 GB per stack, one stack at a time (rtc-many;
-            # 0.22 GB for 30 x 1400², near the largest stack that is batched)
-            mem_mb=500,
-            runtime=10 + 10 * len(_stacks),
+            **stage_resources("rtc_batch", stacks=len(_stacks)),
         params:
             # Not passed on: a change of an input file's size or mtime reruns this job.
             fingerprint=[rtc_stack_fingerprint(s) for s in _stacks],
             reflectors_fingerprint=user_files_fingerprint(RCFG["reflectors"]),
             terrain_fingerprint=[rtc_terrain_fingerprint(s) for s in _stacks],
             cmd=rtc_batch_command(_stacks),
-            select_logs=" ".join(shlex.quote(f"{LOGS}/rtc/{s}select.log") for s in _stacks),
+            select_logs=" ".join(shlex.quote(stage_log(f"rtc/{s}select")) for s in _stacks),
         shell:
-            "python -m sarstack {params.cmd} 2> {log.batch:q} || sarstack_fail {log.batch:q};"
-            " grep -h ' WARNING ' {params.select_logs} >&2 || true"
+            stage_shell(
+                "python -m sarstack {params.cmd}",
+                log="log.batch",
+                warnings_from="{params.select_logs}",
+            )
 
 
 rule rtc_reflectors:
@@ -304,22 +293,21 @@ rule rtc_reflectors:
     output:
         **rtc_reflectors_outputs("{stack}"),
     log:
-        f"{LOGS}/rtc/{{stack}}reflectors.log",
+        stage_log("rtc/{stack}reflectors"),
     benchmark:
-        f"{BENCH}/rtc/{{stack}}reflectors.tsv"
+        stage_benchmark("rtc/{stack}reflectors")
     wildcard_constraints:
         stack=RTC_CHUNKED_RX,
     conda:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **stage_resources("rtc_reflectors"),
     params:
         **RTC_REFLECTORS_PARAMS,
         reflectors_fingerprint=user_files_fingerprint(RCFG["reflectors"]),
     shell:
-        f"python -m sarstack {RTC_REFLECTORS_CMD} 2> {{log:q}} || sarstack_fail {{log:q}}"
+        stage_shell(f"python -m sarstack {RTC_REFLECTORS_CMD}")
 
 
 rule rtc_stacks_summary:
@@ -340,24 +328,23 @@ rule rtc_stacks_summary:
             caption="../report/rtc_stacks_summary.rst",
         ),
     log:
-        f"{LOGS}/rtc/stacks_summary.log",
+        stage_log("rtc/stacks_summary"),
     benchmark:
-        f"{BENCH}/rtc/stacks_summary.tsv"
+        stage_benchmark("rtc/stacks_summary")
     conda:
         ENV
     threads: 1
     resources:
-        # measured peak 0.14 GB (rtc-many), with a margin
-        mem_mb=500,
-        runtime=10,
+        **stage_resources("rtc_stacks_summary"),
     params:
         stacks=stacks_summary_args,
         opts=stage_opts("rtc_stacks_summary"),
         absolute="--absolute" if rtc_reflectors_file() else "",
     shell:
-        "python -m sarstack rtc_stacks_summary {params.opts} {params.stacks} {params.absolute}"
-        " --out {output.summary:q} --out-overall {output.overall:q} --plot {output.plot:q}"
-        " 2> {log:q} || sarstack_fail {log:q}"
+        stage_shell(
+            "python -m sarstack rtc_stacks_summary {params.opts} {params.stacks} {params.absolute}"
+            " --out {output.summary:q} --out-overall {output.overall:q} --plot {output.plot:q}"
+        )
 
 
 rule rtc:
