@@ -73,6 +73,13 @@ RTC_RESERVED_NAMES = frozenset(
 
 def _check_semantics(cfg: Mapping[str, Any]) -> None:
     """Checks a JSON schema cannot express; each names its key."""
+    _check_folders(cfg)
+    _check_rtc(cfg.get("rtc", {}))
+    _check_insar(cfg.get("insar", {}))
+
+
+def _check_folders(cfg: Mapping[str, Any]) -> None:
+    """``output_dir`` and ``jax_cache_dir``: folders of their own that can be made."""
     out = str(cfg.get("output_dir", ""))
     if not out.strip():
         raise SarstackError("config output_dir: must not be empty")
@@ -97,7 +104,10 @@ def _check_semantics(cfg: Mapping[str, Any]) -> None:
                 raise SarstackError(
                     f"config jax_cache_dir: {parent} exists and is not a folder"
                 )
-    rtc = cfg.get("rtc", {})
+
+
+def _check_rtc(rtc: Mapping[str, Any]) -> None:
+    """The ``rtc`` keys."""
     tiles = rtc.get("tiles")
     if isinstance(tiles, list) and len(tiles) == 2:
         n_tiles = int(tiles[0]) * int(tiles[1])
@@ -124,9 +134,12 @@ def _check_semantics(cfg: Mapping[str, Any]) -> None:
                 f"config rtc.stacks.{name}: reserved (a folder or file of the RTC branch); "
                 "choose another name"
             )
+
+
+def _check_insar(ins: Mapping[str, Any]) -> None:
+    """The ``insar`` keys."""
     import datetime as dt
 
-    ins = cfg.get("insar", {})
     model = ins.get("velocity_model") or {}
     dated = [("extra_reference_date", ins.get("extra_reference_date")),
              ("start_date", ins.get("start_date")), ("end_date", ins.get("end_date"))]

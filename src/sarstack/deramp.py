@@ -149,31 +149,40 @@ def fit_ramps(
             count += ok.sum(axis=1)
 
         process_blocks(grid.shape, block_shape, ramp_block)
-    rows = []
-    for i, ifg in enumerate(ifgs):
-        if count[i] < MIN_PIXELS_PER_TERM * k:
-            raise SarstackError(
-                f"{ifg.path}: {count[i]} valid pixels for the insar.deramp: {model} fit "
-                f"(at least {MIN_PIXELS_PER_TERM * k} needed; insar.deramp_min_correlation?)"
-            )
-        try:
-            c = np.linalg.solve(nm[i], rhs[i])
-        except np.linalg.LinAlgError:
-            raise SarstackError(
-                f"{ifg.path}: its valid pixels do not determine a {model} ramp (a line of pixels?)"
-            ) from None
-        fitted = float(c @ nm[i] @ c)
-        mean = float(rhs[i, 0] / count[i])  # the design's first column is 1
-        resid = max(float(zz[i] - 2.0 * c @ rhs[i] + fitted), 0.0)
-        rows.append({
-            "key": ifg.key, "reference_date": ifg.reference.isoformat(),
-            "secondary_date": ifg.secondary.isoformat(), "model": model, "n_pixels": int(count[i]),
-            **{name: float(v) for name, v in zip(names, c, strict=True)},
-            "ramp_rms_rad": float(np.sqrt(fitted / count[i])),
-            "residual_rms_rad": float(np.sqrt(resid / count[i])),
-            "phase_std_rad": float(np.sqrt(max(zz[i] / count[i] - mean * mean, 0.0))),
-        })  # fmt: skip
+    rows = [_solve_ramp(ifg, model, nm[i], rhs[i], float(zz[i]), int(count[i]))
+            for i, ifg in enumerate(ifgs)]  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _solve_ramp(
+    ifg: Ifg, model: str, nm: np.ndarray, rhs: np.ndarray, zz: float, count: int
+) -> dict[str, Any]:
+    """One ifg's row of :func:`fit_ramps` from its normal equations ``nm c = rhs``,
+    its sum of squares ``zz`` and its number of pixels ``count``."""
+    names = terms(model)
+    k = len(names)
+    if count < MIN_PIXELS_PER_TERM * k:
+        raise SarstackError(
+            f"{ifg.path}: {count} valid pixels for the insar.deramp: {model} fit "
+            f"(at least {MIN_PIXELS_PER_TERM * k} needed; insar.deramp_min_correlation?)"
+        )
+    try:
+        c = np.linalg.solve(nm, rhs)
+    except np.linalg.LinAlgError:
+        raise SarstackError(
+            f"{ifg.path}: its valid pixels do not determine a {model} ramp (a line of pixels?)"
+        ) from None
+    fitted = float(c @ nm @ c)
+    mean = float(rhs[0] / count)  # the design's first column is 1
+    resid = max(float(zz - 2.0 * c @ rhs + fitted), 0.0)
+    return {
+        "key": ifg.key, "reference_date": ifg.reference.isoformat(),
+        "secondary_date": ifg.secondary.isoformat(), "model": model, "n_pixels": int(count),
+        **{name: float(v) for name, v in zip(names, c, strict=True)},
+        "ramp_rms_rad": float(np.sqrt(fitted / count)),
+        "residual_rms_rad": float(np.sqrt(resid / count)),
+        "phase_std_rad": float(np.sqrt(max(zz / count - mean * mean, 0.0))),
+    }  # fmt: skip
 
 
 def read_ramps(path: str | Path, ifgs: Sequence[Ifg]) -> tuple[str, np.ndarray]:

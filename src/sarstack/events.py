@@ -176,17 +176,57 @@ def find_events(
     b = np.zeros((m, n))
     b[np.arange(m), j] += 1.0
     b[np.arange(m), i] -= 1.0
-    bbt = b @ b.T
     from sarstack.dates import years_since
 
     t = years_since([dt.date.fromisoformat(d) for d in dates])  # t[0] = 0
     platform, version = _scene_info(dates, scenes)
-    candidates: list[tuple[str, int, np.ndarray]] = [("drift", 0, b @ (t - t[0]))]
-    # A platform's own offset (S1B scenes against S1A's, interleaved in time),
-    # relative to the first date's platform; a platform whose dates are one
-    # block (S1A until a date, S1C after it) is a step, tested as one.
+    # A platform's own offset is relative to the first date's platform.
     named = [q for q in platform if q]
     common = platform[0] or (max(sorted(set(named)), key=named.count) if named else "")
+    candidates = _candidates(b, t, platform, common)
+    comps = []
+    for c in ("east", "north"):
+        y = ok[f"{c}_m"].to_numpy(float)
+        se2 = np.maximum(ok[f"{c}_se_m"].to_numpy(float), 1e-6) ** 2
+        grid = np.r_[0.0, np.geomspace(1e-3, 1e4, 29)] * float(np.median(se2))
+        comps.append((y, np.diag(se2), grid))
+    results = _search(candidates, comps, b @ b.T, significance)
+
+    rows = []
+    for p_adj, (kind, k, _), est in results:
+        (e, se_e), (nn, se_n) = est
+        sig = 0.5 * (se_e + se_n)
+        if kind == "drift":
+            span = t[-1] - t[0]
+            rows.append([dates[0], "drift", e * span, nn * span, sig * span, p_adj, "", "",
+                         f"linear drift of {math.hypot(e, nn):.2f} m/yr over the stack"])  # fmt: skip
+            continue
+        if kind == "platform":  # k: the platform's first date
+            rows.append([dates[k], "platform", e, nn, sig, p_adj, common, platform[k],
+                         f"{platform[k]} scenes offset from the {common} scenes"])  # fmt: skip
+            continue
+        before, after = platform[k - 1], platform[k]
+        rows.append([dates[k], "step", e, nn, sig, p_adj, before, after,
+                     _attribution(platform, version, k)])  # fmt: skip
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+#: An event candidate: kind (``drift``, ``platform``, ``step``), its date index
+#: and its column of the pairs' design (what it adds to each pair).
+_Candidate = tuple[str, int, np.ndarray]
+
+
+def _candidates(
+    b: np.ndarray, t: np.ndarray, platform: Sequence[str], common: str
+) -> list[_Candidate]:
+    """The drift, each platform's offset and each step date, as columns of the
+    pairs' design ``b`` (pairs x dates)."""
+    n = b.shape[1]
+    candidates: list[_Candidate] = [("drift", 0, b @ (t - t[0]))]
+    # A platform's own offset (S1B scenes against S1A's, interleaved in time),
+    # relative to the first date's platform (``common``); a platform whose dates
+    # are one block (S1A until a date, S1C after it) is a step, tested as one.
+    named = [q for q in platform if q]
     for plat in sorted(set(named) - {common}):
         h = np.array([q == plat for q in platform], float)
         at = np.flatnonzero(h)
@@ -199,13 +239,18 @@ def find_events(
         g = b @ (np.arange(n) >= k).astype(float)
         if np.count_nonzero(g) >= MIN_SPANNING_PAIRS:
             candidates.append(("step", k, g))
-    comps = []
-    for c in ("east", "north"):
-        y = ok[f"{c}_m"].to_numpy(float)
-        se2 = np.maximum(ok[f"{c}_se_m"].to_numpy(float), 1e-6) ** 2
-        grid = np.r_[0.0, np.geomspace(1e-3, 1e4, 29)] * float(np.median(se2))
-        comps.append((y, np.diag(se2), grid))
+    return candidates
 
+
+def _search(
+    candidates: list[_Candidate], comps: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    bbt: np.ndarray, significance: float,
+) -> list[tuple[float, _Candidate, list[tuple[float, float]]]]:
+    """Forward selection of the events: the most significant candidate is kept
+    while its Bonferroni-corrected p-value is below ``significance``, at most
+    :data:`MAX_EVENTS`. Each result: p-value, candidate, ``(estimate, se)`` per
+    component of ``comps`` (``(y, diag(se^2), rho grid)``, east then north)."""
+    m = bbt.shape[0]
     chosen: list[int] = []  # indices into candidates
     results = []
     while len(chosen) < MAX_EVENTS:
@@ -233,24 +278,7 @@ def find_events(
         chosen.append(left[q])
         est = [(float(coef[q]), float(se[q])) for coef, se in fits]
         results.append((p_adj, candidates[left[q]], est))
-
-    rows = []
-    for p_adj, (kind, k, _), est in results:
-        (e, se_e), (nn, se_n) = est
-        sig = 0.5 * (se_e + se_n)
-        if kind == "drift":
-            span = t[-1] - t[0]
-            rows.append([dates[0], "drift", e * span, nn * span, sig * span, p_adj, "", "",
-                         f"linear drift of {math.hypot(e, nn):.2f} m/yr over the stack"])  # fmt: skip
-            continue
-        if kind == "platform":  # k: the platform's first date
-            rows.append([dates[k], "platform", e, nn, sig, p_adj, common, platform[k],
-                         f"{platform[k]} scenes offset from the {common} scenes"])  # fmt: skip
-            continue
-        before, after = platform[k - 1], platform[k]
-        rows.append([dates[k], "step", e, nn, sig, p_adj, before, after,
-                     _attribution(platform, version, k)])  # fmt: skip
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return results
 
 
 def _scene_info(

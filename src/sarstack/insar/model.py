@@ -125,27 +125,36 @@ def velocity_files(
             shape = y.shape[1:]
             flat = y.reshape(len(dates), -1).astype(np.float64)
             net = network(noise, win)
-            if weight_ifgs is None:
-                v, s = svel.velocity(flat, t, uncertainty=uncertainty, network=net)[:2]
-                # Dates cut off from the network at some pixels (NaN there):
-                # those pixels are fitted on their other dates, the same line.
-                part = np.isnan(flat).any(axis=0) & np.isfinite(flat).any(axis=0)
-                if part.any():
-                    sub = flat[:, part]
-                    sub_net = None if net is None else net._replace(noise_var=net.noise_var[part])
-                    v[part], s[part] = svel.velocity_weighted(
-                        sub, t, np.isfinite(sub) * 1.0, uncertainty=uncertainty, network=sub_net
-                    )
-            else:
-                v, s = svel.velocity_weighted(
-                    flat, t, _correlation_date_weights(weight_ifgs, cors, date_index, win, flat.shape),
-                    uncertainty=uncertainty, network=net,
-                )  # fmt: skip
+            weights = None if weight_ifgs is None else _correlation_date_weights(
+                weight_ifgs, cors, date_index, win, flat.shape)  # fmt: skip
+            v, s = _fit_line(flat, t, weights, uncertainty, net)
             wv.write(np.asarray(v).reshape(shape).astype(np.float32), win)
             ws.write(np.asarray(s).reshape(shape).astype(np.float32), win)
 
         process_blocks(grid.shape, block_shape, velocity_block)
     return vunits
+
+
+def _fit_line(
+    flat: np.ndarray, t: np.ndarray, weights: np.ndarray | None, uncertainty: str,
+    net: svel.NetworkNoise | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Velocity and its standard error of each pixel (column) of ``flat``
+    ``(n_dates, n_pixels)`` at times ``t``: weighted by ``weights`` where given,
+    else the plain line, with a pixel's NaN dates left out."""
+    if weights is not None:
+        return svel.velocity_weighted(flat, t, weights, uncertainty=uncertainty, network=net)
+    v, s = svel.velocity(flat, t, uncertainty=uncertainty, network=net)[:2]
+    # Dates cut off from the network at some pixels (NaN there):
+    # those pixels are fitted on their other dates, the same line.
+    part = np.isnan(flat).any(axis=0) & np.isfinite(flat).any(axis=0)
+    if part.any():
+        sub = flat[:, part]
+        sub_net = None if net is None else net._replace(noise_var=net.noise_var[part])
+        v[part], s[part] = svel.velocity_weighted(
+            sub, t, np.isfinite(sub) * 1.0, uncertainty=uncertainty, network=sub_net
+        )
+    return v, s
 
 
 #: How each ``insar.velocity_uncertainty`` is described in the standard errors' tags.

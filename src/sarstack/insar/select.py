@@ -284,6 +284,40 @@ def select_ifgs(
         missing for some pair, rasters on different grids, or a network
         that does not connect every date.
     """
+    ifgs = _find_ifgs(unwrapped, conncomp, correlation, date_format)
+    what = edit.describe() if edit is not None else ""
+    all_ifgs = edit.apply_dates(ifgs) if edit is not None else ifgs
+    ifgs = _kept(all_ifgs, what)
+    grid = _common_grid(ifgs)
+    if edit is not None and edit.min_mean_correlation is not None:
+        all_ifgs = edit.apply_correlation(all_ifgs, grid, block_shape)
+        ifgs = _kept(all_ifgs, what)
+    if edit is not None and edit.max_loop_rms_rad is not None:
+        all_ifgs = apply_closure_qc(edit, all_ifgs, grid, block_shape)
+        ifgs = _kept(all_ifgs, what)
+    dates = sorted({d for ifg in ifgs for d in (ifg.reference, ifg.secondary)})
+    index = {d: k for k, d in enumerate(dates)}
+    pairs = [(index[i.reference], index[i.secondary]) for i in ifgs]
+    if edit is not None and edit.active:
+        gone = sorted({d for i in all_ifgs for d in (i.reference, i.secondary)} - set(dates))
+        n_out = len(all_ifgs) - len(ifgs)
+        log.info("network editing (%s): %d of %d ifgs excluded, %d dates left%s", edit.describe(),
+                 n_out, len(all_ifgs), len(dates),
+                 f" (dropped: {', '.join(map(str, gone))})" if gone else "")  # fmt: skip
+        try:
+            snet.check_network(pairs, len(dates), dates)
+        except SarstackError as e:
+            raise SarstackError(f"after network editing ({edit.describe()}): {e}") from None
+    else:
+        snet.check_network(pairs, len(dates), dates)
+    return all_ifgs, dates, pairs, grid
+
+
+def _find_ifgs(
+    unwrapped: str, conncomp: str | None, correlation: str | None, date_format: str
+) -> list[Ifg]:
+    """The interferograms matching ``unwrapped``, dated, with their companion
+    rasters, sorted by (reference, secondary) date (see :func:`select_ifgs`)."""
     paths = _glob(unwrapped)
     if not paths:
         raise SarstackError(f"insar.unwrapped: no files match {unwrapped!r}")
@@ -308,20 +342,22 @@ def select_ifgs(
         if correlation and (d1, d2) not in cor:
             raise SarstackError(f"insar.correlation: no correlation raster for {p.name}")
         ifgs.append(Ifg(p, d1, d2, cc.get((d1, d2)), cor.get((d1, d2))))
+    return ifgs
 
-    what = edit.describe() if edit is not None else ""
 
-    def kept(every: list[Ifg]) -> list[Ifg]:
-        out = [i for i in every if not i.excluded]
-        if len(out) < 2:
-            raise SarstackError(
-                f"insar: network editing ({what}) leaves {len(out)} of "
-                f"{len(every)} interferograms; need at least 2"
-            )
-        return out
+def _kept(every: list[Ifg], what: str) -> list[Ifg]:
+    """The ifgs network editing (``what``) did not exclude; at least 2."""
+    out = [i for i in every if not i.excluded]
+    if len(out) < 2:
+        raise SarstackError(
+            f"insar: network editing ({what}) leaves {len(out)} of "
+            f"{len(every)} interferograms; need at least 2"
+        )
+    return out
 
-    all_ifgs = edit.apply_dates(ifgs) if edit is not None else ifgs
-    ifgs = kept(all_ifgs)
+
+def _common_grid(ifgs: Sequence[Ifg]) -> Grid:
+    """The grid of the interferograms, checked to be every input's."""
     # The stack's grid is the one most interferograms share, so that an odd
     # one out is named even when it sorts first (and not its companions).
     grids = [read_grid(i.path, single_band=True) for i in ifgs]
@@ -343,28 +379,7 @@ def select_ifgs(
                     f"{f}: not on the grid of the other interferograms"
                     " (all inputs must share one grid)"
                 )
-    if edit is not None and edit.min_mean_correlation is not None:
-        all_ifgs = edit.apply_correlation(all_ifgs, grid, block_shape)
-        ifgs = kept(all_ifgs)
-    if edit is not None and edit.max_loop_rms_rad is not None:
-        all_ifgs = apply_closure_qc(edit, all_ifgs, grid, block_shape)
-        ifgs = kept(all_ifgs)
-    dates = sorted({d for ifg in ifgs for d in (ifg.reference, ifg.secondary)})
-    index = {d: k for k, d in enumerate(dates)}
-    pairs = [(index[i.reference], index[i.secondary]) for i in ifgs]
-    if edit is not None and edit.active:
-        gone = sorted({d for i in all_ifgs for d in (i.reference, i.secondary)} - set(dates))
-        n_out = len(all_ifgs) - len(ifgs)
-        log.info("network editing (%s): %d of %d ifgs excluded, %d dates left%s", edit.describe(),
-                 n_out, len(all_ifgs), len(dates),
-                 f" (dropped: {', '.join(map(str, gone))})" if gone else "")  # fmt: skip
-        try:
-            snet.check_network(pairs, len(dates), dates)
-        except SarstackError as e:
-            raise SarstackError(f"after network editing ({edit.describe()}): {e}") from None
-    else:
-        snet.check_network(pairs, len(dates), dates)
-    return all_ifgs, dates, pairs, grid
+    return grid
 
 
 def ifg_table(ifgs: Sequence[Ifg]) -> pd.DataFrame:

@@ -65,6 +65,61 @@ def read_reflectors(path: str | Path) -> pd.DataFrame:
         longitude outside [-180, 360], an unknown CRS, a bad epoch.
     """
     p = Path(path)
+    raw = _read_raw(p)
+    cols = set(raw.columns)
+    need = _coordinate_columns(p, raw)
+    ids = raw["id"]
+    _check_ids(p, ids)
+    if need[0] == "lon":
+        x, y = _numbers(p, raw, "lon"), _numbers(p, raw, "lat")
+        for i in range(len(raw)):
+            if not -90.0 <= y[i] <= 90.0:
+                raise SarstackError(
+                    f"{p}: line {_line(i)}, column lat: {y[i]:g} is outside [-90, 90]"
+                )
+            if not -180.0 <= x[i] <= 360.0:
+                raise SarstackError(
+                    f"{p}: line {_line(i)}, column lon: {x[i]:g} is outside [-180, 360]"
+                )
+        crs = [_WGS84] * len(raw)
+    else:
+        x, y = _numbers(p, raw, "x"), _numbers(p, raw, "y")
+        crs = list(raw["crs"])
+        checked: dict[str, str | None] = {}
+        for i, c in enumerate(crs):
+            if c not in checked:
+                checked[c] = _crs_problem(c)
+            if checked[c] is not None:
+                raise SarstackError(f"{p}: line {_line(i)}, column crs: {checked[c]}")
+
+    vel_cols = ("east_velocity_m_yr", "north_velocity_m_yr")
+    given = [c for c in vel_cols if c in cols]
+    if len(given) == 1:
+        other = vel_cols[1 - vel_cols.index(given[0])]
+        raise SarstackError(f"{p}: column {given[0]} without {other} (give both or neither)")
+    ve = _numbers(p, raw, vel_cols[0], empty=0.0) if given else np.zeros(len(raw))
+    vn = _numbers(p, raw, vel_cols[1], empty=0.0) if given else np.zeros(len(raw))
+    epochs = _epochs(p, raw, ve, vn)
+    return pd.DataFrame(
+        {
+            "id": ids.astype(str).to_numpy(),
+            "x": x,
+            "y": y,
+            "crs": crs,
+            "east_velocity_m_yr": ve,
+            "north_velocity_m_yr": vn,
+            "epoch": pd.Series(epochs, dtype=object),
+        }
+    )
+
+
+def _line(i: int) -> int:
+    """The file's line of data row ``i``."""
+    return i + 2  # header is line 1
+
+
+def _read_raw(p: Path) -> pd.DataFrame:
+    """The reflector CSV as text, column names and cells stripped."""
     if not p.is_file():
         raise SarstackError(f"{p}: no such file")
     try:
@@ -75,12 +130,13 @@ def read_reflectors(path: str | Path) -> pd.DataFrame:
         msg = str(e).splitlines()[0] if str(e) else "unparsable"
         raise SarstackError(f"{p}: not a readable CSV ({msg})") from None
     raw.columns = [str(c).strip() for c in raw.columns]
-    raw = raw.apply(lambda s: s.str.strip())
+    return raw.apply(lambda s: s.str.strip())
+
+
+def _coordinate_columns(p: Path, raw: pd.DataFrame) -> tuple[str, ...]:
+    """``("lon", "lat")`` or ``("x", "y", "crs")``, whichever the table has (and an
+    ``id``), or raise; also raises on a table without rows."""
     cols = set(raw.columns)
-
-    def line(i: int) -> int:
-        return i + 2  # header is line 1
-
     if "id" not in cols:
         raise SarstackError(f"{p}: no 'id' column (columns: {', '.join(raw.columns)})")
     has_ll = bool({"lon", "lat"} & cols)
@@ -96,66 +152,44 @@ def read_reflectors(path: str | Path) -> pd.DataFrame:
         )
     if raw.empty:
         raise SarstackError(f"{p}: no reflectors (header only)")
+    return need
 
-    ids = raw["id"]
+
+def _check_ids(p: Path, ids: pd.Series) -> None:
+    """Raise on an empty or a repeated id."""
     for i, v in enumerate(ids):
         if v == "":
-            raise SarstackError(f"{p}: line {line(i)}, column id: empty id")
+            raise SarstackError(f"{p}: line {_line(i)}, column id: empty id")
     dup = ids[ids.duplicated(keep="first")]
     if not dup.empty:
         i = int(dup.index[0])
         first = int(ids[ids == dup.iloc[0]].index[0])
         raise SarstackError(
-            f"{p}: line {line(i)}, column id: duplicate id {dup.iloc[0]!r} "
-            f"(first on line {line(first)})"
+            f"{p}: line {_line(i)}, column id: duplicate id {dup.iloc[0]!r} "
+            f"(first on line {_line(first)})"
         )
 
-    def numbers(col: str, empty: float | None = None) -> np.ndarray:
-        out = np.empty(len(raw))
-        for i, v in enumerate(raw[col]):
-            if v == "" and empty is not None:
-                out[i] = empty
-                continue
-            try:
-                out[i] = float(v)
-            except ValueError:
-                out[i] = np.nan
-            if not np.isfinite(out[i]):
-                raise SarstackError(f"{p}: line {line(i)}, column {col}: {v!r} is not a number")
-        return out
 
-    if need[0] == "lon":
-        x, y = numbers("lon"), numbers("lat")
-        for i in range(len(raw)):
-            if not -90.0 <= y[i] <= 90.0:
-                raise SarstackError(
-                    f"{p}: line {line(i)}, column lat: {y[i]:g} is outside [-90, 90]"
-                )
-            if not -180.0 <= x[i] <= 360.0:
-                raise SarstackError(
-                    f"{p}: line {line(i)}, column lon: {x[i]:g} is outside [-180, 360]"
-                )
-        crs = [_WGS84] * len(raw)
-    else:
-        x, y = numbers("x"), numbers("y")
-        crs = list(raw["crs"])
-        checked: dict[str, str | None] = {}
-        for i, c in enumerate(crs):
-            if c not in checked:
-                checked[c] = _crs_problem(c)
-            if checked[c] is not None:
-                raise SarstackError(f"{p}: line {line(i)}, column crs: {checked[c]}")
+def _numbers(p: Path, raw: pd.DataFrame, col: str, empty: float | None = None) -> np.ndarray:
+    """Column ``col`` as finite floats (an empty cell is ``empty`` where given), or raise."""
+    out = np.empty(len(raw))
+    for i, v in enumerate(raw[col]):
+        if v == "" and empty is not None:
+            out[i] = empty
+            continue
+        try:
+            out[i] = float(v)
+        except ValueError:
+            out[i] = np.nan
+        if not np.isfinite(out[i]):
+            raise SarstackError(f"{p}: line {_line(i)}, column {col}: {v!r} is not a number")
+    return out
 
-    vel_cols = ("east_velocity_m_yr", "north_velocity_m_yr")
-    given = [c for c in vel_cols if c in cols]
-    if len(given) == 1:
-        other = vel_cols[1 - vel_cols.index(given[0])]
-        raise SarstackError(f"{p}: column {given[0]} without {other} (give both or neither)")
-    ve = numbers(vel_cols[0], empty=0.0) if given else np.zeros(len(raw))
-    vn = numbers(vel_cols[1], empty=0.0) if given else np.zeros(len(raw))
 
+def _epochs(p: Path, raw: pd.DataFrame, ve: np.ndarray, vn: np.ndarray) -> list[dt.date | None]:
+    """Each row's epoch (None where empty), required where a velocity is not zero."""
     epochs: list[dt.date | None] = [None] * len(raw)
-    if "epoch" in cols:
+    if "epoch" in raw.columns:
         for i, v in enumerate(raw["epoch"]):
             if v == "":
                 continue
@@ -163,26 +197,15 @@ def read_reflectors(path: str | Path) -> pd.DataFrame:
                 epochs[i] = dt.date.fromisoformat(v)
             except ValueError:
                 raise SarstackError(
-                    f"{p}: line {line(i)}, column epoch: {v!r} is not a date YYYY-MM-DD"
+                    f"{p}: line {_line(i)}, column epoch: {v!r} is not a date YYYY-MM-DD"
                 ) from None
     for i in range(len(raw)):
         if (ve[i] != 0.0 or vn[i] != 0.0) and epochs[i] is None:
             raise SarstackError(
-                f"{p}: line {line(i)}, column epoch: a velocity is given but no epoch "
+                f"{p}: line {_line(i)}, column epoch: a velocity is given but no epoch "
                 "(the date the coordinates refer to, YYYY-MM-DD)"
             )
-
-    return pd.DataFrame(
-        {
-            "id": ids.astype(str).to_numpy(),
-            "x": x,
-            "y": y,
-            "crs": crs,
-            "east_velocity_m_yr": ve,
-            "north_velocity_m_yr": vn,
-            "epoch": pd.Series(epochs, dtype=object),
-        }
-    )
+    return epochs
 
 
 def _crs_problem(text: str) -> str | None:

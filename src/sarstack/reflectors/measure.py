@@ -180,35 +180,20 @@ def locate_peak(
     if _near_invalid(img, r, c, edge_px, (o0, o1), shape):
         return _nan_result(ReflectorStatus.NEAR_EDGE)
 
-    # The chip, NaN outside the image (window) held.
     r0, c0 = r - chip // 2, c - chip // 2
-    sub = np.full((chip, chip), np.nan)
-    ra, rb = max(r0, o0), min(r0 + chip, o0 + img.shape[0])
-    ca, cb = max(c0, o1), min(c0 + chip, o1 + img.shape[1])
-    sub[ra - r0 : rb - r0, ca - c0 : cb - c0] = img[ra - o0 : rb - o0, ca - o1 : cb - o1]
+    sub = _cut_chip(img, r0, c0, chip, (o0, o1))
     valid = np.isfinite(sub)
     background = float(np.median(sub[valid]))
     work = np.where(valid, sub - background, 0.0)
 
     up = _fft_oversample(work, oversample)
-    n0, n1 = up.shape
     # Only within search_px of the expected position (chip coordinates, element
-    # centres at integers), and a true local maximum there.
-    er, ec = row - r0 - 0.5, col - c0 - 0.5
-    ui = np.arange(n0)[:, None] / oversample - er
-    uj = np.arange(n1)[None, :] / oversample - ec
-    disc = np.hypot(ui, uj) <= search_px
-    if not disc.any():
+    # centres at integers).
+    found = _oversampled_peak(up, row - r0 - 0.5, col - c0 - 0.5, oversample, search_px)
+    if found is None:
         return _nan_result(ReflectorStatus.LOW_CONTRAST)
-    i, j = np.unravel_index(int(np.argmax(np.where(disc, up, -np.inf))), up.shape)
-    around = up[max(i - 1, 0) : i + 2, max(j - 1, 0) : j + 2]
-    if up[i, j] < around.max():  # the flank of a brighter return outside the disc
-        return _nan_result(ReflectorStatus.LOW_CONTRAST)
-    di = _parabola_vertex(up[(i - 1) % n0, j], up[i, j], up[(i + 1) % n0, j])
-    dj = _parabola_vertex(up[i, (j - 1) % n1], up[i, j], up[i, (j + 1) % n1])
-    pi = (i + di) / oversample  # chip coordinates, element centres at integers
-    pj = (j + dj) / oversample
-    peak_power = float(up[i, j]) + background
+    pi, pj, peak = found
+    peak_power = peak + background
 
     # Back to image pixel-is-area coordinates.
     meas_row = r0 + pi + 0.5
@@ -217,19 +202,65 @@ def locate_peak(
     if not (0 <= mr < h and 0 <= mc < w) or _near_invalid(img, mr, mc, edge_px, (o0, o1), shape):
         return _nan_result(ReflectorStatus.NEAR_EDGE)
 
-    yy, xx = np.mgrid[0:chip, 0:chip]
-    dist = np.hypot(yy - pi, xx - pj)
-    ring = valid & (dist >= inner) & (dist <= outer)
-    clutter = float(np.mean(sub[ring])) if ring.any() else math.nan
-    if peak_power <= 0.0 or not np.isfinite(clutter):
-        pcr = -math.inf if peak_power <= 0.0 else math.nan
-    elif clutter <= 0.0:
-        pcr = math.inf
-    else:
-        pcr = 10.0 * math.log10(peak_power / clutter)
+    pcr = _peak_to_clutter(sub, valid, (pi, pj), (inner, outer), peak_power)
     if not pcr >= min_pcr_db:  # NaN too
         return _nan_result(ReflectorStatus.LOW_CONTRAST, pcr)
     return PeakResult(float(meas_row), float(meas_col), float(pcr), ReflectorStatus.OK)
+
+
+def _cut_chip(
+    img: np.ndarray, r0: int, c0: int, chip: int, origin: tuple[int, int]
+) -> np.ndarray:
+    """The ``chip`` x ``chip`` window of the raster from raster element ``(r0, c0)``,
+    NaN outside the image (window) held, whose element ``[0, 0]`` is ``origin``."""
+    o0, o1 = origin
+    sub = np.full((chip, chip), np.nan)
+    ra, rb = max(r0, o0), min(r0 + chip, o0 + img.shape[0])
+    ca, cb = max(c0, o1), min(c0 + chip, o1 + img.shape[1])
+    sub[ra - r0 : rb - r0, ca - c0 : cb - c0] = img[ra - o0 : rb - o0, ca - o1 : cb - o1]
+    return sub
+
+
+def _oversampled_peak(
+    up: np.ndarray, er: float, ec: float, oversample: int, search_px: float
+) -> tuple[float, float, float] | None:
+    """The largest value of the oversampled chip ``up`` within ``search_px`` of the
+    expected chip position ``(er, ec)``, refined by a parabola per axis: its chip
+    ``(row, col)`` (element centres at integers) and value; None when there is no
+    sample in the disc or the maximum is not a true local maximum."""
+    n0, n1 = up.shape
+    ui = np.arange(n0)[:, None] / oversample - er
+    uj = np.arange(n1)[None, :] / oversample - ec
+    disc = np.hypot(ui, uj) <= search_px
+    if not disc.any():
+        return None
+    i, j = np.unravel_index(int(np.argmax(np.where(disc, up, -np.inf))), up.shape)
+    around = up[max(i - 1, 0) : i + 2, max(j - 1, 0) : j + 2]
+    if up[i, j] < around.max():  # the flank of a brighter return outside the disc
+        return None
+    di = _parabola_vertex(up[(i - 1) % n0, j], up[i, j], up[(i + 1) % n0, j])
+    dj = _parabola_vertex(up[i, (j - 1) % n1], up[i, j], up[i, (j + 1) % n1])
+    pi = (i + di) / oversample  # chip coordinates, element centres at integers
+    pj = (j + dj) / oversample
+    return pi, pj, float(up[i, j])
+
+
+def _peak_to_clutter(
+    sub: np.ndarray, valid: np.ndarray, peak: tuple[float, float],
+    ring_px: tuple[float, float], peak_power: float,
+) -> float:
+    """10 log10(peak power / mean power of the chip's valid pixels at a distance in
+    ``ring_px`` of the chip position ``peak``); +-inf or NaN where that is undefined."""
+    chip = sub.shape[0]
+    yy, xx = np.mgrid[0:chip, 0:chip]
+    dist = np.hypot(yy - peak[0], xx - peak[1])
+    ring = valid & (dist >= ring_px[0]) & (dist <= ring_px[1])
+    clutter = float(np.mean(sub[ring])) if ring.any() else math.nan
+    if peak_power <= 0.0 or not np.isfinite(clutter):
+        return -math.inf if peak_power <= 0.0 else math.nan
+    if clutter <= 0.0:
+        return math.inf
+    return 10.0 * math.log10(peak_power / clutter)
 
 
 def measure_scene(

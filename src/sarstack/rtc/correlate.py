@@ -233,20 +233,7 @@ def measure_pairs(
     th, tw = layout.tile_height, layout.tile_width
     max_shift = max_shift_px if max_shift_px is not None else min(th, tw) / 4.0
     min_q = DEFAULT_MIN_QUALITY if min_quality is None else min_quality
-    # Coarse to fine: a gross whole-scene offset (beyond what a tile can measure
-    # reliably) is found on the decimated scenes first, and every secondary tile
-    # is read around it; the tiles then measure the remainder.
-    offsets = []
-    key = lambda c: None if c is None else (float(c[0]), float(c[1]))  # noqa: E731
-    for i, j in pairs:
-        d_row, d_col, coarse_snr = _coarse_offset_once(
-            names[i], names[j], key(clips[i]), key(clips[j]), min_q, scale
-        )
-        offset = (d_row, d_col) if math.hypot(d_row, d_col) > max_shift / 2 else (0, 0)
-        if offset != (0, 0):
-            log.info("%s: coarse offset %+d rows %+d cols (SNR %.1f): tiles searched around it",
-                     Path(names[j]).name, d_row, d_col, coarse_snr)
-        offsets.append(offset)
+    offsets = _coarse_offsets(names, pairs, clips, min_q, scale, max_shift)
     rows_per_batch = max(1, min(layout.n_rows, max_batch_pixels // (th * tw * layout.n_cols)))
     reg: dict[str, Any] = dict(upsample_factor=upsample_factor, iterations=iterations,
                                interpolate=not notebook, threads=threads)  # fmt: skip
@@ -281,6 +268,31 @@ def measure_pairs(
         _pair_frame(res, off, grids[i].transform, layout, eff, max_nan_fraction, min_q, max_shift)
         for res, off, (i, _) in zip(results, offsets, pairs, strict=True)
     ]
+
+
+def _coarse_offsets(
+    names: Sequence[str], pairs: Sequence[tuple[int, int]],
+    clips: Sequence[Sequence[float] | None], min_q: float, scale: str, max_shift: float,
+) -> list[tuple[int, int]]:
+    """Each pair's whole-scene offset ``(rows, cols)``, around which its
+    secondary's tiles are read: ``(0, 0)`` where it is at most ``max_shift / 2``.
+
+    Coarse to fine: a gross whole-scene offset (beyond what a tile can measure
+    reliably) is found on the decimated scenes first, and every secondary tile
+    is read around it; the tiles then measure the remainder.
+    """
+    offsets = []
+    key = lambda c: None if c is None else (float(c[0]), float(c[1]))  # noqa: E731
+    for i, j in pairs:
+        d_row, d_col, coarse_snr = _coarse_offset_once(
+            names[i], names[j], key(clips[i]), key(clips[j]), min_q, scale
+        )
+        offset = (d_row, d_col) if math.hypot(d_row, d_col) > max_shift / 2 else (0, 0)
+        if offset != (0, 0):
+            log.info("%s: coarse offset %+d rows %+d cols (SNR %.1f): tiles searched around it",
+                     Path(names[j]).name, d_row, d_col, coarse_snr)
+        offsets.append(offset)
+    return offsets
 
 
 def _band_products(

@@ -194,47 +194,10 @@ def simulate_ifg_stack(
     from sarstack.dates import years_since
     from sarstack.network import make_pairs
 
-    if n_dates < 2:
-        raise SarstackError(f"n_dates must be at least 2, got {n_dates}")
-    h, w = (int(shape[0]), int(shape[1]))
-    if h < 8 or w < 8:
-        raise SarstackError(f"shape {tuple(shape)} is too small (at least 8 x 8)")
-    if noise_rad < 0:
-        raise SarstackError(f"noise_rad must be >= 0, got {noise_rad}")
-    if wavelength is not None and not wavelength > 0:
-        raise SarstackError(f"wavelength must be positive metres, got {wavelength}")
-    try:
-        first = dt.date.fromisoformat(start_date)
-    except ValueError:
-        raise SarstackError(f"start_date {start_date!r} is not YYYY-MM-DD") from None
-    if velocity_rad_per_year is None:
-        vel = _default_velocity((h, w))
-    else:
-        vel = np.asarray(velocity_rad_per_year, dtype=np.float64)
-        if vel.shape != (h, w) or not np.all(np.isfinite(vel)):
-            raise SarstackError(
-                f"velocity_rad_per_year must be finite with shape ({h}, {w}), got {vel.shape}"
-            )
-    annual = None
-    if annual_amplitude_rad is not None:
-        annual = np.asarray(annual_amplitude_rad, dtype=np.float64)
-        if annual.shape not in ((), (h, w)) or not np.all(np.isfinite(annual)):
-            raise SarstackError(
-                f"annual_amplitude_rad must be finite, a number or shape ({h}, {w}), got {annual.shape}"
-            )
+    h, w, first = _check_ifg_args(n_dates, shape, noise_rad, wavelength, start_date)
+    vel, annual = _check_fields(velocity_rad_per_year, annual_amplitude_rad, (h, w))
     dates = [first + dt.timedelta(days=k * interval_days) for k in range(n_dates)]
-    step_list: list[tuple[dt.date, np.ndarray]] = []
-    for d, amount in steps or ():
-        try:
-            sd = dt.date.fromisoformat(str(d))
-        except ValueError:
-            raise SarstackError(f"step date {d!r} is not YYYY-MM-DD") from None
-        if not dates[0] < sd <= dates[-1] or sd in [x for x, _ in step_list]:
-            raise SarstackError(f"step {sd} is repeated or not inside {dates[0]}..{dates[-1]}")
-        sa = np.asarray(amount, dtype=np.float64)
-        if sa.shape not in ((), (h, w)) or not np.all(np.isfinite(sa)):
-            raise SarstackError(f"step {sd}: must be finite, a number or shape ({h}, {w})")
-        step_list.append((sd, sa))
+    step_list = _check_steps(steps, dates, (h, w))
     pairs = make_pairs(n_dates, network)
     if jump_patch is not None and not 0 <= int(jump_patch[0]) < len(pairs):
         raise SarstackError(
@@ -252,16 +215,135 @@ def simulate_ifg_stack(
         after = np.array([d >= sd for d in dates])
         phase[after] += sa
 
-    rows_i, cols_i = np.mgrid[0:h, 0:w].astype(np.float64)
-    disc = np.hypot(rows_i - h / 4.0, cols_i - 3.0 * w / 4.0) < min(h, w) / 8.0
-    cor_base = np.where(disc, 0.3, 0.99)
-
     grid = Grid(
         CRS.from_user_input(crs),
         Affine(pixel_size, 0.0, origin[0], 0.0, -pixel_size, origin[1]),
         w,
         h,
     )
+    ifgs, cors, n_nodata = _render_ifgs(
+        phase, dates, pairs, r_noise, noise_rad, jump_patch, nodata_value
+    )
+
+    scale, units = (1.0, "radians") if wavelength is None else (wavelength / (4 * np.pi), "meters")
+    annual_amplitude = annual_peak_doy = None
+    if annual is not None:
+        annual_amplitude, annual_peak_doy = _annual_truth(amp, first, scale)
+    truth = _truth_table(dates, t, phase, scale, units)
+    return IfgSimulation(
+        dates=dates,
+        pairs=pairs,
+        grid=grid,
+        ifgs=ifgs,
+        cor=cors,
+        nodata=nodata_value,
+        n_nodata=n_nodata,
+        phase=phase,
+        velocity=-vel * scale,
+        units=units,
+        annual_amplitude=annual_amplitude,
+        annual_peak_doy=annual_peak_doy,
+        steps=[(sd, -sa * scale * np.ones((h, w))) for sd, sa in step_list],
+        truth=truth,
+    )
+
+
+def _check_ifg_args(
+    n_dates: int, shape: tuple[int, int], noise_rad: float, wavelength: float | None,
+    start_date: str,
+) -> tuple[int, int, dt.date]:
+    """``(rows, cols)`` and the first date, or raise on an invalid argument
+    (see :func:`simulate_ifg_stack`)."""
+    if n_dates < 2:
+        raise SarstackError(f"n_dates must be at least 2, got {n_dates}")
+    h, w = (int(shape[0]), int(shape[1]))
+    if h < 8 or w < 8:
+        raise SarstackError(f"shape {tuple(shape)} is too small (at least 8 x 8)")
+    if noise_rad < 0:
+        raise SarstackError(f"noise_rad must be >= 0, got {noise_rad}")
+    if wavelength is not None and not wavelength > 0:
+        raise SarstackError(f"wavelength must be positive metres, got {wavelength}")
+    try:
+        first = dt.date.fromisoformat(start_date)
+    except ValueError:
+        raise SarstackError(f"start_date {start_date!r} is not YYYY-MM-DD") from None
+    return h, w, first
+
+
+def _check_fields(
+    velocity_rad_per_year: np.ndarray | None, annual_amplitude_rad: float | np.ndarray | None,
+    shape: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The phase velocity field (default :func:`_default_velocity`) and the annual
+    amplitude (None without one), each checked (see :func:`simulate_ifg_stack`)."""
+    h, w = shape
+    if velocity_rad_per_year is None:
+        vel = _default_velocity((h, w))
+    else:
+        vel = np.asarray(velocity_rad_per_year, dtype=np.float64)
+        if vel.shape != (h, w) or not np.all(np.isfinite(vel)):
+            raise SarstackError(
+                f"velocity_rad_per_year must be finite with shape ({h}, {w}), got {vel.shape}"
+            )
+    annual = None
+    if annual_amplitude_rad is not None:
+        annual = np.asarray(annual_amplitude_rad, dtype=np.float64)
+        if annual.shape not in ((), (h, w)) or not np.all(np.isfinite(annual)):
+            raise SarstackError(
+                f"annual_amplitude_rad must be finite, a number or shape ({h}, {w}), got {annual.shape}"
+            )
+    return vel, annual
+
+
+def _truth_table(
+    dates: Sequence[dt.date], t: np.ndarray, phase: np.ndarray, scale: float, units: str
+) -> pd.DataFrame:
+    """The table of ``truth.csv``: phase and displacement at the centre pixel per date."""
+    _, h, w = phase.shape
+    rc = (h // 2, w // 2)
+    return pd.DataFrame(
+        {
+            "date": [d.isoformat() for d in dates],
+            "t_years": t,
+            "phase_center_rad": phase[:, rc[0], rc[1]],
+            "displacement_center": (0.0 - phase[:, rc[0], rc[1]]) * scale,
+            "displacement_units": units,
+        }
+    )
+
+
+def _check_steps(
+    steps: Sequence[tuple[str, float | np.ndarray]] | None, dates: Sequence[dt.date],
+    shape: tuple[int, int],
+) -> list[tuple[dt.date, np.ndarray]]:
+    """``steps`` as ``(date, phase step)``, each checked (see :func:`simulate_ifg_stack`)."""
+    h, w = shape
+    step_list: list[tuple[dt.date, np.ndarray]] = []
+    for d, amount in steps or ():
+        try:
+            sd = dt.date.fromisoformat(str(d))
+        except ValueError:
+            raise SarstackError(f"step date {d!r} is not YYYY-MM-DD") from None
+        if not dates[0] < sd <= dates[-1] or sd in [x for x, _ in step_list]:
+            raise SarstackError(f"step {sd} is repeated or not inside {dates[0]}..{dates[-1]}")
+        sa = np.asarray(amount, dtype=np.float64)
+        if sa.shape not in ((), (h, w)) or not np.all(np.isfinite(sa)):
+            raise SarstackError(f"step {sd}: must be finite, a number or shape ({h}, {w})")
+        step_list.append((sd, sa))
+    return step_list
+
+
+def _render_ifgs(
+    phase: np.ndarray, dates: Sequence[dt.date], pairs: Sequence[tuple[int, int]],
+    r_noise: np.random.Generator, noise_rad: float,
+    jump_patch: tuple[int, slice, slice] | None, nodata_value: float,
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The float32 interferograms and correlations of ``pairs`` from the truth
+    ``phase``, and the nodata pixels of each (see :func:`simulate_ifg_stack`)."""
+    _, h, w = phase.shape
+    rows_i, cols_i = np.mgrid[0:h, 0:w].astype(np.float64)
+    disc = np.hypot(rows_i - h / 4.0, cols_i - 3.0 * w / 4.0) < min(h, w) / 8.0
+    cor_base = np.where(disc, 0.3, 0.99)
     k_nodata = min(1, len(pairs) - 1)
     block = (slice(0, max(1, h // 16)), slice(0, max(1, w // 16)))
     nodata_f32 = np.float32(nodata_value)
@@ -282,40 +364,17 @@ def simulate_ifg_stack(
             cor32[block] = nodata_f32
         ifgs[k], cors[k] = ifg32, cor32
         n_nodata.append(int(block[0].stop * block[1].stop) if k == k_nodata else 0)
+    return ifgs, cors, n_nodata
 
-    scale, units = (1.0, "radians") if wavelength is None else (wavelength / (4 * np.pi), "meters")
-    annual_amplitude = annual_peak_doy = None
-    if annual is not None:
-        annual_amplitude = np.abs(amp) * scale
-        tau0 = (first - SEASONAL_EPOCH).days / DAYS_PER_YEAR
-        tau_peak = tau0 + np.where(amp > 0, 0.75, 0.25)  # peak of -a sin(2 pi t)
-        annual_peak_doy = np.where(amp != 0, 1.0 + DAYS_PER_YEAR * np.mod(tau_peak, 1.0), np.nan)
-    rc = (h // 2, w // 2)
-    truth = pd.DataFrame(
-        {
-            "date": [d.isoformat() for d in dates],
-            "t_years": t,
-            "phase_center_rad": phase[:, rc[0], rc[1]],
-            "displacement_center": (0.0 - phase[:, rc[0], rc[1]]) * scale,
-            "displacement_units": units,
-        }
-    )
-    return IfgSimulation(
-        dates=dates,
-        pairs=pairs,
-        grid=grid,
-        ifgs=ifgs,
-        cor=cors,
-        nodata=nodata_value,
-        n_nodata=n_nodata,
-        phase=phase,
-        velocity=-vel * scale,
-        units=units,
-        annual_amplitude=annual_amplitude,
-        annual_peak_doy=annual_peak_doy,
-        steps=[(sd, -sa * scale * np.ones((h, w))) for sd, sa in step_list],
-        truth=truth,
-    )
+
+def _annual_truth(amp: np.ndarray, first: dt.date, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Annual displacement amplitude ``|a|`` (times ``scale``) and the day of year
+    of its peak (NaN where ``a = 0``), as :class:`sarstack.velocity.DeformationModel`."""
+    annual_amplitude = np.abs(amp) * scale
+    tau0 = (first - SEASONAL_EPOCH).days / DAYS_PER_YEAR
+    tau_peak = tau0 + np.where(amp > 0, 0.75, 0.25)  # peak of -a sin(2 pi t)
+    annual_peak_doy = np.where(amp != 0, 1.0 + DAYS_PER_YEAR * np.mod(tau_peak, 1.0), np.nan)
+    return annual_amplitude, annual_peak_doy
 
 
 def make_ifg_stack(

@@ -275,6 +275,88 @@ def simulate_rtc_stack(
     SarstackError
         On invalid arguments.
     """
+    h, w, first = _check_rtc_args(
+        n_dates, shape, pixel_size, speckle, looks, frame_jitter_px, point_targets, start_date
+    )
+    # Independent streams, so that e.g. speckle=False keeps the same scene and errors.
+    ss = np.random.SeedSequence(seed)
+    # (A 7th stream for the point targets leaves the first six as they were.)
+    r_shift, r_frame, r_scene, r_wedge, r_speckle, r_name, r_targets = (
+        np.random.default_rng(s) for s in ss.spawn(7)
+    )
+    shifts = _date_shifts(r_shift, shifts_px, n_dates, max_shift_px)
+
+    offs = r_frame.integers(-frame_jitter_px, frame_jitter_px + 1, size=(n_dates, 2))
+    offs[0] = 0  # frames are offset relative to the first date
+
+    max_off = int(np.max(np.abs(offs))) if n_dates else 0
+    pad = max_off + int(np.ceil(np.max(np.abs(shifts)))) + _MARGIN_PX
+    spectrum = _ground_spectrum(r_scene, (h + 2 * pad, w + 2 * pad))
+
+    grid_crs = CRS.from_user_input(crs)
+    targets: _Targets | None = None
+    reflectors = None
+    if point_targets:
+        targets = _place_targets(
+            r_targets, point_targets, spectrum, shifts, offs, pad, (h, w), nan_edge
+        )
+        reflectors = _reflector_table(targets.centres, pad, pixel_size, origin, crs)
+    names_hex = r_name.integers(0, 16**4, size=n_dates)
+    hhmmss = f"{int(r_name.integers(0, 24)):02d}{int(r_name.integers(0, 60)):02d}"
+    images = np.empty((n_dates, h, w), dtype=np.float32)
+    dates: list[dt.date] = []
+    names: list[str] = []
+    grids: list[Grid] = []
+    rows: list[dict[str, object]] = []
+    for k in range(n_dates):
+        de, dn = float(shifts[k, 0]), float(shifts[k, 1])
+        ro, co = int(offs[k, 0]), int(offs[k, 1])
+        images[k] = _render_frame(
+            spectrum, (de, dn), (ro, co), pad, (h, w), targets,
+            r_speckle if speckle else None, looks, r_wedge if nan_edge else None, nodata,
+        )  # fmt: skip
+
+        date = first + dt.timedelta(days=k * interval_days)
+        seconds = int(r_name.integers(0, 60))
+        stem = (
+            f"S1A_IW_{date:%Y%m%d}T{hhmmss}{seconds:02d}_DVP_RTC30_G_gpuned_{int(names_hex[k]):04X}"
+        )
+        transform = Affine(
+            pixel_size, 0.0, origin[0] + co * pixel_size, 0.0, -pixel_size,
+            origin[1] - ro * pixel_size,
+        )  # fmt: skip
+        dates.append(date)
+        names.append(stem)
+        grids.append(Grid(grid_crs, transform, w, h))
+        rows.append(_truth_row(date, stem, (de, dn), (ro, co), pixel_size))
+    truth = pd.DataFrame(rows, columns=TRUTH_COLUMNS)
+    return RtcSimulation(dates, names, grids, images, nodata, truth, reflectors)
+
+
+def _truth_row(
+    date: dt.date, stem: str, shift: tuple[float, float], off: tuple[int, int], pixel_size: float
+) -> dict[str, object]:
+    """One date's row of the truth table (:data:`TRUTH_COLUMNS`)."""
+    de, dn = shift
+    ro, co = off
+    return {
+        "date": date.isoformat(),
+        "path": str(Path(stem, f"{stem}_VV.tif")),
+        "east_px": de,
+        "north_px": dn,
+        "east_m": de * pixel_size,
+        "north_m": dn * pixel_size,
+        "frame_row_off": ro,
+        "frame_col_off": co,
+    }
+
+
+def _check_rtc_args(
+    n_dates: int, shape: tuple[int, int], pixel_size: float, speckle: bool, looks: float,
+    frame_jitter_px: int, point_targets: int, start_date: str,
+) -> tuple[int, int, dt.date]:
+    """The frame's ``(rows, cols)`` and the first date, or raise on an invalid argument
+    (see :func:`simulate_rtc_stack`)."""
     if n_dates < 1:
         raise SarstackError(f"n_dates must be at least 1, got {n_dates}")
     h, w = (int(shape[0]), int(shape[1]))
@@ -292,119 +374,115 @@ def simulate_rtc_stack(
         first = dt.date.fromisoformat(start_date)
     except ValueError:
         raise SarstackError(f"start_date {start_date!r} is not YYYY-MM-DD") from None
+    return h, w, first
 
-    # Independent streams, so that e.g. speckle=False keeps the same scene and errors.
-    ss = np.random.SeedSequence(seed)
-    # (A 7th stream for the point targets leaves the first six as they were.)
-    r_shift, r_frame, r_scene, r_wedge, r_speckle, r_name, r_targets = (
-        np.random.default_rng(s) for s in ss.spawn(7)
-    )
 
-    default_shifts = r_shift.uniform(-max_shift_px, max_shift_px, size=(n_dates, 2))
+def _date_shifts(
+    rng: np.random.Generator, shifts_px: np.ndarray | None, n_dates: int, max_shift_px: float
+) -> np.ndarray:
+    """``(n_dates, 2)`` geolocation errors ``(east_px, north_px)``: ``shifts_px``, checked,
+    or uniform in ``[-max_shift_px, max_shift_px]`` (drawn either way, so that the
+    other streams do not depend on it)."""
+    default_shifts = rng.uniform(-max_shift_px, max_shift_px, size=(n_dates, 2))
     if shifts_px is None:
-        shifts = default_shifts
-    else:
-        shifts = np.asarray(shifts_px, dtype=np.float64)
-        if shifts.shape != (n_dates, 2) or not np.all(np.isfinite(shifts)):
-            raise SarstackError(
-                f"shifts_px must be finite with shape ({n_dates}, 2), got {shifts.shape}"
-            )
+        return default_shifts
+    shifts = np.asarray(shifts_px, dtype=np.float64)
+    if shifts.shape != (n_dates, 2) or not np.all(np.isfinite(shifts)):
+        raise SarstackError(
+            f"shifts_px must be finite with shape ({n_dates}, 2), got {shifts.shape}"
+        )
+    return shifts
 
-    offs = r_frame.integers(-frame_jitter_px, frame_jitter_px + 1, size=(n_dates, 2))
-    offs[0] = 0  # frames are offset relative to the first date
 
-    max_off = int(np.max(np.abs(offs))) if n_dates else 0
-    pad = max_off + int(np.ceil(np.max(np.abs(shifts)))) + _MARGIN_PX
-    ch, cw = h + 2 * pad, w + 2 * pad
+def _ground_spectrum(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """``fft2`` of the band-limited ground reflectivity canvas of ``shape``.
 
-    # Ground truth: log-normal texture (about 0.01-1) plus bright lines, then a
-    # low-pass so the periodic canvas is band-limited and the Fourier shift is an
-    # exact sub-pixel translation. The low-pass rings slightly below zero next to
-    # sharp features; raising the mean (the DC bin only) keeps it positive.
-    log_power = np.log(0.1) + 0.55 * _texture(r_scene, (ch, cw))
-    canvas = np.exp(log_power) + _lines(r_scene, (ch, cw), n_lines=int(r_scene.integers(4, 8)))
+    Ground truth: log-normal texture (about 0.01-1) plus bright lines, then a
+    low-pass so the periodic canvas is band-limited and the Fourier shift is an
+    exact sub-pixel translation. The low-pass rings slightly below zero next to
+    sharp features; raising the mean (the DC bin only) keeps it positive.
+    """
+    ch, cw = shape
+    log_power = np.log(0.1) + 0.55 * _texture(rng, (ch, cw))
+    canvas = np.exp(log_power) + _lines(rng, (ch, cw), n_lines=int(rng.integers(4, 8)))
     spectrum = np.fft.fft2(canvas) * _lowpass((ch, cw))
     deficit = _MIN_POWER - float(np.fft.ifft2(spectrum).real.min())
     if deficit > 0:
         spectrum[0, 0] += deficit * ch * cw
+    return spectrum
 
-    grid_crs = CRS.from_user_input(crs)
-    centres = None  # of the point targets, canvas (row, col)
-    reflectors = None
-    if point_targets:
-        # Canvas rows / cols inside every date's frame, clear of wedges and edges.
-        m = _TARGET_MARGIN_PX + int(np.ceil(np.max(np.abs(shifts))))
-        wedge = int(np.ceil(_WEDGE_MAX * w)) if nan_edge else 0
-        rows_in = (pad + offs[:, 0].max() + m, pad + offs[:, 0].min() + h - m)
-        cols_in = (pad + offs[:, 1].max() + wedge + m, pad + offs[:, 1].min() + w - wedge - m)
-        target_power = float(spectrum[0, 0].real) / (ch * cw) * 10 ** (_TARGET_DB / 10)
-        centres = _target_centres(
-            r_targets, point_targets, (float(rows_in[0]), float(rows_in[1])),
-            (float(cols_in[0]), float(cols_in[1])),
-        )  # fmt: skip
-        # Frame 0's transform origin is canvas (pad, pad); every frame is on that grid.
-        reflectors = pd.DataFrame(
-            {
-                "id": [f"PT{k + 1:02d}" for k in range(point_targets)],
-                "x": origin[0] + (centres[:, 1] - pad) * pixel_size,
-                "y": origin[1] - (centres[:, 0] - pad) * pixel_size,
-                "crs": crs,
-            },
-            columns=REFLECTOR_CSV_COLUMNS,
-        )
-    names_hex = r_name.integers(0, 16**4, size=n_dates)
-    hhmmss = f"{int(r_name.integers(0, 24)):02d}{int(r_name.integers(0, 60)):02d}"
-    images = np.empty((n_dates, h, w), dtype=np.float32)
-    dates: list[dt.date] = []
-    names: list[str] = []
-    grids: list[Grid] = []
-    rows: list[dict[str, object]] = []
-    for k in range(n_dates):
-        de, dn = float(shifts[k, 0]), float(shifts[k, 1])
-        # Content at true position P appears at P + (de east, dn north): +de columns, -dn rows.
-        shifted = np.fft.ifft2(ndimage.fourier_shift(spectrum, shift=(-dn, de))).real
-        ro, co = int(offs[k, 0]), int(offs[k, 1])
-        img = shifted[pad + ro : pad + ro + h, pad + co : pad + co + w]
-        img = np.maximum(img, 1e-6)  # guard only: the canvas minimum is _MIN_POWER
-        if speckle:
-            img = img * r_speckle.gamma(shape=looks, scale=1.0 / looks, size=img.shape)
-        if centres is not None:
-            # The same translation as the canvas's (+de columns, -dn rows), rendered
-            # analytically in this frame: exact, and no ringing of a low-pass.
-            moved = centres + np.array([-dn - (pad + ro), de - (pad + co)])
-            img = img + _render_targets(moved, (h, w), target_power)
-        img = img.astype(np.float32)
-        img[img == np.float32(nodata)] = np.nextafter(np.float32(nodata), np.float32(np.inf))
-        if nan_edge:
-            img[_wedge_mask(r_wedge, (h, w))] = nodata
-        images[k] = img
 
-        date = first + dt.timedelta(days=k * interval_days)
-        seconds = int(r_name.integers(0, 60))
-        stem = (
-            f"S1A_IW_{date:%Y%m%d}T{hhmmss}{seconds:02d}_DVP_RTC30_G_gpuned_{int(names_hex[k]):04X}"
-        )
-        transform = Affine(
-            pixel_size, 0.0, origin[0] + co * pixel_size, 0.0, -pixel_size,
-            origin[1] - ro * pixel_size,
-        )  # fmt: skip
-        dates.append(date)
-        names.append(stem)
-        grids.append(Grid(grid_crs, transform, w, h))
-        rows.append(
-            {
-                "date": date.isoformat(),
-                "path": str(Path(stem, f"{stem}_VV.tif")),
-                "east_px": de,
-                "north_px": dn,
-                "east_m": de * pixel_size,
-                "north_m": dn * pixel_size,
-                "frame_row_off": ro,
-                "frame_col_off": co,
-            }
-        )
-    truth = pd.DataFrame(rows, columns=TRUTH_COLUMNS)
-    return RtcSimulation(dates, names, grids, images, nodata, truth, reflectors)
+class _Targets(NamedTuple):
+    """Point targets on the canvas: ``(n, 2)`` canvas ``(row, col)`` centres and
+    the peak power of each (linear)."""
+
+    centres: np.ndarray
+    power: float
+
+
+def _place_targets(
+    rng: np.random.Generator, n: int, spectrum: np.ndarray, shifts: np.ndarray,
+    offs: np.ndarray, pad: int, shape: tuple[int, int], nan_edge: bool,
+) -> _Targets:
+    """``n`` point targets on canvas rows / cols inside every date's frame, clear of
+    wedges and edges, :data:`_TARGET_DB` above the canvas mean."""
+    h, w = shape
+    ch, cw = spectrum.shape
+    m = _TARGET_MARGIN_PX + int(np.ceil(np.max(np.abs(shifts))))
+    wedge = int(np.ceil(_WEDGE_MAX * w)) if nan_edge else 0
+    rows_in = (pad + offs[:, 0].max() + m, pad + offs[:, 0].min() + h - m)
+    cols_in = (pad + offs[:, 1].max() + wedge + m, pad + offs[:, 1].min() + w - wedge - m)
+    target_power = float(spectrum[0, 0].real) / (ch * cw) * 10 ** (_TARGET_DB / 10)
+    centres = _target_centres(
+        rng, n, (float(rows_in[0]), float(rows_in[1])),
+        (float(cols_in[0]), float(cols_in[1])),
+    )  # fmt: skip
+    return _Targets(centres, target_power)
+
+
+def _reflector_table(
+    centres: np.ndarray, pad: int, pixel_size: float, origin: tuple[float, float], crs: str
+) -> pd.DataFrame:
+    """The surveyed positions of the point targets (:data:`REFLECTOR_CSV_COLUMNS`)."""
+    # Frame 0's transform origin is canvas (pad, pad); every frame is on that grid.
+    return pd.DataFrame(
+        {
+            "id": [f"PT{k + 1:02d}" for k in range(len(centres))],
+            "x": origin[0] + (centres[:, 1] - pad) * pixel_size,
+            "y": origin[1] - (centres[:, 0] - pad) * pixel_size,
+            "crs": crs,
+        },
+        columns=REFLECTOR_CSV_COLUMNS,
+    )
+
+
+def _render_frame(
+    spectrum: np.ndarray, shift: tuple[float, float], off: tuple[int, int], pad: int,
+    shape: tuple[int, int], targets: _Targets | None, r_speckle: np.random.Generator | None,
+    looks: float, r_wedge: np.random.Generator | None, nodata: float,
+) -> np.ndarray:
+    """One date's float32 image: the canvas shifted by ``shift`` ``(east, north)`` px,
+    cropped at frame offset ``off`` ``(rows, cols)``, with speckle (``r_speckle``),
+    the point targets and nodata wedges (``r_wedge``)."""
+    h, w = shape
+    de, dn = shift
+    ro, co = off
+    # Content at true position P appears at P + (de east, dn north): +de columns, -dn rows.
+    shifted = np.fft.ifft2(ndimage.fourier_shift(spectrum, shift=(-dn, de))).real
+    img = shifted[pad + ro : pad + ro + h, pad + co : pad + co + w]
+    img = np.maximum(img, 1e-6)  # guard only: the canvas minimum is _MIN_POWER
+    if r_speckle is not None:
+        img = img * r_speckle.gamma(shape=looks, scale=1.0 / looks, size=img.shape)
+    if targets is not None:
+        # The same translation as the canvas's (+de columns, -dn rows), rendered
+        # analytically in this frame: exact, and no ringing of a low-pass.
+        moved = targets.centres + np.array([-dn - (pad + ro), de - (pad + co)])
+        img = img + _render_targets(moved, (h, w), targets.power)
+    img = img.astype(np.float32)
+    img[img == np.float32(nodata)] = np.nextafter(np.float32(nodata), np.float32(np.inf))
+    if r_wedge is not None:
+        img[_wedge_mask(r_wedge, (h, w))] = nodata
+    return img
 
 
 def make_rtc_stack(

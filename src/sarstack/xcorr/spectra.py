@@ -309,30 +309,8 @@ def _correlate_spectra(
     shift = np.where(lag_idx > size // 2, lag_idx - size, lag_idx).astype(np.float64)
 
     if uf > 1:
-        region = int(math.ceil(1.5 * uf))
-        centre = region // 2
-        # The dominant product ker_r @ P, as D @ Q.
-        rows_up = _matmul_c64(_dirichlet_kernel(pr, h, uf, region, centre), q)
-        kr_nyq = None if nyq_row is None else _dft_column(pr, h, uf, region, centre, h // 2)
-        ker_c = _dft_kernel(pc, w, uf, region, centre, w // 2 + 1)  # (n, R, W//2 + 1)
-        up = _upsampled_from_half(rows_up, nyq_row, kr_nyq, ker_c, h, w)  # H*W*cc(sub-lag)
-        up_mag = np.abs(up).reshape(n, region * region)
-        sub = np.argmax(up_mag, axis=1)
-        sr, sc = np.divmod(sub, region)
-        peak = up_mag[rows, sub].astype(np.float64) / float(h * w)
-        shift += (np.stack([sr, sc], axis=1) - centre) / uf
-        if interpolate:
-            # Parabola through the upsampled peak and its neighbours, per axis
-            # (a fraction of one upsampled step); 0 on the grid's edge.
-            grid = up_mag.reshape(n, region, region).astype(np.float64)
-            rm, rp = np.clip(sr - 1, 0, region - 1), np.clip(sr + 1, 0, region - 1)
-            cm, cp = np.clip(sc - 1, 0, region - 1), np.clip(sc + 1, 0, region - 1)
-            m0 = grid[rows, sr, sc]
-            fr = _vertex(grid[rows, rm, sc], m0, grid[rows, rp, sc])
-            fc = _vertex(grid[rows, sr, cm], m0, grid[rows, sr, cp])
-            fr[(sr == 0) | (sr == region - 1)] = 0.0
-            fc[(sc == 0) | (sc == region - 1)] = 0.0
-            shift += np.stack([fr, fc], axis=1) / uf
+        # Adds the sub-pixel part to shift (in place).
+        peak = _upsampled_peak(q, nyq_row, pr, pc, (h, w), uf, interpolate, shift)
     else:
         peak = peak_int
     shift[:, size == 1] = 0.0
@@ -341,10 +319,62 @@ def _correlate_spectra(
     denom = np.sqrt(energy)
     ok = denom > 0
     peak_corr = np.where(ok, np.clip(peak / np.where(ok, denom, 1.0), 0.0, 1.0), 0.0)
+    pslr = _pslr(mag, s1, s2, peak_int, pr, pc, (h, w), exclude)
+    return shift, peak_corr, pslr
 
-    # Peak-to-sidelobe ratio on the integer-lag |cc| surface: peak versus
-    # mean + std of the surface outside a (2*exclude+1)^2 circular window:
-    # whole-surface sums minus the window's (a small gather).
+
+def _upsampled_peak(
+    q: np.ndarray, nyq_row: np.ndarray | None, pr: np.ndarray, pc: np.ndarray,
+    shape: tuple[int, int], uf: int, interpolate: bool, shift: np.ndarray,
+) -> np.ndarray:
+    """Peak of the ``uf`` times upsampled correlation around each integer peak
+    ``(pr, pc)``, from the row-wise inverse transform ``q`` of the cross-power
+    spectrum (and its Nyquist row ``nyq_row``, even ``H``): returns the peak of
+    ``|cc|`` (float64 ``(n,)``, the upsampled DFT's divided by ``H * W``) and adds the
+    sub-pixel offset of the peak, parabola-refined with ``interpolate``, to
+    ``shift`` ``(n, 2)`` in place (see :func:`_correlate_spectra`)."""
+    h, w = shape
+    n = q.shape[0]
+    rows = np.arange(n)
+    region = int(math.ceil(1.5 * uf))
+    centre = region // 2
+    # The dominant product ker_r @ P, as D @ Q.
+    rows_up = _matmul_c64(_dirichlet_kernel(pr, h, uf, region, centre), q)
+    kr_nyq = None if nyq_row is None else _dft_column(pr, h, uf, region, centre, h // 2)
+    ker_c = _dft_kernel(pc, w, uf, region, centre, w // 2 + 1)  # (n, R, W//2 + 1)
+    up = _upsampled_from_half(rows_up, nyq_row, kr_nyq, ker_c, h, w)  # H*W*cc(sub-lag)
+    up_mag = np.abs(up).reshape(n, region * region)
+    sub = np.argmax(up_mag, axis=1)
+    sr, sc = np.divmod(sub, region)
+    peak = up_mag[rows, sub].astype(np.float64) / float(h * w)
+    shift += (np.stack([sr, sc], axis=1) - centre) / uf
+    if interpolate:
+        # Parabola through the upsampled peak and its neighbours, per axis
+        # (a fraction of one upsampled step); 0 on the grid's edge.
+        grid = up_mag.reshape(n, region, region).astype(np.float64)
+        rm, rp = np.clip(sr - 1, 0, region - 1), np.clip(sr + 1, 0, region - 1)
+        cm, cp = np.clip(sc - 1, 0, region - 1), np.clip(sc + 1, 0, region - 1)
+        m0 = grid[rows, sr, sc]
+        fr = _vertex(grid[rows, rm, sc], m0, grid[rows, rp, sc])
+        fc = _vertex(grid[rows, sr, cm], m0, grid[rows, sr, cp])
+        fr[(sr == 0) | (sr == region - 1)] = 0.0
+        fc[(sc == 0) | (sc == region - 1)] = 0.0
+        shift += np.stack([fr, fc], axis=1) / uf
+    return peak
+
+
+def _pslr(
+    mag: np.ndarray, s1: np.ndarray, s2: np.ndarray, peak_int: np.ndarray, pr: np.ndarray,
+    pc: np.ndarray, shape: tuple[int, int], exclude: int,
+) -> np.ndarray:
+    """Peak-to-sidelobe ratio (dB, float64 ``(n,)``) on the integer-lag ``|cc|``
+    surfaces ``mag`` ``(n, H * W)`` (sums ``s1``, ``s2`` of :func:`_surface_stats`,
+    peak ``peak_int`` at ``(pr, pc)``): peak versus mean + std of the surface
+    outside a ``(2 exclude + 1)^2`` circular window, computed as the
+    whole-surface sums minus the window's (a small gather)."""
+    h, w = shape
+    n = mag.shape[0]
+    rows = np.arange(n)
     r_idx = _window_index(pr, h, exclude)
     c_idx = _window_index(pc, w, exclude)
     win = mag.reshape(n, h, w)[rows[:, None, None], r_idx[:, :, None], c_idx[:, None, :]]
@@ -359,4 +389,4 @@ def _correlate_spectra(
     pslr = np.zeros(n, dtype=np.float64)
     good = (peak_int > 0) & (n_side > 0)
     pslr[good] = 10.0 * np.log10(ratio[good])
-    return shift, peak_corr, pslr
+    return pslr
