@@ -13,10 +13,11 @@ as if it were new.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
+
+from sarstack import stagefiles
 
 #: Stacks listed one line each; more are counted and left to stacks_summary.csv.
 MAX_STACK_LINES = 20
@@ -55,15 +56,14 @@ def _metres(value: float) -> str:
 
 def tile_size_warning(grid_json: Path, tiles: tuple[int, int], key: str = "rtc.tiles") -> str | None:
     """A warning when ``tiles`` cut the union grid into tiles under MIN_TILE_PX a side."""
-    with open(grid_json) as f:
-        g = json.load(f)
-    th, tw = int(g["height"]) // int(tiles[0]), int(g["width"]) // int(tiles[1])
+    height, width = stagefiles.read_grid_size(grid_json)
+    th, tw = height // int(tiles[0]), width // int(tiles[1])
     if min(th, tw) >= MIN_TILE_PX:
         return None
-    rows = max(1, int(g["height"]) // MIN_TILE_PX)
-    cols = max(1, int(g["width"]) // MIN_TILE_PX)
+    rows = max(1, height // MIN_TILE_PX)
+    cols = max(1, width // MIN_TILE_PX)
     return (
-        f"warning: {key} {list(tiles)} cuts the {g['height']} x {g['width']} px grid into"
+        f"warning: {key} {list(tiles)} cuts the {height} x {width} px grid into"
         f" tiles of {th} x {tw} px, under the {MIN_TILE_PX} px that correlate reliably:"
         f" set {key} to [{min(rows, int(tiles[0]))}, {min(cols, int(tiles[1]))}] or fewer"
     )
@@ -190,8 +190,8 @@ def insar_lines(insar_dir: Path, since: float | None) -> list[str]:
     if not _fresh(velocity, since):
         return []
     lines = []
-    ref = (insar_dir / "reference_point.txt").read_text().strip().split(",")
-    ifgs = _read_rows(insar_dir / "ifgs.csv")
+    ref = stagefiles.read_reference_point(insar_dir / "reference_point.txt")
+    ifgs = stagefiles.read_ifg_rows(insar_dir / "ifgs.csv")
     used = [r for r in ifgs if r.get("used", "True") == "True"]
     dates = {r["reference_date"] for r in used} | {r["secondary_date"] for r in used}
     lines.append(

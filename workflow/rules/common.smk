@@ -5,8 +5,6 @@ import shlex
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from sarstack.config import (  # noqa: E402
     load_config_file,
@@ -527,9 +525,11 @@ def rtc_stack_fingerprint(stack):
 
 
 def rtc_scenes(wildcards):
-    """Scenes table written by the stack's rtc_select checkpoint (date key -> path)."""
+    """Rows of the scenes table written by the stack's rtc_select checkpoint."""
+    from sarstack import stagefiles
+
     path = checkpoints.rtc_select.get(stack=wildcards.stack).output.scenes
-    return pd.read_csv(path, dtype=str)
+    return stagefiles.read_scenes(path)
 
 
 def rtc_n_pairs(wildcards):
@@ -540,12 +540,11 @@ def rtc_n_pairs(wildcards):
 
 def rtc_grid_px(wildcards):
     """Pixels of the stack's union grid (grid.json of its rtc_select checkpoint)."""
-    import json
+    from sarstack import stagefiles
 
     path = checkpoints.rtc_select.get(stack=wildcards.stack).output.grid
-    with open(path) as f:
-        g = json.load(f)
-    return int(g["width"]) * int(g["height"])
+    height, width = stagefiles.read_grid_size(path)
+    return width * height
 
 
 RTC_FUSED = rtc_fused_stacks()

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import rasterio
 
-from sarstack import cli, dates, insar, io, refpoint, stagefiles, velocity
+from sarstack import cli, dates, io, refpoint, stagefiles, velocity
 
 log = logging.getLogger("demo_insar_check")
 
@@ -32,7 +32,7 @@ def create_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
-    r, c = insar.read_reference_point(a.reference)
+    r, c = stagefiles.read_reference_point(a.reference)
     truth_dir = Path(a.truth).parent
     with rasterio.open(truth_dir / "truth_phase.tif") as ds:
         phase = ds.read().astype(np.float64)  # (n_dates, rows, cols)

@@ -96,7 +96,7 @@ def main(argv=None):
     if (a.absolute is None) != (a.out_absolute is None):
         raise SarstackError("demo_rtc_check: give --absolute and --out-absolute together")
     truth = stagefiles.read_table(a.truth)
-    pairs = stagefiles.read_table(a.pairs)
+    pairs = stagefiles.read_pairs(a.pairs)
     pixel_m = io.read_grid(truth["path"].iloc[0]).pixel_size[0]
     err = pair_errors(truth, pairs, pixel_m)
     io.write_csv(a.out, err)

@@ -5,7 +5,7 @@ component at each pixel: one uint16 band per date."""
 
 import argparse
 
-from sarstack import cli, insar, options
+from sarstack import cli, insar, options, stagefiles
 
 
 def create_parser() -> argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def create_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
-    ifgs, dates, _ = insar.read_ifg_table(a.ifgs)
+    ifgs, dates, _ = stagefiles.read_ifgs(a.ifgs)
     insar.conncomp_count(ifgs, dates, a.out, block_shape=a.block, mask=a.mask)
 
 

@@ -6,7 +6,7 @@ ifg table's correlation column, another column, or rasters given)."""
 
 import argparse
 
-from sarstack import cli, insar, options
+from sarstack import cli, insar, options, stagefiles
 from sarstack.errors import SarstackError
 
 
@@ -27,7 +27,7 @@ def main(argv=None):
     cli.setup_logging(a.verbose)
     paths = list(a.rasters)
     if a.ifgs:
-        used = insar.read_ifg_table(a.ifgs)[0]  # network editing's exclusions left out
+        used = stagefiles.read_ifgs(a.ifgs)[0]  # network editing's exclusions left out
         paths += [str(getattr(i, a.column)) for i in used if getattr(i, a.column)]
     if not paths:
         raise SarstackError("insar_correlation_mean: no rasters to average")

@@ -7,7 +7,7 @@ Streamed block by block: memory follows the block, not the scene."""
 import argparse
 import logging
 
-from sarstack import cli, deramp, insar, io, options, troposphere, unwrap
+from sarstack import cli, deramp, io, options, stagefiles, troposphere, unwrap
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("insar_deramp")
@@ -34,7 +34,7 @@ def create_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
-    ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
+    ifgs, dates, pairs = stagefiles.read_ifgs(a.ifgs)
     if a.model == "none":
         raise SarstackError("insar.deramp: none, so there is no ramp to fit (--model)")
     grid = io.read_grid(ifgs[0].path)

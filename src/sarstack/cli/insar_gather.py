@@ -5,7 +5,7 @@ and the time-series index table."""
 import argparse
 import logging
 
-from sarstack import cli, insar, io, options
+from sarstack import cli, insar, options, stagefiles
 
 log = logging.getLogger("insar_gather")
 
@@ -26,14 +26,14 @@ def create_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
-    ifgs, dates, _ = insar.read_ifg_table(a.ifgs)
+    ifgs, dates, _ = stagefiles.read_ifgs(a.ifgs)
     how = insar.describe_method(a.method, a.weighting, all(i.conncomp for i in ifgs))
     index = insar.gather_strips(
-        a.strips, ifgs, dates, insar.read_reference_point(a.reference), a.out_dir,
+        a.strips, ifgs, dates, stagefiles.read_reference_point(a.reference), a.out_dir,
         wavelength=a.wavelength, how=how, block_shape=a.block, threads=a.threads,
         coherence_mask=a.coherence_mask, min_region_px=a.min_region_px,
     )
-    io.write_csv(a.index, index)
+    stagefiles.write_index(a.index, index)
     insar.gather_stats(a.strips, ifgs, a.out_dir)
 
 

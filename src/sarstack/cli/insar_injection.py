@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sarstack import cli, deramp, insar, io, options, refpoint
+from sarstack import cli, deramp, io, options, refpoint, stagefiles
 from sarstack.insar import chain
 from sarstack.insar import injection as inj
 from sarstack.jaxcfg import configure_jax
@@ -42,12 +42,12 @@ def create_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
-    ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
+    ifgs, dates, pairs = stagefiles.read_ifgs(a.ifgs)
     grid = io.read_grid(ifgs[0].path)
     # The chain's options (the model checked first): the ramps are refitted below.
     invert, gather, vel = chain.chain_options(a, ifgs, dates, pairs, grid)
     model = vel["model"]
-    ref_rc = insar.read_reference_point(a.reference)
+    ref_rc = stagefiles.read_reference_point(a.reference)
     own = Path(a.velocity_dir)
     velocity = a.velocity if a.velocity is not None else inj.auto_velocity(own / "velocity_std.tif")
     bowl = inj.Bowl.from_config(grid.shape, velocity=velocity, sigma=a.sigma, centre=a.centre,

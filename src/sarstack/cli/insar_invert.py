@@ -9,7 +9,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from sarstack import cli, deramp, insar, io, options, troposphere, unwrap
+from sarstack import cli, deramp, insar, io, options, stagefiles, troposphere, unwrap
 from sarstack.jaxcfg import configure_jax
 
 log = logging.getLogger("insar_invert")
@@ -43,13 +43,13 @@ def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
     configure_jax(x64=True, cache_dir=a.jax_cache)
-    ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
+    ifgs, dates, pairs = stagefiles.read_ifgs(a.ifgs)
     grid = io.read_grid(ifgs[0].path)
     height = grid.height
     rows = insar.strip_rows(height, a.block[0], a.strip)
     # Before the first read: one band of block rows of every file stays decoded.
     cli.fit_gdal_cache(insar.read_cache_mb(ifgs, a.block[0]))
-    ref_rc = insar.read_reference_point(a.reference)
+    ref_rc = stagefiles.read_reference_point(a.reference)
     strip_dir = Path(a.out_dir) / ".strip" if a.index else Path(a.out_dir)
     insar.invert_strip(
         ifgs, dates, pairs, ref_rc, strip_dir, rows=rows,
@@ -72,7 +72,7 @@ def main(argv=None):
                                     threads=max(1, a.threads),
                                     coherence_mask=a.coherence_mask,
                                     min_region_px=a.min_region_px)
-        io.write_csv(a.index, index)
+        stagefiles.write_index(a.index, index)
         insar.gather_stats([strip_dir], ifgs, a.out_dir)
         shutil.rmtree(strip_dir)
 

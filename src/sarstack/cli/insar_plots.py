@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
-from sarstack import cli, insar, io, plots, stagefiles
+from sarstack import cli, io, plots, stagefiles
 from sarstack import velocity as svel
 from sarstack.dates import DAYS_PER_YEAR
 
@@ -94,8 +94,8 @@ def _map_style(name: str, tags: dict, units: str) -> dict[str, Any]:
 def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
-    ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
-    ref = insar.read_reference_point(a.reference)
+    ifgs, dates, pairs = stagefiles.read_ifgs(a.ifgs)
+    ref = stagefiles.read_reference_point(a.reference)
     vel = io.read_band(a.velocity)
     std = io.read_band(a.std)
     tags = io.raster_tags(a.velocity)
@@ -125,7 +125,7 @@ def main(argv=None):
                        model=model_name(tags), masked=masked,
                        far_field=svel.far_field(vel, std), **geo)  # fmt: skip
     plots.point_series(dates, series, str(index["units"].iloc[0]), a.out_series)
-    every = insar.read_ifg_table(a.ifgs, include_excluded=True)[0]
+    every = stagefiles.read_ifgs(a.ifgs, include_excluded=True)[0]
     plots.network(dates, pairs, a.out_network,
                   excluded=[(i.reference, i.secondary) for i in every if i.excluded])
     for raster, png in a.map or []:

@@ -9,7 +9,7 @@ largest connected region of them. Writes `row,col`."""
 import argparse
 import logging
 
-from sarstack import cli, insar, io, options, refpoint
+from sarstack import cli, insar, io, options, refpoint, stagefiles
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("insar_reference")
@@ -56,7 +56,7 @@ def _choose(a: argparse.Namespace, ifgs: list, grid: io.Grid, key: str) -> tuple
 def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
-    ifgs, _, _ = insar.read_ifg_table(a.ifgs)
+    ifgs, _, _ = stagefiles.read_ifgs(a.ifgs)
     grid = io.read_grid(ifgs[0].path)
     if a.point is not None and a.lonlat is not None:
         raise SarstackError("insar.reference_point and insar.reference_lonlat are both set;"
@@ -78,7 +78,7 @@ def main(argv=None):
     if a.window > 1:
         log.info("ifgs are referenced to the median of the %d x %d window around it",
                  a.window, a.window)  # fmt: skip
-    io.write_text(a.out, f"{r},{c}\n")
+    stagefiles.write_reference_point(a.out, (r, c))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sarstack import cli, insar, io, options, refpoint
+from sarstack import cli, insar, io, options, refpoint, stagefiles
 from sarstack.errors import SarstackError
 from sarstack.insar import chain
 from sarstack.insar import sensitivity as sens
@@ -59,9 +59,9 @@ def main(argv=None):
         DeformationModel.from_config(a.annual, a.semiannual, a.step or ())
     except SarstackError as e:
         raise model_error(e) from None
-    ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
+    ifgs, dates, pairs = stagefiles.read_ifgs(a.ifgs)
     grid = io.read_grid(ifgs[0].path)
-    ref_rc = insar.read_reference_point(a.reference)
+    ref_rc = stagefiles.read_reference_point(a.reference)
     valid, quality, cc = insar.reference_inputs(ifgs, grid, mask=a.mask, quality=a.quality,
                                                 block_shape=a.block)  # fmt: skip
     rough = insar.phase_roughness(ifgs, grid, block_shape=a.block)

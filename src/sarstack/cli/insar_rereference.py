@@ -5,7 +5,7 @@ import argparse
 import datetime as dt
 import logging
 
-from sarstack import cli, insar, io, options, stagefiles
+from sarstack import cli, insar, options, stagefiles
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("insar_rereference")
@@ -31,12 +31,12 @@ def main(argv=None):
         wanted = dt.date.fromisoformat(a.date)
     except ValueError:
         raise SarstackError(f"insar.extra_reference_date: {a.date!r} is not YYYY-MM-DD") from None
-    _, dates, _ = insar.read_ifg_table(a.ifgs)
+    _, dates, _ = stagefiles.read_ifgs(a.ifgs)
     ref = insar.nearest_date(dates, wanted)
     log.info("extra reference date %s (nearest acquisition to %s)", ref, wanted)
     index = stagefiles.read_index(a.index)
     new = insar.rereference_files(index, dates[0], ref, a.out_dir, block_shape=a.block)
-    io.write_csv(a.out_index, new)
+    stagefiles.write_index(a.out_index, new)
 
 
 if __name__ == "__main__":

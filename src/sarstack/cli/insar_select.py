@@ -9,7 +9,7 @@ import argparse
 import datetime as dt
 import logging
 
-from sarstack import cli, insar, io, options
+from sarstack import cli, insar, options, stagefiles
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("insar_select")
@@ -48,11 +48,7 @@ def main(argv=None):
     for i in ifgs:
         if i.excluded:
             log.info("excluded %s: %s", i.key, i.excluded)
-    table = insar.ifg_table(ifgs)
-    # Size and mtime of each ifg's files (unwrapped, conncomp, correlation): a
-    # raster rewritten in place changes this table, so every stage reading it reruns.
-    table["fingerprint"] = [io.file_fingerprint(i.path, i.conncomp, i.correlation) for i in ifgs]
-    io.write_csv(a.out, table)
+    stagefiles.write_ifgs(a.out, ifgs)
 
 
 def _date(text: str, key: str) -> dt.date:

@@ -8,7 +8,7 @@ subtracts d_sec - d_ref from each ifg as it reads it."""
 import argparse
 import logging
 
-from sarstack import cli, insar, io, options, troposphere
+from sarstack import cli, io, options, stagefiles, troposphere
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("insar_troposphere")
@@ -32,7 +32,7 @@ def main(argv=None):
     cli.setup_logging(a.verbose)
     if not a.delays:
         raise SarstackError(f"{troposphere.KEY}.delays: not set, so there is no delay to apply (--delays)")
-    ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
+    ifgs, dates, pairs = stagefiles.read_ifgs(a.ifgs)
     table = troposphere.write_delays(
         ifgs, dates, pairs, a.delays, a.out_dir, kind=a.kind, units=a.delay_units,
         incidence=a.incidence, incidence_deg=a.incidence_deg, wavelength=a.wavelength,

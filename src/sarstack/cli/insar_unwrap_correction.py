@@ -12,7 +12,7 @@ they read each ifg. Streamed block by block: memory follows the block."""
 import argparse
 import logging
 
-from sarstack import cli, insar, io, options, unwrap
+from sarstack import cli, insar, io, options, stagefiles, unwrap
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("insar_unwrap_correction")
@@ -50,10 +50,10 @@ def main(argv=None):
                             " (--method closure)")  # fmt: skip
     if a.out_plot and not a.out_closures:
         raise SarstackError("--out-plot needs --out-closures (the closure counts it draws)")
-    ifgs, _, pairs = insar.read_ifg_table(a.ifgs)
+    ifgs, _, pairs = stagefiles.read_ifgs(a.ifgs)
     ref = None
     if a.reference:
-        ref_rc = insar.read_reference_point(a.reference)
+        ref_rc = stagefiles.read_reference_point(a.reference)
         ref = insar.reference_phase(ifgs, ref_rc, a.reference_window)
     table, totals = unwrap.write_corrections(ifgs, pairs, a.out, a.out_count, block_shape=a.block,
                                              reference=ref, out_closures=a.out_closures)  # fmt: skip
@@ -66,7 +66,7 @@ def main(argv=None):
             io.read_band(a.out_count), io.read_band(a.out_closures[0]),
             io.read_band(a.out_closures[1]), table, a.out_plot,
             transform=grid.transform, crs=grid.crs,
-            ref_rc=insar.read_reference_point(a.reference) if a.reference else None)  # fmt: skip
+            ref_rc=stagefiles.read_reference_point(a.reference) if a.reference else None)  # fmt: skip
     alone = table.loc[table["n_triangles"] == 0, "key"].tolist()
     if len(alone) == len(table):
         log.warning("insar.unwrap_correction: the network has no closed triangle (sequential, "

@@ -46,7 +46,7 @@ def main(argv=None):
     except SarstackError as e:
         raise model_error(e) from None
     index = stagefiles.read_index(a.index)
-    ifgs, dates, pairs = insar.read_ifg_table(a.ifgs)
+    ifgs, dates, pairs = stagefiles.read_ifgs(a.ifgs)
     units = insar.velocity_files(
         index, dates[0], a.out, a.out_std, block_shape=a.block,
         weight_ifgs=ifgs if a.velocity_weighting == "correlation" else None,

@@ -29,11 +29,13 @@ def create_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
-    rtc = {name: (stagefiles.read_table(d), stagefiles.read_table(e))
+    rtc = {name: (stagefiles.read_dates(d), stagefiles.read_table(e))
            for name, d, e in a.rtc or ()}  # fmt: skip
     insar = None
     if a.ifgs:
-        insar = quality.insar_dates(stagefiles.read_table(a.ifgs),
+        import pandas as pd
+
+        insar = quality.insar_dates(pd.DataFrame(stagefiles.read_ifg_rows(a.ifgs)),
                                     stagefiles.read_table(a.ifg_residuals),
                                     stagefiles.read_table(a.closure_triangles))  # fmt: skip
     table = quality.date_table(rtc, insar, residual_mads=a.residual_mads,

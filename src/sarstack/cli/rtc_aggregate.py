@@ -62,8 +62,8 @@ def main(argv=None):
         log.info("%s -> %s: %s east %.3f m north %.3f m (%d/%d tiles ok)", r.reference_date,
                  r.secondary_date, r.status, r.east_m, r.north_m, r.n_ok, r.n_tiles)
     log.info("verdict: %s", summary["verdict"].iloc[0])
-    io.write_csv(a.offsets, offsets)
-    io.write_csv(a.pairs, pairs)
+    stagefiles.write_offsets(a.offsets, offsets)
+    stagefiles.write_pairs(a.pairs, pairs)
     io.write_csv(a.tiles, tiles)
     io.write_csv(a.summary, summary)
     if layout is not None and a.out_geojson:

@@ -36,19 +36,21 @@ def create_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
-    offsets = stagefiles.read_table(a.offsets)
-    pairs = stagefiles.read_table(a.pairs)
+    offsets = stagefiles.read_offsets(a.offsets)
+    pairs = stagefiles.read_pairs(a.pairs)
     scene, tiles = rtc.date_offsets(offsets, pairs, robust=a.dates_method == "robust")
     for r in scene.itertuples():
         log.info("%s: east %.3f +- %.3f m, north %.3f +- %.3f m", r.date, r.east_m, r.east_sd_m,
                  r.north_m, r.north_sd_m)
-    io.write_csv(a.out, scene)
+    stagefiles.write_dates(a.out, scene)
     io.write_csv(a.out_tiles, tiles)
     found = None
     if a.out_events:
+        import pandas as pd
+
         from sarstack import events
 
-        scenes = stagefiles.read_table(a.scenes) if a.scenes else None
+        scenes = pd.DataFrame(stagefiles.read_scenes(a.scenes)) if a.scenes else None
         found = events.find_events(pairs, scenes, significance=a.event_significance)
         if not events.redundant(pairs):
             log.info("no search for steps and drift: the ok pairs close no loop, so a scene's"

@@ -61,8 +61,7 @@ def main(argv=None):
             scenes = list(pool.map(flatten, rows))
     else:
         scenes = [flatten(s) for s in rows]
-    io.write_json(a.out, {"percentiles": list(a.percentiles), "scale": a.scale,
-                          "scenes": scenes})
+    stagefiles.write_flat(a.out, a.percentiles, a.scale, scenes)
 
 
 if __name__ == "__main__":

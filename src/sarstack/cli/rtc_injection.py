@@ -41,7 +41,7 @@ def main(argv=None):
     pairs = rtc.aggregate_pairs(offsets, min_ok_tiles=a.min_ok_tiles, requirement_m=a.requirement_m)
     injected_run, _ = rtc.date_offsets(offsets, pairs, robust=a.dates_method == "robust")
     table, s = rtc.injection_recovery(
-        stagefiles.read_table(a.dates), injected_run, stagefiles.read_grid(a.grid).transform,
+        stagefiles.read_dates(a.dates), injected_run, stagefiles.read_grid(a.grid).transform,
         max_shift_px=a.max_shift_px, seed=a.seed, requirement_m=a.requirement_m,
     )  # fmt: skip
     summary = stagefiles.read_table(a.summary)

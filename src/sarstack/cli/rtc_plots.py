@@ -31,8 +31,8 @@ def main(argv=None):
     a = create_parser().parse_args(argv)
     cli.setup_logging(a.verbose)
 
-    offsets = stagefiles.read_table(a.offsets)
-    pairs = stagefiles.read_table(a.pairs)
+    offsets = stagefiles.read_offsets(a.offsets)
+    pairs = stagefiles.read_pairs(a.pairs)
     tiles = pd.read_csv(a.tiles)
     layout = io.read_json(a.geojson)
     feats = layout["features"]

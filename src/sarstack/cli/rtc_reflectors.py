@@ -38,7 +38,7 @@ import contextlib
 import logging
 from pathlib import Path
 
-from sarstack import cli, io, options, reflectors
+from sarstack import cli, io, options, reflectors, stagefiles
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("rtc_reflectors")
@@ -69,7 +69,7 @@ def read_scene_list(path: str) -> list[tuple[str, str]]:
         Missing file, no ``date`` / ``path`` column, or no scenes.
     """
     try:
-        rows = io.read_rows(path)
+        rows = stagefiles.read_scenes(path)
     except (OSError, UnicodeDecodeError) as e:
         raise SarstackError(f"{path}: cannot read ({e})") from None
     if not rows:

@@ -6,7 +6,7 @@ union grid."""
 import argparse
 import logging
 
-from sarstack import cli, io, options, rtc
+from sarstack import cli, io, options, rtc, stagefiles
 from sarstack.errors import SarstackError
 
 log = logging.getLogger("rtc_select")
@@ -49,12 +49,8 @@ def main(argv=None):
         len(scenes), scenes[0].date, scenes[-1].date, grid.height, grid.width,
         *grid.pixel_size, on_grid, len(scenes) - on_grid,
     )
-    # fingerprint: the file's size and mtime, so that a scene rewritten in place
-    # changes this table and reruns every stage that reads it.
-    rows = [{"date": s.date.isoformat(), "key": s.date.strftime("%Y%m%d"), "path": str(s.path),
-             "fingerprint": io.file_fingerprint(s.path)} for s in scenes]
-    io.write_json(a.grid, io.grid_to_dict(grid))
-    io.write_rows(a.scenes, rows)
+    stagefiles.write_grid(a.grid, grid)
+    stagefiles.write_scenes(a.scenes, scenes)
 
 
 def _placed(scenes: list, grids: list, drop: bool) -> tuple[list, list]:

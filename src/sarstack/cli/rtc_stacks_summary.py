@@ -6,6 +6,7 @@ requirement) and a plot across stacks."""
 from __future__ import annotations
 
 import argparse
+import csv
 import logging
 import time
 from pathlib import Path
@@ -52,10 +53,19 @@ def last_error(log_dir: Path, since: float | None) -> str:
     return max(found)[1] if found else ""
 
 
-def _read(path: Path) -> pd.DataFrame:
+#: How each of a stack's tables is read (scenes.csv as rows, made a frame).
+_READERS = {
+    "summary": stagefiles.read_table,
+    "pairs": stagefiles.read_pairs,
+    "scenes": lambda p: pd.DataFrame(stagefiles.read_scenes(p), columns=list(stagefiles.SCENE_COLUMNS)),
+    "absolute": stagefiles.read_table,
+}
+
+
+def _read(path: Path, kind: str) -> pd.DataFrame:
     try:
-        return stagefiles.read_table(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        return _READERS[kind](path)
+    except (OSError, csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise SarstackError(f"{path}: cannot read ({e})") from None
 
 
@@ -74,7 +84,7 @@ def collect(name: str, folder: Path, logs: Path | None, since: float | None,
                                error="did not finish: the run stopped at another stack's error, "
                                      "or one sharing its job failed (--keep-going finishes the "
                                      "other jobs; rtc.stacks_per_job: 1 gives each stack its own)")
-    return rtc.StackResult(name, rtc.StackOutcome.OK, **{k: _read(f) for k, f in files.items()})
+    return rtc.StackResult(name, rtc.StackOutcome.OK, **{k: _read(f, k) for k, f in files.items()})
 
 
 def main(argv=None):

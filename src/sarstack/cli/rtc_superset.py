@@ -31,7 +31,7 @@ def main(argv=None):
     cli.setup_logging(a.verbose)
 
     grid = stagefiles.read_grid(a.grid)
-    scenes = io.read_rows(a.scenes)
+    scenes = stagefiles.read_scenes(a.scenes)
     out = Path(a.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []

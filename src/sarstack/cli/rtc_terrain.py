@@ -35,7 +35,7 @@ def main(argv=None):
     layout = rtc.tile_layout(grid.shape, a.tiles)
     term, units = terrain.tile_terrain_term(grid, layout, dem=named(a.dem),
                                             incidence=named(a.incidence))  # fmt: skip
-    pairs = terrain.split_pairs(stagefiles.read_table(a.offsets), term, units)
+    pairs = terrain.split_pairs(stagefiles.read_offsets(a.offsets), term, units)
     table = terrain.split_pairs_and_dates(pairs)
     io.write_csv(a.out, table)
     last = table[table["scope"] == "date"].iloc[-1]

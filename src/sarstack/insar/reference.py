@@ -14,7 +14,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from sarstack import dates as sdates
-from sarstack import refpoint
+from sarstack import refpoint, stagefiles
 from sarstack.errors import SarstackError
 from sarstack.insar.common import _date_tags
 from sarstack.insar.select import Ifg
@@ -37,13 +37,9 @@ if TYPE_CHECKING:  # pandas is imported where tables are built: most stages neve
 log = logging.getLogger(__package__)
 
 
-def read_reference_point(path: str | Path) -> tuple[int, int]:
-    """The ``row,col`` written by the insar_reference rule."""
-    try:
-        r, c = (int(v) for v in Path(path).read_text().strip().split(","))
-    except (OSError, ValueError):
-        raise SarstackError(f"{path}: expected one line 'row,col'") from None
-    return r, c
+#: The reader of ``reference_point.txt``, :func:`sarstack.stagefiles.read_reference_point`,
+#: by its older name.
+read_reference_point = stagefiles.read_reference_point
 
 
 def check_mask_grid(mask: str | Path | None, grid: Grid, of: str | Path) -> None:

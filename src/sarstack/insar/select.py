@@ -15,6 +15,7 @@ from rasterio.windows import Window
 
 from sarstack import dates as sdates
 from sarstack import network as snet
+from sarstack import stagefiles
 from sarstack.errors import SarstackError
 from sarstack.insar.common import check_range
 from sarstack.io import (
@@ -403,34 +404,5 @@ def ifg_table(ifgs: Sequence[Ifg]) -> pd.DataFrame:
     return table
 
 
-def read_ifg_table(
-    path: str | Path, *, include_excluded: bool = False
-) -> tuple[list[Ifg], list[dt.date], list[tuple[int, int]]]:
-    """The ifg table of insar_select: the used ifgs (all with ``include_excluded``),
-    the sorted dates of the used ones and their ``(i, j)`` date indices."""
-    import csv
-
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        r.setdefault("excluded_reason", "")
-    every = [
-        Ifg(
-            Path(r["path"]),
-            dt.date.fromisoformat(r["reference_date"]),
-            dt.date.fromisoformat(r["secondary_date"]),
-            Path(r["conncomp"]) if r["conncomp"] else None,
-            Path(r["correlation"]) if r["correlation"] else None,
-            r["excluded_reason"],
-        )
-        for r in rows
-    ]
-    ifgs = [i for i in every if not i.excluded]
-    if include_excluded:
-        dates = sorted({d for i in ifgs for d in (i.reference, i.secondary)})
-        index = {d: k for k, d in enumerate(dates)}
-        return every, dates, [(index.get(i.reference, -1), index.get(i.secondary, -1))
-                              for i in every]  # fmt: skip
-    dates = sorted({d for i in ifgs for d in (i.reference, i.secondary)})
-    index = {d: k for k, d in enumerate(dates)}
-    return ifgs, dates, [(index[i.reference], index[i.secondary]) for i in ifgs]
+#: The reader of ``ifgs.csv``, :func:`sarstack.stagefiles.read_ifgs`, by its older name.
+read_ifg_table = stagefiles.read_ifgs
