@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RTC_RULES = ("rtc_batch_1",)
 INSAR_RULES = ("insar_reference", "insar_invert", "insar_gather",
                "insar_velocity")
+MASK_RULES = ("insar_reference", "insar_invert", "insar_velocity")
 NOTHING = "Nothing to be done"
 
 
@@ -126,14 +127,20 @@ def test_rtc_scene_changed_in_place_reruns_every_stage_that_reads_it(tmp_path):
 
 
 @pytest.mark.workflow
-def test_insar_ifg_changed_in_place_reruns_every_stage_that_reads_it(tmp_path):
+@pytest.mark.parametrize("fuse", [False, True], ids=["per-stage", "insar_small"])
+def test_insar_ifg_changed_in_place_reruns_every_stage_that_reads_it(tmp_path, fuse):
+    """Per-stage jobs (insar.fuse_small_stack: false) and the small stack's one
+    job (insar_small, the default here) alike."""
+    select, rules, masked = ("insar_select", INSAR_RULES, MASK_RULES) if not fuse else (
+        "insar_small", (), ("insar_small",))
     box = tmp_path / "box"
     synthetic.make_ifg_stack(box / "s", n_dates=5, shape=(24, 24), seed=1)
     mask = box / "s" / "mask.tif"
     grid = io.read_grid(box / "s" / "ifgs" / "20200101_20200113.unw.tif")
     io.write_raster(mask, np.ones((24, 24), np.float32), grid, nodata=None)
     cfg = {"output_dir": str(box / "out"), "rtc": {"enabled": False}, "scatter": 1,
-           "insar": {"unwrapped": f"{box}/s/ifgs/*.unw.tif", "mask": str(mask)}}
+           "insar": {"unwrapped": f"{box}/s/ifgs/*.unw.tif", "mask": str(mask),
+                     "fuse_small_stack": fuse}}
     ok(smk(box, cfg, "insar"))
     velocity = box / "out" / "insar" / "velocity.tif"
     before = io.read_band(velocity)
@@ -144,7 +151,7 @@ def test_insar_ifg_changed_in_place_reruns_every_stage_that_reads_it(tmp_path):
     ifg = box / "s" / "ifgs" / "20200113_20200125.unw.tif"
     _rewrite(ifg, lambda a: a + np.linspace(0.0, 6.0, a.shape[1])[None, :], mtime=1e9)
     text = ok(smk(box, cfg, "insar"))
-    assert {"insar_select", *INSAR_RULES} <= ran(text), sorted(ran(text))
+    assert {select, *rules} <= ran(text), sorted(ran(text))
     after = io.read_band(velocity)
     assert np.nanmax(np.abs(after - before)) > 0.1
     assert NOTHING in ok(smk(box, cfg, "insar"))
@@ -154,7 +161,7 @@ def test_insar_ifg_changed_in_place_reruns_every_stage_that_reads_it(tmp_path):
     _rewrite(mask, lambda a: np.where(np.arange(24)[:, None] + np.arange(24) < 8, 0.0, a),
              mtime=1e9)
     text = ok(smk(box, cfg, "insar"))
-    assert {"insar_reference", "insar_invert", "insar_velocity"} <= ran(text), sorted(ran(text))
+    assert set(masked) <= ran(text), sorted(ran(text))
     assert np.isnan(io.read_band(velocity)[:3, :3]).all()
     assert NOTHING in ok(smk(box, cfg, "insar"))
 

@@ -158,9 +158,11 @@ def _rerun_printed_stage_by_hand(cmd: str, out: str) -> None:
     planned = set(re.findall(r"^(\w+)\s+1$", out, flags=re.M)) - {"total"}
     assert planned == {stage}, out[-3000:]
     printed = [ln.split(": ", 1)[1] for ln in out.splitlines() if ln.startswith("Shell command:")]
-    assert len(printed) == 1 and printed[0].startswith(f"python -m sarstack {stage} "), out[-3000:]
+    first = {"insar_small": "insar_select"}.get(stage, stage)  # a chain's first stage
+    assert len(printed) == 1 and printed[0].startswith(f"python -m sarstack {first} "), out[-3000:]
     by_hand = printed[0].split(" || sarstack_fail")[0]
     pairs = ROOT / "results" / "my_burst" / {"insar_velocity": "insar/velocity.tif",
+                                             "insar_small": "insar/velocity.tif",
                                              "rtc_aggregate": "rtc/pairs.csv"}[stage]
     before = pairs.read_bytes()
     pairs.unlink()

@@ -349,6 +349,9 @@ STAGE_RESOURCES = {
             "insar_unwrap_correction": 60,
             # measured peak 0.94 GB at L2, 1.27 GB at L1 (insar-1024x60), with a margin
             "insar_invert": 60,
+            # a small stack's whole chain, one stage at a time: the largest is its
+            # one inversion strip (as insar_invert)
+            "insar_small": 60,
             # one strip of the whole stack, block by block (insar_invert's 2 GB), then the gather
             "insar_injection": 120,
             # one inversion strip of the whole stack at a time (as insar_invert), the
@@ -1009,6 +1012,165 @@ def insar_strip_chunks():
 
 def insar_strips_all(wildcards):
     return [f"{INSAR}/strips/{c}" for c in chunk_labels(*insar_strip_chunks())]
+
+
+#: The per-stage rules that insar_small stands in for.
+INSAR_SMALL_RULES = ("insar_select", "insar_correlation_mean", "insar_reference",
+                     "insar_invert", "insar_gather", "insar_velocity")  # fmt: skip
+
+
+def _insar_stage_named():
+    """Whether the command line names one of INSAR_SMALL_RULES (a target,
+    --forcerun, --until, --omit-from, --allowed-rules): that stage is then
+    meant as a job of its own, e.g. --forcerun insar_velocity after a change
+    of the velocity model. A cluster job's own Snakemake gets the rule it runs
+    in --allowed-rules, so it reads the Snakefile as its planner did. Read from
+    the command line (Snakemake sets its DAG settings only after reading the
+    Snakefile); a rule named through the Python API is not seen."""
+    words = {w.split("=", 1)[-1] for w in sys.argv[1:]}
+    words |= {n for w in list(words) for n in w.split(",")}
+    return bool(words & set(INSAR_SMALL_RULES))
+
+
+def insar_small():
+    """Whether the InSAR chain, select to plots, runs as one insar_small job:
+    insar.fuse_small_stack on, no correction between the reference point and
+    the inversion (troposphere, unwrap correction, deramp), and one inversion
+    strip (sarstack.chunks, from the file count and the first ifg's size, read
+    now; for the demo, whose ifgs do not exist yet, from demo.insar_dates and
+    demo.insar_shape, 3 ifgs per date). A stage's own start-up, and one round
+    of scheduling, is then paid once, not five times. Only the job layout
+    depends on this: results are identical for every strip count."""
+    if not (ICFG["fuse_small_stack"] and insar_has_inputs()) or _insar_stage_named():
+        return False
+    if ICFG["troposphere"]["delays"] or ICFG["unwrap_correction"] != "none":
+        return False
+    if ICFG["deramp"] != "none":
+        return False
+    try:
+        if insar_is_demo():
+            n_ifgs = 3 * config["demo"]["insar_dates"]
+            height, width = config["demo"]["insar_shape"]
+        else:
+            from sarstack.io import read_grid
+
+            files = _matched(ICFG["unwrapped"])
+            if not files:
+                return False  # insar_select says what is wrong
+            g = read_grid(files[0])
+            n_ifgs, height, width = len(files), g.height, g.width
+    except SarstackError:
+        return False
+    block_rows = ICFG["block_shape"][0]
+    return n_chunks(-(-height // block_rows), block_rows * width * n_ifgs, "invert") == 1
+
+
+INSAR_SMALL = insar_small()
+
+
+def insar_quality_is_correlation_mean():
+    """The reference point's quality is the mean correlation that
+    insar_correlation_mean writes (no insar.quality raster, correlation given)."""
+    return insar_quality() == f"{INSAR}/correlation_mean.tif"
+
+
+def insar_gather_rule_outputs():
+    """insar_gather's files (and insar_small's share of them)."""
+    return {
+        **({"mask": f"{INSAR}/mask.tif"} if ICFG["coherence_mask"] is not None else {}),
+        # the rasters of sarstack.insar.INVERSION_OUTPUTS that are on
+        **insar_gather_outputs(),
+        "ifg_residuals": f"{INSAR}/ifg_residuals.csv",
+        "closure_triangles": f"{INSAR}/closure_triangles.csv",
+        "index": f"{INSAR}/timeseries.csv",
+    }
+
+
+def insar_velocity_rule_outputs():
+    """insar_velocity's files, with its plots (and insar_small's share of them)."""
+    plot = lambda name, caption: report(  # noqa: E731
+        f"{INSAR}/plots/{name}.png", category="InSAR", caption=f"../report/{caption}.rst"
+    )
+    return {
+        **({"mask_plot": plot("mask", "insar_mask")} if ICFG["coherence_mask"] is not None else {}),
+        "velocity": report(
+            f"{INSAR}/velocity.tif", category="InSAR", caption="../report/insar_velocity_tif.rst"
+        ),
+        "std": f"{INSAR}/velocity_std.tif",
+        "model": insar_model_outputs(),
+        "velocity_plot": plot("velocity", "insar_velocity"),
+        "series_plot": plot("timeseries", "insar_series"),
+        "network_plot": plot("network", "insar_network"),
+        "map_plots": [plot(n, "insar_model_map") for n in insar_model_maps()],
+    }
+
+
+def insar_velocity_mask(input, output):
+    """insar_velocity's mask arguments: the coherence mask (``input.mask``, a
+    list) and its plot, when on."""
+    if not input.mask:
+        return ""
+    return f"{opt('--mask', input.mask[0])} {opt('--out-mask', output.mask_plot)}"
+
+
+def insar_velocity_maps(map_plots):
+    """insar_plots' --map arguments: each model raster and its plot."""
+    return " ".join(
+        opt("--map", [f"{INSAR}/{n}.tif", p]) for n, p in zip(insar_model_maps(), map_plots)
+    )
+
+
+def insar_small_command():
+    """insar_small's chain: the per-stage rules' commands (insar.smk's
+    INSAR_*_CMD), each filled in as Snakemake fills it for that rule's job, one
+    strip ("1-of-1") that the gather reads and Snakemake then removes. Filled
+    in now, so that a config change reruns the job (its code changed), except
+    ``{threads}``, left for Snakemake (threads never rerun a job); other braces
+    are escaped."""
+    threads = "\x00threads\x00"
+    from types import SimpleNamespace
+
+    d = {k: str(v) for k, v in insar_gather_rule_outputs().items()}
+    v = insar_velocity_rule_outputs()
+    ifgs, ref, strip = f"{INSAR}/ifgs.csv", f"{INSAR}/reference_point.txt", f"{INSAR}/strips/1-of-1"
+    select = dict(
+        unwrapped=insar_globs()[0],
+        conncomp=opt("--conncomp", insar_globs()[1]),
+        correlation=opt("--correlation", insar_globs()[2]),
+        opts=stage_opts("insar_select"),
+    )
+    parts = [format_command(INSAR_SELECT_CMD, params=select, output=ifgs)]
+    if insar_quality_is_correlation_mean():
+        params = dict(opts=stage_opts("insar_correlation_mean"))
+        parts.append(format_command(INSAR_CORRELATION_MEAN_CMD, params=params,
+                                    input=dict(ifgs=ifgs), output=insar_quality()))  # fmt: skip
+    params = dict(opts=stage_opts("insar_reference"), quality=opt("--quality", insar_quality()))
+    parts.append(format_command(INSAR_REFERENCE_CMD, params=params, input=dict(ifgs=ifgs),
+                                output=ref))  # fmt: skip
+    params = dict(opts=stage_opts("insar_invert"), ramps="", troposphere="", unwrap="")
+    parts.append(format_command(INSAR_INVERT_CMD, params=params,
+                                input=dict(ifgs=ifgs, reference=ref),
+                                wildcards=dict(chunk="1-of-1"), output=strip, threads=threads))  # fmt: skip
+    params = dict(opts=stage_opts("insar_gather"), out_dir=INSAR)
+    parts.append(format_command(INSAR_GATHER_CMD, params=params,
+                                input=dict(strips=[strip], ifgs=ifgs, reference=ref),
+                                output=d, threads=threads))  # fmt: skip
+    params = dict(
+        opts=stage_opts("insar_velocity"),
+        out_dir=INSAR,
+        mask=insar_velocity_mask(
+            SimpleNamespace(mask=[d["mask"]] if "mask" in d else []),
+            SimpleNamespace(mask_plot=str(v.get("mask_plot"))),
+        ),
+        maps=insar_velocity_maps([str(p) for p in v["map_plots"]]),
+    )
+    inputs = dict(index=d["index"], ifgs=ifgs, reference=ref,
+                  temporal_coherence=f"{INSAR}/temporal_coherence.tif",
+                  ifg_residual_std=f"{INSAR}/ifg_residual_std.tif")  # fmt: skip
+    outputs = {k: str(p) for k, p in v.items() if k not in ("model", "map_plots")}
+    parts.append(format_command(INSAR_VELOCITY_CMD, params=params, input=inputs, output=outputs))
+    chain = " :: ".join(parts).replace("{", "{{").replace("}", "}}")
+    return chain.replace(threads, "{threads}")
 
 
 def user_files_fingerprint(*paths):

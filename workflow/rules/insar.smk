@@ -2,6 +2,42 @@
 # -> velocity -> plots. Files are the only interface.
 
 
+# Command fragments shared by the per-stage rules and insar_small (a small
+# stack's whole chain in one job, common.smk's insar_small_command).
+INSAR_SELECT_CMD = (
+    "insar_select {params.opts} --unwrapped {params.unwrapped:q}"
+    " {params.conncomp} {params.correlation} --out {output:q}"
+)
+INSAR_CORRELATION_MEAN_CMD = (
+    "insar_correlation_mean {params.opts} --ifgs {input.ifgs:q}"
+    " --column correlation --units 1 --out {output:q}"
+)
+INSAR_REFERENCE_CMD = (
+    "insar_reference {params.opts} --ifgs {input.ifgs:q} {params.quality} --out {output:q}"
+)
+INSAR_INVERT_CMD = (
+    "insar_invert {params.opts} --ifgs {input.ifgs:q}"
+    " --reference {input.reference:q} --strip {wildcards.chunk} --out-dir {output:q}"
+    " {params.ramps} {params.troposphere} {params.unwrap} --threads {threads}"
+)
+INSAR_GATHER_CMD = (
+    "insar_gather {params.opts} {input.strips:q} --ifgs {input.ifgs:q}"
+    " --reference {input.reference:q} --out-dir {params.out_dir:q}"
+    " --index {output.index:q} --threads {threads}"
+)
+INSAR_VELOCITY_CMD = (
+    "insar_velocity {params.opts} --index {input.index:q}"
+    " --ifgs {input.ifgs:q} --out {output.velocity:q} --out-std {output.std:q}"
+    " --ifg-residual-std {input.ifg_residual_std:q}"
+    " --out-dir {params.out_dir:q}"
+    " :: insar_plots --velocity {output.velocity:q} --std {output.std:q}"
+    " --index {input.index:q} --ifgs {input.ifgs:q} --reference {input.reference:q}"
+    " --temporal-coherence {input.temporal_coherence:q} {params.mask} {params.maps}"
+    " --out-velocity {output.velocity_plot:q} --out-series {output.series_plot:q}"
+    " --out-network {output.network_plot:q}"
+)
+
+
 checkpoint insar_select:
     input:
         files=insar_select_input,
@@ -24,10 +60,7 @@ checkpoint insar_select:
         # Not passed on: a change of an input file's size or mtime reruns this job.
         fingerprint=insar_select_fingerprint,
     shell:
-        stage_shell(
-            "python -m sarstack insar_select {params.opts} --unwrapped {params.unwrapped:q}"
-            " {params.conncomp} {params.correlation} --out {output:q}"
-        )
+        stage_shell(f"python -m sarstack {INSAR_SELECT_CMD}")
 
 
 rule insar_correlation_mean:
@@ -49,10 +82,7 @@ rule insar_correlation_mean:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
         opts=stage_opts("insar_correlation_mean"),
     shell:
-        stage_shell(
-            "python -m sarstack insar_correlation_mean {params.opts} --ifgs {input.ifgs:q}"
-            " --column correlation --units 1 --out {output:q}"
-        )
+        stage_shell(f"python -m sarstack {INSAR_CORRELATION_MEAN_CMD}")
 
 
 rule insar_conncomp_count:
@@ -103,10 +133,7 @@ rule insar_reference:
         opts=stage_opts("insar_reference"),
         quality=opt("--quality", insar_quality()),
     shell:
-        stage_shell(
-            "python -m sarstack insar_reference {params.opts} --ifgs {input.ifgs:q}"
-            " {params.quality} --out {output:q}"
-        )
+        stage_shell(f"python -m sarstack {INSAR_REFERENCE_CMD}")
 
 
 rule insar_troposphere:
@@ -255,11 +282,7 @@ rule insar_invert:
         ),
         unwrap=lambda w, input: opt("--unwrap", input.unwrap[0] if input.unwrap else None),
     shell:
-        stage_shell(
-            "python -m sarstack insar_invert {params.opts} --ifgs {input.ifgs:q}"
-            " --reference {input.reference:q} --strip {wildcards.chunk} --out-dir {output:q}"
-            " {params.ramps} {params.troposphere} {params.unwrap} --threads {threads}"
-        )
+        stage_shell(f"python -m sarstack {INSAR_INVERT_CMD}")
 
 
 rule insar_gather:
@@ -268,12 +291,7 @@ rule insar_gather:
         reference=f"{INSAR}/reference_point.txt",
         strips=insar_strips_all,
     output:
-        **({"mask": f"{INSAR}/mask.tif"} if ICFG["coherence_mask"] is not None else {}),
-        # the rasters of sarstack.insar.INVERSION_OUTPUTS that are on
-        **insar_gather_outputs(),
-        ifg_residuals=f"{INSAR}/ifg_residuals.csv",
-        closure_triangles=f"{INSAR}/closure_triangles.csv",
-        index=f"{INSAR}/timeseries.csv",
+        **insar_gather_rule_outputs(),
     log:
         stage_log("insar/gather"),
     benchmark:
@@ -287,11 +305,7 @@ rule insar_gather:
         out_dir=lambda w, output: os.path.dirname(output.index),
         opts=stage_opts("insar_gather"),
     shell:
-        stage_shell(
-            "python -m sarstack insar_gather {params.opts} {input.strips:q} --ifgs {input.ifgs:q}"
-            " --reference {input.reference:q} --out-dir {params.out_dir:q}"
-            " --index {output.index:q} --threads {threads}"
-        )
+        stage_shell(f"python -m sarstack {INSAR_GATHER_CMD}")
 
 
 rule insar_velocity:
@@ -306,39 +320,7 @@ rule insar_velocity:
         ifg_residual_std=f"{INSAR}/ifg_residual_std.tif",
         mask=[f"{INSAR}/mask.tif"] if ICFG["coherence_mask"] is not None else [],
     output:
-        **(
-            {
-                "mask_plot": report(
-                    f"{INSAR}/plots/mask.png",
-                    category="InSAR",
-                    caption="../report/insar_mask.rst",
-                )
-            }
-            if ICFG["coherence_mask"] is not None
-            else {}
-        ),
-        velocity=report(
-            f"{INSAR}/velocity.tif", category="InSAR", caption="../report/insar_velocity_tif.rst"
-        ),
-        std=f"{INSAR}/velocity_std.tif",
-        model=insar_model_outputs(),
-        velocity_plot=report(
-            f"{INSAR}/plots/velocity.png", category="InSAR", caption="../report/insar_velocity.rst"
-        ),
-        series_plot=report(
-            f"{INSAR}/plots/timeseries.png", category="InSAR", caption="../report/insar_series.rst"
-        ),
-        network_plot=report(
-            f"{INSAR}/plots/network.png", category="InSAR", caption="../report/insar_network.rst"
-        ),
-        map_plots=[
-            report(
-                f"{INSAR}/plots/{n}.png",
-                category="InSAR",
-                caption="../report/insar_model_map.rst",
-            )
-            for n in insar_model_maps()
-        ],
+        **insar_velocity_rule_outputs(),
     log:
         stage_log("insar/velocity"),
     benchmark:
@@ -354,27 +336,61 @@ rule insar_velocity:
         # rasters, faster.
         opts=stage_opts("insar_velocity"),
         out_dir=lambda w, output: os.path.dirname(output.velocity),
-        mask=lambda w, input, output: (
-            f"{opt('--mask', input.mask[0])} {opt('--out-mask', output.mask_plot)}"
-            if input.mask
-            else ""
-        ),
-        maps=lambda w, output: " ".join(
-            opt("--map", [f"{INSAR}/{n}.tif", p])
-            for n, p in zip(insar_model_maps(), output.map_plots)
-        ),
+        mask=lambda w, input, output: insar_velocity_mask(input, output),
+        maps=lambda w, output: insar_velocity_maps(output.map_plots),
     shell:
-        stage_shell(
-            "python -m sarstack insar_velocity {params.opts} --index {input.index:q}"
-            " --ifgs {input.ifgs:q} --out {output.velocity:q} --out-std {output.std:q}"
-            " --ifg-residual-std {input.ifg_residual_std:q}"
-            " --out-dir {params.out_dir:q}"
-            " :: insar_plots --velocity {output.velocity:q} --std {output.std:q}"
-            " --index {input.index:q} --ifgs {input.ifgs:q} --reference {input.reference:q}"
-            " --temporal-coherence {input.temporal_coherence:q} {params.mask} {params.maps}"
-            " --out-velocity {output.velocity_plot:q} --out-series {output.series_plot:q}"
-            " --out-network {output.network_plot:q}"
-        )
+        stage_shell(f"python -m sarstack {INSAR_VELOCITY_CMD}")
+
+
+# A small stack (common.smk's INSAR_SMALL: one inversion strip, no correction
+# stage) runs its whole chain, select :: (correlation mean ::) reference ::
+# invert :: gather :: velocity :: plots, in one process: the same stages,
+# commands and files as the per-stage rules above (results are identical for
+# every strip count), one start-up instead of five. insar.fuse_small_stack:
+# false keeps one job per stage.
+if INSAR_SMALL:
+    INSAR_SMALL_CMD = insar_small_command()
+
+    rule insar_small:
+        input:
+            files=insar_select_input,
+            aux=insar_aux_files(),
+            quality=[ICFG["quality"]] if ICFG["quality"] else [],
+        output:
+            **(
+                {"correlation_mean": f"{INSAR}/correlation_mean.tif"}
+                if insar_quality_is_correlation_mean()
+                else {}
+            ),
+            **insar_gather_rule_outputs(),
+            **insar_velocity_rule_outputs(),
+            ifgs=f"{INSAR}/ifgs.csv",
+            reference=f"{INSAR}/reference_point.txt",
+            strip=temp(directory(f"{INSAR}/strips/1-of-1")),
+        log:
+            stage_log("insar/small"),
+        benchmark:
+            stage_benchmark("insar/small")
+        conda:
+            ENV
+        threads: job_threads()
+        resources:
+            **stage_resources("insar_small"),
+        params:
+            # Not passed on: a change of an input file's size or mtime reruns this job.
+            fingerprint=insar_select_fingerprint,
+            aux_fingerprint=user_files_fingerprint(ICFG["mask"], ICFG["quality"]),
+        shell:
+            # the chain filled in when the workflow is read: a config change
+            # changes this command, so Snakemake reruns the job
+            stage_shell(f"python -m sarstack {INSAR_SMALL_CMD}")
+
+    ruleorder: insar_small > insar_select
+    ruleorder: insar_small > insar_correlation_mean
+    ruleorder: insar_small > insar_reference
+    ruleorder: insar_small > insar_invert
+    ruleorder: insar_small > insar_gather
+    ruleorder: insar_small > insar_velocity
 
 
 rule insar_injection:
