@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import resource
@@ -190,15 +191,29 @@ def script(name: str) -> str:
     return str(SCRIPTS / name)
 
 
+@functools.lru_cache(maxsize=1)
+def schema_config() -> dict[str, Any]:
+    """The config at the schema's defaults (validated and resolved)."""
+    from sarstack.config import load_schema, validate_config
+
+    schema = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+    return validate_config({"output_dir": "results"}, schema)
+
+
+def schema_kwargs(*keys: str) -> dict[str, Any]:
+    """Library keyword arguments at the schema's defaults: each dotted key's
+    value under its last part (the library repeats no default)."""
+    from sarstack.options import config_value
+
+    return {k.rsplit(".", 1)[-1]: config_value(schema_config(), k) for k in keys}
+
+
 def stage_args(name: str, given: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The config-driven options of stage ``name`` at the schema's defaults
     (the stages have no defaults of their own), except those ``given``."""
-    from sarstack.config import load_schema, validate_config
     from sarstack.options import config_args
 
-    schema = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
-    cfg = validate_config({"output_dir": "results"}, schema)
-    return config_args(Path(name).stem, cfg, given=given)
+    return config_args(Path(name).stem, schema_config(), given=given)
 
 
 def startup_seconds(repeats: int = 5) -> float:

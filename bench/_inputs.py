@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import rasterio
+from _common import schema_kwargs
 
 from sarstack import insar, io, rtc, synthetic
 from sarstack import network as snet
@@ -43,7 +44,10 @@ def ifg_stack(root: Path, shape: tuple[int, int], n_ifgs: int, seed: int = 0) ->
     synthetic.make_ifg_stack(
         root, n_dates=n_dates, shape=shape, network="nearest:3", seed=seed, noise_rad=0.3
     )
-    ifgs, _, _, _ = insar.select_ifgs(str(root / "ifgs" / "*.unw.tif"))
+    ifgs, _, _, _ = insar.select_ifgs(
+        str(root / "ifgs" / "*.unw.tif"),
+        **schema_kwargs("insar.conncomp", "insar.correlation", "insar.date_format", "block_shape"),
+    )
     table = root / "ifgs.csv"
     io.write_csv(table, insar.ifg_table(ifgs))
     reference = root / "reference_point.txt"
@@ -66,7 +70,8 @@ def rtc_stack(
     flats = []
     for date, path in zip(truth["date"], truth["path"], strict=True):
         flat = root / "flat" / f"{date.replace('-', '')}.tif"
-        rtc.flatten_scene(path, flat, (1, 99), tags={"date": date.replace("-", "")})
+        rtc.flatten_scene(path, flat, (1, 99), tags={"date": date.replace("-", "")},
+                          **schema_kwargs("block_shape"))  # fmt: skip
         Path(path).unlink()  # only the flattened scenes are inputs of rtc_xcorr
         flats.append(flat)
     grid = io.read_grid(flats[0])

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import CaseResult, Table, Target, ratio, time_call
+from _common import CaseResult, Table, Target, ratio, schema_kwargs, time_call
 from scipy.optimize import linprog
 
 from sarstack import network as snet
@@ -18,7 +18,8 @@ from sarstack import timeseries as ts
 MIN_WEIGHTED_SPEEDUP = 100.0
 MIN_CENSORED_SPEEDUP = 10.0
 MIN_L1_SPEEDUP = 10.0
-L1_TOL = 1e-4  # invert_l1's default relative duality-gap tolerance
+L1_TOL = 1e-4  # invert_l1's relative duality-gap tolerance (insar.l1_tolerance's default)
+L1_MAX_ITER = schema_kwargs("insar.l1_max_iterations")["l1_max_iterations"]
 CHUNK = 4096  # pixels per kernel call inside timeseries (warm-up on one chunk compiles it)
 
 
@@ -51,7 +52,7 @@ def make_problem(side: int, n_dates: int, network: str, seed: int = 0) -> Proble
         start = int(rng.integers(0, n_px))
         b[k, start : start + n_px // 10] += 2 * np.pi * rng.choice([-1, 1])
     cor = rng.uniform(0.2, 0.95, (m, n_px))
-    weights = ts.correlation_weights(cor, looks=5.0)
+    weights = ts.correlation_weights(cor, looks=5.0, threshold=0.0)
     mask = rng.random((m, n_px)) >= 0.05
     return Problem(a, b, weights, mask, side)
 
@@ -257,11 +258,11 @@ def run(
 
     # L1 -------------------------------------------------------------------------------
     t_l1, _ = time_call(
-        lambda: ts.invert_l1(p.a, p.b, tol=L1_TOL),
+        lambda: ts.invert_l1(p.a, p.b, tol=L1_TOL, max_iter=L1_MAX_ITER),
         repeats,
-        warmup=lambda: ts.invert_l1(p.a, p.b[:, first], tol=L1_TOL),
+        warmup=lambda: ts.invert_l1(p.a, p.b[:, first], tol=L1_TOL, max_iter=L1_MAX_ITER),
     )
-    x_l1, _, n_iter = ts.invert_l1(p.a, p.b[:, sub_l1], tol=L1_TOL)
+    x_l1, _, n_iter = ts.invert_l1(p.a, p.b[:, sub_l1], tol=L1_TOL, max_iter=L1_MAX_ITER)
     ours_l1 = row("L1", f"ours `invert_l1` (tol {L1_TOL:g})", t_l1, p.n_px, None)
     t0 = time.perf_counter()
     _, obj_o = linprog_loop(p.a, p.b, sub_l1)
@@ -307,10 +308,10 @@ def l1_dates(dates_list: list[int], side: int, n_lp: int, x64: bool) -> None:
     jax.config.update("jax_enable_x64", x64)
     for n_dates in dates_list:
         p = make_problem(side, n_dates, "nearest:3")
-        ts.invert_l1(p.a, p.b, tol=L1_TOL)
+        ts.invert_l1(p.a, p.b, tol=L1_TOL, max_iter=L1_MAX_ITER)
         r0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
-        x, _, n_iter = ts.invert_l1(p.a, p.b, tol=L1_TOL)
+        x, _, n_iter = ts.invert_l1(p.a, p.b, tol=L1_TOL, max_iter=L1_MAX_ITER)
         wall = time.perf_counter() - t0
         r1 = resource.getrusage(resource.RUSAGE_SELF)
         cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import schema_kwargs
 
 from sarstack import io, rtc, synthetic, xcorr
 from sarstack import network as snet
@@ -82,8 +83,8 @@ def run_stack(tmp: Path, seed: int, shape, tiles, jitter: int) -> list[dict]:
     stacks = []
     for k, s in enumerate(scenes):
         sup = tmp / f"sup{k}.tif"
-        rtc.superset_scene(s.path, sup, grid)
-        stacks.append(np.concatenate([rtc.tile_stack(rtc.read_scene(sup, layout.band_window(r)),
+        rtc.superset_scene(s.path, sup, grid, **schema_kwargs("block_shape", "rtc.resampling"))
+        stacks.append(np.concatenate([rtc.tile_stack(rtc.read_scene(sup, layout.band_window(r), scale="power"),
                                                      layout) for r in range(layout.n_rows)]))
     px = grid.pixel_size[0]
     rows = []

@@ -38,7 +38,7 @@ KEYS = ["reference_date", "secondary_date"]
 
 def pair_px(offsets: pd.DataFrame, res: tuple[float, float]) -> np.ndarray:
     """Pair offsets (east, north) in px, NaN for unreliable pairs."""
-    p = rtc.aggregate_pairs(offsets, min_ok_tiles=3)
+    p = rtc.aggregate_pairs(offsets, min_ok_tiles=3, requirement_m=None)
     return np.stack([p["east_m"].to_numpy() / res[0], p["north_m"].to_numpy() / res[1]], axis=1)
 
 

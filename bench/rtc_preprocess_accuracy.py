@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import schema_kwargs
 
 from sarstack import io, rtc, synthetic, xcorr
 from sarstack import network as snet
@@ -31,8 +32,8 @@ def run_stack(tmp: Path, seed: int, shape, tiles, uf: int, looks: float) -> list
     flats = []
     for k, s in enumerate(scenes):
         sup, flat = tmp / f"sup{k}.tif", tmp / f"flat{k}.tif"
-        rtc.superset_scene(s.path, sup, grid)
-        rtc.flatten_scene(sup, flat, (1, 99))
+        rtc.superset_scene(s.path, sup, grid, **schema_kwargs("block_shape", "rtc.resampling"))
+        rtc.flatten_scene(sup, flat, (1, 99), **schema_kwargs("block_shape"))
         flats.append(flat)
     layout = rtc.tile_layout(grid.shape, tiles)
     px = grid.pixel_size[0]
@@ -44,12 +45,14 @@ def run_stack(tmp: Path, seed: int, shape, tiles, uf: int, looks: float) -> list
             df = rtc.measure_pair(
                 flats[i], flats[j], layout, upsample_factor=uf, preprocess=preset,
                 iterations=iterations,
+                **schema_kwargs("rtc.max_nan_fraction", "rtc.min_quality", "rtc.max_shift_px",
+                                "rtc.scale"),
             )
             ok = df[df.status == "ok"]
             err_e = ok.east_m / px - true_e
             err_n = ok.north_m / px - true_n
             pair = rtc.aggregate_pairs(
-                df.assign(reference_date="a", secondary_date="b"), min_ok_tiles=1
+                df.assign(reference_date="a", secondary_date="b"), min_ok_tiles=1, requirement_m=None
             ).iloc[0]
             rows.append(
                 {

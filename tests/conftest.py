@@ -3,6 +3,9 @@ reason when absent."""
 
 from __future__ import annotations
 
+import copy
+import functools
+import inspect
 import os
 import subprocess
 import sys
@@ -27,10 +30,135 @@ os.environ.setdefault("SARSTACK_JAX_CACHE", str(Path.home() / ".cache" / "sarsta
 
 def schema_defaults() -> dict:
     """The config with every default filled in and resolved (as the workflow sees it)."""
+    return copy.deepcopy(_schema_defaults())
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_defaults() -> dict:
     from sarstack.config import load_schema, validate_config
 
     schema = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
     return validate_config({"output_dir": "results"}, schema)
+
+
+# Library parameters that stand for a config key: those named after the key's
+# last part (``block_shape``, ``date_format``, ``requirement_m``), and these,
+# named otherwise. An ambiguous name (``block_shape``: the top level's or
+# insar's) stands for the first of its keys in the schema. The library gives
+# none of them a default (tests/test_library_defaults.py): the schema's is the
+# only one.
+CONFIG_ALIASES = {
+    ("refpoint.select_reference_point", "threshold"): "insar.reference_threshold",
+    ("refpoint.alternative_points", "threshold"): "insar.reference_threshold",
+    ("insar.reference.reference_phase", "window"): "insar.reference_window",
+    ("deramp.fit_ramps", "min_correlation"): "insar.deramp_min_correlation",
+    ("timeseries._l1.invert_l1", "tol"): "insar.l1_tolerance",
+    ("timeseries._l1.invert_l1", "max_iter"): "insar.l1_max_iterations",
+    ("timeseries._weighted.correlation_weights", "looks"): "insar.correlation_looks",
+    ("timeseries._weighted.correlation_weights", "threshold"): "insar.correlation_threshold",
+    **{(f"reflectors.measure.{f}", "chip"): "rtc.reflector_chip_px"
+       for f in ("locate_peak", "measure_scene", "measure_scene_file", "target_window")},
+    **{(f"reflectors.measure.{f}", p): f"rtc.reflector_{p}"
+       for f in ("locate_peak", "measure_scene", "measure_scene_file")
+       for p in ("search_px", "min_pcr_db")},
+    **{(f"reflectors.measure.{f}", "edge_px"): "rtc.reflector_edge_px"
+       for f in ("locate_peak", "measure_scene", "measure_scene_file", "target_window")},
+    **{(f, "pixel_is_point"): "rtc.reflector_pixel_is_point"
+       for f in ("reflectors.inputs.expected_positions", "reflectors.measure.measure_scene",
+                 "reflectors.measure.measure_scene_file")},
+    **{(f, "uncertainty"): "insar.velocity_uncertainty"
+       for f in ("velocity.linear.velocity", "velocity.linear.velocity_weighted",
+                 "velocity.model.fit_design", "velocity.model.fit_model",
+                 "insar.model.velocity_files")},
+    **{(f, "iterations"): "rtc.refine_iterations"
+       for f in ("rtc.correlate.measure_pairs", "xcorr.register.register_products",
+                 "xcorr.register.register_tiles")},
+    **{(f, "min_fraction"): "rtc.min_fraction_within"
+       for f in ("rtc.aggregate.summarize", "rtc.aggregate.judge_dates",
+                 "rtc.aggregate.verdict", "rtc.stacks.summarize_stacks",
+                 "reflectors.summary.summarize_offsets")},
+}  # fmt: skip
+
+# Same name as a config key, another quantity (a default is fine): why.
+OTHER_MEANING = {
+    ("xcorr.tiles.prepare_tiles", "scale"): "the scale tiles are correlated in, not the files'",
+    ("xcorr.register.register_tiles", "scale"): "as prepare_tiles",
+    ("xcorr.register.tile_products", "scale"): "as prepare_tiles",
+    ("io.write_raster", "nodata"): "the nodata tag an output gets, not the scenes' rtc.nodata",
+    ("io.write_raster", "units"): "the output's units tag, not the delays' units",
+    ("insar.diagnostics.temporal_average", "units"): "as io.write_raster",
+    ("plots.maps.raster_map", "points"): "points to mark, not how many to try",
+    ("plots.maps.velocity_map", "points"): "as raster_map",
+    **{(f"refpoint.{f}", p): "the raster read (None: not given), not its file name"
+       for f in ("select_reference_point", "alternative_points")
+       for p in ("quality", "conncomp")},
+    ("rtc.aggregate.aggregate_tiles", "pairs"): "the pair table, not the network's spec",
+    ("rtc.per_date.invert_dates", "sigma"): "each offset's standard error, not the injection's",
+    ("synthetic.events.simulate_event_pairs", "step"): "the simulated event's step",
+    # The synthetic stacks' knobs: what the generator simulates (tests call it
+    # with its own defaults); the demo stages pass their config's.
+    **{(f"synthetic.{m}.{f}", p): "a synthetic stack's own knob"
+       for m, fs, ps in (
+           ("insar", ("make_ifg_stack", "simulate_ifg_stack"),
+            ("seed", "start_date", "steps", "wavelength")),
+           ("rtc", ("make_rtc_stack", "simulate_rtc_stack"),
+            ("seed", "start_date", "max_shift_px", "nodata")))
+       for f in fs for p in ps},
+}  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1)
+def _keys_by_name() -> dict[str, str]:
+    """Config key of each last part (the first in the schema when ambiguous)."""
+    out: dict[str, str] = {}
+
+    def walk(cfg: dict, prefix: str) -> None:
+        for k, v in cfg.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                out.setdefault(k, f"{prefix}{k}")
+
+    walk(_schema_defaults(), "")
+    return out
+
+
+def function_name(fn) -> str:
+    """``module.function`` under ``sarstack`` (e.g. ``refpoint.select_reference_point``)."""
+    return f"{fn.__module__.removeprefix('sarstack.')}.{fn.__name__}"
+
+
+def config_params(fn) -> dict[str, str]:
+    """The parameters of library function ``fn`` that stand for a config key:
+    parameter -> dotted key."""
+    name, by_name = function_name(fn), _keys_by_name()
+    out = {}
+    for p in inspect.signature(fn).parameters:
+        if (name, p) in OTHER_MEANING:
+            continue
+        key = CONFIG_ALIASES.get((name, p), by_name.get(p))
+        if key is not None:
+            out[p] = key
+    return out
+
+
+def with_schema_defaults(fn, **keys: str):
+    """``fn`` with its config parameters (:func:`config_params`) at the
+    schema's defaults where a call leaves them out (by name or position).
+    ``keys``: parameter -> another key (``block_shape="insar.block_shape"``)."""
+    from sarstack.options import config_value
+
+    cfg = _schema_defaults()
+    defaults = {p: config_value(cfg, k) for p, k in {**config_params(fn), **keys}.items()}
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        given = sig.bind_partial(*args, **kwargs).arguments
+        kwargs.update({p: copy.deepcopy(v) for p, v in defaults.items() if p not in given})
+        return fn(*args, **kwargs)
+
+    return call
 
 
 def run_script(name: str, *args: object) -> subprocess.CompletedProcess:
@@ -65,6 +193,15 @@ def pipeline(tmp: Path, unw_glob: str, *extra_invert: str, point=None, cor_glob=
                    "--out", out / "velocity.tif", "--out-std", out / "velocity_std.tif")
     assert p.returncode == 0, p.stderr
     return out
+
+
+def invert_options(method: str) -> dict:
+    """``timeseries.invert``'s options for ``method``: the L1 solver's
+    tolerance and iteration cap at the schema's defaults, none for L2."""
+    ins = _schema_defaults()["insar"]
+    if str(method).upper() != "L1":
+        return {}
+    return {"tol": ins["l1_tolerance"], "max_iter": ins["l1_max_iterations"]}
 
 
 def shared_dataset(name: str) -> Path:

@@ -6,11 +6,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from conftest import with_schema_defaults
 
 from sarstack import closure, insar, io
 from sarstack.errors import SarstackError
 from sarstack.network import make_pairs
 from sarstack.synthetic import make_ifg_stack
+
+select_ifgs = with_schema_defaults(insar.select_ifgs)
+closure_count = with_schema_defaults(insar.closure_count)
+invert_strip = with_schema_defaults(insar.invert_strip)
+gather_strips = with_schema_defaults(insar.gather_strips)
 
 ROOT = Path(__file__).resolve().parents[1]
 NODATA = insar.COUNT_NODATA
@@ -101,7 +107,7 @@ def _stack(tmp_path, network, **kw):
     """Synthetic stack -> (ifgs, dates, pairs, df); ifg order as insar_select gives it."""
     df = make_ifg_stack(tmp_path / "stack", n_dates=10, shape=SHAPE, network=network,
                         noise_rad=0.3, seed=4, **kw)  # fmt: skip
-    ifgs, dates, pairs, _ = insar.select_ifgs(str(tmp_path / "stack" / "ifgs" / "*.unw.tif"))
+    ifgs, dates, pairs, _ = select_ifgs(str(tmp_path / "stack" / "ifgs" / "*.unw.tif"))
     return ifgs, dates, pairs, df
 
 
@@ -156,8 +162,8 @@ def test_closure_finds_known_unwrapping_errors(tmp_path, caplog):
     ref = (44, 50)
     out = tmp_path / "closure.tif"
     with caplog.at_level(logging.INFO, logger="sarstack.insar"):
-        n_tri = insar.closure_count(ifgs, pairs, out, ref_rc=ref, block_shape=(16, 24),
-                                    mask=tmp_path / "mask.tif")  # fmt: skip
+        n_tri = closure_count(ifgs, pairs, out, ref_rc=ref, block_shape=(16, 24),
+                              mask=tmp_path / "mask.tif")  # fmt: skip
     assert n_tri == 22 and "22 triangles" in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     count, tags = _read(out)
@@ -170,14 +176,14 @@ def test_closure_finds_known_unwrapping_errors(tmp_path, caplog):
     strips = []
     for label in ("1-of-2", "2-of-2"):
         strips.append(tmp_path / "strips" / label)
-        insar.invert_strip(
+        invert_strip(
             ifgs, dates, pairs, ref, strips[-1], rows=insar.strip_rows(SHAPE[0], 16, label),
             method="L2", wavelength=None, mask=tmp_path / "mask.tif", block_shape=(16, 24),
             l1_tolerance=1e-4, l1_max_iterations=100, weighting="none", correlation_looks=1.0,
             correlation_threshold=0.1, write_residuals=False,
         )  # fmt: skip
-    insar.gather_strips(strips, ifgs, dates, ref, tmp_path / "gathered", wavelength=None,
-                        how="L2", block_shape=(16, 24))  # fmt: skip
+    gather_strips(strips, ifgs, dates, ref, tmp_path / "gathered", wavelength=None,
+                  how="L2", block_shape=(16, 24))  # fmt: skip
     count2, tags2 = _read(tmp_path / "gathered" / "closure_nonzero_count.tif")
     assert np.array_equal(count2, count) and tags2 == tags
 
@@ -200,14 +206,14 @@ def test_closure_finds_known_unwrapping_errors(tmp_path, caplog):
 
     # the block size does not change the result
     out2 = tmp_path / "closure_one_block.tif"
-    insar.closure_count(ifgs, pairs, out2, ref_rc=ref, block_shape=(512, 512),
-                        mask=tmp_path / "mask.tif")  # fmt: skip
+    closure_count(ifgs, pairs, out2, ref_rc=ref, block_shape=(512, 512),
+                  mask=tmp_path / "mask.tif")  # fmt: skip
     np.testing.assert_array_equal(_read(out2)[0], count)
 
     # referenced first: with the reference point inside patch 5, that patch is
     # the consistent phase and every other measurable pixel of ifg 5 is off by 2 pi
     out3 = tmp_path / "closure_ref_in_patch.tif"
-    insar.closure_count(ifgs, pairs, out3, ref_rc=(25, 14), block_shape=(16, 24))
+    closure_count(ifgs, pairs, out3, ref_rc=(25, 14), block_shape=(16, 24))
     c3 = _read(out3)[0]
     assert c3[25, 14] == 0 and (c3[r0, c0] == 0).mean() >= 0.99
     clean = ~in_patch & (c3 != NODATA)
@@ -223,8 +229,8 @@ def test_no_triangle_network_gives_zero_with_warning(tmp_path, caplog):
     io.write_raster(tmp_path / "mask.tif", mask, io.read_grid(ifgs[0].path), nodata=None)
     out = tmp_path / "closure.tif"
     with caplog.at_level(logging.INFO, logger="sarstack.insar"):
-        insar.closure_count(ifgs, pairs, out, ref_rc=(30, 30), block_shape=(20, 32),
-                            mask=tmp_path / "mask.tif")  # fmt: skip
+        closure_count(ifgs, pairs, out, ref_rc=(30, 30), block_shape=(20, 32),
+                      mask=tmp_path / "mask.tif")  # fmt: skip
     assert "no triangle" in caplog.text
     assert [r for r in caplog.records if r.levelno == logging.WARNING]
     count, tags = _read(out)
@@ -238,5 +244,5 @@ def test_no_triangle_network_gives_zero_with_warning(tmp_path, caplog):
 def test_reference_on_nodata_is_an_error(tmp_path):
     ifgs, dates, pairs, df = _stack(tmp_path, "nearest:2")
     with pytest.raises(SarstackError, match=r"reference point \[0, 0\] is nodata"):
-        insar.closure_count(ifgs, pairs, tmp_path / "c.tif", ref_rc=(0, 0))  # nodata corner
+        closure_count(ifgs, pairs, tmp_path / "c.tif", ref_rc=(0, 0))  # nodata corner
     assert not (tmp_path / "c.tif").exists()

@@ -30,6 +30,12 @@ def test_new_insar_keys_have_defaults(tmp_path):
                                                                "incidence_deg": 39.5}})
 
 
+def test_resolved_nulls(tmp_path):
+    cfg = validate_config({"output_dir": str(tmp_path / "out")}, SCHEMA)
+    assert cfg["insar"]["block_shape"] == [64, cfg["block_shape"][1]]
+    assert cfg["rtc"]["min_quality"] == 2.0
+
+
 @pytest.mark.parametrize(("insar", "key"), [
     ({"exclude_dates": ["2020-02-30"]}, "insar.exclude_dates"),
     ({"exclude_dates": ["20200201"]}, "insar.exclude_dates"),

@@ -2,10 +2,14 @@ import datetime as dt
 
 import numpy as np
 import pytest
+from conftest import with_schema_defaults
 
 from sarstack import dates
 from sarstack import network as snet
 from sarstack.errors import SarstackError
+
+parse_scene_date = with_schema_defaults(dates.parse_scene_date)
+parse_pair_dates = with_schema_defaults(dates.parse_pair_dates)
 
 D = dt.date
 
@@ -23,12 +27,12 @@ D = dt.date
     ],
 )
 def test_scene_date(name, expected):
-    assert dates.parse_scene_date(name) == expected
+    assert parse_scene_date(name) == expected
 
 
 def test_scene_date_missing_names_file():
     with pytest.raises(SarstackError, match="nodate.tif"):
-        dates.parse_scene_date("nodate.tif")
+        parse_scene_date("nodate.tif")
 
 
 @pytest.mark.parametrize(
@@ -42,14 +46,14 @@ def test_scene_date_missing_names_file():
 def test_invalid_calendar_date_is_an_error_naming_the_file(name):
     bad = next(t for t in ("20201340", "20211341", "20200231") if t in name)
     with pytest.raises(SarstackError, match=f"{name}: '{bad}' is not a valid date"):
-        dates.parse_scene_date(name)
+        parse_scene_date(name)
 
 
 def test_invalid_date_in_a_pair_name_is_an_error():
     with pytest.raises(SarstackError, match="x_20200101_20201301.unw.tif: '20201301'"):
-        dates.parse_pair_dates("x_20200101_20201301.unw.tif")
+        parse_pair_dates("x_20200101_20201301.unw.tif")
     with pytest.raises(SarstackError, match="'181301' is not a valid date"):
-        dates.parse_pair_dates("ifg_180106-181301.tif", "%y%m%d")
+        parse_pair_dates("ifg_180106-181301.tif", "%y%m%d")
 
 
 @pytest.mark.parametrize(
@@ -61,14 +65,14 @@ def test_invalid_date_in_a_pair_name_is_an_error():
     ],
 )
 def test_pair_dates(name, fmt, expected):
-    assert dates.parse_pair_dates(name, fmt) == expected
+    assert parse_pair_dates(name, fmt) == expected
 
 
 def test_pair_dates_needs_two():
     with pytest.raises(SarstackError, match="needs two dates"):
-        dates.parse_pair_dates("x_20200101.tif")
+        parse_pair_dates("x_20200101.tif")
     with pytest.raises(SarstackError, match="found 3 .*ambiguous"):
-        dates.parse_pair_dates("20200101_20200113_20200125.unw.tif")
+        parse_pair_dates("20200101_20200113_20200125.unw.tif")
 
 
 def test_check_unique_names_both_files():

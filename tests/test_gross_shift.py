@@ -14,9 +14,11 @@ import pandas as pd
 import pytest
 import rasterio
 import yaml
-from conftest import SNAKEMAKE
+from conftest import SNAKEMAKE, with_schema_defaults
 
 from sarstack import rtc
+
+coarse_offset = with_schema_defaults(rtc.coarse_offset)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,10 +35,10 @@ def test_coarse_offset_finds_a_rolled_scene(tmp_path):
     g = io.Grid(None, Affine(30, 0, 0, 0, -30, 0), 260, 300)
     io.write_raster(tmp_path / "a.tif", base, g)
     io.write_raster(tmp_path / "b.tif", np.roll(base, (-7, 23), axis=(0, 1)), g)
-    d_row, d_col, snr = rtc.coarse_offset(tmp_path / "a.tif", tmp_path / "b.tif")
+    d_row, d_col, snr = coarse_offset(tmp_path / "a.tif", tmp_path / "b.tif")
     assert (d_row, d_col) == (-7, 23) and snr > 10
     io.write_raster(tmp_path / "c.tif", rng.gamma(4.0, 0.25, (300, 260)).astype(np.float32), g)
-    assert rtc.coarse_offset(tmp_path / "a.tif", tmp_path / "c.tif")[:2] == (0, 0)
+    assert coarse_offset(tmp_path / "a.tif", tmp_path / "c.tif")[:2] == (0, 0)
 
 
 def _stack(land: Path, dst: Path, edit=None) -> str:

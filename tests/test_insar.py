@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import with_schema_defaults
 
 from sarstack import insar, io, synthetic
 from sarstack import network as snet
@@ -19,7 +20,7 @@ def stack(tmp_path_factory, x64):
     d = tmp_path_factory.mktemp("insar")
     synthetic.make_ifg_stack(d / "s", n_dates=7, shape=SHAPE, network="nearest:2",
                              noise_rad=0.05, seed=1)  # fmt: skip
-    ifgs, dates, pairs, grid = insar.select_ifgs(
+    ifgs, dates, pairs, grid = with_schema_defaults(insar.select_ifgs)(
         str(d / "s" / "ifgs" / "*.unw.tif"), correlation=str(d / "s" / "cor" / "*.cor.tif")
     )
     phase = np.stack([io.read_band(i.path) for i in ifgs]).astype(np.float64)
@@ -31,7 +32,7 @@ def _invert(stack, out, ifgs=None, **kw):
     d, ifgs0, dates, pairs, grid, _ = stack
     opts = dict(method="L2", wavelength=None, mask=None, block_shape=(10, 16), l1_tolerance=1e-6,
                 l1_max_iterations=300, weighting="none", correlation_looks=4.0,
-                correlation_threshold=0.0, write_residuals=True)  # fmt: skip
+                correlation_threshold=0.0, write_residuals=True, reference_window=1)  # fmt: skip
     opts.update(kw)
     insar.invert_strip(ifgs or ifgs0, dates, pairs, REF, out, **opts)
     disp = np.stack([io.read_band(out / "timeseries.tif", band=b + 1)

@@ -8,9 +8,14 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import with_schema_defaults
 
 from sarstack import deramp, insar, io, synthetic
 from sarstack.errors import SarstackError
+
+select_ifgs = with_schema_defaults(insar.select_ifgs)
+invert_strip = with_schema_defaults(insar.invert_strip)
+fit_ramps = with_schema_defaults(deramp.fit_ramps)
 
 SHAPE = (40, 48)
 REF = (20, 5)
@@ -22,16 +27,16 @@ def stacks(tmp_path_factory, x64):
     d = tmp_path_factory.mktemp("deramp")
     synthetic.make_ifg_stack(d / "s", n_dates=8, shape=SHAPE, network="nearest:2",
                              noise_rad=0.05, seed=2)  # fmt: skip
-    ifgs, dates, pairs, _ = insar.select_ifgs(str(d / "s" / "ifgs" / "*.unw.tif"))
+    ifgs, dates, pairs, _ = select_ifgs(str(d / "s" / "ifgs" / "*.unw.tif"))
     added = np.random.default_rng(5).normal(0, 3.0, (len(ifgs), 6))
     return ifgs, _with_surfaces(ifgs, added, "quadratic", d / "r"), dates, pairs, added
 
 
 def _velocity(ifgs, dates, pairs, out, ramps):
-    insar.invert_strip(ifgs, dates, pairs, REF, out, method="L2", wavelength=None, mask=None,
-                       block_shape=(16, 24), l1_tolerance=1e-6, l1_max_iterations=100,
-                       weighting="none", correlation_looks=4.0, correlation_threshold=0.0,
-                       write_residuals=False, ramps=ramps)  # fmt: skip
+    invert_strip(ifgs, dates, pairs, REF, out, method="L2", wavelength=None, mask=None,
+                 block_shape=(16, 24), l1_tolerance=1e-6, l1_max_iterations=100,
+                 weighting="none", correlation_looks=4.0, correlation_threshold=0.0,
+                 write_residuals=False, ramps=ramps)  # fmt: skip
     return np.stack([io.read_band(out / "timeseries.tif", band=b + 1)
                      for b in range(len(dates) - 1)])  # fmt: skip
 
@@ -42,14 +47,14 @@ def test_added_ramps_come_back_out(stacks, tmp_path, model):
     k = len(deramp.terms(model))
     if model == "linear":  # the added quadratic terms stay in: compare plane-only additions
         ramped = _with_surfaces(ifgs, added[:, :3], "linear", tmp_path / "lin")
-    clean = deramp.fit_ramps(ifgs, model, block_shape=(16, 24))
-    dirty = deramp.fit_ramps(ramped, model, block_shape=(16, 24))
+    clean = fit_ramps(ifgs, model, block_shape=(16, 24))
+    dirty = fit_ramps(ramped, model, block_shape=(16, 24))
     coef = list(deramp.terms(model))
     np.testing.assert_allclose(dirty[coef].to_numpy() - clean[coef].to_numpy(), added[:, :k],
                                atol=2e-5)  # float32 files  # fmt: skip
     np.testing.assert_allclose(dirty["residual_rms_rad"], clean["residual_rms_rad"], atol=1e-5)
     # The same ramps by blocks of another shape.
-    again = deramp.fit_ramps(ifgs, model, block_shape=(7, 48))
+    again = fit_ramps(ifgs, model, block_shape=(7, 48))
     np.testing.assert_allclose(again[coef].to_numpy(), clean[coef].to_numpy(), atol=1e-9)
     # After deramping, the ramped stack inverts to the clean stack's time series.
     a = _velocity(ifgs, dates, pairs, tmp_path / "a", (model, clean[coef].to_numpy()))
@@ -76,7 +81,7 @@ def _with_surfaces(ifgs, coeffs, model, d):
 
 def test_ramps_table_and_errors(stacks, tmp_path):
     ifgs = stacks[0]
-    table = deramp.fit_ramps(ifgs, "linear", block_shape=(16, 24))
+    table = fit_ramps(ifgs, "linear", block_shape=(16, 24))
     assert list(table.columns) == ["key", "reference_date", "secondary_date", "model", "n_pixels",
                                    "c0", "cx", "cy", "ramp_rms_rad", "residual_rms_rad",
                                    "phase_std_rad"]  # fmt: skip

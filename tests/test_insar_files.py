@@ -6,10 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from affine import Affine
+from conftest import with_schema_defaults
 from rasterio.crs import CRS
 
 from sarstack import insar, io
 from sarstack.errors import SarstackError
+
+rereference_files = with_schema_defaults(insar.rereference_files)
+temporal_average = with_schema_defaults(insar.temporal_average)
+conncomp_count = with_schema_defaults(insar.conncomp_count)
 
 D = dt.date
 GRID = io.Grid(CRS.from_epsg(32611), Affine(30, 0, 0, 0, -30, 0), 12, 10)
@@ -31,14 +36,14 @@ def test_rereference_equals_difference_of_originals(tmp_path):
     })
     new_ref = insar.nearest_date(dates, D(2020, 1, 14))
     assert new_ref == D(2020, 1, 13)
-    out = insar.rereference_files(index, dates[0], new_ref, tmp_path / "re", block_shape=(4, 5))
+    out = rereference_files(index, dates[0], new_ref, tmp_path / "re", block_shape=(4, 5))
     assert list(out["date"]) == ["2020-01-25", "2020-02-06"]
     for d, p in zip(dates[2:], out["path"], strict=True):
         assert p.endswith(f"20200113_{d:%Y%m%d}.tif")
         np.testing.assert_allclose(io.read_band(p), series[d] - series[dates[1]], atol=1e-6)
         assert io.raster_tags(p)["start_date"] == "2020-01-13"
     with pytest.raises(SarstackError, match="no acquisition after"):
-        insar.rereference_files(index, dates[0], dates[-1], tmp_path / "x")
+        rereference_files(index, dates[0], dates[-1], tmp_path / "x")
 
 
 def test_temporal_average_nan_aware(tmp_path):
@@ -46,7 +51,7 @@ def test_temporal_average_nan_aware(tmp_path):
     b = np.full((10, 12), 3.0)
     b[0, 0] = np.nan
     out = tmp_path / "m.tif"
-    insar.temporal_average([_write(tmp_path / "a.tif", a), _write(tmp_path / "b.tif", b)], out)
+    temporal_average([_write(tmp_path / "a.tif", a), _write(tmp_path / "b.tif", b)], out)
     m = io.read_band(out)
     assert m[0, 0] == 1.0 and m[5, 5] == 2.0
 
@@ -62,7 +67,7 @@ def test_conncomp_count_per_date(tmp_path):
         insar.Ifg(tmp_path / "u3.tif", d[0], d[2], conncomp=_write(tmp_path / "c3.tif", cc2, nodata=None)),
     ]
     out = tmp_path / "count.tif"
-    insar.conncomp_count(ifgs, d, out)
+    conncomp_count(ifgs, d, out)
     import rasterio
 
     with rasterio.open(out) as ds:

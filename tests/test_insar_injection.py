@@ -11,12 +11,15 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import pipeline, run_script, schema_defaults
+from conftest import pipeline, run_script, schema_defaults, with_schema_defaults
 from rasterio.windows import Window
 
 from sarstack import cli, deramp, insar, io, options, summary, synthetic
 from sarstack.errors import SarstackError
 from sarstack.insar import injection as inj
+
+select_ifgs = with_schema_defaults(insar.select_ifgs)
+fit_ramps = with_schema_defaults(deramp.fit_ramps)
 
 SHAPE = (32, 40)
 REF = ("5", "6")
@@ -135,10 +138,10 @@ def test_deramp_refit_sees_the_injected_phase(stack, tmp_path):
     """The ramps refitted with the injection are those of the ifgs with the
     injected phase written into them (the deramp takes its share of the bowl)."""
     d, pattern = stack
-    ifgs, dates, pairs, grid = insar.select_ifgs(pattern)
+    ifgs, dates, pairs, grid = select_ifgs(pattern)
     bowl = inj.Bowl.from_config(grid.shape, velocity=30.0, sigma=0.3, centre=(4, 30))
     phase = inj.InjectedPhase(bowl, dates, pairs, None)
-    got = deramp.fit_ramps(ifgs, "linear", block_shape=(16, 40), injection=phase)
+    got = fit_ramps(ifgs, "linear", block_shape=(16, 40), injection=phase)
     (tmp_path / "w").mkdir()
     written = []
     for k, i in enumerate(ifgs):
@@ -146,10 +149,10 @@ def test_deramp_refit_sees_the_injected_phase(stack, tmp_path):
         full = Window(0, 0, grid.width, grid.height)
         io.write_raster(path, io.read_band(i.path).astype(np.float64) + phase.read_one(k, full), grid)
         written.append(i.__class__(**{**i.__dict__, "path": path}))
-    want = deramp.fit_ramps(written, "linear", block_shape=(16, 40))
+    want = fit_ramps(written, "linear", block_shape=(16, 40))
     cols = list(deramp.terms("linear"))
     np.testing.assert_allclose(got[cols], want[cols], rtol=1e-6, atol=1e-9)
-    plain = deramp.fit_ramps(ifgs, "linear", block_shape=(16, 40))
+    plain = fit_ramps(ifgs, "linear", block_shape=(16, 40))
     assert np.abs(got[cols].to_numpy() - plain[cols].to_numpy()).max() > 1e-3
 
 

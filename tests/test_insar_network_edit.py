@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_script
+from conftest import run_script, with_schema_defaults
 
 from sarstack import io, synthetic
 
@@ -119,13 +119,16 @@ def test_loop_closure_qc_leaves_out_the_ifg_with_a_jump(tmp_path, x64):
     from sarstack import insar
     from sarstack.closure import closure_exclusions, loop_rms, network_triangles
 
+    invert_strip = with_schema_defaults(insar.invert_strip)
+    select_ifgs = with_schema_defaults(insar.select_ifgs)
+
     shape, bad = (24, 32), 4
     for name, jump in (("clean", None), ("jump", (bad, slice(12, None), slice(None)))):
         synthetic.make_ifg_stack(tmp_path / name, n_dates=9, shape=shape, network="nearest:3",
                                  noise_rad=0.0, seed=3, jump_patch=jump)  # fmt: skip
     edit = insar.NetworkEdit(max_loop_rms_rad=1.0)
-    every, dates, pairs, _ = insar.select_ifgs(str(tmp_path / "jump" / "ifgs" / "*.unw.tif"),
-                                               edit=edit, block_shape=(10, 32))  # fmt: skip
+    every, dates, pairs, _ = select_ifgs(str(tmp_path / "jump" / "ifgs" / "*.unw.tif"),
+                                         edit=edit, block_shape=(10, 32))  # fmt: skip
     out = [k for k, i in enumerate(every) if i.excluded]
     assert out == [bad] and every[bad].excluded.startswith("loop_closure ")
     assert every[bad].loop_rms_rad == pytest.approx(np.pi, rel=0.05)
@@ -136,21 +139,21 @@ def test_loop_closure_qc_leaves_out_the_ifg_with_a_jump(tmp_path, x64):
     tri = network_triangles([p for k, p in enumerate(pairs)])
     assert len(pairs) == len(every) - 1 and len(tri) > 0
     # Report only: recorded, nothing excluded.
-    rep = insar.select_ifgs(str(tmp_path / "jump" / "ifgs" / "*.unw.tif"), block_shape=(10, 32),
-                            edit=insar.NetworkEdit(max_loop_rms_rad=1.0, loop_exclude=False))[0]
+    rep = select_ifgs(str(tmp_path / "jump" / "ifgs" / "*.unw.tif"), block_shape=(10, 32),
+                      edit=insar.NetworkEdit(max_loop_rms_rad=1.0, loop_exclude=False))[0]
     assert not any(i.excluded for i in rep) and rep[bad].loop_rms_rad == every[bad].loop_rms_rad
 
     def series(root, ifgs, dates, pairs):
         o = tmp_path / f"o_{root}"
-        insar.invert_strip(ifgs, dates, pairs, (2, 2), o, method="L2", wavelength=None,
-                           mask=None, block_shape=(8, 32), l1_tolerance=1e-6,
-                           l1_max_iterations=50, weighting="none", correlation_looks=4.0,
-                           correlation_threshold=0.0, write_residuals=False)  # fmt: skip
+        invert_strip(ifgs, dates, pairs, (2, 2), o, method="L2", wavelength=None,
+                     mask=None, block_shape=(8, 32), l1_tolerance=1e-6,
+                     l1_max_iterations=50, weighting="none", correlation_looks=4.0,
+                     correlation_threshold=0.0, write_residuals=False)  # fmt: skip
         return np.stack([io.read_band(o / "timeseries.tif", band=b + 1)
                          for b in range(len(dates) - 1)])  # fmt: skip
 
     kept = [i for i in every if not i.excluded]
-    clean, cd, cp, _ = insar.select_ifgs(str(tmp_path / "clean" / "ifgs" / "*.unw.tif"))
+    clean, cd, cp, _ = select_ifgs(str(tmp_path / "clean" / "ifgs" / "*.unw.tif"))
     np.testing.assert_allclose(series("jump", kept, dates, pairs), series("clean", clean, cd, cp),
                                atol=1e-4)  # fmt: skip
     # The worst-first rule on its own: two bad triangles sharing one ifg leave out only it.

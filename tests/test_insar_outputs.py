@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import rasterio
+from conftest import with_schema_defaults
 
 from sarstack import insar
 from sarstack.insar import outputs as spec
 from sarstack.synthetic import make_ifg_stack
+
+select_ifgs = with_schema_defaults(insar.select_ifgs)
+invert_strip = with_schema_defaults(insar.invert_strip)
+gather_strips = with_schema_defaults(insar.gather_strips)
 
 SHAPE = (40, 36)
 
@@ -18,21 +23,21 @@ def test_a_new_raster_is_one_entry(tmp_path, monkeypatch):
     helper; the existing rasters are unchanged by it."""
     make_ifg_stack(tmp_path / "stack", n_dates=8, shape=SHAPE, network="nearest:3",
                    noise_rad=0.3, seed=2)  # fmt: skip
-    ifgs, dates, pairs, _ = insar.select_ifgs(str(tmp_path / "stack" / "ifgs" / "*.unw.tif"))
+    ifgs, dates, pairs, _ = select_ifgs(str(tmp_path / "stack" / "ifgs" / "*.unw.tif"))
     ref = (20, 18)
 
     def run(out):
         strips = []
         for label in ("1-of-2", "2-of-2"):
             strips.append(out / "strips" / label)
-            insar.invert_strip(
+            invert_strip(
                 ifgs, dates, pairs, ref, strips[-1], rows=insar.strip_rows(SHAPE[0], 8, label),
                 method="L2", wavelength=None, mask=None, block_shape=(8, 36),
                 l1_tolerance=1e-4, l1_max_iterations=100, weighting="none",
                 correlation_looks=1.0, correlation_threshold=0.1, write_residuals=True,
             )  # fmt: skip
-        insar.gather_strips(strips, ifgs, dates, ref, out / "gathered", wavelength=None,
-                            how="L2", block_shape=(8, 36))  # fmt: skip
+        gather_strips(strips, ifgs, dates, ref, out / "gathered", wavelength=None,
+                      how="L2", block_shape=(8, 36))  # fmt: skip
         return out / "gathered"
 
     before = run(tmp_path / "before")

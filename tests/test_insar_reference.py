@@ -11,13 +11,17 @@ import logging
 import numpy as np
 import pytest
 from affine import Affine
-from conftest import run_script
+from conftest import run_script, with_schema_defaults
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from sarstack import insar, io, refpoint
 from sarstack import velocity as svel
 from sarstack.errors import SarstackError
+
+select_reference_point = with_schema_defaults(refpoint.select_reference_point)
+reference_inputs = with_schema_defaults(insar.reference_inputs)
+phase_roughness = with_schema_defaults(insar.phase_roughness)
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +156,7 @@ def test_phase_roughness_does_not_depend_on_the_block(tmp_path):
     years = np.array([12 * (k + 1) / 365.25 for k in range(5)])
     want = refpoint.gradient_rate(phase.astype(np.float32), years)
     for block in ((512, 512), (7, 11)):
-        got = insar.phase_roughness(ifgs, grid, block_shape=block)
+        got = phase_roughness(ifgs, grid, block_shape=block)
         np.testing.assert_allclose(got, want, rtol=1e-5, equal_nan=True)
 
 
@@ -166,11 +170,11 @@ def test_reference_avoids_the_high_gradient_rim():
     # Quality below the threshold everywhere, best on the rim (steepest slope
     # at SIGMA from the centre): the old rule takes that pixel.
     quality = 0.7 + 0.2 * np.exp(-((d - SIGMA) ** 2) / 2.0)
-    old = refpoint.select_reference_point(valid, quality, threshold=0.95)
+    old = select_reference_point(valid, quality, threshold=0.95)
     assert abs(rim_distance(old) - SIGMA) < 1.5
     v = bowl_velocity()
     assert v[old] > 0.5 * v.max() * np.exp(-0.5) - 1  # on moving ground
-    new = refpoint.select_reference_point(valid, quality, threshold=0.95, roughness=rough)
+    new = select_reference_point(valid, quality, threshold=0.95, roughness=rough)
     r, c = new
     assert valid[r - 2 : r + 3, c - 2 : c + 3].all()  # well connected, never on nodata
     assert rim_distance(new) > 3.5 * SIGMA
@@ -178,10 +182,10 @@ def test_reference_avoids_the_high_gradient_rim():
     # Uniform quality above the threshold: the old centroid rule lands in the
     # bowl's slope; the stable rule still finds the far field.
     q1 = np.ones(SHAPE)
-    assert rim_distance(refpoint.select_reference_point(valid, q1)) < 3 * SIGMA
-    assert rim_distance(refpoint.select_reference_point(valid, q1, roughness=rough)) > 3.5 * SIGMA
+    assert rim_distance(select_reference_point(valid, q1)) < 3 * SIGMA
+    assert rim_distance(select_reference_point(valid, q1, roughness=rough)) > 3.5 * SIGMA
     # Deterministic.
-    assert refpoint.select_reference_point(valid, quality, 0.95, roughness=rough) == new
+    assert select_reference_point(valid, quality, threshold=0.95, roughness=rough) == new
 
 
 def test_reference_with_roughness_is_never_on_nodata():
@@ -190,10 +194,10 @@ def test_reference_with_roughness_is_never_on_nodata():
     rough = rng.random((30, 30))
     quality = rng.random((30, 30))
     for q in (quality, None):
-        r, c = refpoint.select_reference_point(valid, q, roughness=rough)
+        r, c = select_reference_point(valid, q, roughness=rough)
         assert valid[r, c]
     with pytest.raises(SarstackError, match="roughness has shape"):
-        refpoint.select_reference_point(valid, quality, roughness=rough[:5])
+        select_reference_point(valid, quality, roughness=rough[:5])
 
 
 # --------------------------------------------------------------------------- #
@@ -264,9 +268,9 @@ def test_velocity_stage_warns_on_a_moving_far_field(caplog):
 def test_cropA_reference_is_on_quiet_well_connected_ground(crop_table):
     ifgs, _, _ = insar.read_ifg_table(crop_table)
     grid = io.read_grid(ifgs[0].path)
-    valid, quality, cc = insar.reference_inputs(ifgs, grid)
-    rough = insar.phase_roughness(ifgs, grid)
-    r, c = refpoint.select_reference_point(valid, quality, roughness=rough)
+    valid, quality, cc = reference_inputs(ifgs, grid)
+    rough = phase_roughness(ifgs, grid)
+    r, c = select_reference_point(valid, quality, roughness=rough)
     assert valid[r - 2 : r + 3, c - 2 : c + 3].all()
     assert rough[r, c] <= np.nanpercentile(rough[valid], 25)
 
@@ -295,7 +299,7 @@ def test_manual_point_read_at_the_pixel_agrees_with_the_full_read(tmp_path):
         plain.append(insar.Ifg(p, d0, day))
 
     def full(stack, rc, m):
-        valid, _, cc_all = insar.reference_inputs(stack, grid, mask=m)
+        valid, _, cc_all = reference_inputs(stack, grid, mask=m)
         try:
             refpoint.check_reference_point(rc, valid)
         except SarstackError:

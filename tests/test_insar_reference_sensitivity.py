@@ -10,10 +10,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import schema_defaults, with_schema_defaults
 
 from sarstack import insar, io, refpoint, synthetic
 from sarstack.insar import chain
 from sarstack.insar import sensitivity as sens
+
+select_ifgs = with_schema_defaults(insar.select_ifgs)
+reference_inputs = with_schema_defaults(insar.reference_inputs)
+select_reference_point = with_schema_defaults(refpoint.select_reference_point)
+alternative_points = with_schema_defaults(refpoint.alternative_points)
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -31,12 +37,12 @@ def stack(tmp_path_factory):
     d = tmp_path_factory.mktemp("refsens")
     synthetic.make_ifg_stack(d / "s", n_dates=N_DATES, shape=SHAPE, network="nearest:3",
                              noise_rad=0.3, seed=11)  # fmt: skip
-    ifgs, dates, pairs, grid = insar.select_ifgs(str(d / "s" / "ifgs" / "*.unw.tif"))
+    ifgs, dates, pairs, grid = select_ifgs(str(d / "s" / "ifgs" / "*.unw.tif"))
     table = d / "ifgs.csv"
     io.write_csv(table, insar.ifg_table(ifgs))
-    valid, _, _ = insar.reference_inputs(ifgs, grid, block_shape=BLOCK)
+    valid, _, _ = reference_inputs(ifgs, grid, block_shape=BLOCK)
     rough = insar.phase_roughness(ifgs, grid, block_shape=BLOCK)
-    ref = refpoint.select_reference_point(valid, roughness=rough)
+    ref = select_reference_point(valid, roughness=rough)
     (d / "ref.txt").write_text(f"{ref[0]},{ref[1]}\n")
     mask = np.ones(SHAPE, np.uint8)
     mask[: SHAPE[0] // 16 + 1, : SHAPE[1] // 16 + 1] = 0
@@ -55,13 +61,13 @@ def _opts(**invert):
 def _run(stack, rc, folder, **invert):
     """The chain (invert, gather, velocity) referenced to ``rc``: the oracle."""
     d, ifgs, dates, pairs, *_ = stack
-    return chain.run_chain(ifgs, dates, pairs, rc, folder, invert=_opts(**invert),
-                           gather={}, velocity={})["velocity"]  # fmt: skip
+    ins = schema_defaults()["insar"]
+    gather = {"coherence_mask": ins["coherence_mask"], "min_region_px": ins["min_region_px"]}
+    return chain.run_chain(ifgs, dates, pairs, rc, folder, invert=_opts(**invert), gather=gather,
+                           velocity={"uncertainty": ins["velocity_uncertainty"]})["velocity"]  # fmt: skip
 
 
 def _stage(stack, own, tmp_path, *extra, mask=None, **invert):
-    from conftest import schema_defaults
-
     from sarstack import cli, options
 
     d, ifgs, dates, pairs, grid, table, ref, *_ = stack
@@ -79,8 +85,8 @@ def _stage(stack, own, tmp_path, *extra, mask=None, **invert):
 
 def test_points_are_distinct_valid_spread_and_deterministic(stack):
     d, ifgs, dates, pairs, grid, table, ref, valid, rough = stack
-    pts = refpoint.alternative_points(valid, ref, K, roughness=rough)
-    assert pts == refpoint.alternative_points(valid, ref, K, roughness=rough)
+    pts = alternative_points(valid, ref, K, roughness=rough)
+    assert pts == alternative_points(valid, ref, K, roughness=rough)
     assert len(pts) == K and len(set(pts)) == K and ref not in pts
     stable, _ = refpoint.stable_ground(valid, None, 0.95, rough)
     assert all(valid[p] and stable[p] for p in pts)
@@ -94,7 +100,7 @@ def test_points_are_distinct_valid_spread_and_deterministic(stack):
     # More points than candidates: as many as there are.
     one = np.zeros(SHAPE, bool)
     one[5, 5] = one[30, 40] = True
-    assert refpoint.alternative_points(one, (5, 5), 4) == [(30, 40)]
+    assert alternative_points(one, (5, 5), 4) == [(30, 40)]
 
 
 def test_plain_l2_only_shifts_the_map(stack, tmp_path):
@@ -152,8 +158,6 @@ def test_missing_ifgs_change_the_map_only_where_censored(stack, tmp_path):
 
 
 def test_bad_config_is_one_line_naming_the_key(stack, tmp_path, capsys):
-    from conftest import schema_defaults
-
     from sarstack.config import SCHEMA_PATH, load_schema, validate_config
     from sarstack.errors import SarstackError
 

@@ -10,9 +10,14 @@ import dataclasses
 import numpy as np
 import pytest
 from affine import Affine
+from conftest import with_schema_defaults
 
 from sarstack import deramp, insar, io, synthetic, troposphere
 from sarstack.errors import SarstackError
+
+select_ifgs = with_schema_defaults(insar.select_ifgs)
+invert_strip = with_schema_defaults(insar.invert_strip)
+fit_ramps = with_schema_defaults(deramp.fit_ramps)
 
 SHAPE = (24, 32)
 REF = (12, 5)
@@ -45,7 +50,7 @@ def stack(tmp_path_factory, x64):
     d = tmp_path_factory.mktemp("tropo")
     synthetic.make_ifg_stack(d / "s", n_dates=7, shape=SHAPE, network="nearest:2",
                              noise_rad=0.05, seed=3)  # fmt: skip
-    ifgs, dates, pairs, grid = insar.select_ifgs(str(d / "s" / "ifgs" / "*.unw.tif"))
+    ifgs, dates, pairs, grid = select_ifgs(str(d / "s" / "ifgs" / "*.unw.tif"))
     return d, ifgs, dates, pairs, grid
 
 
@@ -73,10 +78,10 @@ def _write_dates(folder, dates, fields, grid, suffix):
 
 
 def _series(ifgs, dates, pairs, out, tropo=None, ramps=None):
-    insar.invert_strip(ifgs, dates, pairs, REF, out, method="L2", wavelength=None, mask=None,
-                       block_shape=(8, 32), l1_tolerance=1e-6, l1_max_iterations=100,
-                       weighting="none", correlation_looks=4.0, correlation_threshold=0.0,
-                       write_residuals=False, ramps=ramps, troposphere=tropo)  # fmt: skip
+    invert_strip(ifgs, dates, pairs, REF, out, method="L2", wavelength=None, mask=None,
+                 block_shape=(8, 32), l1_tolerance=1e-6, l1_max_iterations=100,
+                 weighting="none", correlation_looks=4.0, correlation_threshold=0.0,
+                 write_residuals=False, ramps=ramps, troposphere=tropo)  # fmt: skip
     return np.stack([io.read_band(out / "timeseries.tif", band=b + 1)
                      for b in range(len(dates) - 1)])  # fmt: skip
 
@@ -157,8 +162,8 @@ def test_deramp_fits_the_corrected_phase(stack, tmp_path):
                              **_opts(units="rad"))  # fmt: skip
     tropo = troposphere.IfgDelays(tmp_path / "tropo", dates, pairs, grid)
     coef = list(deramp.terms("linear"))
-    clean = deramp.fit_ramps(ifgs, "linear", block_shape=(8, 32))[coef].to_numpy()
-    fixed = deramp.fit_ramps(dirty, "linear", block_shape=(8, 32), troposphere=tropo)
+    clean = fit_ramps(ifgs, "linear", block_shape=(8, 32))[coef].to_numpy()
+    fixed = fit_ramps(dirty, "linear", block_shape=(8, 32), troposphere=tropo)
     np.testing.assert_allclose(fixed[coef].to_numpy(), clean, atol=1e-4)
     a = _series(ifgs, dates, pairs, tmp_path / "a", ramps=("linear", clean))
     b = _series(dirty, dates, pairs, tmp_path / "b", tropo, ramps=("linear", fixed[coef].to_numpy()))

@@ -11,11 +11,17 @@ import logging
 
 import numpy as np
 import pytest
+from conftest import with_schema_defaults
 
 from sarstack import closure, insar, io, synthetic, unwrap
 from sarstack.dates import years_since
 from sarstack.errors import SarstackError
 from sarstack.network import make_pairs
+
+reference_phase = with_schema_defaults(insar.reference_phase)
+
+select_ifgs = with_schema_defaults(insar.select_ifgs)
+invert_strip = with_schema_defaults(insar.invert_strip)
 
 SHAPE = (48, 56)
 REF = (40, 50)
@@ -93,7 +99,7 @@ def stack(tmp_path_factory, x64):
     d = tmp_path_factory.mktemp("unwrap")
     synthetic.make_ifg_stack(d / "s", n_dates=N_DATES, shape=SHAPE, network="nearest:3",
                              noise_rad=0.2, seed=4)  # fmt: skip
-    ifgs, dates, pairs, grid = insar.select_ifgs(str(d / "s" / "ifgs" / "*.unw.tif"))
+    ifgs, dates, pairs, grid = select_ifgs(str(d / "s" / "ifgs" / "*.unw.tif"))
     rng = np.random.default_rng(7)
     n_bad = round(0.1 * len(ifgs))
     err = np.zeros((len(ifgs), *SHAPE), np.int64)
@@ -118,10 +124,10 @@ def _with_cycles(ifgs, err, folder):
 
 def _invert(ifgs, dates, pairs, out, cycles=None):
     """L2 velocity (rad/yr, a line through each pixel's series) and the closure count."""
-    insar.invert_strip(ifgs, dates, pairs, REF, out, method="L2", wavelength=None, mask=None,
-                       block_shape=(16, 56), l1_tolerance=1e-6, l1_max_iterations=100,
-                       weighting="none", correlation_looks=4.0, correlation_threshold=0.0,
-                       write_residuals=False, unwrap=cycles)  # fmt: skip
+    invert_strip(ifgs, dates, pairs, REF, out, method="L2", wavelength=None, mask=None,
+                 block_shape=(16, 56), l1_tolerance=1e-6, l1_max_iterations=100,
+                 weighting="none", correlation_looks=4.0, correlation_threshold=0.0,
+                 write_residuals=False, unwrap=cycles)  # fmt: skip
     series = np.stack([np.zeros(SHAPE)] + [io.read_band(out / "timeseries.tif", band=b + 1)
                                            for b in range(len(dates) - 1)])  # fmt: skip
     t = years_since(dates)
@@ -189,7 +195,7 @@ def test_closures_of_the_referenced_phase_ignore_per_ifg_constants(stack, tmp_pa
         phase = io.read_band(i.path).astype(np.float64) + rng.uniform(-np.pi, np.pi)
         io.write_raster(path, phase.astype(np.float32), grid, nodata=0.0)
         shifted.append(dataclasses.replace(i, path=path))
-    ref = insar.reference_phase(shifted, REF)
+    ref = reference_phase(shifted, REF)
     closures = (tmp_path / "before.tif", tmp_path / "after.tif")
     table, totals = unwrap.write_corrections(shifted, pairs, tmp_path / "u.tif", tmp_path / "n.tif",
                                              block_shape=(16, 56), reference=ref,
@@ -211,13 +217,15 @@ def test_closures_of_the_referenced_phase_ignore_per_ifg_constants(stack, tmp_pa
 def test_deramp_fit_sees_the_corrected_phase(stack, tmp_path):
     from sarstack import deramp
 
+    fit_ramps = with_schema_defaults(deramp.fit_ramps)
+
     d, ifgs, dirty, dates, pairs, grid, err = stack
     unwrap.write_corrections(dirty, pairs, tmp_path / "u.tif", tmp_path / "n.tif", block_shape=(16, 56))
     cycles = unwrap.IfgAmbiguities(tmp_path / "u.tif", dirty, grid)
     coef = list(deramp.terms("linear"))
-    clean = deramp.fit_ramps(ifgs, "linear", block_shape=(16, 56))[coef].to_numpy()
-    fixed = deramp.fit_ramps(dirty, "linear", block_shape=(16, 56), unwrap=cycles)[coef].to_numpy()
-    raw = deramp.fit_ramps(dirty, "linear", block_shape=(16, 56))[coef].to_numpy()
+    clean = fit_ramps(ifgs, "linear", block_shape=(16, 56))[coef].to_numpy()
+    fixed = fit_ramps(dirty, "linear", block_shape=(16, 56), unwrap=cycles)[coef].to_numpy()
+    raw = fit_ramps(dirty, "linear", block_shape=(16, 56))[coef].to_numpy()
     np.testing.assert_allclose(fixed, clean, atol=1e-5)
     assert np.abs(raw - clean).max() > 0.1
 
@@ -242,7 +250,7 @@ def test_nearest1_says_nothing_can_be_corrected(tmp_path, caplog):
 
     synthetic.make_ifg_stack(tmp_path / "s", n_dates=6, shape=(16, 16), network="nearest:1",
                              noise_rad=0.1, seed=1, jump_patch=(2, slice(2, 8), slice(3, 9)))  # fmt: skip
-    ifgs, _, _, _ = insar.select_ifgs(str(tmp_path / "s" / "ifgs" / "*.unw.tif"))
+    ifgs, _, _, _ = select_ifgs(str(tmp_path / "s" / "ifgs" / "*.unw.tif"))
     table = tmp_path / "ifgs.csv"
     io.write_csv(table, insar.ifg_table(ifgs))
     with caplog.at_level(logging.WARNING):

@@ -18,6 +18,9 @@ from sarstack import cli, options
 ROOT = Path(__file__).resolve().parents[1]
 RULES = sorted((ROOT / "workflow" / "rules").glob("*.smk"))
 
+# Stage options that no config key drives (the rules set them from the job).
+NOT_CONFIG = {"--threads", "--strip", "--column", "--help", "--verbose"}
+
 
 def _parse(stage: str, cfg: dict) -> argparse.Namespace:
     p = argparse.ArgumentParser()
@@ -78,6 +81,18 @@ def test_flags_follow_the_schema():
             nullable = "null" in options._types(node) and key not in options._resolved()
             any_length = action.nargs == "*"
             assert action.required is not (nullable or any_length), f"{stage} {flag} ({key})"
+
+
+@pytest.mark.parametrize("stage", cli.STAGES)
+def test_stage_options_have_no_defaults_of_their_own(stage):
+    """The schema holds every default: a stage's config-driven options come
+    from the registry without one, and its own options default to nothing."""
+    parser = importlib.import_module(f"sarstack.cli.{stage}").create_parser()
+    for action in parser._actions:
+        flag = action.option_strings[-1] if action.option_strings else action.dest
+        if flag in NOT_CONFIG or action.default in (None, False):
+            continue
+        pytest.fail(f"sarstack {stage} {flag} has a default of its own: {action.default!r}")
 
 
 def test_an_unknown_key_in_the_registry_is_named():

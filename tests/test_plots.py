@@ -11,10 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from affine import Affine
+from conftest import with_schema_defaults
 from matplotlib.text import Text
 from rasterio.crs import CRS
 
 from sarstack import plots, rtc
+
+aggregate_pairs = with_schema_defaults(rtc.aggregate_pairs)
 
 DATES = ["2021-01-01", "2021-01-13", "2021-01-25", "2021-02-06", "2021-02-18", "2021-03-02"]
 
@@ -91,8 +94,8 @@ def test_pair_offsets_follows_the_passes_column(tmp_path):
 
 
 def test_pair_offsets_not_measurable(tmp_path):
-    pairs = rtc.aggregate_pairs(make_offsets(unreliable_pair=None).assign(status="low_correlation"),
-                                requirement_m=10.0)
+    pairs = aggregate_pairs(make_offsets(unreliable_pair=None).assign(status="low_correlation"),
+                            requirement_m=10.0)
     out = tmp_path / "pair.png"
     fig = plots.pair_offsets(pairs, out, requirement_m=10.0)
     png_ok(out)
@@ -104,7 +107,7 @@ def test_pair_offsets_not_measurable(tmp_path):
 
 def test_tile_mean_maps_mask_tiles_with_few_pairs(tmp_path):
     offsets = make_offsets()
-    tiles = rtc.aggregate_tiles(offsets, rtc.aggregate_pairs(offsets))
+    tiles = rtc.aggregate_tiles(offsets, aggregate_pairs(offsets))
     assert set(tiles["n_ok"]) == {1, 5}
     out = tmp_path / "tile.png"
     fig = plots.tile_mean_maps(tiles, out)
@@ -128,14 +131,14 @@ def test_tile_mean_maps_mask_tiles_with_few_pairs(tmp_path):
 
 def test_tile_mean_maps_threshold_is_a_parameter(tmp_path):
     offsets = make_offsets()
-    tiles = rtc.aggregate_tiles(offsets, rtc.aggregate_pairs(offsets))
+    tiles = rtc.aggregate_tiles(offsets, aggregate_pairs(offsets))
     fig = plots.tile_mean_maps(tiles, tmp_path / "tile.png", min_ok_pairs=1)
     assert np.isfinite(fig.axes[0].get_images()[0].get_array().filled(np.nan)).all()
 
 
 def test_tile_mean_maps_not_measurable(tmp_path):
     offsets = make_offsets().assign(status="low_correlation")
-    tiles = rtc.aggregate_tiles(offsets, rtc.aggregate_pairs(offsets))
+    tiles = rtc.aggregate_tiles(offsets, aggregate_pairs(offsets))
     out = tmp_path / "tile.png"
     fig = plots.tile_mean_maps(tiles, out)
     png_ok(out)
@@ -157,7 +160,7 @@ def arrow_extents(q) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("min_ok_pairs", [None, 1])
 def test_tile_quiver_arrows_stay_in_their_tiles_on_plain_km_axes(tmp_path, min_ok_pairs):
     offsets = make_offsets(n_rows=5, n_cols=4)
-    tiles = rtc.aggregate_tiles(offsets, rtc.aggregate_pairs(offsets))
+    tiles = rtc.aggregate_tiles(offsets, aggregate_pairs(offsets))
     out = tmp_path / "quiver.png"
     # 60 m tiles: a map 240 m wide, where matplotlib would put a "+3.816e3" offset
     fig = plots.tile_quiver(tiles, centres_for(tiles, size_m=60.0), out, min_ok_pairs=min_ok_pairs)
@@ -185,7 +188,7 @@ def test_tile_quiver_names_the_crs(tmp_path):
     from sarstack.cli.rtc_plots import crs_name
 
     offsets = make_offsets()
-    tiles = rtc.aggregate_tiles(offsets, rtc.aggregate_pairs(offsets))
+    tiles = rtc.aggregate_tiles(offsets, aggregate_pairs(offsets))
     fig = plots.tile_quiver(tiles, centres_for(tiles), tmp_path / "q.png", crs="EPSG:32611")
     ax = fig.axes[0]
     assert ax.get_xlabel() == "easting (km), EPSG:32611"
@@ -197,7 +200,7 @@ def test_tile_quiver_names_the_crs(tmp_path):
 
 def test_tile_quiver_not_measurable(tmp_path):
     offsets = make_offsets().assign(status="low_correlation")
-    tiles = rtc.aggregate_tiles(offsets, rtc.aggregate_pairs(offsets))
+    tiles = rtc.aggregate_tiles(offsets, aggregate_pairs(offsets))
     out = tmp_path / "quiver.png"
     fig = plots.tile_quiver(tiles, centres_for(tiles), out)
     png_ok(out)
@@ -209,7 +212,7 @@ def test_tile_quiver_not_measurable(tmp_path):
 
 def test_offsets_vs_time_names_the_clipped_mean_and_breaks_at_gaps(tmp_path):
     offsets = make_offsets(unreliable_pair=2)
-    pairs = rtc.aggregate_pairs(offsets)
+    pairs = aggregate_pairs(offsets)
     assert (pairs["status"] == "unreliable").sum() == 1
     out = tmp_path / "time.png"
     fig = plots.offsets_vs_time(offsets, pairs, out)
@@ -241,7 +244,7 @@ def test_offsets_vs_time_names_the_clipped_mean_and_breaks_at_gaps(tmp_path):
 
 def test_offsets_vs_time_not_measurable(tmp_path):
     offsets = make_offsets().assign(status="low_correlation")
-    pairs = rtc.aggregate_pairs(offsets)
+    pairs = aggregate_pairs(offsets)
     out = tmp_path / "time.png"
     fig = plots.offsets_vs_time(offsets, pairs, out)
     png_ok(out)
@@ -259,7 +262,7 @@ def dates_table(values) -> pd.DataFrame:
 
 def test_date_offsets_marks_unconnected_dates(tmp_path):
     out = tmp_path / "dates.png"
-    fig = plots.date_offsets(dates_table([0.0, 1.0, np.nan, 2.0]), out)
+    fig = plots.date_offsets(dates_table([0.0, 1.0, np.nan, 2.0]), out, None)
     png_ok(out)
     labels = texts(fig)
     assert plots.NOT_MEASURABLE not in labels
@@ -278,14 +281,14 @@ def test_date_offsets_draws_the_requirement(tmp_path):
     assert list(lines["within"].get_ydata()) == pytest.approx([math.sqrt(2), 0.5 * math.sqrt(2)])
     assert "2 of 3 estimated dates within" in axh.get_title()
     assert axh.get_ylim()[1] > 2 * math.sqrt(2)
-    fig = plots.date_offsets(dates_table([0.0, 1.0]), tmp_path / "d.png")
+    fig = plots.date_offsets(dates_table([0.0, 1.0]), tmp_path / "d.png", None)
     assert "no requirement set" in fig.axes[1].get_title()
 
 
 def test_date_offsets_not_measurable(tmp_path):
     # the datum is 0 by definition; nothing else estimated (the sea burst)
     out = tmp_path / "dates.png"
-    fig = plots.date_offsets(dates_table([0.0, np.nan, np.nan]), out)
+    fig = plots.date_offsets(dates_table([0.0, np.nan, np.nan]), out, None)
     png_ok(out)
     assert plots.NOT_MEASURABLE in texts(fig)
 
@@ -465,13 +468,13 @@ def stacks_tables(n_ok_stacks: int, n_empty: int):
     for i in range(n_ok_stacks + n_empty):
         name = f"burst_{i:02d}_with_a_long_name"
         if i < n_ok_stacks:
-            p = rtc.aggregate_pairs(make_offsets(seed=i))
+            p = aggregate_pairs(make_offsets(seed=i))
             pairs[name] = p
             h = np.hypot(p["east_m"], p["north_m"])
             rows.append({"stack": name, "status": "ok", "verdict": "pass", "east_rms_m": 1.0,
                          "north_rms_m": 1.0, "max_offset_m": float(h.max())})
         else:
-            pairs[name] = rtc.aggregate_pairs(make_offsets(seed=i).assign(status="low_correlation"))
+            pairs[name] = aggregate_pairs(make_offsets(seed=i).assign(status="low_correlation"))
             rows.append({"stack": name, "status": "ok", "verdict": "not_measurable",
                          "east_rms_m": np.nan, "north_rms_m": np.nan, "max_offset_m": np.nan})
     return pd.DataFrame(rows), pairs
@@ -514,13 +517,15 @@ def plt_rgba(c):
 def test_absolute_offsets_dates_and_the_per_scene_rule(tmp_path):
     from sarstack import reflectors
 
+    summarize_offsets = with_schema_defaults(reflectors.summarize_offsets)
+
     m = pd.DataFrame({
         "date": ["2021-01-01"] * 2 + ["2021-01-13"] * 2 + ["2021-01-25"] * 2,
         "id": ["a", "b"] * 3, "east_m": [2, 4, 7, 9, np.nan, np.nan],
         "north_m": [3, 5, 8, 8, np.nan, np.nan],
         "status": ["ok"] * 4 + ["low_contrast"] * 2,
     })
-    absolute = reflectors.summarize_offsets(m, 10.0)
+    absolute = summarize_offsets(m, 10.0)
     assert list(absolute["verdict"][:2]) == ["pass", "fail"]  # |(3, 4)| = 5, |(8, 8)| = 11.3
     out = tmp_path / "abs.png"
     fig = plots.absolute_offsets(m, absolute, out, requirement_m=10.0)

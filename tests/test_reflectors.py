@@ -8,12 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from affine import Affine
+from conftest import with_schema_defaults
 from rasterio.crs import CRS
 from rasterio.warp import transform as warp
 
 from sarstack import reflectors as rf
 from sarstack.errors import SarstackError
 from sarstack.io import Grid
+
+measure_scene = with_schema_defaults(rf.measure_scene)
+locate_peak = with_schema_defaults(rf.locate_peak)
+expected_positions = with_schema_defaults(rf.expected_positions)
 
 PX = 30.0
 GRID = Grid(CRS.from_epsg(32611), Affine(PX, 0.0, 500000.0, 0.0, -PX, 4000000.0), 256, 256)
@@ -70,7 +75,7 @@ def test_subpixel_shift_recovered_with_signs(psf, grid):
     de, dn = 0.37 * PX, -0.21 * PX
     pts = [_xy(GRID, r, c) for r, c in TARGETS_RC]
     img = _render(grid, pts, (de, dn), psf=psf)
-    out = rf.measure_scene(img, grid, _targets_frame(pts), DATE)
+    out = measure_scene(img, grid, _targets_frame(pts), DATE)
     assert list(out["status"]) == ["ok"] * len(pts)
     assert (out["date"] == DATE).all()
     assert (out["pcr_db"] > 25).all()
@@ -84,7 +89,7 @@ def test_subpixel_shift_recovered_with_signs(psf, grid):
 
 def test_unshifted_scene_gives_zero_offsets():
     pts = [_xy(GRID, r, c) for r, c in TARGETS_RC]
-    out = rf.measure_scene(_render(GRID, pts, seed=3), GRID, _targets_frame(pts), DATE)
+    out = measure_scene(_render(GRID, pts, seed=3), GRID, _targets_frame(pts), DATE)
     assert (out["status"] == "ok").all()
     assert np.abs(out[["east_m", "north_m"]].to_numpy()).max() < 0.05 * PX
 
@@ -97,7 +102,7 @@ def test_statuses_outside_near_edge_low_contrast_nodata():
         [*bright, _xy(GRID, -20.0, 50.0), _xy(GRID, 200.5, 200.5)],
         ids=["good", "edge", "nodata", "outside", "dark"],
     )
-    out = rf.measure_scene(img, GRID, refl, DATE).set_index("id")
+    out = measure_scene(img, GRID, refl, DATE).set_index("id")
     assert list(out["status"]) == ["ok", "near_edge", "near_edge", "outside", "low_contrast"]
     bad = out.drop(index="good")
     for col in ("east_m", "north_m", "row_px", "col_px"):
@@ -113,29 +118,29 @@ def test_a_brighter_scatterer_beside_the_target_is_never_taken_for_it():
     target, other = _xy(GRID, 100.5, 100.5), _xy(GRID, 100.5, 108.5)
     img = _render(GRID, [target]) + _render(GRID, [other], db_above=45.0, seed=1) - _render(
         GRID, [], seed=1)
-    out = rf.measure_scene(img, GRID, _targets_frame([target]), DATE).iloc[0]
+    out = measure_scene(img, GRID, _targets_frame([target]), DATE).iloc[0]
     # The neighbour sits in the clutter ring, so the target's contrast is judged
     # low (the clutter is the ring's mean power); what must never happen is an
     # 'ok' offset towards the neighbour.
     assert out["status"] == "low_contrast" or (
         abs(out["east_m"]) < 0.05 * PX and abs(out["north_m"]) < 0.05 * PX)
     lone = _render(GRID, [other], db_above=45.0)  # nothing at the expected position
-    out = rf.measure_scene(lone, GRID, _targets_frame([target]), DATE)
+    out = measure_scene(lone, GRID, _targets_frame([target]), DATE)
     assert out["status"].iloc[0] == "low_contrast" and np.isnan(out["east_m"].iloc[0])
     # A search disc that reaches the bright return finds it (the radius is what guards).
-    out = rf.measure_scene(lone, GRID, _targets_frame([target]), DATE, search_px=12.0)
+    out = measure_scene(lone, GRID, _targets_frame([target]), DATE, search_px=12.0)
     assert out["status"].iloc[0] == "ok" and out["east_m"].iloc[0] == pytest.approx(8 * PX, abs=1.0)
 
 
 def test_locate_peak_nan_for_non_ok_and_result_types():
     img = np.full((64, 64), 1.0)
-    res = rf.locate_peak(img, 32.5, 32.5)  # flat: no peak at all
+    res = locate_peak(img, 32.5, 32.5)  # flat: no peak at all
     assert res.status is rf.ReflectorStatus.LOW_CONTRAST
     assert np.isnan(res.row) and np.isnan(res.col)
-    res = rf.locate_peak(img, 70.0, 10.0)
+    res = locate_peak(img, 70.0, 10.0)
     assert res.status == "outside" and np.isnan(res.row) and np.isnan(res.pcr_db)
     img[32, 32] = 1e4
-    res = rf.locate_peak(img, 32.5, 32.5)
+    res = locate_peak(img, 32.5, 32.5)
     assert res.status == "ok"
     assert abs(res.row - 32.5) < 0.05 and abs(res.col - 32.5) < 0.05
 
@@ -160,7 +165,7 @@ def test_lonlat_input_lands_on_the_known_pixel(tmp_path):
     pd.DataFrame({"id": ["a", "b", "c"], "lon": lons, "lat": lats}).to_csv(p, index=False)
     refl = rf.read_reflectors(p)
     assert list(refl["crs"]) == ["EPSG:4326"] * 3
-    exp = rf.expected_positions(refl, GRID, DATE)
+    exp = expected_positions(refl, GRID, DATE)
     np.testing.assert_allclose(exp["row"], [k[0] for k in known], atol=1e-6)
     np.testing.assert_allclose(exp["col"], [k[1] for k in known], atol=1e-6)
     np.testing.assert_allclose(exp["x"], xs, atol=1e-4)
@@ -168,8 +173,8 @@ def test_lonlat_input_lands_on_the_known_pixel(tmp_path):
 
 def test_pixel_is_point_shifts_by_half_a_pixel():
     refl = _targets_frame([_xy(GRID, 10.25, 20.75)])
-    area = rf.expected_positions(refl, GRID, DATE)
-    point = rf.expected_positions(refl, GRID, DATE, pixel_is_point=True)
+    area = expected_positions(refl, GRID, DATE)
+    point = expected_positions(refl, GRID, DATE, pixel_is_point=True)
     assert area["row"].iloc[0] == pytest.approx(10.25, abs=1e-9)
     assert point["row"].iloc[0] - area["row"].iloc[0] == pytest.approx(0.5, abs=1e-9)
     assert point["col"].iloc[0] - area["col"].iloc[0] == pytest.approx(0.5, abs=1e-9)
@@ -180,7 +185,7 @@ def test_pixel_is_point_shifts_by_half_a_pixel():
 def test_pixel_is_point_changes_measured_offset_by_half_a_pixel():
     pts = [_xy(GRID, r, c) for r, c in TARGETS_RC]
     img = _render(GRID, pts)
-    out = rf.measure_scene(img, GRID, _targets_frame(pts), DATE, pixel_is_point=True)
+    out = measure_scene(img, GRID, _targets_frame(pts), DATE, pixel_is_point=True)
     np.testing.assert_allclose(out["col_px"], -0.5, atol=0.1)
     np.testing.assert_allclose(out["east_m"], -0.5 * PX, atol=0.1 * PX)
     np.testing.assert_allclose(out["north_m"], +0.5 * PX, atol=0.1 * PX)
@@ -190,12 +195,12 @@ def test_plate_motion_moves_expected_position():
     refl = _targets_frame([_xy(GRID, 100.0, 100.0)]).assign(
         east_velocity_m_yr=-0.03, north_velocity_m_yr=0.05, epoch=dt.date(2011, 6, 15)
     )
-    still = rf.expected_positions(
+    still = expected_positions(
         refl.drop(columns=["epoch"]).assign(east_velocity_m_yr=0.0, north_velocity_m_yr=0.0),
         GRID,
         DATE,
     )
-    moved = rf.expected_positions(refl, GRID, DATE)
+    moved = expected_positions(refl, GRID, DATE)
     years = (dt.date(2021, 6, 15) - dt.date(2011, 6, 15)).days / 365.25
     assert moved["x"].iloc[0] - still["x"].iloc[0] == pytest.approx(-0.03 * years, abs=1e-9)
     assert moved["y"].iloc[0] - still["y"].iloc[0] == pytest.approx(0.05 * years, abs=1e-9)
@@ -267,8 +272,8 @@ def test_read_reflectors_missing_file(tmp_path):
 
 def test_kernel_argument_errors():
     with pytest.raises(SarstackError, match="no CRS"):
-        rf.expected_positions(_targets_frame([(0, 0)]), Grid(None, GRID.transform, 4, 4), DATE)
+        expected_positions(_targets_frame([(0, 0)]), Grid(None, GRID.transform, 4, 4), DATE)
     with pytest.raises(SarstackError, match="not the grid's"):
-        rf.measure_scene(np.zeros((3, 3)), GRID, _targets_frame([(0, 0)]), DATE)
+        measure_scene(np.zeros((3, 3)), GRID, _targets_frame([(0, 0)]), DATE)
     with pytest.raises(SarstackError, match="clutter_ring"):
-        rf.locate_peak(np.zeros((64, 64)), 30, 30, clutter_ring=(5, 2))
+        locate_peak(np.zeros((64, 64)), 30, 30, clutter_ring=(5, 2))

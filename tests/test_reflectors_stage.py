@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from affine import Affine
-from conftest import schema_defaults
+from conftest import schema_defaults, with_schema_defaults
 from rasterio.crs import CRS
 
 from sarstack import reflectors as rf
@@ -18,6 +18,11 @@ from sarstack.cli import demo_rtc_check, rtc_reflectors
 from sarstack.errors import SarstackError
 from sarstack.io import Grid, write_raster, write_rows
 from sarstack.options import config_args
+
+summarize_offsets = with_schema_defaults(rf.summarize_offsets)
+target_window = with_schema_defaults(rf.target_window)
+measure_scene = with_schema_defaults(rf.measure_scene)
+measure_scene_file = with_schema_defaults(rf.measure_scene_file)
 
 PX = 30.0
 SHAPE = (160, 180)
@@ -127,7 +132,7 @@ def test_stage_recovers_per_scene_shifts_with_signs(tmp_path):
     assert stack["verdict"] == "pass" and scene_rows["passes"].all()
     assert (out / "absolute_offsets.png").stat().st_size > 1000
     # The same measurements against 12 m: scenes off by 12.8 m and 14.0 m fail, 10.2 m passes.
-    strict = rf.summarize_offsets(m, 12.0)
+    strict = summarize_offsets(m, 12.0)
     assert list(strict["verdict"]) == ["fail", "fail", "pass", "fail"]
 
 
@@ -147,16 +152,16 @@ def test_summarize_offsets_incomplete_and_no_requirement():
     m = pd.DataFrame({"date": ["2021-01-01"] * 2 + ["2021-01-13"],
                       "east_m": [1.0, 3.0, np.nan], "north_m": [-1.0, -1.0, np.nan],
                       "status": ["ok", "ok", "low_contrast"]})  # fmt: skip
-    ab = rf.summarize_offsets(m, 5.0)
+    ab = summarize_offsets(m, 5.0)
     assert list(ab["scope"]) == ["scene", "scene", "stack"]
     assert list(ab["verdict"]) == ["pass", "not_measurable", "incomplete"]
     assert ab.loc[0, "east_mean_m"] == 2.0 and ab.loc[0, "east_std_m"] == pytest.approx(2**0.5)
     assert ab.loc[0, "offset_m"] == pytest.approx(5**0.5)
     assert ab.loc[2, "unmeasured_dates"] == "2021-01-13"
     # Without a requirement: no_requirement where something was measured.
-    assert list(rf.summarize_offsets(m, None)["verdict"]) == [
+    assert list(summarize_offsets(m, None)["verdict"]) == [
         "no_requirement", "not_measurable", "no_requirement"]
-    assert list(rf.summarize_offsets(m.iloc[2:], None)["verdict"]) == ["not_measurable"] * 2
+    assert list(summarize_offsets(m.iloc[2:], None)["verdict"]) == ["not_measurable"] * 2
 
 
 def test_windowed_file_measurement_equals_whole_image(tmp_path):
@@ -175,21 +180,21 @@ def test_windowed_file_measurement_equals_whole_image(tmp_path):
                          "crs": "EPSG:32611"})  # fmt: skip
     from sarstack.rtc import read_scene
 
-    whole = read_scene(path)  # nodata -> NaN, as the windows are read
+    whole = read_scene(path, scale="power")  # nodata -> NaN, as the windows are read
     # (oversample does not touch the windows; small keeps the test fast.)
     for kw in ({"edge_px": 3}, {"chip": 16, "edge_px": 5}, {"chip": 40, "edge_px": 0}):
-        expected = rf.measure_scene(whole, grid, refl, DATES[0], oversample=8, **kw)
-        got = rf.measure_scene_file(path, refl, DATES[0], oversample=8, **kw)
+        expected = measure_scene(whole, grid, refl, DATES[0], oversample=8, **kw)
+        got = measure_scene_file(path, refl, DATES[0], oversample=8, **kw)
         pd.testing.assert_frame_equal(got, expected, check_exact=True)
         statuses = set(got["status"])
         assert {"ok", "outside"} <= statuses and ("near_edge" in statuses) == (kw["edge_px"] > 0)
 
 
 def test_target_window_is_clipped_to_the_raster():
-    assert rf.target_window(50.5, 60.2, (100, 120), chip=32, edge_px=3) == (31, 41, 38, 38)
-    assert rf.target_window(1.0, 118.9, (100, 120), chip=32, edge_px=3) == (0, 99, 20, 21)
-    assert rf.target_window(-0.1, 5.0, (100, 120)) is None
-    assert rf.target_window(5.0, 120.0, (100, 120)) is None
+    assert target_window(50.5, 60.2, (100, 120), chip=32, edge_px=3) == (31, 41, 38, 38)
+    assert target_window(1.0, 118.9, (100, 120), chip=32, edge_px=3) == (0, 99, 20, 21)
+    assert target_window(-0.1, 5.0, (100, 120)) is None
+    assert target_window(5.0, 120.0, (100, 120)) is None
 
 
 def test_demo_point_targets_recovered_by_the_stage(tmp_path):

@@ -8,10 +8,25 @@ import pandas as pd
 import pytest
 import rasterio
 from affine import Affine
+from conftest import with_schema_defaults
 from rasterio.crs import CRS
 
 from sarstack import io, rtc
 from sarstack.errors import SarstackError
+
+superset_scene = with_schema_defaults(rtc.superset_scene)
+summarize = with_schema_defaults(rtc.summarize)
+aggregate_pairs = with_schema_defaults(rtc.aggregate_pairs)
+measure_pairs = with_schema_defaults(rtc.measure_pairs)
+# measure_pair passes its keywords on to measure_pairs
+measure_pair = with_schema_defaults(
+    rtc.measure_pair, upsample_factor="rtc.upsample_factor", max_nan_fraction="rtc.max_nan_fraction",
+    preprocess="rtc.preprocess", min_quality="rtc.min_quality", max_shift_px="rtc.max_shift_px",
+    iterations="rtc.refine_iterations", scale="rtc.scale",
+)
+flatten_stats = with_schema_defaults(rtc.flatten_stats)
+read_scene = with_schema_defaults(rtc.read_scene)
+coarse_offset = with_schema_defaults(rtc.coarse_offset)
 
 UTM = CRS.from_epsg(32611)
 
@@ -45,7 +60,7 @@ def test_superset_pads_without_resampling_and_masks_nodata(tmp_path):
     io.write_raster(src, data, g, nodata=-9999)
     union = rtc.union_grid([g, _grid(240, 660, 4, 4)])
     out = tmp_path / "o.tif"
-    assert rtc.superset_scene(src, out, union) == "padded"
+    assert superset_scene(src, out, union) == "padded"
     arr = io.read_band(out)
     off = rtc.grid_offset(g, union)
     placed = arr[off[0] : off[0] + 5, off[1] : off[1] + 5]
@@ -59,7 +74,7 @@ def test_superset_reprojects_off_grid_scene(tmp_path):
     yy, xx = np.mgrid[0:20, 0:20].astype(np.float32)
     io.write_raster(src, xx, _grid(15, 600, 20, 20))  # half-pixel east of the lattice
     union = _grid(0, 600, 22, 20)
-    assert rtc.superset_scene(src, tmp_path / "o.tif", union) == "reprojected"
+    assert superset_scene(src, tmp_path / "o.tif", union) == "reprojected"
     arr = io.read_band(tmp_path / "o.tif")
     # Column k of the union grid lies half a source pixel west of source column k.
     np.testing.assert_allclose(arr[5, 3:15], np.arange(3, 15) - 0.5, atol=1e-4)
@@ -148,17 +163,17 @@ def test_aggregate_pairs_status_and_requirement():
     ok = ["ok"] * 4
     a = _offsets("2020-01-01", "2020-01-13", [1.0, 1.2, 0.8, 1.0], [2.0, 2, 2, 2], ok)
     b = _offsets("2020-01-13", "2020-01-25", [30.0] * 4, [0.0] * 4, ["low_correlation"] * 4)
-    pairs = rtc.aggregate_pairs(pd.concat([a, b]), min_ok_tiles=3, requirement_m=5.0)
+    pairs = aggregate_pairs(pd.concat([a, b]), min_ok_tiles=3, requirement_m=5.0)
     assert list(pairs["status"]) == ["ok", "unreliable"]
     assert pairs["east_m"].iloc[0] == pytest.approx(1.0)
     assert math.isnan(pairs["east_m"].iloc[1])  # unreliable pairs report no shift
     assert list(pairs["passes"]) == [True, None]  # an unreliable pair is not judged
     # One pair could not be measured: never a pass (issue 10), and the pair is named.
-    s = rtc.summarize(pairs, 5.0)
+    s = summarize(pairs, 5.0)
     assert s["verdict"].iloc[0] == "incomplete"
     assert s["unmeasured_pairs"].iloc[0] == "2020-01-13_2020-01-25"
-    assert rtc.summarize(pairs.iloc[:1], 5.0)["verdict"].iloc[0] == "pass"
-    assert rtc.summarize(pairs.iloc[1:], 5.0)["verdict"].iloc[0] == "not_measurable"
+    assert summarize(pairs.iloc[:1], 5.0)["verdict"].iloc[0] == "pass"
+    assert summarize(pairs.iloc[1:], 5.0)["verdict"].iloc[0] == "not_measurable"
 
 
 def test_pairs_csv_passes_is_empty_for_unmeasured_pairs(tmp_path):
@@ -167,7 +182,7 @@ def test_pairs_csv_passes_is_empty_for_unmeasured_pairs(tmp_path):
     ok = _offsets("2020-01-01", "2020-01-13", [1.0] * 4, [2.0] * 4, ["ok"] * 4)
     far = _offsets("2020-01-13", "2020-01-25", [9.0] * 4, [0.0] * 4, ["ok"] * 4)
     bad = _offsets("2020-01-25", "2020-02-06", [0.0] * 4, [0.0] * 4, ["low_correlation"] * 4)
-    pairs = rtc.aggregate_pairs(pd.concat([ok, far, bad]), requirement_m=5.0)
+    pairs = aggregate_pairs(pd.concat([ok, far, bad]), requirement_m=5.0)
     io.write_csv(tmp_path / "pairs.csv", pairs)
     lines = (tmp_path / "pairs.csv").read_text().splitlines()
     col = lines[0].split(",").index("passes")
@@ -178,21 +193,21 @@ def test_verdict_without_requirement():
     """Without a requirement: not_measurable when nothing was measured, else no_requirement."""
     ok = _offsets("2020-01-01", "2020-01-13", [1.0] * 4, [2.0] * 4, ["ok"] * 4)
     bad = _offsets("2020-01-13", "2020-01-25", [0.0] * 4, [0.0] * 4, ["low_correlation"] * 4)
-    pairs = rtc.aggregate_pairs(pd.concat([ok, bad]))
+    pairs = aggregate_pairs(pd.concat([ok, bad]))
     assert "passes" not in pairs
-    assert rtc.summarize(pairs.iloc[1:], None)["verdict"].iloc[0] == "not_measurable"
-    assert rtc.summarize(pairs, None)["verdict"].iloc[0] == "no_requirement"
-    assert rtc.summarize(pairs.iloc[:1], None)["verdict"].iloc[0] == "no_requirement"
+    assert summarize(pairs.iloc[1:], None)["verdict"].iloc[0] == "not_measurable"
+    assert summarize(pairs, None)["verdict"].iloc[0] == "no_requirement"
+    assert summarize(pairs.iloc[:1], None)["verdict"].iloc[0] == "no_requirement"
 
 
 def test_summary_fails_when_an_ok_pair_exceeds_requirement():
     a = _offsets("2020-01-01", "2020-01-13", [10.0] * 4, [0.0] * 4, ["ok"] * 4)
-    pairs = rtc.aggregate_pairs(a, requirement_m=5.0)
-    assert rtc.summarize(pairs, 5.0)["verdict"].iloc[0] == "fail"
+    pairs = aggregate_pairs(a, requirement_m=5.0)
+    assert summarize(pairs, 5.0)["verdict"].iloc[0] == "fail"
     # A measured failure stays a failure when another pair is unmeasurable.
     b = _offsets("2020-01-13", "2020-01-25", [0.0] * 4, [0.0] * 4, ["low_correlation"] * 4)
-    pairs = rtc.aggregate_pairs(pd.concat([a, b]), requirement_m=5.0)
-    assert rtc.summarize(pairs, 5.0)["verdict"].iloc[0] == "fail"
+    pairs = aggregate_pairs(pd.concat([a, b]), requirement_m=5.0)
+    assert summarize(pairs, 5.0)["verdict"].iloc[0] == "fail"
 
 
 def test_select_scenes_sorts_by_date_not_string(tmp_path):
@@ -228,7 +243,7 @@ def test_measure_pair_known_shift(tmp_path):
     io.write_raster(tmp_path / "r.tif", base.astype(np.float32), g)
     io.write_raster(tmp_path / "s.tif", np.maximum(moved, 1e-6).astype(np.float32), g)
     lay = rtc.tile_layout(g.shape, (4, 4))
-    df = rtc.measure_pair(tmp_path / "r.tif", tmp_path / "s.tif", lay, upsample_factor=10)
+    df = measure_pair(tmp_path / "r.tif", tmp_path / "s.tif", lay, upsample_factor=10)
     assert (df["status"] == "ok").all()
     assert df["east_m"].median() == pytest.approx(de * 20, abs=0.02 * 20)
     assert df["north_m"].median() == pytest.approx(dn * 20, abs=0.02 * 20)
@@ -253,10 +268,10 @@ def test_measure_pairs_equals_each_pair_alone(tmp_path):
     lay = rtc.tile_layout(g.shape, (4, 4))
     pairs = [(0, 1), (0, 2), (1, 2), (1, 3), (2, 3), (2, 4), (3, 4)]
     kw = dict(upsample_factor=10, max_batch_pixels=2 * 40 * 160)
-    together = rtc.measure_pairs(paths, pairs, lay, **kw)
+    together = measure_pairs(paths, pairs, lay, **kw)
     assert together[3]["coarse_d_row_px"].iloc[0] != 0  # the (12, -9) scene is searched around
     for (i, j), df in zip(pairs, together, strict=True):
-        alone = rtc.measure_pair(paths[i], paths[j], lay, **kw)
+        alone = measure_pair(paths[i], paths[j], lay, **kw)
         pd.testing.assert_frame_equal(df, alone, check_exact=True)
 
 
@@ -264,7 +279,7 @@ def test_measure_pair_rejects_different_grids(tmp_path):
     io.write_raster(tmp_path / "r.tif", np.ones((32, 32), np.float32), _grid(0, 0, 32, 32))
     io.write_raster(tmp_path / "s.tif", np.ones((32, 32), np.float32), _grid(30, 0, 32, 32))
     with pytest.raises(SarstackError, match="same grid"):
-        rtc.measure_pair(tmp_path / "r.tif", tmp_path / "s.tif", rtc.tile_layout((32, 32), (2, 2)))
+        measure_pair(tmp_path / "r.tif", tmp_path / "s.tif", rtc.tile_layout((32, 32), (2, 2)))
 
 
 def test_raster_writer_cog_metadata_and_atomicity(tmp_path):
@@ -320,8 +335,8 @@ def test_fast_tiles_agree_with_the_full_tiles(tmp_path):
     new = rtc.tile_layout(g.shape, (2, 2))
     assert (new.tile_height, new.tile_width) == (128, 128)
     old = rtc.TileLayout(2, 2, 130, 129, 0, 0)
-    a = rtc.measure_pair(paths[0], paths[1], new, upsample_factor=20)
-    b = rtc.measure_pair(paths[0], paths[1], old, upsample_factor=20)
+    a = measure_pair(paths[0], paths[1], new, upsample_factor=20)
+    b = measure_pair(paths[0], paths[1], old, upsample_factor=20)
     assert (a["status"] == "ok").all() and (b["status"] == "ok").all()
     for col in ("d_row_px", "d_col_px"):
         assert np.abs(a[col] - b[col]).max() <= 0.005
@@ -346,17 +361,17 @@ def test_coarse_cache_from_flatten_equals_reading(tmp_path):
     assert stride == 2
     clips = []
     for p in paths:
-        lo, hi, _ = rtc.flatten_stats(p, (1, 99), lay, block_shape=(96, 48),
-                                      coarse_path=rtc.coarse_cache_path(p, stride))  # fmt: skip
+        lo, hi, _ = flatten_stats(p, (1, 99), lay, block_shape=(96, 48),
+                                  coarse_path=rtc.coarse_cache_path(p, stride))  # fmt: skip
         clips.append((lo, hi))
         cached = np.load(rtc.coarse_cache_path(p, stride))
-        np.testing.assert_array_equal(cached, rtc.read_scene(p)[::stride, ::stride])
+        np.testing.assert_array_equal(cached, read_scene(p)[::stride, ::stride])
     rtc._strided_scene.cache_clear()
-    with_cache = rtc.coarse_offset(*paths, clip_ref=clips[0], clip_sec=clips[1])
+    with_cache = coarse_offset(*paths, clip_ref=clips[0], clip_sec=clips[1])
     for p in paths:
         rtc.coarse_cache_path(p, stride).unlink()
     rtc._strided_scene.cache_clear()
-    assert rtc.coarse_offset(*paths, clip_ref=clips[0], clip_sec=clips[1]) == with_cache
+    assert coarse_offset(*paths, clip_ref=clips[0], clip_sec=clips[1]) == with_cache
     assert with_cache[:2] == (40, 0)
 
 
@@ -374,8 +389,8 @@ def test_injected_shifts_are_recovered_with_the_right_sign(tmp_path):
     for p in paths:
         io.write_raster(p, np.maximum(base * rng.gamma(100, 1 / 100, base.shape), 1e-6).astype(np.float32), g)
     lay = rtc.tile_layout(g.shape, (2, 2))
-    plain = rtc.measure_pairs(paths, [(0, 1)], lay)[0]
-    moved = rtc.measure_pairs(paths, [(0, 1)], lay, inject=[(0.0, 0.0), (0.3, -0.2)])[0]
+    plain = measure_pairs(paths, [(0, 1)], lay)[0]
+    moved = measure_pairs(paths, [(0, 1)], lay, inject=[(0.0, 0.0), (0.3, -0.2)])[0]
     assert (moved["status"] == "ok").all()
     np.testing.assert_allclose(moved["d_row_px"] - plain["d_row_px"], 0.3, atol=0.02)
     np.testing.assert_allclose(moved["d_col_px"] - plain["d_col_px"], -0.2, atol=0.02)

@@ -3,9 +3,16 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import with_schema_defaults
 
 from sarstack import dates, rtc
 from sarstack import network as snet
+
+flatten_stats = with_schema_defaults(rtc.flatten_stats)
+measure_pairs = with_schema_defaults(rtc.measure_pairs)
+summarize = with_schema_defaults(rtc.summarize)
+judge_dates = with_schema_defaults(rtc.judge_dates)
+aggregate_pairs = with_schema_defaults(rtc.aggregate_pairs)
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -104,14 +111,14 @@ def test_date_sd_covers_the_truth(tmp_path):
                                          seed=seed, frame_jitter_px=0)  # fmt: skip
         paths = list(truth["path"])
         layout = rtc.tile_layout(io.read_grid(paths[0]).shape, (3, 3))
-        clips = [rtc.flatten_stats(p, (1, 99), layout)[:2] for p in paths]
+        clips = [flatten_stats(p, (1, 99), layout)[:2] for p in paths]
         pairs = snet.make_pairs(len(paths), "sequential")
-        frames = rtc.measure_pairs(paths, pairs, layout, clips=clips, threads=1)
+        frames = measure_pairs(paths, pairs, layout, clips=clips, threads=1)
         for (i, j), df in zip(pairs, frames, strict=True):
             df.insert(0, "secondary_date", truth["date"].iloc[j])
             df.insert(0, "reference_date", truth["date"].iloc[i])
         offsets = pd.concat(frames, ignore_index=True)
-        scene, _ = rtc.date_offsets(offsets, rtc.aggregate_pairs(offsets, min_ok_tiles=3))
+        scene, _ = rtc.date_offsets(offsets, aggregate_pairs(offsets, min_ok_tiles=3))
         m = truth.merge(scene, on="date", suffixes=("_truth", ""))
         for ax in ("east", "north"):
             err = (m[f"{ax}_m"] - m[f"{ax}_m"].iloc[0]) - (
@@ -169,9 +176,9 @@ def _drifting(n=13, step=(1.0, -1.0), spec="sequential", seed=0):
 def test_every_pair_passes_yet_the_stack_fails_on_drift():
     p, scene = _drifting()
     p["passes"] = np.hypot(p["east_m"], p["north_m"]) <= 6.0
-    summary = rtc.summarize(p, 6.0)
+    summary = summarize(p, 6.0)
     assert summary["verdict"].iloc[0] == "pass"  # the pairs' criterion alone
-    out = rtc.judge_dates(summary, scene, 6.0).iloc[0]
+    out = judge_dates(summary, scene, 6.0).iloc[0]
     assert out["pairs_verdict"] == "pass" and out["dates_verdict"] == "fail"
     assert out["verdict"] == "fail" and out["failed_criteria"] == "dates"
     assert out["max_date_offset_date"] == scene["date"].iloc[-1]
@@ -184,16 +191,16 @@ def test_every_pair_passes_yet_the_stack_fails_on_drift():
 def test_a_stable_stack_passes_both_criteria_and_no_requirement_stays_so():
     p, scene = _drifting(step=(0.0, 0.0), spec="sequential+long:4")
     p["passes"] = np.hypot(p["east_m"], p["north_m"]) <= 6.0
-    out = rtc.judge_dates(rtc.summarize(p, 6.0), scene, 6.0).iloc[0]
+    out = judge_dates(summarize(p, 6.0), scene, 6.0).iloc[0]
     assert (out["verdict"], out["dates_verdict"], out["failed_criteria"]) == ("pass", "pass", "")
-    out = rtc.judge_dates(rtc.summarize(p, None), scene, None).iloc[0]
+    out = judge_dates(summarize(p, None), scene, None).iloc[0]
     assert out["verdict"] == "no_requirement" and out["failed_criteria"] == ""
 
 
 def test_drift_with_long_pairs_fails_both_criteria():
     p, scene = _drifting(spec="sequential+long:4")
     p["passes"] = np.hypot(p["east_m"], p["north_m"]) <= 6.0
-    out = rtc.judge_dates(rtc.summarize(p, 6.0), scene, 6.0).iloc[0]
+    out = judge_dates(summarize(p, 6.0), scene, 6.0).iloc[0]
     assert out["failed_criteria"] == "pairs dates" and out["verdict"] == "fail"
 
 
@@ -209,7 +216,7 @@ def test_combined_verdict_never_passes_what_was_not_measured():
 
 
 def test_a_fraction_within_the_requirement_passes_never_on_what_was_not_measured():
-    v = rtc.verdict
+    v = with_schema_defaults(rtc.verdict)
     assert v([True] * 8 + [False] * 2, 0, 6.0, 0.8) == "pass"
     assert v([True] * 7 + [False] * 3, 0, 6.0, 0.8) == "fail"
     assert v([True] * 8 + [False] * 2, 0, 6.0) == "fail"  # every item, without a fraction
@@ -242,10 +249,10 @@ def test_drifting_dates_under_the_opera_fraction():
     < 80 %: fail; the first 4 dates only: pass."""
     p, scene = _drifting()
     p["passes"] = np.hypot(p["east_m"], p["north_m"]) <= 6.0
-    out = rtc.judge_dates(rtc.summarize(p, 6.0, 0.8), scene, 6.0, 0.8).iloc[0]
+    out = judge_dates(summarize(p, 6.0, 0.8), scene, 6.0, 0.8).iloc[0]
     assert out["dates_verdict"] == "fail" and out["n_dates_judged"] == 12
     assert out["n_dates_within"] == 4
     p, scene = _drifting(n=5, spec="sequential+long:4")
     p["passes"] = np.hypot(p["east_m"], p["north_m"]) <= 6.0
-    out = rtc.judge_dates(rtc.summarize(p, 6.0, 0.8), scene, 6.0, 0.8).iloc[0]
+    out = judge_dates(summarize(p, 6.0, 0.8), scene, 6.0, 0.8).iloc[0]
     assert (out["verdict"], out["n_dates_within"]) == ("pass", 4)

@@ -7,10 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import schema_defaults
+from conftest import schema_defaults, with_schema_defaults
 
 from sarstack import rtc
 from sarstack.errors import SarstackError
+
+aggregate_pairs = with_schema_defaults(rtc.aggregate_pairs)
 
 # The schema's defaults: the behaviour tested is the shipped one.
 SIGMA, FLOOR = (schema_defaults()["rtc"][k] for k in ("outlier_sigma", "outlier_floor_px"))
@@ -44,7 +46,7 @@ def test_corrupted_tiles_are_consensus_outliers_and_leave_the_pair():
     flagged = marked.loc[marked["status"] != "ok", ["tile_row", "tile_col"]]
     assert sorted(map(tuple, flagged.to_numpy())) == bad
     assert set(marked["status"]) == {"ok", "outlier_consensus"}
-    pair = rtc.aggregate_pairs(marked).iloc[0]
+    pair = aggregate_pairs(marked).iloc[0]
     assert pair["east_m"] / 30 == pytest.approx(0.4, abs=0.02)
     assert pair["north_m"] / 30 == pytest.approx(-0.25, abs=0.02)
     assert (pair["n_ok"], pair["n_outlier_consensus"], pair["n_outlier_neighbours"]) == (33, 3, 0)

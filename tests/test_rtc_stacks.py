@@ -10,12 +10,15 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import schema_defaults
+from conftest import schema_defaults, with_schema_defaults
 from test_workflow import ROOT, snakemake, write_config
 
 from sarstack import rtc
 from sarstack.cli import rtc_stacks_summary
 from sarstack.options import config_args
+
+summarize = with_schema_defaults(rtc.summarize)
+summarize_stacks = with_schema_defaults(rtc.summarize_stacks)
 
 OK, FAILED, NOT_RUN = rtc.StackOutcome.OK, rtc.StackOutcome.FAILED, rtc.StackOutcome.NOT_RUN
 
@@ -34,7 +37,7 @@ def _result(name, offsets_m, bad=0, requirement_m=10.0):
     if requirement_m is None:
         pairs = pairs.drop(columns="passes")
     scenes = pd.DataFrame({"date": [f"2021-01-{i + 1:02d}" for i in range(len(pairs) + 1)]})
-    return rtc.StackResult(name, OK, rtc.summarize(pairs, requirement_m), pairs, scenes)
+    return rtc.StackResult(name, OK, summarize(pairs, requirement_m), pairs, scenes)
 
 
 def test_summarize_stacks_counts_means_rms_and_fractions():
@@ -42,7 +45,7 @@ def test_summarize_stacks_counts_means_rms_and_fractions():
     b = _result("b", [(6.0, 8.0), (12.0, 0.0)])  # 10 m within, 12 m not
     c = rtc.StackResult("c", FAILED, error="error: x.tif: cannot read")
     d = rtc.StackResult("d", NOT_RUN, error="did not finish")
-    per, overall = rtc.summarize_stacks([a, b, c, d], 10.0)
+    per, overall = summarize_stacks([a, b, c, d], 10.0)
     assert list(per["stack"]) == ["a", "b", "c", "d"]
     assert list(per["status"]) == ["ok", "ok", "failed", "not_run"]
     assert list(per["verdict"]) == ["pass", "fail", "not_measurable", "not_measurable"]
@@ -63,10 +66,10 @@ def test_summarize_stacks_counts_means_rms_and_fractions():
 
 def test_summarize_stacks_never_passes_the_unmeasured_or_without_requirement():
     sea = _result("sea", [], bad=3)
-    per, overall = rtc.summarize_stacks([sea], 10.0)
+    per, overall = summarize_stacks([sea], 10.0)
     assert per.iloc[0].verdict == "not_measurable" and per.iloc[0].n_pairs_ok == 0
     assert np.isnan(overall.iloc[0].fraction_pairs_within)
-    per, overall = rtc.summarize_stacks([_result("a", [(1.0, 1.0)], requirement_m=None)], None)
+    per, overall = summarize_stacks([_result("a", [(1.0, 1.0)], requirement_m=None)], None)
     assert per.iloc[0].verdict == "no_requirement"
     assert np.isnan(overall.iloc[0].fraction_stacks_pass)
 

@@ -85,7 +85,7 @@ def test_files_names_and_truth_csv(stack: tuple[Path, pd.DataFrame]) -> None:
         m = NAME.match(p.parent.name)
         assert m, p.parent.name
         assert p.name == f"{p.parent.name}_VV.tif"
-        dates.append(parse_scene_date(p))
+        dates.append(parse_scene_date(p, "%Y%m%d"))
     assert dates == sorted(dates)
     assert dates[0] == dt.date(2021, 1, 3)
     assert all((b - a).days == 12 for a, b in zip(dates, dates[1:], strict=False))

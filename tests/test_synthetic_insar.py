@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import invert_options, with_schema_defaults
 
 from sarstack import dates
 from sarstack import network as snet
@@ -12,6 +13,9 @@ from sarstack import timeseries as ts
 from sarstack.errors import SarstackError
 from sarstack.io import raster_tags, read_band, read_grid
 from sarstack.synthetic import make_ifg_stack, simulate_ifg_stack
+
+parse_pair_dates = with_schema_defaults(dates.parse_pair_dates)
+fit_velocity = with_schema_defaults(ts.velocity)
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -26,9 +30,9 @@ def test_files_names_and_nodata(tmp_path, nodata):
     pairs = snet.make_pairs(5, "nearest:3")
     assert list(zip(df.reference_index, df.secondary_index, strict=True)) == pairs
     for row in df.itertuples():
-        d1, d2 = dates.parse_pair_dates(row.path)
+        d1, d2 = parse_pair_dates(row.path)
         assert (d1.isoformat(), d2.isoformat()) == (row.reference_date, row.secondary_date)
-        assert dates.parse_pair_dates(row.cor_path) == (d1, d2)
+        assert parse_pair_dates(row.cor_path) == (d1, d2)
         assert row.path.endswith(f"ifgs/{d1:%Y%m%d}_{d2:%Y%m%d}.unw.tif")
     grid = read_grid(df.path[0])
     assert grid.shape == (32, 24) and grid.crs.to_epsg() == 32611
@@ -115,10 +119,10 @@ def test_end_to_end_velocity_and_unwrapping_error(tmp_path):
     truth_vel = truth_vel - truth_vel[ref]
     errs = {}
     for method in ("L1", "L2"):
-        x, _, _ = ts.invert(a, ifg, method=method)
+        x, _, _ = ts.invert(a, ifg, method, **invert_options(method))
         series = ts.reference(np.concatenate([np.zeros((1, *shape)), x]), ref)
         disp, units = ts.phase_to_displacement(series, None)
-        vel, _, _ = ts.velocity(disp, t)
+        vel, _, _ = fit_velocity(disp, t)
         assert units == "radians"
         assert np.isnan(vel[0, 0]) and np.isfinite(vel[20, 20])
         errs[method] = np.abs(vel - truth_vel)

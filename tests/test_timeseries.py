@@ -7,12 +7,17 @@ import datetime as dt
 import jax
 import numpy as np
 import pytest
+from conftest import invert_options, with_schema_defaults
 from scipy.optimize import linprog
 
 from sarstack import dates
 from sarstack import network as snet
 from sarstack import timeseries as ts
 from sarstack.errors import SarstackError
+
+invert_l1 = with_schema_defaults(ts.invert_l1)
+select_reference_point = with_schema_defaults(ts.select_reference_point)
+fit_velocity = with_schema_defaults(ts.velocity)
 
 N_DATES = 13
 NETWORK = "nearest:3"  # 33 interferograms; the L1 tests share this shape (one compile)
@@ -80,8 +85,8 @@ def test_nan_pixels_give_nan_and_leave_others_alone():
     holed[3, 7] = np.nan
     holed[:, 11] = np.nan
     for method in ("L2", "L1"):
-        x, res, _ = ts.invert(a, holed, method=method)
-        x_ref, _, _ = ts.invert(a, phase, method=method)
+        x, res, _ = ts.invert(a, holed, method, **invert_options(method))
+        x_ref, _, _ = ts.invert(a, phase, method, **invert_options(method))
         assert np.all(np.isnan(x[:, [7, 11]])) and np.all(np.isnan(res[:, [7, 11]]))
         keep = np.setdiff1d(np.arange(50), [7, 11])
         assert np.all(np.isfinite(x[:, keep]))
@@ -108,7 +113,7 @@ def test_l1_reaches_lp_optimum_by_tolerance():
     _, a = _network()
     _, phase = _stack(a, 300, 0.1, seed=3, outlier_frac=0.05)
     tol = 1e-6
-    x, res, n_iter = ts.invert_l1(a, phase, tol=tol, max_iter=200)
+    x, res, n_iter = invert_l1(a, phase, tol=tol, max_iter=200)
     assert 0 < n_iter < 200  # stopped by the tolerance, not the cap
     obj = _l1_objective(a, phase, x)
     np.testing.assert_allclose(res, phase - a @ x, atol=1e-12)
@@ -125,7 +130,7 @@ def test_l1_reaches_lp_optimum_by_tolerance():
 def test_l1_default_tolerance_and_truth():
     _, a = _network()
     truth, phase = _stack(a, 2000, 0.05, seed=4)
-    x, _, n_iter = ts.invert_l1(a, phase)
+    x, _, n_iter = invert_l1(a, phase)
     assert n_iter < 500
     # L1 is less efficient than L2 on gaussian noise (about 1.25 x the error), but
     # still at the noise level (0.05 rad).
@@ -142,8 +147,8 @@ def test_l1_rejects_unwrapping_error_l2_does_not():
     jumped = clean.copy()
     patch = np.arange(100, 300)
     jumped[k, patch] += 2 * np.pi
-    x1c, _, _ = ts.invert_l1(a, clean)
-    x1j, _, n_iter = ts.invert_l1(a, jumped)
+    x1c, _, _ = invert_l1(a, clean)
+    x1j, _, n_iter = invert_l1(a, jumped)
     x2c, _ = ts.invert_l2(a, clean)
     x2j, _ = ts.invert_l2(a, jumped)
     assert n_iter < 500
@@ -162,7 +167,7 @@ def test_l1_longer_network_reaches_optimum():
     n = 18  # 17 unknowns: a longer band for the factorisation
     _, a = _network(n, "nearest:2")
     _, phase = _stack(a, 40, 0.1, seed=6, outlier_frac=0.05)
-    x, _, n_iter = ts.invert_l1(a, phase, tol=1e-6)
+    x, _, n_iter = invert_l1(a, phase, tol=1e-6)
     assert n_iter < 500
     obj = _l1_objective(a, phase, x)
     opt = np.array([_lp_optimum(a, phase[:, p]) for p in range(20)])
@@ -190,7 +195,7 @@ def test_l1_objective_within_tol_of_highs(n_dates):
     phase[:, 5] = np.nan  # nodata pixel
     phase[2, 6] = np.nan  # one nodata interferogram
     tol = 1e-4
-    x, res, n_iter = ts.invert_l1(a, phase, tol=tol)
+    x, res, n_iter = invert_l1(a, phase, tol=tol)
     assert 0 < n_iter < 500
     assert np.all(np.isnan(x[:, [5, 6]])) and np.all(np.isnan(res[:, [5, 6]]))
     ok = np.setdiff1d(np.arange(240), [5, 6])
@@ -212,7 +217,7 @@ def test_l1_dense_design_matrix():
     rng = np.random.default_rng(11)
     a = rng.normal(size=(40, 6))
     phase = a @ rng.normal(size=(6, 60)) + rng.laplace(0.0, 0.5, (40, 60))
-    x, _, n_iter = ts.invert_l1(a, phase, tol=1e-6)
+    x, _, n_iter = invert_l1(a, phase, tol=1e-6)
     assert n_iter < 500
     obj = _l1_objective(a, phase, x)
     opt = np.array([_lp_optimum(a, phase[:, p]) for p in range(15)])
@@ -227,13 +232,13 @@ def test_l1_counts_pixels_that_did_not_converge(tol, caplog):
     phase = np.concatenate([clean, noisy], axis=1)
     phase[:, 150] = np.nan  # nodata is not counted
     with caplog.at_level("WARNING", logger="sarstack.timeseries"):
-        x, _, n_iter = ts.invert_l1(a, phase, tol=tol, max_iter=1)
+        x, _, n_iter = invert_l1(a, phase, tol=tol, max_iter=1)
     assert n_iter == 1
     assert "99 of 200 pixels stopped before reaching" in caplog.text
     np.testing.assert_allclose(x[:, :100], truth, atol=1e-9)
     caplog.clear()
     with caplog.at_level("WARNING", logger="sarstack.timeseries"):
-        ts.invert_l1(a, phase, tol=tol)
+        invert_l1(a, phase, tol=tol)
     assert caplog.text == ""
 
 
@@ -241,9 +246,9 @@ def test_l1_blocks_run_side_by_side_give_the_same_pixels(monkeypatch):
     _, a = _network()
     _, phase = _stack(a, 1300, 0.1, seed=16, outlier_frac=0.05)
     phase[:, 700] = np.nan
-    x1, r1, n1 = ts.invert_l1(a, phase)  # one block
+    x1, r1, n1 = invert_l1(a, phase)  # one block
     monkeypatch.setattr(ts._l1, "_L1_BLOCK", 512)  # three blocks, the last one padded
-    x3, r3, n3 = ts.invert_l1(a, phase, threads=2)  # what the workflow passes from the rule
+    x3, r3, n3 = invert_l1(a, phase, threads=2)  # what the workflow passes from the rule
     np.testing.assert_allclose(x3, x1, rtol=0, atol=1e-12)
     np.testing.assert_allclose(r3, r1, rtol=0, atol=1e-12)
     assert n3 == n1  # the same chunks of 256 pixels
@@ -296,10 +301,10 @@ def test_band_cholesky_and_solve():
 def test_float32_matches_float64():
     _, a = _network()
     _, phase = _stack(a, 300, 0.1, seed=7, outlier_frac=0.05)
-    x64, _, _ = ts.invert_l1(a, phase)
+    x64, _, _ = invert_l1(a, phase)
     l2_64, _ = ts.invert_l2(a, phase)
     with jax.enable_x64(False):
-        x32, _, n32 = ts.invert_l1(a, phase.astype(np.float32))
+        x32, _, n32 = invert_l1(a, phase.astype(np.float32))
         l2_32, _ = ts.invert_l2(a, phase.astype(np.float32))
     assert x32.dtype == np.float32 and l2_32.dtype == np.float32
     assert n32 < 500
@@ -318,7 +323,7 @@ def test_invert_dispatch_and_options():
     with pytest.raises(SarstackError, match="'L1' or 'L2'"):
         ts.invert(a, phase, method="L3")
     with pytest.raises(SarstackError, match="tol must be positive"):
-        ts.invert_l1(a, phase, tol=0.0)
+        invert_l1(a, phase, tol=0.0)
     with pytest.raises(SarstackError, match="expected"):
         ts.invert_l2(a, phase[:-1])
 
@@ -363,7 +368,7 @@ def test_disconnected_network_names_dates():
     a = snet.incidence_matrix(pairs, 6)
     for method in ("L1", "L2"):
         with pytest.raises(SarstackError, match=r"dates #3, #4, #5 not connected to #0"):
-            ts.invert(a, np.zeros((3, 2)), method=method)
+            ts.invert(a, np.zeros((3, 2)), method, **invert_options(method))
 
 
 # --------------------------------------------------------------------------- #
@@ -384,7 +389,7 @@ def _ring_scene():
 
 def test_reference_point_never_on_nodata():
     valid, quality, dist = _ring_scene()
-    r, c = ts.select_reference_point(valid, quality, threshold=0.95)
+    r, c = select_reference_point(valid, quality, threshold=0.95)
     assert valid[r, c] and quality[r, c] >= 0.95
     # The ring's centroid is the hole; the nearest ring pixel is 8 pixels away.
     assert dist[r, c] == pytest.approx(8.0)
@@ -397,7 +402,7 @@ def test_reference_point_largest_region_centroid():
     quality[2:8, 2:8] = 1.0  # small region
     quality[10:25, 20:45] = 1.0  # large region, centroid (17, 32)
     valid[17, 32] = False  # centroid on nodata: nearest valid neighbour instead
-    r, c = ts.select_reference_point(valid, quality)
+    r, c = select_reference_point(valid, quality)
     assert valid[r, c]
     assert (r, c) == (16, 32)
 
@@ -406,31 +411,31 @@ def test_reference_point_fallback_to_best_quality():
     valid, quality, _ = _ring_scene()
     quality[3, 37] = 0.98  # best valid quality, below the threshold
     quality[0, 0] = np.nan
-    assert ts.select_reference_point(valid, quality, threshold=0.999) == (3, 37)
+    assert select_reference_point(valid, quality, threshold=0.999) == (3, 37)
     # No quality at all: the centroid rule over every valid pixel.
-    r, c = ts.select_reference_point(valid)
+    r, c = select_reference_point(valid)
     assert valid[r, c]
 
 
 def test_reference_point_no_valid_pixel():
     with pytest.raises(SarstackError, match="no pixel is valid in every interferogram"):
-        ts.select_reference_point(np.zeros((5, 5), dtype=bool))
+        select_reference_point(np.zeros((5, 5), dtype=bool))
 
 
 def test_reference_point_conncomp():
     valid = np.ones((30, 60), dtype=bool)
     quality = np.ones((30, 60))
-    assert ts.select_reference_point(valid, quality) == (14, 29)
+    assert select_reference_point(valid, quality) == (14, 29)
     # 3-D labels: columns >= 20 are not unwrapped in the second interferogram.
     cc = np.ones((3, 30, 60), dtype=np.int32)
     cc[1, :, 20:] = 0
-    r, c = ts.select_reference_point(valid, quality, conncomp=cc)
+    r, c = select_reference_point(valid, quality, conncomp=cc)
     assert (r, c) == (14, 9)
     # 2-D labels: two touching components are separate regions; the larger wins.
     cc2 = np.where(np.arange(60) < 40, 1, 2)[None, :].repeat(30, axis=0)
-    assert ts.select_reference_point(valid, quality, conncomp=cc2) == (14, 19)
+    assert select_reference_point(valid, quality, conncomp=cc2) == (14, 19)
     # Labels on only invalid pixels: ignored rather than failing.
-    r, c = ts.select_reference_point(valid & (np.arange(60) >= 5), quality, conncomp=cc[1] * 0)
+    r, c = select_reference_point(valid & (np.arange(60) >= 5), quality, conncomp=cc[1] * 0)
     assert c >= 5
 
 
@@ -469,7 +474,7 @@ def test_uplift_is_positive_displacement():
     disp, units = ts.phase_to_displacement(phase, None)
     assert units == "radians"
     assert np.all(disp[1:] > 0)
-    vel, _, _ = ts.velocity(disp, t)
+    vel, _, _ = fit_velocity(disp, t)
     np.testing.assert_allclose(vel, 5.0)
     wl = 0.0555
     disp_m, units_m = ts.phase_to_displacement(phase, wl)
@@ -486,13 +491,13 @@ def test_velocity_exact_on_linear_data():
     slope = np.array([[1.5, -2.0], [0.0, 7.25]])
     disp = 0.3 + slope[None] * t[:, None, None]
     disp[:, 1, 0] = np.nan
-    vel, std, icpt = ts.velocity(disp, t)
+    vel, std, icpt = fit_velocity(disp, t)
     assert vel.shape == (2, 2)
     np.testing.assert_allclose(vel[[0, 0, 1], [0, 1, 1]], [1.5, -2.0, 7.25], atol=1e-10)
     np.testing.assert_allclose(icpt[[0, 0, 1], [0, 1, 1]], 0.3, atol=1e-10)
     assert np.all(std[[0, 0, 1], [0, 1, 1]] < 1e-9)
     assert np.isnan(vel[1, 0]) and np.isnan(std[1, 0]) and np.isnan(icpt[1, 0])
-    _, std2, _ = ts.velocity(disp[:2, 0], t[:2])
+    _, std2, _ = fit_velocity(disp[:2, 0], t[:2])
     assert np.all(np.isnan(std2))
 
 
@@ -502,7 +507,7 @@ def test_velocity_std_is_calibrated_and_shrinks_with_dates():
     for n in (6, 12, 24):
         t = np.arange(n) * 12 / 365.25
         disp = 2.0 * t[:, None] + rng.normal(0.0, 0.5, (n, 3000))
-        vel, std, _ = ts.velocity(disp, t)
+        vel, std, _ = fit_velocity(disp, t)
         # The reported standard error matches the scatter of the estimates.
         assert vel.std() == pytest.approx(np.mean(std), rel=0.1)
         assert abs(vel.mean() - 2.0) < 4 * vel.std() / np.sqrt(3000)
@@ -521,7 +526,7 @@ def test_phase_and_velocity_recovered_from_noisy_network():
     x, _ = ts.invert_l2(a, phase)
     series = np.vstack([np.zeros((1, 2000)), x])
     disp, _ = ts.phase_to_displacement(series, None)
-    vel, _, _ = ts.velocity(disp, t)
+    vel, _, _ = fit_velocity(disp, t)
     # Error propagation: vel = c . x with slope weights c, cov(x) = noise^2 (A^T A)^-1.
     c = (t - t.mean()) / np.sum((t - t.mean()) ** 2)
     sd = noise * np.sqrt(c[1:] @ np.linalg.inv(a.T @ a) @ c[1:])

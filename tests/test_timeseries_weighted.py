@@ -5,10 +5,15 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from conftest import with_schema_defaults
 
 from sarstack import network as snet
 from sarstack import timeseries as ts
 from sarstack.errors import SarstackError
+
+invert_l1 = with_schema_defaults(ts.invert_l1)
+velocity_weighted = with_schema_defaults(ts.velocity_weighted)
+fit_velocity = with_schema_defaults(ts.velocity)
 
 N_DATES = 10
 NETWORK = "nearest:3"  # 24 interferograms, shared by most tests (one compile)
@@ -242,7 +247,7 @@ def test_temporal_coherence_consistent_and_jump():
     np.testing.assert_allclose(coh_j[rest], 1.0, atol=1e-6)
     assert np.isnan(coh_j[0, 0])
     # L1 residuals work the same way (the L1 fit absorbs the jump: coherence stays high).
-    _, res1, _ = ts.invert_l1(a, jumped)
+    _, res1, _ = invert_l1(a, jumped)
     assert np.nanmin(ts.temporal_coherence(res1)[patch]) > coh_j[patch].max()
 
 
@@ -280,7 +285,7 @@ def test_velocity_weighted_equals_weighted_polyfit():
     w[:, 1] = 0.0
     w[4, 1] = 1.0  # pixel 1: one date -> NaN
     disp[:2, 0] = [0.0, 1.0]
-    vel, std = ts.velocity_weighted(disp, t, w, uncertainty="white")  # the textbook oracle
+    vel, std = velocity_weighted(disp, t, w, uncertainty="white")  # the textbook oracle
     assert vel.shape == (n_pix,) and std.shape == (n_pix,)
     for p in range(2, n_pix):
         ok = np.isfinite(disp[:, p]) & (w[:, p] > 0)
@@ -290,7 +295,7 @@ def test_velocity_weighted_equals_weighted_polyfit():
     np.testing.assert_allclose(vel[0], 1.0 / (t[1] - t[0]), rtol=1e-12)
     assert np.isnan(std[0]) and np.isnan(vel[1]) and np.isnan(std[1])
     # Absolute: the weights are inverse variances.
-    _, std_abs = ts.velocity_weighted(disp, t, w, absolute=True)
+    _, std_abs = velocity_weighted(disp, t, w, absolute=True)
     for p in range(2, n_pix):
         ok = np.isfinite(disp[:, p]) & (w[:, p] > 0)
         _, cov = np.polyfit(t[ok], disp[ok, p], 1, w=np.sqrt(w[ok, p]), cov="unscaled")
@@ -302,21 +307,21 @@ def test_velocity_weighted_equals_weighted_polyfit():
     w_big[0] = 1e9
     d = disp[:, 2:].copy()
     d[0] = 0.0
-    v_inf, s_inf = ts.velocity_weighted(d, t, w_inf, uncertainty="white")
-    v_big, s_big = ts.velocity_weighted(d, t, w_big, uncertainty="white")
+    v_inf, s_inf = velocity_weighted(d, t, w_inf, uncertainty="white")
+    v_big, s_big = velocity_weighted(d, t, w_big, uncertainty="white")
     np.testing.assert_allclose(v_inf, v_big, rtol=1e-6)
     np.testing.assert_allclose(s_inf, s_big, rtol=1e-4)
     # The AR(1) factor sees the huge weight's residual as sqrt(w) r ~ w^-1/2, not ~ 1/w.
-    s_inf_c = ts.velocity_weighted(d, t, w_inf)[1]
-    np.testing.assert_allclose(s_inf_c, ts.velocity_weighted(d, t, w_big)[1], rtol=1e-3)
+    s_inf_c = velocity_weighted(d, t, w_inf)[1]
+    np.testing.assert_allclose(s_inf_c, velocity_weighted(d, t, w_big)[1], rtol=1e-3)
     assert np.all(s_inf_c >= s_inf * (1 - 1e-12))
     ok = np.isfinite(d[:, 0]) & (w_inf[:, 0] > 0)
     tt, yy, ww = t[ok][1:] - t[0], d[ok, 0][1:], w_inf[ok, 0][1:]
     np.testing.assert_allclose(v_inf[0], np.sum(ww * tt * yy) / np.sum(ww * tt * tt), rtol=1e-12)
     with pytest.raises(SarstackError, match="at most one date"):
-        ts.velocity_weighted(d, t, np.full(d.shape, np.inf))
+        velocity_weighted(d, t, np.full(d.shape, np.inf))
     with pytest.raises(SarstackError, match="non-negative"):
-        ts.velocity_weighted(d, t, -w_big)
+        velocity_weighted(d, t, -w_big)
 
 
 def test_velocity_weighted_std_calibrated_and_shrinks_with_dates():
@@ -328,14 +333,14 @@ def test_velocity_weighted_std_calibrated_and_shrinks_with_dates():
         sigma = rng.uniform(0.2, 1.0, n)  # per-date noise, known
         disp = 2.0 * t[:, None] + rng.normal(0.0, 1.0, (n, n_pix)) * sigma[:, None]
         w = 1.0 / sigma**2  # one weight per date, shared by all pixels
-        vel, std = ts.velocity_weighted(disp, t, w)
-        _, std_abs = ts.velocity_weighted(disp, t, w, absolute=True)
+        vel, std = velocity_weighted(disp, t, w)
+        _, std_abs = velocity_weighted(disp, t, w, absolute=True)
         # The reported standard error matches the scatter of the estimates.
         assert vel.std() == pytest.approx(np.mean(std), rel=0.1)
         assert vel.std() == pytest.approx(std_abs[0], rel=0.1)
         assert abs(vel.mean() - 2.0) < 4 * vel.std() / np.sqrt(n_pix)
         # Weighting beats the unweighted fit on heteroscedastic noise.
-        vel_u, _, _ = ts.velocity(disp, t)
+        vel_u, _, _ = fit_velocity(disp, t)
         assert vel.std() < vel_u.std()
         stds.append(np.mean(std))
     assert stds[0] > stds[1] > stds[2]
@@ -348,12 +353,12 @@ def test_velocity_from_weighted_series_with_exact_first_date():
     v = rng.uniform(-10, 10, 500)
     phase = a @ (v[None] * t[1:, None]) + rng.normal(0.0, 0.1, (a.shape[0], 500))
     corr = rng.uniform(0.3, 0.9, phase.shape)
-    out = ts.invert_weighted(a, phase, ts.correlation_weights(corr, looks=20))
+    out = ts.invert_weighted(a, phase, ts.correlation_weights(corr, looks=20, threshold=0.0))
     series = np.vstack([np.zeros((1, 500)), out["x"]])
     with np.errstate(divide="ignore"):
         w = 1.0 / np.vstack([np.zeros((1, 500)), out["x_var"]])  # inf on the datum
     disp, _ = ts.phase_to_displacement(series, None)
-    vel, std = ts.velocity_weighted(disp, t, w)
+    vel, std = velocity_weighted(disp, t, w)
     assert np.all(np.isfinite(vel)) and np.all(np.isfinite(std))
     assert np.sqrt(np.mean((vel + v) ** 2)) < 5 * np.mean(std)
 
@@ -365,7 +370,7 @@ def test_velocity_from_weighted_series_with_exact_first_date():
 
 def test_correlation_weights():
     gam = np.array([[0.5, 0.8, np.nan], [0.1, 1.0, -0.2], [0.3, 0.9995, 0.0]])
-    w = ts.correlation_weights(gam, looks=10)
+    w = ts.correlation_weights(gam, looks=10, threshold=0.0)
     assert w.shape == gam.shape and w.dtype == np.float64
     np.testing.assert_allclose(
         w[0, :2], 2 * 10 * np.array([0.25, 0.64]) / (1 - np.array([0.25, 0.64]))
@@ -377,9 +382,9 @@ def test_correlation_weights():
     wt = ts.correlation_weights(gam, looks=10, threshold=0.35)
     np.testing.assert_array_equal(wt[[1, 2], [0, 0]], 0.0)  # 0.1, 0.3 < 0.35
     np.testing.assert_array_equal(wt[0, :2], w[0, :2])
-    assert ts.correlation_weights(gam.astype(np.float32), 5).dtype == np.float32
+    assert ts.correlation_weights(gam.astype(np.float32), 5, 0.0).dtype == np.float32
     with pytest.raises(SarstackError, match="looks"):
-        ts.correlation_weights(gam, looks=0)
+        ts.correlation_weights(gam, looks=0, threshold=0.0)
 
 
 def test_invert_weighted_input_checks():
@@ -403,7 +408,7 @@ def test_invert_weighted_input_checks():
 def test_weighted_float32():
     pairs, a = _network()
     _, phase = _stack(a, 200, 0.1, seed=12)
-    w = ts.correlation_weights(np.random.default_rng(13).uniform(0.2, 0.99, phase.shape), 10)
+    w = ts.correlation_weights(np.random.default_rng(13).uniform(0.2, 0.99, phase.shape), 10, 0.0)
     x64 = ts.invert_weighted(a, phase, w)["x"]
     with jax.enable_x64(False):
         out32 = ts.invert_weighted(a, phase.astype(np.float32), w.astype(np.float32))

@@ -15,12 +15,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
-from conftest import run_script, schema_defaults
+from conftest import run_script, schema_defaults, with_schema_defaults
 
 from sarstack import cli, insar, io, synthetic
 from sarstack import velocity as svel
 from sarstack.errors import SarstackError
 from sarstack.options import config_args
+
+fit_model = with_schema_defaults(svel.fit_model)
+fit_velocity = with_schema_defaults(svel.velocity)
+fit_design = with_schema_defaults(svel.fit_design)
+select_ifgs = with_schema_defaults(insar.select_ifgs)
+velocity_files = with_schema_defaults(insar.velocity_files)
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH = dt.date(2000, 1, 1)
@@ -98,7 +104,7 @@ def test_kernel_matches_lstsq_oracle(weighted):
     if weighted:
         w[rng.random(y.shape) < 0.05] = 0.0
 
-    out = svel.fit_model(y, dates, model, weights=w if weighted else None, uncertainty="white")
+    out = fit_model(y, dates, model, weights=w if weighted else None, uncertainty="white")
     assert list(out) == model.output_names()
     assert all(v.dtype == np.float64 and v.shape == (n_pix,) for v in out.values())
 
@@ -158,7 +164,7 @@ def test_phase_is_the_calendar_day_of_the_peak():
     )
     disp = disp - disp[0]
     model = svel.DeformationModel.from_config(annual=True, semiannual=True, steps=["2020-10-31"])
-    out = svel.fit_model(disp[:, None], dates, model)
+    out = fit_model(disp[:, None], dates, model)
     assert out["annual_amplitude"][0] == pytest.approx(2.0, abs=1e-9)
     assert out["semiannual_amplitude"][0] == pytest.approx(0.5, abs=1e-9)
     assert out["velocity"][0] == pytest.approx(0.7, abs=1e-9)
@@ -168,7 +174,7 @@ def test_phase_is_the_calendar_day_of_the_peak():
     assert out["annual_phase"][0] == pytest.approx(100.0, abs=1.0)
     assert out["semiannual_phase"][0] == pytest.approx(233.0 - 182.625, abs=1.0)
     assert out["velocity"].dtype == np.float64
-    assert svel.fit_model(disp[:, None].astype(np.float32), dates, model)["velocity"].dtype == np.float32
+    assert fit_model(disp[:, None].astype(np.float32), dates, model)["velocity"].dtype == np.float32
 
 
 def test_linear_fit_model_agrees_with_velocity_and_skips_nan_dates():
@@ -178,14 +184,14 @@ def test_linear_fit_model_agrees_with_velocity_and_skips_nan_dates():
     y = rng.normal(size=(20, 50)) + 3.0 * t[:, None]
     y[0] = 0.0
     y[5, 7] = np.nan
-    out = svel.fit_model(y, dates, svel.DeformationModel())
-    v, s, _ = svel.velocity(y, t)
+    out = fit_model(y, dates, svel.DeformationModel())
+    v, s, _ = fit_velocity(y, t)
     assert np.isnan(v[7]) and np.isfinite(out["velocity"][7])
     ok = np.arange(50) != 7
     np.testing.assert_allclose(out["velocity"][ok], v[ok], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(out["velocity_std"][ok], s[ok], rtol=1e-10, atol=1e-12)
     keep = np.arange(20) != 5
-    v7, s7, _ = svel.velocity(y[keep, 7], t[keep])
+    v7, s7, _ = fit_velocity(y[keep, 7], t[keep])
     assert out["velocity"][7] == pytest.approx(float(v7), abs=1e-12)
     assert out["velocity_std"][7] == pytest.approx(float(s7), abs=1e-12)
 
@@ -209,7 +215,7 @@ def test_model_checks_and_the_config_key_the_stages_add():
         svel.DeformationModel(annual=True, semiannual=True).check(dates[:6])
     assert str(svel.model_error(err.value)).startswith("insar.velocity_model: ")
     with pytest.raises(SarstackError, match="finite and non-negative"):
-        svel.fit_design(np.zeros((10, 2)), np.ones((10, 1)), np.full(10, np.inf))
+        fit_design(np.zeros((10, 2)), np.ones((10, 1)), np.full(10, np.inf))
 
 
 # --------------------------------------------------------------------------- #
@@ -239,7 +245,7 @@ def stack(tmp_path_factory):
         steps=[(STEP, np.where((yy > 20) & (xx > 10), 2.0, 0.0))], seed=2,
     )  # fmt: skip
     out = tmp / "out"
-    ifgs, _, _, _ = insar.select_ifgs(
+    ifgs, _, _, _ = select_ifgs(
         str(tmp / "s" / "ifgs" / "*.unw.tif"), correlation=str(tmp / "s" / "cor" / "*.cor.tif")
     )
     io.write_csv(out / "ifgs.csv", insar.ifg_table(ifgs))
@@ -325,7 +331,7 @@ def series(stack: Path) -> tuple[np.ndarray, np.ndarray, list[dt.date]]:
 
 def test_default_is_the_linear_velocity_bit_for_bit(stack, tmp_path):
     y, t, dates = series(stack)
-    v, s, _ = svel.velocity(y.reshape(len(t), -1), t)
+    v, s, _ = fit_velocity(y.reshape(len(t), -1), t)
     lin = stack / "out" / "lin"
     for name, exp in (("velocity", v), ("velocity_std", s)):
         got = io.read_band(lin / f"{name}.tif")
@@ -339,22 +345,22 @@ def test_default_is_the_linear_velocity_bit_for_bit(stack, tmp_path):
     io.write_raster(tmp_path / "ts12.tif", band, io.read_grid(index["path"].iloc[0]), units="radians")
     index.loc[11, "path"] = str(tmp_path / "ts12.tif")
     y[12, 30:40, 20:30] = np.nan
-    v, s, _ = svel.velocity(y.reshape(len(t), -1), t)
+    v, s, _ = fit_velocity(y.reshape(len(t), -1), t)
     keep = np.delete(np.arange(len(t)), 12)
-    vp, sp, _ = svel.velocity(y[keep][:, 30:40, 20:30], t[keep])
+    vp, sp, _ = fit_velocity(y[keep][:, 30:40, 20:30], t[keep])
     v, s = v.reshape(H, W), s.reshape(H, W)
     v[30:40, 20:30], s[30:40, 20:30] = vp, sp
     for model in (None, svel.DeformationModel()):
-        insar.velocity_files(index, dates[0], tmp_path / "v.tif", tmp_path / "s.tif",
-                             model=model, block_shape=(40, 48))  # fmt: skip
+        velocity_files(index, dates[0], tmp_path / "v.tif", tmp_path / "s.tif",
+                       model=model, block_shape=(40, 48))  # fmt: skip
         np.testing.assert_allclose(io.read_band(tmp_path / "v.tif"), v.astype(np.float32),
                                    rtol=1e-6, atol=1e-6)  # fmt: skip
         np.testing.assert_allclose(io.read_band(tmp_path / "s.tif"), s.astype(np.float32),
                                    rtol=1e-5, atol=1e-7)  # fmt: skip
     assert {p.name for p in tmp_path.iterdir()} == {"ts12.tif", "v.tif", "s.tif"}
     assert np.all(np.isfinite(io.read_band(tmp_path / "v.tif")[30:40, 20:30]))
-    insar.velocity_files(index, dates[0], tmp_path / "v.tif", tmp_path / "s.tif",
-                         model=svel.DeformationModel(annual=True))  # fmt: skip
+    velocity_files(index, dates[0], tmp_path / "v.tif", tmp_path / "s.tif",
+                   model=svel.DeformationModel(annual=True))  # fmt: skip
     assert np.all(np.isfinite(io.read_band(tmp_path / "v.tif")[30:40, 20:30]))
 
 
@@ -372,8 +378,8 @@ def test_weighted_model_uses_mean_correlation_per_date(stack, tmp_path):
             ifgs[k] = dataclasses.replace(i, correlation=tmp_path / f"cor{k}.tif")
     index = pd.read_csv(stack / "out" / "ts.csv", dtype=str)
     model = svel.DeformationModel.from_config(annual=True, steps=[STEP])
-    insar.velocity_files(index, dates[0], tmp_path / "v.tif", tmp_path / "s.tif",
-                         weight_ifgs=ifgs, model=model, block_shape=(40, 48))  # fmt: skip
+    velocity_files(index, dates[0], tmp_path / "v.tif", tmp_path / "s.tif",
+                   weight_ifgs=ifgs, model=model, block_shape=(40, 48))  # fmt: skip
     acc, cnt = np.zeros(y.shape), np.zeros(len(dates))
     pos = {d: k for k, d in enumerate(dates)}
     for i in ifgs:
@@ -381,8 +387,8 @@ def test_weighted_model_uses_mean_correlation_per_date(stack, tmp_path):
         for d in (i.reference, i.secondary):
             acc[pos[d]] += cor
             cnt[pos[d]] += 1
-    exp = svel.fit_model(y, dates, model, weights=acc / cnt[:, None, None])
-    unweighted = svel.fit_model(y, dates, model)
+    exp = fit_model(y, dates, model, weights=acc / cnt[:, None, None])
+    unweighted = fit_model(y, dates, model)
     for name in ("velocity", "annual_amplitude", "annual_phase_std", "step_20200815"):
         got = io.read_band(tmp_path / ("v.tif" if name == "velocity" else f"{name}.tif"))
         np.testing.assert_array_equal(got, exp[name].astype(np.float32), err_msg=name)
@@ -435,7 +441,7 @@ def _calibration(amp: float, noise: str, uncertainty: str, seed: int = 0) -> tup
     x, res = (np.asarray(o) for o in timeseries.invert_l2(a, ifgs[:, ok]))
     disp = -np.concatenate([np.zeros((1, x.shape[1])), x])
     net = svel.NetworkNoise(np.linalg.inv(a.T @ a), insar.ifg_residual_std(res, n) ** 2)
-    v, s, _ = svel.velocity(disp, sd.years_since(sim.dates), uncertainty=uncertainty, network=net)
+    v, s, _ = fit_velocity(disp, sd.years_since(sim.dates), uncertainty=uncertainty, network=net)
     z = np.abs(v - sim.velocity.reshape(-1)[ok]) / s
     return float(np.mean(z <= 3)), float(np.median(s))
 
@@ -470,16 +476,16 @@ def test_network_variance_matches_monte_carlo():
     x = np.asarray(timeseries.invert_l2(a, noise)[0])
     disp = np.concatenate([np.zeros((1, x.shape[1])), x])
     t = sd.years_since(dates)
-    v = svel.velocity(disp, t, uncertainty="white")[0]
+    v = fit_velocity(disp, t, uncertainty="white")[0]
     tc = t - t.mean()
     net = svel.NetworkNoise(np.linalg.inv(a.T @ a), np.full(1, 0.09))
     expect = svel.network_variance(tc / (tc @ tc), net)[0]
     assert np.var(v) == pytest.approx(expect, rel=0.03)
     # The model's covariance carries the same term for its velocity.
-    cov = svel.fit_design(disp[:, :5], svel.design_matrix(dates, svel.DeformationModel()),
-                          network=net._replace(noise_var=np.full(5, 0.09)))[1]  # fmt: skip
-    white = svel.fit_design(disp[:, :5], svel.design_matrix(dates, svel.DeformationModel()),
-                            uncertainty="white")[1]  # fmt: skip
+    cov = fit_design(disp[:, :5], svel.design_matrix(dates, svel.DeformationModel()),
+                     network=net._replace(noise_var=np.full(5, 0.09)))[1]  # fmt: skip
+    white = fit_design(disp[:, :5], svel.design_matrix(dates, svel.DeformationModel()),
+                       uncertainty="white")[1]  # fmt: skip
     assert np.all(cov[1, 1] >= white[1, 1] + 0.999 * expect)
 
 
@@ -499,4 +505,4 @@ def test_ar1_variance_factor():
     ar -= ar.mean(axis=0)
     assert np.median(svel.ar1_variance_factor(ar, np.ones((n, p), bool))) == pytest.approx(4.0, rel=0.15)
     with pytest.raises(SarstackError, match="insar.velocity_uncertainty"):
-        svel.velocity(white, np.arange(n) / 30.0, uncertainty="hac")
+        fit_velocity(white, np.arange(n) / 30.0, uncertainty="hac")

@@ -9,13 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import with_schema_defaults
 from scipy import ndimage as ndi
 from scipy.signal import get_window
 from skimage.registration import phase_cross_correlation
 
 import sarstack
 from sarstack import xcorr
-from sarstack.xcorr import PRESETS, phase_correlate, prepare_tiles, register_tiles
+from sarstack.xcorr import PRESETS, prepare_tiles
+
+phase_correlate = with_schema_defaults(xcorr.phase_correlate)
+register_tiles = with_schema_defaults(xcorr.register_tiles)
 
 
 def _textured(rng: np.random.Generator, shape: tuple[int, ...], sigma: float = 1.5) -> np.ndarray:
@@ -368,7 +372,7 @@ def test_xcorr_does_not_import_jax() -> None:
         "from sarstack import xcorr\n"
         "t = np.random.default_rng(0).random((2, 16, 16)) + 0.5\n"
         "xcorr.phase_correlate(t, t[::-1], 10)\n"
-        "xcorr.register_tiles(t, t[::-1], iterations=1)\n"
+        "xcorr.register_tiles(t, t[::-1], upsample_factor=10, iterations=1)\n"
         "assert 'jax' not in sys.modules, 'jax was imported'\n"
     )
     src = str(Path(sarstack.__file__).resolve().parents[1])

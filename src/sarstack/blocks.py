@@ -20,13 +20,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: Default block shape (rows, cols) of the block loops (config block_shape).
-DEFAULT_BLOCK = (512, 512)
-
-
-def iter_blocks(
-    shape: tuple[int, int], block_shape: Sequence[int] = DEFAULT_BLOCK
-) -> Iterator[Window]:
+def iter_blocks(shape: tuple[int, int], block_shape: Sequence[int]) -> Iterator[Window]:
     """Windows that tile a raster of ``shape`` in row-major order.
 
     Edge windows are clipped to the raster, so every pixel is visited once.
@@ -40,7 +34,7 @@ def iter_blocks(
             yield Window(c0, r0, min(bc, cols - c0), min(br, rows - r0))
 
 
-def count_blocks(shape: tuple[int, int], block_shape: Sequence[int] = DEFAULT_BLOCK) -> int:
+def count_blocks(shape: tuple[int, int], block_shape: Sequence[int]) -> int:
     """How many windows :func:`iter_blocks` gives (for progress logs)."""
     br, bc = int(block_shape[0]), int(block_shape[1])
     return -(-int(shape[0]) // br) * -(-int(shape[1]) // bc)

@@ -51,7 +51,7 @@ def _format_regex(date_format: str) -> str:
     return out
 
 
-def find_dates(name: str | Path, date_format: str = "%Y%m%d") -> list[dt.date]:
+def find_dates(name: str | Path, date_format: str) -> list[dt.date]:
     """Every date in a file name, in order of appearance.
 
     Parameters
@@ -92,7 +92,7 @@ def find_dates(name: str | Path, date_format: str = "%Y%m%d") -> list[dt.date]:
     return found
 
 
-def parse_scene_date(name: str | Path, date_format: str = "%Y%m%d") -> dt.date:
+def parse_scene_date(name: str | Path, date_format: str) -> dt.date:
     """Acquisition date of a scene: the first date in its name.
 
     A date-like group that is not a valid date is an error
@@ -106,7 +106,7 @@ def parse_scene_date(name: str | Path, date_format: str = "%Y%m%d") -> dt.date:
     return dates[0]
 
 
-def parse_pair_dates(name: str | Path, date_format: str = "%Y%m%d") -> tuple[dt.date, dt.date]:
+def parse_pair_dates(name: str | Path, date_format: str) -> tuple[dt.date, dt.date]:
     """Reference and secondary dates of an interferogram from its name.
 
     The name must hold exactly two dates, whatever separates them

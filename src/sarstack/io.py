@@ -29,7 +29,6 @@ from rasterio.windows import Window
 
 # The block engine lives in sarstack.blocks; io re-exports it, so a stage
 # imports its readers, writers and loop from one place.
-from sarstack.blocks import DEFAULT_BLOCK as DEFAULT_BLOCK
 from sarstack.blocks import count_blocks as count_blocks
 from sarstack.blocks import iter_blocks as iter_blocks
 from sarstack.blocks import process_blocks as process_blocks

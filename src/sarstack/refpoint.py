@@ -227,7 +227,8 @@ def alternative_points(
     ref_rc: tuple[int, int],
     n: int,
     quality: np.ndarray | None = None,
-    threshold: float = 0.95,
+    *,
+    threshold: float,
     conncomp: np.ndarray | None = None,
     roughness: np.ndarray | None = None,
 ) -> list[tuple[int, int]]:
@@ -281,7 +282,8 @@ def alternative_points(
 def select_reference_point(
     valid: np.ndarray,
     quality: np.ndarray | None = None,
-    threshold: float = 0.95,
+    *,
+    threshold: float,
     conncomp: np.ndarray | None = None,
     roughness: np.ndarray | None = None,
 ) -> tuple[int, int]:

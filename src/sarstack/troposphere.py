@@ -112,7 +112,7 @@ def phase_per_unit(units: str, wavelength: float | None) -> float:
 
 
 def match_delays(
-    pattern: str, dates: Sequence[dt.date], date_format: str = "%Y%m%d"
+    pattern: str, dates: Sequence[dt.date], date_format: str
 ) -> dict[dt.date, Path]:
     """``{date: raster}`` for each of ``dates``: the glob's files dated by their
     names (one date each). An error names the dates without a raster (all of

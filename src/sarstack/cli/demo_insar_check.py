@@ -42,7 +42,9 @@ def main(argv=None):
     index = stagefiles.read_index(a.index)
     disp = np.stack([np.zeros(phase.shape[1:])] + [io.read_band(f) for f in index["path"]])
     err_ts = disp - disp_true
-    ideal_vel = velocity.velocity(disp_true.reshape(len(t), -1), t)[0].reshape(phase.shape[1:])
+    # the slope alone (its standard error, which uncertainty sets, is not compared)
+    ideal = velocity.velocity(disp_true.reshape(len(t), -1), t, uncertainty="white")
+    ideal_vel = ideal.velocity.reshape(phase.shape[1:])
     vel = io.read_band(a.velocity).astype(np.float64)
     field = io.read_band(truth_dir / "truth_velocity.tif").astype(np.float64)
     field -= field[r, c]

@@ -44,7 +44,8 @@ def _choose(a: argparse.Namespace, ifgs: list, grid: io.Grid, key: str) -> tuple
         log.info("manual reference point [%d, %d]", r, c)
         return r, c
     rough = insar.phase_roughness(ifgs, grid, block_shape=a.block)
-    r, c = refpoint.select_reference_point(valid, quality, a.threshold, cc, roughness=rough)
+    r, c = refpoint.select_reference_point(valid, quality, threshold=a.threshold, conncomp=cc,
+                                          roughness=rough)
     q = f"{quality[r, c]:.3f}" if quality is not None else "n/a"
     pct = float((rough[valid] <= rough[r, c]).mean() * 100)
     log.info("automatic reference point [%d, %d] (quality %s, phase-gradient rate %.3g"

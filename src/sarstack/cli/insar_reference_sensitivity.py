@@ -65,8 +65,8 @@ def main(argv=None):
     valid, quality, cc = insar.reference_inputs(ifgs, grid, mask=a.mask, quality=a.quality,
                                                 block_shape=a.block)  # fmt: skip
     rough = insar.phase_roughness(ifgs, grid, block_shape=a.block)
-    points = refpoint.alternative_points(valid, ref_rc, a.points, quality, a.threshold, cc,
-                                         roughness=rough)  # fmt: skip
+    points = refpoint.alternative_points(valid, ref_rc, a.points, quality, threshold=a.threshold,
+                                         conncomp=cc, roughness=rough)  # fmt: skip
     if not points:
         raise SarstackError(f"{KEY}: no other pixel is a reference candidate"
                             " (valid in every ifg, on stable ground)")  # fmt: skip

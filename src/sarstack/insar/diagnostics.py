@@ -16,7 +16,6 @@ from sarstack.insar.common import COUNT_NODATA, _date_tags, check_range
 from sarstack.insar.reference import check_mask_grid, read_mask, reference_phase
 from sarstack.insar.select import Ifg
 from sarstack.io import (
-    DEFAULT_BLOCK,
     RasterWriter,
     StackReader,
     process_blocks,
@@ -30,9 +29,9 @@ def temporal_average(
     paths: Sequence[str | Path],
     out: str | Path,
     *,
-    block_shape: Sequence[int] = DEFAULT_BLOCK,
+    block_shape: Sequence[int],
     units: str | None = None,
-    mask: str | Path | None = None,
+    mask: str | Path | None,
     valid_range: tuple[float, float] | None = None,
 ) -> None:
     """NaN-aware per-pixel mean of a stack of rasters on one grid (e.g. mean correlation).
@@ -73,8 +72,8 @@ def conncomp_count(
     dates: Sequence[dt.date],
     out: str | Path,
     *,
-    block_shape: Sequence[int] = DEFAULT_BLOCK,
-    mask: str | Path | None = None,
+    block_shape: Sequence[int],
+    mask: str | Path | None,
 ) -> None:
     """Per date, the number of interferograms with that date whose conncomp
     label is non-zero at each pixel (uint16, one band per date; masked
@@ -115,9 +114,9 @@ def closure_count(
     out: str | Path,
     *,
     ref_rc: tuple[int, int],
-    reference_window: int = 1,
-    block_shape: Sequence[int] = DEFAULT_BLOCK,
-    mask: str | Path | None = None,
+    reference_window: int,
+    block_shape: Sequence[int],
+    mask: str | Path | None,
 ) -> int:
     """Per pixel, the number of network triangles whose phase closure is farther than pi from zero.
 

@@ -76,8 +76,8 @@ def gather_strips(
     how: str,
     block_shape: Sequence[int],
     threads: int = 1,
-    coherence_mask: float | None = None,
-    min_region_px: int | None = None,
+    coherence_mask: float | None,
+    min_region_px: int | None,
 ) -> pd.DataFrame:
     """Assemble the strips of :func:`invert_strip` (in row order) into the final COGs.
 

@@ -29,7 +29,7 @@ from rasterio.windows import Window
 from sarstack import dates as sdates
 from sarstack import refpoint
 from sarstack.errors import SarstackError
-from sarstack.io import DEFAULT_BLOCK, Grid, RasterWriter, StackReader, process_blocks
+from sarstack.io import Grid, RasterWriter, StackReader, process_blocks
 
 if TYPE_CHECKING:  # pandas is imported where tables are built
     import pandas as pd
@@ -229,7 +229,7 @@ def recovery_files(
     out_error: str | Path,
     *,
     units: str,
-    block_shape: Sequence[int] = DEFAULT_BLOCK,
+    block_shape: Sequence[int],
 ) -> pd.DataFrame:
     """Recovered minus injected, block by block.
 

@@ -191,7 +191,7 @@ def invert_strip(
     correlation_looks: float,
     correlation_threshold: float,
     write_residuals: bool,
-    reference_window: int = 1,
+    reference_window: int,
     threads: int | None = None,
     ramps: tuple[str, np.ndarray] | None = None,
     troposphere: IfgDelays | None = None,

@@ -20,7 +20,6 @@ from sarstack.errors import SarstackError
 from sarstack.insar.common import _date_tags
 from sarstack.insar.select import Ifg
 from sarstack.io import (
-    DEFAULT_BLOCK,
     Grid,
     RasterWriter,
     StackReader,
@@ -40,11 +39,11 @@ def velocity_files(
     out_velocity: str | Path,
     out_std: str | Path,
     *,
-    block_shape: Sequence[int] = DEFAULT_BLOCK,
+    block_shape: Sequence[int],
     weight_ifgs: Sequence[Ifg] | None = None,
     model: svel.DeformationModel | None = None,
     out_dir: str | Path | None = None,
-    uncertainty: str = "correlated",
+    uncertainty: str,
     ifg_noise: tuple[Sequence[tuple[int, int]], str | Path] | None = None,
 ) -> str:
     """Per-pixel linear velocity (units per year, 365.25 d) of the time series,

@@ -19,7 +19,6 @@ from sarstack.errors import SarstackError
 from sarstack.insar.common import _date_tags
 from sarstack.insar.select import Ifg
 from sarstack.io import (
-    DEFAULT_BLOCK,
     Grid,
     RasterWriter,
     StackReader,
@@ -60,9 +59,9 @@ def reference_inputs(
     ifgs: Sequence[Ifg],
     grid: Grid,
     *,
-    mask: str | Path | None = None,
-    quality: str | Path | None = None,
-    block_shape: Sequence[int] = DEFAULT_BLOCK,
+    mask: str | Path | None,
+    quality: str | Path | None,
+    block_shape: Sequence[int],
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """2-D rasters for the reference point, built block by block.
 
@@ -104,7 +103,7 @@ def reference_inputs(
 
 
 def phase_roughness(
-    ifgs: Sequence[Ifg], grid: Grid, *, block_shape: Sequence[int] = DEFAULT_BLOCK
+    ifgs: Sequence[Ifg], grid: Grid, *, block_shape: Sequence[int]
 ) -> np.ndarray:
     """:func:`sarstack.refpoint.gradient_rate` of the interferograms, block by
     block (each block read with a one-pixel halo, so the result does not
@@ -130,7 +129,7 @@ def phase_roughness(
 def reference_phase(
     ifgs: Sequence[Ifg],
     ref_rc: tuple[int, int],
-    window: int = 1,
+    window: int,
     ramps: tuple[str, np.ndarray] | None = None,
     troposphere: IfgDelays | None = None,
     unwrap: IfgAmbiguities | None = None,
@@ -204,7 +203,7 @@ def reference_phase(
 
 
 def point_valid_everywhere(
-    ifgs: Sequence[Ifg], grid: Grid, rc: Sequence[int], *, mask: str | Path | None = None
+    ifgs: Sequence[Ifg], grid: Grid, rc: Sequence[int], *, mask: str | Path | None
 ) -> bool:
     """Whether a manual reference point passes every check of :func:`reference_inputs`,
     read at that pixel only (one 1 x 1 window per file instead of the stack).
@@ -273,7 +272,7 @@ def rereference_files(
     new_ref: dt.date,
     out_dir: str | Path,
     *,
-    block_shape: Sequence[int] = DEFAULT_BLOCK,
+    block_shape: Sequence[int],
 ) -> pd.DataFrame:
     """Re-reference the time series to ``new_ref`` (an acquisition date): for
     every later date, displacement(date) − displacement(new_ref), written as

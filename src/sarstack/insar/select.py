@@ -19,7 +19,6 @@ from sarstack import stagefiles
 from sarstack.errors import SarstackError
 from sarstack.insar.common import check_range
 from sarstack.io import (
-    DEFAULT_BLOCK,
     Grid,
     StackReader,
     process_blocks,
@@ -254,11 +253,11 @@ def apply_closure_qc(
 def select_ifgs(
     unwrapped: str,
     *,
-    conncomp: str | None = None,
-    correlation: str | None = None,
-    date_format: str = "%Y%m%d",
+    conncomp: str | None,
+    correlation: str | None,
+    date_format: str,
     edit: NetworkEdit | None = None,
-    block_shape: Sequence[int] = DEFAULT_BLOCK,
+    block_shape: Sequence[int],
 ) -> tuple[list[Ifg], list[dt.date], list[tuple[int, int]], Grid]:
     """Find the interferograms, date them, edit the network, check grids and the network.
 

@@ -31,7 +31,6 @@ import numpy as np
 from rasterio.windows import Window
 
 from sarstack.io import (
-    DEFAULT_BLOCK,
     RasterWriter,
     StackReader,
     open_raster,
@@ -52,7 +51,7 @@ SENSITIVITY_COLUMNS = ["role", "row", "col", "velocity_main", "shift", "units", 
 def shift_is_exact(
     *, method: str, weighting: str, conncomp: bool, reference_window: int,
     coherence_mask: float | None, n_used: str | Path, n_ifgs: int,
-    block_shape: Sequence[int] = DEFAULT_BLOCK,
+    block_shape: Sequence[int],
 ) -> str | None:
     """Why another reference only shifts the map by a constant (no re-inversion
     needed), or None when it may change its shape: an unweighted, uncensored
@@ -97,7 +96,7 @@ def sensitivity_files(
     ref_rc: tuple[int, int],
     out: str | Path,
     *,
-    block_shape: Sequence[int] = DEFAULT_BLOCK,
+    block_shape: Sequence[int],
     exact: bool = False,
 ) -> pd.DataFrame:
     """Write ``out`` (the shape part: per pixel the standard deviation, ddof 1,

@@ -31,7 +31,7 @@ from sarstack.plots.common import (  # noqa: E402
 )
 
 
-def pair_offsets(pairs: pd.DataFrame, path: str | Path, requirement_m: float | None = None) -> plt.Figure:
+def pair_offsets(pairs: pd.DataFrame, path: str | Path, requirement_m: float | None) -> plt.Figure:
     """Per-pair offset (east, north, with spread as error bars) and, below it,
     the horizontal offset √(east² + north²) that the requirement judges."""
     n = len(pairs)
@@ -287,7 +287,7 @@ def tile_quiver(
 def date_offsets(
     dates_df: pd.DataFrame,
     path: str | Path,
-    requirement_m: float | None = None,
+    requirement_m: float | None,
     events: pd.DataFrame | None = None,
 ) -> plt.Figure:
     """Per-date offsets (network inversion of the pair offsets) with ±1 sd,
@@ -381,7 +381,7 @@ def stacks_summary(
     per_stack: pd.DataFrame,
     pairs: Mapping[str, pd.DataFrame],
     path: str | Path,
-    requirement_m: float | None = None,
+    requirement_m: float | None,
 ) -> plt.Figure:
     """Across the stacks of a many-stack run: each stack's ok pair offsets
     (east vs north, with the requirement circle; one colour and marker per
@@ -457,7 +457,7 @@ def absolute_offsets(
     measurements: pd.DataFrame,
     absolute: pd.DataFrame,
     path: str | Path,
-    requirement_m: float | None = None,
+    requirement_m: float | None,
 ) -> plt.Figure:
     """Absolute geolocation offsets at point targets, east vs north (m).
 

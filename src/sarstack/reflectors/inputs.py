@@ -253,7 +253,7 @@ def expected_positions(
     grid: Grid,
     date: dt.date | str,
     *,
-    pixel_is_point: bool = False,
+    pixel_is_point: bool,
 ) -> pd.DataFrame:
     """Where each target should appear in ``grid`` on ``date``.
 

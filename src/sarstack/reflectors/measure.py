@@ -91,12 +91,12 @@ def locate_peak(
     row: float,
     col: float,
     *,
-    chip: int = 32,
-    search_px: float = 4.0,
+    chip: int,
+    search_px: float,
     oversample: int = 32,
     clutter_ring: tuple[float, float] = (4.0, 16.0),
-    edge_px: int = 3,
-    min_pcr_db: float = 15.0,
+    edge_px: int,
+    min_pcr_db: float,
     origin: tuple[int, int] = (0, 0),
     raster_shape: tuple[int, int] | None = None,
 ) -> PeakResult:
@@ -269,13 +269,13 @@ def measure_scene(
     reflectors: pd.DataFrame,
     date: dt.date | str,
     *,
-    pixel_is_point: bool = False,
-    chip: int = 32,
-    search_px: float = 4.0,
+    pixel_is_point: bool,
+    chip: int,
+    search_px: float,
     oversample: int = 32,
     clutter_ring: tuple[float, float] = (4.0, 16.0),
-    edge_px: int = 3,
-    min_pcr_db: float = 15.0,
+    edge_px: int,
+    min_pcr_db: float,
 ) -> pd.DataFrame:
     """Geolocation offsets of one scene at every point target.
 
@@ -390,8 +390,8 @@ def target_window(
     col: float,
     raster_shape: tuple[int, int],
     *,
-    chip: int = 32,
-    edge_px: int = 3,
+    chip: int,
+    edge_px: int,
 ) -> tuple[int, int, int, int] | None:
     """The part of a raster :func:`locate_peak` looks at for a target expected at ``(row, col)``.
 
@@ -431,14 +431,14 @@ def measure_scene_file(
     reflectors: pd.DataFrame,
     date: dt.date | str,
     *,
-    scale: str = "power",
-    pixel_is_point: bool = False,
-    chip: int = 32,
-    search_px: float = 4.0,
+    scale: str,
+    pixel_is_point: bool,
+    chip: int,
+    search_px: float,
     oversample: int = 32,
     clutter_ring: tuple[float, float] = (4.0, 16.0),
-    edge_px: int = 3,
-    min_pcr_db: float = 15.0,
+    edge_px: int,
+    min_pcr_db: float,
 ) -> pd.DataFrame:
     """:func:`measure_scene` on a raster file, reading only a window per target.
 

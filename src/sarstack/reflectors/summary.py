@@ -33,8 +33,7 @@ def _stats(east: np.ndarray, north: np.ndarray) -> dict[str, float]:
 
 
 def summarize_offsets(
-    measurements: pd.DataFrame, requirement_m: float | None = None,
-    min_fraction: float | None = None,
+    measurements: pd.DataFrame, requirement_m: float | None, min_fraction: float | None
 ) -> pd.DataFrame:
 
     """Absolute geolocation per scene and for the stack, with verdicts.
@@ -111,8 +110,9 @@ def summarize_offsets(
                 "offset_m": offset,
                 "requirement_m": requirement_m,
                 "passes": passes,
+                # one measurement: it passes or not (no fraction of them)
                 "verdict": verdict([passes] if ok.any() else [], int(not ok.any()),
-                                   requirement_m),
+                                   requirement_m, None),
                 "unmeasured_dates": "",
             }
         )  # fmt: skip

@@ -30,7 +30,6 @@ from sarstack.rtc.aggregate import (  # noqa: F401
     verdict,
 )
 from sarstack.rtc.correlate import (  # noqa: F401
-    DEFAULT_MIN_QUALITY,
     _strided_scene,
     chance_peak_corr,
     coarse_offset,

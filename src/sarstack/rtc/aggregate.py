@@ -230,7 +230,7 @@ def robust_stats(values: np.ndarray, clip: float = 3.0) -> tuple[float, float]:
 
 
 def aggregate_pairs(
-    offsets: pd.DataFrame, *, min_ok_tiles: int = 3, requirement_m: float | None = None
+    offsets: pd.DataFrame, *, min_ok_tiles: int, requirement_m: float | None
 ) -> pd.DataFrame:
     """Per pair: robust east/north (clipped mean of ``ok`` tiles), spread, counts, status.
 
@@ -316,7 +316,7 @@ def verdict(
     passes: Sequence[bool | None] | np.ndarray,
     n_unmeasured: int,
     requirement_m: float | None,
-    min_fraction: float | None = None,
+    min_fraction: float | None,
 ) -> str:
     """The verdict vocabulary of ``summary.csv`` (and ``absolute.csv``).
 
@@ -364,7 +364,7 @@ def verdict(
 
 
 def summarize(
-    pairs: pd.DataFrame, requirement_m: float | None, min_fraction: float | None = None
+    pairs: pd.DataFrame, requirement_m: float | None, min_fraction: float | None
 ) -> pd.DataFrame:
     """One-row stack summary: mean/std of ok pair offsets and the verdict.
 
@@ -422,7 +422,7 @@ def judge_dates(
     summary: pd.DataFrame,
     scene: pd.DataFrame,
     requirement_m: float | None,
-    min_fraction: float | None = None,
+    min_fraction: float | None,
 ) -> pd.DataFrame:
     """``summary`` (one row, :func:`summarize`) with the per-date criterion.
 

@@ -28,10 +28,6 @@ if TYPE_CHECKING:  # pandas is imported where tables are built: stages without t
 log = logging.getLogger(__package__)
 
 
-#: Default minimum correlation SNR (peak correlation over its chance level).
-DEFAULT_MIN_QUALITY = 2.0
-
-
 def chance_peak_corr(n_pixels: np.ndarray, n_lags: int, efficiency: float = 1.0) -> np.ndarray:
     """Typical normalized correlation peak of two *unrelated* tiles.
 
@@ -64,7 +60,8 @@ def _strided_scene(
         rows = []
         for r0 in range(0, g.height, 512 - 512 % stride):
             h = min(512 - 512 % stride, g.height - r0)
-            rows.append(read_scene(path, Window(0, r0, g.width, h), clip, scale)[::stride, ::stride])
+            part = read_scene(path, Window(0, r0, g.width, h), clip, scale=scale)
+            rows.append(part[::stride, ::stride])
         out = np.concatenate(rows)
     out.setflags(write=False)
     return out
@@ -77,8 +74,8 @@ def coarse_offset(
     clip_ref: Sequence[float] | None = None,
     clip_sec: Sequence[float] | None = None,
     max_side: int = 1024,
-    min_quality: float = DEFAULT_MIN_QUALITY,
-    scale: str = "power",
+    min_quality: float,
+    scale: str,
 ) -> tuple[int, int, float]:
     """Whole-scene integer displacement of the secondary relative to the reference.
 
@@ -148,7 +145,7 @@ def _read_shifted(
 ) -> np.ndarray:
     """``window`` moved by ``offset`` (rows, cols); NaN where it leaves the grid."""
     if offset == (0, 0):
-        return read_scene(path, window, clip, scale)
+        return read_scene(path, window, clip, scale=scale)
     h, w = int(window.height), int(window.width)
     r0, c0 = int(window.row_off) + offset[0], int(window.col_off) + offset[1]
     out = np.full((h, w), np.nan, np.float32)
@@ -156,7 +153,7 @@ def _read_shifted(
     rr1, cc1 = min(r0 + h, shape[0]), min(c0 + w, shape[1])
     if rr1 > rr0 and cc1 > cc0:
         out[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = read_scene(
-            path, Window(cc0, rr0, cc1 - cc0, rr1 - rr0), clip, scale
+            path, Window(cc0, rr0, cc1 - cc0, rr1 - rr0), clip, scale=scale
         )
     return out
 
@@ -181,14 +178,14 @@ def measure_pairs(
     layout: TileLayout,
     *,
     clips: Sequence[Sequence[float] | None] | None = None,
-    upsample_factor: int = 10,
-    max_nan_fraction: float = 0.10,
-    preprocess: str = "default",
-    min_quality: float | None = None,
-    max_shift_px: float | None = None,
-    iterations: int | None = None,
+    upsample_factor: int,
+    max_nan_fraction: float,
+    preprocess: str,
+    min_quality: float,
+    max_shift_px: float | None,
+    iterations: int,
     max_batch_pixels: int = 1 << 20,
-    scale: str = "power",
+    scale: str,
     threads: int | None = None,
     inject: Sequence[tuple[float, float]] | None = None,
 ) -> list[pd.DataFrame]:
@@ -205,9 +202,9 @@ def measure_pairs(
     Offsets are metres east/north of the secondary relative to the
     reference, from each scene's geotransform.
 
-    ``iterations`` re-centring passes (default 1; 0 for the ``notebook``
-    preset, which also skips the parabolic peak refinement so that it
-    reproduces the original one-shot procedure).
+    ``iterations`` re-centring passes (0 for the ``notebook`` preset, which
+    also skips the parabolic peak refinement so that it reproduces the
+    original one-shot procedure).
 
     ``clips`` are each scene's flatten bounds (:func:`flatten_stats`),
     applied while reading; ``scale`` how the files store backscatter
@@ -228,12 +225,9 @@ def measure_pairs(
     pre = dict(xcorr.PRESETS[preprocess])
     taper = pre.get("taper")
     notebook = preprocess == "notebook"
-    if iterations is None:
-        iterations = 0 if notebook else 1
     th, tw = layout.tile_height, layout.tile_width
     max_shift = max_shift_px if max_shift_px is not None else min(th, tw) / 4.0
-    min_q = DEFAULT_MIN_QUALITY if min_quality is None else min_quality
-    offsets = _coarse_offsets(names, pairs, clips, min_q, scale, max_shift)
+    offsets = _coarse_offsets(names, pairs, clips, min_quality, scale, max_shift)
     rows_per_batch = max(1, min(layout.n_rows, max_batch_pixels // (th * tw * layout.n_cols)))
     reg: dict[str, Any] = dict(upsample_factor=upsample_factor, iterations=iterations,
                                interpolate=not notebook, threads=threads)  # fmt: skip
@@ -265,7 +259,8 @@ def measure_pairs(
                  layout.n_rows - 1, len(pairs))
     eff = xcorr.taper_efficiency(taper, th, tw)
     return [
-        _pair_frame(res, off, grids[i].transform, layout, eff, max_nan_fraction, min_q, max_shift)
+        _pair_frame(res, off, grids[i].transform, layout, eff, max_nan_fraction, min_quality,
+                    max_shift)
         for res, off, (i, _) in zip(results, offsets, pairs, strict=True)
     ]
 

@@ -15,7 +15,6 @@ from rasterio.windows import Window
 
 from sarstack.errors import SarstackError
 from sarstack.io import (
-    DEFAULT_BLOCK,
     RasterWriter,
     StackReader,
     atomic_output,
@@ -42,7 +41,7 @@ FILL_READ_SIDE = 1024
 DB_FLOOR = -100.0
 
 
-def detect_fill(path: str | Path, scale: str = "power") -> tuple[float | None, float]:
+def detect_fill(path: str | Path, scale: str) -> tuple[float | None, float]:
     """An undeclared fill value of a scene: ``(value, fraction)``, or ``(None, 0)``.
 
     Cheap: one decimated read (an overview where the file has them; longer
@@ -80,7 +79,7 @@ def detect_fill(path: str | Path, scale: str = "power") -> tuple[float | None, f
 
 
 def scene_fill(
-    path: str | Path, scale: str, nodata: float | None = None, name: str | Path | None = None
+    path: str | Path, scale: str, nodata: float | None, name: str | Path | None = None
 ) -> float | None:
     """The value read as nodata beside the file's tag: ``nodata`` (``rtc.nodata``)
     when given, else :func:`detect_fill`'s, with a warning naming the file."""
@@ -96,10 +95,10 @@ def scene_fill(
 
 def sample_valid(
     path: str | Path,
-    block_shape: Sequence[int] = DEFAULT_BLOCK,
+    block_shape: Sequence[int],
     max_samples: int = 4_000_000,
     *,
-    scale: str | None = None,
+    scale: str | None,
     name: str | Path | None = None,
     coarse: list[np.ndarray] | None = None,
     reader: StackReader | None = None,
@@ -177,11 +176,11 @@ def flatten_scene(
     dst_path: str | Path,
     percentiles: Sequence[float],
     *,
-    block_shape: Sequence[int] = DEFAULT_BLOCK,
+    block_shape: Sequence[int],
     tags: dict[str, str] | None = None,
 ) -> tuple[float, float]:
     """Flatten outliers of one scene at its own percentiles; returns (lo, hi)."""
-    lo, hi = percentile_bounds(sample_valid(src_path, block_shape), percentiles)
+    lo, hi = percentile_bounds(sample_valid(src_path, block_shape, scale=None), percentiles)
     grid = read_grid(src_path)
     all_tags = dict(tags or {})
     all_tags.update(flatten_low=f"{lo:.6g}", flatten_high=f"{hi:.6g}")
@@ -220,7 +219,8 @@ def read_scene(
     path: str | Path,
     window: Window | None = None,
     clip: Sequence[float] | None = None,
-    scale: str = "power",
+    *,
+    scale: str,
     reader: StackReader | None = None,
 ) -> np.ndarray:
     """One window of a scene as float32 linear power: nodata, non-finite and fill values → NaN.
@@ -244,9 +244,9 @@ def flatten_stats(
     percentiles: Sequence[float],
     layout: TileLayout,
     *,
-    block_shape: Sequence[int] = DEFAULT_BLOCK,
+    block_shape: Sequence[int],
     max_samples: int = 4_000_000,
-    scale: str = "power",
+    scale: str,
     source: str | Path | None = None,
     coarse_path: str | Path | None = None,
 ) -> tuple[float, float, np.ndarray]:
@@ -298,7 +298,7 @@ def _flatten_stats(
     lo, hi = percentile_bounds(values, percentiles)
     valid = np.zeros((layout.n_rows, layout.n_cols))
     for r in range(layout.n_rows):
-        tiles = tile_stack(read_scene(path, layout.band_window(r), (lo, hi), scale, src), layout)
+        tiles = tile_stack(read_scene(path, layout.band_window(r), (lo, hi), scale=scale, reader=src), layout)
         valid[r] = np.isfinite(tiles).mean(axis=(1, 2))
     return lo, hi, valid
 

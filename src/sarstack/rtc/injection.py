@@ -37,7 +37,7 @@ def injection_recovery(
     *,
     max_shift_px: float,
     seed: int,
-    requirement_m: float | None = None,
+    requirement_m: float | None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Per date, the injected offset and the one the branch recovered.
 

@@ -23,6 +23,10 @@ from sarstack.io import (
 
 log = logging.getLogger(__package__)
 
+#: The date in RTC file names (OPERA, HyP3: ``..._20210103T...``). Not a config
+#: key: insar.date_format is the interferograms'.
+SCENE_DATE_FORMAT = "%Y%m%d"
+
 
 @dataclass(frozen=True)
 class Scene:
@@ -50,7 +54,7 @@ def select_scenes(paths: Sequence[str | Path], pattern: str = "") -> list[Scene]
     """
     if not paths:
         raise SarstackError(f"no files match {pattern!r}")
-    scenes = [Scene(sdates.parse_scene_date(p), Path(p)) for p in paths]
+    scenes = [Scene(sdates.parse_scene_date(p, SCENE_DATE_FORMAT), Path(p)) for p in paths]
     sdates.check_unique([s.date for s in scenes], [s.path for s in scenes])
     scenes.sort(key=lambda s: s.date)
     if len(scenes) < 2:

@@ -134,7 +134,7 @@ def _overall_row(
 
 
 def summarize_stacks(
-    stacks: Sequence[StackResult], requirement_m: float | None, min_fraction: float | None = None
+    stacks: Sequence[StackResult], requirement_m: float | None, min_fraction: float | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-stack and overall tables of a many-stack run.
 

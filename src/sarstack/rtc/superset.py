@@ -15,7 +15,6 @@ from rasterio.windows import Window
 
 from sarstack.errors import SarstackError
 from sarstack.io import (
-    DEFAULT_BLOCK,
     Grid,
     RasterWriter,
     open_raster,
@@ -32,8 +31,8 @@ def superset_scene(
     dst_path: str | Path,
     grid: Grid,
     *,
-    block_shape: Sequence[int] = DEFAULT_BLOCK,
-    resampling: str = "bilinear",
+    block_shape: Sequence[int],
+    resampling: str,
     tags: dict[str, str] | None = None,
     fill: float | None = None,
 ) -> str:

@@ -15,7 +15,7 @@ from sarstack.timeseries._l2 import invert_l2
 
 
 def invert(
-    a: np.ndarray, phase: np.ndarray, method: Method | str = Method.L1, **kw: Any
+    a: np.ndarray, phase: np.ndarray, method: Method | str, **kw: Any
 ) -> Inversion:
     """Network inversion by ``method`` (:class:`Method`, or ``"L1"`` / ``"L2"``).
 

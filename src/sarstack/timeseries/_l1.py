@@ -331,8 +331,8 @@ def invert_l1(
     a: np.ndarray,
     phase: np.ndarray,
     *,
-    tol: float = 1e-4,
-    max_iter: int = 500,
+    tol: float,
+    max_iter: int,
     threads: int | None = None,
 ) -> Inversion:
     """Least-absolute-deviation network inversion of every pixel at once.

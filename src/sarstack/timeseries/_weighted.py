@@ -28,7 +28,7 @@ _SPARSE_MAX_OPS = 3000
 
 
 def correlation_weights(
-    correlation: np.ndarray, looks: float, threshold: float = 0.0
+    correlation: np.ndarray, looks: float, threshold: float
 ) -> np.ndarray:
     """Inverse Cramér-Rao phase variance of each interferogram pixel.
 

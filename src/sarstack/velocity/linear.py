@@ -159,7 +159,7 @@ def velocity(
     disp: np.ndarray,
     t_years: np.ndarray,
     *,
-    uncertainty: str = "correlated",
+    uncertainty: str,
     network: NetworkNoise | None = None,
 ) -> VelocityFit:
     """Per-pixel linear fit of a displacement series.
@@ -225,7 +225,7 @@ def velocity_weighted(
     weights: np.ndarray,
     *,
     absolute: bool = False,
-    uncertainty: str = "correlated",
+    uncertainty: str,
     network: NetworkNoise | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel weighted linear fit of a displacement series.

@@ -222,7 +222,7 @@ def fit_design(
     g: np.ndarray,
     weights: np.ndarray | None = None,
     *,
-    uncertainty: str = "correlated",
+    uncertainty: str,
     network: NetworkNoise | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-pixel (weighted) least squares ``disp ~ g @ params`` on each pixel's
@@ -352,7 +352,7 @@ def fit_model(
     model: DeformationModel,
     *,
     weights: np.ndarray | None = None,
-    uncertainty: str = "correlated",
+    uncertainty: str,
     network: NetworkNoise | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-pixel fit of the deformation model to a displacement series.

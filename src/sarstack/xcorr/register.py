@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # annotations only: importing jax costs seconds
 def phase_correlate(
     ref: np.ndarray | jax.Array,
     mov: np.ndarray | jax.Array,
-    upsample_factor: int = 10,
+    upsample_factor: int,
     *,
     pslr_exclude: int = 2,
     interpolate: bool = False,
@@ -230,8 +230,8 @@ def register_products(
     ref: TileProducts,
     mov: TileProducts,
     *,
-    upsample_factor: int = 10,
-    iterations: int = 1,
+    upsample_factor: int,
+    iterations: int,
     interpolate: bool = True,
     threads: int | None = None,
 ) -> dict[str, np.ndarray]:
@@ -282,11 +282,11 @@ def register_tiles(
     ref: np.ndarray,
     mov: np.ndarray,
     *,
-    upsample_factor: int = 10,
+    upsample_factor: int,
     scale: str = "db",
     remove_mean: bool = True,
     taper: str | None = "hann",
-    iterations: int = 1,
+    iterations: int,
     interpolate: bool = True,
     threads: int | None = None,
 ) -> dict[str, np.ndarray]:
