@@ -112,6 +112,24 @@ def test_each_registered_flag_is_in_its_stage_and_given_flags_are_kept():
     assert "--annual" not in argv and "--no-annual" not in argv
 
 
+def test_a_mode_takes_another_stages_options_from_the_registry():
+    """insar_invert --index gathers: its mask options are insar_gather's (the
+    schema's type, help and no default), not declared by hand, and stay out of
+    its own entry (its strip jobs do not rerun when the mask changes)."""
+    invert = importlib.import_module("sarstack.cli.insar_invert").create_parser()
+    gather = importlib.import_module("sarstack.cli.insar_gather").create_parser()
+    for flag in ("--coherence-mask", "--min-region-px"):
+        assert flag not in options.STAGE_OPTIONS["insar_invert"]
+        mine, theirs = (next(a for a in p._actions if flag in a.option_strings)
+                        for p in (invert, gather))  # fmt: skip
+        assert (mine.type, mine.required, mine.default, mine.dest) == (
+            theirs.type, theirs.required, None, theirs.dest)
+        assert mine.help == f"with --index: {theirs.help}"
+    with pytest.raises(KeyError, match="--no-such-flag"):
+        options.add_config_options(argparse.ArgumentParser(), "insar_gather",
+                                   only=["--no-such-flag"])  # fmt: skip
+
+
 def test_the_rules_pass_no_config_option_by_hand():
     """A config-driven flag is written in no rule: every rule takes its stage's
     options from stage_opts (one declaration per key). A flag of the same name

@@ -214,17 +214,34 @@ def _help(key: str, node: Mapping[str, Any]) -> str:
     return f"{first} (config {key})" if first else f"config {key}"
 
 
-def add_config_options(parser: argparse.ArgumentParser, stage: str) -> None:
+def add_config_options(
+    parser: argparse.ArgumentParser, stage: str, only: Sequence[str] | None = None,
+    when: str = "",
+) -> None:  # fmt: skip
     """Add ``stage``'s config-driven options (:data:`STAGE_OPTIONS`) to
     ``parser``, each as the schema describes its key. No option has a default
     of its own: a key that may be null is optional (absent = null), a boolean
     is ``--flag`` / ``--no-flag`` and required like every other option, except
-    a list of any length (absent = empty)."""
-    for flag, key in STAGE_OPTIONS.get(stage, {}).items():
+    a list of any length (absent = empty).
+
+    ``only``: just these of ``stage``'s flags, for a stage that takes them in
+    one of its modes (``insar_invert --index`` gathers as ``insar_gather``
+    does), named in its help by ``when`` (e.g. ``"with --index"``). They stay
+    out of the stage's own entry, so its rule neither passes them nor reruns
+    when they change."""
+    flags = STAGE_OPTIONS.get(stage, {})
+    if only is not None:
+        unknown = [f for f in only if f not in flags]
+        if unknown:
+            raise KeyError(f"{stage} has no config option {', '.join(unknown)}")
+        flags = {f: flags[f] for f in only}
+    for flag, key in flags.items():
         node = key_schema(key)
         types = _types(node)
         nullable = "null" in types and key not in _resolved()
-        kw: dict[str, Any] = {"help": _help(key, node), "dest": flag[2:].replace("-", "_")}
+        hint = _help(key, node)
+        kw: dict[str, Any] = {"help": f"{when}: {hint}" if when else hint,
+                              "dest": flag[2:].replace("-", "_")}  # fmt: skip
         if types - {"null"} == {"boolean"}:
             kw.update(action=argparse.BooleanOptionalAction, required=not nullable,
                       default=None)  # fmt: skip

@@ -25,8 +25,9 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, help="strip folder (final folder with --index)")
     p.add_argument("--index", default=None,
                    help="also gather: write the final COGs and this time-series table")
-    p.add_argument("--coherence-mask", type=float, default=None, help="with --index: mask.tif")
-    p.add_argument("--min-region-px", type=int, default=None, help="with --index: mask regions")
+    # what --index gathers with, as insar_gather takes it (the strip jobs never gather)
+    options.add_config_options(p, "insar_gather", only=("--coherence-mask", "--min-region-px"),
+                               when="with --index")  # fmt: skip
     p.add_argument("--threads", type=int, default=0, help="host threads (0: the CPUs available)")
     p.add_argument("--ramps", default=None,
                    help="ramps.csv of insar_deramp: each ifg's ramp removed as it is read")
