@@ -222,6 +222,25 @@ def _gap_floor(des: _Design, b: jax.Array, x: jax.Array) -> jax.Array:
     return _GAP_SLACK * jnp.finfo(b.dtype).eps * scale
 
 
+def _l1_start(
+    des: _Design, b: jax.Array, slack: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Starting point of :func:`_l1_chunk` for the residual ``b``: ``x = 0``,
+    its objective and gap floor, the primal slacks ``u, v`` (the positive and
+    negative parts of ``b``, each plus ``delta``) and the strictly feasible
+    dual ``y = b / (2 max|b|)``."""
+    m = b.shape[0]
+    x0 = jnp.zeros((des.colabs.shape[0], b.shape[1]), b.dtype)
+    obj0 = jnp.sum(jnp.abs(b), axis=0)
+    floor0 = _gap_floor(des, b, x0) + slack
+    delta = jnp.maximum(obj0 / m, floor0)
+    u = jnp.maximum(b, 0.0) + delta
+    v = jnp.maximum(-b, 0.0) + delta
+    rmax = jnp.max(jnp.abs(b), axis=0)
+    y = jnp.where(rmax > 0, 0.5 * b / jnp.where(rmax > 0, rmax, 1.0), 0.0)
+    return x0, obj0, floor0, u, v, y
+
+
 def _l1_chunk(
     des: _Design, b: jax.Array, slack: jax.Array, tol: jax.Array, max_iter: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -238,7 +257,7 @@ def _l1_chunk(
     (half-bandwidth ``k`` for a small-baseline network whose pairs span at
     most ``k`` dates), so it is factored as a band (:func:`_band_cholesky`),
     and the products with ``A`` and ``A^T`` are gathers over their non-zeros.
-    At the start, ``b`` gives a strictly feasible dual ``y = b / (2 max|b|)``.
+    It starts from :func:`_l1_start`.
     A pixel stops when its duality gap ``sum|b - A x| - b^T y`` is at most
     ``tol`` times its objective plus the rounding level of this problem and
     ``slack`` (that of the unshifted problem: an exact fit stops at once);
@@ -248,15 +267,7 @@ def _l1_chunk(
     """
     m = b.shape[0]
     eps = jnp.finfo(b.dtype).eps
-    x0 = jnp.zeros((des.colabs.shape[0], b.shape[1]), b.dtype)
-    r0 = b
-    obj0 = jnp.sum(jnp.abs(r0), axis=0)
-    floor0 = _gap_floor(des, b, x0) + slack
-    delta = jnp.maximum(obj0 / m, floor0)
-    u = jnp.maximum(r0, 0.0) + delta
-    v = jnp.maximum(-r0, 0.0) + delta
-    rmax = jnp.max(jnp.abs(r0), axis=0)
-    y = jnp.where(rmax > 0, 0.5 * r0 / jnp.where(rmax > 0, rmax, 1.0), 0.0)
+    x0, obj0, floor0, u, v, y = _l1_start(des, b, slack)
     s, w = 1.0 - y, 1.0 + y
 
     def gap_ok(x: jax.Array, ax: jax.Array, y: jax.Array) -> jax.Array:
