@@ -7,6 +7,7 @@ interferograms); dates themselves live in :mod:`sarstack.dates`.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -14,6 +15,8 @@ from typing import NamedTuple
 import numpy as np
 
 from sarstack.errors import SarstackError
+
+log = logging.getLogger(__name__)
 
 
 def parse_network(spec: str) -> tuple[str, int]:
@@ -190,7 +193,7 @@ def solve_network_columns(
 
 
 def irls_l1(
-    solve: Callable[[np.ndarray], NetworkSolution],
+    solve: Callable[..., NetworkSolution],
     weights: np.ndarray,
     values: np.ndarray,
     *,
@@ -211,38 +214,135 @@ def irls_l1(
     solve
         Weighted least squares for given weights, returning a dict with at
         least ``"x"`` and ``"residual"`` (NaN where unused), as
-        :func:`solve_network_columns` or ``timeseries.invert_weighted``.
+        :func:`solve_network_columns` or ``timeseries.invert_weighted``. With
+        ``tol`` it is called as ``solve(weights, columns)``: the columns (an
+        index array) still open, and their weights.
     weights
         The base weights (0 = unused), as ``solve`` takes them.
     values
-        The observations the residual floor is scaled by (NaN ignored).
+        The observations the residual floor is scaled by (NaN ignored); with
+        ``tol``, of the residual's shape ``(n_obs, P)``.
     floor
         Smallest residual, as a fraction of ``scale``, in the reweighting
         (keeps weights finite where an observation is fitted exactly).
     max_iter
         Most reweighted solves.
     tol
-        Stop when no ``x`` changes by more than ``tol * max(scale, 1)``;
-        None = always ``max_iter`` solves.
+        None: always ``max_iter`` solves. Else each column stops, its result
+        kept, as soon as its weighted L1 objective ``sum w |residual|`` is
+        proven within a factor ``1 + tol`` of its optimum
+        (:func:`l1_lower_bound`, a duality gap as the interior-point L1's of
+        ``timeseries.invert_l1``); meanwhile its floor shrinks towards
+        ``tol x`` its mean weighted ``|residual|`` (the floor's smoothing then
+        leaves at most about ``tol / 4`` of gap). Only the open columns are
+        solved again. A column that reaches ``max_iter`` unproven keeps its
+        last solve, and is counted in a logged warning.
 
     Returns
     -------
     result, n_iter
-        ``solve``'s dict of the last solve and the number of reweighted solves.
+        ``solve``'s dict of the last solve (with ``tol``: of each column's
+        proven solve) and the number of reweighted solves.
     """
     v = np.abs(np.asarray(values, dtype=np.float64))
     scale = max(float(np.nanmedian(v)) if np.isfinite(v).any() else 1.0, 1e-6)
+    if tol is not None:
+        return _irls_l1_certified(solve, weights, values, floor=floor * scale, max_iter=max_iter,
+                                  lowest=_IRLS_MIN_FLOOR * max(scale, 1.0), tol=tol)  # fmt: skip
     out = solve(weights)
     n_it = 0
     while n_it < max_iter:
         n_it += 1
         r = np.nan_to_num(np.abs(out["residual"]), nan=0.0)
-        new = solve(weights / np.maximum(r, floor * scale))
-        change = np.nanmax(np.abs(new["x"] - out["x"]), initial=0.0)
-        out = new
-        if tol is not None and change <= tol * max(scale, 1.0):
-            break
+        out = solve(weights / np.maximum(r, floor * scale))
     return out, n_it
+
+
+#: Smallest residual floor of the certified IRLS, relative to ``max(scale, 1)``:
+#: keeps the reweighted normal equations well conditioned in float64.
+_IRLS_MIN_FLOOR = 1e-9
+#: Absolute slack of the IRLS duality-gap test, in units of the rounding level
+#: of the residual (as ``timeseries._l1._GAP_SLACK``).
+_IRLS_GAP_SLACK = 4.0
+
+
+def l1_lower_bound(
+    values: np.ndarray, residual: np.ndarray, weights: np.ndarray, solved: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted L1 objective, a lower bound on its optimum and the rounding
+    slack, per column, for a weighted least-squares solve.
+
+    For ``min_x sum_i w_i |b_i - (A x)_i|`` (``w`` = ``weights``), any ``z``
+    with ``A^T z = 0`` and ``|z_i| <= w_i`` gives the lower bound ``b^T z``
+    (weak duality: ``b^T z = r^T z <= sum w |r|`` for every ``x``). The
+    normal equations of the solve with weights ``u`` = ``solved`` that gave
+    the residual ``r`` say ``A^T (u r) = 0``; scaled into ``|z_i| <= w_i``,
+    ``z = u r / max_i(u_i |r_i| / w_i)`` is such a ``z``, up to the solver's
+    rounding, and ``b^T z = r^T z``. At an IRLS fixed point ``u r`` tends to
+    ``w sign(r)`` and the bound to the objective. Rows with a NaN residual or
+    a zero weight count in neither. The slack,
+    ``4 eps sum w (2 |b| + |r|)``, bounds the rounding level of the objective.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    use = np.isfinite(residual) & (w > 0)
+    r = np.where(use, residual, 0.0)
+    wr = w * np.abs(r)
+    objective = np.sum(wr, axis=0)
+    z = solved * r
+    ratio = np.divide(np.abs(z), w, out=np.zeros_like(wr), where=use)
+    c = np.max(ratio, axis=0, initial=0.0)
+    bound = np.divide(np.sum(z * r, axis=0), c, out=np.zeros_like(objective), where=c > 0)
+    b_abs = np.sum(np.where(use, w * np.abs(np.nan_to_num(values)), 0.0), axis=0)
+    slack = _IRLS_GAP_SLACK * np.finfo(np.float64).eps * (2.0 * b_abs + objective)
+    return objective, bound, slack
+
+
+def _irls_l1_certified(
+    solve: Callable[..., NetworkSolution],
+    weights: np.ndarray,
+    values: np.ndarray,
+    *,
+    floor: float,
+    lowest: float,
+    max_iter: int,
+    tol: float,
+) -> tuple[NetworkSolution, int]:
+    """:func:`irls_l1` with ``tol``: each column until its duality gap proves
+    it (the floor of a column between ``lowest`` and ``floor``)."""
+    b = np.asarray(values, dtype=np.float64)
+    if b.ndim != 2:
+        raise SarstackError(f"values {b.shape} must be (n_obs, P) for a tolerance")
+    w = np.broadcast_to(np.asarray(weights, dtype=np.float64), b.shape)
+    n_col = b.shape[1]
+    todo = np.arange(n_col)
+    out = solve(w, todo)
+    result = {k: np.array(out[k], copy=True) for k in NetworkSolution._fields}
+    solved = w  # the weights of the solve that gave `out`, for the open columns
+    n_it = 0
+    while True:
+        res = np.asarray(out["residual"])
+        objective, bound, slack = l1_lower_bound(b, res, w, solved)
+        done = objective - bound <= tol * objective + slack
+        if n_it >= max_iter and not done.all():
+            log.warning("L1 inversion (IRLS): %d of %d pixels stopped before reaching tol=%g "
+                        "(max_iter=%d)", int(np.count_nonzero(~done)), n_col, tol, max_iter)
+            done[:] = True
+        if done.any():
+            for k in NetworkSolution._fields:
+                result[k][..., todo[done]] = np.asarray(out[k])[..., done]
+            if done.all():
+                break
+            keep = ~done
+            todo, objective, res = todo[keep], objective[keep], res[:, keep]
+            b, w = b[:, keep], w[:, keep]
+        # The floor: at most `floor`, down to tol x the column's mean weighted |r|.
+        w_sum = np.sum(w, axis=0)
+        mean_abs = np.divide(objective, w_sum, out=np.zeros_like(objective), where=w_sum > 0)
+        delta = np.clip(tol * mean_abs, min(lowest, floor), floor)
+        solved = w / np.maximum(np.nan_to_num(np.abs(res), nan=0.0), delta)
+        out = solve(solved, todo)
+        n_it += 1
+    return NetworkSolution(**result), n_it
 
 
 def _date_label(k: int, dates: Sequence[dt.date] | None) -> str:

@@ -48,13 +48,33 @@ def _irls_l1(
     l1_max_iterations: int,
 ) -> tuple[snet.NetworkSolution, int]:
     """L1 of a censored / weighted system: :func:`sarstack.network.irls_l1` over
-    ``timeseries.invert_weighted`` (residual floor 1e-4 of the median phase)."""
+    ``timeseries.invert_weighted`` (residual floor at most 1e-4 of the median
+    phase), each pixel until its objective is proven within ``1 +
+    l1_tolerance`` of its optimum (the open pixels alone solved again)."""
     from sarstack import timeseries as ts  # JAX: imported by the stages that solve
 
-    return snet.irls_l1(
-        lambda w: ts.invert_weighted(a, flat, w), weights, flat,
-        floor=1e-4, max_iter=l1_max_iterations, tol=l1_tolerance,
-    )  # fmt: skip
+    n_pix = flat.shape[1]
+    chunk = ts.weighted_chunk_pixels(n_pix)
+
+    def solve(w: np.ndarray, cols: np.ndarray) -> snet.NetworkSolution:
+        # The open pixels, padded with closed ones (base weights, results
+        # dropped) to whole kernel calls of the full solve's size: fewer calls
+        # as pixels close, and no kernel shape to compile anew.
+        if cols.size == n_pix:
+            return ts.invert_weighted(a, flat, w)
+        k = min(n_pix, -(-cols.size // chunk) * chunk)
+        if k == n_pix:
+            full = np.array(weights, dtype=np.float64)
+            full[:, cols] = w
+            return snet.NetworkSolution(
+                *(np.asarray(f)[..., cols] for f in ts.invert_weighted(a, flat, full)))
+        pad = np.setdiff1d(np.arange(n_pix), cols)[: k - cols.size]
+        out = ts.invert_weighted(a, flat[:, np.concatenate([cols, pad])],
+                                 np.concatenate([w, weights[:, pad]], axis=1))  # fmt: skip
+        return snet.NetworkSolution(*(np.asarray(f)[..., : cols.size] for f in out))
+
+    return snet.irls_l1(solve, weights, flat, floor=1e-4, max_iter=l1_max_iterations,
+                        tol=l1_tolerance)  # fmt: skip
 
 
 #: Most distinct missing-interferogram patterns among a block's partial pixels

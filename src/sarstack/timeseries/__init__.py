@@ -66,6 +66,7 @@ _JAX_NAMES = {
     "invert_l1": "_l1",
     "correlation_weights": "_weighted",
     "invert_weighted": "_weighted",
+    "weighted_chunk_pixels": "_weighted",
 }
 _JAX_MODULES = frozenset(_JAX_NAMES.values())
 
@@ -107,4 +108,5 @@ __all__ = [
     "temporal_coherence",
     "velocity",
     "velocity_weighted",
+    "weighted_chunk_pixels",
 ]

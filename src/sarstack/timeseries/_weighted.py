@@ -163,6 +163,12 @@ def _weighted_kernel(
     return jnp.where(drop, nan, x), res, jnp.where(drop, nan, var), n_used
 
 
+def weighted_chunk_pixels(n_pix: int) -> int:
+    """Pixels per kernel call of :func:`invert_weighted` solving ``n_pix``
+    pixels (each size is compiled once per process and network)."""
+    return _chunk_size(n_pix)
+
+
 def _chunk_size(n_pix: int) -> int:
     """Pixels per kernel call: :data:`_W_CHUNK`, or the next power of two
     (at least :data:`_W_CHUNK_MIN`) for fewer pixels."""
