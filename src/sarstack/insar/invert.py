@@ -269,15 +269,6 @@ def invert_strip(
     triangles = sclosure.network_triangles(pairs)
     _log_triangles(len(triangles), len(ifgs))
     closure_tags = _closure_tags(dates[0], dates[-1], len(triangles), ref_rc, reference_window)
-    n_flagged = 0
-    # Scene sums for the per-date quality table: each ifg's squared residuals
-    # and finite pixels, each triangle's non-zero and measurable closures.
-    # Residual sums are kept per block (summed in block order by the gather,
-    # so the tables are identical for every strip count).
-    res_ss: list[np.ndarray] = []
-    res_n: list[np.ndarray] = []
-    tri_totals = np.zeros((len(triangles), 2), np.int64)
-    disp_scale = float(abs(refpoint.phase_to_displacement(np.ones(1), wavelength)[0][0]))
     with contextlib.ExitStack() as st:
         reader = st.enter_context(_BlockReader(
             ifgs, None, mask, weighting=weighting, censor=censor, looks=correlation_looks,
@@ -290,44 +281,70 @@ def invert_strip(
         outputs = st.enter_context(StripOutputs(
             out_dir, sgrid, len(dates), len(ifgs), {"write_residuals": write_residuals},
             {"closure_nonzero_count": closure_tags}))  # fmt: skip
-        n_blocks = count_blocks(sgrid.shape, block_shape)
-        max_it = done = 0
-
-        def solve(swin: Window, block: tuple[np.ndarray, np.ndarray | None, np.ndarray | None]) -> None:
-            nonlocal max_it, done, n_flagged
-            flat, weights, m = block
-            x, res, n_used, n_it = _solve_block(
-                a, pairs, flat, weights, method=method, single=single,
-                l1_tolerance=l1_tolerance, l1_max_iterations=l1_max_iterations, threads=threads,
-            )  # fmt: skip
-            max_it = max(max_it, n_it)
-            disp, _ = refpoint.phase_to_displacement(x, wavelength)
-            closure = _closure_block(flat, triangles, m, tri_totals)
-            n_flagged += _n_flagged(closure)
-            # One pass says whether every residual is finite (a sum is NaN
-            # otherwise): then the sums below skip their masks, same values.
-            complete = bool(np.isfinite(np.sum(res, dtype=np.float64)))
-            if complete:
-                res_ss.append(np.sum(np.square(res), axis=1))
-                res_n.append(np.full(res.shape[0], res.shape[1], np.intp))
-            else:
-                finite = np.isfinite(res)
-                res_ss.append(np.sum(np.square(res), axis=1, where=finite))
-                res_n.append(np.count_nonzero(finite, axis=1))
-            outputs.write(swin, SolvedBlock((int(swin.height), int(swin.width)), disp, res,
-                                            n_used, m, closure, len(dates), disp_scale,
-                                            complete))  # fmt: skip
-            done += 1
-            log.info(
-                "block %d/%d done%s", done, n_blocks,
-                f" (iterations <= {max_it})" if method == "L1" else "",
-            )  # fmt: skip
-
+        solve = _StripBlocks(
+            a, pairs, triangles, outputs, len(dates), wavelength,
+            count_blocks(sgrid.shape, block_shape),
+            dict(method=method, single=single, l1_tolerance=l1_tolerance,
+                 l1_max_iterations=l1_max_iterations, threads=threads),
+        )  # fmt: skip
         # The strip's blocks, read at their rows in the whole stack.
         process_blocks(sgrid.shape, block_shape, solve, prefetch=True,
                        read=lambda w: reader.read(Window(w.col_off, w.row_off + r0, w.width, w.height)))  # fmt: skip
-    log.info("%d pixels with at least one non-zero closure", n_flagged)
-    write_strip_stats(out_dir, ifgs, res_ss, res_n, triangles, tri_totals)
+    log.info("%d pixels with at least one non-zero closure", solve.n_flagged)
+    write_strip_stats(out_dir, ifgs, solve.res_ss, solve.res_n, triangles, solve.tri_totals)
+
+
+class _StripBlocks:
+    """:func:`invert_strip`'s work on one block (called by the block engine):
+    solve, closure counts, the strip's scene sums, the outputs, progress.
+
+    The scene sums feed the per-date quality table: each ifg's squared
+    residuals and finite pixels, each triangle's non-zero and measurable
+    closures. Residual sums are kept per block (summed in block order by the
+    gather, so the tables are identical for every strip count).
+    """
+
+    def __init__(
+        self, a: np.ndarray, pairs: Sequence[tuple[int, int]], triangles: np.ndarray,
+        outputs: StripOutputs, n_dates: int, wavelength: float | None, n_blocks: int,
+        solve_kw: dict[str, Any],
+    ) -> None:  # fmt: skip
+        self.a, self.pairs, self.triangles, self.outputs = a, pairs, triangles, outputs
+        self.n_dates, self.wavelength, self.n_blocks = n_dates, wavelength, n_blocks
+        self.solve_kw = solve_kw
+        self.disp_scale = float(abs(refpoint.phase_to_displacement(np.ones(1), wavelength)[0][0]))
+        self.res_ss: list[np.ndarray] = []
+        self.res_n: list[np.ndarray] = []
+        self.tri_totals = np.zeros((len(triangles), 2), np.int64)
+        self.n_flagged = self.max_it = self.done = 0
+
+    def __call__(
+        self, swin: Window, block: tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
+    ) -> None:
+        flat, weights, m = block
+        x, res, n_used, n_it = _solve_block(self.a, self.pairs, flat, weights, **self.solve_kw)
+        self.max_it = max(self.max_it, n_it)
+        disp, _ = refpoint.phase_to_displacement(x, self.wavelength)
+        closure = _closure_block(flat, self.triangles, m, self.tri_totals)
+        self.n_flagged += _n_flagged(closure)
+        # One pass says whether every residual is finite (a sum is NaN
+        # otherwise): then the sums below skip their masks, same values.
+        complete = bool(np.isfinite(np.sum(res, dtype=np.float64)))
+        if complete:
+            self.res_ss.append(np.sum(np.square(res), axis=1))
+            self.res_n.append(np.full(res.shape[0], res.shape[1], np.intp))
+        else:
+            finite = np.isfinite(res)
+            self.res_ss.append(np.sum(np.square(res), axis=1, where=finite))
+            self.res_n.append(np.count_nonzero(finite, axis=1))
+        self.outputs.write(swin, SolvedBlock((int(swin.height), int(swin.width)), disp, res,
+                                             n_used, m, closure, self.n_dates, self.disp_scale,
+                                             complete))  # fmt: skip
+        self.done += 1
+        log.info(
+            "block %d/%d done%s", self.done, self.n_blocks,
+            f" (iterations <= {self.max_it})" if self.solve_kw["method"] == "L1" else "",
+        )  # fmt: skip
 
 
 #: The strips' scene sums (CSV), summed over the strips by the gather.
