@@ -184,20 +184,3 @@ def test_flatten_bounds_gdal_cache_unless_the_user_set_it(monkeypatch):
     monkeypatch.setenv("GDAL_CACHEMAX", "64")
     cli.bound_gdal_cache()
     assert os.environ["GDAL_CACHEMAX"] == "64"
-
-
-def test_inversion_sizes_gdal_cache_to_its_reads_unless_the_user_set_it(monkeypatch):
-    """insar_invert's cache follows what its block loop keeps decoded (plus a
-    margin, within [MIN_GDAL_CACHE_MB, GDAL_CACHE_MB]); a user's GDAL_CACHEMAX wins."""
-    from sarstack import cli
-
-    monkeypatch.setattr(cli, "_USER_GDAL_CACHE", None)
-    monkeypatch.setenv("GDAL_CACHEMAX", str(cli.GDAL_CACHE_MB))
-    assert cli.fit_gdal_cache(174.0) == 207
-    assert os.environ["GDAL_CACHEMAX"] == "207"
-    assert cli.fit_gdal_cache(1.0) == cli.MIN_GDAL_CACHE_MB
-    assert cli.fit_gdal_cache(5000.0) == cli.GDAL_CACHE_MB
-    monkeypatch.setattr(cli, "_USER_GDAL_CACHE", "96")
-    monkeypatch.setenv("GDAL_CACHEMAX", "96")
-    assert cli.fit_gdal_cache(174.0) == 0
-    assert os.environ["GDAL_CACHEMAX"] == "96"

@@ -156,20 +156,3 @@ def test_read_ahead_keeps_order_overlaps_and_raises_where_taken():
             got.append(v)
     assert got == [0, 1, 4, 9] and started[:5] == [0, 1, 2, 3, 4]
     assert list(read_ahead(read, [3])) == [9] and list(read_ahead(read, [])) == []
-
-
-@pytest.mark.parametrize(("tile", "rows", "expected_rows"), [
-    (16, 8, 16),   # 2 block bands per tile row: one tile row cached
-    (16, 32, 32),  # a band spans 2 whole tile rows
-    (16, 24, 40),  # bands straddle tile rows: one more
-])  # fmt: skip
-def test_row_band_mb_is_the_tile_rows_a_band_of_blocks_touches(tmp_path, tile, rows, expected_rows):
-    """The GDAL cache a block loop needs: every tile a band of ``rows`` rows
-    touches, across the whole width, decoded (float32: 4 bytes)."""
-    a = np.zeros((64, 48), np.float32)
-    p = tmp_path / "t.tif"
-    profile = dict(driver="GTiff", width=48, height=64, count=1, dtype="float32",
-                   tiled=True, blockxsize=16, blockysize=tile)  # fmt: skip
-    with rasterio.open(p, "w", **profile) as ds:
-        ds.write(a, 1)
-    assert io.row_band_mb(p, rows) == pytest.approx(48 * expected_rows * 4 / 2**20)

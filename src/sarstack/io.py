@@ -87,21 +87,6 @@ def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
         raise SarstackError(f"{p}: not a readable raster ({msg})") from None
 
 
-def row_band_mb(path: str | Path, block_rows: int) -> float:
-    """MB of decoded blocks that one band of ``block_rows`` rows touches across
-    the raster's whole width (every band): what GDAL's block cache must hold for
-    a loop over blocks of those rows to decode each of the file's blocks once."""
-    with open_raster(path) as ds:
-        tile_rows = int(ds.block_shapes[0][0])
-        itemsize = np.dtype(ds.dtypes[0]).itemsize
-        width, count = ds.width, ds.count
-    block_rows = max(1, int(block_rows))
-    rows = max(tile_rows, block_rows)
-    if tile_rows % block_rows and block_rows % tile_rows:  # bands straddle two tile rows
-        rows += tile_rows
-    return width * rows * itemsize * count / 2**20
-
-
 def read_grid(path: str | Path, *, single_band: bool = False) -> Grid:
     """The grid of a raster; ``single_band`` for inputs, which must have one band.
 

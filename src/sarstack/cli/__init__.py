@@ -49,31 +49,12 @@ def parser(description: str) -> argparse.ArgumentParser:
 #: (174 ifgs x 256-row tiles x 1024 cols: 182 MB; 102 ifgs x 256-row tiles x
 #: 2048 cols: 214 MB), else it is decompressed once per block (64 MB: the
 #: 2048^2 x 102 ifgs inversion 20 % slower, the gather 3x slower). 384 MB
-#: kept the 1024^2 x 60-date L2 inversion job under 1 GB (984 MB at 512);
-#: the inversion now asks for what its reads need (:func:`fit_gdal_cache`),
-#: at most this.
+#: keeps the 1024^2 x 60-date L2 inversion job under 1 GB (984 MB at 512).
+#: Measured 2026-12-05: sized to one tile row of every ifg plus 10 % (207 MB
+#: for 1024^2 x 174 ifgs) the strips peaked 18 % lower (758 against 930 MB)
+#: but ran 1 s slower each, two side by side (7.5 against 6.5 s; 256 MB 6.9 s,
+#: 320 MB 6.1 s): the reads need about two tile rows cached, so it stayed 384.
 GDAL_CACHE_MB = 384
-
-#: GDAL_CACHEMAX as the user set it (None: not set), before this module sets a default.
-_USER_GDAL_CACHE = os.environ.get("GDAL_CACHEMAX")
-
-#: The least block cache a stage sized to its reads asks for, MB.
-MIN_GDAL_CACHE_MB = 64
-
-
-def fit_gdal_cache(need_mb: float) -> int:
-    """Size GDAL's block cache of this process to a stage's reads: ``need_mb``
-    (what its block loop must keep decoded, e.g. :func:`sarstack.io.row_band_mb`
-    summed over its files) plus 10 % and 16 MB, at least :data:`MIN_GDAL_CACHE_MB`,
-    at most :data:`GDAL_CACHE_MB`. Memory then follows the stack's width and
-    file count, not a fixed 384 MB (the 1024² × 174-ifg inversion needs 174 MB).
-    A user's GDAL_CACHEMAX wins. Call before the first read (GDAL reads the
-    setting once). Returns the MB set (the user's setting: 0)."""
-    if _USER_GDAL_CACHE is not None:
-        return 0
-    mb = int(min(GDAL_CACHE_MB, max(MIN_GDAL_CACHE_MB, need_mb * 1.1 + 16)))
-    os.environ["GDAL_CACHEMAX"] = str(mb)
-    return mb
 
 
 #: glibc's malloc returns every large array (above 128 kB-32 MB, its moving

@@ -48,8 +48,6 @@ def main(argv=None):
     grid = io.read_grid(ifgs[0].path)
     height = grid.height
     rows = insar.strip_rows(height, a.block[0], a.strip)
-    # Before the first read: one band of block rows of every file stays decoded.
-    cli.fit_gdal_cache(insar.read_cache_mb(ifgs, a.block[0]))
     ref_rc = stagefiles.read_reference_point(a.reference)
     strip_dir = Path(a.out_dir) / ".strip" if a.index else Path(a.out_dir)
     insar.invert_strip(

@@ -25,7 +25,6 @@ from sarstack.insar.invert import (  # noqa: F401
     _solve_block,
     describe_method,
     invert_strip,
-    read_cache_mb,
     strip_rows,
     strip_work,
     write_strip_stats,

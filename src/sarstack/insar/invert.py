@@ -28,7 +28,6 @@ from sarstack.io import (
     count_blocks,
     process_blocks,
     read_grid,
-    row_band_mb,
 )
 
 if TYPE_CHECKING:
@@ -166,18 +165,6 @@ def strip_work(ifg_table: str | Path, block_rows: int) -> tuple[int, int]:
     used = read_ifg_table(ifg_table)[0]  # excluded ones left out
     grid = read_grid(used[0].path)
     return -(-grid.height // int(block_rows)), int(block_rows) * grid.width * len(used)
-
-
-def read_cache_mb(ifgs: Sequence[Ifg], block_rows: int) -> float:
-    """MB of decoded blocks the inversion's block loop keeps in GDAL's cache: one
-    band of ``block_rows`` rows of every ifg and of its conncomp and correlation
-    rasters (each kind laid out as its first file)."""
-    need = 0.0
-    for kind in ("path", "conncomp", "correlation"):
-        files = [getattr(i, kind) for i in ifgs if getattr(i, kind)]
-        if files:
-            need += len(files) * row_band_mb(files[0], block_rows)
-    return need
 
 
 def strip_rows(height: int, block_rows: int, label: str) -> tuple[int, int]:
