@@ -125,6 +125,14 @@ def parse_pair_dates(name: str | Path, date_format: str) -> tuple[dt.date, dt.da
     return d1, d2
 
 
+def parse_iso_date(text: str, what: str) -> dt.date:
+    """``YYYY-MM-DD`` as a date; a one-line error naming ``what`` otherwise."""
+    try:
+        return dt.date.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise SarstackError(f"{what} {text!r} is not YYYY-MM-DD") from None
+
+
 def check_unique(dates: Sequence[dt.date], names: Sequence[str | Path]) -> None:
     """Raise naming both files if two scenes share one acquisition date."""
     seen: dict[dt.date, str | Path] = {}

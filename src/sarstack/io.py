@@ -34,6 +34,7 @@ from sarstack.blocks import iter_blocks as iter_blocks
 from sarstack.blocks import process_blocks as process_blocks
 from sarstack.blocks import read_ahead as read_ahead
 from sarstack.errors import SarstackError
+from sarstack.stagefiles import read_json as read_json
 
 log = logging.getLogger(__name__)
 
@@ -528,18 +529,6 @@ def grid_to_dict(grid: Grid) -> dict[str, Any]:
 def grid_from_dict(d: Mapping[str, Any]) -> Grid:
     crs = CRS.from_wkt(d["crs"]) if d.get("crs") else None
     return Grid(crs, Affine.from_gdal(*d["transform"]), int(d["width"]), int(d["height"]))
-
-
-def read_json(path: str | Path) -> Any:
-    import json
-
-    p = Path(path)
-    try:
-        return json.loads(p.read_text())
-    except FileNotFoundError:
-        raise SarstackError(f"{p}: no such file") from None
-    except ValueError as e:
-        raise SarstackError(f"{p}: not valid JSON ({e})") from None
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -68,9 +68,9 @@ def _write_table(path: str | Path, table: pd.DataFrame) -> None:
     io.write_csv(path, table)
 
 
-def _read_json(path: str | Path) -> Any:
-    """A stage's JSON document; a one-line error for a missing or broken file
-    (as :func:`sarstack.io.read_json`, without importing the raster stack)."""
+def read_json(path: str | Path) -> Any:
+    """A stage's JSON document; a one-line error for a missing or broken file.
+    Light (no raster stack imported); :mod:`sarstack.io` re-exports it."""
     import json
 
     p = Path(path)
@@ -120,13 +120,13 @@ def read_grid(path: str | Path) -> Grid:
     """The union grid (``grid.json``, from ``rtc_select``)."""
     from sarstack import io
 
-    return io.grid_from_dict(_read_json(path))
+    return io.grid_from_dict(read_json(path))
 
 
 def read_grid_size(path: str | Path) -> tuple[int, int]:
     """``(height, width)`` of the union grid in ``grid.json``, without rasterio
     (for the Snakefile's scatter and the end-of-run summary)."""
-    g = _read_json(path)
+    g = read_json(path)
     return int(g["height"]), int(g["width"])
 
 
@@ -151,7 +151,7 @@ def read_flat(paths: Sequence[str | Path]) -> tuple[list[dict[str, Any]], str]:
     a user knows), ``fingerprint``, ``low``/``high`` (flatten bounds, linear
     power) and ``valid`` (per-tile valid fractions after flattening).
     """
-    docs = [_read_json(p) for p in paths]
+    docs = [read_json(p) for p in paths]
     scenes = sorted((s for d in docs for s in d["scenes"]), key=lambda s: s["date"])
     return scenes, docs[0].get("scale", "power") if docs else "power"
 

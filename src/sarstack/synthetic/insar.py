@@ -13,7 +13,7 @@ import pandas as pd
 from affine import Affine
 from rasterio.crs import CRS
 
-from sarstack.dates import DAYS_PER_YEAR
+from sarstack.dates import DAYS_PER_YEAR, parse_iso_date
 from sarstack.errors import SarstackError
 from sarstack.io import Grid, write_csv, write_raster
 from sarstack.velocity.model import SEASONAL_EPOCH
@@ -263,11 +263,7 @@ def _check_ifg_args(
         raise SarstackError(f"noise_rad must be >= 0, got {noise_rad}")
     if wavelength is not None and not wavelength > 0:
         raise SarstackError(f"wavelength must be positive metres, got {wavelength}")
-    try:
-        first = dt.date.fromisoformat(start_date)
-    except ValueError:
-        raise SarstackError(f"start_date {start_date!r} is not YYYY-MM-DD") from None
-    return h, w, first
+    return h, w, parse_iso_date(start_date, "start_date")
 
 
 def _check_fields(

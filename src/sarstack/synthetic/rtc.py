@@ -15,6 +15,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from scipy import ndimage
 
+from sarstack.dates import parse_iso_date
 from sarstack.errors import SarstackError
 from sarstack.io import Grid, write_csv, write_raster
 
@@ -370,11 +371,7 @@ def _check_rtc_args(
         raise SarstackError(f"frame_jitter_px must be >= 0, got {frame_jitter_px}")
     if point_targets < 0:
         raise SarstackError(f"point_targets must be >= 0, got {point_targets}")
-    try:
-        first = dt.date.fromisoformat(start_date)
-    except ValueError:
-        raise SarstackError(f"start_date {start_date!r} is not YYYY-MM-DD") from None
-    return h, w, first
+    return h, w, parse_iso_date(start_date, "start_date")
 
 
 def _date_shifts(
