@@ -18,6 +18,7 @@ Prints the median wall time of the chain, of the dry run, and per job.
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -35,7 +36,7 @@ for i in range(1, {k} + 1):
         name: f"s{{i}}"
         input: [] if i == 1 else f"s{{i - 1}}"
         output: f"s{{i}}"
-        shell: "{python} -c 'import numpy, rasterio' && touch {{output}}"
+        shell: "{python} -c 'import numpy, rasterio' && touch {{output:q}}"
 """
 
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="sarstack-floor-"))
     try:
-        (work / "Snakefile").write_text(SNAKEFILE.format(k=a.jobs, python=sys.executable))
+        (work / "Snakefile").write_text(SNAKEFILE.format(k=a.jobs, python=shlex.quote(sys.executable)))
         smk = [sys.executable, "-m", "snakemake", "--cores", str(a.cores), "-q"]
         chain, dry = [], []
         for _ in range(a.repeats):
