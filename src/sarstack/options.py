@@ -23,16 +23,18 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+#: The inversion's own options, in the order insar_invert has always passed them.
+_INVERSION_OPTIONS = {"--block": "insar.block_shape", "--method": "insar.method",
+                      "--wavelength": "insar.wavelength", "--mask": "insar.mask",
+                      "--l1-tolerance": "insar.l1_tolerance",
+                      "--l1-max-iterations": "insar.l1_max_iterations",
+                      "--weighting": "insar.weighting",
+                      "--correlation-looks": "insar.correlation_looks",
+                      "--correlation-threshold": "insar.correlation_threshold"}
 #: The options of the inversion chain run again in one job (sarstack.insar.chain:
 #: insar_injection, insar_reference_sensitivity): the inversion's, the gather's
 #: and the velocity fit's, as insar_invert, insar_gather and insar_velocity take them.
-_CHAIN_OPTIONS = {"--block": "insar.block_shape", "--method": "insar.method",
-                  "--wavelength": "insar.wavelength", "--mask": "insar.mask",
-                  "--l1-tolerance": "insar.l1_tolerance",
-                  "--l1-max-iterations": "insar.l1_max_iterations",
-                  "--weighting": "insar.weighting",
-                  "--correlation-looks": "insar.correlation_looks",
-                  "--correlation-threshold": "insar.correlation_threshold",
+_CHAIN_OPTIONS = {**_INVERSION_OPTIONS,
                   "--reference-window": "insar.reference_window",
                   "--coherence-mask": "insar.coherence_mask",
                   "--min-region-px": "insar.min_region_px",
@@ -115,13 +117,8 @@ STAGE_OPTIONS: dict[str, dict[str, str]] = {
                         "--window": "insar.reference_window", "--block": "insar.block_shape",
                         "--point": "insar.reference_point", "--lonlat": "insar.reference_lonlat",
                         "--mask": "insar.mask"},
-    "insar_invert": {"--block": "insar.block_shape", "--method": "insar.method",
-                     "--wavelength": "insar.wavelength", "--mask": "insar.mask",
-                     "--l1-tolerance": "insar.l1_tolerance",
-                     "--l1-max-iterations": "insar.l1_max_iterations",
-                     "--weighting": "insar.weighting",
-                     "--correlation-looks": "insar.correlation_looks",
-                     "--correlation-threshold": "insar.correlation_threshold",
+    # the flags in the order they always had: a reorder would rerun users' inversions
+    "insar_invert": {**_INVERSION_OPTIONS,
                      "--write-residuals": "insar.write_residuals",
                      "--reference-window": "insar.reference_window",
                      "--jax-cache": "jax_cache_dir"},
