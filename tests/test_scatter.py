@@ -35,6 +35,9 @@ def test_every_scatter_gives_identical_outputs(small_workflow_run):
         "1-of-3.csv", "2-of-3.csv", "3-of-3.csv"]
     assert len(list((three / "benchmarks" / "insar").glob("invert_*-of-3.tsv"))) == 3
     assert [p.name for p in (one / "rtc" / "xcorr").glob("*.csv")] == ["1-of-1.csv"]
+    # One strip: the InSAR chain ran as the one insar_small job, against three strips.
+    assert [p.name for p in (one / "benchmarks" / "insar").glob("*.tsv")] == ["small.tsv"]
+    assert not (one / "insar" / "strips").exists() or not any((one / "insar" / "strips").iterdir())
     for f in ("offsets.csv", "pairs.csv", "tiles.csv", "summary.csv", "dates.csv",
               "dates_tiles.csv", "date_events.csv", "tiles.geojson", "tile_vectors.geojson"):
         assert filecmp.cmp(one / "rtc" / f, three / "rtc" / f, shallow=False), f
