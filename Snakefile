@@ -44,10 +44,12 @@ onstart:
 
 onsuccess:
     release_output_lock()
+    stop_scheduler_wakeups()
     print_run_summary()
 
 
 onerror:
     release_output_lock()
+    stop_scheduler_wakeups()
     report_job_errors()
     write_stacks_summary_after_failure()

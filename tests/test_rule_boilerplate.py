@@ -96,3 +96,37 @@ def test_helpers_write_the_commands_and_paths_as_before():
         "python -m sarstack {params.cmd} 2> {log.batch:q} || sarstack_fail {log.batch:q};"
         " grep -h ' WARNING ' {params.select_logs} >&2 || true"
     )
+
+
+def _common_function(name: str):
+    """One top-level function of common.smk, run on its own."""
+    text = COMMON.read_text()
+    start = text.index(f"\ndef {name}(")
+    end = text.index("\n\n\n", start + 1)
+    ns: dict = {}
+    exec(compile(text[start:end], str(COMMON), "exec"), ns)
+    return ns[name]
+
+
+def test_run_end_cancels_snakemakes_pending_scheduler_timer():
+    """onsuccess/onerror cancel the scheduler's last 1 s wake-up timer (a
+    non-daemon thread Python waited for at exit); other timers are left alone."""
+    import threading
+
+    stop = _common_function("stop_scheduler_wakeups")
+
+    def wake() -> None:
+        pass
+
+    wake.__module__ = "snakemake.scheduling.job_scheduler"
+    sched, other = threading.Timer(60, wake), threading.Timer(60, lambda: None)
+    sched.start()
+    other.start()
+    try:
+        stop()
+        sched.join(timeout=5)
+        assert not sched.is_alive()
+        assert other.is_alive()
+    finally:
+        sched.cancel()
+        other.cancel()

@@ -77,6 +77,23 @@ def release_output_lock():
         runlock.release(OUT)
 
 
+def stop_scheduler_wakeups():
+    """onsuccess / onerror: cancel the scheduler's pending wake-up timers.
+
+    Snakemake's scheduler (9.x, whose job rate limit is on by default:
+    --max-jobs-per-timespan 100/1s) starts a 1 s threading.Timer after each
+    scheduling pass, not a daemon thread: the last one was still waiting when
+    the run ended, and Python waited for it before exiting, so every run took
+    up to 1 s longer than its work (1.0 s on a one-rule workflow here). The
+    run is over when these handlers run; the timers have nothing left to wake."""
+    import threading
+
+    for t in threading.enumerate():
+        module = str(getattr(getattr(t, "function", None), "__module__", ""))
+        if isinstance(t, threading.Timer) and module.startswith("snakemake.scheduling"):
+            t.cancel()
+
+
 def _cores():
     """--cores of a local run. None for --lint, for a cluster executor (SLURM) and
     inside the cluster's jobs, where --cores is not what the job was given: a
