@@ -89,8 +89,8 @@ def stop_scheduler_wakeups():
     import threading
 
     for t in threading.enumerate():
-        module = str(getattr(getattr(t, "function", None), "__module__", ""))
-        if isinstance(t, threading.Timer) and module.startswith("snakemake.scheduling"):
+        origin = str(getattr(getattr(t, "function", None), "__module__", ""))
+        if isinstance(t, threading.Timer) and origin.startswith("snakemake.scheduling"):
             t.cancel()
 
 
