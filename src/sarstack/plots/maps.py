@@ -281,18 +281,31 @@ def network(
 ) -> plt.Figure:
     """The pair network: one line per interferogram between its two dates;
     ``excluded`` ``(reference, secondary)`` dates (network editing) in grey, dashed."""
+    from matplotlib.collections import LineCollection
+    from matplotlib.dates import date2num
+
     n = len(pairs) + len(excluded)
     fig, ax = plt.subplots(figsize=(9, max(3, 0.12 * n + 2)))
     t = pd.to_datetime([str(d) for d in dates])
-    for k, (i, j) in enumerate(pairs):
-        ax.plot([t[i], t[j]], [k, k], "-", color="tab:blue", lw=1.5)
-        ax.plot([t[i], t[j]], [k, k], "o", color="k", ms=3)
-    for k, (d1, d2) in enumerate(excluded, start=len(pairs)):
-        te = pd.to_datetime([str(d1), str(d2)])
-        ax.plot(te, [k, k], "--", color="0.6", lw=1.2,
-                label="excluded (network editing)" if k == len(pairs) else None)  # fmt: skip
-    for d in t:
-        ax.axvline(d, color="0.9", lw=0.8, zorder=0)
+    # One collection per kind (not a line per interferogram: 2 x 174 artists
+    # took 0.8 s to draw and save for a 60-date stack).
+    ii = np.array([i for i, _ in pairs], dtype=int)
+    jj = np.array([j for _, j in pairs], dtype=int)
+    k = np.arange(len(pairs))
+    ends = np.stack([ii, jj], axis=1).ravel()
+    ax.plot(t[ends], np.repeat(k, 2), "o", color="k", ms=3, zorder=3)  # sets the date axis
+    x = date2num(t.to_pydatetime())
+    ax.add_collection(LineCollection(
+        [[(x[i], r), (x[j], r)] for r, (i, j) in enumerate(pairs)], colors="tab:blue",
+        linewidths=1.5, zorder=2))  # fmt: skip
+    if excluded:
+        te = date2num(pd.to_datetime([str(d) for pair in excluded for d in pair]).to_pydatetime())
+        ax.add_collection(LineCollection(
+            [[(te[2 * r], len(pairs) + r), (te[2 * r + 1], len(pairs) + r)]
+             for r in range(len(excluded))],
+            colors="0.6", linewidths=1.2, linestyles="--", label="excluded (network editing)"))  # fmt: skip
+        ax.autoscale_view()
+    ax.vlines(t, 0, 1, transform=ax.get_xaxis_transform(), colors="0.9", lw=0.8, zorder=0)
     ax.set_xlabel("date")
     ax.set_ylabel("interferogram")
     more = f", {len(excluded)} excluded" if excluded else ""
