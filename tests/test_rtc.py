@@ -10,7 +10,6 @@ import rasterio
 from affine import Affine
 from conftest import with_schema_defaults
 from rasterio.crs import CRS
-from rasterio.windows import Window
 
 from sarstack import io, rtc
 from sarstack.errors import SarstackError
@@ -68,39 +67,6 @@ def test_superset_pads_without_resampling_and_masks_nodata(tmp_path):
     assert np.isnan(placed[0, 0])  # nodata -> NaN, not -9999
     np.testing.assert_array_equal(placed.ravel()[1:], data.ravel()[1:])  # bit-exact: not resampled
     assert np.isnan(arr).sum() == arr.size - 24
-
-
-@pytest.mark.parametrize("nodata", [None, 0.0, -9999.0])
-def test_superset_vrt_direct_read_equals_gdal(tmp_path, nodata):
-    """io reads a superset VRT's source window directly (io.placed_source): the
-    same float32 array as GDAL's VRT for every window, edges and padding included."""
-    rng = np.random.default_rng(3)
-    data = rng.random((37, 41)).astype(np.float32)
-    data[5:9, 3:30] = 0.0 if nodata is None else nodata  # a nodata patch
-    data[0, 0] = np.nan
-    g = _grid(300, 600, 41, 37)
-    src = tmp_path / "s_20200101.tif"
-    io.write_raster(src, data, g, nodata=nodata)
-    union = rtc.union_grid([g, _grid(300 - 30 * 7, 600 + 30 * 5, 20, 20), _grid(300, 600, 50, 45)])
-    vrt = tmp_path / "s.vrt"
-    rtc.superset_vrt(src, vrt, union)
-    placed = io.placed_source(vrt)
-    assert placed is not None and (placed.row0, placed.col0) == (5, 7)
-    windows = [None, Window(0, 0, 50, 9), Window(3, 2, 20, 30), Window(40, 40, 17, 10),
-               Window(0, 44, 57, 6), Window(50, 0, 7, 50), Window(10, 10, 1, 1)]  # fmt: skip
-    with rasterio.open(vrt) as ds, io.StackReader([vrt]) as stack:
-        assert stack.shape == (ds.height, ds.width) == (50, 57)
-        for win in windows:
-            want = ds.read(1, window=win).astype(np.float32)
-            for got in (io.read_band(vrt, win), stack.read_one(0, win)):
-                assert got.dtype == np.float32
-                np.testing.assert_array_equal(got, want)
-    # anything but the plain placed form is left to GDAL
-    (tmp_path / "other.vrt").write_text(vrt.read_text().replace("<NODATA>", "<ScaleRatio>2</ScaleRatio><NODATA>")
-                                        if nodata is not None else vrt.read_text().replace(
-                                            "</ComplexSource>", "<ScaleRatio>2</ScaleRatio></ComplexSource>"))  # fmt: skip
-    assert io.placed_source(tmp_path / "other.vrt") is None
-    assert io.placed_source(src) is None
 
 
 def test_superset_reprojects_off_grid_scene(tmp_path):

@@ -35,8 +35,6 @@ from sarstack.blocks import process_blocks as process_blocks
 from sarstack.blocks import read_ahead as read_ahead
 from sarstack.errors import SarstackError
 from sarstack.stagefiles import read_json as read_json
-from sarstack.vrt import PlacedSource, read_placed
-from sarstack.vrt import placed_source as placed_source
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +141,8 @@ def read_band(
     Opens the file for this one read; loops over blocks of a stack use
     :class:`StackReader`, which keeps the files open.
     """
-    placed = placed_source(path) if (band == 1 and nan_nodata) else None
-    with open_raster(path if placed is None else placed.source) as ds:
-        return _read_window(ds, path, window, band, nan_nodata, placed)
+    with open_raster(path) as ds:
+        return _read_window(ds, path, window, band, nan_nodata)
 
 
 def _read_window(
@@ -154,15 +151,7 @@ def _read_window(
     window: Window | None,
     band: int,
     nan_nodata: bool,
-    placed: PlacedSource | None = None,
 ) -> np.ndarray:
-    if placed is not None:
-        data = read_placed(ds, path, placed, window)
-        if data is not None:
-            return data
-        # A window the direct read does not cover: through GDAL's VRT after all.
-        with open_raster(path) as vrt:
-            return _read_window(vrt, path, window, band, nan_nodata)
     try:
         data = ds.read(band, window=window, boundless=False)
     except Exception as e:  # noqa: BLE001 - rasterio raises several types on bad data
@@ -202,16 +191,11 @@ class StackReader:
         self.nan_nodata = nan_nodata
         self._stack: contextlib.ExitStack | None = None
         self._ds: list[rasterio.io.DatasetReader] = []
-        self._placed: list[PlacedSource | None] = []
 
     def __enter__(self) -> StackReader:
         self._stack = contextlib.ExitStack()
         try:
-            self._placed = [placed_source(p) if self.nan_nodata else None for p in self.paths]
-            self._ds = [
-                self._stack.enter_context(open_raster(p if q is None else q.source))
-                for p, q in zip(self.paths, self._placed, strict=True)
-            ]
+            self._ds = [self._stack.enter_context(open_raster(p)) for p in self.paths]
         except BaseException:
             self._stack.close()
             raise
@@ -228,15 +212,11 @@ class StackReader:
     @property
     def shape(self) -> tuple[int, int]:
         """``(rows, cols)`` of the first raster."""
-        placed = self._placed[0]
-        if placed is not None:
-            return (placed.out_height, placed.out_width)
         return (self._ds[0].height, self._ds[0].width)
 
     def read_one(self, k: int, window: Window | None = None) -> np.ndarray:
         """Band 1 of raster ``k`` in ``window`` (float32, float64 stays float64)."""
-        return _read_window(self._ds[k], self.paths[k], window, 1, self.nan_nodata,
-                            self._placed[k])  # fmt: skip
+        return _read_window(self._ds[k], self.paths[k], window, 1, self.nan_nodata)
 
     def read(self, window: Window | None = None) -> np.ndarray:
         """``(n, rows, cols)``: the window of every raster, in order."""
