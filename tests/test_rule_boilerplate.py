@@ -90,11 +90,11 @@ def test_helpers_write_the_commands_and_paths_as_before():
         " grep -h ' WARNING ' {log:q} >&2 || true"
     )
     batch = h["stage_shell"](
-        "python -m sarstack {params.cmd}", log="log.batch", warnings_from="{params.select_logs}"
+        "python -m sarstack {params.cmd}", log="log.batch", warnings_from="{params.select_logs:q}"
     )
     assert batch == (
         "python -m sarstack {params.cmd} 2> {log.batch:q} || sarstack_fail {log.batch:q};"
-        " grep -h ' WARNING ' {params.select_logs} >&2 || true"
+        " grep -h ' WARNING ' {params.select_logs:q} >&2 || true"
     )
 
 

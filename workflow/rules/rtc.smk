@@ -277,12 +277,12 @@ for _n, _stacks in enumerate(RTC_BATCHES, 1):
             reflectors_fingerprint=user_files_fingerprint(RCFG["reflectors"]),
             terrain_fingerprint=[rtc_terrain_fingerprint(s) for s in _stacks],
             cmd=rtc_batch_command(_stacks),
-            select_logs=" ".join(shlex.quote(stage_log(f"rtc/{s}select")) for s in _stacks),
+            select_logs=[stage_log(f"rtc/{s}select") for s in _stacks],
         shell:
             stage_shell(
                 "python -m sarstack {params.cmd}",
                 log="log.batch",
-                warnings_from="{params.select_logs}",
+                warnings_from="{params.select_logs:q}",
             )
 
 
