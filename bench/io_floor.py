@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import re
 import shlex
 import subprocess
 import sys
@@ -43,15 +42,16 @@ import rasterio
 SNAKEFILE = 'rule a:\n    output: "a"\n    shell: "touch {output:q}"\n'
 
 
-def _pairs(files: list[str]) -> tuple[np.ndarray, int]:
-    """Incidence matrix from ``YYYYMMDD_YYYYMMDD`` file names."""
-    keys = [re.findall(r"(\d{8})", Path(f).name)[:2] for f in files]
+def _design(files: list[str]) -> tuple[np.ndarray, int]:
+    """Incidence matrix (first date's column dropped) from ``YYYYMMDD_YYYYMMDD`` names."""
+    from sarstack import dates as sdates
+    from sarstack import network as snet
+
+    keys = [sdates.parse_pair_dates(f, "%Y%m%d") for f in files]
     dates = sorted({d for k in keys for d in k})
     idx = {d: i for i, d in enumerate(dates)}
-    a = np.zeros((len(files), len(dates)))
-    for r, (d1, d2) in enumerate(keys):
-        a[r, idx[d1]], a[r, idx[d2]] = -1.0, 1.0
-    return a[:, 1:], len(dates)
+    pairs = [(idx[d1], idx[d2]) for d1, d2 in keys]
+    return snet.incidence_matrix(pairs, len(dates)), len(dates)
 
 
 def _start(work: Path) -> float:
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     files = sorted(glob.glob(a.ifgs))
     if not files:
         p.error(f"{a.ifgs}: no file matches")
-    design, n_dates = _pairs(files)
+    design, n_dates = _design(files)
     pinv = np.linalg.pinv(design).astype(np.float32)
     with rasterio.open(files[0]) as ds:
         height, width, profile = ds.height, ds.width, ds.profile
