@@ -78,7 +78,7 @@ def test_closure_count_matches_brute_force_oracle():
     got = closure.closure_nonzero_count(phase, tri)
     assert got.dtype == np.uint16 and got.shape == (6, 7)
     np.testing.assert_array_equal(got, want)
-    nonzero, measured = closure.closure_counts(phase, tri, chunk_elements=1)  # 1 triangle a chunk
+    nonzero, measured = closure.closure_counts(phase, tri)
     np.testing.assert_array_equal(nonzero, want)
     np.testing.assert_array_equal(measured, want_measured)
     # any trailing shape; no triangles: zeros
@@ -89,13 +89,13 @@ def test_closure_count_matches_brute_force_oracle():
     full = np.nan_to_num(phase, nan=0.7)
     want_full, want_full_measured = _oracle(full, pairs)
     totals = np.zeros((len(tri), 2), np.int64)
-    nonzero, measured = closure.closure_counts(full, tri, chunk_elements=50, totals=totals)
+    nonzero, measured = closure.closure_counts(full, tri, totals=totals)
     np.testing.assert_array_equal(nonzero, want_full)
     np.testing.assert_array_equal(measured, want_full_measured)
     assert (measured == len(tri)).all() and 0 < nonzero.max() < len(tri)
     slow = np.zeros_like(totals)
     with_nan = np.concatenate([full, np.full((len(pairs), 1, 7), np.nan)], axis=1)
-    closure.closure_counts(with_nan, tri, chunk_elements=50, totals=slow)  # the masked path
+    closure.closure_counts(with_nan, tri, totals=slow)  # the masked path
     np.testing.assert_array_equal(totals, slow)
 
 

@@ -460,3 +460,21 @@ def test_temporal_coherence_equals_the_former_jax_kernel():
     assert np.isnan(new[5]) and np.array_equal(np.isnan(new), np.isnan(old))
     np.testing.assert_allclose(new, old, rtol=0, atol=2e-6, equal_nan=True)
     assert new.dtype == np.float32
+
+
+def test_distinct_columns_are_numpy_unique_groups():
+    """The columns' groups by bytes are np.unique's groups by value (-0.0 as 0.0)."""
+    rng = np.random.default_rng(5)
+    patterns = rng.choice([0.0, 0.5, 1.0], size=(9, 6))
+    m = patterns[:, rng.integers(0, 6, size=200)]
+    m[:, :3] = -0.0 * m[:, :3]  # -0.0 and 0.0 are the same weight
+    groups, inverse = snet.distinct_columns(m)
+    want_groups, want_inverse = np.unique(m.T + 0.0, axis=0, return_inverse=True)
+    assert len(groups) == len(want_groups) < 200
+    np.testing.assert_array_equal(groups[inverse].T, m)
+    # the same partition of the columns
+    same = inverse[:, None] == inverse[None, :]
+    want_inverse = np.asarray(want_inverse).reshape(-1)
+    np.testing.assert_array_equal(same, want_inverse[:, None] == want_inverse[None, :])
+    empty_groups, empty_inverse = snet.distinct_columns(np.zeros((0, 4)))
+    assert len(empty_groups) == 1 and empty_inverse.tolist() == [0, 0, 0, 0]

@@ -89,7 +89,7 @@ def _censored_l2(
 ) -> Any:
     """L2 of pixels missing some ifgs (weights 0/1 ``w``): the same model and
     outputs by either solver, equal to float64 rounding."""
-    if len(np.unique(w.T, axis=0)) <= MAX_NUMPY_PATTERNS:
+    if len(snet.distinct_columns(w)[0]) <= MAX_NUMPY_PATTERNS:
         return snet.solve_network_columns(pairs, a.shape[1] + 1, sub, w)
     from sarstack import timeseries as ts  # JAX
 

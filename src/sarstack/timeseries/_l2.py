@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sarstack.network import _pairs_from_incidence
 from sarstack.timeseries._common import LeastSquares, _prepare
 
 
@@ -43,7 +44,26 @@ def invert_l2(a: np.ndarray, phase: np.ndarray) -> LeastSquares:
     if bad.any():
         b = np.where(bad, 0.0, b).astype(dtype, copy=False)
     x = pinv.astype(dtype) @ b
-    res = b - a.astype(dtype) @ x
+    res = _model_phase(a, x)
+    np.subtract(b, res, out=res)  # b - A x
     x[:, bad] = np.nan
     res[:, bad] = np.nan
     return LeastSquares(x.reshape((a.shape[1], *tail)), res.reshape((a.shape[0], *tail)))
+
+
+def _model_phase(a: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``A @ x`` in ``x``'s dtype. For an incidence matrix (the networks of
+    :func:`sarstack.network.incidence_matrix`) each row is one date minus
+    another, taken row by row: the same values as the product (one rounding
+    either way, the zero terms exact), without BLAS's pass over the zeros
+    (a third of an L2 block's time on 174 ifgs x 59 dates)."""
+    pairs = _pairs_from_incidence(a)
+    if pairs is None:
+        return a.astype(x.dtype) @ x
+    out = np.empty((a.shape[0], *x.shape[1:]), x.dtype)
+    for row, (i, j) in zip(out, pairs, strict=True):
+        if i == 0:  # the first date is the datum (0)
+            row[...] = x[j - 1]
+        else:
+            np.subtract(x[j - 1], x[i - 1], out=row)
+    return out
