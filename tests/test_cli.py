@@ -75,6 +75,32 @@ def test_moved_checkout_has_nothing_to_do(small_workflow_run, tmp_path):
     assert "Nothing to be done" in p.stdout + p.stderr, (p.stdout + p.stderr)[-3000:]
 
 
+@pytest.mark.workflow
+def test_no_input_hashes_in_job_metadata(small_workflow_run):
+    """profiles/default (max-checksum-file-size: 0) is applied to a plain run:
+    Snakemake's record of a finished job holds no SHA-256 of its inputs (it
+    hashed each small input once per output file of every job); profiles/slurm
+    sets the same."""
+    import base64
+    import json
+
+    import yaml
+
+    out = small_workflow_run(1)
+    target = out / "insar" / "velocity.tif"
+    key = base64.urlsafe_b64encode(str(target).encode()).decode()
+    max_len = os.pathconf(ROOT, "PC_NAME_MAX") - 1
+    parts = [key[i : i + max_len] for i in range(0, len(key), max_len)]
+    record = ROOT / ".snakemake" / "metadata" / Path(*["@" + s for s in parts[:-1]], parts[-1])
+    meta = json.loads(record.read_text())
+    small_inputs = [f for f in meta["input"] if Path(f).is_file() and Path(f).stat().st_size < 10**6]
+    assert small_inputs, meta["input"]  # inputs Snakemake would have hashed
+    assert meta["input_checksums"] == {}
+    for profile in ("default", "slurm"):
+        settings = yaml.safe_load((ROOT / "profiles" / profile / "config.yaml").read_text())
+        assert settings["max-checksum-file-size"] == 0
+
+
 def test_every_stage_option_has_help():
     """``sarstack <stage> --help`` explains every option and positional argument."""
     import argparse
