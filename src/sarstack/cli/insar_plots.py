@@ -117,9 +117,10 @@ def main(argv=None):
     index = stagefiles.read_index(a.index)
     pts = sample_points(vel, ref, std)
     series = {}
-    for name, (r, c) in pts.items():
-        vals = [io.read_band(f, Window(c, r, 1, 1))[0, 0] for f in index["path"]]
-        series[f"{name} [{r}, {c}]"] = np.r_[0.0, vals]
+    with io.StackReader(list(index["path"])) as stack:  # each date's file opened once
+        for name, (r, c) in pts.items():
+            vals = [stack.read_one(k, Window(c, r, 1, 1))[0, 0] for k in range(len(stack))]
+            series[f"{name} [{r}, {c}]"] = np.r_[0.0, vals]
     plots.velocity_map(vel, ref, units, a.out_velocity,
                        {k: v for k, v in pts.items() if k != "reference"}, std=std,
                        model=model_name(tags), masked=masked,
