@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -26,6 +26,9 @@ import rasterio.shutil
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
 
 # The block engine lives in sarstack.blocks; io re-exports it, so a stage
 # imports its readers, writers and loop from one place.
@@ -218,9 +221,18 @@ class StackReader:
         """Band 1 of raster ``k`` in ``window`` (float32, float64 stays float64)."""
         return _read_window(self._ds[k], self.paths[k], window, 1, self.nan_nodata)
 
-    def read(self, window: Window | None = None) -> np.ndarray:
-        """``(n, rows, cols)``: the window of every raster, in order."""
-        return np.stack([self.read_one(k, window) for k in range(len(self._ds))])
+    def read(self, window: Window | None = None, dtype: DTypeLike | None = None) -> np.ndarray:
+        """``(n, rows, cols)``: the window of every raster, in order; with
+        ``dtype``, in that type, each raster converted as it is put in place
+        (no float32 stack copied again: the same values as ``read(w).astype(dtype)``)."""
+        if dtype is None:
+            return np.stack([self.read_one(k, window) for k in range(len(self._ds))])
+        first = self.read_one(0, window)
+        out = np.empty((len(self._ds), *first.shape), dtype)
+        out[0] = first
+        for k in range(1, len(self._ds)):
+            out[k] = self.read_one(k, window)
+        return out
 
 
 #: Free space below which a failed write is reported as a full disk (bytes).

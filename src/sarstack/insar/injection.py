@@ -172,8 +172,10 @@ class InjectedStack:
     def __len__(self) -> int:
         return len(self.stack)
 
-    def read(self, window: Window) -> np.ndarray:
-        return self.stack.read(window).astype(np.float64) + self.phase.read(window)
+    def read(self, window: Window, dtype: Any = None) -> np.ndarray:
+        """The raw phase plus the injected one, float64 (``dtype`` is accepted
+        as by :meth:`sarstack.io.StackReader.read`; the sum is float64 already)."""
+        return self.stack.read(window, np.float64) + self.phase.read(window)
 
     def read_one(self, k: int, window: Window) -> np.ndarray:
         return self.stack.read_one(k, window).astype(np.float64) + self.phase.read_one(k, window)

@@ -317,16 +317,18 @@ class _StripBlocks:
         # One pass says whether every residual is finite (a sum is NaN
         # otherwise): then the sums below skip their masks, same values.
         complete = bool(np.isfinite(np.sum(res, dtype=np.float64)))
+        sq = np.square(res)  # also the outputs' ifg_residual_std (float64: the same squares)
         if complete:
-            self.res_ss.append(np.sum(np.square(res), axis=1))
+            self.res_ss.append(np.sum(sq, axis=1))
             self.res_n.append(np.full(res.shape[0], res.shape[1], np.intp))
         else:
             finite = np.isfinite(res)
-            self.res_ss.append(np.sum(np.square(res), axis=1, where=finite))
+            self.res_ss.append(np.sum(sq, axis=1, where=finite))
             self.res_n.append(np.count_nonzero(finite, axis=1))
         self.outputs.write(swin, SolvedBlock((int(swin.height), int(swin.width)), disp, res,
                                              n_used, m, closure, self.n_dates, self.disp_scale,
-                                             complete))  # fmt: skip
+                                             complete, sq if sq.dtype == np.float64 else None))  # fmt: skip
+        del sq
         self.done += 1
         log.info(
             "block %d/%d done%s", self.done, self.n_blocks,
@@ -426,7 +428,7 @@ class _BlockReader:
         from sarstack import timeseries as ts  # JAX: imported by the stages that solve
 
         n = len(self.ifgs)
-        phase = self.phase.read(win).astype(np.float64)
+        phase = self.phase.read(win, np.float64)  # converted as each ifg is put in place
         if self.unwrap is not None:
             phase += self.unwrap.read(win)
         if self.ramps is not None and self.shape is not None:

@@ -43,6 +43,9 @@ class SolvedBlock:
     #: Every residual finite (no nodata, censored or masked pixel in the
     #: block): the sums skip their masks, the same values.
     complete: bool = False
+    #: ``np.square(res)`` when ``res`` is float64 and the caller squared it
+    #: already (the strip's per-ifg sums): not computed twice.
+    res_sq: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -92,8 +95,9 @@ class InversionOutput:
 
 
 def ifg_residual_std(
-    res: np.ndarray, n_dates: int, units_per_rad: float = 1.0, complete: bool = False
-) -> np.ndarray:
+    res: np.ndarray, n_dates: int, units_per_rad: float = 1.0, complete: bool = False,
+    sq: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
     """Per pixel, the interferograms' noise that the network's redundancy
     reveals: ``units_per_rad * sqrt(sum r^2 / (m - n_dates + 1))`` over the ``m``
     finite residuals ``r`` (radians) of the pixel's ifgs; NaN where
@@ -103,8 +107,10 @@ def ifg_residual_std(
     :func:`sarstack.refpoint.phase_to_displacement` of 1). The velocity stage
     propagates it through the network (``insar.velocity_uncertainty``).
     ``complete``: every residual is finite (the same result, without the masks).
+    ``sq``: ``np.square(res, dtype=np.float64)`` when the caller has it.
     """
-    sq = np.square(res, dtype=np.float64)
+    if sq is None:
+        sq = np.square(res, dtype=np.float64)
     if complete:
         m = np.full(res.shape[1:], res.shape[0], np.intp)
         ss = np.sum(sq, axis=0)
@@ -156,8 +162,8 @@ INVERSION_OUTPUTS: tuple[InversionOutput, ...] = (
     InversionOutput("ifg_residual_std", "pixel", "displacement",
                     "interferogram noise from the network residuals: "
                     "sqrt(sum r^2 / (ifgs used - dates + 1))",
-                    lambda b: ifg_residual_std(b.res, b.n_dates, b.disp_scale,
-                                               b.complete).astype(np.float32)),
+                    lambda b: ifg_residual_std(b.res, b.n_dates, b.disp_scale, b.complete,
+                                               b.res_sq).astype(np.float32)),
     InversionOutput("temporal_coherence", "pixel", "1",
                     "temporal coherence |mean exp(j residual)| of used ifgs",
                     _temporal_coherence, masked=False),
