@@ -197,13 +197,21 @@ def _window_of(full: np.ndarray, win: Window) -> np.ndarray:
     return full[win.row_off : win.row_off + win.height, win.col_off : win.col_off + win.width]
 
 
+#: Pixels per piece of a strip band copied by the gather (4 MB of float32).
+COPY_PX = 1 << 20
+
+
 def _copy_strip(
     src: Path, band: int, w: RasterWriter, off: int, keep: np.ndarray | None,
     block_shape: Sequence[int],
 ) -> None:  # fmt: skip
     """Band ``band`` of a strip file into the gathered raster from row ``off`` on,
-    nodata where ``keep`` (the whole scene's mask) is False."""
+    nodata where ``keep`` (the whole scene's mask) is False. Copied in
+    full-width pieces of whole ``block_shape`` rows, about :data:`COPY_PX`
+    pixels each (a plain copy: any piece gives the same raster, in fewer
+    reads and writes than ``block_shape``'s blocks)."""
     with open_raster(src) as ds:
+        rows = int(block_shape[0]) * max(1, COPY_PX // max(1, int(block_shape[0]) * ds.width))
 
         def piece(win: Window, data: np.ndarray) -> np.ndarray:
             if keep is not None:
@@ -212,7 +220,7 @@ def _copy_strip(
                 data[drop] = COUNT_NODATA if data.dtype == np.uint16 else np.nan
             return data
 
-        process_blocks((ds.height, ds.width), block_shape, piece,
+        process_blocks((ds.height, ds.width), (rows, ds.width), piece,
                        read=lambda win: ds.read(band, window=win), writers=[w], offset=(off, 0))  # fmt: skip
 
 
