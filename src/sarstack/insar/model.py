@@ -120,9 +120,9 @@ def velocity_files(
         noise_reader as noise,
     ):
         def velocity_block(win: Window) -> None:
-            y = np.concatenate([np.zeros((1, win.height, win.width)), series.read(win)])
+            y = np.concatenate([np.zeros((1, win.height, win.width)), series.read(win, np.float64)])
             shape = y.shape[1:]
-            flat = y.reshape(len(dates), -1).astype(np.float64)
+            flat = y.reshape(len(dates), -1)  # float64, a fresh array
             net = network(noise, win)
             weights = None if weight_ifgs is None else _correlation_date_weights(
                 weight_ifgs, cors, date_index, win, flat.shape)  # fmt: skip
