@@ -35,6 +35,9 @@ def test_stack_reader_equals_read_band_per_file(tmp_path):
         assert len(st) == 3 and st.shape == GRID.shape
         got = st.read(win)
         one = st.read_one(1, win)
+        wide = st.read(win, np.float64)  # converted as each raster is put in place
+    assert wide.dtype == np.float64
+    np.testing.assert_array_equal(wide, got.astype(np.float64))
     want = np.stack([io.read_band(p, win) for p in paths])
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(one, want[1])
