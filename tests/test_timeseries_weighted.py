@@ -478,3 +478,22 @@ def test_distinct_columns_are_numpy_unique_groups():
     np.testing.assert_array_equal(same, want_inverse[:, None] == want_inverse[None, :])
     empty_groups, empty_inverse = snet.distinct_columns(np.zeros((0, 4)))
     assert len(empty_groups) == 1 and empty_inverse.tolist() == [0, 0, 0, 0]
+
+
+def test_l2_model_phase_of_an_incidence_matrix_is_the_product_bit_for_bit():
+    """``A @ x`` taken as date differences (timeseries._l2) equals BLAS's product
+    exactly, rows with one date alone (+1 or -1) included; a matrix that is not
+    an incidence matrix goes through the product."""
+    from sarstack.timeseries._l2 import _model_phase
+
+    rng = np.random.default_rng(7)
+    a = snet.incidence_matrix(snet.make_pairs(9, "nearest:3"), 9)
+    a = np.vstack([a, -np.eye(8)[3]])  # a row of -1 alone
+    for dtype in (np.float64, np.float32):
+        x = (rng.normal(size=(8, 500)) * 10.0 ** rng.integers(-3, 4, size=(8, 1))).astype(dtype)
+        got = _model_phase(a, x)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, a.astype(dtype) @ x)
+    general = a.copy()
+    general[0, 0] = 0.5
+    np.testing.assert_array_equal(_model_phase(general, x), general.astype(np.float32) @ x)
