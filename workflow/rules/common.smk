@@ -225,6 +225,13 @@ def opt(flag, value):
     return f"{flag} {shlex.quote(str(value))}"
 
 
+def input_option(flag, name):
+    """Params function: ``[flag, path]`` of the rule's optional input ``name``
+    (a list of at most one file), ``[]`` without it; the command quotes it,
+    ``{params.NAME:q}``."""
+    return lambda wildcards, input: [flag, getattr(input, name)[0]] if getattr(input, name) else []
+
+
 def stage_opts(stage):
     """The stage's config-driven options (sarstack.options: the schema's keys it
     takes, under its flags), shell-quoted, for its rule's command."""
@@ -718,11 +725,9 @@ if rtc_reflectors_file():
 
 
 def stacks_summary_args(wildcards):
-    """rtc_stacks_summary's --stack options, one per stack of rtc.stacks (quoted)."""
-    return " ".join(
-        f"--stack {shlex.quote(name)} {shlex.quote(f'{RTC}/{s}')}"
-        for s, name in STACK_NAMES.items()
-    )
+    """rtc_stacks_summary's --stack options, one per stack of rtc.stacks: a
+    list, quoted item by item by the rule's ``{params.stacks:q}``."""
+    return [a for s, name in STACK_NAMES.items() for a in ("--stack", name, f"{RTC}/{s}")]
 
 
 def write_stacks_summary_after_failure():
@@ -1164,7 +1169,7 @@ def insar_small_command():
     params = dict(opts=stage_opts("insar_reference"), quality=opt("--quality", insar_quality()))
     parts.append(format_command(INSAR_REFERENCE_CMD, params=params, input=dict(ifgs=ifgs),
                                 output=ref))  # fmt: skip
-    params = dict(opts=stage_opts("insar_invert"), ramps="", troposphere="", unwrap="")
+    params = dict(opts=stage_opts("insar_invert"), ramps=[], troposphere=[], unwrap=[])
     parts.append(format_command(INSAR_INVERT_CMD, params=params,
                                 input=dict(ifgs=ifgs, reference=ref),
                                 wildcards=dict(chunk="1-of-1"), output=strip, threads=threads))  # fmt: skip

@@ -18,7 +18,7 @@ INSAR_REFERENCE_CMD = (
 INSAR_INVERT_CMD = (
     "insar_invert {params.opts} --ifgs {input.ifgs:q}"
     " --reference {input.reference:q} --strip {wildcards.chunk} --out-dir {output:q}"
-    " {params.ramps} {params.troposphere} {params.unwrap} --threads {threads}"
+    " {params.ramps:q} {params.troposphere:q} {params.unwrap:q} --threads {threads}"
 )
 INSAR_GATHER_CMD = (
     "insar_gather {params.opts} {input.strips:q} --ifgs {input.ifgs:q}"
@@ -242,15 +242,13 @@ rule insar_deramp:
     params:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
         opts=stage_opts("insar_deramp"),
-        troposphere=lambda w, input: opt(
-            "--troposphere", input.troposphere[0] if input.troposphere else None
-        ),
-        unwrap=lambda w, input: opt("--unwrap", input.unwrap[0] if input.unwrap else None),
+        troposphere=input_option("--troposphere", "troposphere"),
+        unwrap=input_option("--unwrap", "unwrap"),
     shell:
         stage_shell(
             "python -m sarstack insar_deramp {params.opts} --ifgs {input.ifgs:q}"
             " --out {output.table:q} --out-plot {output.plot:q}"
-            " {params.troposphere} {params.unwrap}"
+            " {params.troposphere:q} {params.unwrap:q}"
         )
 
 
@@ -276,11 +274,9 @@ rule insar_invert:
     params:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
         opts=stage_opts("insar_invert"),
-        ramps=lambda w, input: opt("--ramps", input.ramps[0] if input.ramps else None),
-        troposphere=lambda w, input: opt(
-            "--troposphere", input.troposphere[0] if input.troposphere else None
-        ),
-        unwrap=lambda w, input: opt("--unwrap", input.unwrap[0] if input.unwrap else None),
+        ramps=input_option("--ramps", "ramps"),
+        troposphere=input_option("--troposphere", "troposphere"),
+        unwrap=input_option("--unwrap", "unwrap"),
     shell:
         stage_shell(f"python -m sarstack {INSAR_INVERT_CMD}")
 
@@ -429,14 +425,12 @@ rule insar_injection:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"]),
         opts=stage_opts("insar_injection"),
         velocity_dir=lambda w, input: os.path.dirname(input.velocity),
-        troposphere=lambda w, input: opt(
-            "--troposphere", input.troposphere[0] if input.troposphere else None
-        ),
-        unwrap=lambda w, input: opt("--unwrap", input.unwrap[0] if input.unwrap else None),
+        troposphere=input_option("--troposphere", "troposphere"),
+        unwrap=input_option("--unwrap", "unwrap"),
     shell:
         stage_shell(
             "python -m sarstack insar_injection {params.opts} --ifgs {input.ifgs:q}"
-            " --reference {input.reference:q} {params.troposphere} {params.unwrap}"
+            " --reference {input.reference:q} {params.troposphere:q} {params.unwrap:q}"
             " --velocity-dir {params.velocity_dir:q}"
             " --temporal-coherence {input.temporal_coherence:q} --out {output.table:q}"
             " --out-error {output.error:q} --threads {threads}"
@@ -484,16 +478,14 @@ rule insar_reference_sensitivity:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"], ICFG["quality"]),
         opts=stage_opts("insar_reference_sensitivity"),
         quality=opt("--quality", insar_quality()),
-        ramps=lambda w, input: opt("--ramps", input.ramps[0] if input.ramps else None),
-        troposphere=lambda w, input: opt(
-            "--troposphere", input.troposphere[0] if input.troposphere else None
-        ),
-        unwrap=lambda w, input: opt("--unwrap", input.unwrap[0] if input.unwrap else None),
+        ramps=input_option("--ramps", "ramps"),
+        troposphere=input_option("--troposphere", "troposphere"),
+        unwrap=input_option("--unwrap", "unwrap"),
     shell:
         stage_shell(
             "python -m sarstack insar_reference_sensitivity {params.opts} --ifgs {input.ifgs:q}"
-            " --reference {input.reference:q} {params.quality} {params.ramps} {params.troposphere}"
-            " {params.unwrap} --velocity {input.velocity:q} --n-used {input.n_used:q}"
+            " --reference {input.reference:q} {params.quality} {params.ramps:q} {params.troposphere:q}"
+            " {params.unwrap:q} --velocity {input.velocity:q} --n-used {input.n_used:q}"
             " --out {output.raster:q} --out-table {output.table:q} --out-plot {output.plot:q}"
             " --threads {threads}"
         )

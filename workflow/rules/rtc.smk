@@ -342,7 +342,7 @@ rule rtc_stacks_summary:
         absolute="--absolute" if rtc_reflectors_file() else "",
     shell:
         stage_shell(
-            "python -m sarstack rtc_stacks_summary {params.opts} {params.stacks} {params.absolute}"
+            "python -m sarstack rtc_stacks_summary {params.opts} {params.stacks:q} {params.absolute}"
             " --out {output.summary:q} --out-overall {output.overall:q} --plot {output.plot:q}"
         )
 
