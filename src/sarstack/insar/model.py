@@ -119,8 +119,7 @@ def velocity_files(
         _correlation_reader(weight_ifgs) as cors,
         noise_reader as noise,
     ):
-        def velocity_block(win: Window) -> None:
-            y = np.concatenate([np.zeros((1, win.height, win.width)), series.read(win, np.float64)])
+        def velocity_block(win: Window, y: np.ndarray) -> None:
             shape = y.shape[1:]
             flat = y.reshape(len(dates), -1)  # float64, a fresh array
             net = network(noise, win)
@@ -130,8 +129,21 @@ def velocity_files(
             wv.write(np.asarray(v).reshape(shape).astype(np.float32), win)
             ws.write(np.asarray(s).reshape(shape).astype(np.float32), win)
 
-        process_blocks(grid.shape, block_shape, velocity_block)
+        # The next block's series is read while this one is fitted.
+        process_blocks(grid.shape, block_shape, velocity_block, prefetch=True,
+                       read=lambda win: _read_series(series, win))  # fmt: skip
     return vunits
+
+
+def _read_series(series: StackReader, win: Window) -> np.ndarray:
+    """``(n_dates, rows, cols)`` float64 series of a window, the first date's zero included."""
+    first = series.read_one(0, win)
+    y = np.empty((len(series) + 1, *first.shape), np.float64)
+    y[0] = 0.0
+    y[1] = first
+    for k in range(1, len(series)):
+        y[k + 1] = series.read_one(k, win)
+    return y
 
 
 def _fit_line(
@@ -260,9 +272,8 @@ def _model_files(
         series = stack.enter_context(StackReader(paths))
         cors = stack.enter_context(_correlation_reader(weight_ifgs))
 
-        def model_block(win: Window) -> None:
-            y = np.concatenate([np.zeros((1, win.height, win.width)), series.read(win)])
-            flat = y.reshape(len(dates), -1).astype(np.float64)
+        def model_block(win: Window, y: np.ndarray) -> None:
+            flat = y.reshape(len(dates), -1)  # float64
             w = (
                 None
                 if weight_ifgs is None
@@ -273,4 +284,5 @@ def _model_files(
             for name, wr in writers.items():
                 wr.write(out[name].reshape(y.shape[1:]).astype(np.float32), win)
 
-        process_blocks(grid.shape, block_shape, model_block)
+        process_blocks(grid.shape, block_shape, model_block, prefetch=True,
+                       read=lambda win: _read_series(series, win))  # fmt: skip
