@@ -602,3 +602,62 @@ def test_unwrap_correction_figure_counts_before_and_after(tmp_path):
     assert "12 ifg-pixels, on 12 px" in txt
     assert "sum 38, on 13 px" in txt and "sum 2, on 1 px" in txt
     assert "cannot be corrected (1)" in txt and "1 of 4 ifgs corrected somewhere" in txt
+
+
+def test_sample_points_centre_is_the_nearest_valid_pixel_first_in_row_major_order():
+    """The centre point against the list of every valid pixel (the oracle the
+    function used before: distances over np.nonzero, first minimum)."""
+    from sarstack.cli.insar_plots import sample_points
+
+    rng = np.random.default_rng(3)
+    for shape in [(40, 60), (41, 61), (7, 5), (1, 9)]:
+        for frac in (0.05, 0.5, 0.95):
+            vel = rng.normal(size=shape)
+            vel[rng.random(shape) < frac] = np.nan
+            if not np.isfinite(vel).any():
+                continue
+            rr, cc = np.nonzero(np.isfinite(vel))
+            d2 = (rr - shape[0] // 2) ** 2 + (cc - shape[1] // 2) ** 2
+            j = int(np.argmin(d2))
+            assert sample_points(vel, (0, 0))["centre"] == (int(rr[j]), int(cc[j]))
+    ring = np.full((5, 5), np.nan)
+    ring[1, 2] = ring[2, 1] = ring[2, 3] = ring[3, 2] = 1.0  # four at distance 1: the first
+    assert sample_points(ring, (0, 0))["centre"] == (1, 2)
+
+
+def test_velocity_map_without_backdrop_layers_is_the_png_drawn_with_a_transparent_one(
+    tmp_path, monkeypatch
+):
+    """Every pixel has a value and a std: no backdrop image is drawn, and the
+    PNG is byte for byte the one drawn with the transparent backdrop image of
+    the earlier code (the oracle below)."""
+    from matplotlib.colors import to_rgba
+    from matplotlib.patches import Patch
+
+    from sarstack.plots import maps
+
+    vel = velocity()
+    vel[np.isnan(vel)] = 0.5
+    std = np.full(vel.shape, 0.1)
+    transform = Affine(30.0, 0, 500000.0, 0, -30.0, 4000000.0)
+    new = tmp_path / "new.png"
+    fig = plots.velocity_map(vel, (5, 5), "mm/year", new, std=std, transform=transform,
+                             crs=CRS.from_epsg(32611))  # fmt: skip
+    assert len(fig.axes[0].get_images()) == 1  # the data alone
+
+    def always_drawn(ax, layers, kw):
+        rgba = np.zeros((*layers[0][0].shape, 4))
+        handles = []
+        for m, colour, label in layers:
+            if m.any():
+                rgba[m] = to_rgba(colour)
+                handles.append(Patch(facecolor=colour, edgecolor="0.3", label=f"{label} ({int(m.sum())} px)"))
+        ax.imshow(rgba, interpolation="nearest", zorder=0, **kw)
+        return handles
+
+    monkeypatch.setattr(maps, "_backdrop", always_drawn)
+    old = tmp_path / "old.png"
+    fig = plots.velocity_map(vel, (5, 5), "mm/year", old, std=std, transform=transform,
+                             crs=CRS.from_epsg(32611))  # fmt: skip
+    assert len(fig.axes[0].get_images()) == 2
+    assert new.read_bytes() == old.read_bytes()

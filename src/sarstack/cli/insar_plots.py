@@ -39,10 +39,13 @@ def sample_points(
     for name, k in (("max velocity", np.nanargmax(v)), ("min velocity", np.nanargmin(v))):
         r, c = np.unravel_index(k, vel.shape)
         pts[name] = (int(r), int(c))
-    rr, cc = np.nonzero(ok)
-    d2 = (rr - vel.shape[0] // 2) ** 2 + (cc - vel.shape[1] // 2) ** 2
-    j = int(np.argmin(d2))
-    pts["centre"] = (int(rr[j]), int(cc[j]))
+    # Squared distance of every pixel to the centre, the others out of reach:
+    # argmin takes the first minimum in row-major order.
+    rows = (np.arange(vel.shape[0]) - vel.shape[0] // 2) ** 2
+    cols = (np.arange(vel.shape[1]) - vel.shape[1] // 2) ** 2
+    d2 = np.where(ok, rows[:, None] + cols[None, :], np.iinfo(np.int64).max)
+    r, c = np.unravel_index(int(np.argmin(d2)), vel.shape)
+    pts["centre"] = (int(r), int(c))
     return pts
 
 

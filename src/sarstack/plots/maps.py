@@ -84,13 +84,19 @@ def _backdrop(ax: plt.Axes, layers: Sequence[tuple[np.ndarray, str, str]],
     from matplotlib.colors import to_rgba
 
     shape = layers[0][0].shape
-    rgba = np.zeros((*shape, 4))
-    handles = []
+    handles: list[Patch] = []
+    rgba = None
     for m, colour, label in layers:
         if m.any():
+            if rgba is None:
+                rgba = np.zeros((*shape, 4))
             rgba[m] = to_rgba(colour)
             handles.append(Patch(facecolor=colour, edgecolor="0.3", label=f"{label} ({int(m.sum())} px)"))
-    ax.imshow(rgba, interpolation="nearest", zorder=0, **kw)
+    # No layer to paint (every pixel has a value): a transparent image would
+    # leave the figure as it is, so none is drawn (the same PNG, without
+    # resampling a float RGBA copy of the raster).
+    if rgba is not None:
+        ax.imshow(rgba, interpolation="nearest", zorder=0, **kw)
     return handles
 
 
