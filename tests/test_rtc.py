@@ -69,6 +69,58 @@ def test_superset_pads_without_resampling_and_masks_nodata(tmp_path):
     assert np.isnan(arr).sum() == arr.size - 24
 
 
+def _complex_source_vrt(src, dst, grid, nodata):
+    """The superset VRT as it was written before its SimpleSource form: NaN
+    band nodata, the scene's nodata mapped to NaN by a ComplexSource (oracle)."""
+    off = rtc.grid_offset(io.read_grid(src), grid)
+    g = io.read_grid(src)
+    nd = f"<NODATA>{nodata!r}</NODATA>" if nodata is not None else ""
+    dst.write_text(
+        f'<VRTDataset rasterXSize="{grid.width}" rasterYSize="{grid.height}">'
+        f"<GeoTransform>{', '.join(repr(float(v)) for v in grid.transform.to_gdal())}</GeoTransform>"
+        '<VRTRasterBand dataType="Float32" band="1"><NoDataValue>nan</NoDataValue><ComplexSource>'
+        f'<SourceFilename relativeToVRT="0">{src}</SourceFilename><SourceBand>1</SourceBand>'
+        f'<SrcRect xOff="0" yOff="0" xSize="{g.width}" ySize="{g.height}"/>'
+        f'<DstRect xOff="{off[1]}" yOff="{off[0]}" xSize="{g.width}" ySize="{g.height}"/>'
+        f"{nd}</ComplexSource></VRTRasterBand></VRTDataset>"
+    )
+
+
+@pytest.mark.parametrize(("declared", "fill"), [
+    (0.0, None), (-9999.0, None), (None, -9999.0), (float("nan"), -32768.0), (None, None),
+    (1e-10, None), (None, 1e-10),  # the latter no float32 value: the VRT maps it (ComplexSource)
+])  # fmt: skip
+def test_superset_vrt_reads_as_the_complex_source_vrt(tmp_path, declared, fill):
+    """Read through sarstack.io, the padded VRT is the raster of the former
+    ComplexSource VRT, value for value and NaN for NaN: padding, nodata and
+    fill pixels NaN, the rest bit-exact."""
+    rng = np.random.default_rng(0)
+    data = rng.random((40, 50)).astype(np.float32) + 0.5
+    data[:5, :7] = 0.0  # a zero border: nodata only where declared
+    data[20:23, 30:40] = -9999.0
+    data[30, :] = -32768.0
+    data[10, 10] = np.nan
+    data[11, 11] = np.float32(1e-10)
+    g = _grid(300, 600, 50, 40)
+    src = tmp_path / "s_20200101.tif"
+    io.write_raster(src, data, g, nodata=declared)
+    union = rtc.union_grid([g, _grid(240, 660, 4, 4)])
+    with rasterio.open(src) as ds:
+        nodatas = rtc.superset._nodata_values(ds.nodata, fill)
+    new, old = tmp_path / "new.vrt", tmp_path / "old.vrt"
+    rtc.superset_vrt(src, new, union, fill=fill)
+    _complex_source_vrt(src, old, union, nodatas[0] if nodatas else None)
+    simple = "<SimpleSource>" in new.read_text()
+    assert simple == (not nodatas or float(np.float32(nodatas[0])) == nodatas[0])
+    assert simple == (fill != 1e-10)
+    a, b = io.read_band(new), io.read_band(old)
+    assert a.shape == (union.height, union.width)
+    np.testing.assert_array_equal(a, b)  # NaN where NaN, every value bit-exact
+    with io.StackReader([new]) as st:
+        np.testing.assert_array_equal(st.read_one(0, None), b)
+    assert np.isnan(a).sum() > union.width * union.height - 50 * 40  # the padding
+
+
 def test_superset_reprojects_off_grid_scene(tmp_path):
     src = tmp_path / "s.tif"
     yy, xx = np.mgrid[0:20, 0:20].astype(np.float32)

@@ -113,10 +113,12 @@ def superset_vrt(
 ) -> None:
     """Write a VRT that places a scene already on the union grid's lattice.
 
-    Nothing is copied or resampled: the VRT pads the scene with NaN to the
-    union grid and maps the scene's own nodata value (if any), or ``fill``,
-    to NaN, so readers see exactly the padded float32 raster a superset copy
-    would hold. A scene with both a nodata tag and another ``fill`` value
+    Nothing is copied or resampled: the VRT pads the scene to the union grid
+    with its nodata value (the scene's own, or ``fill``; NaN without one), the
+    band's nodata, so that readers that turn nodata into NaN
+    (:func:`sarstack.io.read_band`, :class:`sarstack.io.StackReader`) see
+    exactly the padded float32 raster a superset copy would hold (a value
+    that float32 does not hold exactly is mapped to NaN by the VRT itself). A scene with both a nodata tag and another ``fill`` value
     needs :func:`superset_scene` (see :func:`vrt_possible`).
     """
     from xml.sax.saxutils import escape
@@ -131,7 +133,15 @@ def superset_vrt(
         raise SarstackError(f"{src_path}: two nodata values {nodatas}; a VRT holds one")
     row0, col0 = off
     srs = f"  <SRS>{escape(grid.crs.to_wkt())}</SRS>\n" if grid.crs else ""
-    nd = f"      <NODATA>{nodatas[0]!r}</NODATA>\n" if nodatas else ""
+    # A nodata value that float32 holds exactly is the band's own nodata, read
+    # through a SimpleSource: the padding and the scene's nodata pixels hold
+    # it, and the readers (sarstack.io) turn it into NaN, the same raster as
+    # a ComplexSource mapping it to NaN, at 2/3 of the read time (measured on
+    # a 4096^2 ZSTD scene). Another value keeps the ComplexSource's mapping.
+    simple = not nodatas or float(np.float32(nodatas[0])) == nodatas[0]
+    band_nodata = repr(nodatas[0]) if simple and nodatas else "nan"
+    source = "SimpleSource" if simple else "ComplexSource"
+    nd = f"      <NODATA>{nodatas[0]!r}</NODATA>\n" if nodatas and not simple else ""
     gt = ", ".join(repr(float(v)) for v in grid.transform.to_gdal())
     src_abs = escape(str(Path(src_path).resolve()))
     xml = (
@@ -139,15 +149,15 @@ def superset_vrt(
         f"{srs}"
         f"  <GeoTransform>{gt}</GeoTransform>\n"
         '  <VRTRasterBand dataType="Float32" band="1">\n'
-        "    <NoDataValue>nan</NoDataValue>\n"
-        "    <ComplexSource>\n"
+        f"    <NoDataValue>{band_nodata}</NoDataValue>\n"
+        f"    <{source}>\n"
         f'      <SourceFilename relativeToVRT="0">{src_abs}</SourceFilename>\n'
         "      <SourceBand>1</SourceBand>\n"
         f'      <SrcRect xOff="0" yOff="0" xSize="{src_grid.width}" ySize="{src_grid.height}"/>\n'
         f'      <DstRect xOff="{col0}" yOff="{row0}" xSize="{src_grid.width}" '
         f'ySize="{src_grid.height}"/>\n'
         f"{nd}"
-        "    </ComplexSource>\n"
+        f"    </{source}>\n"
         "  </VRTRasterBand>\n"
         "</VRTDataset>\n"
     )
