@@ -661,3 +661,24 @@ def test_velocity_map_without_backdrop_layers_is_the_png_drawn_with_a_transparen
                              crs=CRS.from_epsg(32611))  # fmt: skip
     assert len(fig.axes[0].get_images()) == 2
     assert new.read_bytes() == old.read_bytes()
+
+
+def test_draw_figures_in_two_processes_gives_the_same_pngs_and_reports_a_child_failure(tmp_path):
+    pairs = aggregate_pairs(make_offsets(), requirement_m=10.0)
+
+    def tasks(d):
+        d.mkdir()
+        return [lambda k=k: plots.pair_offsets(pairs, d / f"p{k}.png", 10.0) for k in range(3)]
+
+    plots.draw_figures(tasks(tmp_path / "one"), workers=1)
+    plots.draw_figures(tasks(tmp_path / "two"), workers=2)
+    for k in range(3):
+        png_ok(tmp_path / "two" / f"p{k}.png")
+        assert (tmp_path / "two" / f"p{k}.png").read_bytes() == (tmp_path / "one" / f"p{k}.png").read_bytes()
+
+    def fail():
+        raise ValueError("no such column")
+
+    # the failing task is the second one: drawn by the child process
+    with pytest.raises(RuntimeError, match="ValueError: no such column"):
+        plots.draw_figures([lambda: None, fail, lambda: None], workers=2)

@@ -34,7 +34,7 @@ INSAR_VELOCITY_CMD = (
     " --index {input.index:q} --ifgs {input.ifgs:q} --reference {input.reference:q}"
     " --temporal-coherence {input.temporal_coherence:q} {params.mask} {params.maps}"
     " --out-velocity {output.velocity_plot:q} --out-series {output.series_plot:q}"
-    " --out-network {output.network_plot:q}"
+    " --out-network {output.network_plot:q} --threads {threads}"
 )
 
 
@@ -323,7 +323,8 @@ rule insar_velocity:
         stage_benchmark("insar/velocity")
     conda:
         ENV
-    threads: 1
+    # insar_plots draws its figures in two processes (the branch's last job).
+    threads: job_threads(2)
     resources:
         **stage_resources("insar_velocity"),
     params:
@@ -335,7 +336,7 @@ rule insar_velocity:
         mask=lambda w, input, output: insar_velocity_mask(input, output),
         maps=lambda w, output: insar_velocity_maps(output.map_plots),
     shell:
-        stage_shell(f"python -m sarstack {INSAR_VELOCITY_CMD}")
+        stage_shell(f"{ONE_BLAS_THREAD} python -m sarstack {INSAR_VELOCITY_CMD}")
 
 
 # A small stack (common.smk's INSAR_SMALL: one inversion strip, no correction

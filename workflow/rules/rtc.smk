@@ -39,7 +39,7 @@ RTC_AGGREGATE_CMD = (
     " :: rtc_plots --offsets {output.offsets:q} --pairs {output.pairs:q}"
     " --tiles {output.tiles:q} --geojson {params.layout:q} {params.opts_plots}"
     " --out-pair {output.pair_plot:q} --out-tile {output.tile_plot:q}"
-    " --out-time {output.time_plot:q} --out-quiver {output.quiver_plot:q}"
+    " --out-time {output.time_plot:q} --out-quiver {output.quiver_plot:q} --threads {threads}"
     "{params.injection}{params.terrain}"
 )
 RTC_REFLECTORS_CMD = (
@@ -217,7 +217,8 @@ rule rtc_aggregate:
         stack=RTC_CHUNKED_RX,
     conda:
         ENV
-    threads: 1
+    # rtc_plots draws its figures in two processes (the stack's last job).
+    threads: job_threads(2)
     resources:
         **stage_resources("rtc_aggregate"),
     params:

@@ -5,7 +5,9 @@ network, and, when they exist, maps of the model's amplitude and phase
 rasters and of mask.tif (PNG)."""
 
 import argparse
+import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,8 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-series", required=True,
                    help="PNG: displacement time series at the reference and a few sample points")
     p.add_argument("--out-network", required=True, help="PNG: the interferogram network")
+    p.add_argument("--threads", type=int, default=1,
+                   help="processes drawing the figures side by side (the same PNGs)")
     return p
 
 
@@ -111,8 +115,6 @@ def main(argv=None):
         has = (np.isfinite(io.read_band(a.temporal_coherence)) if a.temporal_coherence
                else np.ones(keep.shape, bool))  # fmt: skip
         masked = has & (keep == 0)
-        if a.out_mask:
-            plots.mask_map(keep, has, a.out_mask, ref_rc=ref, **geo)
     no_std = int((np.isfinite(vel) & ~np.isfinite(std)).sum())
     if no_std:
         log.info("%d pixels have a velocity but no standard error (too few dates): not drawn,"
@@ -124,18 +126,28 @@ def main(argv=None):
         for name, (r, c) in pts.items():
             vals = [stack.read_one(k, Window(c, r, 1, 1))[0, 0] for k in range(len(stack))]
             series[f"{name} [{r}, {c}]"] = np.r_[0.0, vals]
-    plots.velocity_map(vel, ref, units, a.out_velocity,
-                       {k: v for k, v in pts.items() if k != "reference"}, std=std,
-                       model=model_name(tags), masked=masked,
-                       far_field=svel.far_field(vel, std), **geo)  # fmt: skip
-    plots.point_series(dates, series, str(index["units"].iloc[0]), a.out_series)
     every = stagefiles.read_ifgs(a.ifgs, include_excluded=True)[0]
-    plots.network(dates, pairs, a.out_network,
-                  excluded=[(i.reference, i.secondary) for i in every if i.excluded])
-    for raster, png in a.map or []:
+
+    def raster_map(raster: str, png: str) -> None:
         t = io.raster_tags(raster)
         plots.raster_map(io.read_band(raster), png, masked=masked, ref_rc=ref,
                          **_map_style(Path(raster).stem, t, t.get("units", "")), **geo)  # fmt: skip
+
+    # The velocity map (the slowest) first: with two processes, it in one and
+    # the other figures in the other.
+    figures: list[Callable[[], object]] = [
+        lambda: plots.velocity_map(vel, ref, units, a.out_velocity,
+                                   {k: v for k, v in pts.items() if k != "reference"}, std=std,
+                                   model=model_name(tags), masked=masked,
+                                   far_field=svel.far_field(vel, std), **geo),
+        lambda: plots.point_series(dates, series, str(index["units"].iloc[0]), a.out_series),
+        lambda: plots.network(dates, pairs, a.out_network,
+                              excluded=[(i.reference, i.secondary) for i in every if i.excluded]),
+    ]  # fmt: skip
+    if a.mask is not None and a.out_mask:
+        figures.append(lambda: plots.mask_map(keep, has, a.out_mask, ref_rc=ref, **geo))
+    figures += [functools.partial(raster_map, raster, png) for raster, png in a.map or []]
+    plots.draw_figures(figures, workers=a.threads)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-time", required=True, help="PNG: offsets vs time")
     p.add_argument("--out-quiver", required=True,
                    help="PNG: each tile's departure from its pair's offset")
+    p.add_argument("--threads", type=int, default=1,
+                   help="processes drawing the figures side by side (the same PNGs)")
     return p
 
 
@@ -47,10 +49,14 @@ def main(argv=None):
             for f in feats
         ]
     )
-    plots.pair_offsets(pairs, a.out_pair, a.requirement_m)
-    plots.tile_mean_maps(tiles, a.out_tile)
-    plots.offsets_vs_time(offsets, pairs, a.out_time)
-    plots.tile_quiver(tiles, centres, a.out_quiver, crs=crs_name(layout))
+    # The slowest figure first: with two processes, the tile maps in one and
+    # the other three in the other take about the same time.
+    plots.draw_figures([
+        lambda: plots.tile_mean_maps(tiles, a.out_tile),
+        lambda: plots.pair_offsets(pairs, a.out_pair, a.requirement_m),
+        lambda: plots.tile_quiver(tiles, centres, a.out_quiver, crs=crs_name(layout)),
+        lambda: plots.offsets_vs_time(offsets, pairs, a.out_time),
+    ], workers=a.threads)  # fmt: skip
 
 
 def crs_name(geojson: dict) -> str | None:

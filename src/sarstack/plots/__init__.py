@@ -10,6 +10,7 @@ from sarstack.plots.common import (  # noqa: F401
     NOT_MEASURABLE,
     PAIR_OFFSET,
     default_min_ok_pairs,
+    draw_figures,
 )
 from sarstack.plots.corrections import (  # noqa: F401
     ramp_peak_to_peak,

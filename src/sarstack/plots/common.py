@@ -4,6 +4,8 @@ colour bars."""
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,70 @@ def _save(fig: plt.Figure, path: str | Path) -> plt.Figure:
                     pil_kwargs={"compress_level": 1})
     plt.close(fig)
     return fig
+
+
+def draw_figures(tasks: Sequence[Callable[[], object]], workers: int = 1) -> None:
+    """Call each of ``tasks`` (each draws and saves its own figures), in up to
+    ``workers`` processes side by side.
+
+    With ``workers > 1`` (and ``os.fork``), the process forks ``workers - 1``
+    children: worker ``k`` draws ``tasks[k::workers]``, this process the
+    first share. A fork shares the imported modules and the data already in
+    memory, so a child starts in milliseconds; each figure is saved
+    atomically, and the PNGs are those drawn one after the other (tested).
+    A child that fails makes this call raise, with its error.
+    """
+    workers = max(1, min(int(workers), len(tasks)))
+    if workers == 1 or not hasattr(os, "fork"):
+        for task in tasks:
+            task()
+        return
+    # A child's RSS counts every page it shares with this process: hand the
+    # memory that earlier stages of the chain freed back to the system first.
+    _trim_heap()
+    children = []
+    for k in range(1, workers):
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: its share, then out without the parent's exit handlers
+            os.close(read_end)
+            code = 0
+            try:
+                for task in tasks[k::workers]:
+                    task()
+            except BaseException as e:  # noqa: BLE001 - reported to the parent
+                os.write(write_end, f"{type(e).__name__}: {e}".encode()[:4000])
+                code = 1
+            finally:
+                os.close(write_end)
+                os._exit(code)
+        os.close(write_end)
+        children.append((pid, read_end))
+    try:
+        for task in tasks[0::workers]:
+            task()
+    finally:
+        errors = []
+        for pid, read_end in children:
+            with os.fdopen(read_end, "rb") as f:
+                message = f.read().decode(errors="replace")
+            _, status = os.waitpid(pid, 0)
+            if status != 0:
+                errors.append(message or f"a plotting process ended with status {status}")
+    if errors:
+        raise RuntimeError("; ".join(errors))
+
+
+def _trim_heap() -> None:
+    """Return the heap's free memory to the system (glibc's ``malloc_trim``;
+    a no-op elsewhere): the stages keep freed memory for reuse
+    (:func:`sarstack.cli.keep_freed_memory`)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _not_measurable(title: str, reason: str, path: str | Path) -> plt.Figure:
