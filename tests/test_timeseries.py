@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -573,3 +575,53 @@ print("ok")
     with tempfile.TemporaryDirectory() as cache:
         p = subprocess.run([sys.executable, "-c", code, cache], capture_output=True, text=True)
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]
+
+
+_POOL_CODE = """
+import os, sys, json
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from test_timeseries import _patchy_network_stack
+from sarstack.jaxcfg import configure_jax
+configure_jax(x64=True, cache_dir="")
+from sarstack.timeseries import invert_l1  # starts the backend (sarstack.jaxcfg.start_backend)
+a, phase = _patchy_network_stack(30, 600, seed=7)
+x = invert_l1(a, phase, tol=1e-4, max_iter=500).x
+np.save(sys.argv[2], x)
+tasks = os.listdir("/proc/self/task")
+pool = [t for t in tasks if open(f"/proc/self/task/{t}/comm").read().startswith("tf_XLAEigen")]
+masks = {t: sorted(os.sched_getaffinity(int(t))) for t in tasks}
+print(json.dumps({"pool": len(pool), "masks": list(masks.values()), "all": sorted(os.sched_getaffinity(0))}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux and two CPUs (the pool follows the affinity)")
+def test_jax_pool_has_one_thread_on_every_cpu_and_l1_matches_a_wider_pool(tmp_path):
+    """sarstack's processes start XLA's CPU pool with one thread (unless
+    SARSTACK_JAX_THREADS says otherwise), and the pool's thread may run on
+    every CPU of the process. A pool of two (what JAX chose on this 2-CPU
+    machine before) sums some products in another order: the L1 solution is
+    then another point within the certified tolerance of the optimum."""
+    import json
+    import subprocess
+    import sys
+
+    out = {}
+    for n in ("", "2"):
+        env = {k: v for k, v in os.environ.items() if k != "SARSTACK_JAX_THREADS"}
+        if n:
+            env["SARSTACK_JAX_THREADS"] = n
+        path = tmp_path / f"x{n or 'default'}.npy"
+        p = subprocess.run([sys.executable, "-c", _POOL_CODE, str(Path(__file__).parent), str(path)],
+                           capture_output=True, text=True, env=env)  # fmt: skip
+        assert p.returncode == 0, p.stderr[-2000:]
+        out[n] = json.loads(p.stdout.strip().splitlines()[-1])
+        out[n]["x"] = np.load(path)
+    assert out[""]["pool"] == 1 and out["2"]["pool"] == 2
+    for r in out.values():
+        assert all(m == r["all"] for m in r["masks"])  # no thread left pinned
+    a, phase = _patchy_network_stack(30, 600, seed=7)
+    obj1 = _l1_objective(a, phase, out[""]["x"])
+    obj2 = _l1_objective(a, phase, out["2"]["x"])
+    np.testing.assert_allclose(obj1, obj2, rtol=2e-4)  # both within tol = 1e-4 of the optimum

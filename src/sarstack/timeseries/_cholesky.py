@@ -14,6 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sarstack.jaxcfg import start_backend
+
+# Every JAX kernel module imports this one: the backend starts here, with its
+# one-thread compute pool (sarstack.jaxcfg.start_backend), before any computation.
+start_backend()
+
 
 def _half_bandwidth(a: np.ndarray) -> int:
     """Half-bandwidth of ``A^T D A`` for any diagonal ``D``: the widest column span of a row."""

@@ -29,8 +29,10 @@ _L1_BLOCK = 16384
 _L1_CHUNK = 256
 
 
-# Host threads that run L1 blocks side by side: XLA keeps the small chunks of
-# one block mostly on one core (2 cores: 1.9x at 24 dates, 1.1-1.3x at 60).
+# Host threads that run L1 blocks side by side. They once shared XLA's
+# machine-wide pool (2 cores: 1.9x at 24 dates, 1.1-1.3x at 60); sarstack's
+# pool has one thread (sarstack.jaxcfg.start_backend), on which their kernel
+# calls then take turns: a wider pool (SARSTACK_JAX_THREADS) lets them overlap.
 def _l1_threads(threads: int | None = None) -> int:
     """Host threads for L1 blocks: ``threads`` (the workflow passes the rule's
     ``threads``), or the CPUs this process may use, at most 4, when None."""
