@@ -126,3 +126,47 @@ def test_solve_block_partial_pixels_match_censored_solver(method, x64):
             best = np.abs(flat[keep, cols] - a[keep] @ ref).sum(axis=0)
             assert np.all(got <= best * (1 + 1e-3) + 1e-9)
         assert np.isnan(res[rows, cols]).all()
+
+
+def test_l1_partial_pixels_sharing_a_pattern_are_one_network_at_the_lp_optimum(x64, monkeypatch):
+    """Partial pixels that share their missing ifgs (at least L1_PATTERN_MIN_PX
+    of them) are the network without those ifgs, solved by the interior point:
+    at the linear-programming optimum of the used ifgs' absolute residuals
+    (scipy's HiGHS as the oracle), as the reweighted solver is. A pattern that
+    cuts a date off, and a pattern of too few pixels, stay with the reweighting
+    (cut-off dates NaN)."""
+    from scipy.optimize import linprog
+
+    from sarstack import insar
+    from sarstack.insar import invert as inv
+
+    monkeypatch.setattr(inv, "L1_PATTERN_MIN_PX", 8)
+    reweighted = []
+    irls = inv._irls_l1
+    monkeypatch.setattr(inv, "_irls_l1", lambda a, sub, w, **kw: reweighted.append(sub.shape[1])
+                        or irls(a, sub, w, **kw))  # fmt: skip
+    pairs = snet.make_pairs(8, "nearest:3")
+    a = snet.incidence_matrix(pairs, 8)
+    m = len(pairs)
+    rng = np.random.default_rng(5)
+    flat = a @ rng.normal(size=(7, 60)) + rng.laplace(0, 0.2, (m, 60))
+    flat[2, 10:30] = 2 * np.pi + flat[2, 10:30]  # an unwrapping error for L1 to reject
+    flat[3, :30] = np.nan  # pattern A: 30 pixels, still connected
+    cut = [k for k, (i, j) in enumerate(pairs) if 7 in (i, j)]
+    flat[np.ix_(cut, range(30, 40))] = np.nan  # pattern B: 10 pixels, date 7 cut off
+    flat[[0, 4], 40:45] = np.nan  # pattern C: 5 pixels, too few
+    kw = {"method": "L1", "single": False, "l1_tolerance": 1e-6, "l1_max_iterations": 300}
+    x, res, n_used, _ = insar._solve_block(a, pairs, flat, None, **kw)
+    assert sorted(reweighted) == [15]  # B and C only
+    assert np.isnan(res[3, :30]).all() and (n_used[:30] == m - 1).all()
+    keep = np.setdiff1d(np.arange(m), [3])
+    for p in range(0, 30, 3):  # the oracle: min sum|b - A x| as a linear programme
+        b = flat[keep, p]
+        ak = a[keep]
+        c = np.r_[np.zeros(7), np.ones(2 * len(keep))]
+        lp = linprog(c, A_eq=np.hstack([ak, np.eye(len(keep)), -np.eye(len(keep))]), b_eq=b,
+                     bounds=[(None, None)] * 7 + [(0, None)] * (2 * len(keep)), method="highs")  # fmt: skip
+        got = np.abs(b - ak @ x[:, p]).sum()
+        assert lp.fun * (1 - 1e-9) <= got <= lp.fun * (1 + 1e-6) + 1e-9
+    assert np.isnan(x[6, 30:40]).all() and np.isfinite(x[:6, 30:40]).all()  # date 7 (unknown 6)
+    assert np.isfinite(x[:, 40:45]).all() and (n_used[40:45] == m - 2).all()
