@@ -221,14 +221,19 @@ class StackReader:
         """Band 1 of raster ``k`` in ``window`` (float32, float64 stays float64)."""
         return _read_window(self._ds[k], self.paths[k], window, 1, self.nan_nodata)
 
-    def read(self, window: Window | None = None, dtype: DTypeLike | None = None) -> np.ndarray:
+    def read(
+        self, window: Window | None = None, dtype: DTypeLike | None = None,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:  # fmt: skip
         """``(n, rows, cols)``: the window of every raster, in order; with
         ``dtype``, in that type, each raster converted as it is put in place
-        (no float32 stack copied again: the same values as ``read(w).astype(dtype)``)."""
-        if dtype is None:
+        (no float32 stack copied again: the same values as ``read(w).astype(dtype)``);
+        with ``out`` (``(n, rows, cols)``), into it, in its type."""
+        if dtype is None and out is None:
             return np.stack([self.read_one(k, window) for k in range(len(self._ds))])
         first = self.read_one(0, window)
-        out = np.empty((len(self._ds), *first.shape), dtype)
+        if out is None:
+            out = np.empty((len(self._ds), *first.shape), dtype)
         out[0] = first
         for k in range(1, len(self._ds)):
             out[k] = self.read_one(k, window)

@@ -137,12 +137,9 @@ def velocity_files(
 
 def _read_series(series: StackReader, win: Window) -> np.ndarray:
     """``(n_dates, rows, cols)`` float64 series of a window, the first date's zero included."""
-    first = series.read_one(0, win)
-    y = np.empty((len(series) + 1, *first.shape), np.float64)
+    y = np.empty((len(series) + 1, int(win.height), int(win.width)), np.float64)
     y[0] = 0.0
-    y[1] = first
-    for k in range(1, len(series)):
-        y[k + 1] = series.read_one(k, win)
+    series.read(win, out=y[1:])
     return y
 
 
