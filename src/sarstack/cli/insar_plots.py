@@ -21,6 +21,12 @@ from sarstack.dates import DAYS_PER_YEAR
 log = logging.getLogger("insar_plots")
 
 
+#: Smallest velocity map whose figures are drawn in ``--threads`` processes
+#: (1024^2: the map alone takes about a second; at 256^2 a second process
+#: saved nothing measurable).
+PARALLEL_MIN_PX = 1 << 20
+
+
 def sample_points(
     vel: np.ndarray, ref: tuple[int, int], std: np.ndarray | None = None
 ) -> dict[str, tuple[int, int]]:
@@ -147,7 +153,8 @@ def main(argv=None):
     if a.mask is not None and a.out_mask:
         figures.append(lambda: plots.mask_map(keep, has, a.out_mask, ref_rc=ref, **geo))
     figures += [functools.partial(raster_map, raster, png) for raster, png in a.map or []]
-    plots.draw_figures(figures, workers=a.threads)
+    # A small map draws in a fraction of a second: no second process for it.
+    plots.draw_figures(figures, workers=a.threads if vel.size >= PARALLEL_MIN_PX else 1)
 
 
 if __name__ == "__main__":
