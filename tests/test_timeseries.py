@@ -580,14 +580,13 @@ print("ok")
 _POOL_CODE = """
 import os, sys, json
 import numpy as np
-sys.path.insert(0, sys.argv[1])
-from test_timeseries import _patchy_network_stack
+from test_timeseries import _patchy_network_stack  # the tests folder is on PYTHONPATH
 from sarstack.jaxcfg import configure_jax
 configure_jax(x64=True, cache_dir="")
 from sarstack.timeseries import invert_l1  # starts the backend (sarstack.jaxcfg.start_backend)
 a, phase = _patchy_network_stack(30, 600, seed=7)
 x = invert_l1(a, phase, tol=1e-4, max_iter=500).x
-np.save(sys.argv[2], x)
+np.save(sys.argv[1], x)
 tasks = os.listdir("/proc/self/task")
 pool = [t for t in tasks if open(f"/proc/self/task/{t}/comm").read().startswith("tf_XLAEigen")]
 masks = {t: sorted(os.sched_getaffinity(int(t))) for t in tasks}
@@ -610,10 +609,12 @@ def test_jax_pool_has_one_thread_on_every_cpu_and_l1_matches_a_wider_pool(tmp_pa
     out = {}
     for n in ("", "2"):
         env = {k: v for k, v in os.environ.items() if k != "SARSTACK_JAX_THREADS"}
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(Path(__file__).parent), *filter(None, [os.environ.get("PYTHONPATH")])])
         if n:
             env["SARSTACK_JAX_THREADS"] = n
         path = tmp_path / f"x{n or 'default'}.npy"
-        p = subprocess.run([sys.executable, "-c", _POOL_CODE, str(Path(__file__).parent), str(path)],
+        p = subprocess.run([sys.executable, "-c", _POOL_CODE, str(path)],
                            capture_output=True, text=True, env=env)  # fmt: skip
         assert p.returncode == 0, p.stderr[-2000:]
         out[n] = json.loads(p.stdout.strip().splitlines()[-1])
