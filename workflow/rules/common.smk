@@ -1135,19 +1135,27 @@ def insar_velocity_rule_outputs():
     }
 
 
+def path_option(flag, path):
+    """``[flag, path]``, or ``[]`` without a path: an optional file argument
+    that the command quotes, ``{params.NAME:q}``."""
+    return [flag, str(path)] if path else []
+
+
 def insar_velocity_mask(input, output):
-    """insar_velocity's mask arguments: the coherence mask (``input.mask``, a
-    list) and its plot, when on."""
+    """insar_velocity's mask arguments (a list, quoted by the command's ``:q``):
+    the coherence mask (``input.mask``, a list) and its plot, when on."""
     if not input.mask:
-        return ""
-    return f"{opt('--mask', input.mask[0])} {opt('--out-mask', output.mask_plot)}"
+        return []
+    return [*path_option("--mask", input.mask[0]), *path_option("--out-mask", output.mask_plot)]
 
 
 def insar_velocity_maps(map_plots):
-    """insar_plots' --map arguments: each model raster and its plot."""
-    return " ".join(
-        opt("--map", [f"{INSAR}/{n}.tif", p]) for n, p in zip(insar_model_maps(), map_plots)
-    )
+    """insar_plots' --map arguments (a list, quoted by ``:q``): each model raster and its plot."""
+    return [
+        a
+        for n, p in zip(insar_model_maps(), map_plots)
+        for a in ("--map", f"{INSAR}/{n}.tif", str(p))
+    ]
 
 
 def insar_small_command():
@@ -1174,7 +1182,9 @@ def insar_small_command():
         params = dict(opts=stage_opts("insar_correlation_mean"))
         parts.append(format_command(INSAR_CORRELATION_MEAN_CMD, params=params,
                                     input=dict(ifgs=ifgs), output=insar_quality()))  # fmt: skip
-    params = dict(opts=stage_opts("insar_reference"), quality=opt("--quality", insar_quality()))
+    params = dict(
+        opts=stage_opts("insar_reference"), quality=path_option("--quality", insar_quality())
+    )
     parts.append(format_command(INSAR_REFERENCE_CMD, params=params, input=dict(ifgs=ifgs),
                                 output=ref))  # fmt: skip
     params = dict(opts=stage_opts("insar_invert"), ramps=[], troposphere=[], unwrap=[])

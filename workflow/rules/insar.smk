@@ -13,7 +13,7 @@ INSAR_CORRELATION_MEAN_CMD = (
     " --column correlation --units 1 --out {output:q}"
 )
 INSAR_REFERENCE_CMD = (
-    "insar_reference {params.opts} --ifgs {input.ifgs:q} {params.quality} --out {output:q}"
+    "insar_reference {params.opts} --ifgs {input.ifgs:q} {params.quality:q} --out {output:q}"
 )
 INSAR_INVERT_CMD = (
     "insar_invert {params.opts} --ifgs {input.ifgs:q}"
@@ -32,7 +32,7 @@ INSAR_VELOCITY_CMD = (
     " --out-dir {params.out_dir:q}"
     " :: insar_plots --velocity {output.velocity:q} --std {output.std:q}"
     " --index {input.index:q} --ifgs {input.ifgs:q} --reference {input.reference:q}"
-    " --temporal-coherence {input.temporal_coherence:q} {params.mask} {params.maps}"
+    " --temporal-coherence {input.temporal_coherence:q} {params.mask:q} {params.maps:q}"
     " --out-velocity {output.velocity_plot:q} --out-series {output.series_plot:q}"
     " --out-network {output.network_plot:q} --threads {threads}"
 )
@@ -131,7 +131,7 @@ rule insar_reference:
         # --block is insar.block_shape: the reads hold every ifg of a block (897
         # ifgs x 512² float64 was 1.9 GB); the choice does not depend on the blocks.
         opts=stage_opts("insar_reference"),
-        quality=opt("--quality", insar_quality()),
+        quality=path_option("--quality", insar_quality()),
     shell:
         stage_shell(f"python -m sarstack {INSAR_REFERENCE_CMD}")
 
@@ -478,14 +478,14 @@ rule insar_reference_sensitivity:
     params:
         aux_fingerprint=user_files_fingerprint(ICFG["mask"], ICFG["quality"]),
         opts=stage_opts("insar_reference_sensitivity"),
-        quality=opt("--quality", insar_quality()),
+        quality=path_option("--quality", insar_quality()),
         ramps=input_option("--ramps", "ramps"),
         troposphere=input_option("--troposphere", "troposphere"),
         unwrap=input_option("--unwrap", "unwrap"),
     shell:
         stage_shell(
             "python -m sarstack insar_reference_sensitivity {params.opts} --ifgs {input.ifgs:q}"
-            " --reference {input.reference:q} {params.quality} {params.ramps:q} {params.troposphere:q}"
+            " --reference {input.reference:q} {params.quality:q} {params.ramps:q} {params.troposphere:q}"
             " {params.unwrap:q} --velocity {input.velocity:q} --n-used {input.n_used:q}"
             " --out {output.raster:q} --out-table {output.table:q} --out-plot {output.plot:q}"
             " --threads {threads}"
