@@ -168,5 +168,11 @@ def test_l1_partial_pixels_sharing_a_pattern_are_one_network_at_the_lp_optimum(x
                      bounds=[(None, None)] * 7 + [(0, None)] * (2 * len(keep)), method="highs")  # fmt: skip
         got = np.abs(b - ak @ x[:, p]).sum()
         assert lp.fun * (1 - 1e-9) <= got <= lp.fun * (1 + 1e-6) + 1e-9
+    # The previous kernel for these pixels, the reweighting: the same objective within tol.
+    w_a = np.isfinite(flat[:, :30]).astype(float)
+    old = irls(a, flat[:, :30], w_a, l1_tolerance=1e-6, l1_max_iterations=300)[0]
+    obj_old = np.abs(flat[keep, :30] - a[keep] @ old["x"]).sum(axis=0)
+    obj_new = np.abs(flat[keep, :30] - a[keep] @ x[:, :30]).sum(axis=0)
+    np.testing.assert_allclose(obj_new, obj_old, rtol=2e-6)
     assert np.isnan(x[6, 30:40]).all() and np.isfinite(x[:6, 30:40]).all()  # date 7 (unknown 6)
     assert np.isfinite(x[:, 40:45]).all() and (n_used[40:45] == m - 2).all()
