@@ -20,18 +20,32 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 
-def iter_blocks(shape: tuple[int, int], block_shape: Sequence[int]) -> Iterator[Window]:
-    """Windows that tile a raster of ``shape`` in row-major order.
+def iter_blocks(
+    shape: tuple[int, int], block_shape: Sequence[int], *, band_rows: int | None = None,
+    row0: int = 0,
+) -> Iterator[Window]:  # fmt: skip
+    """Windows that tile a raster of ``shape``, in row-major order.
 
     Edge windows are clipped to the raster, so every pixel is visited once.
+    With ``band_rows`` (the height of the source's tiles, when taller than a
+    block) the same windows come band by band: the blocks whose first row lies
+    in one band of ``band_rows`` source rows, column by column, top to bottom
+    within a column. Consecutive blocks then share the source's tiles, so a
+    tile is decompressed once while it is still cached, instead of once per
+    block row when a whole row of tiles of every file does not fit the cache.
+    ``row0``: the raster's first row in the source (a strip of a stack), so the
+    bands follow the source's tiles.
     """
     rows, cols = shape
     br, bc = int(block_shape[0]), int(block_shape[1])
     if br < 1 or bc < 1:
         raise SarstackError(f"block_shape {tuple(block_shape)} must be positive")
-    for r0 in range(0, rows, br):
-        for c0 in range(0, cols, bc):
-            yield Window(c0, r0, min(bc, cols - c0), min(br, rows - r0))
+    starts = [(r0, c0) for r0 in range(0, rows, br) for c0 in range(0, cols, bc)]
+    if band_rows is not None and int(band_rows) > br:
+        b = int(band_rows)
+        starts.sort(key=lambda rc: ((rc[0] + int(row0)) // b, rc[1], rc[0]))
+    for r0, c0 in starts:
+        yield Window(c0, r0, min(bc, cols - c0), min(br, rows - r0))
 
 
 def count_blocks(shape: tuple[int, int], block_shape: Sequence[int]) -> int:
@@ -49,10 +63,13 @@ def process_blocks(
     writers: Sequence[RasterWriter] = (),
     offset: tuple[int, int] = (0, 0),
     prefetch: bool = False,
+    band_rows: int | None = None,
+    row0: int = 0,
 ) -> int:
     """The one block loop: ``func`` over the blocks of a raster of ``shape``.
 
-    For each window of :func:`iter_blocks` (row-major), ``data = read(window)``
+    For each window of :func:`iter_blocks` (row-major; band by band of the
+    source's tiles with ``band_rows`` and ``row0``), ``data = read(window)``
     when ``read`` is given, then ``func(window, data)`` (``func(window)``
     without ``read``). With ``writers``, ``func`` returns one array per writer
     (a single array for one writer), each written at the window moved by
@@ -62,7 +79,7 @@ def process_blocks(
     writes) it keeps in its closure. Memory follows ``block_shape``. Returns
     the number of blocks.
     """
-    wins = list(iter_blocks(shape, block_shape))
+    wins = list(iter_blocks(shape, block_shape, band_rows=band_rows, row0=row0))
     if read is None:
         blocks: Iterator[Any] = iter([None] * len(wins))
     elif prefetch:

@@ -167,6 +167,20 @@ def _read_window(
     return data
 
 
+def band_cache_mb(path: str | Path, n_files: int, block_cols: int) -> int:
+    """GDAL block cache (MB) for reading ``n_files`` rasters tiled like ``path``
+    block by block, band by band of their tiles (:func:`iter_blocks` with
+    ``band_rows``): the tiles under one column of blocks of every file, with
+    a quarter more, plus 32 MB for the writers' tiles."""
+    with open_raster(path) as ds:
+        th, tw = (int(v) for v in ds.block_shapes[0])
+        itemsize = np.dtype(ds.dtypes[0]).itemsize
+    bc = int(block_cols)
+    tiles = -(-bc // tw) + (1 if bc % tw else 0)
+    need = int(n_files) * tiles * th * tw * itemsize
+    return int(np.ceil(1.25 * need / 2**20)) + 32
+
+
 class StackReader:
     """A stack of single-band rasters opened once, read window by window.
 
@@ -216,6 +230,13 @@ class StackReader:
     def shape(self) -> tuple[int, int]:
         """``(rows, cols)`` of the first raster."""
         return (self._ds[0].height, self._ds[0].width)
+
+    @property
+    def tile_rows(self) -> int:
+        """Rows of the first raster's tiles (its blocks; 1 for a raster in
+        scan lines): the ``band_rows`` of :func:`iter_blocks` for a loop over
+        this stack's blocks."""
+        return int(self._ds[0].block_shapes[0][0])
 
     def read_one(self, k: int, window: Window | None = None) -> np.ndarray:
         """Band 1 of raster ``k`` in ``window`` (float32, float64 stays float64)."""

@@ -311,6 +311,10 @@ def _correction_table(
     grid = read_grid(ifgs[0].path)
     with StackReader([i.path for i in ifgs]) as phase, StackReader(date_files) as delays:
 
+        # Each block's sums, added in row-major block order below (the blocks
+        # come band by band of the ifgs' tiles): the totals of a row-major loop.
+        parts: dict[tuple[int, int], np.ndarray] = {}
+
         def add(win: Window) -> None:
             z = phase.read(win).astype(np.float64).reshape(n, -1)
             d = delays.read(win).astype(np.float64).reshape(len(date_files), -1)
@@ -319,12 +323,16 @@ def _correction_table(
             ok = have & np.isfinite(c)
             count[:] += ok.sum(axis=1)
             no_delay[:] += (have & ~ok).sum(axis=1)
+            part = np.zeros_like(sums)
             for k, v in enumerate((c, z, z - c)):
                 v = np.where(ok, v, 0.0)
-                sums[k, 0] += v.sum(axis=1)
-                sums[k, 1] += np.square(v).sum(axis=1)
+                part[k, 0] = v.sum(axis=1)
+                part[k, 1] = np.square(v).sum(axis=1)
+            parts[(int(win.row_off), int(win.col_off))] = part
 
-        process_blocks(grid.shape, block_shape, add)
+        process_blocks(grid.shape, block_shape, add, band_rows=phase.tile_rows)
+    for key in sorted(parts):
+        sums += parts[key]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = sums[:, 0] / count
         std = np.sqrt(np.maximum(sums[:, 1] / count - mean**2, 0.0))

@@ -311,7 +311,7 @@ def write_corrections(
             return tuple(res)
 
         process_blocks(grid.shape, block_shape, block, read=stack.read, writers=writers,
-                       prefetch=True)  # fmt: skip
+                       prefetch=True, band_rows=stack.tile_rows)  # fmt: skip
     table = pd.DataFrame({
         "key": [i.key for i in ifgs], "reference_date": [i.reference.isoformat() for i in ifgs],
         "secondary_date": [i.secondary.isoformat() for i in ifgs], "n_triangles": n_tri,

@@ -44,17 +44,30 @@ def parser(description: str) -> argparse.ArgumentParser:
 #: GDAL's block cache per job, in MB, unless the user set GDAL_CACHEMAX. GDAL's
 #: default is 5 % of the machine's memory (1.2 GB here, 13 GB on a 256 GB node):
 #: memory would follow the machine, not the block size. Too small a cache is
-#: slow instead: inversion blocks are narrower than the inputs' tiles, so each
-#: tile row of every interferogram must stay cached while its blocks are read
-#: (174 ifgs x 256-row tiles x 1024 cols: 182 MB; 102 ifgs x 256-row tiles x
-#: 2048 cols: 214 MB), else it is decompressed once per block (64 MB: the
-#: 2048^2 x 102 ifgs inversion 20 % slower, the gather 3x slower). 384 MB
-#: keeps the 1024^2 x 60-date L2 inversion job under 1 GB (984 MB at 512).
-#: Measured 2026-12-05: sized to one tile row of every ifg plus 10 % (207 MB
-#: for 1024^2 x 174 ifgs) the strips peaked 18 % lower (758 against 930 MB)
-#: but ran 1 s slower each, two side by side (7.5 against 6.5 s; 256 MB 6.9 s,
-#: 320 MB 6.1 s): the reads need about two tile rows cached, so it stayed 384.
-GDAL_CACHE_MB = 384
+#: slow instead: inversion blocks (64 rows) are shorter than the inputs' tiles
+#: (256), so a tile must stay cached until every block over it is read, else it
+#: is decompressed once per block. The stages that read a stack block by block
+#: go band by band of its tiles (``process_blocks(band_rows=...)``): one column
+#: of tiles of every file then suffices (174 ifgs x two 256² float32 tiles:
+#: 89 MB), not two rows of them (2 x 365 MB at 2048 columns, which 384 MB did
+#: not hold). Measured 2026-12-05 on a 2048² x 174-ifg L2 strip: row by row
+#: with 384 MB 6.3 s (9.9 s CPU, 910 MB peak); band by band with 128 MB 4.4 s
+#: (7.2 s CPU, 626 MB), the same files. The inversion raises it to what its
+#: stack needs (:func:`raise_gdal_cache`, :func:`sarstack.io.band_cache_mb`).
+GDAL_CACHE_MB = 128
+
+#: Whether the user set GDAL_CACHEMAX (then sarstack leaves it alone).
+_USER_GDAL_CACHE = "GDAL_CACHEMAX" in os.environ
+
+
+def raise_gdal_cache(mb: int) -> None:
+    """Raise this process's GDAL block cache to ``mb`` MB, unless the user set
+    GDAL_CACHEMAX or it is larger already. Call before the first read (GDAL
+    reads the setting once)."""
+    if _USER_GDAL_CACHE:
+        return
+    if int(mb) > int(os.environ.get("GDAL_CACHEMAX", GDAL_CACHE_MB)):
+        os.environ["GDAL_CACHEMAX"] = str(int(mb))
 
 
 #: glibc's malloc returns every large array (above 128 kB-32 MB, its moving

@@ -49,6 +49,9 @@ def main(argv=None):
     height = grid.height
     rows = insar.strip_rows(height, a.block[0], a.strip)
     ref_rc = stagefiles.read_reference_point(a.reference)
+    # a column of tiles of every file the inversion reads per block
+    n_files = len(ifgs) * (1 + (a.weighting == "correlation") + all(i.conncomp for i in ifgs))
+    cli.raise_gdal_cache(io.band_cache_mb(ifgs[0].path, n_files, a.block[1]))
     strip_dir = Path(a.out_dir) / ".strip" if a.index else Path(a.out_dir)
     insar.invert_strip(
         ifgs, dates, pairs, ref_rc, strip_dir, rows=rows,

@@ -64,7 +64,7 @@ def temporal_average(
                 mean[~m] = np.nan
             w.write(mean.astype(np.float32), win)
 
-        process_blocks(grid.shape, block_shape, mean_block)
+        process_blocks(grid.shape, block_shape, mean_block, band_rows=stack.tile_rows)
 
 
 def conncomp_count(
@@ -105,7 +105,7 @@ def conncomp_count(
                 counts[:, ~m] = COUNT_NODATA
             w.write(counts, win)
 
-        process_blocks(grid.shape, block_shape, count_block)
+        process_blocks(grid.shape, block_shape, count_block, band_rows=ccs.tile_rows)
 
 
 def closure_count(
@@ -164,7 +164,7 @@ def closure_count(
             return count
 
         process_blocks(grid.shape, block_shape, closure_block, read=stack.read, writers=[w],
-                       prefetch=True)  # fmt: skip
+                       prefetch=True, band_rows=stack.tile_rows)  # fmt: skip
     log.info("%d pixels with at least one non-zero closure", n_flagged)
     return n_tri
 

@@ -172,6 +172,10 @@ class InjectedStack:
     def __len__(self) -> int:
         return len(self.stack)
 
+    @property
+    def tile_rows(self) -> int:
+        return self.stack.tile_rows
+
     def read(self, window: Window, dtype: Any = None) -> np.ndarray:
         """The raw phase plus the injected one, float64 (``dtype`` is accepted
         as by :meth:`sarstack.io.StackReader.read`; the sum is float64 already)."""

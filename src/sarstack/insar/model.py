@@ -129,9 +129,11 @@ def velocity_files(
             wv.write(np.asarray(v).reshape(shape).astype(np.float32), win)
             ws.write(np.asarray(s).reshape(shape).astype(np.float32), win)
 
-        # The next block's series is read while this one is fitted.
+        # The next block's series is read while this one is fitted, band by
+        # band of the series' tiles (each tile decompressed once).
         process_blocks(grid.shape, block_shape, velocity_block, prefetch=True,
-                       read=lambda win: _read_series(series, win))  # fmt: skip
+                       read=lambda win: _read_series(series, win),
+                       band_rows=series.tile_rows)  # fmt: skip
     return vunits
 
 
@@ -282,4 +284,5 @@ def _model_files(
                 wr.write(out[name].reshape(y.shape[1:]).astype(np.float32), win)
 
         process_blocks(grid.shape, block_shape, model_block, prefetch=True,
-                       read=lambda win: _read_series(series, win))  # fmt: skip
+                       read=lambda win: _read_series(series, win),
+                       band_rows=series.tile_rows)  # fmt: skip

@@ -91,7 +91,7 @@ def reference_inputs(
             mask_any |= _reference_block(win, phase, ccs, mask, quality, valid, cc_all, qual,
                                          has_data, has_cc)  # fmt: skip
 
-        process_blocks(grid.shape, block_shape, scan_block)
+        process_blocks(grid.shape, block_shape, scan_block, band_rows=phase.tile_rows)
     if not has_data.all():
         raise SarstackError(f"{ifgs[int(np.argmin(has_data))].path}: no valid pixel (all nodata)")
     if mask is not None and not mask_any:
@@ -122,7 +122,7 @@ def phase_roughness(
                 g[dr : dr + win.height, dc : dc + win.width]
             )
 
-        process_blocks(grid.shape, block_shape, roughness_block)
+        process_blocks(grid.shape, block_shape, roughness_block, band_rows=phase.tile_rows)
     return out
 
 

@@ -1,0 +1,132 @@
+"""Blocks band by band of the inputs' tiles (``process_blocks(band_rows=...)``):
+the same windows as the row-major loop, in an order that decompresses each
+tile once, and the same results, sums over blocks included, as the row-major
+loop (forced here by making the readers report one-row tiles)."""
+
+from __future__ import annotations
+
+import filecmp
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from conftest import with_schema_defaults
+
+from sarstack import deramp, insar, io, synthetic, troposphere
+from sarstack.blocks import iter_blocks
+
+pytestmark = pytest.mark.usefixtures("x64")
+
+select_ifgs = with_schema_defaults(insar.select_ifgs)
+invert_strip = with_schema_defaults(insar.invert_strip)
+fit_ramps = with_schema_defaults(deramp.fit_ramps)
+
+SHAPE = (40, 48)
+BLOCK = (8, 16)  # 5 x 3 blocks, all in the inputs' first 256-row tile band
+
+
+def _key(w):
+    return (w.row_off, w.col_off, w.height, w.width)
+
+
+@pytest.mark.parametrize("shape,block,band,row0", [
+    ((40, 48), (8, 16), 256, 0), ((100, 70), (8, 16), 32, 0), ((100, 70), (8, 16), 32, 20),
+    ((100, 70), (7, 16), 32, 5), ((3, 5), (8, 16), 256, 0),
+])  # fmt: skip
+def test_band_order_has_the_row_major_windows(shape, block, band, row0):
+    row_major = list(iter_blocks(shape, block))
+    banded = list(iter_blocks(shape, block, band_rows=band, row0=row0))
+    assert sorted(map(_key, banded)) == sorted(map(_key, row_major))
+    assert len(banded) == len(row_major)
+    # band by band of the source's rows, column by column, top to bottom
+    keys = [((w.row_off + row0) // band, w.col_off, w.row_off) for w in banded]
+    assert keys == sorted(keys)
+    if shape[0] > band and shape[1] > block[1]:
+        assert list(map(_key, banded)) != list(map(_key, row_major))
+
+
+def test_no_band_order_when_tiles_are_no_taller_than_blocks():
+    row_major = list(map(_key, iter_blocks((100, 70), (8, 16))))
+    for band in (None, 1, 8):
+        assert list(map(_key, iter_blocks((100, 70), (8, 16), band_rows=band))) == row_major
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    d = tmp_path_factory.mktemp("order")
+    synthetic.make_ifg_stack(d / "s", n_dates=7, shape=SHAPE, network="nearest:2",
+                             noise_rad=0.3, seed=4)  # fmt: skip
+    ifgs, dates, pairs, _ = select_ifgs(str(d / "s" / "ifgs" / "*.unw.tif"))
+    with io.StackReader([ifgs[0].path]) as s:
+        assert s.tile_rows > BLOCK[0]  # the band order is in play
+    return ifgs, dates, pairs
+
+
+def _row_major(monkeypatch):
+    """Make every StackReader report one-row tiles: the row-major loop."""
+    monkeypatch.setattr(io.StackReader, "tile_rows", property(lambda self: 1))
+
+
+def _strip(stack, out, method):
+    ifgs, dates, pairs = stack
+    invert_strip(ifgs, dates, pairs, (20, 5), out, method=method, wavelength=None, mask=None,
+                 block_shape=BLOCK, l1_tolerance=1e-6, l1_max_iterations=100,
+                 weighting="none", correlation_looks=4.0, correlation_threshold=0.0,
+                 write_residuals=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["L2", "L1"])
+def test_strip_is_the_row_major_strip(stack, tmp_path, monkeypatch, method):
+    _strip(stack, tmp_path / "band", method)
+    _row_major(monkeypatch)
+    _strip(stack, tmp_path / "row", method)
+    names = sorted(p.name for p in (tmp_path / "band").iterdir())
+    assert "ifg_stats.csv" in names
+    for name in names:
+        a, b = tmp_path / "band" / name, tmp_path / "row" / name
+        if name.endswith(".csv"):  # the per-block residual sums, listed in row-major block order
+            assert filecmp.cmp(a, b, shallow=False), name
+        else:
+            with rasterio.open(a) as ra, rasterio.open(b) as rb:
+                np.testing.assert_array_equal(ra.read(), rb.read(), err_msg=name)
+
+
+def test_ramp_sums_are_the_row_major_sums(stack, monkeypatch):
+    ifgs = stack[0]
+    banded = fit_ramps(ifgs, "quadratic", block_shape=BLOCK, mask=None, min_correlation=None)
+    _row_major(monkeypatch)
+    rows = fit_ramps(ifgs, "quadratic", block_shape=BLOCK, mask=None, min_correlation=None)
+    pd.testing.assert_frame_equal(banded, rows, check_exact=True)
+
+
+def test_delay_table_sums_are_the_row_major_sums(stack, tmp_path, monkeypatch):
+    ifgs, dates, pairs = stack
+    grid = io.read_grid(ifgs[0].path)
+    rng = np.random.default_rng(3)
+    files = []
+    for k in range(len(dates)):
+        files.append(tmp_path / f"d{k}.tif")
+        io.write_raster(files[-1], rng.normal(0, 2.0, SHAPE).astype(np.float32), grid)
+    banded = troposphere._correction_table(ifgs, pairs, files, BLOCK)
+    _row_major(monkeypatch)
+    rows = troposphere._correction_table(ifgs, pairs, files, BLOCK)
+    pd.testing.assert_frame_equal(banded, rows, check_exact=True)
+
+
+def test_gdal_cache_follows_the_stack(stack, monkeypatch):
+    from sarstack import cli
+
+    path = stack[0][0].path  # 256² float32 tiles (the COG writer's)
+    # a column of 512-wide blocks spans two tiles, one more when not aligned
+    assert io.band_cache_mb(path, 174, 512) == int(np.ceil(1.25 * 174 * 2 * 256 * 256 * 4 / 2**20)) + 32
+    assert io.band_cache_mb(path, 174, 300) == int(np.ceil(1.25 * 174 * 3 * 256 * 256 * 4 / 2**20)) + 32
+    monkeypatch.setattr(cli, "_USER_GDAL_CACHE", False)
+    monkeypatch.setenv("GDAL_CACHEMAX", "128")
+    cli.raise_gdal_cache(100)
+    assert cli.os.environ["GDAL_CACHEMAX"] == "128"  # never lowered
+    cli.raise_gdal_cache(300)
+    assert cli.os.environ["GDAL_CACHEMAX"] == "300"
+    monkeypatch.setattr(cli, "_USER_GDAL_CACHE", True)  # the user's value stays
+    cli.raise_gdal_cache(900)
+    assert cli.os.environ["GDAL_CACHEMAX"] == "300"
