@@ -452,3 +452,28 @@ def test_injected_shifts_are_recovered_with_the_right_sign(tmp_path):
     assert a == rtc.injected_shift("2021-01-15", 0.5, 0) != rtc.injected_shift("2021-01-15", 0.5, 1)
     draws = np.array([rtc.injected_shift(f"2021-02-{d:02d}", 0.5, 0) for d in range(1, 29)])
     assert np.abs(draws).max() <= 0.5 and draws.std() > 0.15
+
+
+@pytest.mark.parametrize("clip", [None, (0.05, 0.7)])
+def test_read_scene_one_pass_is_the_stepwise_read(tmp_path, clip):
+    """read_scene's one-mask path (float32 power) gives the values of the
+    stepwise path it replaced: fill and non-finite values, then the clip."""
+    from sarstack.rtc.flatten import FILL_ABS, flatten_block, read_scene
+
+    rng = np.random.default_rng(5)
+    a = rng.random((40, 56), dtype=np.float32)
+    a[0, :5] = [np.nan, np.inf, -np.inf, 1e31, -1e35]
+    a[1, :3] = [0.05, 0.7, np.float32(0.7) + np.float32(1e-7)]  # on and just off the bounds
+    a[2, :4] = 0.0  # the file's nodata
+    path = tmp_path / "s.tif"
+    io.write_raster(path, a, io.Grid(CRS.from_epsg(32611), Affine(30, 0, 0, 0, -30, 0), 56, 40),
+                    nodata=0.0)  # fmt: skip
+    got = read_scene(path, clip=clip, scale="power")
+    want = io.read_band(path)
+    with np.errstate(invalid="ignore"):
+        want[~(np.abs(want) < FILL_ABS)] = np.nan
+    if clip is not None:
+        want = flatten_block(want, clip[0], clip[1])
+    assert got.dtype == want.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got[2, :4]).all() and np.isnan(got[0, :5]).all()

@@ -379,3 +379,34 @@ def test_xcorr_does_not_import_jax() -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_conjugate_spectrum_against_the_previous_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The moving spectrum is conj(rfft2) (a scene's reference spectrum,
+    conjugated) since 2026-12-05, ihfft2 before: the same to float32 rounding.
+    Offsets within CONJ_CHANGE_PX of the previous kernel's, quality measures
+    to float32 rounding, on noisy tiles with and without a re-centring pass."""
+    import scipy.fft as sfft
+
+    from sarstack.xcorr import register, spectra
+
+    rng = np.random.default_rng(77)
+    ref, mov = _power_pairs(rng, 24, 64, 64)
+    mov[3, :, :6] = np.nan
+    kw = dict(upsample_factor=20, **PRESETS["default"])
+    new = {it: register_tiles(ref, mov, iterations=it, **kw) for it in (0, 1)}
+
+    def previous(tiles: np.ndarray) -> np.ndarray:
+        return sfft.ihfft2(tiles, axes=(-2, -1), norm="forward", workers=1)
+
+    monkeypatch.setattr(spectra, "_rfft2_conj", previous)
+    monkeypatch.setattr(register, "_rfft2_conj", previous)
+    for it in (0, 1):
+        old = register_tiles(ref, mov, iterations=it, **kw)
+        assert np.abs(new[it]["shift"] - old["shift"]).max() <= spectra.CONJ_CHANGE_PX
+        for key in ("peak_corr", "pslr"):
+            np.testing.assert_allclose(new[it][key], old[key], rtol=1e-4, atol=1e-5)
+    # and the new kernel is conj(rfft2) bit for bit
+    tiles = ref[:4].copy()
+    tiles[np.isnan(tiles)] = 0.0
+    np.testing.assert_array_equal(spectra._rfft2_conj(tiles), np.conj(spectra._rfft2(tiles)))

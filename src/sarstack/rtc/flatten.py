@@ -231,6 +231,17 @@ def read_scene(
     ``reader``: ``path`` already held open (a :class:`StackReader` of it alone).
     """
     b = read_band(path, window) if reader is None else reader.read_one(0, window)
+    if b.dtype == np.float32 and scale == "power":
+        # The same values as the general path below, in one mask and one
+        # masked copy instead of a boolean assignment per step (~0.5 s of
+        # each 12-pair xcorr job's 12 s on 4096² scenes).
+        with np.errstate(invalid="ignore"):
+            keep = np.abs(b) < FILL_ABS  # False for NaN too
+            if clip is not None:
+                keep &= b >= clip[0]  # as flatten_block compares (same precision)
+                keep &= b <= clip[1]
+        np.copyto(b, np.float32(np.nan), where=~keep)
+        return b
     with np.errstate(invalid="ignore"):
         b[~(np.abs(b) < FILL_ABS)] = np.nan
     b = to_power(b, scale)

@@ -153,8 +153,8 @@ class TileProducts:
     (a chunk of sequential or nearest-K pairs) is read, prepared and
     transformed once; :func:`register_products` correlates two of them with
     the same result as :func:`register_tiles` on the raw tiles, bit for bit
-    (the conjugate spectrum is computed by :func:`_rfft2_conj` as before, not
-    as ``conj(rfft2)``, which differs in the last bits).
+    (the moving spectrum is the conjugate of the reference spectrum, as
+    :func:`_rfft2_conj` computes it: a scene that is both is transformed once).
     """
 
     __slots__ = ("energy", "prepared", "valid", "_spectra", "_win")
@@ -169,15 +169,16 @@ class TileProducts:
         """Spectrum of tiles ``sl``: ``"ref"`` rfft2 of the tapered tiles, ``"mov"`` its
         conjugate, ``"plain"`` rfft2 of the untapered tiles (each computed once per slice).
         ``"mov"`` comes as a fresh copy, since the correlation overwrites it."""
+        if kind == "mov":  # a fresh array: conj(rfft2) of the tapered tiles
+            return np.conjugate(self.spectrum("ref", sl))
         key = (kind, int(sl.start), int(sl.stop))
         spec = self._spectra.get(key)
         if spec is None:
             tiles = self.prepared[sl]
             if kind != "plain" and self._win is not None:
                 tiles = tiles * self._win
-            fn = _rfft2_conj if kind == "mov" else _rfft2
-            spec = self._spectra[key] = fn(tiles)
-        return spec.copy() if kind == "mov" else spec
+            spec = self._spectra[key] = _rfft2(tiles)
+        return spec
 
 
 def _check_register_args(upsample_factor: int, scale: str, taper: str | None, h: int, w: int):
