@@ -506,3 +506,46 @@ def test_ar1_variance_factor():
     assert np.median(svel.ar1_variance_factor(ar, np.ones((n, p), bool))) == pytest.approx(4.0, rel=0.15)
     with pytest.raises(SarstackError, match="insar.velocity_uncertainty"):
         fit_velocity(white, np.arange(n) / 30.0, uncertainty="hac")
+
+
+def _velocity_before(disp, t, network=None):
+    """svel.velocity as it was before 2026-12-05 (the previous kernel): the
+    line fit with correlated uncertainty, step by step."""
+    from sarstack.velocity.linear import ar1_variance_factor, network_variance
+
+    y = disp.reshape(t.size, -1).astype(np.float64)
+    bad = np.any(np.isnan(y), axis=0)
+    y[:, bad] = 0.0
+    tc = t - t.mean()
+    sxx = float(tc @ tc)
+    ym = y.mean(axis=0)
+    slope = (tc @ (y - ym)) / sxx
+    intercept = ym - slope * t.mean()
+    r = y - (intercept + slope * t[:, None])
+    std = np.sqrt(np.sum(r**2, axis=0) / (t.size - 2) / sxx)
+    var = std * std * ar1_variance_factor(r, np.ones(r.shape, bool))
+    if network is not None:
+        var = var + network_variance(tc / sxx, network)
+    dtype = np.float64 if disp.dtype == np.float64 else np.float32
+    return [np.where(bad, np.nan, o).astype(dtype).reshape(disp.shape[1:])
+            for o in (slope, np.sqrt(var), intercept)]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_line_fit_is_the_previous_kernel_bit_for_bit(dtype):
+    rng = np.random.default_rng(8)
+    t = np.sort(rng.uniform(0, 3, 40))
+    disp = (rng.normal(0, 1, (40, 30, 50)) + np.cumsum(rng.normal(0, 0.3, (40, 1, 1)), 0))
+    disp = disp.astype(dtype)
+    disp[0] = 0.0
+    disp[5, 3, 4] = np.nan
+    disp[:, 7, 8] = np.nan
+    before = disp.copy()
+    noise = svel.NetworkNoise(np.eye(40)[1:, 1:] * 0.5, rng.uniform(0.1, 2, 30 * 50))
+    for net in (None, noise):
+        got = svel.velocity(disp, t, uncertainty="correlated", network=net)
+        want = _velocity_before(disp, t, net)
+        for g, w in zip((got.velocity, got.std, got.intercept), want, strict=True):
+            assert g.dtype == w.dtype
+            np.testing.assert_array_equal(g, w)
+    np.testing.assert_array_equal(disp, before)  # the caller's array untouched

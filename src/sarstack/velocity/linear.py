@@ -59,7 +59,7 @@ def check_uncertainty(uncertainty: str) -> bool:
     return uncertainty == "correlated"
 
 
-def ar1_variance_factor(residual: np.ndarray, ok: np.ndarray) -> np.ndarray:
+def ar1_variance_factor(residual: np.ndarray, ok: np.ndarray | None) -> np.ndarray:
     """Variance inflation of least-squares standard errors for residuals
     correlated from date to date, per pixel (column).
 
@@ -76,8 +76,15 @@ def ar1_variance_factor(residual: np.ndarray, ok: np.ndarray) -> np.ndarray:
 
     ``residual`` and ``ok`` are ``(n_dates, n_pixels)`` in date order; only
     ``ok`` entries count, and a pixel's consecutive dates are its consecutive
-    ``ok`` dates (a date it lacks is skipped, as if never acquired).
+    ``ok`` dates (a date it lacks is skipped, as if never acquired). ``ok``
+    None: every entry (the same values as an all-True ``ok``, without its
+    passes).
     """
+    if ok is None:
+        rz = residual
+        num = np.einsum("tp,tp->p", rz[1:], rz[:-1])
+        den = np.einsum("tp,tp->p", rz, rz)
+        return _ar1_factor(num, den, np.full(rz.shape[1:], max(rz.shape[0], 1), np.intp))
     rz = np.where(ok, residual, 0.0)
     num = np.einsum("tp,tp->p", rz[1:], rz[:-1])
     part = ~ok.all(axis=0)
@@ -90,7 +97,11 @@ def ar1_variance_factor(residual: np.ndarray, ok: np.ndarray) -> np.ndarray:
         r_next = np.take_along_axis(np.concatenate([rp, np.zeros((1, okp.shape[1]))]), nxt, axis=0)
         num[part] = np.einsum("tp,tp->p", rp, r_next)
     den = np.einsum("tp,tp->p", rz, rz)
-    n = np.maximum(np.sum(ok, axis=0), 1)
+    return _ar1_factor(num, den, np.maximum(np.sum(ok, axis=0), 1))
+
+
+def _ar1_factor(num: np.ndarray, den: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """:func:`ar1_variance_factor` from the lag-1 and lag-0 sums and the counts."""
     with np.errstate(invalid="ignore", divide="ignore"):
         rho = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
     rho = rho + (1.0 + 4.0 * np.maximum(rho, 0.0)) / n
@@ -199,19 +210,25 @@ def velocity(
         raise SarstackError("a velocity needs at least 2 distinct dates")
     dtype = _out_dtype(disp)
     tail = disp.shape[1:]
-    y = disp.reshape(t.size, -1).astype(np.float64)
+    y = disp.reshape(t.size, -1).astype(np.float64, copy=False)
     bad = np.any(np.isnan(y), axis=0)
-    y[:, bad] = 0.0
+    if bad.any():
+        if np.may_share_memory(y, disp):  # never the caller's array
+            y = y.copy()
+        y[:, bad] = 0.0
     tc = t - t.mean()
     sxx = float(tc @ tc)
     ym = y.mean(axis=0)
     slope = (tc @ (y - ym)) / sxx
     intercept = ym - slope * t.mean()
-    r = y - (intercept + slope * t[:, None])
-    ss = np.sum(r**2, axis=0)
+    # r = y - (intercept + slope t), the same values, in one buffer
+    r = np.multiply(t[:, None], slope)
+    np.add(r, intercept, out=r)
+    np.subtract(y, r, out=r)
+    ss = np.sum(np.square(r), axis=0)
     std = np.sqrt(ss / (t.size - 2) / sxx) if t.size >= 3 else np.full_like(slope, np.nan)
     if check_uncertainty(uncertainty):
-        var = std * std * ar1_variance_factor(r, np.ones(r.shape, bool))
+        var = std * std * ar1_variance_factor(r, None)
         if network is not None:
             var = var + network_variance(tc / sxx, network)
         std = np.sqrt(var)
