@@ -159,3 +159,30 @@ def test_read_ahead_keeps_order_overlaps_and_raises_where_taken():
             got.append(v)
     assert got == [0, 1, 4, 9] and started[:5] == [0, 1, 2, 3, 4]
     assert list(read_ahead(read, [3])) == [9] and list(read_ahead(read, [])) == []
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_raster_writer_stages_small_rasters_in_memory_same_file(tmp_path, monkeypatch, count):
+    """A small raster's COG staging copy is in /vsimem/, a large one's on disk:
+    the COG is the same file, byte for byte, and nothing stays behind."""
+    grid = io.Grid(CRS.from_epsg(32611), Affine(30, 0, 500000, 0, -30, 4000000), 300, 280)
+    data = np.random.default_rng(2).normal(size=(count, 280, 300)).astype(np.float32)
+    data[:, :5, :7] = np.nan
+    kw = dict(count=count, units="meters", tags={"date": "2020-01-01"},
+              descriptions=[f"b{i}" for i in range(count)])  # fmt: skip
+    staged = []
+
+    def write(path):
+        with io.RasterWriter(path, grid, **kw) as w:
+            staged.append(w._mem)
+            w.write(data[0] if count == 1 else data, Window(0, 0, 300, 280))
+            # staged beside the output only when not in memory
+            assert bool(list(tmp_path.glob("*.work.tif"))) == (w._mem is None)
+
+    write(tmp_path / "mem.tif")
+    monkeypatch.setattr(io, "STAGE_IN_MEMORY_BYTES", 0)
+    write(tmp_path / "disk.tif")
+    assert staged[0] is not None and staged[1] is None
+    assert not rasterio.shutil.exists(staged[0])
+    assert (tmp_path / "mem.tif").read_bytes() == (tmp_path / "disk.tif").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["disk.tif", "mem.tif"]
