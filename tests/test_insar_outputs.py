@@ -72,3 +72,21 @@ def test_spec_names_every_gathered_raster_once():
     assert {o.per for o in spec.INVERSION_OUTPUTS} <= {"date", "ifg", "pixel"}
     assert spec.OUTPUTS_BY_NAME["timeseries"].final == "timeseries"
     assert spec.OUTPUTS_BY_NAME["n_ifgs_used"].final == "n_ifgs_used.tif"
+
+
+def test_residual_sum_is_the_summed_absolute_residuals_bit_for_bit():
+    """The row-by-row residual sum of a complete block is np.sum(|res|, axis=0)
+    bit for bit (the previous kernel), in float64 and float32."""
+    rng = np.random.default_rng(4)
+    for dtype in (np.float64, np.float32):
+        res = (rng.normal(size=(57, 700)) * rng.uniform(0.01, 50, size=(57, 1))).astype(dtype)
+        b = spec.SolvedBlock((7, 100), np.zeros((9, 700)), res, np.full(700, 57), None,
+                             np.zeros(700, np.uint16), 10, 1.0, complete=True)  # fmt: skip
+        np.testing.assert_array_equal(spec._residual_sum(b),
+                                      np.sum(np.abs(res), axis=0).astype(np.float32))  # fmt: skip
+        part = res.copy()
+        part[3, :10] = np.nan
+        b = spec.SolvedBlock((7, 100), np.zeros((9, 700)), part, np.full(700, 57), None,
+                             np.zeros(700, np.uint16), 10, 1.0, complete=False)  # fmt: skip
+        np.testing.assert_array_equal(spec._residual_sum(b),
+                                      np.nansum(np.abs(part), axis=0).astype(np.float32))  # fmt: skip

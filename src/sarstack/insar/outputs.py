@@ -125,10 +125,17 @@ def ifg_residual_std(
 
 
 def _residual_sum(b: SolvedBlock) -> np.ndarray:
+    if b.complete:
+        # Row by row into one accumulator: the additions of np.sum(|res|,
+        # axis=0) in its order (bit for bit, tested), without the block-sized
+        # |res| (45 MB for 174 ifgs x 64 x 512 in float64) and 3x faster.
+        acc = np.abs(b.res[0])
+        row = np.empty_like(acc)
+        for r in b.res[1:]:
+            acc += np.abs(r, out=row)
+        return acc.astype(np.float32)
     # A sum over the finite rows: the same sum as nansum, without its copy.
     absres = np.abs(b.res)
-    if b.complete:
-        return np.sum(absres, axis=0).astype(np.float32)
     used = np.isfinite(b.res).any(axis=0)
     return np.where(used, np.sum(absres, axis=0, where=~np.isnan(absres)), np.nan).astype(
         np.float32
