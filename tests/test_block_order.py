@@ -119,14 +119,12 @@ def test_gdal_cache_follows_the_stack(stack, monkeypatch):
 
     path = stack[0][0].path  # 256² float32 tiles (the COG writer's)
     # a column of 512-wide blocks spans two tiles, one more when not aligned
-    assert io.band_cache_mb(path, 174, 512) == int(np.ceil(1.25 * 174 * 2 * 256 * 256 * 4 / 2**20)) + 32
-    assert io.band_cache_mb(path, 174, 300) == int(np.ceil(1.25 * 174 * 3 * 256 * 256 * 4 / 2**20)) + 32
+    assert io.band_cache_mb(path, 174, 512) == int(np.ceil(174 * 2 * 256 * 256 * 4 / 2**20))
+    assert io.band_cache_mb(path, 174, 300) == int(np.ceil(174 * 3 * 256 * 256 * 4 / 2**20))
     monkeypatch.setattr(cli, "_USER_GDAL_CACHE", False)
     monkeypatch.setenv("GDAL_CACHEMAX", "128")
-    cli.raise_gdal_cache(100)
-    assert cli.os.environ["GDAL_CACHEMAX"] == "128"  # never lowered
-    cli.raise_gdal_cache(300)
-    assert cli.os.environ["GDAL_CACHEMAX"] == "300"
+    cli.set_gdal_cache(97)
+    assert cli.os.environ["GDAL_CACHEMAX"] == "97"
     monkeypatch.setattr(cli, "_USER_GDAL_CACHE", True)  # the user's value stays
-    cli.raise_gdal_cache(900)
-    assert cli.os.environ["GDAL_CACHEMAX"] == "300"
+    cli.set_gdal_cache(900)
+    assert cli.os.environ["GDAL_CACHEMAX"] == "97"

@@ -168,17 +168,16 @@ def _read_window(
 
 
 def band_cache_mb(path: str | Path, n_files: int, block_cols: int) -> int:
-    """GDAL block cache (MB) for reading ``n_files`` rasters tiled like ``path``
-    block by block, band by band of their tiles (:func:`iter_blocks` with
-    ``band_rows``): the tiles under one column of blocks of every file, with
-    a quarter more, plus 32 MB for the writers' tiles."""
+    """MB of GDAL block cache that reading ``n_files`` rasters tiled like
+    ``path`` block by block, band by band of their tiles (:func:`iter_blocks`
+    with ``band_rows``), keeps every tile decompressed once: the tiles under
+    one column of blocks of every file (the writers' tiles not included)."""
     with open_raster(path) as ds:
         th, tw = (int(v) for v in ds.block_shapes[0])
         itemsize = np.dtype(ds.dtypes[0]).itemsize
     bc = int(block_cols)
     tiles = -(-bc // tw) + (1 if bc % tw else 0)
-    need = int(n_files) * tiles * th * tw * itemsize
-    return int(np.ceil(1.25 * need / 2**20)) + 32
+    return int(np.ceil(int(n_files) * tiles * th * tw * itemsize / 2**20))
 
 
 class StackReader:

@@ -52,22 +52,20 @@ def parser(description: str) -> argparse.ArgumentParser:
 #: 89 MB), not two rows of them (2 x 365 MB at 2048 columns, which 384 MB did
 #: not hold). Measured 2026-12-05 on a 2048² x 174-ifg L2 strip: row by row
 #: with 384 MB 6.3 s (9.9 s CPU, 910 MB peak); band by band with 128 MB 4.4 s
-#: (7.2 s CPU, 626 MB), the same files. The inversion raises it to what its
-#: stack needs (:func:`raise_gdal_cache`, :func:`sarstack.io.band_cache_mb`).
+#: (7.2 s CPU, 626 MB), the same files. The inversion sets it from what its
+#: stack needs (:func:`set_gdal_cache`, :func:`sarstack.io.band_cache_mb`).
 GDAL_CACHE_MB = 128
 
 #: Whether the user set GDAL_CACHEMAX (then sarstack leaves it alone).
 _USER_GDAL_CACHE = "GDAL_CACHEMAX" in os.environ
 
 
-def raise_gdal_cache(mb: int) -> None:
-    """Raise this process's GDAL block cache to ``mb`` MB, unless the user set
-    GDAL_CACHEMAX or it is larger already. Call before the first read (GDAL
-    reads the setting once)."""
-    if _USER_GDAL_CACHE:
-        return
-    if int(mb) > int(os.environ.get("GDAL_CACHEMAX", GDAL_CACHE_MB)):
-        os.environ["GDAL_CACHEMAX"] = str(int(mb))
+def set_gdal_cache(mb: int) -> None:
+    """This job's GDAL block cache, ``mb`` MB (instead of :data:`GDAL_CACHE_MB`),
+    unless the user set GDAL_CACHEMAX. Call before the first read (GDAL reads
+    the setting once)."""
+    if not _USER_GDAL_CACHE:
+        os.environ["GDAL_CACHEMAX"] = str(max(1, int(mb)))
 
 
 #: glibc's malloc returns every large array (above 128 kB-32 MB, its moving
