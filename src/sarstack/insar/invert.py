@@ -328,7 +328,6 @@ def invert_strip(
             dict(method=method, single=single, l1_tolerance=l1_tolerance,
                  l1_max_iterations=l1_max_iterations, threads=threads),
         )  # fmt: skip
-        # The strip's blocks, read at their rows in the whole stack.
         # The strip's blocks, read at their rows in the whole stack, band by
         # band of the ifgs' tiles: each tile decompressed once (in row-major
         # order a 2048-wide stack's 174 ifgs needed 365 MB of cached tiles
