@@ -128,3 +128,27 @@ def test_gdal_cache_follows_the_stack(stack, monkeypatch):
     monkeypatch.setattr(cli, "_USER_GDAL_CACHE", True)  # the user's value stays
     cli.set_gdal_cache(900)
     assert cli.os.environ["GDAL_CACHEMAX"] == "97"
+
+
+def test_row_major_sums_add_in_row_major_order_and_hold_one_band():
+    from sarstack.blocks import RowMajorSums
+
+    shape, block = (100, 70), (8, 16)
+    rng = np.random.default_rng(9)
+    wins = list(iter_blocks(shape, block))
+    parts = {_key(w): rng.normal(0, 10.0 ** rng.integers(-3, 4), 5) for w in wins}
+    want = np.zeros(5)
+    for w in wins:  # a row-major loop's totals
+        want += parts[_key(w)]
+    got = np.zeros(5)
+    sums = RowMajorSums(shape, block, got)
+    held = 0
+    for w in iter_blocks(shape, block, band_rows=32):
+        sums.add(w, parts[_key(w)])
+        held = max(held, len(sums._held))
+    np.testing.assert_array_equal(got, want)
+    assert sums._held == {}
+    assert held <= 4 * 5  # at most one band: 4 block rows x 5 block columns
+    shuffled = np.zeros(5)
+    np.add.reduce([parts[_key(w)] for w in iter_blocks(shape, block, band_rows=32)], out=shuffled)
+    assert not np.array_equal(shuffled, want)  # the order matters for these parts

@@ -48,6 +48,36 @@ def iter_blocks(
         yield Window(c0, r0, min(bc, cols - c0), min(br, rows - r0))
 
 
+class RowMajorSums:
+    """Totals over a raster's blocks, added in row-major block order whatever
+    order the blocks come in (band by band: :func:`iter_blocks` with
+    ``band_rows``), so they are those of a row-major loop, bit for bit.
+
+    ``add(window, *parts)`` holds a block's parts until every block before it
+    in row-major order has been added; ``totals`` (arrays, added to in place)
+    then take them in that order. Only blocks that arrived ahead of their turn
+    are held: at most one band of blocks in band order.
+    """
+
+    def __init__(self, shape: tuple[int, int], block_shape: Sequence[int], *totals: Any) -> None:
+        self._bc = int(block_shape[1])
+        self._br = int(block_shape[0])
+        self._n_cols = -(-int(shape[1]) // self._bc)
+        self.totals = totals
+        self._held: dict[int, tuple[Any, ...]] = {}
+        self._next = 0
+
+    def add(self, window: Window, *parts: Any) -> None:
+        if len(parts) != len(self.totals):
+            raise SarstackError(f"RowMajorSums: {len(parts)} parts for {len(self.totals)} totals")
+        rank = int(window.row_off) // self._br * self._n_cols + int(window.col_off) // self._bc
+        self._held[rank] = parts
+        while self._next in self._held:
+            for total, part in zip(self.totals, self._held.pop(self._next), strict=True):
+                total += part
+            self._next += 1
+
+
 def count_blocks(shape: tuple[int, int], block_shape: Sequence[int]) -> int:
     """How many windows :func:`iter_blocks` gives (for progress logs)."""
     br, bc = int(block_shape[0]), int(block_shape[1])

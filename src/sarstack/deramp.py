@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from rasterio.windows import Window
 
+from sarstack.blocks import RowMajorSums
 from sarstack.errors import SarstackError
 from sarstack.io import StackReader, process_blocks, read_grid
 
@@ -123,9 +124,9 @@ def fit_ramps(
         StackReader([i.path for i in ifgs]) as phase, cor_reader as cors, tropo as delays,
         cyc as cycles,
     ):
-        # Each block's sums, added in row-major block order below (the blocks
-        # come band by band of the ifgs' tiles): the totals of a row-major loop.
-        parts: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
+        # Each block's sums, added in row-major block order (the blocks come
+        # band by band of the ifgs' tiles): the totals of a row-major loop.
+        sums = RowMajorSums(grid.shape, block_shape, nm, rhs, zz, count)
 
         def ramp_block(win: Window) -> None:
             z = phase.read(win).astype(np.float64).reshape(n, -1)
@@ -146,16 +147,10 @@ def fit_ramps(
             w = ok.astype(np.float64)
             zw = np.where(ok, z, 0.0)
             gg = (g[:, :, None] * g[:, None, :]).reshape(len(g), k * k)  # (pixels, k^2)
-            parts[(int(win.row_off), int(win.col_off))] = (
-                (w @ gg).reshape(n, k, k), zw @ g, np.einsum("ip,ip->i", zw, zw), ok.sum(axis=1))
+            sums.add(win, (w @ gg).reshape(n, k, k), zw @ g, np.einsum("ip,ip->i", zw, zw),
+                     ok.sum(axis=1))  # fmt: skip
 
         process_blocks(grid.shape, block_shape, ramp_block, band_rows=phase.tile_rows)
-    for key in sorted(parts):
-        p_nm, p_rhs, p_zz, p_count = parts[key]
-        nm += p_nm
-        rhs += p_rhs
-        zz += p_zz
-        count += p_count
     rows = [_solve_ramp(ifg, model, nm[i], rhs[i], float(zz[i]), int(count[i]))
             for i, ifg in enumerate(ifgs)]  # fmt: skip
     return pd.DataFrame(rows)

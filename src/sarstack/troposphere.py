@@ -43,6 +43,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from sarstack import dates as sdates
+from sarstack.blocks import RowMajorSums
 from sarstack.errors import SarstackError
 from sarstack.io import (
     Grid,
@@ -311,9 +312,9 @@ def _correction_table(
     grid = read_grid(ifgs[0].path)
     with StackReader([i.path for i in ifgs]) as phase, StackReader(date_files) as delays:
 
-        # Each block's sums, added in row-major block order below (the blocks
-        # come band by band of the ifgs' tiles): the totals of a row-major loop.
-        parts: dict[tuple[int, int], np.ndarray] = {}
+        # Each block's sums, added in row-major block order (the blocks come
+        # band by band of the ifgs' tiles): the totals of a row-major loop.
+        ordered = RowMajorSums(grid.shape, block_shape, sums)
 
         def add(win: Window) -> None:
             z = phase.read(win).astype(np.float64).reshape(n, -1)
@@ -328,11 +329,9 @@ def _correction_table(
                 v = np.where(ok, v, 0.0)
                 part[k, 0] = v.sum(axis=1)
                 part[k, 1] = np.square(v).sum(axis=1)
-            parts[(int(win.row_off), int(win.col_off))] = part
+            ordered.add(win, part)
 
         process_blocks(grid.shape, block_shape, add, band_rows=phase.tile_rows)
-    for key in sorted(parts):
-        sums += parts[key]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = sums[:, 0] / count
         std = np.sqrt(np.maximum(sums[:, 1] / count - mean**2, 0.0))
