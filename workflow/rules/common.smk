@@ -780,10 +780,12 @@ DEMO_RTC_ABSOLUTE_OUT = (
 
 
 def demo_absolute_args(wildcards, input, output):
-    """demo_rtc_check's options for the absolute check (with the demo's point targets)."""
+    """demo_rtc_check's options for the absolute check (with the demo's point
+    targets): a list, quoted by the command's ``{params.absolute:q}``."""
     if "absolute" not in output.keys():
-        return ""
-    return f"{opt('--absolute', input.absolute)} {opt('--out-absolute', output.absolute)}"
+        return []
+    return [*path_option("--absolute", input.absolute),
+            *path_option("--out-absolute", output.absolute)]  # fmt: skip
 
 
 # Outputs and commands of the RTC rules (rtc.smk), here for snakemake --lint.
@@ -1173,8 +1175,8 @@ def insar_small_command():
     ifgs, ref, strip = f"{INSAR}/ifgs.csv", f"{INSAR}/reference_point.txt", f"{INSAR}/strips/1-of-1"
     select = dict(
         unwrapped=insar_globs()[0],
-        conncomp=opt("--conncomp", insar_globs()[1]),
-        correlation=opt("--correlation", insar_globs()[2]),
+        conncomp=path_option("--conncomp", insar_globs()[1]),
+        correlation=path_option("--correlation", insar_globs()[2]),
         opts=stage_opts("insar_select"),
     )
     parts = [format_command(INSAR_SELECT_CMD, params=select, output=ifgs)]
@@ -1335,7 +1337,7 @@ def quality_inputs():
 
 
 def quality_args(wildcards, input):
-    """quality_dates' input options (quoted)."""
+    """quality_dates' input options: a list, quoted by the command's ``{params.inputs:q}``."""
     args = []
     if "rtc" in input.keys():
         for s in RTC_STACKS:
@@ -1348,7 +1350,7 @@ def quality_args(wildcards, input):
     if "ifgs" in input.keys():
         args += ["--ifgs", input.ifgs, "--ifg-residuals", input.residuals]
         args += ["--closure-triangles", input.triangles]
-    return " ".join(shlex.quote(str(a)) for a in args)
+    return [str(a) for a in args]
 
 
 def branch_targets(name):

@@ -47,7 +47,7 @@ rule demo_rtc_check:
     shell:
         stage_shell(
             "python -m sarstack demo_rtc_check --truth {input.truth:q} --pairs {input.pairs:q}"
-            " {params.absolute} --out {output.accuracy:q}"
+            " {params.absolute:q} --out {output.accuracy:q}"
         )
 
 

@@ -6,7 +6,7 @@
 # stack's whole chain in one job, common.smk's insar_small_command).
 INSAR_SELECT_CMD = (
     "insar_select {params.opts} --unwrapped {params.unwrapped:q}"
-    " {params.conncomp} {params.correlation} --out {output:q}"
+    " {params.conncomp:q} {params.correlation:q} --out {output:q}"
 )
 INSAR_CORRELATION_MEAN_CMD = (
     "insar_correlation_mean {params.opts} --ifgs {input.ifgs:q}"
@@ -54,8 +54,8 @@ checkpoint insar_select:
         **stage_resources("insar_select"),
     params:
         unwrapped=insar_globs()[0],
-        conncomp=opt("--conncomp", insar_globs()[1]),
-        correlation=opt("--correlation", insar_globs()[2]),
+        conncomp=path_option("--conncomp", insar_globs()[1]),
+        correlation=path_option("--correlation", insar_globs()[2]),
         opts=stage_opts("insar_select"),
         # Not passed on: a change of an input file's size or mtime reruns this job.
         fingerprint=insar_select_fingerprint,
@@ -547,5 +547,5 @@ rule quality_dates:
         inputs=quality_args,
     shell:
         stage_shell(
-            "python -m sarstack quality_dates {params.opts} {params.inputs} --out {output:q}"
+            "python -m sarstack quality_dates {params.opts} {params.inputs:q} --out {output:q}"
         )
