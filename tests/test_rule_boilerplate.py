@@ -130,3 +130,19 @@ def test_run_end_cancels_snakemakes_pending_scheduler_timer():
     finally:
         sched.cancel()
         other.cancel()
+
+
+#: ``{params.NAME}`` that rule commands may use without ``:q``: option bundles
+#: and chains the workflow builds itself (their paths already quoted inside by
+#: format_command's ``:q``), a chunk label and a bare flag. Every path, glob or
+#: list of them is quoted by Snakemake: ``{params.NAME:q}``.
+UNQUOTED_PARAMS = {"chunk", "cmd", "inject", "injection", "terrain", "absolute"}
+
+
+def test_rule_commands_quote_every_path_param():
+    found = set()
+    for smk in [ROOT / "Snakefile", *sorted(RULES.glob("*.smk"))]:
+        for name in re.findall(r"\{params\.(\w+)\}", smk.read_text()):
+            if not name.startswith("opts") and name not in UNQUOTED_PARAMS:
+                found.add(f"{smk.name}: {{params.{name}}}")
+    assert not found, f"unquoted params in rule commands (use :q): {sorted(found)}"
