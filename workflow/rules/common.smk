@@ -215,16 +215,6 @@ def format_command(template, **fields):
     return _CommandFormatter().format(template, **ns)
 
 
-def opt(flag, value):
-    """Command-line option only when the config value is set; values shell-quoted."""
-    if value is None or (isinstance(value, (str, list, tuple)) and len(value) == 0):
-        return ""
-    if isinstance(value, (list, tuple)):
-        values = " ".join(shlex.quote(str(v)) for v in value)
-        return f"{flag} {values}"
-    return f"{flag} {shlex.quote(str(value))}"
-
-
 def input_option(flag, name):
     """Params function: ``[flag, path]`` of the rule's optional input ``name``
     (a list of at most one file), ``[]`` without it; the command quotes it,

@@ -51,8 +51,8 @@ def parser(description: str) -> argparse.ArgumentParser:
 #: of tiles of every file then suffices (174 ifgs x two 256² float32 tiles:
 #: 89 MB), not two rows of them (2 x 365 MB at 2048 columns, which 384 MB did
 #: not hold). Measured 2026-12-05 on a 2048² x 174-ifg L2 strip: row by row
-#: with 384 MB 6.3 s (9.9 s CPU, 910 MB peak); band by band with 128 MB 4.4 s
-#: (7.2 s CPU, 626 MB), the same files. The inversion sets it from what its
+#: with 384 MB 6.3 s (9.9 s CPU, 889 MiB peak); band by band with 128 MB 4.4 s
+#: (7.2 s CPU, 612 MiB), the same files. The inversion sets it from what its
 #: stack needs (:func:`set_gdal_cache`, :func:`sarstack.io.band_cache_mb`).
 GDAL_CACHE_MB = 128
 

@@ -53,8 +53,8 @@ def main(argv=None):
     # for the strip's own tiles. L2 writes its blocks as fast as it reads
     # them: a quarter more and 32 MB (a 2048² x 174-ifg L2 strip took 5.1-6.1 s
     # with 96-105 MB, 4.1 s with 141). L1 is bound by its solve: 8 MB more
-    # (its 1024² strips peaked 0.94-0.97 GB with 96 MB, 1.01 GB with 141, in
-    # the same 18-19 s).
+    # (a 1024² strip peaked at 918-973 MiB with 96 MB, 1,005-1,008 MiB with
+    # 128-141 MB, in the same 18-19 s).
     n_files = len(ifgs) * (1 + (a.weighting == "correlation") + all(i.conncomp for i in ifgs))
     need = io.band_cache_mb(ifgs[0].path, n_files, a.block[1])
     cli.set_gdal_cache(need + 8 if a.method == "L1" else int(1.25 * need) + 32)
