@@ -92,6 +92,63 @@ def test_strip_is_the_row_major_strip(stack, tmp_path, monkeypatch, method):
                 np.testing.assert_array_equal(ra.read(), rb.read(), err_msg=name)
 
 
+def test_threaded_l2_strip_is_the_one_thread_strip(stack, tmp_path):
+    """An L2 strip's blocks solved on several threads (process_blocks'
+    ``workers``) give the one-thread strip: rasters and tables."""
+    ifgs, dates, pairs = stack
+    for threads in (1, 4):
+        invert_strip(ifgs, dates, pairs, (20, 5), tmp_path / f"t{threads}", method="L2",
+                     wavelength=None, mask=None, block_shape=BLOCK, l1_tolerance=1e-6,
+                     l1_max_iterations=100, weighting="none", correlation_looks=4.0,
+                     correlation_threshold=0.0, write_residuals=True, threads=threads)  # fmt: skip
+    names = sorted(p.name for p in (tmp_path / "t1").iterdir())
+    assert "triangle_stats.csv" in names and "timeseries.tif" in names
+    for name in names:
+        a, b = tmp_path / "t1" / name, tmp_path / "t4" / name
+        if name.endswith(".csv"):
+            assert filecmp.cmp(a, b, shallow=False), name
+        else:
+            with rasterio.open(a) as ra, rasterio.open(b) as rb:
+                np.testing.assert_array_equal(ra.read(), rb.read(), err_msg=name)
+
+
+def test_process_blocks_workers_commit_in_order_on_the_caller():
+    import threading
+    import time
+
+    from sarstack.blocks import process_blocks
+
+    shape, block = (40, 30), (8, 10)
+    wins = list(iter_blocks(shape, block, band_rows=16))
+    caller = threading.current_thread().name
+    ran_on, committed = set(), []
+
+    def compute(win, data):
+        ran_on.add(threading.current_thread().name)
+        # later blocks finish first: commits must still come in block order
+        time.sleep(0.002 * (len(wins) - wins.index(win)) / len(wins))
+        return data * 2
+
+    def commit(win, out):
+        assert threading.current_thread().name == caller
+        committed.append((_key(win), out))
+
+    n = process_blocks(shape, block, compute, read=lambda w: w.row_off * 100 + w.col_off,
+                       commit=commit, workers=3, band_rows=16)  # fmt: skip
+    assert n == len(wins) == len(committed)
+    assert [k for k, _ in committed] == list(map(_key, wins))
+    assert [o for _, o in committed] == [2 * (w.row_off * 100 + w.col_off) for w in wins]
+    assert len(ran_on) > 1 and caller not in ran_on
+
+    def fail(win, data):
+        if win.row_off == 16:
+            raise ValueError("bad block")
+        return data
+
+    with pytest.raises(ValueError, match="bad block"):
+        process_blocks(shape, block, fail, read=lambda w: 1, commit=lambda w, o: None, workers=2)
+
+
 def test_ramp_sums_are_the_row_major_sums(stack, monkeypatch):
     ifgs = stack[0]
     banded = fit_ramps(ifgs, "quadratic", block_shape=BLOCK, mask=None, min_correlation=None)

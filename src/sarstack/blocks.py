@@ -95,6 +95,8 @@ def process_blocks(
     prefetch: bool = False,
     band_rows: int | None = None,
     row0: int = 0,
+    commit: Callable[[Window, Any], None] | None = None,
+    workers: int = 1,
 ) -> int:
     """The one block loop: ``func`` over the blocks of a raster of ``shape``.
 
@@ -108,7 +110,19 @@ def process_blocks(
     (:func:`read_ahead`). Whatever else ``func`` does (sums, counts, its own
     writes) it keeps in its closure. Memory follows ``block_shape``. Returns
     the number of blocks.
+
+    ``commit(window, result)``, when given, takes each block's result after
+    ``func`` (its writes, its sums), in block order. With ``workers`` > 1
+    ``func`` runs on that many threads, several blocks at a time (NumPy and
+    GDAL release the GIL): it must then keep to its block, and everything
+    shared goes through ``commit`` (or ``writers``), which still run one
+    block at a time, in block order, on the calling thread. The results are
+    those of one worker; at most ``workers`` + 2 blocks are held.
     """
+    if workers > 1:
+        return _process_blocks_threaded(shape, block_shape, func, read=read, writers=writers,
+                                        offset=offset, band_rows=band_rows, row0=row0,
+                                        commit=commit, workers=workers)  # fmt: skip
     wins = list(iter_blocks(shape, block_shape, band_rows=band_rows, row0=row0))
     if read is None:
         blocks: Iterator[Any] = iter([None] * len(wins))
@@ -119,15 +133,61 @@ def process_blocks(
     dr, dc = int(offset[0]), int(offset[1])
     for win, data in zip(wins, blocks, strict=True):
         out = func(win) if read is None else func(win, data)
-        if not writers:
-            continue
-        outs = (out,) if len(writers) == 1 else tuple(out)
-        if len(outs) != len(writers):
-            raise SarstackError(f"process_blocks: {len(outs)} results for {len(writers)} writers")
-        dest = win if (dr, dc) == (0, 0) else Window(win.col_off + dc, win.row_off + dr,
-                                                      win.width, win.height)  # fmt: skip
-        for w, arr in zip(writers, outs, strict=True):
-            w.write(arr, dest)
+        _deliver(win, out, writers, (dr, dc), commit)
+    return len(wins)
+
+
+def _deliver(
+    win: Window, out: Any, writers: Sequence[RasterWriter], offset: tuple[int, int],
+    commit: Callable[[Window, Any], None] | None,
+) -> None:  # fmt: skip
+    """One block's result to ``commit`` and/or ``writers`` (see :func:`process_blocks`)."""
+    if commit is not None:
+        commit(win, out)
+    if not writers:
+        return
+    outs = (out,) if len(writers) == 1 else tuple(out)
+    if len(outs) != len(writers):
+        raise SarstackError(f"process_blocks: {len(outs)} results for {len(writers)} writers")
+    dr, dc = offset
+    dest = win if (dr, dc) == (0, 0) else Window(win.col_off + dc, win.row_off + dr,
+                                                  win.width, win.height)  # fmt: skip
+    for w, arr in zip(writers, outs, strict=True):
+        w.write(arr, dest)
+
+
+def _process_blocks_threaded(
+    shape: tuple[int, int], block_shape: Sequence[int], func: Callable[..., Any], *,
+    read: Callable[[Window], Any] | None, writers: Sequence[RasterWriter],
+    offset: tuple[int, int], band_rows: int | None, row0: int,
+    commit: Callable[[Window, Any], None] | None, workers: int,
+) -> int:  # fmt: skip
+    """:func:`process_blocks` with ``func`` on ``workers`` threads: the blocks
+    are read in order (one read-ahead thread), computed side by side, and
+    delivered (``commit``, ``writers``) in order on the calling thread."""
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    wins = list(iter_blocks(shape, block_shape, band_rows=band_rows, row0=row0))
+    blocks: Iterator[Any] = iter([None] * len(wins)) if read is None else read_ahead(read, wins)
+    off = (int(offset[0]), int(offset[1]))
+    pending: deque[tuple[Window, Future[Any]]] = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="block") as pool:
+        try:
+            for win, data in zip(wins, blocks, strict=True):
+                if len(pending) >= workers:
+                    done, fut = pending.popleft()
+                    _deliver(done, fut.result(), writers, off, commit)
+                pending.append((win, pool.submit(func, win) if read is None
+                                else pool.submit(func, win, data)))  # fmt: skip
+                del data
+            while pending:
+                done, fut = pending.popleft()
+                _deliver(done, fut.result(), writers, off, commit)
+        except BaseException:
+            for _, fut in pending:
+                fut.cancel()
+            raise
     return len(wins)
 
 

@@ -25,8 +25,24 @@ MAX_CHUNKS = 64
 CHUNK_PX = {
     "flatten": 2**28,  # scene pixels per rtc_superset/rtc_flatten job (16 scenes of 4096^2)
     "xcorr": 3 * 2**26,  # pair pixels per rtc_xcorr job (12 pairs of 4096^2)
-    "invert": 2**27,  # pixels x interferograms per insar_invert strip job
+    # pixels x interferograms x INVERT_COST per insar_invert strip job
+    "invert": 3 * 2**27,
 }
+
+#: The inversion's work per pixel and interferogram, relative to plain L2
+#: (one product with the network's pseudo-inverse per block). L1 and the
+#: weighted or censored solvers iterate or solve pixel by pixel: 3, with
+#: which their strips are those of 2**27 pixels x ifgs each, as before this
+#: weight. A plain L2 strip takes three times the pixels: 1024² x 174 ifgs is
+#: one job (the fused chain, insar_small), 2048² two (2026-12-05: strips of
+#: 1024² x 174 took 2.7 s, a sixth of which was the job's start-up).
+INVERT_COST = {"L2": 1, "per_pixel": 3}
+
+
+def invert_cost(method: str, per_pixel: bool) -> int:
+    """:data:`INVERT_COST` of an inversion: ``per_pixel`` for weights
+    (``insar.weighting: correlation``) or censoring (conncomp rasters)."""
+    return INVERT_COST["L2" if method == "L2" and not per_pixel else "per_pixel"]
 
 
 def n_chunks(scatter: int | str, n_items: int, px_per_item: int, stage: str) -> int:

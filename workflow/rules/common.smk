@@ -279,14 +279,6 @@ def stage_benchmark(name):
     return f"{BENCH}/{name}.tsv"
 
 
-#: Prefix of a command whose threads are not BLAS's: Snakemake sets
-#: OPENBLAS_NUM_THREADS (and the others) to a job's threads, and insar_velocity's
-#: threads read ahead and draw figures while its fit's small BLAS products
-#: (one date series per pixel) run slower on two BLAS threads than on one
-#: (2048^2 x 60 dates: 7.3 against 6.0 s).
-ONE_BLAS_THREAD = "OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1"
-
-
 def stage_shell(cmd, log="log", warnings_from=None):
     """A rule's command: ``cmd`` with its stderr to the job's log and, when it
     fails, the failure hook of _FAIL (above). ``log``: the log's field
@@ -1029,7 +1021,10 @@ def insar_strip_chunks():
     from sarstack.insar import strip_work
 
     table = checkpoints.insar_select.get().output[0]
-    return (*strip_work(table, ICFG["block_shape"][0]), "invert")
+    return (
+        *strip_work(table, ICFG["block_shape"][0], ICFG["method"], ICFG["weighting"]),
+        "invert",
+    )
 
 
 def insar_strips_all(wildcards):
@@ -1083,8 +1078,12 @@ def insar_small():
             n_ifgs, height, width = len(files), g.height, g.width
     except SarstackError:
         return False
+    from sarstack.chunks import invert_cost
+
     block_rows = ICFG["block_shape"][0]
-    return n_chunks(-(-height // block_rows), block_rows * width * n_ifgs, "invert") == 1
+    per_pixel = ICFG["weighting"] == "correlation" or bool(ICFG["conncomp"])
+    cost = invert_cost(ICFG["method"], per_pixel)
+    return n_chunks(-(-height // block_rows), block_rows * width * n_ifgs * cost, "invert") == 1
 
 
 INSAR_SMALL = insar_small()

@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,10 +17,11 @@ from rasterio.windows import Window
 
 from sarstack import chunks, refpoint
 from sarstack import network as snet
+from sarstack.cpus import available_cpus
 from sarstack.errors import SarstackError
 from sarstack.insar.common import check_range
 from sarstack.insar.diagnostics import _closure_block, _closure_tags, _log_triangles, _n_flagged
-from sarstack.insar.outputs import SolvedBlock, StripOutputs
+from sarstack.insar.outputs import SolvedBlock, StripOutputs, residual_square_sums
 from sarstack.insar.reference import read_mask, reference_phase
 from sarstack.insar.select import Ifg, read_ifg_table
 from sarstack.io import (
@@ -211,14 +213,27 @@ def _solve_block(
     return out["x"], out["residual"], np.asarray(out["n_used"], np.int32), n_it
 
 
-def strip_work(ifg_table: str | Path, block_rows: int) -> tuple[int, int]:
+def _block_workers(method: str, weighted: bool, threads: int | None) -> int:
+    """Blocks a strip solves side by side. Plain L2 solves with NumPy, which
+    lets go of the GIL: one block per thread (written in order, one at a
+    time; the same rasters and tables). L1 and the weighted solvers spread
+    each block's solve over the threads themselves: one block at a time."""
+    return 1 if method == "L1" or weighted else (threads or available_cpus())
+
+
+def strip_work(
+    ifg_table: str | Path, block_rows: int, method: str, weighting: str
+) -> tuple[int, int]:
     """The inversion scatter's items: ``(block rows of the grid, pixels x used
-    ifgs per block row)`` for the ifg table of ``insar_select`` and
-    ``insar.block_shape``'s rows; the one place the strip count starts from
-    (``strip_rows`` cuts the same block rows)."""
+    ifgs x cost per block row)`` for the ifg table of ``insar_select``,
+    ``insar.block_shape``'s rows and the solver (:func:`sarstack.chunks.invert_cost`);
+    the one place the strip count starts from (``strip_rows`` cuts the same
+    block rows)."""
     used = read_ifg_table(ifg_table)[0]  # excluded ones left out
     grid = read_grid(used[0].path)
-    return -(-grid.height // int(block_rows)), int(block_rows) * grid.width * len(used)
+    per_pixel = weighting == "correlation" or all(i.conncomp for i in used)
+    cost = chunks.invert_cost(method, per_pixel)
+    return -(-grid.height // int(block_rows)), int(block_rows) * grid.width * len(used) * cost
 
 
 def strip_rows(height: int, block_rows: int, label: str) -> tuple[int, int]:
@@ -333,7 +348,8 @@ def invert_strip(
         # order a 2048-wide stack's 174 ifgs needed 365 MB of cached tiles
         # for that, more than GDAL_CACHEMAX; their reads took 2.1-2.4 s a
         # strip, 1.3 s band by band).
-        process_blocks(sgrid.shape, block_shape, solve, prefetch=True,
+        process_blocks(sgrid.shape, block_shape, solve.compute, commit=solve.commit,
+                       prefetch=True, workers=_block_workers(method, weighted, threads),
                        read=lambda w: reader.read(Window(w.col_off, w.row_off + r0, w.width, w.height)),
                        band_rows=reader.phase.tile_rows, row0=r0)  # fmt: skip
     log.info("%d pixels with at least one non-zero closure", solve.n_flagged)
@@ -378,31 +394,62 @@ class _StripBlocks:
     def __call__(
         self, swin: Window, block: tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
     ) -> None:
+        self.commit(swin, self.compute(swin, block))
+
+    def compute(
+        self, swin: Window, block: tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
+    ) -> _BlockResult:
+        """One block's solve, closure, sums and output values: touches nothing
+        shared (blocks may be computed side by side, see :meth:`commit`)."""
         flat, weights, m = block
         x, res, n_used, n_it = _solve_block(self.a, self.pairs, flat, weights, **self.solve_kw)
-        self.max_it = max(self.max_it, n_it)
         disp, _ = refpoint.phase_to_displacement(x, self.wavelength)
-        closure = _closure_block(flat, self.triangles, m, self.tri_totals)
-        self.n_flagged += _n_flagged(closure)
+        tri = np.zeros_like(self.tri_totals)
+        closure = _closure_block(flat, self.triangles, m, tri)
         # One pass says whether every residual is finite (a sum is NaN
         # otherwise): then the sums below skip their masks, same values.
         complete = bool(np.isfinite(np.sum(res, dtype=np.float64)))
         sq = np.square(res)  # also the outputs' ifg_residual_std (float64: the same squares)
-        key = (int(swin.row_off), int(swin.col_off))
+        finite: np.ndarray | None = None
         if complete:
-            self._res[key] = (np.sum(sq, axis=1), np.full(res.shape[0], res.shape[1], np.intp))
+            sums = (np.sum(sq, axis=1), np.full(res.shape[0], res.shape[1], np.intp))
         else:
             finite = np.isfinite(res)
-            self._res[key] = (np.sum(sq, axis=1, where=finite), np.count_nonzero(finite, axis=1))
-        self.outputs.write(swin, SolvedBlock((int(swin.height), int(swin.width)), disp, res,
-                                             n_used, m, closure, self.n_dates, self.disp_scale,
-                                             complete, sq if sq.dtype == np.float64 else None))  # fmt: skip
-        del sq
+            sums = (np.sum(sq, axis=1, where=finite), np.count_nonzero(finite, axis=1))
+        # The per-pixel sums too, and the squares let go before the outputs
+        # (a block of squares less held per block being solved).
+        ss = residual_square_sums(res, complete, sq, finite) if sq.dtype == np.float64 else None
+        del sq, finite
+        values = self.outputs.values(SolvedBlock(
+            (int(swin.height), int(swin.width)), disp, res, n_used, m, closure, self.n_dates,
+            self.disp_scale, complete, ss))  # fmt: skip
+        return _BlockResult(values, sums, tri, _n_flagged(closure), n_it)
+
+    def commit(self, swin: Window, r: _BlockResult) -> None:
+        """One computed block into the strip: its writes, the strip's sums
+        (per block, keyed by window, so any block order gives the same
+        tables), progress. One block at a time."""
+        self.outputs.write_values(swin, r.values)
+        self._res[(int(swin.row_off), int(swin.col_off))] = r.res_sums
+        self.tri_totals += r.tri_totals
+        self.n_flagged += r.n_flagged
+        self.max_it = max(self.max_it, r.iterations)
         self.done += 1
         log.info(
             "block %d/%d done%s", self.done, self.n_blocks,
             f" (iterations <= {self.max_it})" if self.solve_kw["method"] == "L1" else "",
         )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _BlockResult:
+    """What :meth:`_StripBlocks.compute` hands to :meth:`_StripBlocks.commit`."""
+
+    values: list[np.ndarray]
+    res_sums: tuple[np.ndarray, np.ndarray]
+    tri_totals: np.ndarray
+    n_flagged: int
+    iterations: int
 
 
 #: The strips' scene sums (CSV), summed over the strips by the gather.

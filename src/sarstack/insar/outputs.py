@@ -43,9 +43,10 @@ class SolvedBlock:
     #: Every residual finite (no nodata, censored or masked pixel in the
     #: block): the sums skip their masks, the same values.
     complete: bool = False
-    #: ``np.square(res)`` when ``res`` is float64 and the caller squared it
-    #: already (the strip's per-ifg sums): not computed twice.
-    res_sq: np.ndarray | None = None
+    #: Per pixel, the sum of the squared finite residuals (float64) and their
+    #: count, when the caller squared them already (the strip's per-ifg sums):
+    #: not computed twice, and the squares need not outlive the caller's sums.
+    res_ss: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class InversionOutput:
 
 def ifg_residual_std(
     res: np.ndarray, n_dates: int, units_per_rad: float = 1.0, complete: bool = False,
-    sq: np.ndarray | None = None,
+    ss: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Per pixel, the interferograms' noise that the network's redundancy
     reveals: ``units_per_rad * sqrt(sum r^2 / (m - n_dates + 1))`` over the ``m``
@@ -107,21 +108,28 @@ def ifg_residual_std(
     :func:`sarstack.refpoint.phase_to_displacement` of 1). The velocity stage
     propagates it through the network (``insar.velocity_uncertainty``).
     ``complete``: every residual is finite (the same result, without the masks).
-    ``sq``: ``np.square(res, dtype=np.float64)`` when the caller has it.
+    ``ss``: :func:`residual_square_sums` of ``res`` when the caller has them.
     """
+    ssq, m = residual_square_sums(res, complete) if ss is None else ss
+    dof = m - (n_dates - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(dof > 0, abs(units_per_rad) * np.sqrt(ssq / np.maximum(dof, 1)), np.nan)
+
+
+def residual_square_sums(
+    res: np.ndarray, complete: bool = False, sq: np.ndarray | None = None,
+    finite: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Per pixel, the sum of the squared finite residuals (float64) and how
+    many there are: what :func:`ifg_residual_std` rests on. ``sq``
+    (``np.square(res, dtype=np.float64)``) and ``finite`` (``np.isfinite(res)``)
+    when the caller has them; ``complete``: every residual is finite."""
     if sq is None:
         sq = np.square(res, dtype=np.float64)
     if complete:
-        m = np.full(res.shape[1:], res.shape[0], np.intp)
-        ss = np.sum(sq, axis=0)
-    else:
-        used = np.isfinite(res)
-        m = np.count_nonzero(used, axis=0)
-        ss = np.sum(sq, axis=0, where=used)
-    del sq
-    dof = m - (n_dates - 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(dof > 0, abs(units_per_rad) * np.sqrt(ss / np.maximum(dof, 1)), np.nan)
+        return np.sum(sq, axis=0), np.full(res.shape[1:], res.shape[0], np.intp)
+    used = np.isfinite(res) if finite is None else finite
+    return np.sum(sq, axis=0, where=used), np.count_nonzero(used, axis=0)
 
 
 def _residual_sum(b: SolvedBlock) -> np.ndarray:
@@ -148,7 +156,7 @@ def _temporal_coherence(b: SolvedBlock) -> np.ndarray:
     # From the residuals as written (float32): float32 sine and cosine are
     # SIMD and 5x faster than float64 ones; the coherence, itself float32,
     # differs from the float64 one by < 1e-5 (test_insar_workflow).
-    return ts.temporal_coherence(b.res.astype(np.float32))
+    return ts.temporal_coherence(b.res, np.float32)
 
 
 def _n_used(b: SolvedBlock) -> np.ndarray:
@@ -170,7 +178,7 @@ INVERSION_OUTPUTS: tuple[InversionOutput, ...] = (
                     "interferogram noise from the network residuals: "
                     "sqrt(sum r^2 / (ifgs used - dates + 1))",
                     lambda b: ifg_residual_std(b.res, b.n_dates, b.disp_scale, b.complete,
-                                               b.res_sq).astype(np.float32)),
+                                               b.res_ss).astype(np.float32)),
     InversionOutput("temporal_coherence", "pixel", "1",
                     "temporal coherence |mean exp(j residual)| of used ifgs",
                     _temporal_coherence, masked=False),
@@ -211,8 +219,16 @@ class StripOutputs:
     def __exit__(self, *exc: object) -> None:
         self._stack.__exit__(*exc)  # type: ignore[arg-type]
 
+    def values(self, block: SolvedBlock) -> list[np.ndarray]:
+        """Each output's values for one block, shaped for :meth:`write_values`
+        (the computing, apart from the writing: may run on several blocks at once)."""
+        return [o.make(block).reshape(-1, *block.shape) if o.per != "pixel"
+                else o.make(block).reshape(block.shape) for o in self.outputs]  # fmt: skip
+
+    def write_values(self, win: Window, values: list[np.ndarray]) -> None:
+        """Write one block's :meth:`values` (one block at a time)."""
+        for o, v in zip(self.outputs, values, strict=True):
+            self.w[o.name].write(v, win)
+
     def write(self, win: Window, block: SolvedBlock) -> None:
-        for o in self.outputs:
-            values = o.make(block)
-            self.w[o.name].write(values.reshape(-1, *block.shape) if o.per != "pixel"
-                                 else values.reshape(block.shape), win)  # fmt: skip
+        self.write_values(win, self.values(block))

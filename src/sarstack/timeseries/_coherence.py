@@ -32,7 +32,7 @@ def _coherence_slab(res: np.ndarray) -> np.ndarray:
     return out
 
 
-def temporal_coherence(residual: np.ndarray) -> np.ndarray:
+def temporal_coherence(residual: np.ndarray, dtype: np.dtype | type | None = None) -> np.ndarray:
     """Temporal coherence ``|mean_k exp(j residual_k)|`` of each pixel.
 
     Parameters
@@ -48,13 +48,17 @@ def temporal_coherence(residual: np.ndarray) -> np.ndarray:
         ``residual.shape[1:]``: the mean is over each pixel's finite rows only;
         1 for a network-consistent pixel, towards 0 for inconsistent ones; NaN
         where no row is finite (nodata pixels).
+
+    ``dtype``: work in it (e.g. float32 for float64 residuals), converting one
+    slab at a time: the values of ``temporal_coherence(residual.astype(dtype))``
+    without the converted copy.
     """
     res = np.asarray(residual)
     if res.ndim < 1:
         raise SarstackError("residual must have an interferogram axis")
-    dtype = _work_dtype(res)
-    flat = res.reshape(res.shape[0], -1).astype(dtype, copy=False)
-    out = np.empty(flat.shape[1], dtype=dtype)
+    work = _work_dtype(res) if dtype is None else np.dtype(dtype)
+    flat = res.reshape(res.shape[0], -1)
+    out = np.empty(flat.shape[1], dtype=work)
     for s in range(0, flat.shape[1], _SLAB):
-        out[s : s + _SLAB] = _coherence_slab(flat[:, s : s + _SLAB])
+        out[s : s + _SLAB] = _coherence_slab(flat[:, s : s + _SLAB].astype(work, copy=False))
     return out.reshape(res.shape[1:])
