@@ -29,7 +29,7 @@ INSAR_VELOCITY_CMD = (
     "insar_velocity {params.opts} --index {input.index:q}"
     " --ifgs {input.ifgs:q} --out {output.velocity:q} --out-std {output.std:q}"
     " --ifg-residual-std {input.ifg_residual_std:q}"
-    " --out-dir {params.out_dir:q}"
+    " --out-dir {params.out_dir:q} --threads {threads}"
     " :: insar_plots --velocity {output.velocity:q} --std {output.std:q}"
     " --index {input.index:q} --ifgs {input.ifgs:q} --reference {input.reference:q}"
     " --temporal-coherence {input.temporal_coherence:q} {params.mask:q} {params.maps:q}"
@@ -336,7 +336,7 @@ rule insar_velocity:
         mask=lambda w, input, output: insar_velocity_mask(input, output),
         maps=lambda w, output: insar_velocity_maps(output.map_plots),
     shell:
-        stage_shell(f"{ONE_BLAS_THREAD} python -m sarstack {INSAR_VELOCITY_CMD}")
+        stage_shell(f"python -m sarstack {INSAR_VELOCITY_CMD}")
 
 
 # A small stack (common.smk's INSAR_SMALL: one inversion strip, no correction

@@ -35,6 +35,8 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--ifg-residual-std", default=None,
                    help="ifg_residual_std.tif of insar_invert: the interferograms' noise, "
                         "propagated through the network with --uncertainty correlated")
+    p.add_argument("--threads", type=int, default=1,
+                   help="blocks of the linear fit solved side by side (the same rasters)")
     return p
 
 
@@ -52,6 +54,7 @@ def main(argv=None):
         weight_ifgs=ifgs if a.velocity_weighting == "correlation" else None,
         model=model, out_dir=a.out_dir, uncertainty=a.uncertainty,
         ifg_noise=(pairs, a.ifg_residual_std) if a.ifg_residual_std else None,
+        threads=a.threads,
     )
     log.info("%s over %s .. %s written (%s)", model.describe(), dates[0],
              dt.date.fromisoformat(index["date"].iloc[-1]), units)

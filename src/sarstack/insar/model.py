@@ -45,6 +45,7 @@ def velocity_files(
     out_dir: str | Path | None = None,
     uncertainty: str,
     ifg_noise: tuple[Sequence[tuple[int, int]], str | Path] | None = None,
+    threads: int = 1,
 ) -> str:
     """Per-pixel linear velocity (units per year, 365.25 d) of the time series,
     the first date's zero included; writes velocity and its standard error.
@@ -70,6 +71,8 @@ def velocity_files(
     fit of :func:`sarstack.velocity.velocity` / ``velocity_weighted``; a
     pixel with NaN dates (cut off from the network there) is fitted on its
     other dates.
+
+    ``threads``: blocks of the linear fit solved side by side (the same rasters).
 
     Returns the velocity units, e.g. ``"radians/year"``.
     """
@@ -119,21 +122,25 @@ def velocity_files(
         _correlation_reader(weight_ifgs) as cors,
         noise_reader as noise,
     ):
-        def velocity_block(win: Window, y: np.ndarray) -> None:
-            shape = y.shape[1:]
-            flat = y.reshape(len(dates), -1)  # float64, a fresh array
-            net = network(noise, win)
+        def read_block(win: Window) -> tuple[np.ndarray, Any, np.ndarray | None]:
+            # every read on the read-ahead thread; the fits may run side by side
+            flat = _read_series(series, win).reshape(len(dates), -1)  # float64, a fresh array
             weights = None if weight_ifgs is None else _correlation_date_weights(
                 weight_ifgs, cors, date_index, win, flat.shape)  # fmt: skip
-            v, s = _fit_line(flat, t, weights, uncertainty, net)
-            wv.write(np.asarray(v).reshape(shape).astype(np.float32), win)
-            ws.write(np.asarray(s).reshape(shape).astype(np.float32), win)
+            return flat, network(noise, win), weights
 
-        # The next block's series is read while this one is fitted, band by
-        # band of the series' tiles (each tile decompressed once).
-        process_blocks(grid.shape, block_shape, velocity_block, prefetch=True,
-                       read=lambda win: _read_series(series, win),
-                       band_rows=series.tile_rows)  # fmt: skip
+        def velocity_block(win: Window, block: tuple) -> tuple[np.ndarray, np.ndarray]:
+            flat, net, weights = block
+            v, s = _fit_line(flat, t, weights, uncertainty, net)
+            shape = (int(win.height), int(win.width))
+            return (np.asarray(v).reshape(shape).astype(np.float32),
+                    np.asarray(s).reshape(shape).astype(np.float32))  # fmt: skip
+
+        # Read ahead band by band of the series' tiles (each tile decompressed
+        # once); with ``threads`` blocks fitted side by side, written in order.
+        process_blocks(grid.shape, block_shape, velocity_block, writers=[wv, ws], prefetch=True,
+                       read=read_block, band_rows=series.tile_rows,
+                       workers=max(1, int(threads)))  # fmt: skip
     return vunits
 
 
