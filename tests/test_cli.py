@@ -198,6 +198,42 @@ def test_stages_keep_freed_memory_on_glibc():
     assert cli.keep_freed_memory() is True
 
 
+def test_stage_processes_run_one_blas_thread():
+    """Snakemake sets OPENBLAS_NUM_THREADS (and the others) to a job's threads;
+    a stage process sets them to one before NumPy is first imported, or to
+    SARSTACK_BLAS_THREADS."""
+    code = (
+        "import os, sys\n"
+        "from sarstack import cli\n"
+        "assert 'numpy' not in sys.modules\n"
+        "try:\n    cli.main(['rtc_dates', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(' '.join(os.environ[v] for v in cli.BLAS_THREAD_VARS))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SARSTACK_BLAS_THREADS"}
+    env.update({v: "4" for v in cli.BLAS_THREAD_VARS})
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[-len(cli.BLAS_THREAD_VARS):] == ["1"] * len(cli.BLAS_THREAD_VARS)
+    env["SARSTACK_BLAS_THREADS"] = "3"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert p.stdout.split()[-len(cli.BLAS_THREAD_VARS):] == ["3"] * len(cli.BLAS_THREAD_VARS)
+
+
+def test_chained_stages_hand_freed_memory_back_on_glibc():
+    import platform
+
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's malloc only")
+    import numpy as np
+
+    a = np.ones(64 << 20, np.uint8)  # 64 MiB from the heap (keep_freed_memory), then freed
+    del a
+    cli.keep_freed_memory()
+    b = np.ones(64 << 20, np.uint8)
+    del b
+    assert cli.release_freed_memory() is True
+
+
 def test_flatten_bounds_gdal_cache_unless_the_user_set_it(monkeypatch):
     """rtc_flatten reads each scene twice through one open dataset; GDAL's
     block cache is bounded for it (memory follows the chunk, not the scene),

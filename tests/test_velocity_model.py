@@ -364,6 +364,29 @@ def test_default_is_the_linear_velocity_bit_for_bit(stack, tmp_path):
     assert np.all(np.isfinite(io.read_band(tmp_path / "v.tif")[30:40, 20:30]))
 
 
+def test_threaded_linear_fit_is_the_one_thread_fit(stack, tmp_path):
+    """Blocks fitted side by side (``threads``), weighted and with the network
+    noise (reads on the read-ahead thread): the one-thread rasters, bit for bit."""
+    ifgs, _, pairs = insar.read_ifg_table(stack / "out" / "ifgs.csv")
+    index = pd.read_csv(stack / "out" / "ts.csv", dtype=str)
+    first = series(stack)[2][0]
+    noise = tmp_path / "noise.tif"
+    grid = io.read_grid(index["path"].iloc[0])
+    io.write_raster(noise, np.random.default_rng(2).uniform(0.1, 0.5, (H, W)).astype(np.float32),
+                    grid)  # fmt: skip
+    for weight in (None, ifgs):
+        got = {}
+        for threads in (1, 3):
+            d = tmp_path / f"w{weight is not None}t{threads}"
+            velocity_files(index, first, d / "v.tif", d / "s.tif", block_shape=(8, 16),
+                           weight_ifgs=weight, uncertainty="correlated",
+                           ifg_noise=(pairs, noise), threads=threads)  # fmt: skip
+            got[threads] = [io.read_band(d / n) for n in ("v.tif", "s.tif")]
+        for a, b in zip(got[1], got[3], strict=True):
+            assert np.isfinite(a).mean() > 0.9
+            np.testing.assert_array_equal(a, b)
+
+
 def test_weighted_model_uses_mean_correlation_per_date(stack, tmp_path):
     y, _, dates = series(stack)
     ifgs, _, _ = insar.read_ifg_table(stack / "out" / "ifgs.csv")
