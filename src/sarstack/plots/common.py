@@ -55,7 +55,9 @@ def draw_figures(tasks: Sequence[Callable[[], object]], workers: int = 1) -> Non
         return
     # A child's RSS counts every page it shares with this process: hand the
     # memory that earlier stages of the chain freed back to the system first.
-    _trim_heap()
+    from sarstack.cli import release_freed_memory
+
+    release_freed_memory()
     children = []
     for k in range(1, workers):
         read_end, write_end = os.pipe()
@@ -87,18 +89,6 @@ def draw_figures(tasks: Sequence[Callable[[], object]], workers: int = 1) -> Non
                 errors.append(message or f"a plotting process ended with status {status}")
     if errors:
         raise RuntimeError("; ".join(errors))
-
-
-def _trim_heap() -> None:
-    """Return the heap's free memory to the system (glibc's ``malloc_trim``;
-    a no-op elsewhere): the stages keep freed memory for reuse
-    (:func:`sarstack.cli.keep_freed_memory`)."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _not_measurable(title: str, reason: str, path: str | Path) -> plt.Figure:
