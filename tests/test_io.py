@@ -46,6 +46,33 @@ def test_stack_reader_equals_read_band_per_file(tmp_path):
         assert (st.read_one(0, win)[0, :1] == 0).all()
 
 
+@pytest.mark.parametrize("threads", [2, 3, 7])
+def test_stack_reader_threads_read_the_same(tmp_path, threads):
+    """Files read side by side (each by one thread) give the one-thread stack."""
+    import threading
+
+    arrays, paths = _stack(tmp_path, 5)
+    win = Window(3, 2, 17, 11)
+    with io.StackReader(paths) as one:
+        want = one.read(win, np.float64)
+    seen = set()
+    real = io._read_window
+
+    def spy(*a, **k):
+        seen.add(threading.current_thread().name)
+        return real(*a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(io, "_read_window", spy)
+        with io.StackReader(paths, threads=threads) as st:
+            got = st.read(win, np.float64)
+            out = np.full((5, 11, 17), -1.0, np.float32)
+            st.read(win, out=out)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(out, want.astype(np.float32))
+    assert len(seen) > 1  # this thread and the pool's
+
+
 def test_stack_reader_names_an_unreadable_file(tmp_path):
     _, paths = _stack(tmp_path, 2)
     bad = tmp_path / "bad.tif"

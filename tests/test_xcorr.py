@@ -381,6 +381,31 @@ def test_xcorr_does_not_import_jax() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def test_float32_preparation_against_the_float64_one() -> None:
+    """Float32 tiles (a scene as read) are prepared in float32 since 2026-12-05,
+    in float64 before (which float64 tiles still are): prepared values within
+    a few float32 roundings, offsets within F32_PREPARE_CHANGE_PX, quality
+    measures to float32 rounding, with and without a re-centring pass."""
+    from sarstack.xcorr import tiles as xtiles
+
+    rng = np.random.default_rng(78)
+    ref, mov = _power_pairs(rng, 24, 64, 64)
+    mov[3, :, :6] = np.nan
+    mov[5, 10, 10] = 0.0  # clipped to eps before the logarithm
+    p32, f32 = prepare_tiles(mov)
+    p64, f64 = prepare_tiles(mov.astype(np.float64))  # the float64 path, as before
+    np.testing.assert_array_equal(f32, f64)
+    assert not np.array_equal(p32, p64)  # float32 work, not float64
+    np.testing.assert_allclose(p32, p64, rtol=1e-5, atol=2e-5 * np.abs(p64).max())
+    kw = dict(upsample_factor=20, **PRESETS["default"])
+    for it in (0, 1):
+        new = register_tiles(ref, mov, iterations=it, **kw)
+        old = register_tiles(ref.astype(np.float64), mov.astype(np.float64), iterations=it, **kw)
+        assert np.abs(new["shift"] - old["shift"]).max() <= xtiles.F32_PREPARE_CHANGE_PX
+        for key in ("peak_corr", "pslr"):
+            np.testing.assert_allclose(new[key], old[key], rtol=1e-4, atol=1e-5)
+
+
 def test_conjugate_spectrum_against_the_previous_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     """The moving spectrum is conj(rfft2) (a scene's reference spectrum,
     conjugated) since 2026-12-05, ihfft2 before: the same to float32 rounding.

@@ -163,24 +163,26 @@ def _process_blocks_threaded(
     commit: Callable[[Window, Any], None] | None, workers: int,
 ) -> int:  # fmt: skip
     """:func:`process_blocks` with ``func`` on ``workers`` threads: the blocks
-    are read in order (one read-ahead thread), computed side by side, and
-    delivered (``commit``, ``writers``) in order on the calling thread."""
+    are read in order on the calling thread while the workers compute the
+    blocks before them, and delivered (``commit``, ``writers``) in order on
+    the calling thread: at most ``workers`` blocks computing and one read."""
     from collections import deque
     from concurrent.futures import Future, ThreadPoolExecutor
 
     wins = list(iter_blocks(shape, block_shape, band_rows=band_rows, row0=row0))
-    blocks: Iterator[Any] = iter([None] * len(wins)) if read is None else read_ahead(read, wins)
     off = (int(offset[0]), int(offset[1]))
     pending: deque[tuple[Window, Future[Any]]] = deque()
     with ThreadPoolExecutor(workers, thread_name_prefix="block") as pool:
         try:
-            for win, data in zip(wins, blocks, strict=True):
+            for win in wins:
+                if read is None:
+                    fut = pool.submit(func, win)
+                else:
+                    fut = pool.submit(func, win, read(win))
+                pending.append((win, fut))
                 if len(pending) >= workers:
                     done, fut = pending.popleft()
                     _deliver(done, fut.result(), writers, off, commit)
-                pending.append((win, pool.submit(func, win) if read is None
-                                else pool.submit(func, win, data)))  # fmt: skip
-                del data
             while pending:
                 done, fut = pending.popleft()
                 _deliver(done, fut.result(), writers, off, commit)

@@ -194,6 +194,10 @@ class StackReader:
         The rasters (band 1 of each is read).
     nan_nodata
         Turn each file's nodata value into NaN (floats only; False for labels).
+    threads
+        Rasters read side by side by :meth:`read` with ``dtype`` or ``out``
+        (each file by one thread: a GDAL dataset is never read by two at
+        once; decompression lets go of the GIL). The same values.
 
     Examples
     --------
@@ -202,16 +206,25 @@ class StackReader:
     ...         block = stack.read(win)   # (n, rows, cols) float32
     """
 
-    def __init__(self, paths: Sequence[str | Path], *, nan_nodata: bool = True) -> None:
+    def __init__(
+        self, paths: Sequence[str | Path], *, nan_nodata: bool = True, threads: int = 1
+    ) -> None:
         self.paths = [Path(p) for p in paths]
         self.nan_nodata = nan_nodata
+        self.threads = max(1, min(int(threads), len(self.paths)))
         self._stack: contextlib.ExitStack | None = None
         self._ds: list[rasterio.io.DatasetReader] = []
+        self._pool: Any = None
 
     def __enter__(self) -> StackReader:
         self._stack = contextlib.ExitStack()
         try:
             self._ds = [self._stack.enter_context(open_raster(p)) for p in self.paths]
+            if self.threads > 1:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = self._stack.enter_context(
+                    ThreadPoolExecutor(self.threads - 1, thread_name_prefix="stack-read"))
         except BaseException:
             self._stack.close()
             raise
@@ -255,8 +268,23 @@ class StackReader:
         if out is None:
             out = np.empty((len(self._ds), *first.shape), dtype)
         out[0] = first
-        for k in range(1, len(self._ds)):
-            out[k] = self.read_one(k, window)
+        filled = out
+
+        def fill(ks: range) -> None:
+            for k in ks:
+                filled[k] = self.read_one(k, window)
+
+        if self._pool is None:
+            fill(range(1, len(self._ds)))
+            return out
+        # Contiguous shares of the files: this thread takes the first.
+        n = len(self._ds) - 1
+        t = min(self.threads, n)
+        cuts = [1 + n * i // t for i in range(t + 1)]
+        futures = [self._pool.submit(fill, range(cuts[i], cuts[i + 1])) for i in range(1, t)]
+        fill(range(cuts[0], cuts[1]))
+        for f in futures:
+            f.result()
         return out
 
 

@@ -329,8 +329,8 @@ def invert_strip(
         reader = st.enter_context(_BlockReader(
             ifgs, None, mask, weighting=weighting, censor=censor, looks=correlation_looks,
             threshold=correlation_threshold, ramps=ramps, shape=grid.shape,
-            troposphere=troposphere, unwrap=unwrap,
-            injection=injection))  # fmt: skip
+            troposphere=troposphere, unwrap=unwrap, injection=injection,
+            threads=_block_workers(method, weighted, threads)))  # fmt: skip
         # The reference values from the files already open (no second open of each).
         reader.ref_vals = reference_phase(ifgs, ref_rc, reference_window, ramps,
                                           troposphere, unwrap, reader=reader.phase)  # fmt: skip
@@ -349,7 +349,7 @@ def invert_strip(
         # for that, more than GDAL_CACHEMAX; their reads took 2.1-2.4 s a
         # strip, 1.3 s band by band).
         process_blocks(sgrid.shape, block_shape, solve.compute, commit=solve.commit,
-                       prefetch=True, workers=_block_workers(method, weighted, threads),
+                       prefetch=True, workers=reader.threads,
                        read=lambda w: reader.read(Window(w.col_off, w.row_off + r0, w.width, w.height)),
                        band_rows=reader.phase.tile_rows, row0=r0)  # fmt: skip
     log.info("%d pixels with at least one non-zero closure", solve.n_flagged)
@@ -503,8 +503,10 @@ class _BlockReader:
         troposphere: IfgDelays | None = None,
         unwrap: IfgAmbiguities | None = None,
         injection: InjectedPhase | None = None,
+        threads: int = 1,
     ) -> None:
         self.ifgs = list(ifgs)
+        self.threads = threads  # the ifgs read side by side, as many blocks solved
         self.unwrap = unwrap
         self.injection = injection
         self.ref_vals = ref_vals
@@ -520,7 +522,8 @@ class _BlockReader:
 
     def __enter__(self) -> _BlockReader:
         with self._stack as st:
-            self.phase: Any = st.enter_context(StackReader([i.path for i in self.ifgs]))
+            self.phase: Any = st.enter_context(StackReader([i.path for i in self.ifgs],
+                                                           threads=self.threads))
             if self.injection is not None:  # the raw phase plus the injected signal
                 from sarstack.insar.injection import InjectedStack
 

@@ -118,7 +118,7 @@ def velocity_files(
     with (
         RasterWriter(out_velocity, grid, units=vunits, tags=tags) as wv,
         RasterWriter(out_std, grid, units=vunits, tags={**tags, "quantity": std_q}) as ws,
-        StackReader(paths) as series,
+        StackReader(paths, threads=threads) as series,
         _correlation_reader(weight_ifgs) as cors,
         noise_reader as noise,
     ):
