@@ -261,7 +261,7 @@ def test_disk_full_during_gather_is_named(tmp_path, monkeypatch, capsys):
     argv = [str(out / "strip"), "--ifgs", str(out / "ifgs.csv"), "--reference",
             str(out / "ref.txt"), "--out-dir", str(out / "final"), "--index",
             str(out / "ts.csv"), "--method", "L2", "--weighting", "none", "--block", "16", "24",
-            "--threads", "1"]
+            "--threads", "1", "--no-compress-series"]
     with pytest.raises(SystemExit) as e:
         cli.run(insar_gather.main, argv)
     assert e.value.code == 2

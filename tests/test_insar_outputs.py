@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import rasterio
 from conftest import with_schema_defaults
@@ -64,6 +66,37 @@ def test_a_new_raster_is_one_entry(tmp_path, monkeypatch):
             np.testing.assert_array_equal(a.read(), b.read())
             assert a.tags() == b.tags()
     assert not (before / "max_abs_residual.tif").exists()
+
+
+def test_series_compressed_only_with_compress_series(tmp_path):
+    """insar.compress_series: the per-date and per-ifg COGs are uncompressed by
+    default, ZSTD with it; the single rasters are always compressed; the values
+    are the same either way."""
+    make_ifg_stack(tmp_path / "stack", n_dates=6, shape=SHAPE, network="nearest:2",
+                   noise_rad=0.3, seed=3)  # fmt: skip
+    ifgs, dates, pairs, _ = select_ifgs(str(tmp_path / "stack" / "ifgs" / "*.unw.tif"))
+    strip = tmp_path / "strip"
+    invert_strip(ifgs, dates, pairs, (20, 18), strip, method="L2", wavelength=None, mask=None,
+                 block_shape=(8, 36), l1_tolerance=1e-4, l1_max_iterations=100,
+                 weighting="none", correlation_looks=1.0, correlation_threshold=0.1,
+                 write_residuals=True)  # fmt: skip
+    got = {}
+    for compress in (False, True):
+        out = tmp_path / f"c{compress}"
+        index = gather_strips([strip], ifgs, dates, (20, 18), out, wavelength=None, how="L2",
+                              block_shape=(8, 36), compress_series=compress)  # fmt: skip
+        files = [*index["path"], *sorted((out / "residuals").glob("*.tif"))]
+        assert len(files) == len(dates) - 1 + len(ifgs)
+        for f in files:
+            with rasterio.open(f) as ds:
+                assert (ds.compression is not None) == compress, f
+                got.setdefault(Path(f).relative_to(out), []).append(ds.read())
+        for single in ("residual_sum.tif", "temporal_coherence.tif", "velocity_std.tif"):
+            if (out / single).exists():
+                with rasterio.open(out / single) as ds:
+                    assert ds.compression is not None, single
+    for name, (a, b) in got.items():
+        np.testing.assert_array_equal(a, b, err_msg=str(name))
 
 
 def test_spec_names_every_gathered_raster_once():

@@ -62,7 +62,8 @@ def _run(stack, rc, folder, **invert):
     """The chain (invert, gather, velocity) referenced to ``rc``: the oracle."""
     d, ifgs, dates, pairs, *_ = stack
     ins = schema_defaults()["insar"]
-    gather = {"coherence_mask": ins["coherence_mask"], "min_region_px": ins["min_region_px"]}
+    gather = {"coherence_mask": ins["coherence_mask"], "min_region_px": ins["min_region_px"],
+              "compress_series": ins["compress_series"]}
     return chain.run_chain(ifgs, dates, pairs, rc, folder, invert=_opts(**invert), gather=gather,
                            velocity={"uncertainty": ins["velocity_uncertainty"]})["velocity"]  # fmt: skip
 

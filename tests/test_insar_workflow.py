@@ -88,10 +88,11 @@ def test_demo_and_reference_rules_via_snakemake(tmp_path):
     for name in ("temporal_coherence", "n_ifgs_used", "velocity_std", "correlation_mean"):
         with rasterio.open(out / "insar" / f"{name}.tif") as ds:
             assert ds.units[0] and ds.overviews(1) is not None
-    # The per-date rasters are tiled, compressed COGs without overviews (read block-wise).
+    # The per-date rasters are tiled COGs without overviews (read block-wise),
+    # uncompressed unless insar.compress_series.
     first = pd.read_csv(out / "insar" / "timeseries.csv")["path"].iloc[0]
     with rasterio.open(first) as ds:
-        assert ds.overviews(1) == [] and ds.compression is not None and ds.block_shapes[0][0] > 1
+        assert ds.overviews(1) == [] and ds.compression is None and ds.block_shapes[0][0] > 1
     # Extra reference date: nearest acquisition to 2020-02-10 is 2020-02-06.
     ts = pd.read_csv(out / "insar" / "timeseries.csv")
     re = pd.read_csv(out / "insar" / "timeseries_rereferenced.csv")

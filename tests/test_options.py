@@ -125,6 +125,12 @@ def test_a_mode_takes_another_stages_options_from_the_registry():
         assert (mine.type, mine.required, mine.default, mine.dest) == (
             theirs.type, theirs.required, None, theirs.dest)
         assert mine.help == f"with --index: {theirs.help}"
+    # a mode's boolean is optional there, the schema's default when absent
+    mine, theirs = (next(a for a in p._actions if "--compress-series" in a.option_strings)
+                    for p in (invert, gather))  # fmt: skip
+    assert theirs.required and not mine.required
+    assert mine.default is options.key_schema("insar.compress_series")["default"] is False
+    assert "--compress-series" not in options.STAGE_OPTIONS["insar_invert"]
     with pytest.raises(KeyError, match="--no-such-flag"):
         options.add_config_options(argparse.ArgumentParser(), "insar_gather",
                                    only=["--no-such-flag"])  # fmt: skip

@@ -2,8 +2,8 @@
 
 The block engine (:func:`process_blocks`, from :mod:`sarstack.blocks`), the
 stack reader (:class:`StackReader`), one atomic raster writer
-(:class:`RasterWriter` / :func:`write_raster`) and one atomic text/CSV writer
-(:func:`atomic_output`). Every output goes to a temporary file in the target
+(:class:`RasterWriter` / :func:`write_raster`) and, from :mod:`sarstack.atomic`,
+one atomic text/CSV writer (:func:`atomic_output`). Every output goes to a temporary file in the target
 folder first and is renamed into place only when complete, so a failed job
 never leaves a partial file behind.
 """
@@ -11,11 +11,9 @@ never leaves a partial file behind.
 from __future__ import annotations
 
 import contextlib
-import glob
 import logging
 import os
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +30,16 @@ if TYPE_CHECKING:
 
 # The block engine lives in sarstack.blocks; io re-exports it, so a stage
 # imports its readers, writers and loop from one place.
+from sarstack.atomic import LOW_SPACE_BYTES as LOW_SPACE_BYTES
+from sarstack.atomic import STAGING_MARKER as STAGING_MARKER
+from sarstack.atomic import atomic_output as atomic_output
+from sarstack.atomic import free_bytes as free_bytes
+from sarstack.atomic import read_rows as read_rows
+from sarstack.atomic import staging_prefix as staging_prefix
+from sarstack.atomic import write_csv as write_csv
+from sarstack.atomic import write_json as write_json
+from sarstack.atomic import write_rows as write_rows
+from sarstack.atomic import write_text as write_text
 from sarstack.blocks import count_blocks as count_blocks
 from sarstack.blocks import iter_blocks as iter_blocks
 from sarstack.blocks import process_blocks as process_blocks
@@ -288,64 +296,6 @@ class StackReader:
         return out
 
 
-#: Free space below which a failed write is reported as a full disk (bytes).
-LOW_SPACE_BYTES = 1 << 20
-
-
-def free_bytes(folder: str | Path) -> int | None:
-    """Bytes free to this user in ``folder``'s filesystem (None if unknown)."""
-    try:
-        st = os.statvfs(folder)
-    except (OSError, AttributeError):
-        return None
-    return st.f_bavail * st.f_frsize
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-#: Marker in the name of every staging file of :func:`atomic_output` (and the
-#: COG writer's work file beside it): the stale-file clean-up removes only these.
-STAGING_MARKER = "sarstack-staging"
-
-
-def staging_prefix(path: str | Path) -> str:
-    """Name prefix of ``path``'s staging files: ``.<name>.sarstack-staging-``."""
-    return f".{Path(path).name}.{STAGING_MARKER}-"
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it into place on success.
-
-    On any exception the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Staging files a killed run of this same output left behind (e.g. after kill -9):
-    # only names that carry the writer's own marker, never a user's ".name.notes".
-    for stale in path.parent.glob(f"{glob.escape(staging_prefix(path))}*"):
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=staging_prefix(path),
-        suffix=suffix or "".join(path.suffixes) or ".tmp",
-        dir=path.parent,
-    )
-    os.close(fd)
-    tmp_path = Path(tmp)
-    # mkstemp makes the file 0600; outputs get the mode the umask gives any new file.
-    tmp_path.chmod(0o666 & ~_umask())
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
 def file_fingerprint(*paths: str | Path | None) -> str:
     """``size:mtime_ns`` of each file (``size:ETag`` in S3, ``-`` for a None),
     space-separated (:func:`sarstack.storage.fingerprint`).
@@ -359,42 +309,6 @@ def file_fingerprint(*paths: str | Path | None) -> str:
     from sarstack import storage
 
     return " ".join("-" if p is None or p == "" else storage.fingerprint(p) for p in paths)
-
-
-def write_text(path: str | Path, text: str) -> None:
-    """Atomically write a text file."""
-    with atomic_output(path) as tmp:
-        tmp.write_text(text)
-
-
-def write_rows(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Atomically write small tables (a list of dicts, same keys) as CSV, without pandas."""
-    import csv
-
-    if not rows:
-        raise SarstackError(f"{path}: no rows to write")
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-
-
-def read_rows(path: str | Path) -> list[dict[str, str]]:
-    """A CSV written by :func:`write_rows` (or pandas) as a list of dicts of strings."""
-    import csv
-
-    try:
-        with open(path, newline="") as f:
-            return list(csv.DictReader(f))
-    except FileNotFoundError:
-        raise SarstackError(f"{path}: no such file") from None
-
-
-def write_csv(path: str | Path, df: Any, **kwargs: Any) -> None:
-    """Atomically write a pandas DataFrame as CSV (no index)."""
-    kwargs.setdefault("index", False)
-    with atomic_output(path) as tmp:
-        df.to_csv(tmp, **kwargs)
 
 
 #: Largest uncompressed raster (bytes) whose COG staging copy RasterWriter
@@ -426,6 +340,10 @@ class RasterWriter:
         Optional per-band descriptions.
     overviews
         Build overviews in the COG (default true).
+    compress
+        Compress the COG's tiles (ZSTD level 1, default true); False writes
+        them as they are (float32 displacement compresses 1.05-1.2x, and every
+        reader then decompresses it).
     cog
         False writes the tiled, uncompressed GeoTIFF itself (an intermediate
         that is read once, e.g. one strip of a scattered stage): no COG copy.
@@ -443,10 +361,12 @@ class RasterWriter:
         tags: Mapping[str, Any] | None = None,
         descriptions: Sequence[str] | None = None,
         overviews: bool = True,
+        compress: bool = True,
         cog: bool = True,
     ) -> None:
         self.path = Path(path)
         self.cog = cog
+        self.compress = compress
         self.grid = grid
         self.count = count
         self.dtype = np.dtype(dtype)
@@ -545,8 +465,7 @@ class RasterWriter:
                     self._mem or self._work,
                     self._final_tmp,
                     driver="COG",
-                    COMPRESS="ZSTD",
-                    LEVEL=1,
+                    **({"COMPRESS": "ZSTD", "LEVEL": 1} if self.compress else {"COMPRESS": "NONE"}),
                     NUM_THREADS="ALL_CPUS",
                     OVERVIEWS="AUTO" if self.overviews else "NONE",
                     BLOCKSIZE=256,
@@ -619,9 +538,3 @@ def grid_to_dict(grid: Grid) -> dict[str, Any]:
 def grid_from_dict(d: Mapping[str, Any]) -> Grid:
     crs = CRS.from_wkt(d["crs"]) if d.get("crs") else None
     return Grid(crs, Affine.from_gdal(*d["transform"]), int(d["width"]), int(d["height"]))
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    import json
-
-    write_text(path, json.dumps(obj, indent=1) + "\n")

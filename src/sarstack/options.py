@@ -125,7 +125,8 @@ STAGE_OPTIONS: dict[str, dict[str, str]] = {
     "insar_gather": {"--block": "insar.block_shape", "--method": "insar.method",
                      "--weighting": "insar.weighting", "--wavelength": "insar.wavelength",
                      "--coherence-mask": "insar.coherence_mask",
-                     "--min-region-px": "insar.min_region_px"},
+                     "--min-region-px": "insar.min_region_px",
+                     "--compress-series": "insar.compress_series"},
     "insar_velocity": {"--block": "insar.block_shape",
                        "--velocity-weighting": "insar.velocity_weighting",
                        "--uncertainty": "insar.velocity_uncertainty",
@@ -225,7 +226,8 @@ def add_config_options(
     one of its modes (``insar_invert --index`` gathers as ``insar_gather``
     does), named in its help by ``when`` (e.g. ``"with --index"``). They stay
     out of the stage's own entry, so its rule neither passes them nor reruns
-    when they change."""
+    when they change; a mode's boolean, absent, is the schema's default (the
+    mode is optional, so its flags cannot be required)."""
     flags = STAGE_OPTIONS.get(stage, {})
     if only is not None:
         unknown = [f for f in only if f not in flags]
@@ -240,8 +242,8 @@ def add_config_options(
         kw: dict[str, Any] = {"help": f"{when}: {hint}" if when else hint,
                               "dest": flag[2:].replace("-", "_")}  # fmt: skip
         if types - {"null"} == {"boolean"}:
-            kw.update(action=argparse.BooleanOptionalAction, required=not nullable,
-                      default=None)  # fmt: skip
+            kw.update(action=argparse.BooleanOptionalAction, required=not (nullable or when),
+                      default=node.get("default") if when else None)  # fmt: skip
         elif "array" in types:
             items = node.get("items", {})
             lo, hi = node.get("minItems"), node.get("maxItems")

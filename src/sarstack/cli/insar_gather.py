@@ -32,6 +32,7 @@ def main(argv=None):
         a.strips, ifgs, dates, stagefiles.read_reference_point(a.reference), a.out_dir,
         wavelength=a.wavelength, how=how, block_shape=a.block, threads=a.threads,
         coherence_mask=a.coherence_mask, min_region_px=a.min_region_px,
+        compress_series=a.compress_series,
     )
     stagefiles.write_index(a.index, index)
     insar.gather_stats(a.strips, ifgs, a.out_dir)

@@ -26,8 +26,8 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", default=None,
                    help="also gather: write the final COGs and this time-series table")
     # what --index gathers with, as insar_gather takes it (the strip jobs never gather)
-    options.add_config_options(p, "insar_gather", only=("--coherence-mask", "--min-region-px"),
-                               when="with --index")  # fmt: skip
+    options.add_config_options(p, "insar_gather", when="with --index",
+                               only=("--coherence-mask", "--min-region-px", "--compress-series"))
     p.add_argument("--threads", type=int, default=0, help="host threads (0: the CPUs available)")
     p.add_argument("--ramps", default=None,
                    help="ramps.csv of insar_deramp: each ifg's ramp removed as it is read")
@@ -79,6 +79,7 @@ def main(argv=None):
                                     wavelength=a.wavelength, how=how, block_shape=a.block,
                                     threads=max(1, a.threads),
                                     coherence_mask=a.coherence_mask,
+                                    compress_series=a.compress_series,
                                     min_region_px=a.min_region_px)
         stagefiles.write_index(a.index, index)
         insar.gather_stats([strip_dir], ifgs, a.out_dir)

@@ -56,7 +56,8 @@ def chain_options(
                      if getattr(a, "troposphere", None) else None),
         unwrap=unwrap.IfgAmbiguities(a.unwrap, ifgs, grid) if getattr(a, "unwrap", None) else None,
     )  # fmt: skip
-    gather = dict(threads=max(1, a.threads), coherence_mask=a.coherence_mask,
+    # compress_series: the scratch series are read once, then deleted
+    gather = dict(threads=max(1, a.threads), compress_series=False, coherence_mask=a.coherence_mask,
                   min_region_px=a.min_region_px)  # fmt: skip
     velocity = dict(weight_ifgs=ifgs if a.velocity_weighting == "correlation" else None,
                     model=model, uncertainty=a.uncertainty)  # fmt: skip
