@@ -112,6 +112,17 @@ def test_threaded_l2_strip_is_the_one_thread_strip(stack, tmp_path):
                 np.testing.assert_array_equal(ra.read(), rb.read(), err_msg=name)
 
 
+def test_l2_block_workers_follow_threads_and_memory():
+    from sarstack.insar.invert import WORKERS_MEMORY, _block_workers
+
+    assert _block_workers("L2", False, 2, 174, (64, 512)) == 2
+    assert _block_workers("L2", False, 8, 174, (64, 512)) == WORKERS_MEMORY // (40 * 174 * 64 * 512)
+    assert _block_workers("L2", False, 8, 174, (64, 512)) == 4
+    assert _block_workers("L2", False, 8, 900, (64, 512)) == 1  # one block is 1.2 GB
+    assert _block_workers("L2", True, 8, 10, (8, 8)) == 1  # weighted: threads inside a block
+    assert _block_workers("L1", False, 8, 10, (8, 8)) == 1
+
+
 def test_process_blocks_workers_commit_in_order_on_the_caller():
     import threading
     import time

@@ -213,12 +213,26 @@ def _solve_block(
     return out["x"], out["residual"], np.asarray(out["n_used"], np.int32), n_it
 
 
-def _block_workers(method: str, weighted: bool, threads: int | None) -> int:
+#: Memory (bytes) that the blocks a strip solves side by side may take
+#: together: a plain L2 block holds about five float64 arrays of its ifgs x
+#: pixels (phase, residuals, their squares, the outputs' temporaries), 0.23 GB
+#: for 174 ifgs x 64 x 512, so 4 blocks at a time at most there (the
+#: insar_invert job asks for 2 GB).
+WORKERS_MEMORY = 1 << 30
+
+
+def _block_workers(
+    method: str, weighted: bool, threads: int | None, n_ifgs: int, block_shape: Sequence[int]
+) -> int:  # fmt: skip
     """Blocks a strip solves side by side. Plain L2 solves with NumPy, which
     lets go of the GIL: one block per thread (written in order, one at a
-    time; the same rasters and tables). L1 and the weighted solvers spread
-    each block's solve over the threads themselves: one block at a time."""
-    return 1 if method == "L1" or weighted else (threads or available_cpus())
+    time; the same rasters and tables), as many as :data:`WORKERS_MEMORY`
+    holds. L1 and the weighted solvers spread each block's solve over the
+    threads themselves: one block at a time."""
+    if method == "L1" or weighted:
+        return 1
+    per_block = 5 * 8 * n_ifgs * int(block_shape[0]) * int(block_shape[1])
+    return max(1, min(threads or available_cpus(), WORKERS_MEMORY // max(per_block, 1)))
 
 
 def strip_work(
@@ -330,7 +344,7 @@ def invert_strip(
             ifgs, None, mask, weighting=weighting, censor=censor, looks=correlation_looks,
             threshold=correlation_threshold, ramps=ramps, shape=grid.shape,
             troposphere=troposphere, unwrap=unwrap, injection=injection,
-            threads=_block_workers(method, weighted, threads)))  # fmt: skip
+            threads=_block_workers(method, weighted, threads, len(ifgs), block_shape)))  # fmt: skip
         # The reference values from the files already open (no second open of each).
         reader.ref_vals = reference_phase(ifgs, ref_rc, reference_window, ramps,
                                           troposphere, unwrap, reader=reader.phase)  # fmt: skip
