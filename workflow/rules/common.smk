@@ -286,7 +286,9 @@ def stage_shell(cmd, log="log", warnings_from=None):
     WARNING lines are then copied to the terminal. The returned text is what
     Snakemake compares to rerun a job whose code changed: a change here reruns
     every finished job (tests/test_rule_boilerplate.py pins it)."""
-    hook = f" 2> {{{log}:q}} || sarstack_fail {{{log}:q}}"
+    # The log's path quoted by Snakemake (":q"): "{log:q}", "{log.batch:q}".
+    quoted_log = "{" + log + ":q}"
+    hook = f" 2> {quoted_log} || sarstack_fail {quoted_log}"
     if warnings_from:
         hook += f"; grep -h ' WARNING ' {warnings_from} >&2 || true"
     return cmd + hook
