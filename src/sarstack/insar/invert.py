@@ -216,7 +216,8 @@ def _solve_block(
 #: Memory (bytes) that the blocks a strip solves side by side may take
 #: together: a plain L2 block holds about five float64 arrays of its ifgs x
 #: pixels (phase, residuals, their squares, the outputs' temporaries), 0.23 GB
-#: for 174 ifgs x 64 x 512, so 4 blocks at a time at most there (the
+#: for 174 ifgs x 64 x 512 (estimated; a second block at a time added about
+#: 0.24 GB to a 1024² strip's peak), so 4 blocks at a time at most there (the
 #: insar_invert job asks for 2 GB).
 WORKERS_MEMORY = 1 << 30
 
@@ -371,7 +372,7 @@ def invert_strip(
 
 
 class _StripBlocks:
-    """:func:`invert_strip`'s work on one block (called by the block engine):
+    """:func:`invert_strip`'s work on one block (the block engine's ``compute`` and ``commit``):
     solve, closure counts, the strip's scene sums, the outputs, progress.
 
     The scene sums feed the per-date quality table: each ifg's squared
@@ -404,11 +405,6 @@ class _StripBlocks:
     def res_n(self) -> list[np.ndarray]:
         """Each block's per-ifg count of finite residuals, in row-major block order."""
         return [self._res[k][1] for k in sorted(self._res)]
-
-    def __call__(
-        self, swin: Window, block: tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
-    ) -> None:
-        self.commit(swin, self.compute(swin, block))
 
     def compute(
         self, swin: Window, block: tuple[np.ndarray, np.ndarray | None, np.ndarray | None]

@@ -195,7 +195,7 @@ OUTPUTS_BY_NAME = {o.name: o for o in INVERSION_OUTPUTS}
 class StripOutputs:
     """The strip rasters of :func:`sarstack.insar.invert_strip`, open for the
     strip: one band-interleaved staging GeoTIFF per :data:`INVERSION_OUTPUTS`
-    entry that is on; ``write(window, block)`` writes one block of each."""
+    entry that is on; ``write_values(window, values(block))`` writes one block of each."""
 
     def __init__(
         self, out_dir: str | Path, grid: Grid, n_dates: int, n_ifgs: int,
@@ -229,6 +229,3 @@ class StripOutputs:
         """Write one block's :meth:`values` (one block at a time)."""
         for o, v in zip(self.outputs, values, strict=True):
             self.w[o.name].write(v, win)
-
-    def write(self, win: Window, block: SolvedBlock) -> None:
-        self.write_values(win, self.values(block))
