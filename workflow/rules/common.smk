@@ -287,7 +287,7 @@ def stage_shell(cmd, log="log", warnings_from=None):
     Snakemake compares to rerun a job whose code changed: a change here reruns
     every finished job (tests/test_rule_boilerplate.py pins it)."""
     # The log's path quoted by Snakemake (":q"): "{log:q}", "{log.batch:q}".
-    quoted_log = "{" + log + ":q}"
+    quoted_log = "{{{}:q}}".format(log)
     hook = f" 2> {quoted_log} || sarstack_fail {quoted_log}"
     if warnings_from:
         hook += f"; grep -h ' WARNING ' {warnings_from} >&2 || true"
