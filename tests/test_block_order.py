@@ -5,6 +5,7 @@ loop (forced here by making the readers report one-row tiles)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import filecmp
 
 import numpy as np
@@ -220,3 +221,36 @@ def test_row_major_sums_add_in_row_major_order_and_hold_one_band():
     shuffled = np.zeros(5)
     np.add.reduce([parts[_key(w)] for w in iter_blocks(shape, block, band_rows=32)], out=shuffled)
     assert not np.array_equal(shuffled, want)  # the order matters for these parts
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_block_reader_keeps_each_files_precision(tmp_path, dtype):
+    """The reader's read (I/O, the stack in the files' precision) and prepare
+    (float64 arithmetic) give each ifg's values minus its reference value,
+    exact for float64 files (not rounded through float32), NaN at nodata."""
+    from rasterio.transform import from_origin
+
+    from sarstack.insar.reader import BlockReader
+    from sarstack.insar.select import Ifg
+
+    rng = np.random.default_rng(5)
+    vals = (rng.normal(scale=3.0, size=(3, 6, 7)) + 1e-9).astype(dtype)
+    vals[1, 2, 3] = 0.0  # nodata
+    ifgs = []
+    for k, v in enumerate(vals):
+        p = tmp_path / f"2020010{k + 1}_2020011{k + 1}.unw.tif"
+        with rasterio.open(p, "w", driver="GTiff", width=7, height=6, count=1, dtype=dtype,
+                           nodata=0.0, crs="EPSG:32611",
+                           transform=from_origin(5e5, 4e6, 30, 30)) as ds:  # fmt: skip
+            ds.write(v, 1)
+        ifgs.append(Ifg(p, dt.date(2020, 1, k + 1), dt.date(2020, 1, k + 11)))
+    ref = np.array([0.25, -1.5, 3.0])
+    with BlockReader(ifgs, ref, None, weighting="none", censor=False, looks=1.0,
+                     threshold=0.1) as rd:  # fmt: skip
+        raw = rd.read(rasterio.windows.Window(0, 0, 7, 6))
+        assert raw.phase.dtype == np.dtype(dtype)
+        flat, weights, m = rd.prepare(raw)
+    want = vals.astype(np.float64) - ref[:, None, None]
+    want[1, 2, 3] = np.nan
+    assert flat.dtype == np.float64 and weights is None and m is None
+    np.testing.assert_array_equal(flat, want.reshape(3, -1))

@@ -246,3 +246,29 @@ def test_flatten_bounds_gdal_cache_unless_the_user_set_it(monkeypatch):
     monkeypatch.setenv("GDAL_CACHEMAX", "64")
     cli.bound_gdal_cache()
     assert os.environ["GDAL_CACHEMAX"] == "64"
+
+
+def test_one_malloc_arena_sets_the_limit_and_gives_it_back(monkeypatch):
+    """Inside, glibc's M_ARENA_MAX is 1; on the way out (even on an error) it
+    is glibc's own 8 a CPU again; off, nothing is set."""
+    import ctypes
+
+    from sarstack import cli
+
+    calls: list[tuple[int, int]] = []
+
+    class FakeLibc:
+        def mallopt(self, key: int, value: int) -> int:
+            calls.append((key, value))
+            return 1
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc())
+    with pytest.raises(RuntimeError), cli.one_malloc_arena():
+        assert calls == [(-8, 1)]
+        raise RuntimeError
+    assert calls == [(-8, 1), (-8, 8 * (os.cpu_count() or 1))]
+    calls.clear()
+    with cli.one_malloc_arena(False):
+        pass
+    assert calls == []

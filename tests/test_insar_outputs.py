@@ -123,3 +123,28 @@ def test_residual_sum_is_the_summed_absolute_residuals_bit_for_bit():
                              np.zeros(700, np.uint16), 10, 1.0, complete=False)  # fmt: skip
         np.testing.assert_array_equal(spec._residual_sum(b),
                                       np.nansum(np.abs(part), axis=0).astype(np.float32))  # fmt: skip
+
+
+def test_residual_stats_match_the_block_wide_reductions_bit_for_bit():
+    """The one-pass row statistics of complete float64 residuals are the
+    previous kernels' values bit for bit: per-ifg and per-pixel sums of
+    squares, the absolute sum, the float32 temporal coherence; and the
+    outputs take them when a block carries them."""
+    from sarstack import timeseries as ts
+
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 57):
+        res = rng.normal(size=(n, 700)) * rng.uniform(0.01, 5, size=(n, 1))
+        st = spec.residual_stats(res)
+        sq = np.square(res)
+        np.testing.assert_array_equal(st.ifg_ss, np.sum(sq, axis=1))
+        np.testing.assert_array_equal(st.pixel_ss, spec.residual_square_sums(res, True, sq)[0])
+        np.testing.assert_array_equal(st.abs_sum, np.sum(np.abs(res), axis=0))
+        np.testing.assert_array_equal(st.coherence, ts.temporal_coherence(res, np.float32))
+        assert st.coherence.dtype == np.float32
+        b = spec.SolvedBlock((7, 100), np.zeros((9, 700)), res, np.full(700, n), None,
+                             np.zeros(700, np.uint16), 10, 1.0, True, None, st)  # fmt: skip
+        plain = spec.SolvedBlock((7, 100), np.zeros((9, 700)), res, np.full(700, n), None,
+                                 np.zeros(700, np.uint16), 10, 1.0, True)  # fmt: skip
+        np.testing.assert_array_equal(spec._residual_sum(b), spec._residual_sum(plain))
+        np.testing.assert_array_equal(spec._temporal_coherence(b), spec._temporal_coherence(plain))

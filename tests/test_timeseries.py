@@ -66,6 +66,12 @@ def test_l2_equals_lstsq_per_pixel():
             want = np.linalg.lstsq(a, phase[:, r, c], rcond=None)[0]
             np.testing.assert_allclose(x[:, r, c], want, rtol=0, atol=1e-10)
     np.testing.assert_allclose(res, phase - np.einsum("kn,nrc->krc", a, x), atol=1e-12)
+    # A caller that knows every phase is finite skips the NaN scan: the same results.
+    x2, res2 = ts.invert(a, phase, "L2", all_finite=True)[:2]
+    np.testing.assert_array_equal(x2, x)
+    np.testing.assert_array_equal(res2, res)
+    with pytest.raises(SarstackError, match="no options but all_finite"):
+        ts.invert(a, phase, "L2", tol=1e-3)
 
 
 def test_l2_recovers_truth_to_noise_level():

@@ -72,6 +72,7 @@ def closure_counts(
     *,
     threshold: float = np.pi,
     totals: np.ndarray | None = None,
+    complete: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel, the triangles with a non-zero closure and the measurable ones.
 
@@ -88,6 +89,9 @@ def closure_counts(
         triangle's pixels of non-zero closure (column 0) and measurable pixels
         (column 1): the per-triangle view of the same counts, for block-wise
         sums over a scene.
+    complete
+        Whether every phase is finite, when the caller knows (None: one pass
+        over ``phase`` says); the same counts either way.
 
     Returns
     -------
@@ -118,7 +122,9 @@ def closure_counts(
     measured = np.zeros(npix, np.uint32)
     # Every phase finite (one pass; a sum with a NaN or inf is not finite):
     # every triangle is measured everywhere, the same counts without the masks.
-    complete = flat.size > 0 and bool(np.isfinite(np.sum(flat, dtype=np.float64)))
+    if complete is None:
+        complete = bool(np.isfinite(np.sum(flat, dtype=np.float64)))
+    complete = complete and flat.size > 0
     c = np.empty(npix, np.result_type(flat.dtype, np.float32))
     bad = np.empty(npix, bool)
     ok = np.empty(npix, bool)

@@ -258,6 +258,11 @@ class StackReader:
         this stack's blocks."""
         return int(self._ds[0].block_shapes[0][0])
 
+    @property
+    def any_float64(self) -> bool:
+        """Whether a raster stores float64 (read as float64; the rest as float32)."""
+        return any(np.dtype(ds.dtypes[0]) == np.float64 for ds in self._ds)
+
     def read_one(self, k: int, window: Window | None = None) -> np.ndarray:
         """Band 1 of raster ``k`` in ``window`` (float32, float64 stays float64)."""
         return _read_window(self._ds[k], self.paths[k], window, 1, self.nan_nodata)

@@ -59,18 +59,20 @@ def main(argv=None):
     need = io.band_cache_mb(ifgs[0].path, n_files, a.block[1])
     cli.set_gdal_cache(need + 8 if a.method == "L1" else int(1.25 * need) + 32)
     strip_dir = Path(a.out_dir) / ".strip" if a.index else Path(a.out_dir)
-    insar.invert_strip(
-        ifgs, dates, pairs, ref_rc, strip_dir, rows=rows,
-        method=a.method, wavelength=a.wavelength, mask=a.mask, block_shape=a.block,
-        l1_tolerance=a.l1_tolerance, l1_max_iterations=a.l1_max_iterations,
-        weighting=a.weighting, correlation_looks=a.correlation_looks,
-        correlation_threshold=a.correlation_threshold, write_residuals=a.write_residuals,
-        reference_window=a.reference_window, threads=a.threads if a.threads > 0 else None,
-        ramps=deramp.read_ramps(a.ramps, ifgs) if a.ramps else None,
-        troposphere=(troposphere.IfgDelays(a.troposphere, dates, pairs, grid)
-                     if a.troposphere else None),
-        unwrap=unwrap.IfgAmbiguities(a.unwrap, ifgs, grid) if a.unwrap else None,
-    )
+    # NumPy's L2 solves blocks on threads; JAX's solvers allocate on their own pool
+    with cli.one_malloc_arena(a.method == "L2" and n_files == len(ifgs)):
+        insar.invert_strip(
+            ifgs, dates, pairs, ref_rc, strip_dir, rows=rows,
+            method=a.method, wavelength=a.wavelength, mask=a.mask, block_shape=a.block,
+            l1_tolerance=a.l1_tolerance, l1_max_iterations=a.l1_max_iterations,
+            weighting=a.weighting, correlation_looks=a.correlation_looks,
+            correlation_threshold=a.correlation_threshold, write_residuals=a.write_residuals,
+            reference_window=a.reference_window, threads=a.threads if a.threads > 0 else None,
+            ramps=deramp.read_ramps(a.ramps, ifgs) if a.ramps else None,
+            troposphere=(troposphere.IfgDelays(a.troposphere, dates, pairs, grid)
+                         if a.troposphere else None),
+            unwrap=unwrap.IfgAmbiguities(a.unwrap, ifgs, grid) if a.unwrap else None,
+        )
     if a.index:
         import shutil
 

@@ -182,14 +182,14 @@ def _closure_tags(
 
 def _closure_block(
     phase: np.ndarray, triangles: np.ndarray, mask: np.ndarray | None,
-    totals: np.ndarray | None = None,
+    totals: np.ndarray | None = None, complete: bool | None = None,
 ) -> np.ndarray:
     """The closure count raster of one block of referenced phase ``(n_ifg, ...)``:
     nodata where no triangle is measurable (without triangles: where no ifg has
-    data) and where ``mask`` is 0."""
+    data) and where ``mask`` is 0. ``complete``: as :func:`closure_counts`."""
     from sarstack import closure as sclosure
 
-    nonzero, measured = sclosure.closure_counts(phase, triangles, totals=totals)
+    nonzero, measured = sclosure.closure_counts(phase, triangles, totals=totals, complete=complete)
     count = nonzero.copy()
     if len(triangles):
         count[measured == 0] = COUNT_NODATA

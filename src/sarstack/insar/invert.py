@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,14 +19,19 @@ from sarstack import chunks, refpoint
 from sarstack import network as snet
 from sarstack.cpus import available_cpus
 from sarstack.errors import SarstackError
-from sarstack.insar.common import check_range
 from sarstack.insar.diagnostics import _closure_block, _closure_tags, _log_triangles, _n_flagged
-from sarstack.insar.outputs import SolvedBlock, StripOutputs, residual_square_sums
-from sarstack.insar.reference import read_mask, reference_phase
+from sarstack.insar.outputs import (
+    ResidualStats,
+    SolvedBlock,
+    StripOutputs,
+    residual_square_sums,
+    residual_stats,
+)
+from sarstack.insar.reader import BlockReader, RawBlock
+from sarstack.insar.reference import reference_phase
 from sarstack.insar.select import Ifg, read_ifg_table
 from sarstack.io import (
     Grid,
-    StackReader,
     count_blocks,
     process_blocks,
     read_grid,
@@ -154,6 +159,7 @@ def _solve_block(
     l1_tolerance: float,
     l1_max_iterations: int,
     threads: int | None = None,
+    complete: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """One block: (x, residual, n_used, iterations) by the configured method.
 
@@ -163,26 +169,27 @@ def _solve_block(
     that pixel only; dates cut off from the first date are NaN there). With
     weights (correlation and/or conncomp censoring) every pixel goes through
     the censored, weighted solver. L1 on the censored system is iteratively
-    reweighted least squares (:func:`_irls_l1`).
+    reweighted least squares (:func:`_irls_l1`). ``complete``: every phase is
+    known to be finite (the masks are skipped; the same results).
     """
     from sarstack import timeseries as ts  # JAX: imported by the stages that solve
 
     n_ifg = flat.shape[0]
-    finite = np.isfinite(flat)
-    full = finite.all(axis=0)
+    finite = None if complete else np.isfinite(flat)
+    full = np.ones(flat.shape[1], bool) if finite is None else finite.all(axis=0)
     if weights is None:
         if single:
             x = snet.single_reference_series(pairs, flat)
             res = np.where(full, 0.0, np.nan) * np.ones_like(flat)
             n_it = 0
         else:
-            kw: dict[str, Any] = {}
+            kw: dict[str, Any] = {"all_finite": True} if complete and method == "L2" else {}
             if method == "L1":
                 kw = {"tol": l1_tolerance, "max_iter": l1_max_iterations, "threads": threads}
             x, res, n_it = ts.invert(a, flat, method, **kw)
         n_used = np.where(full, n_ifg, 0).astype(np.int32)
-        partial = finite.any(axis=0) & ~full
-        if partial.any():
+        partial = finite.any(axis=0) & ~full if finite is not None else None
+        if partial is not None and partial.any():
             x, res = np.array(x), np.array(res)  # writable copies of the kernels' outputs
             sub = flat[:, partial]
             w = np.isfinite(sub).astype(flat.dtype)
@@ -341,7 +348,7 @@ def invert_strip(
     _log_triangles(len(triangles), len(ifgs))
     closure_tags = _closure_tags(dates[0], dates[-1], len(triangles), ref_rc, reference_window)
     with contextlib.ExitStack() as st:
-        reader = st.enter_context(_BlockReader(
+        reader = st.enter_context(BlockReader(
             ifgs, None, mask, weighting=weighting, censor=censor, looks=correlation_looks,
             threshold=correlation_threshold, ramps=ramps, shape=grid.shape,
             troposphere=troposphere, unwrap=unwrap, injection=injection,
@@ -354,7 +361,7 @@ def invert_strip(
             {"closure_nonzero_count": closure_tags}))  # fmt: skip
         solve = _StripBlocks(
             a, pairs, triangles, outputs, len(dates), wavelength,
-            count_blocks(sgrid.shape, block_shape),
+            count_blocks(sgrid.shape, block_shape), reader.prepare,
             dict(method=method, single=single, l1_tolerance=l1_tolerance,
                  l1_max_iterations=l1_max_iterations, threads=threads),
         )  # fmt: skip
@@ -384,9 +391,11 @@ class _StripBlocks:
     def __init__(
         self, a: np.ndarray, pairs: Sequence[tuple[int, int]], triangles: np.ndarray,
         outputs: StripOutputs, n_dates: int, wavelength: float | None, n_blocks: int,
+        prepare: Callable[[RawBlock], tuple[np.ndarray, np.ndarray | None, np.ndarray | None]],
         solve_kw: dict[str, Any],
     ) -> None:  # fmt: skip
         self.a, self.pairs, self.triangles, self.outputs = a, pairs, triangles, outputs
+        self.prepare = prepare  # the block as read -> phase, weights, mask
         self.n_dates, self.wavelength, self.n_blocks = n_dates, wavelength, n_blocks
         self.solve_kw = solve_kw
         self.disp_scale = float(abs(refpoint.phase_to_displacement(np.ones(1), wavelength)[0][0]))
@@ -406,33 +415,24 @@ class _StripBlocks:
         """Each block's per-ifg count of finite residuals, in row-major block order."""
         return [self._res[k][1] for k in sorted(self._res)]
 
-    def compute(
-        self, swin: Window, block: tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
-    ) -> _BlockResult:
+    def compute(self, swin: Window, block: RawBlock) -> _BlockResult:
         """One block's solve, closure, sums and output values: touches nothing
         shared (blocks may be computed side by side, see :meth:`commit`)."""
-        flat, weights, m = block
-        x, res, n_used, n_it = _solve_block(self.a, self.pairs, flat, weights, **self.solve_kw)
+        flat, weights, m = self.prepare(block)
+        # One pass says whether every phase is finite (a sum is NaN
+        # otherwise): the solve and the closure then skip their masks.
+        complete = bool(np.isfinite(np.sum(flat, dtype=np.float64)))
+        x, res, n_used, n_it = _solve_block(self.a, self.pairs, flat, weights, complete=complete,
+                                            **self.solve_kw)  # fmt: skip
         disp, _ = refpoint.phase_to_displacement(x, self.wavelength)
         tri = np.zeros_like(self.tri_totals)
-        closure = _closure_block(flat, self.triangles, m, tri)
-        # One pass says whether every residual is finite (a sum is NaN
-        # otherwise): then the sums below skip their masks, same values.
-        complete = bool(np.isfinite(np.sum(res, dtype=np.float64)))
-        sq = np.square(res)  # also the outputs' ifg_residual_std (float64: the same squares)
-        finite: np.ndarray | None = None
-        if complete:
-            sums = (np.sum(sq, axis=1), np.full(res.shape[0], res.shape[1], np.intp))
-        else:
-            finite = np.isfinite(res)
-            sums = (np.sum(sq, axis=1, where=finite), np.count_nonzero(finite, axis=1))
-        # The per-pixel sums too, and the squares let go before the outputs
-        # (a block of squares less held per block being solved).
-        ss = residual_square_sums(res, complete, sq, finite) if sq.dtype == np.float64 else None
-        del sq, finite
+        closure = _closure_block(flat, self.triangles, m, tri, complete=complete)
+        # Complete phase without weights solved by L2 leaves finite residuals.
+        plain = weights is None and self.solve_kw["method"] == "L2"
+        sums, ss, stats, complete = _residual_sums(res, complete and plain)
         values = self.outputs.values(SolvedBlock(
             (int(swin.height), int(swin.width)), disp, res, n_used, m, closure, self.n_dates,
-            self.disp_scale, complete, ss))  # fmt: skip
+            self.disp_scale, complete, ss, stats))  # fmt: skip
         return _BlockResult(values, sums, tri, _n_flagged(closure), n_it)
 
     def commit(self, swin: Window, r: _BlockResult) -> None:
@@ -449,6 +449,30 @@ class _StripBlocks:
             "block %d/%d done%s", self.done, self.n_blocks,
             f" (iterations <= {self.max_it})" if self.solve_kw["method"] == "L1" else "",
         )  # fmt: skip
+
+
+def _residual_sums(res: np.ndarray, complete: bool) -> tuple[
+    tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None, ResidualStats | None, bool
+]:  # fmt: skip
+    """A block's residual sums: per ifg (squares, count), per pixel (squares,
+    count; float64 residuals only), :func:`residual_stats` (complete float64
+    residuals) and whether every residual is finite (``complete``: known
+    so; otherwise one pass says it, a sum being NaN else). The same values
+    every way; the masks only where a residual is missing."""
+    complete = complete or bool(np.isfinite(np.sum(res, dtype=np.float64)))
+    if complete and res.dtype == np.float64:
+        st = residual_stats(res)
+        n, npx = res.shape
+        return (st.ifg_ss, np.full(n, npx, np.intp)), (st.pixel_ss, np.full(npx, n, np.intp)), st, True
+    sq = np.square(res)  # also the outputs' ifg_residual_std (float64: the same squares)
+    finite: np.ndarray | None = None
+    if complete:
+        sums = (np.sum(sq, axis=1), np.full(res.shape[0], res.shape[1], np.intp))
+    else:
+        finite = np.isfinite(res)
+        sums = (np.sum(sq, axis=1, where=finite), np.count_nonzero(finite, axis=1))
+    ss = residual_square_sums(res, complete, sq, finite) if sq.dtype == np.float64 else None
+    return sums, ss, None, complete
 
 
 @dataclass(frozen=True)
@@ -484,106 +508,6 @@ def write_strip_stats(
     write_csv(out_dir / STRIP_STATS["triangles"], pd.DataFrame(
         {"ifg_a": tri[:, 0], "ifg_b": tri[:, 1], "ifg_c": tri[:, 2],
          "nonzero_px": tri_totals[:, 0], "measured_px": tri_totals[:, 1]}))  # fmt: skip
-
-
-class _BlockReader:
-    """The inversion's inputs for one window: referenced phase, weights, mask.
-
-    Holds every ifg (and companion) open while the strip is inverted
-    (:class:`sarstack.io.StackReader`); ``read(window)`` returns the phase
-    ``(n_ifg, pixels)`` in float64 (plus its unwrapping correction, minus its
-    ramp and its delays) minus each ifg's reference value (NaN where
-    nodata or masked), the weights (None unless correlation-weighted or
-    conncomp-censored) and the mask of the window (None without one). With
-    ``injection`` the raw phase comes with the injected phase added.
-    """
-
-    def __init__(
-        self,
-        ifgs: Sequence[Ifg],
-        ref_vals: np.ndarray | None,
-        mask: str | Path | None,
-        *,
-        weighting: str,
-        censor: bool,
-        looks: float,
-        threshold: float,
-        ramps: tuple[str, np.ndarray] | None = None,
-        shape: tuple[int, int] | None = None,
-        troposphere: IfgDelays | None = None,
-        unwrap: IfgAmbiguities | None = None,
-        injection: InjectedPhase | None = None,
-        threads: int = 1,
-    ) -> None:
-        self.ifgs = list(ifgs)
-        self.threads = threads  # the ifgs read side by side, as many blocks solved
-        self.unwrap = unwrap
-        self.injection = injection
-        self.ref_vals = ref_vals
-        self.ramps = ramps
-        self.troposphere = troposphere
-        self.shape = shape
-        self.mask = mask
-        self.weighting = weighting
-        self.censor = censor
-        self.looks = looks
-        self.threshold = threshold
-        self._stack = contextlib.ExitStack()
-
-    def __enter__(self) -> _BlockReader:
-        with self._stack as st:
-            self.phase: Any = st.enter_context(StackReader([i.path for i in self.ifgs],
-                                                           threads=self.threads))
-            if self.injection is not None:  # the raw phase plus the injected signal
-                from sarstack.insar.injection import InjectedStack
-
-                self.phase = InjectedStack(self.phase, self.injection)
-            self.cor = (st.enter_context(StackReader([i.need("correlation") for i in self.ifgs]))
-                        if self.weighting == "correlation" else None)  # fmt: skip
-            self.cc = (st.enter_context(StackReader([i.need("conncomp") for i in self.ifgs],
-                                                    nan_nodata=False))
-                       if self.censor else None)  # fmt: skip
-            if self.troposphere is not None:
-                st.enter_context(self.troposphere)
-            if self.unwrap is not None:
-                st.enter_context(self.unwrap)
-            self._stack = st.pop_all()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
-
-    def read(self, win: Window) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        from sarstack import timeseries as ts  # JAX: imported by the stages that solve
-
-        n = len(self.ifgs)
-        phase = self.phase.read(win, np.float64)  # converted as each ifg is put in place
-        if self.unwrap is not None:
-            phase += self.unwrap.read(win)
-        if self.ramps is not None and self.shape is not None:
-            from sarstack import deramp
-
-            phase -= deramp.evaluate(self.ramps[1], win, self.shape, self.ramps[0])
-        if self.troposphere is not None:
-            phase -= self.troposphere.read(win)
-        if self.ref_vals is None:
-            raise RuntimeError("the reference values are set before the first read")
-        phase -= self.ref_vals[:, None, None]
-        m = read_mask(self.mask, win)
-        if m is not None:
-            phase[:, ~m] = np.nan
-        flat = phase.reshape(n, -1)
-        if self.cor is None and self.cc is None:
-            return flat, None, m
-        weights = np.ones_like(flat)
-        if self.cor is not None:
-            cor = self.cor.read(win)
-            for p, layer in zip(self.cor.paths, cor, strict=True):
-                check_range(layer, p, 0.0, 1.0, "correlation")
-            weights = ts.correlation_weights(cor.reshape(flat.shape), self.looks, self.threshold)
-        if self.cc is not None:
-            weights = weights * (self.cc.read(win).reshape(flat.shape) != 0)
-        return flat, weights, m
 
 
 def describe_method(method: str, weighting: str, censor: bool) -> str:

@@ -47,6 +47,59 @@ class SolvedBlock:
     #: count, when the caller squared them already (the strip's per-ifg sums):
     #: not computed twice, and the squares need not outlive the caller's sums.
     res_ss: tuple[np.ndarray, np.ndarray] | None = None
+    #: :func:`residual_stats` of ``res`` when the caller has them (complete
+    #: float64 residuals): the residual sum and coherence taken from them.
+    stats: ResidualStats | None = None
+
+
+@dataclass(frozen=True)
+class ResidualStats:
+    """What the outputs and the strip's tables take from a block's residuals
+    ``(ifgs, px)``, every one finite: per ifg the sum of squares; per pixel the
+    sum of squares and of absolute values (float64) and the temporal
+    coherence (float32)."""
+
+    ifg_ss: np.ndarray
+    pixel_ss: np.ndarray
+    abs_sum: np.ndarray
+    coherence: np.ndarray
+
+
+def residual_stats(res: np.ndarray) -> ResidualStats:
+    """:class:`ResidualStats` of complete float64 residuals ``(ifgs, px)`` in one
+    pass over their rows, each row's work done while it is in cache.
+
+    The same values bit for bit as the block-wide reductions they replace
+    (``tests/test_insar_outputs.py``): ``np.sum(res**2, axis=1)`` (each row's
+    own pairwise sum), ``np.sum(res**2, axis=0)`` and ``np.sum(|res|, axis=0)``
+    (NumPy adds the rows in order into one accumulator, as here) and
+    :func:`sarstack.timeseries.temporal_coherence` in float32 (the float32
+    cosines and sines added row by row, the same order). A 174-ifg x 32768-px
+    block: about 20 ms against 50 ms for the separate passes (each a trip
+    through the 45 MB block in memory, and a 45 MB array of squares).
+    """
+    n, px = res.shape
+    ifg_ss = np.empty(n)
+    pixel_ss, abs_sum = np.zeros(px), np.zeros(px)
+    re, im = np.zeros(px, np.float32), np.zeros(px, np.float32)
+    sq, tmp = np.empty(px), np.empty(px)
+    r32, t32 = np.empty(px, np.float32), np.empty(px, np.float32)
+    for k, row in enumerate(res):
+        np.square(row, out=sq)
+        ifg_ss[k] = sq.sum()
+        r32[...] = row
+        if k == 0:  # the first row is the accumulators' start (as NumPy's reductions)
+            pixel_ss[...] = sq
+            np.abs(row, out=abs_sum)
+            np.cos(r32, out=re)
+            np.sin(r32, out=im)
+            continue
+        pixel_ss += sq
+        abs_sum += np.abs(row, out=tmp)
+        re += np.cos(r32, out=t32)
+        im += np.sin(r32, out=t32)
+    coherence = np.hypot(re, im) / np.float32(n) if n else np.full(px, np.nan, np.float32)
+    return ResidualStats(ifg_ss, pixel_ss, abs_sum, coherence)
 
 
 @dataclass(frozen=True)
@@ -133,6 +186,8 @@ def residual_square_sums(
 
 
 def _residual_sum(b: SolvedBlock) -> np.ndarray:
+    if b.stats is not None:
+        return b.stats.abs_sum.astype(np.float32)
     if b.complete:
         # Row by row into one accumulator: the additions of np.sum(|res|,
         # axis=0) in its order (bit for bit, tested), without the block-sized
@@ -153,6 +208,8 @@ def _residual_sum(b: SolvedBlock) -> np.ndarray:
 def _temporal_coherence(b: SolvedBlock) -> np.ndarray:
     from sarstack import timeseries as ts  # JAX: imported by the stages that solve
 
+    if b.stats is not None:
+        return b.stats.coherence
     # From the residuals as written (float32): float32 sine and cosine are
     # SIMD and 5x faster than float64 ones; the coherence, itself float32,
     # differs from the float64 one by < 1e-5 (test_insar_workflow).

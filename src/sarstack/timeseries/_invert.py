@@ -23,16 +23,16 @@ def invert(
     -------
     Inversion
         ``x, residual, n_iter`` as :func:`invert_l1`; ``n_iter`` is 0 for the
-        direct L2 solve.
+        direct L2 solve (whose one option is :func:`invert_l2`'s ``all_finite``).
     """
     try:
         meth = Method(str(getattr(method, "value", method)).upper())
     except ValueError:
         raise SarstackError(f"method {method!r} is not 'L1' or 'L2'") from None
     if meth is Method.L2:
-        if kw:
-            raise SarstackError(f"L2 inversion takes no options, got {sorted(kw)}")
-        x, res = invert_l2(a, phase)
+        if set(kw) - {"all_finite"}:
+            raise SarstackError(f"L2 inversion takes no options but all_finite, got {sorted(kw)}")
+        x, res = invert_l2(a, phase, **kw)
         return Inversion(x, res, 0)
     from sarstack.timeseries._l1 import invert_l1  # JAX
 

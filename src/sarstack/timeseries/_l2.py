@@ -15,7 +15,7 @@ from sarstack.network import _pairs_from_incidence
 from sarstack.timeseries._common import LeastSquares, _prepare
 
 
-def invert_l2(a: np.ndarray, phase: np.ndarray) -> LeastSquares:
+def invert_l2(a: np.ndarray, phase: np.ndarray, *, all_finite: bool = False) -> LeastSquares:
     """Least-squares network inversion of every pixel at once.
 
     Parameters
@@ -25,6 +25,9 @@ def invert_l2(a: np.ndarray, phase: np.ndarray) -> LeastSquares:
         ``snet.incidence_matrix(pairs, n_dates)``; shared by all pixels.
     phase
         ``(n_ifg, ...)`` unwrapped phase; NaN = nodata.
+    all_finite
+        The caller knows every phase is finite: the scan for NaN is skipped
+        (the same results).
 
     Returns
     -------
@@ -40,14 +43,15 @@ def invert_l2(a: np.ndarray, phase: np.ndarray) -> LeastSquares:
     """
     a, flat, tail, dtype, pinv = _prepare(a, phase)
     b = np.asarray(flat, dtype=dtype)
-    bad = np.isnan(b).any(axis=0)
+    bad = np.zeros(b.shape[1], bool) if all_finite else np.isnan(b).any(axis=0)
     if bad.any():
         b = np.where(bad, 0.0, b).astype(dtype, copy=False)
     x = pinv.astype(dtype) @ b
     res = _model_phase(a, x)
     np.subtract(b, res, out=res)  # b - A x
-    x[:, bad] = np.nan
-    res[:, bad] = np.nan
+    if not all_finite:
+        x[:, bad] = np.nan
+        res[:, bad] = np.nan
     return LeastSquares(x.reshape((a.shape[1], *tail)), res.reshape((a.shape[0], *tail)))
 
 
