@@ -325,6 +325,15 @@ def test_measure_pairs_equals_each_pair_alone(tmp_path):
     for (i, j), df in zip(pairs, together, strict=True):
         alone = measure_pair(paths[i], paths[j], lay, **kw)
         pd.testing.assert_frame_equal(df, alone, check_exact=True)
+    # A share of the pairs' tile rows (bands of two rows cut across): the same
+    # rows, bit for bit, whichever share measured them.
+    for share in ([range(1, 4)] * 7, [range(0, 1), range(3, 4), range(0, 4), range(2, 3),
+                                       range(1, 3), range(0, 2), range(3, 4)]):  # fmt: skip
+        part = measure_pairs(paths, pairs, lay, tile_rows=share, **kw)
+        for df, whole, rows in zip(part, together, share, strict=True):
+            want = whole[whole["tile_row"].isin(rows)].reset_index(drop=True)
+            assert len(want) == 4 * len(rows)
+            pd.testing.assert_frame_equal(df, want, check_exact=True)
 
 
 def test_measure_pair_rejects_different_grids(tmp_path):

@@ -28,6 +28,25 @@ def test_chunk_slices_cover_items_once():
         chunks.parse_chunk("4-of-3")
 
 
+def test_chunk_parts_cover_every_part_once_evenly():
+    """Items of several parts (pairs of tile rows) are split by part: every
+    (item, part) once, in order, the chunks' sizes at most one part apart."""
+    for n_items in range(1, 9):
+        for n_parts in range(1, 6):
+            for n in range(1, 10):
+                m = min(n, n_items)
+                shares = [chunks.chunk_parts(n_items, n_parts, f"{i}-of-{n}") for i in range(1, m + 1)]
+                units = [(k, r) for share in shares for k, rows in share for r in rows]
+                assert units == [(k, r) for k in range(n_items) for r in range(n_parts)]
+                sizes = [sum(len(rows) for _, rows in share) for share in shares]
+                assert max(sizes) - min(sizes) <= 1
+    # 23 pairs of 8 tile rows in two jobs: 92 rows each, pair 11 shared.
+    first, second = chunks.chunk_parts(23, 8, "1-of-2"), chunks.chunk_parts(23, 8, "2-of-2")
+    assert first[-1] == (11, range(0, 4)) and second[0] == (11, range(4, 8))
+    with pytest.raises(dates.SarstackError):
+        chunks.chunk_parts(2, 8, "3-of-3")
+
+
 def test_every_scatter_gives_identical_outputs(small_workflow_run):
     one, three = small_workflow_run(1), small_workflow_run(3)
     # The chunk jobs really were 1 and 3 (7 pairs, 4 strips of 16 rows).

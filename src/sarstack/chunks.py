@@ -99,3 +99,25 @@ def chunk_items(items: Sequence, label: str) -> list:
         raise SarstackError(f"chunk {label}: only {len(slices)} chunks for {len(items)} items")
     s0, s1 = slices[i - 1]
     return list(items[s0:s1])
+
+
+def chunk_parts(n_items: int, n_parts: int, label: str) -> list[tuple[int, range]]:
+    """Chunk ``label`` (``"I-of-N"``) of ``n_items`` items of ``n_parts`` parts
+    each (e.g. pairs of tile rows): ``(item, parts)`` in order. The
+    ``n_items * n_parts`` parts are split as :func:`chunk_slices` splits
+    items, so the chunks hold the same work to one part, an item's parts
+    possibly in two chunks (N is at most ``n_items``, as for :func:`chunk_items`).
+    The first chunk of 23 pairs of 8 tile rows in two: pairs 0-10 and rows 0-3
+    of pair 11 (12 and 11 whole pairs took 9.8 and 8.9 s at 4096^2)."""
+    i, n = parse_chunk(label)
+    if i > max(1, min(n, n_items)):
+        raise SarstackError(f"chunk {label}: only {min(n, n_items)} chunks for {n_items} items")
+    slices = chunk_slices(n_items * n_parts, min(n, n_items))
+    if not slices:
+        return []
+    u0, u1 = slices[i - 1]
+    out = []
+    for item in range(u0 // n_parts, -(-u1 // n_parts)):
+        lo, hi = max(u0, item * n_parts), min(u1, (item + 1) * n_parts)
+        out.append((item, range(lo - item * n_parts, hi - item * n_parts)))
+    return out

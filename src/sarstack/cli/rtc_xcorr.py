@@ -21,7 +21,8 @@ def create_parser() -> argparse.ArgumentParser:
     options.add_config_options(p, "rtc_xcorr")
     p.add_argument("--flat", nargs="+", required=True, help="rtc_flatten chunk JSONs (all)")
     p.add_argument("--grid", required=True, help="union grid JSON from rtc_select")
-    p.add_argument("--chunk", required=True, help="I-of-N: this job's share of the pairs")
+    p.add_argument("--chunk", required=True,
+                   help="I-of-N: this job's share of the pairs' tile rows")
     p.add_argument("--out", required=True, help="output CSV, one row per pair and tile")
     p.add_argument("--threads", type=int, default=1, help="threads for the tile batches")
     p.add_argument("--out-injected", default=None,
@@ -44,7 +45,9 @@ def main(argv=None):
         network = snet.make_pairs(len(scenes), a.pairs)
     except SarstackError as e:
         raise SarstackError(f"rtc.pairs: {e}") from None
-    pairs = chunks.chunk_items(network, a.chunk)
+    # The chunk's share of the pairs' tile rows: the same work in every chunk.
+    share = chunks.chunk_parts(len(network), layout.n_rows, a.chunk)
+    pairs = [network[k] for k, _ in share]
     log.info("%d pairs (chunk %s); %d x %d tiles of %d x %d px, upsample %d, preprocess %s",
              len(pairs), a.chunk, layout.n_rows, layout.n_cols, layout.tile_height,
              layout.tile_width, a.upsample_factor, a.preprocess)
@@ -60,7 +63,7 @@ def main(argv=None):
                 preprocess=a.preprocess, min_quality=a.min_quality, max_shift_px=a.max_shift_px,
                 iterations=0 if a.preprocess == "notebook" else a.refine_iterations,
                 max_batch_pixels=4 * a.block[0] * a.block[1], scale=scale,
-                threads=max(1, a.threads), inject=inject,
+                threads=max(1, a.threads), inject=inject, tile_rows=[rows for _, rows in share],
             )  # fmt: skip
         except SarstackError as e:  # name the input files, not their superset VRTs
             msg = str(e)

@@ -198,6 +198,7 @@ def measure_pairs(
     scale: str,
     threads: int | None = None,
     inject: Sequence[tuple[float, float]] | None = None,
+    tile_rows: Sequence[range] | None = None,
 ) -> list[pd.DataFrame]:
     """Phase-correlate every tile of the scene pairs ``(i, j)`` of ``paths``; one
     frame per pair, one row per tile.
@@ -222,7 +223,9 @@ def measure_pairs(
     CPUs this process may use); the tables do not depend on it. ``inject``:
     a ``(rows, cols)`` shift per scene moved into its tiles as they are
     prepared (:func:`injected_shift`; nothing is written), for
-    injection-recovery.
+    injection-recovery. ``tile_rows``: the tile rows measured of each pair
+    (None: all), so that a job may take a share of a pair's tiles; each
+    tile's result is the same whatever else is measured with it.
     """
     from sarstack import xcorr
 
@@ -244,18 +247,22 @@ def measure_pairs(
     prep: dict[str, Any] = {k: pre[k] for k in ("scale", "remove_mean", "taper") if k in pre}
     prep["threads"] = threads
     moves: list[tuple[float, float] | None] = list(inject) if inject else [None] * len(names)
-    # The last pair (in order) that uses each scene's own tiles.
-    last_use: dict[int, int] = {}
-    for k, ((i, j), off) in enumerate(zip(pairs, offsets, strict=True)):
-        last_use[i] = k
-        if off == (0, 0):
-            last_use[j] = k
-
+    wanted = [range(layout.n_rows)] * len(pairs) if tile_rows is None else list(tile_rows)
     results: list[list[dict[str, np.ndarray]]] = [[] for _ in pairs]
+    measured: list[list[int]] = [[] for _ in pairs]  # each pair's tile rows in its results
     for r0 in range(0, layout.n_rows, rows_per_batch):
         r_rows = range(r0, min(r0 + rows_per_batch, layout.n_rows))
+        band = [k for k, w in enumerate(wanted) if max(w.start, r0) < min(w.stop, r_rows.stop)]
+        # The last pair of the band (in order) that uses each scene's own tiles.
+        last_use: dict[int, int] = {}
+        for k in band:
+            last_use[pairs[k][0]] = k
+            if offsets[k] == (0, 0):
+                last_use[pairs[k][1]] = k
         live: dict[int, Any] = {}  # scene -> its band's tile products, until its last pair
-        for k, ((i, j), off) in enumerate(zip(pairs, offsets, strict=True)):
+        for k in band:
+            (i, j), off = pairs[k], offsets[k]
+            measured[k].extend(r_rows)
             for s, s_off in ((i, (0, 0)), (j, off)):
                 if s_off == (0, 0) and s not in live:
                     live[s] = _band_products(names[s], layout, r_rows, s_off, grids[s].shape,
@@ -266,13 +273,15 @@ def measure_pairs(
             for s in [s for s in live if last_use[s] <= k]:
                 del live[s]
         log.info("tile rows %d-%d of %d done (%d pairs)", r_rows[0], r_rows[-1],
-                 layout.n_rows - 1, len(pairs))
+                 layout.n_rows - 1, len(band))
     eff = xcorr.taper_efficiency(taper, th, tw)
-    return [
-        _pair_frame(res, off, grids[i].transform, layout, eff, max_nan_fraction, min_quality,
-                    max_shift)
-        for res, off, (i, _) in zip(results, offsets, pairs, strict=True)
-    ]
+    frames = []
+    for k, (i, _) in enumerate(pairs):
+        df = _pair_frame(results[k], offsets[k], grids[i].transform, layout, eff,
+                         max_nan_fraction, min_quality, max_shift, measured[k])  # fmt: skip
+        keep = df["tile_row"].isin(wanted[k]).to_numpy()
+        frames.append(df if keep.all() else df[keep].reset_index(drop=True))
+    return frames
 
 
 def _coarse_offsets(
@@ -319,8 +328,9 @@ def _band_products(
 def _pair_frame(
     parts: list[dict[str, np.ndarray]], offset: tuple[int, int], transform: Affine,
     layout: TileLayout, eff: float, max_nan_fraction: float, min_q: float, max_shift: float,
+    rows: Sequence[int],
 ) -> pd.DataFrame:
-    """One pair's tile table from its bands' registration results."""
+    """One pair's tile table from its bands' registration results (tile ``rows``)."""
     import pandas as pd
 
     th, tw = layout.tile_height, layout.tile_width
@@ -346,7 +356,8 @@ def _pair_frame(
     nan_bad = status == STATUS_NAN
     east[nan_bad] = np.nan
     north[nan_bad] = np.nan
-    rr, cc = np.divmod(np.arange(layout.n_rows * layout.n_cols), layout.n_cols)
+    rr = np.repeat(np.asarray(rows, dtype=np.int64), layout.n_cols)
+    cc = np.tile(np.arange(layout.n_cols), len(rows))
     return pd.DataFrame(
         {
             "tile_row": rr,
