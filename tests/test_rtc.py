@@ -486,3 +486,29 @@ def test_read_scene_one_pass_is_the_stepwise_read(tmp_path, clip):
     assert got.dtype == want.dtype == np.float32
     np.testing.assert_array_equal(got, want)
     assert np.isnan(got[2, :4]).all() and np.isnan(got[0, :5]).all()
+
+
+@pytest.mark.parametrize("dtype,scale", [("float32", "power"), ("float64", "power"),
+                                         ("float32", "db")])  # fmt: skip
+def test_flatten_valid_fractions_are_the_flattened_tiles_finite_share(tmp_path, dtype, scale):
+    """Each tile's valid fraction after flattening is the finite share of the
+    scene as read_scene flattens it (counted without the flattened copy for
+    float32 power): NaN holes, nodata, an undeclared fill value and the
+    values beyond the percentiles all excluded."""
+    rng = np.random.default_rng(9)
+    img = rng.gamma(2.0, 0.05, (64, 96))
+    img[:5, :20] = np.nan
+    img[30:34, 50:60] = 0.0  # nodata
+    img[10, 10:15] = -9999.0  # undeclared fill
+    if scale == "db":
+        img = np.where(img > 0, 10 * np.log10(np.abs(img)), img)
+    g = _grid(0, 0, 96, 64, px=30.0)
+    p = tmp_path / "s.tif"
+    io.write_raster(p, img.astype(dtype), g)
+    lay = rtc.tile_layout(g.shape, (2, 3))
+    lo, hi, valid = flatten_stats(p, (5, 95), lay, block_shape=(32, 32), scale=scale)
+    flat = read_scene(p, None, (lo, hi), scale=scale)
+    want = np.array([[np.isfinite(flat[r * 32:(r + 1) * 32, c * 32:(c + 1) * 32]).mean()
+                      for c in range(3)] for r in range(2)])  # fmt: skip
+    np.testing.assert_array_equal(valid, want)
+    assert 0.5 < valid.min() < valid.max() < 1.0
