@@ -501,7 +501,8 @@ def test_flatten_valid_fractions_are_the_flattened_tiles_finite_share(tmp_path, 
     img[30:34, 50:60] = 0.0  # nodata
     img[10, 10:15] = -9999.0  # undeclared fill
     if scale == "db":
-        img = np.where(img > 0, 10 * np.log10(np.abs(img)), img)
+        with np.errstate(divide="ignore"):
+            img = np.where(img > 0, 10 * np.log10(np.abs(img)), img)
     g = _grid(0, 0, 96, 64, px=30.0)
     p = tmp_path / "s.tif"
     io.write_raster(p, img.astype(dtype), g)
