@@ -301,7 +301,7 @@ def test_measure_pair_known_shift(tmp_path):
     assert df["north_m"].median() == pytest.approx(dn * 20, abs=0.02 * 20)
 
 
-def test_measure_pairs_equals_each_pair_alone(tmp_path):
+def test_measure_pairs_equals_each_pair_alone(tmp_path, monkeypatch):
     """A chunk of pairs shares each scene's read, preparation and spectra: the
     tables are those of measuring every pair alone, bit for bit (a nearest-2
     network with NaN holes, one pair with a coarse offset, several tile bands)."""
@@ -334,6 +334,10 @@ def test_measure_pairs_equals_each_pair_alone(tmp_path):
             want = whole[whole["tile_row"].isin(rows)].reset_index(drop=True)
             assert len(want) == 4 * len(rows)
             pd.testing.assert_frame_equal(df, want, check_exact=True)
+    # Fewer scenes held open than the chunk reads (closed and opened again): the same.
+    monkeypatch.setattr(rtc.correlate, "OPEN_SCENES", 2)
+    for df, whole in zip(measure_pairs(paths, pairs, lay, **kw), together, strict=True):
+        pd.testing.assert_frame_equal(df, whole, check_exact=True)
 
 
 def test_measure_pair_rejects_different_grids(tmp_path):
