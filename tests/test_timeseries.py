@@ -632,3 +632,21 @@ def test_jax_pool_has_one_thread_on_every_cpu_and_l1_matches_a_wider_pool(tmp_pa
     obj1 = _l1_objective(a, phase, out[""]["x"])
     obj2 = _l1_objective(a, phase, out["2"]["x"])
     np.testing.assert_allclose(obj1, obj2, rtol=2e-4)  # both within tol = 1e-4 of the optimum
+
+
+def test_design_pseudo_inverse_is_factored_once_per_network():
+    """_prepare's pseudo-inverse comes from a per-network cache: the same
+    (read-only) array for every block of a network, equal to the QR solve."""
+    from sarstack.timeseries._common import _design_pinv, _prepare
+
+    pairs = [(i, j) for i in range(8) for j in range(i + 1, min(i + 3, 8))]
+    a = snet.incidence_matrix(pairs, 8)
+    _design_pinv.cache_clear()
+    p1 = _prepare(a, np.zeros((len(pairs), 4)))[4]
+    p2 = _prepare(a.copy(), np.ones((len(pairs), 2, 3)))[4]
+    assert p1 is p2 and not p1.flags.writeable
+    assert _design_pinv.cache_info().misses == 1
+    q, r = np.linalg.qr(a)
+    np.testing.assert_array_equal(p1, np.linalg.solve(r, q.T))
+    with pytest.raises(SarstackError, match="expected"):
+        _prepare(a, np.zeros((len(pairs) + 1, 4)))

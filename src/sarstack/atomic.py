@@ -92,6 +92,22 @@ def write_rows(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
         w.writerows(rows)
 
 
+def write_columns(path: str | Path, columns: Mapping[str, Any]) -> None:
+    """Atomically write a table given column by column (equal-length 1-D arrays
+    or lists, possibly empty) as CSV, without pandas: numbers as pandas'
+    ``to_csv`` writes them (a float's shortest repr, integers as integers),
+    so ``pandas.read_csv`` reads the same values back."""
+    import csv
+
+    import numpy as np
+
+    cols = [np.asarray(v).tolist() for v in columns.values()]
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(list(columns))
+        w.writerows(zip(*cols, strict=True))
+
+
 def read_rows(path: str | Path) -> list[dict[str, str]]:
     """A CSV written by :func:`write_rows` (or pandas) as a list of dicts of strings."""
     import csv

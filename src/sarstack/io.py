@@ -108,13 +108,18 @@ def read_grid(path: str | Path, *, single_band: bool = False) -> Grid:
         Unreadable, or ``single_band`` and more than one band (which band was
         meant cannot be guessed: an ISCE ``.unw`` holds amplitude in band 1).
     """
-    with open_raster(path) as ds:
+    from sarstack import openpool
+
+    ds, key = openpool.acquire(path)  # held open for a chain's next stage
+    try:
         if single_band and ds.count > 1:
             raise SarstackError(
                 f"{path}: {ds.count} bands; sarstack reads single-band rasters "
                 "(extract the one you mean, e.g. gdal_translate -b 2)"
             )
         return Grid(ds.crs, ds.transform, ds.width, ds.height)
+    finally:
+        openpool.release(ds, key)
 
 
 def lonlat_to_rowcol(grid: Grid, lon: float, lat: float, key: str = "lonlat") -> tuple[int, int]:
@@ -225,9 +230,16 @@ class StackReader:
         self._pool: Any = None
 
     def __enter__(self) -> StackReader:
+        from sarstack import openpool
+
         self._stack = contextlib.ExitStack()
         try:
-            self._ds = [self._stack.enter_context(open_raster(p)) for p in self.paths]
+            # Held open for a chain's next stage (sarstack.openpool), else closed on exit.
+            self._ds = []
+            for p in self.paths:
+                ds, key = openpool.acquire(p)
+                self._stack.callback(openpool.release, ds, key)
+                self._ds.append(ds)
             if self.threads > 1:
                 from concurrent.futures import ThreadPoolExecutor
 

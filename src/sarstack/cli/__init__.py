@@ -298,15 +298,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"error: sarstack: unknown stage {stage or CHAIN!r} (sarstack --help lists"
                   " them)", file=sys.stderr)  # fmt: skip
             sys.exit(2)
-    for part in chain:
-        if part[0] == LOG_TO:
-            log_to(part[1])
-            continue
-        stage = part[0].replace("-", "_")
-        sys.argv[0] = f"sarstack {stage}"
-        run(_stage_main(stage), part[1:])
-        if len(chain) > 1:
-            release_freed_memory(TRIM_MIN_RSS)
+    from sarstack import openpool
+
+    # A chain's stages hand their inputs on open (sarstack.openpool): the
+    # next stage finds them with the tiles GDAL still caches.
+    with openpool.keep_open() if len(chain) > 1 else contextlib.nullcontext():
+        for part in chain:
+            if part[0] == LOG_TO:
+                log_to(part[1])
+                continue
+            stage = part[0].replace("-", "_")
+            sys.argv[0] = f"sarstack {stage}"
+            run(_stage_main(stage), part[1:])
+            if len(chain) > 1:
+                release_freed_memory(TRIM_MIN_RSS)
 
 
 #: A chain part ``--log PATH``: what follows is logged to PATH (see :func:`log_to`).

@@ -494,20 +494,19 @@ def write_strip_stats(
     out_dir: Path, ifgs: Sequence[Ifg], res_ss: Sequence[np.ndarray],
     res_n: Sequence[np.ndarray], triangles: np.ndarray, tri_totals: np.ndarray,
 ) -> None:
-    """A strip's per-block, per-ifg residual sums and per-triangle closure counts."""
-    import pandas as pd
-
-    from sarstack.io import write_csv
+    """A strip's per-block, per-ifg residual sums and per-triangle closure
+    counts (written without pandas: a strip job need not import it)."""
+    from sarstack.atomic import write_columns
 
     n_ifg = len(ifgs)
-    write_csv(out_dir / STRIP_STATS["ifgs"], pd.DataFrame({
+    write_columns(out_dir / STRIP_STATS["ifgs"], {
         "block": np.repeat(np.arange(len(res_ss)), n_ifg), "ifg": np.tile(np.arange(n_ifg), len(res_ss)),
         "res_ss_rad2": np.concatenate(res_ss) if res_ss else np.zeros(0),
-        "n_px": np.concatenate(res_n) if res_n else np.zeros(0, np.int64)}))  # fmt: skip
+        "n_px": np.concatenate(res_n) if res_n else np.zeros(0, np.int64)})  # fmt: skip
     tri = np.asarray(triangles, np.int64).reshape(-1, 3)
-    write_csv(out_dir / STRIP_STATS["triangles"], pd.DataFrame(
-        {"ifg_a": tri[:, 0], "ifg_b": tri[:, 1], "ifg_c": tri[:, 2],
-         "nonzero_px": tri_totals[:, 0], "measured_px": tri_totals[:, 1]}))  # fmt: skip
+    write_columns(out_dir / STRIP_STATS["triangles"], {
+        "ifg_a": tri[:, 0], "ifg_b": tri[:, 1], "ifg_c": tri[:, 2],
+        "nonzero_px": tri_totals[:, 0], "measured_px": tri_totals[:, 1]})  # fmt: skip
 
 
 def describe_method(method: str, weighting: str, censor: bool) -> str:
