@@ -272,3 +272,57 @@ def test_one_malloc_arena_sets_the_limit_and_gives_it_back(monkeypatch):
     with cli.one_malloc_arena(False):
         pass
     assert calls == []
+
+
+def _fake_stages(monkeypatch, tmp_path, fail: str | None = None):
+    """_stage_main's stages as functions writing their pid and arguments."""
+    from sarstack.errors import SarstackError
+
+    def make(name):
+        def stage(argv):
+            if name == fail:
+                raise SarstackError(f"{name} says no")
+            (tmp_path / f"{name}.txt").write_text(f"{os.getpid()} {' '.join(argv)}")
+        return stage
+
+    monkeypatch.setattr(cli, "_stage_main", make)
+    for var in (*cli.BLAS_THREAD_VARS, "GDAL_CACHEMAX"):  # what cli.main sets, restored after
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_a_chain_ending_in_figures_runs_them_in_a_process_forked_at_its_start(
+    tmp_path, monkeypatch
+):
+    """The figure stage of a chain runs in the child forked when the chain
+    started (its module imported while the first stages ran), with its own
+    arguments; a chain with a --log part or another last stage does not fork."""
+    _fake_stages(monkeypatch, tmp_path)
+    cli.main(["insar_select", "--a", "::", "insar_velocity", "::", "insar_plots", "--x", "a b"])
+    sel = (tmp_path / "insar_select.txt").read_text().split(" ", 1)
+    plots = (tmp_path / "insar_plots.txt").read_text().split(" ", 1)
+    assert sel[0] == str(os.getpid()) and sel[1] == "--a"
+    assert plots[0] != str(os.getpid()) and plots[1] == "--x a b"
+    assert cli._StageAhead.start([["insar_select"], ["insar_velocity"]]) is None
+    assert cli._StageAhead.start([["--log", "x"], ["insar_plots"]]) is None
+    assert cli._StageAhead.start([["insar_plots"]]) is None  # a stage alone runs in place
+    # after a stage that uses both cores at once: in place
+    assert cli._StageAhead.start([["insar_velocity"], ["insar_plots"]]) is None
+
+
+def test_a_failing_forked_figure_stage_fails_the_chain(tmp_path, monkeypatch, capfd):
+    _fake_stages(monkeypatch, tmp_path, fail="rtc_plots")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["rtc_select", "::", "rtc_plots"])
+    assert e.value.code == 2 and "error: rtc_plots says no" in capfd.readouterr().err
+    assert (tmp_path / "rtc_select.txt").exists()
+
+
+def test_a_chain_failing_before_its_figures_leaves_the_forked_child_idle(tmp_path, monkeypatch):
+    _fake_stages(monkeypatch, tmp_path, fail="insar_velocity")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["insar_select", "::", "insar_velocity", "::", "insar_plots"])
+    assert e.value.code == 2
+    import time
+
+    time.sleep(0.5)  # the child has read end-of-file and left without running
+    assert not (tmp_path / "insar_plots.txt").exists()
