@@ -290,7 +290,6 @@ def _fake_stages(monkeypatch, tmp_path, fail: str | None = None):
         monkeypatch.delenv(var, raising=False)
 
 
-@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # JAX loaded by other tests
 def test_a_chain_ending_in_figures_runs_them_in_a_process_forked_at_its_start(
     tmp_path, monkeypatch
 ):
@@ -310,7 +309,6 @@ def test_a_chain_ending_in_figures_runs_them_in_a_process_forked_at_its_start(
     assert cli._StageAhead.start([["insar_velocity"], ["insar_plots"]]) is None
 
 
-@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # JAX loaded by other tests
 def test_a_failing_forked_figure_stage_fails_the_chain(tmp_path, monkeypatch, capfd):
     _fake_stages(monkeypatch, tmp_path, fail="rtc_plots")
     with pytest.raises(SystemExit) as e:
@@ -319,7 +317,6 @@ def test_a_failing_forked_figure_stage_fails_the_chain(tmp_path, monkeypatch, ca
     assert (tmp_path / "rtc_select.txt").exists()
 
 
-@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # JAX loaded by other tests
 def test_a_chain_failing_before_its_figures_leaves_the_forked_child_idle(tmp_path, monkeypatch):
     _fake_stages(monkeypatch, tmp_path, fail="insar_velocity")
     with pytest.raises(SystemExit) as e:
