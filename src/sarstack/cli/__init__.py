@@ -300,7 +300,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(2)
     from sarstack import openpool
 
-    ahead = _StageAhead.start(chain)
     # A chain's stages hand their inputs on open (sarstack.openpool): the
     # next stage finds them with the tiles GDAL still caches.
     with openpool.keep_open() if len(chain) > 1 else contextlib.nullcontext():
@@ -309,103 +308,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                 log_to(part[1])
                 continue
             stage = part[0].replace("-", "_")
-            if ahead is not None and stage == ahead.stage:
-                ahead.run(part[1:])
-                continue
             sys.argv[0] = f"sarstack {stage}"
             run(_stage_main(stage), part[1:])
             if len(chain) > 1:
                 release_freed_memory(TRIM_MIN_RSS)
-
-
-#: Stages whose module imports matplotlib (about 0.6 s): a whole branch's
-#: chain (one that starts with a stage of :data:`SINGLE_THREADED_STARTS`) and
-#: ends in one runs it in a process forked when the chain starts, which
-#: imports the module on the core those first stages leave idle, then waits
-#: for its turn (:class:`_StageAhead`). The fused 1024² InSAR chain's figures
-#: took 0.8 s of its 7.4, 0.6 of them importing. Not after a stage that uses
-#: both cores from its start (``insar_velocity :: insar_plots`` at 2048²: the
-#: import only took CPU from the fit, and the waiting child's memory added to
-#: the job's).
-STAGES_AHEAD = ("insar_plots", "rtc_plots")
-#: First stages of the chains :data:`STAGES_AHEAD` applies to: single-threaded
-#: ones, the select stages of the fused small-stack chains and the RTC
-#: tables' aggregation (``rtc_aggregate :: rtc_dates :: rtc_plots`` of the
-#: 24 x 4096² bench: 3.1-3.55 -> 2.75-3.05 s).
-SINGLE_THREADED_STARTS = ("insar_select", "rtc_select", "rtc_aggregate")
-
-
-class _StageAhead:
-    """A chain's figure stage in a process of its own, forked before the chain
-    runs: it imports the stage's module at once, then waits on a pipe for its
-    arguments; :meth:`run` sends them and waits for its exit status (a failure
-    ends the chain with that status, as the stage's own would). Only for a
-    chain without ``--log`` parts (the child keeps the standard error it was
-    forked with) that starts with one of :data:`SINGLE_THREADED_STARTS` and
-    where one of :data:`STAGES_AHEAD` runs last and once, on a system with
-    ``fork``. Without the "go" (an earlier stage failed, the
-    process was killed) the child reads end-of-file and exits."""
-
-    def __init__(self, stage: str, pid: int, fd: int) -> None:
-        self.stage, self.pid, self.fd = stage, pid, fd
-
-    @classmethod
-    def start(cls, chain: Sequence[Sequence[str]]) -> _StageAhead | None:
-        names = [p[0].replace("-", "_") for p in chain]
-        last = names[-1] if len(names) > 1 else None
-        if (last not in STAGES_AHEAD or names.count(last) != 1
-                or names[0] not in SINGLE_THREADED_STARTS
-                or any(p[0] == LOG_TO for p in chain) or not hasattr(os, "fork")):  # fmt: skip
-            return None
-        sys.stdout.flush()
-        sys.stderr.flush()
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: import now, run on the "go"
-            os.close(w)
-            _StageAhead._child(last, r)
-        os.close(r)
-        return cls(last, pid, w)
-
-    @staticmethod
-    def _child(stage: str, fd: int) -> None:
-        code = 0
-        try:
-            with contextlib.suppress(Exception):  # an import error shows at the "go"
-                _stage_main(stage)
-            data = b""
-            while chunk := os.read(fd, 1 << 16):
-                data += chunk
-            if data:
-                import json
-
-                sys.argv[0] = f"sarstack {stage}"
-                run(_stage_main(stage), json.loads(data))
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        except BaseException:  # noqa: BLE001 - the traceback as a stage's own
-            import traceback
-
-            traceback.print_exc()
-            code = 1
-        finally:
-            logging.shutdown()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-
-    def run(self, argv: Sequence[str]) -> None:
-        """Hand the stage its arguments and wait for it; exit with its status on failure."""
-        import json
-
-        sys.stderr.flush()
-        data = json.dumps(list(argv)).encode()
-        while data:
-            data = data[os.write(self.fd, data):]
-        os.close(self.fd)
-        code = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
-        if code:
-            sys.exit(code if code > 0 else 1)
 
 
 #: A chain part ``--log PATH``: what follows is logged to PATH (see :func:`log_to`).
