@@ -83,3 +83,13 @@ def test_a_chain_of_stages_leaves_nothing_open(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "_stage_main", lambda name: stage)
     cli.main(["insar_select", "::", "insar_reference"])
     assert seen[0] is seen[1] and seen[0].closed and openpool.held() == 0
+
+
+def test_the_pool_bound_follows_the_file_descriptor_limit(monkeypatch):
+    import resource
+
+    monkeypatch.setattr(openpool, "MAX_HELD", None)
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (1024, 4096))
+    assert openpool._max_held() == 256
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (100000, 100000))
+    assert openpool._max_held() == 2048

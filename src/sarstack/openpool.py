@@ -15,7 +15,8 @@ at every :func:`acquire`: a file replaced or rewritten since (an output the
 chain wrote, an input changed in place) is opened afresh, never served from
 the pool. A dataset is handed to one holder at a time (the pool's lists are
 popped under a lock), so threads never share one. At most :data:`MAX_HELD`
-datasets wait in the pool, the least recently returned closed first.
+datasets (a quarter of the file-descriptor limit) wait in the pool, the
+least recently returned closed first.
 """
 
 from __future__ import annotations
@@ -28,9 +29,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-#: Datasets the pool keeps open at most (file descriptors: a 900-ifg stack
-#: with its companions stays under a usual limit of 4096).
-MAX_HELD = 2048
+#: Datasets the pool keeps open at most; None: a quarter of this process's
+#: file-descriptor limit (256 under the usual soft limit of 1024), at most
+#: 2048, so the stages' own open files always fit beside them.
+MAX_HELD: int | None = None
+
+
+def _max_held() -> int:
+    if MAX_HELD is not None:
+        return MAX_HELD
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft == resource.RLIM_INFINITY or soft <= 0:
+            soft = 8192
+    except (ImportError, OSError, ValueError):  # no such limit here
+        soft = 1024
+    return min(2048, soft // 4)
 
 _lock = threading.Lock()
 _pool: OrderedDict[tuple[Any, ...], list[Any]] = OrderedDict()
@@ -78,7 +94,8 @@ def release(ds: Any, key: tuple[Any, ...] | None) -> None:
         _pool.setdefault(key, []).append(ds)
         _pool.move_to_end(key)
         _held += 1
-        while _held > MAX_HELD:
+        limit = _max_held()
+        while _held > limit:
             old_key, old = next(iter(_pool.items()))
             evicted.append(old.pop(0))
             _held -= 1
