@@ -48,6 +48,7 @@ def _max_held() -> int:
         soft = 1024
     return min(2048, soft // 4)
 
+
 _lock = threading.Lock()
 _pool: OrderedDict[tuple[Any, ...], list[Any]] = OrderedDict()
 _held = 0
