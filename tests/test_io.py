@@ -73,6 +73,83 @@ def test_stack_reader_threads_read_the_same(tmp_path, threads):
     assert len(seen) > 1  # this thread and the pool's
 
 
+def _tiled_stack(tmp_path, dtypes=("float32", "float32", "float64")):
+    """Rasters of 30 x 40 px in 16 x 16 tiles (taller than the 4-row blocks
+    below), a nodata run in each; one float64 when ``dtypes`` says so."""
+    rng = np.random.default_rng(3)
+    paths = []
+    for k, dtype in enumerate(dtypes):
+        a = (rng.normal(size=GRID.shape) + 5).astype(dtype)
+        a[k + 5, 3:9] = -9999.0
+        p = tmp_path / f"t{k}.tif"
+        with rasterio.open(p, "w", driver="GTiff", height=GRID.height, width=GRID.width, count=1,
+                           dtype=dtype, crs=GRID.crs, transform=GRID.transform, nodata=-9999.0,
+                           tiled=True, blockxsize=16, blockysize=16) as ds:  # fmt: skip
+            ds.write(a, 1)
+        paths.append(p)
+    return paths
+
+
+@pytest.mark.parametrize("dtypes", [("float32", "float32"), ("float32", "float64", "int16")])
+@pytest.mark.parametrize("rows", [(0, 30), (8, 24), (5, 27), (0, 99)])
+def test_band_buffer_reads_what_the_stack_reads(tmp_path, dtypes, rows):
+    """BandBuffer: every block of a banded loop over rows ``rows`` (a strip),
+    read from the band of tiles it lies in, has the values the stack reads
+    for that window directly, in ``dtype`` or into ``out``; a block never
+    shares memory with the buffer (it is solved while the next is read)."""
+    from sarstack.blocks import BandBuffer
+
+    paths = _tiled_stack(tmp_path, dtypes)
+    shape = (min(rows[1], GRID.height) - rows[0], GRID.width)
+    with io.StackReader(paths) as st:
+        assert st.tile_rows == 16
+        buf = BandBuffer(st, rows)
+        wins = [Window(w.col_off, w.row_off + rows[0], w.width, w.height)
+                for w in io.iter_blocks(shape, (4, 12), band_rows=16, row0=rows[0])]  # fmt: skip
+        reads = 0
+        real = st.read
+
+        def count(*a, **k):
+            nonlocal reads
+            reads += 1
+            return real(*a, **k)
+
+        st.read = count
+        # one read per band of tiles and column of blocks, not one per block;
+        # a block across a band's edge (strips off the tiles' rows) read alone
+        inside = [w for w in wins if w.row_off // 16 == (w.row_off + w.height - 1) // 16]
+        n_reads = len({(w.row_off // 16, w.col_off) for w in inside}) + len(wins) - len(inside)
+        for dtype in (np.float32, np.float64, "out"):
+            reads = 0
+            for w in wins:
+                if dtype == "out":
+                    got = np.full((len(paths), w.height, w.width), -1.0)
+                    assert buf.read(w, out=got) is got
+                    want = real(w, np.float64)
+                else:
+                    got, want = buf.read(w, dtype), real(w, dtype)
+                    assert got.dtype == want.dtype and not np.shares_memory(got, buf._band)
+                np.testing.assert_array_equal(got, want)
+            assert reads == n_reads < len(wins)
+        np.testing.assert_array_equal(buf.read(wins[0]), real(wins[0]))  # no dtype: as read
+        np.testing.assert_array_equal(buf.read_one(1, wins[0]), st.read_one(1, wins[0]))
+        assert np.isnan(real(Window(3, 5, 6, 1), np.float32)[0]).all()  # nodata as NaN
+
+
+def test_stack_reader_reads_in_place_as_read_one(tmp_path):
+    """Into ``out`` of the file's type GDAL reads in place, nodata turned to
+    NaN there: the values read_one gives."""
+    paths = _tiled_stack(tmp_path, ("float32", "float64", "int16"))
+    win = Window(2, 3, 20, 9)
+    with io.StackReader(paths) as st:
+        for dtype in (np.float32, np.float64):
+            out = np.full((3, 9, 20), 7.0, dtype)
+            st.read(win, out=out)
+            for k in range(3):
+                np.testing.assert_array_equal(out[k], st.read_one(k, win).astype(dtype))
+        assert np.isnan(out[0, 2, 1:7]).all() and np.isnan(out[2, 4, 1:7]).all()
+
+
 def test_stack_reader_names_an_unreadable_file(tmp_path):
     _, paths = _stack(tmp_path, 2)
     bad = tmp_path / "bad.tif"

@@ -78,6 +78,66 @@ class RowMajorSums:
             self._next += 1
 
 
+class BandBuffer:
+    """A stack reader (:class:`sarstack.io.StackReader`) whose block reads come
+    from whole bands of the stack's tiles.
+
+    Blocks shorter than the tiles (64-row inversion blocks over 256-row
+    tiles), visited band by band (:func:`iter_blocks` with ``band_rows``),
+    each read a slice of the same tiles from every file: a GDAL call per
+    file per block, the tiles kept in GDAL's cache in between. This reads the
+    rows of the block's band (within ``rows``, the part of the stack read)
+    under the block's columns once, one call per file, and hands each block
+    of that column its rows as a fresh array (a block outlives the next
+    read: it is solved while the next one is read). The same values as
+    ``stack.read(window, dtype)``; memory: one band of the block's columns
+    of every file. Reads without ``dtype``, blocks as tall as the tiles and
+    windows across a band's edge go to the stack as they are.
+    """
+
+    def __init__(self, stack: Any, rows: tuple[int, int]) -> None:
+        self.stack = stack
+        self.paths = stack.paths
+        self.rows = (int(rows[0]), min(int(rows[1]), int(stack.shape[0])))
+        self._key: tuple[Any, ...] | None = None
+        self._band: Any = None
+
+    def __len__(self) -> int:
+        return len(self.stack)
+
+    @property
+    def tile_rows(self) -> int:
+        return int(self.stack.tile_rows)
+
+    def read_one(self, k: int, window: Window | None = None) -> Any:
+        return self.stack.read_one(k, window)
+
+    def read(self, window: Window, dtype: Any = None, out: Any = None) -> Any:
+        """``stack.read(window, dtype, out)`` from the band buffer: a fresh
+        array in ``dtype``, or the rows copied into ``out`` (in its type)."""
+        import numpy as np
+
+        b = self.tile_rows
+        r, h = int(window.row_off), int(window.height)
+        top, bottom = max(r // b * b, self.rows[0]), min(r // b * b + b, self.rows[1])
+        # into ``out``: the band as read (float32, float64 where a file is),
+        # converted as the rows are copied (the same values, half the memory)
+        kind = dtype if out is None else np.float64 if self.stack.any_float64 else np.float32
+        if kind is None or h >= b or r < top or r + h > bottom:
+            return self.stack.read(window, dtype, out)
+        key = (top, bottom, int(window.col_off), int(window.width), np.dtype(kind))
+        if key != self._key:
+            self._band = self._key = None  # the last band freed before the next is read
+            self._band = self.stack.read(
+                Window(window.col_off, top, window.width, bottom - top), kind)
+            self._key = key
+        rows = self._band[:, r - top : r - top + h]
+        if out is None:
+            return rows.copy()
+        out[...] = rows
+        return out
+
+
 def count_blocks(shape: tuple[int, int], block_shape: Sequence[int]) -> int:
     """How many windows :func:`iter_blocks` gives (for progress logs)."""
     br, bc = int(block_shape[0]), int(block_shape[1])

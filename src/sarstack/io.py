@@ -279,6 +279,22 @@ class StackReader:
         """Band 1 of raster ``k`` in ``window`` (float32, float64 stays float64)."""
         return _read_window(self._ds[k], self.paths[k], window, 1, self.nan_nodata)
 
+    def _read_into(self, k: int, window: Window | None, dest: np.ndarray) -> None:
+        """:meth:`read_one` into ``dest``: read there by GDAL when ``dest`` has
+        the file's float type (no array allocated and copied again; the same
+        values, nodata turned to NaN in place), else converted into it."""
+        ds = self._ds[k]
+        if dest.dtype != np.dtype(ds.dtypes[0]) or dest.dtype.kind != "f":
+            dest[...] = self.read_one(k, window)
+            return
+        try:
+            ds.read(1, window=window, out=dest)
+        except Exception as e:  # noqa: BLE001 - rasterio raises several types on bad data
+            raise SarstackError(f"{self.paths[k]}: cannot read band 1 ({e})") from None
+        nodata = ds.nodata
+        if self.nan_nodata and nodata is not None and not np.isnan(nodata):
+            dest[dest == nodata] = np.nan
+
     def read(
         self, window: Window | None = None, dtype: DTypeLike | None = None,
         out: np.ndarray | None = None,
@@ -297,7 +313,7 @@ class StackReader:
 
         def fill(ks: range) -> None:
             for k in ks:
-                filled[k] = self.read_one(k, window)
+                self._read_into(k, window, filled[k])
 
         if self._pool is None:
             fill(range(1, len(self._ds)))

@@ -49,18 +49,20 @@ def main(argv=None):
     height = grid.height
     rows = insar.strip_rows(height, a.block[0], a.strip)
     ref_rc = stagefiles.read_reference_point(a.reference)
-    # GDAL's cache: a column of tiles of every file read per block, and room
-    # for the strip's own tiles. L2 writes its blocks as fast as it reads
-    # them: a quarter more and 32 MB (a 2048² x 174-ifg L2 strip took 5.1-6.1 s
-    # with 96-105 MB, 4.1 s with 141). L1 is bound by its solve: 8 MB more
-    # (a 1024² strip peaked at 918-973 MiB with 96 MB, 1,005-1,008 MiB with
-    # 128-141 MB, in the same 18-19 s).
-    n_files = len(ifgs) * (1 + (a.weighting == "correlation") + all(i.conncomp for i in ifgs))
-    need = io.band_cache_mb(ifgs[0].path, n_files, a.block[1])
-    cli.set_gdal_cache(need + 8 if a.method == "L1" else int(1.25 * need) + 32)
+    # GDAL's cache: the strip's own tiles while they are written (a quarter
+    # of a column of the ifgs' tiles and 32 MB: a 2048² x 174-ifg L2 strip
+    # took 5.1-6.1 s with 96-105 MB, 4.1 s with 141 when the reads shared it)
+    # and a column of tiles of every companion raster (correlation, conncomp)
+    # read per block. The ifgs are read a band of tiles at a time
+    # (blocks.BandBuffer), so their tiles need no room: 2048² x 174 ifgs, L2,
+    # one strip 9.3-10.0 s user CPU with 141 MB, 9.3 with 32-64 MB.
+    phase_mb = io.band_cache_mb(ifgs[0].path, len(ifgs), a.block[1])
+    n_companions = len(ifgs) * ((a.weighting == "correlation") + all(i.conncomp for i in ifgs))
+    need = io.band_cache_mb(ifgs[0].path, n_companions, a.block[1]) if n_companions else 0
+    cli.set_gdal_cache(need + phase_mb // 4 + 32)
     strip_dir = Path(a.out_dir) / ".strip" if a.index else Path(a.out_dir)
     # NumPy's L2 solves blocks on threads; JAX's solvers allocate on their own pool
-    with cli.one_malloc_arena(a.method == "L2" and n_files == len(ifgs)):
+    with cli.one_malloc_arena(a.method == "L2" and not n_companions):
         insar.invert_strip(
             ifgs, dates, pairs, ref_rc, strip_dir, rows=rows,
             method=a.method, wavelength=a.wavelength, mask=a.mask, block_shape=a.block,

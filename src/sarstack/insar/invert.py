@@ -351,7 +351,7 @@ def invert_strip(
         reader = st.enter_context(BlockReader(
             ifgs, None, mask, weighting=weighting, censor=censor, looks=correlation_looks,
             threshold=correlation_threshold, ramps=ramps, shape=grid.shape,
-            troposphere=troposphere, unwrap=unwrap, injection=injection,
+            troposphere=troposphere, unwrap=unwrap, injection=injection, rows=(r0, r1),
             threads=_block_workers(method, weighted, threads, len(ifgs), block_shape)))  # fmt: skip
         # The reference values from the files already open (no second open of each).
         reader.ref_vals = reference_phase(ifgs, ref_rc, reference_window, ramps,

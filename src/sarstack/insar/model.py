@@ -16,6 +16,7 @@ from rasterio.windows import Window
 from sarstack import dates as sdates
 from sarstack import network as snet
 from sarstack import velocity as svel
+from sarstack.blocks import BandBuffer
 from sarstack.errors import SarstackError
 from sarstack.insar.common import _date_tags
 from sarstack.insar.select import Ifg
@@ -118,10 +119,12 @@ def velocity_files(
     with (
         RasterWriter(out_velocity, grid, units=vunits, tags=tags) as wv,
         RasterWriter(out_std, grid, units=vunits, tags={**tags, "quantity": std_q}) as ws,
-        StackReader(paths, threads=threads) as series,
+        StackReader(paths, threads=threads) as stack,
         _correlation_reader(weight_ifgs) as cors,
         noise_reader as noise,
     ):
+        series = BandBuffer(stack, (0, grid.height))  # a band of tiles read at once
+
         def read_block(win: Window) -> tuple[np.ndarray, Any, np.ndarray | None]:
             # every read on the read-ahead thread; the fits may run side by side
             flat = _read_series(series, win).reshape(len(dates), -1)  # float64, a fresh array
@@ -144,7 +147,7 @@ def velocity_files(
     return vunits
 
 
-def _read_series(series: StackReader, win: Window) -> np.ndarray:
+def _read_series(series: StackReader | BandBuffer, win: Window) -> np.ndarray:
     """``(n_dates, rows, cols)`` float64 series of a window, the first date's zero included."""
     y = np.empty((len(series) + 1, int(win.height), int(win.width)), np.float64)
     y[0] = 0.0

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from rasterio.windows import Window
 
+from sarstack.blocks import BandBuffer
 from sarstack.insar.common import check_range
 from sarstack.insar.reference import read_mask
 from sarstack.insar.select import Ifg
@@ -55,8 +56,10 @@ class BlockReader:
         unwrap: IfgAmbiguities | None = None,
         injection: InjectedPhase | None = None,
         threads: int = 1,
+        rows: tuple[int, int] | None = None,
     ) -> None:
         self.ifgs = list(ifgs)
+        self.rows = rows  # the stack's rows read (a strip), for BandBuffer
         self.threads = threads  # the ifgs read side by side, as many blocks solved
         self.unwrap = unwrap
         self.injection = injection
@@ -77,6 +80,8 @@ class BlockReader:
                                                            threads=self.threads))
             # Each file's values as read_one gives them (float64 stays float64).
             self._phase_dtype = np.float64 if self.phase.any_float64 else np.float32
+            if self.rows is not None:  # a band of the tiles read at once (BandBuffer)
+                self.phase = BandBuffer(self.phase, self.rows)
             if self.injection is not None:  # the raw phase plus the injected signal
                 from sarstack.insar.injection import InjectedStack
 
