@@ -307,3 +307,41 @@ def test_slurm_profile_groups_every_chain_rule_and_no_local_rule():
              and r != "rtc_batch"}  # fmt: skip
     assert "insar_invert" in chain and "rtc_xcorr" in chain
     assert chain <= set(groups), sorted(chain - set(groups))
+
+
+def test_params_serializer_without_pandas_gives_snakemakes_records(monkeypatch):
+    """common.smk's `_params_without_pandas`: Snakemake's rerun check no longer
+    imports pandas to serialize params, with the same records as Snakemake's
+    own serializer (and Snakemake's own once pandas is imported)."""
+    from snakemake.persistence import PersistenceBase
+
+    own = PersistenceBase._serialize_param_pandas
+    assert hasattr(PersistenceBase, "_serialize_param_builtin")  # what the tweak relies on
+    text = (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    src = text[text.index("def _params_without_pandas"):text.index("\n_params_without_pandas()")]
+    ns: dict = {"sys": sys}
+    exec(src, ns)  # noqa: S102 - the workflow's own code
+    monkeypatch.setattr(PersistenceBase, "_serialize_param_pandas", own)
+    ns["_params_without_pandas"]()
+    tweaked = PersistenceBase._serialize_param_pandas
+    assert tweaked is not own
+    ns["_params_without_pandas"]()  # applied once
+    assert PersistenceBase._serialize_param_pandas is tweaked
+    p = type("P", (), {"_serialize_param_builtin": PersistenceBase._serialize_param_builtin})()
+    values = ["--method L2 --block 64 512", 3, 2.5, None, ["a", 1], {"k": (1, 2)}, Path("x")]
+    want = [own(p, v) for v in values]
+    with monkeypatch.context() as m:
+        m.delitem(sys.modules, "pandas")
+        m.setattr("builtins.__import__", _no_pandas_import(__import__))
+        assert [tweaked(p, v) for v in values] == want
+    frame = pd.DataFrame({"a": [1, 2]})
+    assert tweaked(p, frame) == own(p, frame) != own(p, [1, 2])
+
+
+def _no_pandas_import(real):
+    def imp(name, *a, **k):
+        if name.split(".")[0] == "pandas":
+            raise AssertionError("pandas imported")
+        return real(name, *a, **k)
+
+    return imp

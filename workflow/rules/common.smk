@@ -17,6 +17,34 @@ from sarstack.options import config_args  # noqa: E402
 from sarstack.options import stage_opts as _stage_opts  # noqa: E402
 from sarstack.storage import configure_gdal_s3  # noqa: E402
 
+
+def _params_without_pandas():
+    """Snakemake's rerun check serializes each job's params through a function
+    that imports pandas first (to hash pandas objects): 0.4-0.7 s of every
+    run's start, serial, for params that are never pandas objects. Until
+    pandas is imported by something else no pandas object can exist, so the
+    plain serializer gives the same records; after that Snakemake's own runs.
+    Left alone where Snakemake's internals differ (tests/test_workflow.py)."""
+    try:
+        from snakemake.persistence import PersistenceBase
+    except ImportError:
+        return
+    own = getattr(PersistenceBase, "_serialize_param_pandas", None)
+    if own is None or getattr(own, "_sarstack", False):
+        return
+
+    def serialize(self, value):
+        if "pandas" not in sys.modules:
+            return self._serialize_param_builtin(value)
+        return own(self, value)
+
+    serialize._sarstack = True
+    PersistenceBase._serialize_param_pandas = serialize
+
+
+_params_without_pandas()
+
+
 # s3:// inputs: GDAL's S3 settings from AWS_ENDPOINT_URL, set here so every job
 # (a child of this process) inherits them.
 configure_gdal_s3()
