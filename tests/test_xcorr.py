@@ -406,6 +406,35 @@ def test_float32_preparation_against_the_float64_one() -> None:
             np.testing.assert_allclose(new[key], old[key], rtol=1e-4, atol=1e-5)
 
 
+def test_float32_decibels_through_the_natural_logarithm() -> None:
+    """Float32 tiles get their decibels as DB_PER_NEPER * ln(x) since
+    2026-12-06 (10 * log10(x) before): within 4 float32 roundings of the
+    previous kernel's values, offsets within F32_PREPARE_CHANGE_PX of it."""
+    from sarstack.xcorr import tiles as xtiles
+
+    rng = np.random.default_rng(79)
+    x = rng.gamma(1.0, 0.05, (3, 64, 64)).astype(np.float32) + np.float32(1e-6)
+    new = xtiles._prepare_chunk(x, True, False, None, 1e-10)[0]
+    old = np.multiply(np.log10(x), np.float32(10.0))  # the previous kernel, in float32
+    assert new.dtype == old.dtype == np.float32 and not np.array_equal(new, old)
+    ulp = np.spacing(np.abs(old))
+    assert np.abs(new - old).max() <= 4 * ulp.max() and (np.abs(new - old) <= 4 * ulp).all()
+    ref, mov = _power_pairs(rng, 24, 64, 64)
+    kw = dict(upsample_factor=20, **PRESETS["default"])
+    got = register_tiles(ref, mov, iterations=1, **kw)
+
+    def previous(out: np.ndarray) -> None:  # the previous kernel: log10, then x 10
+        np.log10(out, out=out)
+        np.multiply(out, np.float32(10.0), out=out)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(xtiles, "_decibels32", previous)
+        prev = register_tiles(ref, mov, iterations=1, **kw)
+        np.testing.assert_array_equal(xtiles._prepare_chunk(x, True, False, None, 1e-10)[0], old)
+    assert np.abs(got["shift"] - prev["shift"]).max() <= xtiles.F32_PREPARE_CHANGE_PX
+    np.testing.assert_allclose(got["peak_corr"], prev["peak_corr"], rtol=1e-4, atol=1e-5)
+
+
 def test_conjugate_spectrum_against_the_previous_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     """The moving spectrum is conj(rfft2) (a scene's reference spectrum,
     conjugated) since 2026-12-05, ihfft2 before: the same to float32 rounding.
