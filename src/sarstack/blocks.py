@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 from rasterio.windows import Window
 
 from sarstack.errors import SarstackError
@@ -115,8 +116,6 @@ class BandBuffer:
     def read(self, window: Window, dtype: Any = None, out: Any = None) -> Any:
         """``stack.read(window, dtype, out)`` from the band buffer: a fresh
         array in ``dtype``, or the rows copied into ``out`` (in its type)."""
-        import numpy as np
-
         b = self.tile_rows
         r, h = int(window.row_off), int(window.height)
         top, bottom = max(r // b * b, self.rows[0]), min(r // b * b + b, self.rows[1])
