@@ -99,9 +99,18 @@ class BandBuffer:
     def __init__(self, stack: Any, rows: tuple[int, int]) -> None:
         self.stack = stack
         self.paths = stack.paths
-        self.rows = (int(rows[0]), min(int(rows[1]), int(stack.shape[0])))
+        self.rows = (int(rows[0]), int(rows[1]))
         self._key: tuple[Any, ...] | None = None
         self._band: Any = None
+
+    def __enter__(self) -> BandBuffer:
+        """Opens the stack (a ``with`` block around both)."""
+        self.stack.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._band = self._key = None
+        self.stack.__exit__(*exc)
 
     def __len__(self) -> int:
         return len(self.stack)
@@ -118,7 +127,8 @@ class BandBuffer:
         array in ``dtype``, or the rows copied into ``out`` (in its type)."""
         b = self.tile_rows
         r, h = int(window.row_off), int(window.height)
-        top, bottom = max(r // b * b, self.rows[0]), min(r // b * b + b, self.rows[1])
+        top = max(r // b * b, self.rows[0])
+        bottom = min(r // b * b + b, self.rows[1], int(self.stack.shape[0]))
         # into ``out``: the band as read (float32, float64 where a file is),
         # converted as the rows are copied (the same values, half the memory)
         kind = dtype if out is None else np.float64 if self.stack.any_float64 else np.float32

@@ -119,12 +119,10 @@ def velocity_files(
     with (
         RasterWriter(out_velocity, grid, units=vunits, tags=tags) as wv,
         RasterWriter(out_std, grid, units=vunits, tags={**tags, "quantity": std_q}) as ws,
-        StackReader(paths, threads=threads) as stack,
+        BandBuffer(StackReader(paths, threads=threads), (0, grid.height)) as series,  # by band
         _correlation_reader(weight_ifgs) as cors,
         noise_reader as noise,
     ):
-        series = BandBuffer(stack, (0, grid.height))  # a band of tiles read at once
-
         def read_block(win: Window) -> tuple[np.ndarray, Any, np.ndarray | None]:
             # every read on the read-ahead thread; the fits may run side by side
             flat = _read_series(series, win).reshape(len(dates), -1)  # float64, a fresh array
