@@ -167,9 +167,12 @@ def _read_window(
     window: Window | None,
     band: int,
     nan_nodata: bool,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
+    """The band's window as float32 (float64 stays float64), nodata as NaN;
+    with ``out`` (the file's float type), read into it."""
     try:
-        data = ds.read(band, window=window, boundless=False)
+        data = ds.read(band, window=window, boundless=False, out=out)
     except Exception as e:  # noqa: BLE001 - rasterio raises several types on bad data
         raise SarstackError(f"{path}: cannot read band {band} ({e})") from None
     if data.dtype != np.float64:
@@ -286,14 +289,8 @@ class StackReader:
         ds = self._ds[k]
         if dest.dtype != np.dtype(ds.dtypes[0]) or dest.dtype.kind != "f":
             dest[...] = self.read_one(k, window)
-            return
-        try:
-            ds.read(1, window=window, out=dest)
-        except Exception as e:  # noqa: BLE001 - rasterio raises several types on bad data
-            raise SarstackError(f"{self.paths[k]}: cannot read band 1 ({e})") from None
-        nodata = ds.nodata
-        if self.nan_nodata and nodata is not None and not np.isnan(nodata):
-            dest[dest == nodata] = np.nan
+        else:
+            _read_window(ds, self.paths[k], window, 1, self.nan_nodata, out=dest)
 
     def read(
         self, window: Window | None = None, dtype: DTypeLike | None = None,
