@@ -148,3 +148,65 @@ def test_residual_stats_match_the_block_wide_reductions_bit_for_bit():
                                  np.zeros(700, np.uint16), 10, 1.0, True)  # fmt: skip
         np.testing.assert_array_equal(spec._residual_sum(b), spec._residual_sum(plain))
         np.testing.assert_array_equal(spec._temporal_coherence(b), spec._temporal_coherence(plain))
+
+
+def test_residual_stats_of_float32_residuals_are_the_float64_sums_of_their_values():
+    """A single-precision solve's float32 residuals: the sums are float64, bit
+    for bit those of the same values held in float64, and the coherence is the
+    float32 one of those values."""
+    from sarstack import timeseries as ts
+
+    rng = np.random.default_rng(8)
+    res = (rng.normal(size=(57, 700)) * rng.uniform(0.01, 5, size=(57, 1))).astype(np.float32)
+    st, st64 = spec.residual_stats(res), spec.residual_stats(res.astype(np.float64))
+    for name in ("ifg_ss", "pixel_ss", "abs_sum", "coherence"):
+        got, want = getattr(st, name), getattr(st64, name)
+        assert got.dtype == want.dtype, name
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    np.testing.assert_array_equal(st.coherence, ts.temporal_coherence(res, np.float32))
+
+
+def test_single_precision_l2_is_within_its_stated_tolerance_of_the_float64_solve(
+    tmp_path, monkeypatch
+):
+    """insar.invert.L2_SINGLE_PRECISION: the float32 plain-L2 strip against the
+    previous kernel (float64), on a stack with a nodata block (pixels missing
+    one ifg go through the censored solver): the time series within
+    SINGLE_L2_TOL of its largest |value|, coherence within 1e-6, residual sums
+    and noise within float32 rounding, the same counts and nodata."""
+    from sarstack.insar import invert as inv
+
+    make_ifg_stack(tmp_path / "stack", n_dates=12, shape=SHAPE, network="nearest:3",
+                   noise_rad=0.4, seed=5, velocity_rad_per_year=np.tile(np.linspace(0, 200, SHAPE[1]), (SHAPE[0], 1)))  # fmt: skip
+    ifgs, dates, pairs, _ = select_ifgs(str(tmp_path / "stack" / "ifgs" / "*.unw.tif"))
+    ref = (3, 4)
+
+    def strip(name):
+        out = tmp_path / name
+        invert_strip(ifgs, dates, pairs, ref, out, method="L2", wavelength=None, mask=None,
+                     block_shape=(8, 36), l1_tolerance=1e-4, l1_max_iterations=100,
+                     weighting="none", correlation_looks=1.0, correlation_threshold=0.1,
+                     write_residuals=False)  # fmt: skip
+        got = {}
+        for o in spec.INVERSION_OUTPUTS:
+            if (out / o.strip_file).exists():
+                with rasterio.open(out / o.strip_file) as ds:
+                    got[o.name] = ds.read()
+        return got
+
+    single = strip("single")
+    monkeypatch.setattr(inv, "L2_SINGLE_PRECISION", False)
+    double = strip("double")
+    ts32, ts64 = single["timeseries"], double["timeseries"]
+    scale = np.nanmax(np.abs(ts64))
+    assert scale > 20  # a series large enough for float32 rounding to show
+    np.testing.assert_array_equal(np.isnan(ts32), np.isnan(ts64))
+    assert (double["n_ifgs_used"] < len(ifgs)).any()  # pixels of the censored solver
+    diff = np.nanmax(np.abs(ts32 - ts64))
+    assert 0 < diff <= inv.SINGLE_L2_TOL * scale  # float32 was used, within the tolerance
+    np.testing.assert_allclose(single["temporal_coherence"], double["temporal_coherence"],
+                               atol=1e-6, rtol=0)  # fmt: skip
+    for name in ("residual_sum", "ifg_residual_std"):
+        np.testing.assert_allclose(single[name], double[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    for name in ("n_ifgs_used", "closure_nonzero_count"):
+        np.testing.assert_array_equal(single[name], double[name], err_msg=name)

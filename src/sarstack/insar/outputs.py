@@ -66,8 +66,10 @@ class ResidualStats:
 
 
 def residual_stats(res: np.ndarray) -> ResidualStats:
-    """:class:`ResidualStats` of complete float64 residuals ``(ifgs, px)`` in one
-    pass over their rows, each row's work done while it is in cache.
+    """:class:`ResidualStats` of complete residuals ``(ifgs, px)`` (float64, or
+    float32 from a single-precision solve) in one pass over their rows, each
+    row's work done while it is in cache. The sums are float64 whatever the
+    residuals' type (float32 ones are converted row by row, exactly).
 
     The same values bit for bit as the block-wide reductions they replace
     (``tests/test_insar_outputs.py``): ``np.sum(res**2, axis=1)`` (each row's
@@ -83,19 +85,23 @@ def residual_stats(res: np.ndarray) -> ResidualStats:
     pixel_ss, abs_sum = np.zeros(px), np.zeros(px)
     re, im = np.zeros(px, np.float32), np.zeros(px, np.float32)
     sq, tmp = np.empty(px), np.empty(px)
-    r32, t32 = np.empty(px, np.float32), np.empty(px, np.float32)
+    single = res.dtype == np.float32
+    buf, t32 = np.empty(px, np.float32), np.empty(px, np.float32)
     for k, row in enumerate(res):
-        np.square(row, out=sq)
+        np.square(row, out=sq, dtype=np.float64)
         ifg_ss[k] = sq.sum()
-        r32[...] = row
+        r32: np.ndarray = row
+        if not single:
+            buf[...] = row
+            r32 = buf
         if k == 0:  # the first row is the accumulators' start (as NumPy's reductions)
             pixel_ss[...] = sq
-            np.abs(row, out=abs_sum)
+            np.abs(row, out=abs_sum, dtype=np.float64)
             np.cos(r32, out=re)
             np.sin(r32, out=im)
             continue
         pixel_ss += sq
-        abs_sum += np.abs(row, out=tmp)
+        abs_sum += np.abs(row, out=tmp, dtype=np.float64)
         re += np.cos(r32, out=t32)
         im += np.sin(r32, out=t32)
     coherence = np.hypot(re, im) / np.float32(n) if n else np.full(px, np.nan, np.float32)

@@ -30,7 +30,8 @@ class BlockReader:
     (:class:`sarstack.io.StackReader`). ``prepare(read(window))`` returns the
     phase ``(n_ifg, pixels)`` in float64 (plus its unwrapping correction,
     minus its ramp and its delays) minus each ifg's reference value (NaN
-    where nodata or masked), the weights (None unless correlation-weighted or
+    where nodata or masked; float32 with ``single`` where every file is
+    float32, the corrections still applied in float64), the weights (None unless correlation-weighted or
     conncomp-censored) and the mask of the window (None without one). With
     ``injection`` the raw phase comes with the injected phase added.
 
@@ -57,10 +58,12 @@ class BlockReader:
         injection: InjectedPhase | None = None,
         threads: int = 1,
         rows: tuple[int, int] | None = None,
+        single: bool = False,
     ) -> None:
         self.ifgs = list(ifgs)
         self.rows = rows  # the stack's rows read (a strip), for BandBuffer
         self.threads = threads  # the ifgs read side by side, as many blocks solved
+        self.single = single  # float32 phase where every file is float32
         self.unwrap = unwrap
         self.injection = injection
         self.ref_vals = ref_vals
@@ -80,6 +83,9 @@ class BlockReader:
                                                            threads=self.threads))
             # Each file's values as read_one gives them (float64 stays float64).
             self._phase_dtype = np.float64 if self.phase.any_float64 else np.float32
+            #: The prepared phase's type (see the class).
+            self.dtype = np.dtype(np.float32 if self.single and self._phase_dtype == np.float32
+                                  else np.float64)  # fmt: skip
             if self.rows is not None:  # a band of the tiles read at once (BandBuffer)
                 self.phase = BandBuffer(self.phase, self.rows)
             if self.injection is not None:  # the raw phase plus the injected signal
@@ -119,7 +125,7 @@ class BlockReader:
         )  # fmt: skip
 
     def prepare(self, raw: RawBlock) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """A block's phase ``(n_ifg, pixels)`` in float64: as read, plus its
+        """A block's phase ``(n_ifg, pixels)`` in :attr:`dtype`: as read, plus its
         unwrapping correction, minus its ramp and its delays, minus each ifg's
         reference value, NaN where masked; its weights and mask (see the class)."""
         from sarstack import timeseries as ts  # JAX: imported by the stages that solve
@@ -130,8 +136,8 @@ class BlockReader:
         ref = self.ref_vals[:, None, None]
         if raw.unwrap is None and raw.ramp is None and raw.troposphere is None:
             # converted and referenced in one pass: the same values as below
-            phase = np.subtract(raw.phase, ref, dtype=np.float64)
-        else:
+            phase = np.subtract(raw.phase, ref, dtype=self.dtype)
+        else:  # the corrections in float64 (delays of hundreds of radians)
             phase = raw.phase.astype(np.float64)
             if raw.unwrap is not None:
                 phase += raw.unwrap
@@ -140,6 +146,7 @@ class BlockReader:
             if raw.troposphere is not None:
                 phase -= raw.troposphere
             phase -= ref
+            phase = phase.astype(self.dtype, copy=False)
         m = raw.mask
         if m is not None:
             phase[:, ~m] = np.nan
