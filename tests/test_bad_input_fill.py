@@ -257,7 +257,9 @@ def test_disk_full_during_gather_is_named(tmp_path, monkeypatch, capsys):
         raise CPLE_AppDefinedError(1, 1, "TIFFReadDirectory:Failed to read directory at offset 0")
 
     monkeypatch.setattr(rasterio.shutil, "copy", full)
-    monkeypatch.setattr(io, "free_bytes", lambda folder: 40 * 1024)
+    from sarstack import cog
+
+    monkeypatch.setattr(cog, "free_bytes", lambda folder: 40 * 1024)
     argv = [str(out / "strip"), "--ifgs", str(out / "ifgs.csv"), "--reference",
             str(out / "ref.txt"), "--out-dir", str(out / "final"), "--index",
             str(out / "ts.csv"), "--method", "L2", "--weighting", "none", "--block", "16", "24",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 from conftest import with_schema_defaults
 
@@ -210,3 +211,47 @@ def test_single_precision_l2_is_within_its_stated_tolerance_of_the_float64_solve
         np.testing.assert_allclose(single[name], double[name], rtol=1e-5, atol=1e-6, err_msg=name)
     for name in ("n_ifgs_used", "closure_nonzero_count"):
         np.testing.assert_array_equal(single[name], double[name], err_msg=name)
+
+
+@pytest.mark.parametrize("compress_series, coherence_mask", [(False, None), (True, 0.9)])
+def test_gather_by_mosaic_writes_the_same_files_as_the_raster_writer(
+    tmp_path, monkeypatch, compress_series, coherence_mask
+):
+    """insar.gather.GATHER_BY_MOSAIC: two strips' bands copied to the COGs through
+    a VRT give the files the RasterWriter route gives, byte for byte: per-date
+    and per-ifg float32 (compressed or not), single rasters with overviews,
+    uint16 counts with their nodata, the closure count's own tags; with the
+    coherence mask the masked rasters still go through the writer."""
+    from sarstack.insar import gather as gather_mod
+
+    make_ifg_stack(tmp_path / "stack", n_dates=7, shape=SHAPE, network="nearest:3",
+                   noise_rad=0.5, seed=9)  # fmt: skip
+    ifgs, dates, pairs, _ = select_ifgs(str(tmp_path / "stack" / "ifgs" / "*.unw.tif"))
+    ref = (20, 18)
+    strips = []
+    for label in ("1-of-2", "2-of-2"):
+        strips.append(tmp_path / "strips" / label)
+        invert_strip(ifgs, dates, pairs, ref, strips[-1], rows=insar.strip_rows(SHAPE[0], 8, label),
+                     method="L2", wavelength=None, mask=None, block_shape=(8, 36),
+                     l1_tolerance=1e-4, l1_max_iterations=100, weighting="none",
+                     correlation_looks=1.0, correlation_threshold=0.1, write_residuals=True)  # fmt: skip
+    from sarstack import cog
+
+    calls = []
+    monkeypatch.setattr(cog, "mosaic_cog", lambda *a, _f=cog.mosaic_cog, **k: (calls.append(a[0]),
+                                                                            _f(*a, **k)))  # fmt: skip
+    got = {}
+    for mosaic in (True, False):
+        monkeypatch.setattr(gather_mod, "GATHER_BY_MOSAIC", mosaic)
+        out = tmp_path / f"g{mosaic}"
+        gather_strips(strips, ifgs, dates, ref, out, wavelength=None, how="L2",
+                      block_shape=(8, 36), compress_series=compress_series,
+                      coherence_mask=coherence_mask, min_region_px=None)  # fmt: skip
+        got[mosaic] = {f.relative_to(out): f.read_bytes() for f in sorted(out.rglob("*.tif"))}
+    # by the mosaic: every raster, or with the mask those it leaves unmasked
+    n_masked = len(dates) - 1 + len(ifgs) + 3 if coherence_mask is not None else 0
+    assert len(calls) == len(got[True]) - n_masked - (coherence_mask is not None)
+    assert got[True].keys() == got[False].keys()
+    assert len(got[True]) == len(dates) - 1 + len(ifgs) + 5 + (coherence_mask is not None)
+    for name, data in got[True].items():
+        assert data == got[False][name], name

@@ -459,20 +459,11 @@ class RasterWriter:
             raise self._write_error(e) from None
 
     def _write_error(self, err: BaseException) -> SarstackError:
-        """One line for a failed write. GDAL reports a full disk as an unrelated
-        TIFF error (``TIFFAppendToStrip``, ``TIFFReadDirectory``): when the
-        folder has less free space than the raster needs, that is said instead."""
-        if isinstance(err, SarstackError):
-            return err
+        """One line for a failed write (:func:`sarstack.cog.write_error`)."""
+        from sarstack.cog import write_error
+
         need = self.grid.width * self.grid.height * self.count * self.dtype.itemsize
-        free = free_bytes(self.path.parent)
-        if free is not None and free < max(LOW_SPACE_BYTES, need):
-            return SarstackError(
-                f"{self.path}: no space left on device ({free // 1024} KiB free in "
-                f"{self.path.parent}, the raster needs up to {need // 1024} KiB)"
-            )
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        return SarstackError(f"{self.path}: cannot write ({msg})")
+        return write_error(self.path, need, err)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self._ds is not None and self._stack is not None
@@ -490,16 +481,10 @@ class RasterWriter:
             if exc_type is None and not self.cog:
                 os.replace(self._work, self._final_tmp)
             elif exc_type is None:
-                # ZSTD level 1: about 4x faster to write than DEFLATE, any GDAL >= 2.3 reads it.
-                rasterio.shutil.copy(
-                    self._mem or self._work,
-                    self._final_tmp,
-                    driver="COG",
-                    **({"COMPRESS": "ZSTD", "LEVEL": 1} if self.compress else {"COMPRESS": "NONE"}),
-                    NUM_THREADS="ALL_CPUS",
-                    OVERVIEWS="AUTO" if self.overviews else "NONE",
-                    BLOCKSIZE=256,
-                )
+                from sarstack.cog import cog_copy
+
+                cog_copy(self._mem or self._work, self._final_tmp, compress=self.compress,
+                         overviews=self.overviews)  # fmt: skip
         except BaseException as err:
             # Judge a full disk before the partial files are removed (which frees space).
             wrapped = self._write_error(err) if isinstance(err, Exception) else None

@@ -114,6 +114,7 @@ def gather_strips(
     ]  # fmt: skip
     ts_paths = [p for o, _, p, _, _ in outputs if o.name == "timeseries"]
     offsets = _strip_offsets(strips, grid)
+    heights = [*np.diff(offsets), grid.height - offsets[-1]]
     keep = None
     if coherence_mask is not None:
         keep = _coherence_mask(strips, offsets, grid, ref_rc, coherence_mask, min_region_px,
@@ -132,6 +133,15 @@ def gather_strips(
         # (insar.compress_series: float32 displacement compresses 1.05-1.2x).
         kw = {"overviews": o.per == "pixel", "compress": o.per == "pixel" or compress_series,
               **o.writer_options()}  # fmt: skip
+        if not masked and GATHER_BY_MOSAIC:
+            # The strips' band as it is: copied to the COG through a VRT, the
+            # same file as through a RasterWriter (tested), without its staging copy.
+            from sarstack.cog import BandPiece, mosaic_cog
+
+            pieces = [BandPiece(d / o.strip_file, band, off, h)
+                      for d, off, h in zip(strips, offsets, heights, strict=True)]  # fmt: skip
+            mosaic_cog(path, grid, pieces, units=u, tags=tags, **kw)  # type: ignore[arg-type]
+            return
         with RasterWriter(path, grid, units=u, tags=tags, **kw) as w:  # type: ignore[arg-type]
             for d, off in zip(strips, offsets, strict=True):
                 _copy_strip(d / o.strip_file, band, w, off, keep if masked else None, block_shape)
@@ -201,6 +211,14 @@ def _write_mask(
 def _window_of(full: np.ndarray, win: Window) -> np.ndarray:
     return full[win.row_off : win.row_off + win.height, win.col_off : win.col_off + win.width]
 
+
+#: The gather's unmasked rasters are COG copies of a VRT of the strips' band
+#: (:func:`sarstack.cog.mosaic_cog`): ``gather_strips`` alone, four alternating
+#: runs, 2048² x 60 dates in two strips 1.86-3.09 -> 1.36-1.60 s, 1024² in one
+#: 0.76-0.97 -> 0.50-0.56 s.
+#: False: through a RasterWriter, block by block (the same files; the masked
+#: rasters always go that way).
+GATHER_BY_MOSAIC = True
 
 #: Pixels per piece of a strip band copied by the gather (4 MB of float32).
 COPY_PX = 1 << 20
