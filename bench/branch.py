@@ -42,7 +42,9 @@ protocol per case
   warms the cache; the anchor gets one untimed warm-up run. Then --repeats timed rounds,
   alternating which tool goes first; each run starts from an empty output folder
   (nothing is cached by Snakemake). Reported: median and min–max wall time, the ratio
-  anchor / sarstack of the medians, peak RSS, and per rule of the last sarstack run
+  anchor / sarstack of the min walls (issue 22's measure, judged against its target:
+  on a shared VM other load only adds time) and of the medians, peak RSS, and per
+  rule of the last sarstack run
   (Snakemake's benchmarks/*.tsv): jobs, summed and longest wall time, largest max_rss.
 
 examples (from the repository root)
@@ -223,6 +225,10 @@ class Series:
     @property
     def median(self) -> float | None:
         return statistics.median(r.wall_s for r in self.runs) if self.runs else None
+
+    @property
+    def min(self) -> float | None:
+        return min(r.wall_s for r in self.runs) if self.runs else None
 
     def spread(self) -> str:
         if not self.runs:
@@ -663,14 +669,16 @@ def machine_line(cores: int) -> str:
 
 def main_table(outcomes: list[Outcome]) -> Table:
     t = Table(
-        "whole branch, anchor vs sarstack (wall s: median (min–max) of the timed runs)",
+        "whole branch, anchor vs sarstack (wall s: median (min–max) of the timed runs;"
+        " the target judged on the min walls, as issue 22 sets it)",
         [
             "case",
             "anchor",
             "anchor s",
             "sarstack s",
-            "ratio anchor/sarstack",
-            "target",
+            "ratio of min walls",
+            "ratio of medians",
+            "target (min walls)",
             "sarstack cold s",
             "CPU s anchor / sarstack",
             "anchor peak RSS MB",
@@ -680,19 +688,22 @@ def main_table(outcomes: list[Outcome]) -> Table:
     for o in outcomes:
         if o.error:
             verdict = "skipped" if o.skipped else "FAILED"
-            t.add(o.case.name, o.anchor, "–", "–", verdict, "–", "–", "–", "–", "–")
+            t.add(o.case.name, o.anchor, "–", "–", verdict, "–", "–", "–", "–", "–", "–")
             continue
         a, b = o.anchor_runs.median, o.sarstack_runs.median
         r = a / b if a and b else None
+        am, bm = o.anchor_runs.min, o.sarstack_runs.min
+        rm = am / bm if am and bm else None
         target = "–"
         goal = TARGETS.get(o.case.name)
-        if goal is not None and r is not None:
-            target = f"≥ {goal:g}× {'PASS' if r >= goal else 'MISS'}"
+        if goal is not None and rm is not None:
+            target = f"≥ {goal:g}× {'PASS' if rm >= goal else 'MISS'}"
         t.add(
             o.case.name,
             o.anchor,
             o.anchor_runs.spread(),
             o.sarstack_runs.spread(),
+            f"{fmt(rm)}×" if rm else "–",
             f"{fmt(r)}×" if r else "–",
             target,
             o.cold.wall_s if o.cold else None,
