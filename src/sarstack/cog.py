@@ -72,14 +72,15 @@ _GDAL_TYPES = {"float32": "Float32", "float64": "Float64", "uint16": "UInt16", "
 
 def mosaic_cog(
     path: str | Path, grid: Any, pieces: Sequence[BandPiece], *, dtype: str,
-    units: str | None, tags: Mapping[str, Any], compress: bool, overviews: bool,
-    nodata: float | None = float("nan"),
+    nodata: float | None, units: str | None, tags: Mapping[str, Any], compress: bool,
+    overviews: bool,
 ) -> None:  # fmt: skip
     """Write the COG ``path`` on ``grid`` (a :class:`sarstack.io.Grid`) whose
     rows are ``pieces`` as they are (no conversion: each piece's type is
-    ``dtype``), with ``nodata`` (NaN, RasterWriter's own, unless given), band ``units`` and the dataset
-    ``tags`` (plus ``units``), as :class:`sarstack.io.RasterWriter` would
-    write it from the same values; atomic, nothing left at ``path`` on error."""
+    ``dtype``), with ``nodata`` (NaN allowed; None: none), band ``units`` and
+    the dataset ``tags`` (plus ``units``), as :class:`sarstack.io.RasterWriter`
+    would write it from the same values; atomic, nothing left at ``path`` on
+    error."""
     path = Path(path)
     name = _GDAL_TYPES[np.dtype(dtype).name]
     meta = {k: str(v) for k, v in tags.items()}

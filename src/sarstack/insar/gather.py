@@ -114,7 +114,6 @@ def gather_strips(
     ]  # fmt: skip
     ts_paths = [p for o, _, p, _, _ in outputs if o.name == "timeseries"]
     offsets = _strip_offsets(strips, grid)
-    heights = [*np.diff(offsets), grid.height - offsets[-1]]
     keep = None
     if coherence_mask is not None:
         keep = _coherence_mask(strips, offsets, grid, ref_rc, coherence_mask, min_region_px,
@@ -134,13 +133,7 @@ def gather_strips(
         kw = {"overviews": o.per == "pixel", "compress": o.per == "pixel" or compress_series,
               **o.writer_options()}  # fmt: skip
         if not masked and GATHER_BY_MOSAIC:
-            # The strips' band as it is: copied to the COG through a VRT, the
-            # same file as through a RasterWriter (tested), without its staging copy.
-            from sarstack.cog import BandPiece, mosaic_cog
-
-            pieces = [BandPiece(d / o.strip_file, band, off, h)
-                      for d, off, h in zip(strips, offsets, heights, strict=True)]  # fmt: skip
-            mosaic_cog(path, grid, pieces, units=u, tags=tags, **kw)  # type: ignore[arg-type]
+            _mosaic(o, band, path, u, tags, grid, strips, offsets, bool(kw["compress"]))
             return
         with RasterWriter(path, grid, units=u, tags=tags, **kw) as w:  # type: ignore[arg-type]
             for d, off in zip(strips, offsets, strict=True):
@@ -219,6 +212,23 @@ def _window_of(full: np.ndarray, win: Window) -> np.ndarray:
 #: False: through a RasterWriter, block by block (the same files; the masked
 #: rasters always go that way).
 GATHER_BY_MOSAIC = True
+
+def _mosaic(
+    o: InversionOutput, band: int, path: Path, units: str, tags: dict, grid: Grid,
+    strips: Sequence[Path], offsets: Sequence[int], compress: bool,
+) -> None:  # fmt: skip
+    """Band ``band`` of the strips' ``o`` as it is, copied to the COG ``path``
+    through a VRT: the same file as through a RasterWriter (tested), without
+    its staging copy."""
+    from sarstack.cog import BandPiece, mosaic_cog
+
+    heights = [*np.diff(offsets), grid.height - offsets[-1]]
+    pieces = [BandPiece(d / o.strip_file, band, off, int(h))
+              for d, off, h in zip(strips, offsets, heights, strict=True)]  # fmt: skip
+    mosaic_cog(path, grid, pieces, dtype=o.dtype, units=units, tags=tags,
+               nodata=float("nan") if o.nodata is None else o.nodata,  # the writer's own
+               compress=compress, overviews=o.per == "pixel")  # fmt: skip
+
 
 #: Pixels per piece of a strip band copied by the gather (4 MB of float32).
 COPY_PX = 1 << 20
