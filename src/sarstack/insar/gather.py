@@ -33,7 +33,6 @@ if TYPE_CHECKING:  # pandas is imported where tables are built: most stages neve
 log = logging.getLogger(__package__)
 
 
-
 def gather_stats(strips: Sequence[str | Path], ifgs: Sequence[Ifg], out_dir: str | Path) -> None:
     """The strips' scene sums as two tables in ``out_dir``: ``ifg_residuals.csv``
     (per ifg: its dates, RMS residual over the scene in radians and the
@@ -212,6 +211,7 @@ def _window_of(full: np.ndarray, win: Window) -> np.ndarray:
 #: False: through a RasterWriter, block by block (the same files; the masked
 #: rasters always go that way).
 GATHER_BY_MOSAIC = True
+
 
 def _mosaic(
     o: InversionOutput, band: int, path: Path, units: str, tags: dict, grid: Grid,

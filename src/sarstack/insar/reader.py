@@ -31,8 +31,9 @@ class BlockReader:
     phase ``(n_ifg, pixels)`` in float64 (plus its unwrapping correction,
     minus its ramp and its delays) minus each ifg's reference value (NaN
     where nodata or masked; float32 with ``single`` where every file is
-    float32, the corrections still applied in float64), the weights (None unless correlation-weighted or
-    conncomp-censored) and the mask of the window (None without one). With
+    float32, the corrections still applied in float64), the weights (None
+    unless correlation-weighted or conncomp-censored) and the mask of the
+    window (None without one). With
     ``injection`` the raw phase comes with the injected phase added.
 
     ``read`` is the I/O, ``prepare`` the arithmetic: a strip's blocks are
