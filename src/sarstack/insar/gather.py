@@ -225,9 +225,8 @@ def _mosaic(
     heights = [*np.diff(offsets), grid.height - offsets[-1]]
     pieces = [BandPiece(d / o.strip_file, band, off, int(h))
               for d, off, h in zip(strips, offsets, heights, strict=True)]  # fmt: skip
-    mosaic_cog(path, grid, pieces, dtype=o.dtype, units=units, tags=tags,
-               nodata=float("nan") if o.nodata is None else o.nodata,  # the writer's own
-               compress=compress, overviews=o.per == "pixel")  # fmt: skip
+    mosaic_cog(path, grid, pieces, units=units, tags=tags, compress=compress,
+               overviews=o.per == "pixel", **o.writer_options())  # type: ignore[arg-type]  # fmt: skip
 
 
 #: Pixels per piece of a strip band copied by the gather (4 MB of float32).

@@ -468,7 +468,7 @@ class _StripBlocks:
 
 
 def _residual_sums(res: np.ndarray, complete: bool) -> tuple[
-    tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None, ResidualStats | None, bool
+    tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], ResidualStats | None, bool
 ]:  # fmt: skip
     """A block's residual sums: per ifg (squares, count), per pixel (squares,
     count), :func:`residual_stats` (complete residuals) and whether every

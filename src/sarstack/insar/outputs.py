@@ -85,13 +85,13 @@ def residual_stats(res: np.ndarray) -> ResidualStats:
     pixel_ss, abs_sum = np.zeros(px), np.zeros(px)
     re, im = np.zeros(px, np.float32), np.zeros(px, np.float32)
     sq, tmp = np.empty(px), np.empty(px)
-    single = res.dtype == np.float32
-    buf, t32 = np.empty(px, np.float32), np.empty(px, np.float32)
+    t32 = np.empty(px, np.float32)
+    buf = None if res.dtype == np.float32 else np.empty(px, np.float32)
     for k, row in enumerate(res):
         np.square(row, out=sq, dtype=np.float64)
         ifg_ss[k] = sq.sum()
         r32: np.ndarray = row
-        if not single:
+        if buf is not None:  # float64 residuals: their float32 values for the coherence
             buf[...] = row
             r32 = buf
         if k == 0:  # the first row is the accumulators' start (as NumPy's reductions)
@@ -150,8 +150,8 @@ class InversionOutput:
         return {"date": n_dates - 1, "ifg": n_ifgs, "pixel": 1}[self.per]
 
     def writer_options(self) -> dict[str, object]:
-        """The raster writer's type and nodata (None: the writer's own, NaN)."""
-        return {"dtype": self.dtype, **({} if self.nodata is None else {"nodata": self.nodata})}
+        """The raster's type and nodata (``nodata`` None: NaN, the writer's own)."""
+        return {"dtype": self.dtype, "nodata": float("nan") if self.nodata is None else self.nodata}
 
 
 def ifg_residual_std(
