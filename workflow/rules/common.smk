@@ -397,6 +397,11 @@ STAGE_RESOURCES = {
             # a small stack's whole chain, one stage at a time: the largest is its
             # one inversion strip (as insar_invert)
             "insar_small": 60,
+            # every ifg of one insar.block_shape block at a time, as insar_reference
+            "insar_head": 20,
+            # insar_gather then insar_velocity and its plots, one at a time
+            # (measured peak 0.87 GB at 2048² x 60 dates, the velocity's)
+            "insar_tail": 60,
             # one strip of the whole stack, block by block (insar_invert's 2 GB), then the gather
             "insar_injection": 120,
             # one inversion strip of the whole stack at a time (as insar_invert), the
@@ -1051,7 +1056,10 @@ def insar_strip_chunks():
     strips are whole block rows; known after insar_select."""
     from sarstack.insar import strip_work
 
-    table = checkpoints.insar_select.get().output[0]
+    if INSAR_ENDS:
+        table = checkpoints.insar_head.get().output.ifgs
+    else:
+        table = checkpoints.insar_select.get().output[0]
     return (
         *strip_work(table, ICFG["block_shape"][0], ICFG["method"], ICFG["weighting"]),
         "invert",
@@ -1062,7 +1070,7 @@ def insar_strips_all(wildcards):
     return [f"{INSAR}/strips/{c}" for c in chunk_labels(*insar_strip_chunks())]
 
 
-#: The per-stage rules that insar_small stands in for.
+#: The per-stage rules that insar_small (and insar_head, insar_tail) stand in for.
 INSAR_SMALL_RULES = ("insar_select", "insar_correlation_mean", "insar_reference",
                      "insar_invert", "insar_gather", "insar_velocity")  # fmt: skip
 
@@ -1118,6 +1126,24 @@ def insar_small():
 
 
 INSAR_SMALL = insar_small()
+
+
+def insar_fused_ends():
+    """Whether a stack that is not one insar_small job runs its head (select,
+    correlation mean, reference) as one insar_head job and its tail (gather,
+    velocity, plots) as one insar_tail job, its inversion strips (and
+    corrections) between them: insar.fuse_small_stack on and no stage named on
+    the command line, as for insar_small. Two start-ups and two rounds of
+    scheduling instead of five; the same commands and files."""
+    return (
+        not INSAR_SMALL
+        and ICFG["fuse_small_stack"]
+        and insar_has_inputs()
+        and not _insar_stage_named()
+    )
+
+
+INSAR_ENDS = insar_fused_ends()
 
 
 def insar_quality_is_correlation_mean():
@@ -1180,19 +1206,15 @@ def insar_velocity_maps(map_plots):
     ]
 
 
-def insar_small_command():
-    """insar_small's chain: the per-stage rules' commands (insar.smk's
-    INSAR_*_CMD), each filled in as Snakemake fills it for that rule's job, one
-    strip ("1-of-1") that the gather reads and Snakemake then removes. Filled
-    in now, so that a config change reruns the job (its code changed), except
-    ``{threads}``, left for Snakemake (threads never rerun a job); other braces
-    are escaped."""
-    threads = "\x00threads\x00"
-    from types import SimpleNamespace
+#: Placeholders of the fused chains' commands (insar_small_command,
+#: insar_tail_command), put back as Snakemake fields once the rest is filled in.
+_THREADS, _STRIPS = "\x00threads\x00", "\x00strips\x00"
 
-    d = {k: str(v) for k, v in insar_gather_rule_outputs().items()}
-    v = insar_velocity_rule_outputs()
-    ifgs, ref, strip = f"{INSAR}/ifgs.csv", f"{INSAR}/reference_point.txt", f"{INSAR}/strips/1-of-1"
+
+def _insar_head_parts():
+    """The head of an InSAR chain, select :: (correlation mean ::) reference,
+    each stage's command filled in as Snakemake fills it for its own rule."""
+    ifgs, ref = f"{INSAR}/ifgs.csv", f"{INSAR}/reference_point.txt"
     select = dict(
         unwrapped=insar_globs()[0],
         conncomp=path_option("--conncomp", insar_globs()[1]),
@@ -1209,14 +1231,22 @@ def insar_small_command():
     )
     parts.append(format_command(INSAR_REFERENCE_CMD, params=params, input=dict(ifgs=ifgs),
                                 output=ref))  # fmt: skip
-    params = dict(opts=stage_opts("insar_invert"), ramps=[], troposphere=[], unwrap=[])
-    parts.append(format_command(INSAR_INVERT_CMD, params=params,
-                                input=dict(ifgs=ifgs, reference=ref),
-                                wildcards=dict(chunk="1-of-1"), output=strip, threads=threads))  # fmt: skip
+    return parts
+
+
+def _insar_tail_parts(strips):
+    """The tail of an InSAR chain, gather :: velocity :: plots, over the strip
+    folders ``strips``, filled in as for their own rules (``{threads}`` as
+    _THREADS)."""
+    from types import SimpleNamespace
+
+    d = {k: str(v) for k, v in insar_gather_rule_outputs().items()}
+    v = insar_velocity_rule_outputs()
+    ifgs, ref = f"{INSAR}/ifgs.csv", f"{INSAR}/reference_point.txt"
     params = dict(opts=stage_opts("insar_gather"), out_dir=INSAR)
-    parts.append(format_command(INSAR_GATHER_CMD, params=params,
-                                input=dict(strips=[strip], ifgs=ifgs, reference=ref),
-                                output=d, threads=threads))  # fmt: skip
+    parts = [format_command(INSAR_GATHER_CMD, params=params,
+                            input=dict(strips=strips, ifgs=ifgs, reference=ref),
+                            output=d, threads=_THREADS)]  # fmt: skip
     params = dict(
         opts=stage_opts("insar_velocity"),
         out_dir=INSAR,
@@ -1231,9 +1261,43 @@ def insar_small_command():
                   ifg_residual_std=f"{INSAR}/ifg_residual_std.tif")  # fmt: skip
     outputs = {k: str(p) for k, p in v.items() if k not in ("model", "map_plots")}
     parts.append(format_command(INSAR_VELOCITY_CMD, params=params, input=inputs, output=outputs,
-                                threads=threads))  # fmt: skip
+                                threads=_THREADS))  # fmt: skip
+    return parts
+
+
+def _chain(parts):
+    """Stage commands joined by ``::``, braces escaped for Snakemake but the
+    placeholders' fields (``{threads}``, ``{input.strips:q}``)."""
     chain = " :: ".join(parts).replace("{", "{{").replace("}", "}}")
-    return chain.replace(threads, "{threads}")
+    chain = chain.replace(shlex.quote(_STRIPS), "{input.strips:q}")
+    return chain.replace(_THREADS, "{threads}")
+
+
+def insar_small_command():
+    """insar_small's chain: the per-stage rules' commands (insar.smk's
+    INSAR_*_CMD), each filled in as Snakemake fills it for that rule's job, one
+    strip ("1-of-1") that the gather reads and Snakemake then removes. Filled
+    in now, so that a config change reruns the job (its code changed), except
+    ``{threads}``, left for Snakemake (threads never rerun a job); other braces
+    are escaped."""
+    ifgs, ref, strip = f"{INSAR}/ifgs.csv", f"{INSAR}/reference_point.txt", f"{INSAR}/strips/1-of-1"
+    params = dict(opts=stage_opts("insar_invert"), ramps=[], troposphere=[], unwrap=[])
+    invert = format_command(INSAR_INVERT_CMD, params=params, input=dict(ifgs=ifgs, reference=ref),
+                            wildcards=dict(chunk="1-of-1"), output=strip, threads=_THREADS)  # fmt: skip
+    return _chain([*_insar_head_parts(), invert, *_insar_tail_parts([strip])])
+
+
+def insar_head_command():
+    """insar_head's chain, select :: (correlation mean ::) reference, filled in
+    now as insar_small's (a config change reruns it)."""
+    return _chain(_insar_head_parts())
+
+
+def insar_tail_command():
+    """insar_tail's chain, gather :: velocity :: plots, filled in now as
+    insar_small's but for the strip folders, ``{input.strips:q}`` (known
+    after the head's checkpoint), and ``{threads}``."""
+    return _chain(_insar_tail_parts([_STRIPS]))
 
 
 def user_files_fingerprint(*paths):

@@ -390,6 +390,73 @@ if INSAR_SMALL:
     ruleorder: insar_small > insar_velocity
 
 
+# A larger stack (common.smk's INSAR_ENDS) runs the stages before its strips,
+# select :: (correlation mean ::) reference, as one insar_head job, and those
+# after them, gather :: velocity :: plots, as one insar_tail job: the same
+# stages, commands and files as the per-stage rules, two start-ups and two
+# rounds of scheduling instead of five. Naming a stage on the command line or
+# insar.fuse_small_stack: false keeps one job per stage.
+if INSAR_ENDS:
+    INSAR_HEAD_CMD = insar_head_command()
+    INSAR_TAIL_CMD = insar_tail_command()
+
+    checkpoint insar_head:
+        input:
+            files=insar_select_input,
+            aux=insar_aux_files(),
+            quality=[ICFG["quality"]] if ICFG["quality"] else [],
+        output:
+            **(
+                {"correlation_mean": f"{INSAR}/correlation_mean.tif"}
+                if insar_quality_is_correlation_mean()
+                else {}
+            ),
+            ifgs=f"{INSAR}/ifgs.csv",
+            reference=f"{INSAR}/reference_point.txt",
+        log:
+            stage_log("insar/head"),
+        benchmark:
+            stage_benchmark("insar/head")
+        conda:
+            ENV
+        threads: 1
+        resources:
+            **stage_resources("insar_head"),
+        params:
+            # Not passed on: a change of an input file's size or mtime reruns this job.
+            fingerprint=insar_select_fingerprint,
+            aux_fingerprint=user_files_fingerprint(ICFG["mask"], ICFG["quality"]),
+        shell:
+            # filled in when the workflow is read: a config change reruns the job
+            stage_shell(f"python -m sarstack {INSAR_HEAD_CMD}")
+
+    rule insar_tail:
+        input:
+            ifgs=f"{INSAR}/ifgs.csv",
+            reference=f"{INSAR}/reference_point.txt",
+            strips=insar_strips_all,
+        output:
+            **insar_gather_rule_outputs(),
+            **insar_velocity_rule_outputs(),
+        log:
+            stage_log("insar/tail"),
+        benchmark:
+            stage_benchmark("insar/tail")
+        conda:
+            ENV
+        threads: job_threads()
+        resources:
+            **stage_resources("insar_tail"),
+        shell:
+            stage_shell(f"python -m sarstack {INSAR_TAIL_CMD}")
+
+    ruleorder: insar_head > insar_select
+    ruleorder: insar_head > insar_correlation_mean
+    ruleorder: insar_head > insar_reference
+    ruleorder: insar_tail > insar_gather
+    ruleorder: insar_tail > insar_velocity
+
+
 rule insar_injection:
     # insar.injection: a known bowl added to the ifgs as they are read, the
     # inversion, gather and velocity fit run again in one job (scratch folder
