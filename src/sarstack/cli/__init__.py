@@ -144,6 +144,24 @@ def one_blas_thread() -> None:
         os.environ[var] = n
 
 
+def no_huge_pages() -> bool:
+    """Turn transparent huge pages off for this process and the processes it
+    starts (Linux ``prctl(PR_SET_THP_DISABLE)``), unless ``SARSTACK_THP=1``.
+    Where the system's THP mode is ``always``, every first touch of a 2 MB
+    aligned stretch of freshly mapped memory is a 2 MB page zeroed whole, and
+    the stages free and map their blocks again and again and fork the figures'
+    processes. False where it cannot be done (not Linux) or is not wanted."""
+    if os.environ.get("SARSTACK_THP") == "1" or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    pr_set_thp_disable = 41  # <linux/prctl.h>
+    try:
+        return ctypes.CDLL("libc.so.6").prctl(pr_set_thp_disable, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 #: Resident memory (bytes) below which :func:`release_freed_memory` leaves the
 #: heap alone (a small stack's chain: 0.14 s of its 2.7 s went to trimming).
 TRIM_MIN_RSS = 512 << 20
@@ -285,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             chain[-1].append(arg)
     one_blas_thread()  # before a stage imports NumPy
+    no_huge_pages()  # before the stages map their arrays
     if any(part[:1] == ["rtc_flatten"] for part in chain):
         bound_gdal_cache()
     for part in chain:
