@@ -41,7 +41,8 @@ protocol per case
   emptied at the start of the case: the first sarstack run is reported as "cold" and
   warms the cache; the anchor gets one untimed warm-up run. Then --repeats timed rounds,
   alternating which tool goes first; each run starts from an empty output folder
-  (nothing is cached by Snakemake). Reported: median and min–max wall time, the ratio
+  (nothing is cached by Snakemake), after `sync` and --settle seconds of rest (default
+  10, both tools alike: the last run's writes and heat are not charged to the next). Reported: median and min–max wall time, the ratio
   anchor / sarstack of the min walls (issue 22's measure, judged against its target:
   on a shared VM other load only adds time) and of the medians, peak RSS, and per
   rule of the last sarstack run
@@ -285,6 +286,14 @@ def run_timed(cmd: list[str], cwd: Path, log: Path, prefix: list[str]) -> Run:
     return Run(wall, rss, cpu)
 
 
+def settle(seconds: float) -> None:
+    """Before a timed run: the disk caches written out (``sync``), then ``seconds``
+    of rest, so that neither tool pays for the previous run's writes or heat."""
+    if seconds > 0:
+        subprocess.run(["sync"], check=False)
+        time.sleep(seconds)
+
+
 def fresh(path: Path) -> Path:
     """Remove ``path`` if present; return it (the tool creates it)."""
     if path.exists():
@@ -391,6 +400,7 @@ class Settings:
     cores: int
     repeats: int
     dolphin: str | None
+    settle: float = 0.0
 
 
 def sarstack_config(
@@ -495,10 +505,12 @@ def run_case(case: Case, s: Settings) -> Outcome:
     res.notes.append(extra)
 
     def sarstack(tag: str) -> Run:
+        settle(s.settle)
         return run_timed(sar_cmd, s.repo, logs / f"sarstack-{tag}.log", prefix)
 
     def anchor(tag: str) -> Run:
         fresh(anchor_out)
+        settle(s.settle)
         return run_timed(anchor_cmd, s.repo, logs / f"anchor-{tag}.log", prefix)
 
     fresh(cache)
@@ -744,6 +756,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cores", type=int, default=2, help="cores for both tools (default 2)")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds (default 3)")
     p.add_argument(
+        "--settle",
+        type=float,
+        default=10.0,
+        help="seconds of rest (after sync) before every run, both tools (default 10)",
+    )
+    p.add_argument(
         "--workdir",
         type=Path,
         default=HERE / "out" / "branch-work",
@@ -810,12 +828,12 @@ def main(argv: list[str] | None = None) -> None:
     workdir = a.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     dolphin, dolphin_note = dolphin_python(a.dolphin_python)
-    s = Settings(a.python, repo, shared, workdir, a.cores, a.repeats, dolphin)
+    s = Settings(a.python, repo, shared, workdir, a.cores, a.repeats, dolphin, a.settle)
 
     head = (
         f"## sarstack whole-branch benchmark\n\n{dt.datetime.now():%Y-%m-%d %H:%M}, "
         f"{platform.node()}; {machine_line(a.cores)}; repo {repo} "
-        f"(HEAD {git_head(repo)}); {a.repeats} timed rounds; anchors in {shared / 'anchors'}; "
+        f"(HEAD {git_head(repo)}); {a.repeats} timed rounds, {a.settle:g} s of rest before each run; anchors in {shared / 'anchors'}; "
         f"{dolphin_note}\n"
     )
     print(head, flush=True)
