@@ -220,24 +220,27 @@ def test_stage_processes_run_one_blas_thread():
 
 
 def test_stage_processes_turn_transparent_huge_pages_off_on_linux():
-    """A stage process (and what it forks) maps its arrays in small pages
-    (PR_GET_THP_DISABLE reads 1 after cli.main), unless SARSTACK_THP=1."""
+    """A stage (and what it forks) maps its arrays in small pages
+    (PR_GET_THP_DISABLE reads 1 when it starts), unless SARSTACK_THP=1."""
     if not sys.platform.startswith("linux"):
         pytest.skip("Linux's prctl only")
     code = (
         "import ctypes\n"
         "ctypes.CDLL('libc.so.6').prctl(41, 0, 0, 0, 0)\n"  # as a fresh process (not inherited)
         "from sarstack import cli\n"
-        "try:\n    cli.main(['rtc_dates', '--help'])\nexcept SystemExit:\n    pass\n"
+        "import sarstack.cli.rtc_dates as stage\n"
+        "stage.main = lambda argv: print('thp-disabled', ctypes.CDLL('libc.so.6').prctl(42, 0, 0, 0, 0))\n"
+        "cli.main(['rtc_dates'])\n"
+        "cli.huge_pages(True)\n"  # as the inversion's JAX solvers
         "print('thp-disabled', ctypes.CDLL('libc.so.6').prctl(42, 0, 0, 0, 0))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "SARSTACK_THP"}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.split()[-2:] == ["thp-disabled", "1"]
+    assert p.stdout.split()[-4:] == ["thp-disabled", "1", "thp-disabled", "0"]
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**env, "SARSTACK_THP": "1"})  # fmt: skip
-    assert p.stdout.split()[-2:] == ["thp-disabled", "0"]
+    assert p.stdout.split()[-4:] == ["thp-disabled", "0", "thp-disabled", "0"]
 
 
 def test_chained_stages_hand_freed_memory_back_on_glibc():

@@ -144,20 +144,24 @@ def one_blas_thread() -> None:
         os.environ[var] = n
 
 
-def no_huge_pages() -> bool:
-    """Turn transparent huge pages off for this process and the processes it
-    starts (Linux ``prctl(PR_SET_THP_DISABLE)``), unless ``SARSTACK_THP=1``.
-    Where the system's THP mode is ``always``, every first touch of a 2 MB
-    aligned stretch of freshly mapped memory is a 2 MB page zeroed whole, and
-    the stages free and map their blocks again and again and fork the figures'
-    processes. False where it cannot be done (not Linux) or is not wanted."""
+def huge_pages(on: bool) -> bool:
+    """Transparent huge pages on or off for what this process maps from now on
+    and for the processes it starts (Linux ``prctl(PR_SET_THP_DISABLE)``);
+    ``SARSTACK_THP=1`` keeps them on throughout. Every stage starts with them
+    off: where the system's mode is ``always``, each first touch of a 2 MB
+    stretch of freshly mapped memory zeroes a whole 2 MB page, and the stages
+    free and map their blocks again and again and fork the figures' processes
+    (a 2048² tail chain, gather :: velocity :: plots: 8.8-10.0 s with them,
+    3.3-4.3 s of it in the kernel; 6.7-8.2 s, 2.1-2.5 s, without). The
+    inversion's JAX solvers turn them on again (a 1024² L1 branch ran 0-3 s
+    slower without). True when the setting was made."""
     if os.environ.get("SARSTACK_THP") == "1" or not sys.platform.startswith("linux"):
         return False
     import ctypes
 
     pr_set_thp_disable = 41  # <linux/prctl.h>
     try:
-        return ctypes.CDLL("libc.so.6").prctl(pr_set_thp_disable, 1, 0, 0, 0) == 0
+        return ctypes.CDLL("libc.so.6").prctl(pr_set_thp_disable, int(not on), 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
 
@@ -303,7 +307,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             chain[-1].append(arg)
     one_blas_thread()  # before a stage imports NumPy
-    no_huge_pages()  # before the stages map their arrays
     if any(part[:1] == ["rtc_flatten"] for part in chain):
         bound_gdal_cache()
     for part in chain:
@@ -328,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 continue
             stage = part[0].replace("-", "_")
             sys.argv[0] = f"sarstack {stage}"
+            huge_pages(False)  # before the stage maps its arrays
             run(_stage_main(stage), part[1:])
             if len(chain) > 1:
                 release_freed_memory(TRIM_MIN_RSS)

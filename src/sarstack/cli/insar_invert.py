@@ -61,8 +61,11 @@ def main(argv=None):
     need = io.band_cache_mb(ifgs[0].path, n_companions, a.block[1]) if n_companions else 0
     cli.set_gdal_cache(need + phase_mb // 4 + 32)
     strip_dir = Path(a.out_dir) / ".strip" if a.index else Path(a.out_dir)
-    # NumPy's L2 solves blocks on threads; JAX's solvers allocate on their own pool
-    with cli.one_malloc_arena(a.method == "L2" and not n_companions):
+    # NumPy's L2 solves blocks on threads; JAX's solvers allocate on their own
+    # pool, in huge pages (cli.huge_pages)
+    numpy_l2 = a.method == "L2" and not n_companions
+    cli.huge_pages(not numpy_l2)
+    with cli.one_malloc_arena(numpy_l2):
         insar.invert_strip(
             ifgs, dates, pairs, ref_rc, strip_dir, rows=rows,
             method=a.method, wavelength=a.wavelength, mask=a.mask, block_shape=a.block,
