@@ -53,6 +53,10 @@ def test_every_scatter_gives_identical_outputs(small_workflow_run):
     assert sorted(p.name for p in (three / "rtc" / "xcorr").glob("*.csv")) == [
         "1-of-3.csv", "2-of-3.csv", "3-of-3.csv"]
     assert len(list((three / "benchmarks" / "insar").glob("invert_*-of-3.tsv"))) == 3
+    # Three strips: select and reference ran as one insar_head job, gather,
+    # velocity and plots as one insar_tail job, around the strips.
+    jobs = {p.stem for p in (three / "benchmarks" / "insar").glob("*.tsv")}
+    assert {"head", "tail"} <= jobs and not jobs & {"select", "reference", "gather", "velocity"}
     assert [p.name for p in (one / "rtc" / "xcorr").glob("*.csv")] == ["1-of-1.csv"]
     # One strip: the InSAR chain ran as the one insar_small job, against three strips.
     assert [p.name for p in (one / "benchmarks" / "insar").glob("*.tsv")] == ["small.tsv"]
