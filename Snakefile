@@ -25,7 +25,6 @@ localrules:
     demo_insar_stack,
     rtc_select,
     insar_select,
-    rtc_tiles,
     rtc_stacks_summary,
     quality_dates,
     demo_rtc_check,

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.workflow
 # everything else first and leave no later stage to kill.
 STAGES = [
     ("rtc", "demo/rtc_stack"), ("rtc", "rtc/select"), ("rtc/reflectors.csv", "rtc/reflectors"),
-    ("rtc", "rtc/flatten_"), ("rtc", "rtc/tiles"), ("rtc", "rtc/xcorr_"),
+    ("rtc", "rtc/flatten_"), ("rtc", "rtc/xcorr_"),
     ("rtc", "rtc/aggregate"),
     # three strips: select and reference run as one insar_head job, gather,
     # velocity and plots as one insar_tail job

@@ -342,10 +342,9 @@ STAGE_RESOURCES = {
             "quality_dates": 10,
             # measured peak 0.11 GB (rtc-4096x24, rtc-many), with a margin
             "rtc_select": 10,
-            # tables only (a few MB), with a margin
-            "rtc_tiles": 20,
-            # measured peak 0.16 GB (rtc-4096x24, rtc-many), with a margin
-            "rtc_aggregate": 10,
+            # measured peak 0.16 GB (rtc-4096x24, rtc-many), with a margin;
+            # the tile layout (rtc_tiles, tables of a few MB) first
+            "rtc_aggregate": 20,
             # measured peak 0.16-0.22 GB per stack, one stack at a time (rtc-many;
             # 0.22 GB for 30 x 1400², near the largest stack that is batched)
             "rtc_batch": (10, 10),

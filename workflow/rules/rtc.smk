@@ -138,32 +138,6 @@ rule rtc_flatten:
         stage_shell(f"python -m sarstack {RTC_FLATTEN_CMD}")
 
 
-rule rtc_tiles:
-    input:
-        grid=f"{RTC}/{{stack}}grid.json",
-        flat=rtc_flat_all,
-    output:
-        layout=f"{RTC}/{{stack}}tile_layout.geojson",
-    log:
-        stage_log("rtc/{stack}tiles"),
-    benchmark:
-        stage_benchmark("rtc/{stack}tiles")
-    wildcard_constraints:
-        stack=RTC_CHUNKED_RX,
-    conda:
-        ENV
-    threads: 1
-    resources:
-        **stage_resources("rtc_tiles"),
-    params:
-        opts_tiles=RTC_FLATTEN_PARAMS["opts_tiles"],
-        grid=lambda w, input: input.grid,
-        flat=lambda w, input: input.flat,
-        layout=lambda w, output: output.layout,
-    shell:
-        stage_shell(f"python -m sarstack {RTC_TILES_CMD}")
-
-
 rule rtc_xcorr:
     input:
         flat=rtc_flat_all,
@@ -181,10 +155,8 @@ rule rtc_xcorr:
         stage_benchmark("rtc/{stack}xcorr_{chunk}")
     wildcard_constraints:
         stack=RTC_CHUNKED_RX,
-    # Ahead of rtc_tiles, ready at the same time: the xcorr chunks are the
-    # stack's longest jobs, and tiles (needed only by rtc_aggregate) then runs
-    # when a core frees instead of holding back a chunk (0.5-1 s of the
-    # 4096² x 24 branch).
+    # Ahead of any other job ready at the same time (rtc_reflectors): the
+    # xcorr chunks are the stack's longest jobs.
     priority: 1
     conda:
         ENV
@@ -203,17 +175,21 @@ rule rtc_xcorr:
 
 
 rule rtc_aggregate:
-    # rtc_aggregate (tables, verdict), rtc_dates (per-date offsets) and
-    # rtc_plots, one after the other in one process: one start-up (and one
-    # matplotlib import) per stack instead of three.
+    # rtc_tiles (the tile layout), rtc_aggregate (tables, verdict), rtc_dates
+    # (per-date offsets) and rtc_plots, one after the other in one process: one
+    # start-up (and one matplotlib import) per stack instead of four. The
+    # layout is needed here only (rtc_xcorr cuts the same tiles from grid.json
+    # and rtc.tiles); as a job of its own it waited for a core behind the xcorr
+    # chunks and held the aggregate back (0.5-0.6 s of a 4096² x 24 branch).
     input:
         xcorr=rtc_xcorr_all,
         injected=rtc_injected_all,
         grid=f"{RTC}/{{stack}}grid.json",
-        layout=f"{RTC}/{{stack}}tile_layout.geojson",
+        flat=rtc_flat_all,
         scenes=f"{RTC}/{{stack}}scenes.csv",
     output:
         **rtc_aggregate_outputs("{stack}"),
+        layout=f"{RTC}/{{stack}}tile_layout.geojson",
     log:
         stage_log("rtc/{stack}aggregate"),
     benchmark:
@@ -228,7 +204,10 @@ rule rtc_aggregate:
         **stage_resources("rtc_aggregate"),
     params:
         **RTC_AGGREGATE_PARAMS,
-        layout=lambda w, input: input.layout,
+        opts_tiles=RTC_FLATTEN_PARAMS["opts_tiles"],
+        grid=lambda w, input: input.grid,
+        flat=lambda w, input: input.flat,
+        layout=lambda w, output: output.layout,
         scenes=lambda w, input: input.scenes,
         xcorr=lambda w, input: input.xcorr,
         injection=lambda w, input, output: rtc_injection_part(input.injected, output, input.grid),
@@ -236,7 +215,7 @@ rule rtc_aggregate:
         # Not passed on: the DEM or incidence raster replaced reruns this job.
         terrain_fingerprint=lambda w: rtc_terrain_fingerprint(w.stack),
     shell:
-        stage_shell(f"python -m sarstack {RTC_AGGREGATE_CMD}")
+        stage_shell(f"python -m sarstack {RTC_TILES_CMD} :: {RTC_AGGREGATE_CMD}")
 
 
 # Small stacks, several per job: a stack that needs one chunk of every
