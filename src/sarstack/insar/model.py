@@ -28,14 +28,14 @@ from sarstack.io import (
     read_grid,
 )
 
-if TYPE_CHECKING:  # pandas is imported where tables are built: most stages never need it
-    import pandas as pd
+if TYPE_CHECKING:
+    from sarstack.stagefiles import SeriesIndex
 
 log = logging.getLogger(__package__)
 
 
 def velocity_files(
-    index: pd.DataFrame,
+    index: SeriesIndex,
     first: dt.date,
     out_velocity: str | Path,
     out_std: str | Path,
@@ -80,7 +80,7 @@ def velocity_files(
     dates = [first] + [dt.date.fromisoformat(d) for d in index["date"]]
     t = sdates.years_since(dates)
     paths = list(index["path"])
-    units = str(index["units"].iloc[0])
+    units = str(list(index["units"])[0])
     grid = read_grid(paths[0])
     vunits = f"{units}/year"
     quantity = "linear LOS velocity, positive towards the radar"
@@ -164,8 +164,13 @@ def _fit_line(
         return svel.velocity_weighted(flat, t, weights, uncertainty=uncertainty, network=net)
     v, s = svel.velocity(flat, t, uncertainty=uncertainty, network=net)[:2]
     # Dates cut off from the network at some pixels (NaN there):
-    # those pixels are fitted on their other dates, the same line.
-    part = np.isnan(flat).any(axis=0) & np.isfinite(flat).any(axis=0)
+    # those pixels are fitted on their other dates, the same line. A pixel
+    # with a NaN date has a NaN velocity: only those are looked at (two
+    # passes over the block's series otherwise, 15 % of its fit).
+    part = np.isnan(v)
+    if part.any():
+        cand = flat[:, part]
+        part[part] = np.isnan(cand).any(axis=0) & np.isfinite(cand).any(axis=0)
     if part.any():
         sub = flat[:, part]
         sub_net = None if net is None else net._replace(noise_var=net.noise_var[part])
