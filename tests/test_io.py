@@ -302,10 +302,13 @@ def test_write_columns_is_pandas_to_csv_byte_for_byte(tmp_path):
     rng = np.random.default_rng(3)
     for n in (5, 0):
         cols = {"block": np.repeat(np.arange(n), 2)[:n], "ss": rng.normal(size=n) * 1e3,
-                "tiny": rng.normal(size=n) * 1e-12, "n_px": np.arange(n, dtype=np.int64) * 7}
+                "tiny": rng.normal(size=n) * 1e-12, "n_px": np.arange(n, dtype=np.int64) * 7,
+                "gap": np.where(np.arange(n) % 2, np.nan, rng.normal(size=n)),
+                "text": [f"a, b {k}" if k % 2 else "" for k in range(n)],
+                "used": [k % 3 == 0 for k in range(n)], "day": [f"2020-01-0{k + 1}" for k in range(n)]}
         write_columns(tmp_path / "ours.csv", cols)
         pd.DataFrame(cols).to_csv(tmp_path / "pandas.csv", index=False)
         assert (tmp_path / "ours.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()
-        back = pd.read_csv(tmp_path / "ours.csv")
-        for k, v in cols.items():
-            np.testing.assert_array_equal(back[k].to_numpy(), v)
+        back = pd.read_csv(tmp_path / "ours.csv", keep_default_na=False, na_values=[""])
+        for k in ("block", "ss", "tiny", "n_px", "gap", "used"):
+            np.testing.assert_array_equal(back[k].to_numpy(), cols[k])

@@ -94,14 +94,20 @@ def write_rows(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 def write_columns(path: str | Path, columns: Mapping[str, Any]) -> None:
     """Atomically write a table given column by column (equal-length 1-D arrays
-    or lists, possibly empty) as CSV, without pandas: numbers as pandas'
-    ``to_csv`` writes them (a float's shortest repr, integers as integers),
-    so ``pandas.read_csv`` reads the same values back."""
+    or lists, possibly empty) as CSV, without pandas: the text pandas'
+    ``to_csv`` writes (a float's shortest repr, integers as integers, NaN and
+    None as an empty field, text and booleans as they are), so
+    ``pandas.read_csv`` reads the same values back."""
     import csv
+    import math
 
     import numpy as np
 
-    cols = [np.asarray(v).tolist() for v in columns.values()]
+    def cells(v: Any) -> list[Any]:
+        out = v if isinstance(v, list) else np.asarray(v).tolist()
+        return [None if isinstance(x, float) and math.isnan(x) else x for x in out]
+
+    cols = [cells(v) for v in columns.values()]
     with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(list(columns))

@@ -22,12 +22,15 @@ file                     reader                        writer                   
 
 (``timeseries_rereferenced.csv`` of insar_rereference is a time-series index
 too.) Tables are written with :func:`sarstack.io.write_csv` (``scenes.csv``
-with :func:`sarstack.io.write_rows`) and documents with
-:func:`sarstack.io.write_json`; dates stay text (``YYYY-MM-DD``, never parsed
-to numbers), the InSAR index stays text throughout, and the union grid and
-the flatten documents come back as the objects the kernels take. Nothing
-heavy is imported here at module level: pandas, rasterio and the InSAR
-classes are imported by the functions that need them.
+with :func:`sarstack.io.write_rows`; ``ifgs.csv`` and ``timeseries.csv``
+with :func:`sarstack.atomic.write_columns`, the text pandas wrote, so that
+no stage of the InSAR chain imports pandas: 0.4-0.5 s a job) and documents
+with :func:`sarstack.io.write_json`; dates stay text (``YYYY-MM-DD``, never
+parsed to numbers), the InSAR index stays text throughout (columns of
+lists, :data:`SeriesIndex`), and the union grid and the flatten documents
+come back as the objects the kernels take. Nothing heavy is imported here at
+module level: pandas, rasterio and the InSAR classes are imported by the
+functions that need them.
 """
 
 from __future__ import annotations
@@ -196,13 +199,15 @@ def write_ifgs(path: str | Path, ifgs: Sequence[Ifg]) -> None:
     """``ifgs.csv``: :func:`sarstack.insar.ifg_table` of every ifg (the excluded
     ones with their reason) plus ``fingerprint``, the size and mtime of each ifg's
     files (unwrapped, conncomp, correlation): a raster rewritten in place changes
-    this table, so every stage reading it reruns."""
-    from sarstack import io
-    from sarstack.insar.select import ifg_table
+    this table, so every stage reading it reruns. Written without pandas (the
+    text ``to_csv`` wrote): importing it took 0.4-0.5 s of a stage."""
+    from sarstack.atomic import write_columns
+    from sarstack.insar.select import ifg_columns
+    from sarstack.io import file_fingerprint
 
-    table = ifg_table(ifgs)
-    table["fingerprint"] = [io.file_fingerprint(i.path, i.conncomp, i.correlation) for i in ifgs]
-    io.write_csv(path, table)
+    table = ifg_columns(ifgs)
+    table["fingerprint"] = [file_fingerprint(i.path, i.conncomp, i.correlation) for i in ifgs]
+    write_columns(path, table)
 
 
 def read_ifg_rows(path: str | Path) -> list[dict[str, str]]:
@@ -268,14 +273,32 @@ def read_reference_point(path: str | Path) -> tuple[int, int]:
 # --- insar_invert / insar_gather / insar_rereference: timeseries.csv -------------
 
 
-def write_index(path: str | Path, index: pd.DataFrame) -> None:
+#: A time-series index as its columns (``date``, ``path``, ``units``: one
+#: value per date after the first), what :func:`read_index` gives and
+#: :func:`write_index` takes (a DataFrame will do for the latter).
+SeriesIndex = Mapping[str, Sequence[Any]]
+
+
+def write_index(path: str | Path, index: SeriesIndex) -> None:
     """The InSAR time-series index (``timeseries.csv``): one row per date after
-    the first, its raster ``path`` and ``units`` among others."""
-    _write_table(path, index)
+    the first, its raster ``path`` and ``units`` among others. Written without
+    pandas (the text ``to_csv`` wrote)."""
+    from sarstack.atomic import write_columns
+
+    write_columns(path, {str(k): list(index[k]) for k in index})
 
 
-def read_index(path: str | Path) -> pd.DataFrame:
-    """The InSAR time-series index (``timeseries.csv``), every column as text."""
-    import pandas as pd
+def read_index(path: str | Path) -> dict[str, list[str]]:
+    """The InSAR time-series index (``timeseries.csv``), every column as a list
+    of text, without pandas (``pandas.DataFrame(index)`` where a frame is
+    needed)."""
+    import csv
 
-    return pd.read_csv(path, dtype=str)
+    try:
+        with open(path, newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader)
+            rows = list(reader)
+    except (FileNotFoundError, StopIteration):
+        raise SarstackError(f"{path}: no such file or no header") from None
+    return {name: [r[k] for r in rows] for k, name in enumerate(header)}

@@ -146,7 +146,7 @@ def main(argv=None):
                                    {k: v for k, v in pts.items() if k != "reference"}, std=std,
                                    model=model_name(tags), masked=masked,
                                    far_field=svel.far_field(vel, std), **geo),
-        lambda: plots.point_series(dates, series, str(index["units"].iloc[0]), a.out_series),
+        lambda: plots.point_series(dates, series, str(list(index["units"])[0]), a.out_series),
         lambda: plots.network(dates, pairs, a.out_network,
                               excluded=[(i.reference, i.secondary) for i in every if i.excluded]),
     ]  # fmt: skip

@@ -57,7 +57,7 @@ def main(argv=None):
         threads=a.threads,
     )
     log.info("%s over %s .. %s written (%s)", model.describe(), dates[0],
-             dt.date.fromisoformat(index["date"].iloc[-1]), units)
+             dt.date.fromisoformat(list(index["date"])[-1]), units)
     check_far_field(io.read_band(a.out), io.read_band(a.out_std), units)
 
 

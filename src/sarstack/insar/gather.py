@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rasterio.windows import Window
@@ -27,8 +27,8 @@ from sarstack.io import (
     read_grid,
 )
 
-if TYPE_CHECKING:  # pandas is imported where tables are built: most stages never need it
-    import pandas as pd
+if TYPE_CHECKING:
+    from sarstack.stagefiles import SeriesIndex
 
 log = logging.getLogger(__package__)
 
@@ -38,31 +38,42 @@ def gather_stats(strips: Sequence[str | Path], ifgs: Sequence[Ifg], out_dir: str
     (per ifg: its dates, RMS residual over the scene in radians and the
     pixels behind it) and ``closure_triangles.csv`` (per triangle: its three
     ifgs, pixels with a non-zero closure, measurable pixels and their ratio)."""
-    import pandas as pd
-
-    from sarstack.io import write_csv
+    from sarstack.atomic import write_columns
 
     paths = [Path(d) for d in strips]
-    blocks = pd.concat([pd.read_csv(d / STRIP_STATS["ifgs"]) for d in paths], ignore_index=True)
+    # The strips' per-block sums, strip after strip (block order): each ifg's
+    # sum taken in that order, the same sums for every N. Read without pandas.
+    blocks = [_read_columns(d / STRIP_STATS["ifgs"]) for d in paths]
+    ifg = np.concatenate([b["ifg"].astype(np.int64) for b in blocks])
+    res_ss = np.concatenate([b["res_ss_rad2"].astype(float) for b in blocks])
+    n_px = np.concatenate([b["n_px"].astype(np.int64) for b in blocks])
     ss, n = np.zeros(len(ifgs)), np.zeros(len(ifgs), np.int64)
-    for k, g in blocks.groupby("ifg", sort=True):  # block order: the same sums for every N
-        for v in g["res_ss_rad2"].to_numpy(float):
-            ss[int(k)] += v
-        n[int(k)] = int(g["n_px"].sum())
+    for k, v, c in zip(ifg.tolist(), res_ss.tolist(), n_px.tolist(), strict=True):
+        ss[k] += v
+        n[k] += c
     with np.errstate(invalid="ignore", divide="ignore"):
         rms = np.sqrt(ss / n)
     keys = [f"{i.reference.isoformat()}_{i.secondary.isoformat()}" for i in ifgs]
-    write_csv(Path(out_dir) / "ifg_residuals.csv", pd.DataFrame({
+    write_columns(Path(out_dir) / "ifg_residuals.csv", {
         "reference_date": [i.reference.isoformat() for i in ifgs],
         "secondary_date": [i.secondary.isoformat() for i in ifgs],
-        "residual_rms_rad": rms, "n_px": n}))  # fmt: skip
-    tri = [pd.read_csv(d / STRIP_STATS["triangles"]) for d in paths]
-    t = pd.DataFrame({col: [keys[k] for k in tri[0][col]] for col in ("ifg_a", "ifg_b", "ifg_c")})
-    t["nonzero_px"] = np.sum([x["nonzero_px"].to_numpy(np.int64) for x in tri], axis=0)
-    t["measured_px"] = np.sum([x["measured_px"].to_numpy(np.int64) for x in tri], axis=0)
+        "residual_rms_rad": rms, "n_px": n})  # fmt: skip
+    tri = [_read_columns(d / STRIP_STATS["triangles"]) for d in paths]
+    t: dict[str, Any] = {col: [keys[int(k)] for k in tri[0][col]]
+                         for col in ("ifg_a", "ifg_b", "ifg_c")}  # fmt: skip
+    t["nonzero_px"] = np.sum([x["nonzero_px"].astype(np.int64) for x in tri], axis=0, dtype=np.int64)
+    t["measured_px"] = np.sum([x["measured_px"].astype(np.int64) for x in tri], axis=0, dtype=np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         t["fraction_nonzero"] = t["nonzero_px"] / t["measured_px"]
-    write_csv(Path(out_dir) / "closure_triangles.csv", t)
+    write_columns(Path(out_dir) / "closure_triangles.csv", t)
+
+
+def _read_columns(path: Path) -> dict[str, np.ndarray]:
+    """A strip's table (:func:`sarstack.insar.invert.write_strip_stats`), each
+    column as an array of its text."""
+    from sarstack.stagefiles import read_index
+
+    return {k: np.asarray(v, dtype=str) for k, v in read_index(path).items()}
 
 
 def gather_strips(
@@ -79,7 +90,7 @@ def gather_strips(
     coherence_mask: float | None,
     min_region_px: int | None,
     compress_series: bool,
-) -> pd.DataFrame:
+) -> SeriesIndex:
     """Assemble the strips of :func:`invert_strip` (in row order) into the final COGs.
 
     Writes ``timeseries/{first}_{date}.tif``, ``residuals/{ref}_{sec}.tif``
@@ -148,12 +159,8 @@ def gather_strips(
         for o in outputs:
             assemble(*o)
     log.info("gathered %d strips into %d rasters", len(strips), len(outputs))
-    import pandas as pd
-
-    return pd.DataFrame(
-        {"date": [d.isoformat() for d in dates[1:]], "path": [str(p) for p in ts_paths],
-         "units": units}
-    )  # fmt: skip
+    return {"date": [d.isoformat() for d in dates[1:]], "path": [str(p) for p in ts_paths],
+            "units": [units] * len(ts_paths)}  # fmt: skip
 
 
 def _gathered_files(

@@ -27,9 +27,8 @@ from sarstack.io import (
     read_grid,
 )
 
-if TYPE_CHECKING:  # pandas is imported where tables are built: most stages never need it
-    import pandas as pd
-
+if TYPE_CHECKING:
+    from sarstack.stagefiles import SeriesIndex
     from sarstack.troposphere import IfgDelays
     from sarstack.unwrap import IfgAmbiguities
 
@@ -267,19 +266,19 @@ def _reference_block(
 
 
 def rereference_files(
-    index: pd.DataFrame,
+    index: SeriesIndex,
     first: dt.date,
     new_ref: dt.date,
     out_dir: str | Path,
     *,
     block_shape: Sequence[int],
-) -> pd.DataFrame:
+) -> dict[str, list[str]]:
     """Re-reference the time series to ``new_ref`` (an acquisition date): for
     every later date, displacement(date) − displacement(new_ref), written as
     ``{new_ref}_{date}.tif``. Returns the new index table."""
     dates = [dt.date.fromisoformat(d) for d in index["date"]]
     paths = dict(zip(dates, index["path"], strict=True))
-    units = str(index["units"].iloc[0])
+    units = str(list(index["units"])[0])
     if new_ref != first and new_ref not in paths:
         raise SarstackError(f"insar.extra_reference_date: {new_ref} is not an acquisition date")
     later = [d for d in dates if d > new_ref]
@@ -316,15 +315,11 @@ def rereference_files(
                 w.write((series.read_one(k, win) - base).astype(np.float32), win)
 
         process_blocks(grid.shape, block_shape, rereference_block)
-    import pandas as pd
-
-    return pd.DataFrame(
-        {
-            "date": [d.isoformat() for d in later],
-            "path": [str(p) for p in out_paths],
-            "units": units,
-        }
-    )
+    return {
+        "date": [d.isoformat() for d in later],
+        "path": [str(p) for p in out_paths],
+        "units": [units] * len(later),
+    }
 
 
 def nearest_date(dates: Sequence[dt.date], wanted: dt.date) -> dt.date:

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rasterio.windows import Window
@@ -382,24 +382,32 @@ def _common_grid(ifgs: Sequence[Ifg]) -> Grid:
     return grid
 
 
+def ifg_columns(ifgs: Sequence[Ifg]) -> dict[str, list[Any]]:
+    """The columns of :func:`ifg_table`, without pandas (``ifgs.csv`` is
+    written from them: :func:`sarstack.stagefiles.write_ifgs`); a missing
+    ``loop_rms_rad`` is None."""
+    table: dict[str, list[Any]] = {
+        "reference_date": [i.reference.isoformat() for i in ifgs],
+        "secondary_date": [i.secondary.isoformat() for i in ifgs],
+        "path": [str(i.path) for i in ifgs],
+        "conncomp": [str(i.conncomp) if i.conncomp else "" for i in ifgs],
+        "correlation": [str(i.correlation) if i.correlation else "" for i in ifgs],
+        "temporal_baseline_days": [(i.secondary - i.reference).days for i in ifgs],
+        "used": [not i.excluded for i in ifgs],
+        "excluded_reason": [i.excluded for i in ifgs],
+    }
+    if any(i.loop_rms_rad is not None for i in ifgs):  # insar.closure_qc
+        table["loop_rms_rad"] = [i.loop_rms_rad for i in ifgs]
+    return table
+
+
 def ifg_table(ifgs: Sequence[Ifg]) -> pd.DataFrame:
+    """:func:`ifg_columns` as a DataFrame (a missing ``loop_rms_rad`` is NaN)."""
     import pandas as pd
 
-    table = pd.DataFrame(
-        {
-            "reference_date": [i.reference.isoformat() for i in ifgs],
-            "secondary_date": [i.secondary.isoformat() for i in ifgs],
-            "path": [str(i.path) for i in ifgs],
-            "conncomp": [str(i.conncomp) if i.conncomp else "" for i in ifgs],
-            "correlation": [str(i.correlation) if i.correlation else "" for i in ifgs],
-            "temporal_baseline_days": [(i.secondary - i.reference).days for i in ifgs],
-            "used": [not i.excluded for i in ifgs],
-            "excluded_reason": [i.excluded for i in ifgs],
-        }
-    )
-    if any(i.loop_rms_rad is not None for i in ifgs):  # insar.closure_qc
-        table["loop_rms_rad"] = [np.nan if i.loop_rms_rad is None else i.loop_rms_rad
-                                 for i in ifgs]  # fmt: skip
+    table = pd.DataFrame(ifg_columns(ifgs))
+    if "loop_rms_rad" in table:
+        table["loop_rms_rad"] = table["loop_rms_rad"].astype(float)
     return table
 
 

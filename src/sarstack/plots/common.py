@@ -7,18 +7,20 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 from matplotlib.ticker import ScalarFormatter  # noqa: E402
 from mpl_toolkits.axes_grid1 import make_axes_locatable  # noqa: E402
 
 from sarstack.io import atomic_output  # noqa: E402
+
+if TYPE_CHECKING:  # the RTC figures' tables; the InSAR figures need no pandas
+    import pandas as pd
 
 #: Text of the figure drawn when a stack has nothing measurable.
 NOT_MEASURABLE = "not measurable"
