@@ -17,6 +17,7 @@ from rasterio.windows import Window
 from sarstack import cli, io, plots, stagefiles
 from sarstack import velocity as svel
 from sarstack.dates import DAYS_PER_YEAR
+from sarstack.plots import maps  # noqa: F401 - the figures' module, imported before their processes fork
 
 log = logging.getLogger("insar_plots")
 
