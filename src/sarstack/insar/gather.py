@@ -45,7 +45,7 @@ def gather_stats(strips: Sequence[str | Path], ifgs: Sequence[Ifg], out_dir: str
     # sum taken in that order, the same sums for every N. Read without pandas.
     blocks = [_read_columns(d / STRIP_STATS["ifgs"]) for d in paths]
     ifg = np.concatenate([b["ifg"].astype(np.int64) for b in blocks])
-    res_ss = np.concatenate([b["res_ss_rad2"].astype(float) for b in blocks])
+    res_ss = np.concatenate([_floats(b["res_ss_rad2"]) for b in blocks])
     n_px = np.concatenate([b["n_px"].astype(np.int64) for b in blocks])
     ss, n = np.zeros(len(ifgs)), np.zeros(len(ifgs), np.int64)
     for k, v, c in zip(ifg.tolist(), res_ss.tolist(), n_px.tolist(), strict=True):
@@ -74,6 +74,11 @@ def _read_columns(path: Path) -> dict[str, np.ndarray]:
     from sarstack.stagefiles import read_index
 
     return {k: np.asarray(v, dtype=str) for k, v in read_index(path).items()}
+
+
+def _floats(text: np.ndarray) -> np.ndarray:
+    """Numbers written by :func:`sarstack.atomic.write_columns` (NaN as an empty field)."""
+    return np.array([float(x) if x else np.nan for x in text.tolist()], dtype=np.float64)
 
 
 def gather_strips(
