@@ -297,7 +297,7 @@ def test_write_columns_is_pandas_to_csv_byte_for_byte(tmp_path):
     gather reads the same values (floats at full precision, ints as ints)."""
     import pandas as pd
 
-    from sarstack.atomic import write_columns
+    from sarstack.atomic import read_columns, write_columns
 
     rng = np.random.default_rng(3)
     for n in (5, 0):
@@ -312,3 +312,10 @@ def test_write_columns_is_pandas_to_csv_byte_for_byte(tmp_path):
         back = pd.read_csv(tmp_path / "ours.csv", keep_default_na=False, na_values=[""])
         for k in ("block", "ss", "tiny", "n_px", "gap", "used"):
             np.testing.assert_array_equal(back[k].to_numpy(), cols[k])
+        # read back without pandas: each column's text, an empty field for NaN
+        text = read_columns(tmp_path / "ours.csv")
+        assert list(text) == list(cols) and text["text"] == cols["text"]
+        assert text["gap"] == ["" if np.isnan(v) else repr(float(v)) for v in cols["gap"]]
+        np.testing.assert_array_equal(np.asarray(text["ss"], float), cols["ss"])
+    with pytest.raises(SarstackError, match="no such file"):
+        read_columns(tmp_path / "absent.csv")

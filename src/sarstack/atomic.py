@@ -114,6 +114,24 @@ def write_columns(path: str | Path, columns: Mapping[str, Any]) -> None:
         w.writerows(zip(*cols, strict=True))
 
 
+def read_columns(path: str | Path) -> dict[str, list[str]]:
+    """A CSV written by :func:`write_columns` (or pandas) as its columns, each a
+    list of its text (an empty field for NaN); a one-line error for a missing
+    file or one without a header."""
+    import csv
+
+    try:
+        with open(path, newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader)
+            rows = list(reader)
+    except FileNotFoundError:
+        raise SarstackError(f"{path}: no such file") from None
+    except StopIteration:
+        raise SarstackError(f"{path}: empty, no header row") from None
+    return {name: [r[k] for r in rows] for k, name in enumerate(header)}
+
+
 def read_rows(path: str | Path) -> list[dict[str, str]]:
     """A CSV written by :func:`write_rows` (or pandas) as a list of dicts of strings."""
     import csv

@@ -292,13 +292,6 @@ def read_index(path: str | Path) -> dict[str, list[str]]:
     """The InSAR time-series index (``timeseries.csv``), every column as a list
     of text, without pandas (``pandas.DataFrame(index)`` where a frame is
     needed)."""
-    import csv
+    from sarstack.atomic import read_columns
 
-    try:
-        with open(path, newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader)
-            rows = list(reader)
-    except (FileNotFoundError, StopIteration):
-        raise SarstackError(f"{path}: no such file or no header") from None
-    return {name: [r[k] for r in rows] for k, name in enumerate(header)}
+    return read_columns(path)

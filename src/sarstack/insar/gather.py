@@ -71,9 +71,9 @@ def gather_stats(strips: Sequence[str | Path], ifgs: Sequence[Ifg], out_dir: str
 def _read_columns(path: Path) -> dict[str, np.ndarray]:
     """A strip's table (:func:`sarstack.insar.invert.write_strip_stats`), each
     column as an array of its text."""
-    from sarstack.stagefiles import read_index
+    from sarstack.atomic import read_columns
 
-    return {k: np.asarray(v, dtype=str) for k, v in read_index(path).items()}
+    return {k: np.asarray(v, dtype=str) for k, v in read_columns(path).items()}
 
 
 def _floats(text: np.ndarray) -> np.ndarray:
