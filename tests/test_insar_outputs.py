@@ -255,3 +255,72 @@ def test_gather_by_mosaic_writes_the_same_files_as_the_raster_writer(
     assert len(got[True]) == len(dates) - 1 + len(ifgs) + 5 + (coherence_mask is not None)
     for name, data in got[True].items():
         assert data == got[False][name], name
+
+
+@pytest.mark.parametrize("single", [True, False])
+def test_strip_by_residual_rows_is_the_block_wide_strip_bit_for_bit(tmp_path, monkeypatch, single):
+    """insar.invert._StripBlocks._compute_by_rows (plain L2, complete blocks:
+    the residuals made and summed a row at a time) against the block-wide
+    path it stands in for, on a stack with a nodata block (those blocks keep
+    the block-wide path): every strip raster and scene sum the same bit for
+    bit, in float32 and in float64; and the rows path was taken."""
+    from sarstack.insar import invert as inv
+
+    make_ifg_stack(tmp_path / "stack", n_dates=12, shape=SHAPE, network="nearest:3",
+                   noise_rad=0.4, seed=5, velocity_rad_per_year=np.tile(np.linspace(0, 200, SHAPE[1]), (SHAPE[0], 1)))  # fmt: skip
+    ifgs, dates, pairs, _ = select_ifgs(str(tmp_path / "stack" / "ifgs" / "*.unw.tif"))
+    monkeypatch.setattr(inv, "L2_SINGLE_PRECISION", single)
+    by_rows = []
+    orig = inv._StripBlocks._compute_by_rows
+    monkeypatch.setattr(inv._StripBlocks, "_compute_by_rows",
+                        lambda self, *a: (by_rows.append(1), orig(self, *a))[1])  # fmt: skip
+
+    def strip(name):
+        out = tmp_path / name
+        invert_strip(ifgs, dates, pairs, (3, 4), out, method="L2", wavelength=None, mask=None,
+                     block_shape=(8, 36), l1_tolerance=1e-4, l1_max_iterations=100,
+                     weighting="none", correlation_looks=1.0, correlation_threshold=0.1,
+                     write_residuals=False)  # fmt: skip
+        got = {p.name: p.read_bytes() for p in out.glob("*.csv")}
+        for o in spec.INVERSION_OUTPUTS:
+            if (out / o.strip_file).exists():
+                with rasterio.open(out / o.strip_file) as ds:
+                    got[o.name] = ds.read()
+        return got
+
+    rows = strip("rows")
+    n_rows = len(by_rows)
+    monkeypatch.setattr(inv._StripBlocks, "_rows_path", False)
+    wide = strip("wide")
+    assert 0 < n_rows < 5 and len(by_rows) == n_rows  # some blocks by rows, then none
+    assert rows.keys() == wide.keys() and "temporal_coherence" in rows
+    for name in rows:
+        np.testing.assert_array_equal(rows[name], wide[name], err_msg=name)
+
+
+def test_l2_residual_rows_are_invert_l2s_residuals_bit_for_bit():
+    """timeseries.invert_l2_rows: x and each residual row as invert_l2 gives
+    them (all_finite), for a network with a row of the first date, one with
+    a -1 alone (the datum second) and a design that is not an incidence matrix."""
+    from sarstack import network as snet
+    from sarstack import timeseries as ts
+
+    rng = np.random.default_rng(3)
+    pairs = [(0, 1), (0, 2), (1, 2), (2, 3), (1, 3), (2, 4), (3, 4), (1, 4)]
+    inc = snet.incidence_matrix(pairs, 5)
+    flipped = inc.copy()
+    flipped[0] *= -1  # the datum minus date 1: a row of a -1 alone
+    other = inc + 0.25 * rng.standard_normal(inc.shape)
+    for a in (inc, flipped, other):
+        for dtype in (np.float32, np.float64):
+            phase = rng.normal(0, 3, (len(pairs), 257)).astype(dtype)
+            x0, res0 = ts.invert_l2(a, phase, all_finite=True)
+            x1, rows = ts.invert_l2_rows(a, phase)
+            np.testing.assert_array_equal(x0, x1)
+            got = np.array([r.copy() for r in rows])
+            assert got.dtype == res0.dtype
+            np.testing.assert_array_equal(got, res0)
+            st = spec.residual_row_stats(iter(res0), *res0.shape, res0.dtype)
+            ref = spec.residual_stats(res0)
+            for f in ("ifg_ss", "pixel_ss", "abs_sum", "coherence"):
+                np.testing.assert_array_equal(getattr(st, f), getattr(ref, f), err_msg=f)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from sarstack.insar.outputs import (
     ResidualStats,
     SolvedBlock,
     StripOutputs,
+    residual_row_stats,
     residual_square_sums,
     residual_stats,
 )
@@ -438,6 +440,8 @@ class _StripBlocks:
         # One pass says whether every phase is finite (a sum is NaN
         # otherwise): the solve and the closure then skip their masks.
         complete = bool(np.isfinite(np.sum(flat, dtype=np.float64)))
+        if complete and weights is None and self._rows_path:
+            return self._compute_by_rows(swin, flat, m)
         x, res, n_used, n_it = _solve_block(self.a, self.pairs, flat, weights, complete=complete,
                                             **self.solve_kw)  # fmt: skip
         disp, _ = refpoint.phase_to_displacement(x, self.wavelength)
@@ -450,6 +454,37 @@ class _StripBlocks:
             (int(swin.height), int(swin.width)), disp, res, n_used, m, closure, self.n_dates,
             self.disp_scale, complete, ss, stats))  # fmt: skip
         return _BlockResult(values, sums, tri, _n_flagged(closure), n_it)
+
+    @functools.cached_property
+    def _rows_path(self) -> bool:
+        """Whether a complete block without weights goes through
+        :meth:`_compute_by_rows`: plain L2 of a network that is not
+        single-reference, no output that keeps the residuals."""
+        kw = self.solve_kw
+        return (kw["method"] == "L2" and not kw["single"]
+                and not any(o.keeps_residuals for o in self.outputs.outputs))  # fmt: skip
+
+    def _compute_by_rows(self, swin: Window, flat: np.ndarray, m: np.ndarray | None) -> _BlockResult:
+        """:meth:`compute` of a complete block by plain L2 (:attr:`_rows_path`):
+        the residuals made and summed one row at a time
+        (:func:`sarstack.timeseries.invert_l2_rows`,
+        :func:`sarstack.insar.outputs.residual_row_stats`), never a
+        block-sized array; the same values, sums and rasters bit for bit
+        (``tests/test_insar_outputs.py``)."""
+        from sarstack import timeseries as ts
+
+        n_ifg, px = flat.shape
+        x, rows = ts.invert_l2_rows(self.a, flat)
+        stats = residual_row_stats(rows, n_ifg, px, x.dtype)
+        disp, _ = refpoint.phase_to_displacement(x, self.wavelength)
+        tri = np.zeros_like(self.tri_totals)
+        closure = _closure_block(flat, self.triangles, m, tri, complete=True)
+        ss = (stats.pixel_ss, np.full(px, n_ifg, np.intp))
+        values = self.outputs.values(SolvedBlock(
+            (int(swin.height), int(swin.width)), disp, None, np.full(px, n_ifg, np.int32), m,
+            closure, self.n_dates, self.disp_scale, True, ss, stats))  # fmt: skip
+        sums = (stats.ifg_ss, np.full(n_ifg, px, np.intp))
+        return _BlockResult(values, sums, tri, _n_flagged(closure), 0)
 
     def commit(self, swin: Window, r: _BlockResult) -> None:
         """One computed block into the strip: its writes, the strip's sums

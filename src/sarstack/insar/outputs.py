@@ -13,7 +13,7 @@ COGs from the same entries (:func:`sarstack.insar.gather_strips`), and the
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,13 +28,14 @@ from sarstack.io import Grid, RasterWriter
 class SolvedBlock:
     """One solved block as the outputs need it: ``disp`` ``(dates - 1, px)``
     in the time series' units, ``res`` ``(ifgs, px)`` in radians (NaN where
-    censored), ``n_used`` ``(px,)``, the mask (True = kept) or None, the
-    closure count ``(px,)``, the number of dates and the radians-to-units
-    factor of the time series."""
+    censored; None where no output keeps them, see
+    :attr:`InversionOutput.keeps_residuals`), ``n_used`` ``(px,)``, the mask
+    (True = kept) or None, the closure count ``(px,)``, the number of dates
+    and the radians-to-units factor of the time series."""
 
     shape: tuple[int, int]
     disp: np.ndarray
-    res: np.ndarray
+    res: np.ndarray | None
     n_used: np.ndarray
     mask: np.ndarray | None
     closure: np.ndarray
@@ -50,6 +51,13 @@ class SolvedBlock:
     #: :func:`residual_stats` of ``res`` when the caller has them (complete
     #: float64 residuals): the residual sum and coherence taken from them.
     stats: ResidualStats | None = None
+
+    @property
+    def residuals(self) -> np.ndarray:
+        """``res``; an error where the block was solved without keeping them."""
+        if self.res is None:
+            raise RuntimeError("the block's residuals were not kept (keeps_residuals)")
+        return self.res
 
 
 @dataclass(frozen=True)
@@ -81,13 +89,24 @@ def residual_stats(res: np.ndarray) -> ResidualStats:
     through the 45 MB block in memory, and a 45 MB array of squares).
     """
     n, px = res.shape
+    return residual_row_stats(res, n, px, res.dtype)
+
+
+def residual_row_stats(
+    rows: Iterable[np.ndarray], n: int, px: int, dtype: np.dtype | type
+) -> ResidualStats:  # fmt: skip
+    """:func:`residual_stats` of the ``n`` residual rows (each ``(px,)`` of
+    ``dtype``) that ``rows`` hands out one after the other, e.g. made one at
+    a time (:func:`sarstack.timeseries.invert_l2_rows`): each row is used
+    before the next is asked for."""
     ifg_ss = np.empty(n)
     pixel_ss, abs_sum = np.zeros(px), np.zeros(px)
     re, im = np.zeros(px, np.float32), np.zeros(px, np.float32)
     sq, tmp = np.empty(px), np.empty(px)
     t32 = np.empty(px, np.float32)
-    buf = None if res.dtype == np.float32 else np.empty(px, np.float32)
-    for k, row in enumerate(res):
+    buf = None if np.dtype(dtype) == np.float32 else np.empty(px, np.float32)
+    k = -1
+    for k, row in enumerate(rows):
         np.square(row, out=sq, dtype=np.float64)
         ifg_ss[k] = sq.sum()
         r32: np.ndarray = row
@@ -104,6 +123,8 @@ def residual_stats(res: np.ndarray) -> ResidualStats:
         abs_sum += np.abs(row, out=tmp, dtype=np.float64)
         re += np.cos(r32, out=t32)
         im += np.sin(r32, out=t32)
+    if k + 1 != n:
+        raise ValueError(f"residual_row_stats: {k + 1} rows, expected {n}")
     coherence = np.hypot(re, im) / np.float32(n) if n else np.full(px, np.nan, np.float32)
     return ResidualStats(ifg_ss, pixel_ss, abs_sum, coherence)
 
@@ -136,6 +157,9 @@ class InversionOutput:
     tags_from_strip: bool = False
     option: str | None = None
     report: str | None = None
+    #: ``make`` reads the block's residuals themselves (``SolvedBlock.res``),
+    #: not only their sums (``stats``, ``res_ss``): the inversion then keeps them.
+    keeps_residuals: bool = False
 
     @property
     def strip_file(self) -> str:
@@ -155,7 +179,7 @@ class InversionOutput:
 
 
 def ifg_residual_std(
-    res: np.ndarray, n_dates: int, units_per_rad: float = 1.0, complete: bool = False,
+    res: np.ndarray | None, n_dates: int, units_per_rad: float = 1.0, complete: bool = False,
     ss: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Per pixel, the interferograms' noise that the network's redundancy
@@ -169,7 +193,11 @@ def ifg_residual_std(
     ``complete``: every residual is finite (the same result, without the masks).
     ``ss``: :func:`residual_square_sums` of ``res`` when the caller has them.
     """
-    ssq, m = residual_square_sums(res, complete) if ss is None else ss
+    if ss is None:
+        if res is None:
+            raise ValueError("ifg_residual_std needs the residuals or their square sums")
+        ss = residual_square_sums(res, complete)
+    ssq, m = ss
     dof = m - (n_dates - 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(dof > 0, abs(units_per_rad) * np.sqrt(ssq / np.maximum(dof, 1)), np.nan)
@@ -198,14 +226,14 @@ def _residual_sum(b: SolvedBlock) -> np.ndarray:
         # Row by row into one accumulator: the additions of np.sum(|res|,
         # axis=0) in its order (bit for bit, tested), without the block-sized
         # |res| (45 MB for 174 ifgs x 64 x 512 in float64) and 3x faster.
-        acc = np.abs(b.res[0])
+        acc = np.abs(b.residuals[0])
         row = np.empty_like(acc)
-        for r in b.res[1:]:
+        for r in b.residuals[1:]:
             acc += np.abs(r, out=row)
         return acc.astype(np.float32)
     # A sum over the finite rows: the same sum as nansum, without its copy.
-    absres = np.abs(b.res)
-    used = np.isfinite(b.res).any(axis=0)
+    absres = np.abs(b.residuals)
+    used = np.isfinite(b.residuals).any(axis=0)
     return np.where(used, np.sum(absres, axis=0, where=~np.isnan(absres)), np.nan).astype(
         np.float32
     )
@@ -219,7 +247,7 @@ def _temporal_coherence(b: SolvedBlock) -> np.ndarray:
     # From the residuals as written (float32): float32 sine and cosine are
     # SIMD and 5x faster than float64 ones; the coherence, itself float32,
     # differs from the float64 one by < 1e-5 (test_insar_workflow).
-    return ts.temporal_coherence(b.res, np.float32)
+    return ts.temporal_coherence(b.residuals, np.float32)
 
 
 def _n_used(b: SolvedBlock) -> np.ndarray:
@@ -235,7 +263,8 @@ INVERSION_OUTPUTS: tuple[InversionOutput, ...] = (
                     "line-of-sight displacement, positive towards the radar",
                     lambda b: b.disp.astype(np.float32)),
     InversionOutput("residuals", "ifg", "radians", "network residual (ifg - model)",
-                    lambda b: b.res.astype(np.float32), option="write_residuals"),
+                    lambda b: b.residuals.astype(np.float32), option="write_residuals",
+                    keeps_residuals=True),
     InversionOutput("residual_sum", "pixel", "radians", None, _residual_sum),
     InversionOutput("ifg_residual_std", "pixel", "displacement",
                     "interferogram noise from the network residuals: "

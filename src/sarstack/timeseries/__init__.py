@@ -50,7 +50,7 @@ from sarstack.timeseries._coherence import temporal_coherence
 from sarstack.timeseries._common import Inversion, LeastSquares, Method
 from sarstack.timeseries._common import _prepare as _prepare
 from sarstack.timeseries._invert import invert
-from sarstack.timeseries._l2 import invert_l2
+from sarstack.timeseries._l2 import invert_l2, invert_l2_rows
 from sarstack.velocity import velocity, velocity_weighted
 
 #: Names served by the JAX modules, imported on first use (importing JAX costs
@@ -99,6 +99,7 @@ __all__ = [
     "invert",
     "invert_l1",
     "invert_l2",
+    "invert_l2_rows",
     "invert_weighted",
     "is_single_reference",
     "phase_to_displacement",
