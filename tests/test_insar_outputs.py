@@ -267,7 +267,7 @@ def test_gather_by_mosaic_writes_the_same_files_as_the_raster_writer(
 
 @pytest.mark.parametrize("single", [True, False])
 def test_strip_by_residual_rows_is_the_block_wide_strip_bit_for_bit(tmp_path, monkeypatch, single):
-    """insar.invert._StripBlocks._compute_by_rows (plain L2, complete blocks:
+    """insar.invert._StripBlocks._solve_by_rows (plain L2, complete blocks:
     the residuals made and summed a row at a time) against the block-wide
     path it stands in for, on a stack with a nodata block (those blocks keep
     the block-wide path): every strip raster and scene sum the same bit for
@@ -277,8 +277,8 @@ def test_strip_by_residual_rows_is_the_block_wide_strip_bit_for_bit(tmp_path, mo
     strip = _l2_strips(tmp_path)
     monkeypatch.setattr(inv, "L2_SINGLE_PRECISION", single)
     by_rows = []
-    orig = inv._StripBlocks._compute_by_rows
-    monkeypatch.setattr(inv._StripBlocks, "_compute_by_rows",
+    orig = inv._StripBlocks._solve_by_rows
+    monkeypatch.setattr(inv._StripBlocks, "_solve_by_rows",
                         lambda self, *a: (by_rows.append(1), orig(self, *a))[1])  # fmt: skip
     rows = strip("rows")
     n_rows = len(by_rows)

@@ -440,16 +440,23 @@ class _StripBlocks:
         # One pass says whether every phase is finite (a sum is NaN
         # otherwise): the solve and the closure then skip their masks.
         complete = bool(np.isfinite(np.sum(flat, dtype=np.float64)))
+        res: np.ndarray | None
+        stats: ResidualStats | None
         if complete and weights is None and self._rows_path:
-            return self._compute_by_rows(swin, flat, m)
-        x, res, n_used, n_it = _solve_block(self.a, self.pairs, flat, weights, complete=complete,
-                                            **self.solve_kw)  # fmt: skip
+            x, stats = self._solve_by_rows(flat)
+            n_ifg, px = flat.shape
+            res, n_used, n_it = None, np.full(px, n_ifg, np.int32), 0
+            sums, ss = _stats_sums(stats, n_ifg, px)
+        else:
+            x, res, n_used, n_it = _solve_block(self.a, self.pairs, flat, weights,
+                                                complete=complete, **self.solve_kw)  # fmt: skip
         disp, _ = refpoint.phase_to_displacement(x, self.wavelength)
         tri = np.zeros_like(self.tri_totals)
         closure = _closure_block(flat, self.triangles, m, tri, complete=complete)
-        # Complete phase without weights solved by L2 leaves finite residuals.
-        plain = weights is None and self.solve_kw["method"] == "L2"
-        sums, ss, stats, complete = _residual_sums(res, complete and plain)
+        if res is not None:
+            # Complete phase without weights solved by L2 leaves finite residuals.
+            plain = weights is None and self.solve_kw["method"] == "L2"
+            sums, ss, stats, complete = _residual_sums(res, complete and plain)
         values = self.outputs.values(SolvedBlock(
             (int(swin.height), int(swin.width)), disp, res, n_used, m, closure, self.n_dates,
             self.disp_scale, complete, ss, stats))  # fmt: skip
@@ -457,34 +464,24 @@ class _StripBlocks:
 
     @functools.cached_property
     def _rows_path(self) -> bool:
-        """Whether a complete block without weights goes through
-        :meth:`_compute_by_rows`: plain L2 of a network that is not
+        """Whether a complete block without weights is solved by
+        :meth:`_solve_by_rows`: plain L2 of a network that is not
         single-reference, no output that keeps the residuals."""
         kw = self.solve_kw
         return (kw["method"] == "L2" and not kw["single"]
                 and not any(o.keeps_residuals for o in self.outputs.outputs))  # fmt: skip
 
-    def _compute_by_rows(self, swin: Window, flat: np.ndarray, m: np.ndarray | None) -> _BlockResult:
-        """:meth:`compute` of a complete block by plain L2 (:attr:`_rows_path`):
-        the residuals made and summed one row at a time
-        (:func:`sarstack.timeseries.invert_l2_rows`,
-        :func:`sarstack.insar.outputs.residual_row_stats`), never a
-        block-sized array; the same values, sums and rasters bit for bit
-        (``tests/test_insar_outputs.py``)."""
+    def _solve_by_rows(self, flat: np.ndarray) -> tuple[np.ndarray, ResidualStats]:
+        """Plain L2 of a complete block (:attr:`_rows_path`) with its residuals
+        made and summed one row at a time (:func:`sarstack.timeseries.invert_l2_rows`,
+        :func:`sarstack.insar.outputs.residual_row_stats`), never a block-sized
+        array: ``x`` and the residuals' stats, the same values, sums and
+        rasters bit for bit as the block-wide path (``tests/test_insar_outputs.py``)."""
         from sarstack import timeseries as ts
 
         n_ifg, px = flat.shape
         x, rows = ts.invert_l2_rows(self.a, flat)
-        stats = residual_row_stats(rows, n_ifg, px, x.dtype)
-        disp, _ = refpoint.phase_to_displacement(x, self.wavelength)
-        tri = np.zeros_like(self.tri_totals)
-        closure = _closure_block(flat, self.triangles, m, tri, complete=True)
-        ss = (stats.pixel_ss, np.full(px, n_ifg, np.intp))
-        values = self.outputs.values(SolvedBlock(
-            (int(swin.height), int(swin.width)), disp, None, np.full(px, n_ifg, np.int32), m,
-            closure, self.n_dates, self.disp_scale, True, ss, stats))  # fmt: skip
-        sums = (stats.ifg_ss, np.full(n_ifg, px, np.intp))
-        return _BlockResult(values, sums, tri, _n_flagged(closure), 0)
+        return x, residual_row_stats(rows, n_ifg, px, x.dtype)
 
     def commit(self, swin: Window, r: _BlockResult) -> None:
         """One computed block into the strip: its writes, the strip's sums
@@ -514,11 +511,19 @@ def _residual_sums(res: np.ndarray, complete: bool) -> tuple[
     if complete:
         st = residual_stats(res)
         n, npx = res.shape
-        return (st.ifg_ss, np.full(n, npx, np.intp)), (st.pixel_ss, np.full(npx, n, np.intp)), st, True
+        return (*_stats_sums(st, n, npx), st, True)
     sq = np.square(res, dtype=np.float64)  # also the outputs' ifg_residual_std
     finite = np.isfinite(res)
     sums = (np.sum(sq, axis=1, where=finite), np.count_nonzero(finite, axis=1))
     return sums, residual_square_sums(res, False, sq, finite), None, False
+
+
+def _stats_sums(st: ResidualStats, n: int, npx: int) -> tuple[
+    tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]
+]:  # fmt: skip
+    """Per ifg (squares, count) and per pixel (squares, count) of ``n`` x
+    ``npx`` complete residuals from their :class:`ResidualStats`."""
+    return (st.ifg_ss, np.full(n, npx, np.intp)), (st.pixel_ss, np.full(npx, n, np.intp))
 
 
 @dataclass(frozen=True)

@@ -69,13 +69,19 @@ def _model_phase(a: np.ndarray, x: np.ndarray) -> np.ndarray:
         return a.astype(x.dtype) @ x
     out = np.empty((a.shape[0], *x.shape[1:]), x.dtype)
     for row, (i, j) in zip(out, pairs, strict=True):
-        if i == 0:  # the first date is the datum (0)
-            row[...] = x[j - 1]
-        elif j == 0:  # a row of -1 alone: the datum minus date i
-            np.negative(x[i - 1], out=row)
-        else:
-            np.subtract(x[j - 1], x[i - 1], out=row)
+        _model_row(x, i, j, row)
     return out
+
+
+def _model_row(x: np.ndarray, i: int, j: int, out: np.ndarray) -> None:
+    """Row ``(i, j)`` of an incidence matrix times ``x`` (date ``j`` minus
+    date ``i``, date 0 the datum) into ``out``."""
+    if i == 0:  # the first date is the datum (0)
+        out[...] = x[j - 1]
+    elif j == 0:  # a row of -1 alone: the datum minus date i
+        np.negative(x[i - 1], out=out)
+    else:
+        np.subtract(x[j - 1], x[i - 1], out=out)
 
 
 def invert_l2_rows(a: np.ndarray, phase: np.ndarray) -> tuple[np.ndarray, Iterator[np.ndarray]]:
@@ -109,13 +115,5 @@ def _residual_rows(a: np.ndarray, x: np.ndarray, b: np.ndarray) -> Iterator[np.n
         return
     buf = np.empty(x.shape[1:], x.dtype)
     for k, (i, j) in enumerate(pairs):
-        # A @ x's row as _model_phase makes it, then b minus it
-        if i == 0:
-            np.subtract(b[k], x[j - 1], out=buf)
-        else:
-            if j == 0:
-                np.negative(x[i - 1], out=buf)
-            else:
-                np.subtract(x[j - 1], x[i - 1], out=buf)
-            np.subtract(b[k], buf, out=buf)
-        yield buf
+        _model_row(x, i, j, buf)  # A @ x's row as _model_phase makes it
+        yield np.subtract(b[k], buf, out=buf)
